@@ -1,0 +1,137 @@
+package conntrack
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/header/headertest"
+)
+
+// Test fixtures: a client inside, a server outside, SNAT to snatAddr.
+var (
+	client   = netip.MustParseAddr("10.0.0.2")
+	server   = netip.MustParseAddr("192.0.2.80")
+	snatAddr = netip.MustParseAddr("198.51.100.1")
+	client6  = netip.MustParseAddr("fd00::2")
+	server6  = netip.MustParseAddr("2001:db8::80")
+)
+
+// clock is a fake clock: tests advance it, never sleep.
+type clock struct{ now Time }
+
+func (c *clock) Now() Time          { return c.now }
+func (c *clock) Advance(d Time) Time { c.now += d; return c.now }
+
+// newTestTable returns a one-shard heap-backed table and its shard.
+func newTestTable(t testing.TB, pol Policy) (*Table, *Shard) {
+	t.Helper()
+	tb, err := New(Config{MaxFlows: 1024, Memory: MemoryHeap, HistorySize: 64, EventRingSize: 256, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tb.Close)
+	return tb, tb.Shard(0)
+}
+
+// pkt parses a packet built from spec, failing the test on a parse drop.
+func pkt(t testing.TB, s headertest.Spec) Packet {
+	t.Helper()
+	var p Packet
+	if r := Parse(headertest.Build(s), 0, &p); r != drop.None {
+		t.Fatalf("parse %+v: %v", s, r)
+	}
+	return p
+}
+
+// conn describes one TCP connection through the SNAT box: the client's
+// view (orig) and the server's view (after SNAT) share sequence numbers.
+type conn struct {
+	t          testing.TB
+	cport      uint16 // client source port
+	sport      uint16 // SNAT port seen by the server
+	cisn, sisn uint32
+}
+
+// out builds a client->server segment as it arrives from inside.
+func (c *conn) out(flags uint8, seq, ack uint32, payload int) Packet {
+	return pkt(c.t, headertest.Spec{Src: client, Dst: server, Proto: header.ProtoTCP, SrcPort: c.cport, DstPort: 80,
+		Flags: flags, Seq: seq, Ack: ack, Window: 65535, Payload: make([]byte, payload)})
+}
+
+// in builds a server->SNAT-address segment as it arrives from outside.
+func (c *conn) in(flags uint8, seq, ack uint32, payload int) Packet {
+	return pkt(c.t, headertest.Spec{Src: server, Dst: snatAddr, Proto: header.ProtoTCP, SrcPort: 80, DstPort: c.sport,
+		Flags: flags, Seq: seq, Ack: ack, Window: 65535, Payload: make([]byte, payload)})
+}
+
+const (
+	SYN    = header.TCPFlagSYN
+	ACK    = header.TCPFlagACK
+	FIN    = header.TCPFlagFIN
+	RST    = header.TCPFlagRST
+	PSH    = header.TCPFlagPSH
+	SYNACK = SYN | ACK
+	FINACK = FIN | ACK
+	RSTACK = RST | ACK
+)
+
+// harness drives one shard like a data-plane worker would: Track, and on
+// Open, Create with the SNAT translation.
+type harness struct {
+	t   testing.TB
+	tb  *Table
+	s   *Shard
+	clk clock
+	nat uint16
+}
+
+func newHarness(t testing.TB, pol Policy) *harness {
+	tb, s := newTestTable(t, pol)
+	nat, err := tb.InternAddr(snatAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, tb: tb, s: s, clk: clock{now: 1000 * Second}, nat: nat}
+}
+
+// send tracks p, creating the flow (translated to c.sport) when allowed.
+func (h *harness) send(p Packet, natPort uint16) Verdict {
+	v := h.s.Track(&p, h.clk.now)
+	if v.Action == Open {
+		v = h.s.Create(&p, NewFlow{NAT: Translation{Addr: h.nat, Port: natPort}}, h.clk.now)
+	}
+	return v
+}
+
+func (h *harness) state(k Key) State {
+	r, _, ok := h.s.Lookup(&k, h.clk.now)
+	if !ok {
+		return StateNone
+	}
+	return h.s.flows[r].state
+}
+
+// serve runs the owner side of control requests until stop is closed.
+func serve(s *Shard, clk func() Time, stop <-chan struct{}, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		s.Serve(clk())
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}

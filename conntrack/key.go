@@ -1,0 +1,107 @@
+package conntrack
+
+import (
+	"net/netip"
+	"strconv"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Key identifies one direction of a flow. It is a comparable value with no
+// padding (38 bytes, every byte meaningful), so it can be hashed as raw bytes
+// and compared with ==.
+//
+// Addresses are 16 bytes: IPv4 addresses are stored IPv4-mapped
+// (::ffff:a.b.c.d), as netip.Addr.As16 does. For ICMP echo flows the
+// identifier takes the place of a port: a request has SrcPort = identifier and
+// DstPort = 0, its reply SrcPort = 0 and DstPort = identifier, so the reply's
+// Key is the request's reversed. Zone is the conntrack zone (a routing or
+// tenant domain with its own address space), not the interface side: both
+// directions of a flow share it.
+type Key struct {
+	Src, Dst         [16]byte
+	SrcPort, DstPort uint16
+	Proto            uint8
+	Zone             uint8
+}
+
+// KeySize is the size of Key in bytes; a test asserts it has no padding.
+const KeySize = 38
+
+var _ [KeySize - unsafe.Sizeof(Key{})]struct{}
+var _ [unsafe.Sizeof(Key{}) - KeySize]struct{}
+
+// Reverse returns the key of the opposite direction (endpoints swapped).
+func (k Key) Reverse() Key {
+	return Key{Src: k.Dst, Dst: k.Src, SrcPort: k.DstPort, DstPort: k.SrcPort, Proto: k.Proto, Zone: k.Zone}
+}
+
+// IsIPv4 reports whether the key's addresses are IPv4-mapped.
+func (k *Key) IsIPv4() bool { return isMapped(&k.Src) }
+
+func isMapped(a *[16]byte) bool {
+	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
+}
+
+// SrcAddr returns the source address (IPv4 addresses unmapped).
+func (k *Key) SrcAddr() netip.Addr { return netip.AddrFrom16(k.Src).Unmap() }
+
+// DstAddr returns the destination address (IPv4 addresses unmapped).
+func (k *Key) DstAddr() netip.Addr { return netip.AddrFrom16(k.Dst).Unmap() }
+
+// String formats the key as "proto src:port -> dst:port [zone N]". It
+// allocates: control plane and tests only.
+func (k Key) String() string {
+	s := protoName(k.Proto) + " " + netip.AddrPortFrom(k.SrcAddr(), k.SrcPort).String() +
+		" -> " + netip.AddrPortFrom(k.DstAddr(), k.DstPort).String()
+	if k.Zone != 0 {
+		s += " zone " + strconv.Itoa(int(k.Zone))
+	}
+	return s
+}
+
+// MakeKey builds a key from netip addresses (control plane and tests).
+func MakeKey(proto uint8, src netip.AddrPort, dst netip.AddrPort) Key {
+	return Key{Src: src.Addr().As16(), Dst: dst.Addr().As16(), SrcPort: src.Port(), DstPort: dst.Port(), Proto: proto}
+}
+
+func (k *Key) bytes() []byte { return unsafe.Slice((*byte)(unsafe.Pointer(k)), KeySize) }
+
+// Hash returns the table hash of the key (xxhash64 of its bytes).
+func (k *Key) Hash() uint64 { return xxhash.Sum64(k.bytes()) }
+
+// SymmetricHash returns a hash that is the same for a key and its Reverse.
+// The data plane uses it to steer both directions of an untranslated flow to
+// the shard that owns it; SNAT chooses ports so that translated replies land
+// on the same shard (see Table.ShardOf).
+func (k *Key) SymmetricHash() uint64 {
+	c := *k
+	if less(&c.Dst, c.DstPort, &c.Src, c.SrcPort) {
+		c = c.Reverse()
+	}
+	return xxhash.Sum64(c.bytes())
+}
+
+func less(a *[16]byte, ap uint16, b *[16]byte, bp uint16) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return ap < bp
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 1:
+		return "icmp"
+	case 58:
+		return "icmpv6"
+	}
+	return "proto" + strconv.Itoa(int(p))
+}

@@ -1,0 +1,553 @@
+package conntrack
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/edgegw/edge/drop"
+)
+
+// Config sizes a Table. It is read once by New.
+type Config struct {
+	// MaxFlows is the total flow capacity, split evenly over the shards.
+	// Default 1,048,576. Storage for all of it is allocated up front.
+	MaxFlows int
+	// Shards is the number of single-writer shards: one per data-plane worker.
+	// Default 1, at most 255.
+	Shards int
+	// HistorySize is how many ended incarnations each shard remembers for
+	// Explain. Default 16,384.
+	HistorySize int
+	// EventRingSize is the capacity of each shard's event ring. Default 4,096.
+	EventRingSize int
+	// Memory says where flow storage lives (default: hugepages if reserved).
+	Memory Memory
+	// Policy is the initial policy (profiles and TCP knobs).
+	Policy Policy
+	// Logf, if set, receives one line about the memory obtained.
+	Logf func(format string, args ...any)
+}
+
+// Policy holds the settings that may change while traffic runs. It is
+// validated whole and swapped atomically (Table.SetPolicy).
+type Policy struct {
+	// Profiles are the timer profiles; index 0 is the default for flows
+	// that name no profile. Empty means [DefaultProfile].
+	Profiles []Profile
+	// Liberal skips TCP window checks (states are still tracked).
+	Liberal bool
+	// PickUp lets a TCP ACK without state create an ESTABLISHED flow
+	// (mid-stream pick-up, like Linux nf_conntrack_tcp_loose). Off by
+	// default: only a SYN creates TCP state.
+	PickUp bool
+}
+
+// policy is the immutable snapshot behind Table.pol.
+type policy struct {
+	Policy
+	set *profileSet
+}
+
+// Table is a connection-tracking table made of single-writer shards.
+//
+// Each Shard is owned by one goroutine (a data-plane worker): only that
+// goroutine calls the Shard's packet methods. Table methods are for the
+// control plane and may be called from any goroutine at any time; those that
+// read flows (Dump, Explain, Flush) hand a request to each shard's owner,
+// which serves it in bounded chunks between batches (Shard.Serve).
+type Table struct {
+	shards []*Shard
+	pol    atomic.Pointer[policy]
+	nat    atomic.Pointer[[][16]byte] // interned NAT addresses; index 0 unused
+	natMu  sync.Mutex                 // serializes InternAddr (control plane)
+	cap    int
+	huge   bool
+	evMu   sync.Mutex // one event reader at a time
+}
+
+// New allocates a table and all its storage.
+func New(cfg Config) (*Table, error) {
+	if cfg.MaxFlows == 0 {
+		cfg.MaxFlows = 1 << 20
+	}
+	if cfg.Shards == 0 {
+		cfg.Shards = 1
+	}
+	if cfg.HistorySize == 0 {
+		cfg.HistorySize = 16384
+	}
+	if cfg.EventRingSize == 0 {
+		cfg.EventRingSize = 4096
+	}
+	switch {
+	case cfg.Shards < 1 || cfg.Shards > 255:
+		return nil, errors.New("conntrack: shards must be between 1 and 255")
+	case cfg.MaxFlows < 64*cfg.Shards || cfg.MaxFlows > 1<<30:
+		return nil, errors.New("conntrack: max_flows must be between 64 per shard and 2^30")
+	case cfg.HistorySize < 0 || cfg.EventRingSize < 1:
+		return nil, errors.New("conntrack: history and event ring sizes must be positive")
+	}
+	t := &Table{}
+	if err := t.SetPolicy(cfg.Policy); err != nil {
+		return nil, err
+	}
+	empty := make([][16]byte, 1)
+	t.nat.Store(&empty)
+	per := cfg.MaxFlows / cfg.Shards
+	t.cap = per * cfg.Shards
+	t.huge = true
+	for i := 0; i < cfg.Shards; i++ {
+		s, err := newShard(t, i, per, cfg)
+		if err != nil {
+			t.Close()
+			return nil, err
+		}
+		t.huge = t.huge && s.memF.huge
+		t.shards = append(t.shards, s)
+	}
+	if cfg.Logf != nil {
+		where := "hugepages"
+		switch {
+		case !t.shards[0].memF.mmap:
+			where = "the Go heap"
+		case !t.huge:
+			where = "normal pages (no hugepages reserved; see scripts/hugepages.sh)"
+		}
+		cfg.Logf("conntrack: %d flows in %d shards, %d MiB of flow storage and index in %s",
+			t.cap, cfg.Shards, t.MemoryBytes()>>20, where)
+	}
+	return t, nil
+}
+
+// Close releases the table's storage. No shard may be in use.
+func (t *Table) Close() {
+	for _, s := range t.shards {
+		s.memF.free()
+		s.memI.free()
+		s.flows, s.ix.e = nil, nil
+	}
+}
+
+// Shards returns the number of shards.
+func (t *Table) Shards() int { return len(t.shards) }
+
+// Shard returns shard i, to be owned by one worker.
+func (t *Table) Shard(i int) *Shard { return t.shards[i] }
+
+// Capacity returns the number of flow slots.
+func (t *Table) Capacity() int { return t.cap }
+
+// Hugepages reports whether all flow storage is on hugepages.
+func (t *Table) Hugepages() bool { return t.huge }
+
+// MemoryBytes returns the bytes of flow storage plus index, all shards.
+func (t *Table) MemoryBytes() int {
+	n := 0
+	for _, s := range t.shards {
+		n += len(s.flows)*flowSize + len(s.ix.e)*8
+	}
+	return n
+}
+
+// SetPolicy validates p and swaps it in whole; on error nothing changes.
+// Workers see the new policy from their next packet; existing flows keep
+// their profile index (falling back to profile 0 if it no longer exists).
+func (t *Table) SetPolicy(p Policy) error {
+	set, err := newProfileSet(p.Profiles)
+	if err != nil {
+		return err
+	}
+	p.Profiles = append([]Profile(nil), p.Profiles...)
+	t.pol.Store(&policy{Policy: p, set: set})
+	return nil
+}
+
+// Policy returns the current policy.
+func (t *Table) Policy() Policy { return t.pol.Load().Policy }
+
+// ProfileIndex returns the index of the named profile in the current policy.
+func (t *Table) ProfileIndex(name string) (uint8, bool) {
+	for i, n := range t.pol.Load().set.names {
+		if n == name {
+			return uint8(i), true
+		}
+	}
+	return 0, false
+}
+
+// InternAddr returns the small index under which flows store the translated
+// address a (SNAT pools call it when configured). Indices are never reused;
+// at most 65,535 addresses. Control plane only.
+func (t *Table) InternAddr(a netip.Addr) (uint16, error) {
+	t.natMu.Lock()
+	defer t.natMu.Unlock()
+	b := a.As16()
+	cur := *t.nat.Load()
+	for i := 1; i < len(cur); i++ {
+		if cur[i] == b {
+			return uint16(i), nil
+		}
+	}
+	if len(cur) >= 1<<16 {
+		return 0, errors.New("conntrack: more than 65535 NAT addresses")
+	}
+	next := append(append(make([][16]byte, 0, len(cur)+1), cur...), b)
+	t.nat.Store(&next)
+	return uint16(len(cur)), nil
+}
+
+// NATAddr returns the address interned under i (the zero Addr for 0).
+func (t *Table) NATAddr(i uint16) netip.Addr {
+	cur := *t.nat.Load()
+	if i == 0 || int(i) >= len(cur) {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16(cur[i]).Unmap()
+}
+
+// ShardOf returns the shard that owns an untranslated flow with key k (or its
+// reverse): the symmetric hash modulo the number of shards. SNAT picks ports
+// whose reply keys map to the same shard as their original keys.
+func (t *Table) ShardOf(k *Key) int {
+	if len(t.shards) == 1 {
+		return 0
+	}
+	return int(k.SymmetricHash() % uint64(len(t.shards)))
+}
+
+// Stats sums the counters of every shard. Safe at any time.
+func (t *Table) Stats() Stats {
+	var s Stats
+	for _, sh := range t.shards {
+		sh.ctr.addTo(&s)
+		s.Flows += sh.live.Load()
+		s.Capacity += int64(len(sh.flows))
+	}
+	return s
+}
+
+// ShardStats returns the counters of shard i alone.
+func (t *Table) ShardStats(i int) Stats {
+	var s Stats
+	sh := t.shards[i]
+	sh.ctr.addTo(&s)
+	s.Flows = sh.live.Load()
+	s.Capacity = int64(len(sh.flows))
+	return s
+}
+
+// Len returns the number of live flows (entries not yet swept included).
+func (t *Table) Len() int {
+	n := int64(0)
+	for _, s := range t.shards {
+		n += s.live.Load()
+	}
+	return int(n)
+}
+
+// ReadEvents moves queued events of every shard into out and returns how
+// many. One reader at a time (it serializes callers).
+func (t *Table) ReadEvents(out []Event) int {
+	t.evMu.Lock()
+	defer t.evMu.Unlock()
+	n := 0
+	for _, s := range t.shards {
+		n += s.events.read(out[n:])
+	}
+	return n
+}
+
+// SkipEvents discards the events queued so far.
+func (t *Table) SkipEvents() {
+	t.evMu.Lock()
+	defer t.evMu.Unlock()
+	for _, s := range t.shards {
+		s.events.skip()
+	}
+}
+
+// Shard is one single-writer partition of a Table. All methods except those
+// documented otherwise must be called by the shard's owner goroutine only.
+type Shard struct {
+	t     *Table
+	id    uint8
+	flows []flow
+	ix    index
+	memF  region
+	memI  region
+
+	freeHead uint32 // slot+1 of the first free slot, 0 = none (threaded through flow.end[0])
+	hiwater  uint32 // slots [0, hiwater) have been handed out at least once
+	sweep    uint32 // next slot the expiry sweep visits
+	evictAt  uint32 // next slot eviction looks at
+
+	hist   history
+	events eventRing
+	ctr    counters
+	live   atomic.Int64
+	mbox   atomic.Pointer[request] // pending control request, served by the owner
+	ctlMu  sync.Mutex              // serializes control requests to this shard (control side)
+	sink   uint64                  // keeps TrackBatch's prefetching loads alive
+}
+
+func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
+	s := &Shard{t: t, id: uint8(id)}
+	var err error
+	if s.memF, err = allocRegion(n*flowSize, cfg.Memory); err != nil {
+		return nil, err
+	}
+	s.flows = flowsOf(s.memF, n)
+	if s.memI, err = allocRegion(3*n*8, cfg.Memory); err != nil {
+		s.memF.free()
+		return nil, err
+	}
+	s.ix.e = entriesOf(s.memI, 3*n)
+	s.hist.ring = make([]Incarnation, cfg.HistorySize)
+	s.events.init(cfg.EventRingSize)
+	return s, nil
+}
+
+// ID returns the shard's index in its table. Safe from any goroutine.
+func (s *Shard) ID() int { return int(s.id) }
+
+func (s *Shard) drop(r drop.Reason) { s.ctr.drops[r].Add(1) }
+func (s *Shard) count(c Counter)    { s.ctr.ctr[c].Add(1) }
+
+// natAddrs returns the current interned address list.
+func (s *Shard) natAddrs() [][16]byte { return *s.t.nat.Load() }
+
+// replyKey returns the reply-direction key of f.
+func (s *Shard) replyKey(f *flow) Key {
+	r := Key{Src: f.key.Dst, Dst: f.key.Src, SrcPort: f.key.DstPort, DstPort: f.key.SrcPort,
+		Proto: f.key.Proto, Zone: f.key.Zone}
+	if f.natAddr != 0 {
+		r.Dst = s.natAddrs()[f.natAddr]
+		r.DstPort = f.natPort
+	}
+	return r
+}
+
+// matches reports whether k is f's key in direction d.
+func (s *Shard) matches(f *flow, d Dir, k *Key) bool {
+	if d == Original {
+		return f.key == *k
+	}
+	if k.Src != f.key.Dst || k.SrcPort != f.key.DstPort || k.Proto != f.key.Proto || k.Zone != f.key.Zone {
+		return false
+	}
+	if f.natAddr == 0 {
+		return k.Dst == f.key.Src && k.DstPort == f.key.SrcPort
+	}
+	return k.DstPort == f.natPort && k.Dst == s.natAddrs()[f.natAddr]
+}
+
+// find returns the slot and direction of key k (hash h), or ok=false. An
+// entry whose timer has run out is released on the spot and reported absent.
+func (s *Shard) find(k *Key, h uint64, now Time) (slot uint32, d Dir, ok bool) {
+	e := s.ix.e
+	tag := uint32(h >> 32)
+	i := s.ix.home(tag)
+	for {
+		x := e[i]
+		if x == 0 {
+			return 0, 0, false
+		}
+		if entryTag(x) == tag {
+			slot, d = entrySlotOf(x), entryDirOf(x)
+			f := &s.flows[slot]
+			if s.matches(f, d, k) {
+				if expired(f.expires, ticks(now)) {
+					s.release(slot, CloseExpired, now)
+					return 0, 0, false
+				}
+				return slot, d, true
+			}
+		}
+		if i++; i == len(e) {
+			i = 0
+		}
+	}
+}
+
+// Lookup finds the live flow with key k in either direction. It changes no
+// flow state (an expired entry is released). Owner only.
+func (s *Shard) Lookup(k *Key, now Time) (Ref, Dir, bool) {
+	slot, d, ok := s.find(k, k.Hash(), now)
+	return Ref(slot), d, ok
+}
+
+// Ref names a live flow within its shard, until the flow is released.
+type Ref uint32
+
+// NAT returns the interned reply-direction address (0 if untranslated) and
+// port of flow r.
+func (s *Shard) NAT(r Ref) (addr uint16, port uint16) {
+	f := &s.flows[r]
+	return f.natAddr, f.natPort
+}
+
+// Info returns a snapshot of flow r. Owner only.
+func (s *Shard) Info(r Ref, now Time) FlowInfo { return s.info(uint32(r), now) }
+
+// alloc takes a free slot, evicting under pressure; ok=false if none.
+func (s *Shard) alloc(now Time) (uint32, bool) {
+	if s.freeHead != 0 {
+		slot := s.freeHead - 1
+		s.freeHead = s.flows[slot].end[0]
+		s.flows[slot].end[0] = 0
+		return slot, true
+	}
+	if int(s.hiwater) < len(s.flows) {
+		s.hiwater++
+		return s.hiwater - 1, true
+	}
+	return s.evict(now)
+}
+
+// evictScan bounds the slots one eviction attempt examines.
+const evictScan = 64
+
+// evict frees one slot under table pressure. It takes, in one bounded pass
+// from a rotating cursor, the first entry that has expired, else the first
+// one that is closing (TIME_WAIT, CLOSE, LAST_ACK) or unanswered
+// UDP/ICMP whose timer has run at least half its course. It never takes an
+// established flow or a SYN_SENT entry younger than its timeout. Each
+// removal is counted and recorded (CloseEvicted).
+func (s *Shard) evict(now Time) (uint32, bool) {
+	nt := ticks(now)
+	pol := s.t.pol.Load()
+	n := uint32(len(s.flows))
+	victim, found := uint32(0), false
+	for i := 0; i < evictScan; i++ {
+		slot := s.evictAt
+		if s.evictAt++; s.evictAt == n {
+			s.evictAt = 0
+		}
+		f := &s.flows[slot]
+		if f.state == StateNone {
+			continue
+		}
+		if expired(f.expires, nt) {
+			s.release(slot, CloseExpired, now)
+			return s.alloc(now)
+		}
+		if !found && evictable(f, nt, pol) {
+			victim, found = slot, true
+		}
+	}
+	if !found {
+		return 0, false
+	}
+	s.release(victim, CloseEvicted, now)
+	return s.alloc(now)
+}
+
+func evictable(f *flow, nt uint32, pol *policy) bool {
+	switch f.state {
+	case TCPTimeWait, TCPClose, TCPLastAck:
+		return true
+	case UDPFirst, UDPSingle, ICMPFirst:
+		// Unanswered: evictable once half its timer has run.
+		to := pol.set.timeout(f.profile, f.state)
+		return int32(f.expires-nt) < int32(to/2)
+	}
+	return false
+}
+
+// release ends the incarnation in slot (recording it in history and the
+// event ring), removes both index entries and frees the slot.
+func (s *Shard) release(slot uint32, why CloseReason, now Time) {
+	f := &s.flows[slot]
+	s.record(f, why, now)
+	switch why {
+	case CloseExpired:
+		s.count(CtrExpired)
+		s.emit(f, EvExpired, drop.None, Original, 0, now)
+	case CloseEvicted:
+		s.count(CtrEvicted)
+		s.emit(f, EvEvicted, drop.None, Original, 0, now)
+	case CloseFlushed:
+		s.count(CtrFlushed)
+		s.emit(f, EvFlushed, drop.None, Original, 0, now)
+	case CloseDeleted:
+		s.count(CtrDeleted)
+		s.emit(f, EvDeleted, drop.None, Original, 0, now)
+	case CloseReplaced:
+		s.count(CtrReplaced)
+		s.emit(f, EvReplaced, drop.None, Original, 0, now)
+	}
+	rk := s.replyKey(f)
+	s.ix.remove(f.key.Hash(), slot, Original)
+	s.ix.remove(rk.Hash(), slot, Reply)
+	*f = flow{}
+	f.end[0] = s.freeHead
+	s.freeHead = slot + 1
+	s.live.Add(-1)
+}
+
+// Delete ends flow r (for instance when policy denies a reopened flow).
+func (s *Shard) Delete(r Ref, now Time) { s.release(uint32(r), CloseDeleted, now) }
+
+// record pushes f's current incarnation into the history ring.
+func (s *Shard) record(f *flow, why CloseReason, now Time) {
+	in := s.incarnation(f, now)
+	in.Reason = why
+	in.Closed = now
+	s.hist.push(&in)
+}
+
+func (s *Shard) incarnation(f *flow, now Time) Incarnation {
+	return Incarnation{
+		Orig: f.key, Reply: s.replyKey(f), Gen: f.gen, Creator: f.creator(), State: f.state,
+		ISN: f.isn, Packets: f.pkts, Rule: f.rule, Opened: Time(f.created) * Second,
+	}
+}
+
+// emit records an event about f (or, when f is nil, about key k of a packet).
+func (s *Shard) emit(f *flow, kind EventKind, r drop.Reason, d Dir, tcpFlags uint8, now Time) {
+	e := Event{Time: now, Key: f.key, NATPort: f.natPort, NATAddr: f.natAddr, Gen: f.gen,
+		Kind: kind, Reason: r, State: f.state, Dir: d, Flags: tcpFlags, Shard: s.id}
+	if !s.events.put(&e) {
+		s.count(CtrEventsLost)
+	}
+}
+
+func (s *Shard) emitPacket(p *Packet, kind EventKind, r drop.Reason, now Time) {
+	e := Event{Time: now, Key: p.Key, Kind: kind, Reason: r, Flags: p.Flags, Shard: s.id}
+	if !s.events.put(&e) {
+		s.count(CtrEventsLost)
+	}
+}
+
+// Expire runs the incremental expiry sweep: it visits at most budget slots
+// from where the last call stopped and releases the flows whose timer has
+// run out. It returns the number released. Call it from the owner's loop
+// (each batch or idle tick); a full pass over the table costs
+// capacity/budget calls. Lookups already treat expired entries as absent, so
+// the sweep only reclaims memory and reports expiry events.
+func (s *Shard) Expire(now Time, budget int) int {
+	n := s.hiwater
+	if n == 0 {
+		return 0
+	}
+	nt := ticks(now)
+	released := 0
+	for ; budget > 0; budget-- {
+		if s.sweep >= n {
+			s.sweep = 0
+		}
+		slot := s.sweep
+		s.sweep++
+		f := &s.flows[slot]
+		if f.state != StateNone && expired(f.expires, nt) {
+			s.release(slot, CloseExpired, now)
+			released++
+		}
+	}
+	return released
+}
+
+// Len returns the shard's live flow count. Safe from any goroutine.
+func (s *Shard) Len() int { return int(s.live.Load()) }

@@ -1,0 +1,277 @@
+package conntrack
+
+import (
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/header"
+)
+
+// Action is what the data plane should do with a tracked packet.
+type Action uint8
+
+const (
+	// Forward: the packet belongs to a flow (Verdict.Flow, Verdict.Dir)
+	// and may pass.
+	Forward Action = iota
+	// Drop: Verdict.Reason says why; already counted by the shard.
+	Drop
+	// Open: no flow, and the packet may open one subject to policy: the
+	// caller evaluates its rules, chooses a translation and calls Create.
+	Open
+	// Reopened: the packet started a new incarnation of an existing flow
+	// (a SYN on a closing entry, or a SYN-ACK answering a noted SYN). It
+	// passes like Forward; the caller may re-evaluate policy and Delete.
+	Reopened
+)
+
+func (a Action) String() string {
+	switch a {
+	case Forward:
+		return "forward"
+	case Drop:
+		return "drop"
+	case Open:
+		return "open"
+	case Reopened:
+		return "reopened"
+	}
+	return "unknown"
+}
+
+// Verdict is the tracker's answer for one packet: 8 bytes, no pointers.
+type Verdict struct {
+	Flow   Ref
+	Action Action
+	Dir    Dir
+	Reason drop.Reason
+	State  State // the flow's state after the packet
+}
+
+// Track looks up the flow of packet p and runs it through the protocol's
+// tracker at time now. Forwarded packets refresh the flow's timer and count
+// in its packet counters; ICMP errors (KindRelated) are only looked up: they
+// never refresh, change or delete a flow (RFC 5508 REQ-?; N: I3).
+//
+// Owner only. It never allocates.
+func (s *Shard) Track(p *Packet, now Time) Verdict {
+	return s.track(p, p.Key.Hash(), s.t.pol.Load(), now)
+}
+
+func (s *Shard) track(p *Packet, h uint64, pol *policy, now Time) Verdict {
+	slot, d, ok := s.find(&p.Key, h, now)
+	if p.Kind == KindRelated {
+		if !ok {
+			s.drop(drop.ICMPNoFlow)
+			return Verdict{Action: Drop, Reason: drop.ICMPNoFlow}
+		}
+		return Verdict{Flow: Ref(slot), Action: Forward, Dir: d, State: s.flows[slot].state}
+	}
+	if !ok {
+		return s.miss(p, pol, now)
+	}
+	f := &s.flows[slot]
+	var v tcpVerdict
+	switch p.Key.Proto {
+	case header.ProtoTCP:
+		v = s.trackTCP(slot, d, p, pol, now)
+		switch v.act {
+		case Drop:
+			s.drop(v.reason)
+			s.emit(f, EvDropped, v.reason, d, p.Flags, now)
+			return Verdict{Flow: Ref(slot), Action: Drop, Dir: d, Reason: v.reason, State: f.state}
+		case Open:
+			return s.miss(p, pol, now) // the entry was released
+		case Reopened:
+			s.count(CtrReopened)
+			s.emit(f, EvReopened, drop.None, d, p.Flags, now)
+		}
+		if (f.state == TCPTimeWait || f.state == TCPClose) && f.flags&flagClosedSeen == 0 {
+			f.flags |= flagClosedSeen
+			s.count(CtrClosed)
+			s.emit(f, EvClosed, drop.None, d, p.Flags, now)
+		}
+	case header.ProtoUDP:
+		trackUDP(f, d)
+	default:
+		trackICMP(f, d)
+	}
+	f.pkts[d]++
+	f.expires = ticks(now) + pol.set.timeout(f.profile, f.state)
+	act := Forward
+	if v.act == Reopened {
+		act = Reopened
+	}
+	return Verdict{Flow: Ref(slot), Action: act, Dir: d, State: f.state}
+}
+
+// trackUDP: UDP_FIRST -> UDP_SINGLE on the originator's second datagram;
+// any reply -> UDP_MULTIPLE.
+func trackUDP(f *flow, d Dir) {
+	if d == Reply {
+		f.state = UDPMultiple
+	} else if f.state == UDPFirst {
+		f.state = UDPSingle
+	}
+}
+
+// trackICMP: an echo reply moves ICMP_FIRST to ICMP_REPLIED.
+func trackICMP(f *flow, d Dir) {
+	if d == Reply {
+		f.state = ICMPReplied
+	}
+}
+
+// miss handles a packet without a flow: Open if it may open one, else a
+// counted NoState drop (N1: only a SYN creates TCP state).
+func (s *Shard) miss(p *Packet, pol *policy, now Time) Verdict {
+	if creator, ok := mayCreate(p, pol); ok {
+		_ = creator
+		return Verdict{Action: Open}
+	}
+	s.drop(drop.NoState)
+	s.emitPacket(p, EvDropped, drop.NoState, now)
+	return Verdict{Action: Drop, Reason: drop.NoState}
+}
+
+// mayCreate reports whether p may open a flow, and as what.
+func mayCreate(p *Packet, pol *policy) (Creator, bool) {
+	if p.Kind != KindFlow {
+		return 0, false
+	}
+	switch p.Key.Proto {
+	case header.ProtoTCP:
+		switch p.Flags & (fSYN | fACK | fRST | fFIN) {
+		case fSYN:
+			return CreatedBySYN, true
+		case fACK:
+			return CreatedByPickup, pol.PickUp
+		}
+		return 0, false
+	case header.ProtoUDP:
+		return CreatedByFirst, true
+	case header.ProtoICMP:
+		return CreatedByFirst, p.ICMPType == header.ICMPv4EchoRequest
+	case header.ProtoICMPv6:
+		return CreatedByFirst, p.ICMPType == header.ICMPv6EchoRequest
+	}
+	return 0, false
+}
+
+// Translation says how a new flow's reply key differs from its original key
+// reversed: replies are addressed to (Addr, Port) instead of the
+// originator. Addr is an index from Table.InternAddr; 0 means no
+// translation.
+type Translation struct {
+	Addr uint16
+	Port uint16
+}
+
+// NewFlow carries the decisions the data plane made for a new flow.
+type NewFlow struct {
+	NAT     Translation
+	Profile uint8  // timer profile index (Table.ProfileIndex)
+	Rule    uint32 // the rule that allowed it, kept for Explain
+}
+
+// ReplyKey returns the reply key a packet's flow would have under
+// translation nat (for SNAT to test candidate ports with Lookup).
+func (s *Shard) ReplyKey(orig *Key, nat Translation) Key {
+	r := orig.Reverse()
+	if nat.Addr != 0 {
+		r.Dst = s.natAddrs()[nat.Addr]
+		r.DstPort = nat.Port
+	}
+	return r
+}
+
+// Create opens a flow for packet p, which Track answered with Open. It
+// refuses (Drop, counted, event) when the table is full and nothing is
+// evictable, or when the reply key already belongs to a live flow. Owner only.
+func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
+	pol := s.t.pol.Load()
+	creator, ok := mayCreate(p, pol)
+	if !ok {
+		s.drop(drop.NoState)
+		return Verdict{Action: Drop, Reason: drop.NoState}
+	}
+	h := p.Key.Hash()
+	if _, _, dup := s.find(&p.Key, h, now); dup {
+		s.drop(drop.ReplyKeyInUse)
+		s.emitPacket(p, EvRefused, drop.ReplyKeyInUse, now)
+		return Verdict{Action: Drop, Reason: drop.ReplyKeyInUse}
+	}
+	rk := s.ReplyKey(&p.Key, nf.NAT)
+	rh := rk.Hash()
+	if _, _, dup := s.find(&rk, rh, now); dup {
+		s.drop(drop.ReplyKeyInUse)
+		s.emitPacket(p, EvRefused, drop.ReplyKeyInUse, now)
+		return Verdict{Action: Drop, Reason: drop.ReplyKeyInUse}
+	}
+	slot, ok := s.alloc(now)
+	if !ok {
+		s.drop(drop.TableFull)
+		s.emitPacket(p, EvRefused, drop.TableFull, now)
+		return Verdict{Action: Drop, Reason: drop.TableFull}
+	}
+	f := &s.flows[slot]
+	*f = flow{key: p.Key, natAddr: nf.NAT.Addr, natPort: nf.NAT.Port, profile: nf.Profile, rule: nf.Rule,
+		flags: uint8(creator), created: seconds(now), wscale: wscaleNone<<4 | wscaleNone}
+	switch {
+	case creator == CreatedBySYN:
+		f.initSide(Original, p)
+		f.synEnd = f.end[Original]
+		f.state = TCPSynSent
+	case creator == CreatedByPickup:
+		// Mid-stream: nothing is known of the windows, so the flow is
+		// tracked liberally for its whole life (as Linux does).
+		f.initSide(Original, p)
+		f.isn[Original] = 0
+		f.end[Reply] = p.Ack
+		f.maxEnd[Reply] = p.Ack
+		f.flags |= flagLiberal
+		f.state = TCPEstablished
+	case p.Key.Proto == header.ProtoUDP:
+		f.state = UDPFirst
+	default:
+		f.state = ICMPFirst
+	}
+	f.pkts[Original] = 1
+	f.expires = ticks(now) + pol.set.timeout(f.profile, f.state)
+	s.ix.insert(h, slot, Original)
+	s.ix.insert(rh, slot, Reply)
+	s.live.Add(1)
+	s.count(CtrCreated)
+	s.emit(f, EvOpened, drop.None, Original, p.Flags, now)
+	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Original, State: f.state}
+}
+
+// MaxBatch is the largest batch TrackBatch takes.
+const MaxBatch = 256
+
+// TrackBatch tracks len(pkts) packets (at most MaxBatch) and writes one
+// Verdict per packet into out. It first hashes every key and touches each
+// key's home index bucket, so the cache misses of a batch overlap instead of
+// queueing one after another; then it tracks the packets in order. Packets
+// of one flow in a batch are tracked in arrival order. Owner only.
+func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
+	n := min(len(pkts), len(out), MaxBatch)
+	var hs [MaxBatch]uint64
+	e := s.ix.e
+	var sink uint64
+	for i := 0; i < n; i++ {
+		h := pkts[i].Key.Hash()
+		hs[i] = h
+		sink += e[s.ix.home(uint32(h>>32))]
+	}
+	// Touch the flow each home bucket points to as well (the common case:
+	// found at the first probe).
+	for i := 0; i < n; i++ {
+		if x := e[s.ix.home(uint32(hs[i]>>32))]; x != 0 {
+			sink += uint64(s.flows[entrySlotOf(x)].expires)
+		}
+	}
+	s.sink = sink
+	pol := s.t.pol.Load()
+	for i := 0; i < n; i++ {
+		out[i] = s.track(&pkts[i], hs[i], pol, now)
+	}
+}
