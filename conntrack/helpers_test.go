@@ -3,6 +3,7 @@ package conntrack
 import (
 	"context"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ var (
 // clock is a fake clock: tests advance it, never sleep.
 type clock struct{ now Time }
 
-func (c *clock) Now() Time          { return c.now }
+func (c *clock) Now() Time           { return c.now }
 func (c *clock) Advance(d Time) Time { c.now += d; return c.now }
 
 // newTestTable returns a one-shard heap-backed table and its shard.
@@ -135,3 +136,35 @@ func ctx(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return c
 }
+
+func netip4(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// explain runs Table.Explain while serving the shard from the test's own
+// goroutine, as the owning worker would between batches.
+func (h *harness) explain(k Key) Explanation {
+	h.t.Helper()
+	type res struct {
+		ex  Explanation
+		err error
+	}
+	ch := make(chan res, 1)
+	now := h.clk.now
+	go func() {
+		ex, err := h.tb.Explain(context.Background(), k, 8, now)
+		ch <- res{ex, err}
+	}()
+	for {
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				h.t.Fatal(r.err)
+			}
+			return r.ex
+		default:
+			h.s.Serve(now)
+			runtime.Gosched()
+		}
+	}
+}
+
+func runtimeGosched() { runtime.Gosched() }

@@ -68,20 +68,31 @@ func (f *flow) settleScales() {
 //
 // With liberal, the checks are skipped but the state still advances.
 func (f *flow) inWindow(d Dir, p *Packet, liberal bool) bool {
+	if !liberal && !f.windowOK(d, p) {
+		return false
+	}
+	f.advance(d, p)
+	return true
+}
+
+// windowOK evaluates the four conditions without changing anything.
+func (f *flow) windowOK(d Dir, p *Packet) bool {
 	r := d ^ 1
 	seq, ack, end := p.Seq, p.Ack, segEnd(p)
-	win := uint32(p.Window) << f.scale(d)
 	if p.Flags&fACK == 0 || (p.Flags&fRST != 0 && ack == 0) {
 		// No acknowledgement to check (some stacks send RST+ACK with ack 0).
 		ack = f.end[r]
 	}
-	if !liberal {
-		ackWin := max(f.maxWin[d], maxAckWindow)
-		if seqAfter(seq, f.maxEnd[d]) || seqBefore(end, f.end[d]-f.maxWin[r]) ||
-			seqAfter(ack, f.end[r]) || seqBefore(ack, f.end[r]-ackWin) {
-			return false
-		}
-	}
+	ackWin := max(f.maxWin[d], maxAckWindow)
+	return !seqAfter(seq, f.maxEnd[d]) && !seqBefore(end, f.end[d]-f.maxWin[r]) &&
+		!seqAfter(ack, f.end[r]) && !seqBefore(ack, f.end[r]-ackWin)
+}
+
+// advance moves direction d's window state past segment p.
+func (f *flow) advance(d Dir, p *Packet) {
+	r := d ^ 1
+	ack, end := p.Ack, segEnd(p)
+	win := uint32(p.Window) << f.scale(d)
 	if f.maxWin[d] < win {
 		f.maxWin[d] = win
 	}
@@ -98,7 +109,6 @@ func (f *flow) inWindow(d Dir, p *Packet, liberal bool) bool {
 			f.maxEnd[r] = lim
 		}
 	}
-	return true
 }
 
 // tcpVerdict is what a TCP handler decided.
@@ -298,9 +308,11 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 	case TCPClose:
 		return tcpPass
 	}
+	// An RST is checked but never advances the window: an inexact one
+	// changes nothing, an exact one ends the flow.
 	liberal := pol.Liberal || f.flags&flagLiberal != 0
 	exact := p.Seq == f.end[d]
-	if !exact && !f.inWindow(d, p, liberal) {
+	if !exact && !liberal && !f.windowOK(d, p) {
 		return tcpDrop(staleOr(f, drop.RSTOutOfWindow))
 	}
 	switch {
