@@ -235,6 +235,8 @@ func ttRows() []ttRow {
 		{from: ttSynRecv, dir: R, name: "SYN", flags: SYN, act: Drop, reason: drop.InvalidState},
 		{from: ttSynRecv, dir: R, name: "ACK", flags: ACK, seq: 1, ack: 1, act: Forward, state: TCPSynRecv},
 		{from: ttSynRecv, dir: R, name: "data", flags: ACK | PSH, seq: 1, ack: 1, payload: 100, act: Forward, state: TCPSynRecv},
+		{from: ttSynRecv, dir: R, name: "data past ISN+1 inside the originator's SYN window", flags: ACK | PSH, seq: 1 + 1000, ack: 1, payload: 100, act: Forward, state: TCPSynRecv},
+		{from: ttSynRecv, dir: R, name: "data beyond the originator's SYN window", flags: ACK | PSH, seq: 1 + 70000, ack: 1, payload: 100, act: Drop, reason: drop.OutOfWindow},
 		{from: ttSynRecv, dir: R, name: "ACK of unsent data", flags: ACK, seq: 1, ack: 1 + 1000, act: Drop, reason: drop.OutOfWindow},
 		{from: ttSynRecv, dir: R, name: "RST exact", flags: RST, seq: 1, act: Forward, state: TCPClose},
 		{from: ttSynRecv, dir: R, name: "RST in window, inexact", flags: RST, seq: 1 + 1000, act: Forward, state: TCPSynRecv, ctr: CtrRSTInexact},
