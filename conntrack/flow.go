@@ -28,7 +28,7 @@ type flow struct {
 	maxEnd [2]uint32 // highest ack+window the peer allowed: upper bound for seq
 	maxWin [2]uint32 // largest (scaled) window advertised
 
-	synEnd uint32    // seq+len of the last SYN from the original side: its SYN-ACK acks this
+	synISN uint32    // sequence number of the last SYN from the original side: its SYN-ACK acks synISN+1
 	isn    [2]uint32 // initial sequence numbers of this incarnation
 	pkts   [2]uint32 // packets per direction in this incarnation
 	rule   uint32    // firewall rule that admitted the flow (opaque to conntrack)
@@ -43,7 +43,7 @@ var _ [unsafe.Sizeof(flow{}) - flowSize]struct{}
 const (
 	flagCreatorMask = 0x03 // how the incarnation was created: a Creator
 	flagLiberal     = 0x04 // skip window checks (policy, or picked up mid-stream)
-	flagPendingSYN  = 0x08 // TCP: a SYN seen on a synchronized flow; synEnd holds its end
+	flagPendingSYN  = 0x08 // TCP: a SYN with a new ISN seen on a synchronized flow; synISN holds it
 	flagChallenge   = 0x10 // TCP SYN_SENT: a possible RFC 5961 challenge ACK passed; end[1] holds its ack
 	flagCloseByRep  = 0x20 // TCP: the reply side sent the first FIN
 	flagSimOpen     = 0x40 // TCP: the handshake was a simultaneous open

@@ -4,9 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/edgegw/edge/drop"
@@ -48,14 +45,6 @@ func FuzzTCPSequences(f *testing.F) {
 	f.Fuzz(fzRun)
 }
 
-// fzKnown reports whether the invariant named id is listed in the
-// EDGE_FUZZ_KNOWN environment variable (comma-separated): a way to keep
-// fuzzing past a reported bug while it is being fixed. Unset, every
-// invariant is checked.
-func fzKnown(id string) bool {
-	return slices.Contains(strings.Split(os.Getenv("EDGE_FUZZ_KNOWN"), ","), id)
-}
-
 const (
 	fzEventSize = 10
 	fzMaxEvents = 64
@@ -72,6 +61,8 @@ type fzTuple struct {
 	isn     [2]uint32
 	next    [2]uint32
 	lastSyn uint32 // ISN of the last original-direction SYN forwarded while the flow lives
+	synData bool   // that SYN carried data (TCP Fast Open)
+	synDone bool   // its handshake is over: the flow left SYN_SENT/SYN_SENT2/SYN_RECV since
 	hasSyn  bool
 }
 
@@ -228,8 +219,11 @@ func fzStep(t *testing.T, h *harness, pol Policy, tuples []*fzTuple, n int, b []
 		before = h.s.flows[tu.ref]
 		info0 = h.s.Info(tu.ref, now)
 	}
-	// The SYN-ACK that answers the last SYN we forwarded (N2).
-	answersSyn := d == Reply && base == SYN|ACK && live && tu.hasSyn && ack == tu.lastSyn+1
+	// The SYN-ACK that answers the last SYN we forwarded (N2): "the new
+	// flow's answer", so only while that SYN's handshake is not over. (A
+	// late duplicate answering a SYN whose handshake completed is left to
+	// the transition table.)
+	answersSyn := d == Reply && base == SYN|ACK && live && tu.hasSyn && !tu.synDone && ack == tu.lastSyn+1
 
 	v := h.s.Track(&p, now)
 	what := func() string {
@@ -254,10 +248,10 @@ func fzStep(t *testing.T, h *harness, pol Policy, tuples []*fzTuple, n int, b []
 		}
 		created = true
 		tu.live, tu.ref, tu.hasSyn = true, cv.Flow, base == SYN
-		tu.lastSyn = seq
+		tu.lastSyn, tu.synData, tu.synDone = seq, payload > 0, false
 	}
 
-	mayOpen := base == SYN || pol.PickUp && base == ACK
+	mayOpen := base == SYN || pol.PickUp && (base == ACK || base == SYN|ACK)
 	if !live {
 		switch {
 		case v.Action == Open && !mayOpen:
@@ -277,10 +271,6 @@ func fzStep(t *testing.T, h *harness, pol Policy, tuples []*fzTuple, n int, b []
 		case Drop:
 			// A dropped packet changes nothing: not the flow, not the table.
 			ref, _, ok := h.s.Lookup(&p.Key, now)
-			if (!ok || ref != tu.ref) && fzKnown("drop-removes-flow") {
-				tu.live, tu.hasSyn = false, false
-				break
-			}
 			if !ok || ref != tu.ref {
 				t.Fatalf("%s: a dropped packet removed its flow", what())
 			}
@@ -290,13 +280,31 @@ func fzStep(t *testing.T, h *harness, pol Policy, tuples []*fzTuple, n int, b []
 			if info := h.s.Info(tu.ref, now); info != info0 || h.tb.Len() != len0 {
 				t.Fatalf("%s: a dropped packet changed the flow's info", what())
 			}
-			if answersSyn && !fzKnown("synack-dropped") {
+			if answersSyn {
 				t.Fatalf("%s: the SYN-ACK answering the last SYN forwarded (ISN %d) was dropped (N2)", what(), tu.lastSyn)
 			}
 		case Forward, Reopened:
 			info := h.s.Info(tu.ref, now)
 			if v.Flow != tu.ref || v.Dir != d || v.State != info.State {
 				t.Fatalf("%s: verdict flow %d dir %v state %v, flow is %d %v in %v", what(), v.Flow, v.Dir, v.State, tu.ref, d, info.State)
+			}
+			after := h.s.flows[tu.ref]
+			if base&RST != 0 && v.Action == Forward && info0.State != TCPClose {
+				// S2: only an exact RST closes; any other RST let through
+				// changes nothing but the counters.
+				exact := seq == before.end[d]
+				if info0.State == TCPSynSent && d == Reply {
+					exact = flags&ACK != 0 && before.acksSYN(ack)
+				}
+				switch {
+				case v.State == TCPClose && !exact:
+					t.Fatalf("%s: an inexact RST closed the flow (sender's next %d)", what(), before.end[d])
+				case v.State != TCPClose && v.State != TCPTimeWait && exact && info0.State != TCPSynSent:
+					t.Fatalf("%s: an exact RST did not close the flow", what())
+				case v.State != TCPClose && (after.end != before.end || after.maxEnd != before.maxEnd ||
+					after.maxWin != before.maxWin || after.state != before.state):
+					t.Fatalf("%s: an RST that was not obeyed moved the flow:\nbefore %+v\nafter  %+v", what(), before, after)
+				}
 			}
 			if v.Action == Forward {
 				if info.Gen != info0.Gen {
@@ -331,7 +339,12 @@ func fzStep(t *testing.T, h *harness, pol Policy, tuples []*fzTuple, n int, b []
 		}
 	}
 	if v.Action != Drop && tu.live && d == Original && base == SYN {
-		tu.lastSyn, tu.hasSyn = seq, true
+		// A new SYN, unless it repeats the SYN of the current incarnation.
+		if !created && (v.Action == Reopened || seq != info0.ISN[Original]) {
+			tu.lastSyn, tu.synData, tu.synDone, tu.hasSyn = seq, payload > 0, false, true
+		}
+	} else if v.Action != Drop && tu.live && !tu.synDone && !fzOpening(v.State) && (fzOpening(info0.State) || v.Action == Reopened) {
+		tu.synDone = true
 	}
 
 	// Drop counters move only for the verdict's reason.
@@ -355,8 +368,8 @@ func fzStep(t *testing.T, h *harness, pol Policy, tuples []*fzTuple, n int, b []
 	if tu.live {
 		info := h.s.Info(tu.ref, now)
 		tu.expires = info.Expires
-		if info.Expires <= now {
-			t.Fatalf("%s: live flow with a deadline in the past", what())
+		if v.Action != Drop && info.Expires != now+Time(fzProfile(pol).timeouts()[info.State])*Millisecond {
+			t.Fatalf("%s: deadline %v after the packet, want now %v + the %v timeout", what(), info.Expires, now, info.State)
 		}
 	}
 	k := tu.key(Original)
@@ -365,6 +378,17 @@ func fzStep(t *testing.T, h *harness, pol Policy, tuples []*fzTuple, n int, b []
 	}
 	fzCheckCount(t, h, tuples, n)
 }
+
+// fzProfile is the profile every fuzzed flow runs under.
+func fzProfile(pol Policy) *Profile {
+	if len(pol.Profiles) > 0 {
+		return &pol.Profiles[0]
+	}
+	return &DefaultProfile
+}
+
+// fzOpening reports whether st is a handshake state.
+func fzOpening(st State) bool { return st == TCPSynSent || st == TCPSynSent2 || st == TCPSynRecv }
 
 // fzCheckCount: the table holds exactly the tuples the model knows to live.
 func fzCheckCount(t *testing.T, h *harness, tuples []*fzTuple, n int) {

@@ -37,11 +37,13 @@ func segEnd(p *Packet) uint32 {
 const maxAckWindow = 66000
 
 // initSide sets direction d's window state from a SYN or SYN-ACK it sent.
+// If the other side has already advertised a window (its SYN), d may send
+// that far beyond its SYN (as pf does); otherwise only up to its end.
 func (f *flow) initSide(d Dir, p *Packet) {
 	end := segEnd(p)
 	f.isn[d] = p.Seq
 	f.end[d] = end
-	f.maxEnd[d] = end
+	f.maxEnd[d] = end + f.maxWin[d^1]
 	f.maxWin[d] = max(uint32(p.Window), 1) // SYN windows are never scaled (RFC 7323 2.2)
 	s := uint8(wscaleNone)
 	if p.WScale >= 0 {
@@ -92,7 +94,10 @@ func (f *flow) windowOK(d Dir, p *Packet) bool {
 func (f *flow) advance(d Dir, p *Packet) {
 	r := d ^ 1
 	ack, end := p.Ack, segEnd(p)
-	win := uint32(p.Window) << f.scale(d)
+	win := uint32(p.Window)
+	if p.Flags&fSYN == 0 {
+		win <<= f.scale(d) // the window of a SYN is never scaled (RFC 7323 2.2)
+	}
 	if f.maxWin[d] < win {
 		f.maxWin[d] = win
 	}
@@ -177,7 +182,7 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 			// The client gave up and retried with a new ISN.
 			s.count(CtrSYNNewISN)
 			f.initSide(Original, p)
-			f.synEnd = f.end[Original]
+			f.synISN = p.Seq
 		}
 		f.flags &^= flagChallenge
 		return tcpPass
@@ -191,7 +196,7 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 		// incarnation of the tuple. The old one goes to history.
 		s.reincarnate(f, CloseSuperseded, now)
 		f.initSide(Original, p)
-		f.synEnd = f.end[Original]
+		f.synISN = p.Seq
 		f.state = TCPSynSent
 		return tcpVerdict{act: Reopened}
 	default: // SYN_RECV, ESTABLISHED
@@ -206,7 +211,7 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 		// 4) passes as an ordinary in-window ACK.
 		s.count(CtrSYNOnOpen)
 		f.flags |= flagPendingSYN
-		f.synEnd = segEnd(p)
+		f.synISN = p.Seq
 		return tcpPass
 	}
 }
@@ -216,60 +221,68 @@ func (s *Shard) tcpSynAck(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpV
 	if d == Original {
 		// Only in a simultaneous open does the originator send a SYN-ACK,
 		// acknowledging the reply side's SYN.
-		if (f.state == TCPSynSent2 || f.state == TCPSynRecv) && p.Ack == f.isn[Reply]+1 && p.Seq == f.isn[Original] {
-			f.state = TCPSynRecv
-			f.inWindow(Original, p, true)
-			return tcpPass
+		if f.flags&flagSimOpen == 0 || (f.state != TCPSynSent2 && f.state != TCPSynRecv) {
+			return tcpDrop(drop.InvalidState)
 		}
-		return tcpDrop(drop.InvalidState)
+		if p.Ack != f.isn[Reply]+1 || p.Seq != f.isn[Original] {
+			return tcpDrop(drop.SynAckBadAck)
+		}
+		f.state = TCPSynRecv
+		f.advance(Original, p)
+		return tcpPass
 	}
 	// N2: a SYN-ACK that acknowledges the SYN we forwarded is the answer of
-	// the flow that SYN opened, whatever state the entry is in.
-	if p.Ack == f.synEnd {
+	// the flow that SYN opened, whatever state the entry is in: it is never
+	// dropped.
+	if f.flags&flagPendingSYN != 0 && p.Ack == f.synISN+1 {
+		// It answers a SYN noted on a synchronized flow: the endpoints agree
+		// that a new connection is starting. Rebuild from the noted SYN; its
+		// window and scale were not kept, so the originator's window starts
+		// at the unscaled maximum and its shift at the maximum when scaling
+		// is on, which can only widen the checks.
+		isn := f.synISN
+		s.reincarnate(f, CloseSuperseded, now)
+		f.isn[Original], f.synISN = isn, isn
+		f.end[Original], f.maxEnd[Original], f.maxWin[Original] = isn+1, isn+1, 65535
+		f.setScale(Original, 14)
+		f.initSide(Reply, p)
+		f.settleScales()
+		f.advance(Reply, p)
+		f.state = TCPSynRecv
+		return tcpVerdict{act: Reopened}
+	}
+	if f.acksSYN(p.Ack) {
 		switch {
-		case f.flags&flagPendingSYN != 0:
-			// It answers a SYN noted on a synchronized flow: the endpoints
-			// agree that a new connection is starting. Rebuild from the
-			// noted SYN; its window and scale were not kept, so the
-			// originator's window starts minimal and its shift at the
-			// maximum when scaling is on, which can only widen the checks.
-			s.reincarnate(f, CloseSuperseded, now)
-			f.isn[Original] = f.synEnd - 1
-			f.end[Original], f.maxEnd[Original], f.maxWin[Original] = f.synEnd, f.synEnd, 65535
-			f.setScale(Original, 14)
-			f.initSide(Reply, p)
-			f.settleScales()
-			f.inWindow(Reply, p, true)
-			f.state = TCPSynRecv
-			return tcpVerdict{act: Reopened}
 		case f.state == TCPSynSent || f.state == TCPSynSent2:
 			f.initSide(Reply, p)
 			f.settleScales()
-			f.inWindow(Reply, p, true)
+			f.advance(Reply, p)
 			f.state = TCPSynRecv
-			return tcpPass
-		case f.state == TCPSynRecv:
-			if p.Seq != f.isn[Reply] {
-				f.initSide(Reply, p) // the server restarted its side
-				f.settleScales()
-			}
-			f.inWindow(Reply, p, true)
-			return tcpPass
+		case f.state == TCPSynRecv && p.Seq != f.isn[Reply]:
+			f.initSide(Reply, p) // the server restarted its side
+			f.settleScales()
+			f.advance(Reply, p)
+		case f.state > TCPSynRecv:
+			// A late repeat of the handshake's SYN-ACK (the server did not
+			// see the final ACK, or a duplicate): forwarded, no change.
+			s.count(CtrSynAckRetransmit)
 		}
-	}
-	switch {
-	case f.state == TCPEstablished && p.Seq == f.isn[Reply] && p.Ack == f.isn[Original]+1:
-		// The server did not see the final ACK and repeats itself.
-		s.count(CtrSynAckRetransmit)
 		return tcpPass
-	case f.state.closing() && f.creator() == CreatedByPickup:
+	}
+	if f.state.closing() && f.creator() == CreatedByPickup {
 		// The NSX orphan: a closing entry created without a SYN cannot
 		// judge a handshake. Release it; the SYN-ACK is then looked at as
-		// a packet without state, subject to policy.
+		// a packet without state, subject to policy (Policy.PickUp).
 		s.release(slot, CloseReplaced, now)
 		return tcpVerdict{act: Open}
 	}
 	return tcpDrop(staleOr(f, drop.SynAckBadAck))
+}
+
+// acksSYN reports whether ack acknowledges this incarnation's SYN: its
+// ISN+1, or the end of the data it carried (TCP Fast Open, RFC 7413).
+func (f *flow) acksSYN(ack uint32) bool {
+	return ack == f.isn[Original]+1 || (f.state <= TCPSynRecv && ack == f.end[Original] && f.flags&flagSimOpen == 0)
 }
 
 // tcpRST handles a segment with RST. RFC 5961 3.2: only an RST whose
@@ -282,7 +295,7 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 		if d == Reply {
 			// RFC 793 3.4: in SYN-SENT an RST is acceptable if it
 			// acknowledges the SYN.
-			if p.Flags&fACK != 0 && p.Ack == f.synEnd {
+			if p.Flags&fACK != 0 && f.acksSYN(p.Ack) {
 				f.state = TCPClose
 				return tcpPass
 			}
@@ -294,7 +307,7 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 			s.count(CtrRSTToChallenge)
 			return tcpPass
 		}
-		if p.Seq == f.synEnd {
+		if p.Seq == f.end[Original] || p.Seq == f.isn[Original]+1 {
 			f.state = TCPClose
 			return tcpPass
 		}
@@ -305,8 +318,6 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 			return tcpPass
 		}
 		return tcpDrop(drop.RSTOutOfWindow)
-	case TCPClose:
-		return tcpPass
 	}
 	// An RST is checked but never advances the window: an inexact one
 	// changes nothing, an exact one ends the flow.
@@ -316,6 +327,8 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 		return tcpDrop(staleOr(f, drop.RSTOutOfWindow))
 	}
 	switch {
+	case f.state == TCPClose:
+		// Already closed: a repeated RST passes and changes nothing.
 	case !exact:
 		s.count(CtrRSTInexact)
 	case f.state == TCPTimeWait:

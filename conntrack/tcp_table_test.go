@@ -42,12 +42,14 @@ const (
 	ttSynSentGen1                       // TIME_WAIT, O SYN with a new ISN: generation 1 in SYN_SENT
 	ttSynRecvGen1                       // ttSynSentGen1, R SYN-ACK answering it
 	ttEstAfterInexactRST                // ESTABLISHED, O RST in window with an inexact seq
+	ttSynSentData                       // O SYN carrying 100 bytes (TCP Fast Open, RFC 7413)
 	ttNumStarts
 )
 
 var ttStartNames = [ttNumStarts]string{
 	"NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
 	"TIME_WAIT", "CLOSE", "ESTABLISHED+noted_SYN", "SYN_SENT(gen1)", "SYN_RECV(gen1)", "ESTABLISHED+inexact_RST",
+	"SYN_SENT(SYN+data)",
 }
 
 func (s ttStart) String() string { return ttStartNames[s] }
@@ -102,6 +104,7 @@ var ttSetups = [ttNumStarts][]ttStep{
 	ttSynRecvGen1: ttCat(ttToSynSentG1, []ttStep{{Reply, SYNACK, ttNewISN, ttNewISN + 1, 0, TCPSynRecv}}),
 	ttEstAfterInexactRST: ttCat(ttHandshake,
 		[]ttStep{{Original, RST, 1 + 1000, 0, 0, TCPEstablished}}),
+	ttSynSentData: {{Original, SYN, 0, 0, 100, TCPSynSent}},
 }
 
 // ttPacket builds the segment of c in direction d with ISN-relative numbers.
@@ -176,8 +179,8 @@ func ttRows() []ttRow {
 		{from: ttNone, dir: O, name: "pickup: bare ACK opens ESTABLISHED", flags: ACK, seq: 1, ack: 1, pickup: true, act: Open, state: TCPEstablished},
 		{from: ttNone, dir: O, name: "pickup: FIN", flags: FINACK, seq: 1, ack: 1, pickup: true, act: Drop, reason: drop.NoState},
 		{from: ttNone, dir: O, name: "pickup: RST", flags: RST, seq: 1, pickup: true, act: Drop, reason: drop.NoState},
-		{from: ttNone, dir: O, name: "pickup: SYN-ACK", flags: SYNACK, ack: 1, pickup: true, act: Drop, reason: drop.NoState},
-		{from: ttNone, dir: R, name: "pickup: SYN-ACK", flags: SYNACK, ack: 1, pickup: true, act: Drop, reason: drop.NoState},
+		{from: ttNone, dir: O, name: "pickup: SYN-ACK opens ESTABLISHED (liberal)", flags: SYNACK, ack: 1, pickup: true, act: Open, state: TCPEstablished},
+		{from: ttNone, dir: R, name: "pickup: SYN-ACK", flags: SYNACK, ack: 1, pickup: true, act: Open, state: StateNone},
 		{from: ttNone, dir: R, name: "pickup: RST", flags: RSTACK, seq: 1, ack: 1, pickup: true, act: Drop, reason: drop.NoState},
 
 		// SYN_SENT.
@@ -202,6 +205,13 @@ func ttRows() []ttRow {
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN+1", flags: RSTACK, ack: 1, act: Forward, state: TCPClose},
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN", flags: RSTACK, ack: 0, act: Drop, reason: drop.RSTOutOfWindow},
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN+2", flags: RSTACK, ack: 2, act: Drop, reason: drop.RSTOutOfWindow},
+
+		// SYN_SENT after a SYN with data (TCP Fast Open): a server that
+		// does not take the data acknowledges the SYN only (RFC 7413 4.2).
+		{from: ttSynSentData, dir: R, name: "SYN-ACK acking ISN+1 (data not accepted)", flags: SYNACK, ack: 1, act: Forward, state: TCPSynRecv},
+		{from: ttSynSentData, dir: R, name: "SYN-ACK acking SYN and data", flags: SYNACK, ack: 1 + 100, act: Forward, state: TCPSynRecv},
+		{from: ttSynSentData, dir: R, name: "SYN-ACK acking part of the data", flags: SYNACK, ack: 1 + 50, act: Drop, reason: drop.SynAckBadAck},
+		{from: ttSynSentData, dir: R, name: "RST+ACK acking ISN+1", flags: RSTACK, ack: 1, act: Forward, state: TCPClose},
 
 		// SYN_SENT2 (both SYNs seen).
 		{from: ttSynSent2, dir: O, name: "SYN retransmitted", flags: SYN, act: Forward, state: TCPSynSent2},
@@ -302,7 +312,7 @@ func ttRows() []ttRow {
 		{from: ttFinWait, dir: R, name: "FIN acking the FIN", flags: FINACK, seq: 1, ack: 2, act: Forward, state: TCPLastAck},
 		{from: ttFinWait, dir: R, name: "data beyond the window", flags: ACK | PSH, seq: 1 + 70000, ack: 2, payload: 100, act: Drop, reason: drop.OutOfWindow},
 		{from: ttFinWait, dir: R, name: "SYN", flags: SYN, act: Drop, reason: drop.InvalidState},
-		{from: ttFinWait, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPFinWait},
+		{from: ttFinWait, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPFinWait, ctr: CtrSynAckRetransmit},
 		{from: ttFinWait, dir: R, name: "SYN-ACK with a bad ack", flags: SYNACK, ack: 2, act: Drop, reason: drop.SynAckBadAck},
 		{from: ttFinWait, dir: R, name: "RST exact", flags: RST, seq: 1, act: Forward, state: TCPClose},
 		{from: ttFinWait, dir: R, name: "RST in window, inexact", flags: RST, seq: 1 + 1000, act: Forward, state: TCPFinWait, ctr: CtrRSTInexact},
@@ -317,7 +327,7 @@ func ttRows() []ttRow {
 		{from: ttCloseWait, dir: R, name: "data (half close)", flags: ACK | PSH, seq: 1, ack: 2, payload: 100, act: Forward, state: TCPCloseWait},
 		{from: ttCloseWait, dir: R, name: "FIN", flags: FINACK, seq: 1, ack: 2, act: Forward, state: TCPLastAck},
 		{from: ttCloseWait, dir: R, name: "data beyond the window", flags: ACK | PSH, seq: 1 + 70000, ack: 2, payload: 100, act: Drop, reason: drop.OutOfWindow},
-		{from: ttCloseWait, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPCloseWait},
+		{from: ttCloseWait, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPCloseWait, ctr: CtrSynAckRetransmit},
 		{from: ttCloseWait, dir: R, name: "SYN-ACK with a bad ack", flags: SYNACK, ack: 2, act: Drop, reason: drop.SynAckBadAck},
 		{from: ttCloseWait, dir: R, name: "RST exact", flags: RST, seq: 1, act: Forward, state: TCPClose},
 		{from: ttCloseWait, dir: R, name: "RST out of window", flags: RST, seq: 1 + 100000, act: Drop, reason: drop.RSTOutOfWindow},
@@ -331,7 +341,7 @@ func ttRows() []ttRow {
 		{from: ttLastAck, dir: O, name: "RST in window, inexact", flags: RST, seq: 2 + 1000, act: Forward, state: TCPLastAck, ctr: CtrRSTInexact},
 		{from: ttLastAck, dir: O, name: "RST out of window", flags: RST, seq: 2 + 100000, act: Drop, reason: drop.RSTOutOfWindow},
 		{from: ttLastAck, dir: R, name: "FIN retransmitted", flags: FINACK, seq: 1, ack: 2, act: Forward, state: TCPLastAck},
-		{from: ttLastAck, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPLastAck},
+		{from: ttLastAck, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPLastAck, ctr: CtrSynAckRetransmit},
 		{from: ttLastAck, dir: R, name: "SYN-ACK with a bad ack", flags: SYNACK, ack: 2, act: Drop, reason: drop.SynAckBadAck},
 		{from: ttLastAck, dir: R, name: "RST exact", flags: RST, seq: 2, act: Forward, state: TCPClose},
 		{from: ttLastAck, dir: R, name: "RST out of window", flags: RST, seq: 2 + 100000, act: Drop, reason: drop.RSTOutOfWindow},
@@ -350,7 +360,7 @@ func ttRows() []ttRow {
 		{from: ttTimeWait, dir: R, name: "RST exact (RFC 1337)", flags: RST, seq: 2, act: Forward, state: TCPTimeWait, ctr: CtrRSTInTimeWait},
 		{from: ttTimeWait, dir: R, name: "RST out of window", flags: RST, seq: 2 + 100000, act: Drop, reason: drop.RSTOutOfWindow},
 		{from: ttTimeWait, dir: R, name: "SYN on the reversed tuple (entry replaced)", flags: SYN, act: Open, state: StateNone, ctr: CtrReplaced},
-		{from: ttTimeWait, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPTimeWait},
+		{from: ttTimeWait, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPTimeWait, ctr: CtrSynAckRetransmit},
 		{from: ttTimeWait, dir: R, name: "SYN-ACK with a bad ack", flags: SYNACK, ack: 2, act: Drop, reason: drop.SynAckBadAck},
 
 		// CLOSE (the originator's exact RST: nexts are ISN+1).
@@ -365,7 +375,7 @@ func ttRows() []ttRow {
 		{from: ttClose, dir: R, name: "RST exact", flags: RST, seq: 1, act: Forward, state: TCPClose},
 		{from: ttClose, dir: R, name: "RST out of window", flags: RST, seq: 1 + 100000, act: Drop, reason: drop.RSTOutOfWindow},
 		{from: ttClose, dir: R, name: "SYN on the reversed tuple (entry replaced)", flags: SYN, act: Open, state: StateNone, ctr: CtrReplaced},
-		{from: ttClose, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPClose},
+		{from: ttClose, dir: R, name: "SYN-ACK acking the handshake SYN", flags: SYNACK, ack: 1, act: Forward, state: TCPClose, ctr: CtrSynAckRetransmit},
 		{from: ttClose, dir: R, name: "SYN-ACK with a bad ack", flags: SYNACK, ack: 2, act: Drop, reason: drop.SynAckBadAck},
 
 		// SYN_SENT of a second incarnation (N2: stale packets of the first

@@ -142,7 +142,7 @@ func mayCreate(p *Packet, pol *policy) (Creator, bool) {
 		switch p.Flags & (fSYN | fACK | fRST | fFIN) {
 		case fSYN:
 			return CreatedBySYN, true
-		case fACK:
+		case fACK, fSYN | fACK:
 			return CreatedByPickup, pol.PickUp
 		}
 		return 0, false
@@ -218,15 +218,18 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	switch {
 	case creator == CreatedBySYN:
 		f.initSide(Original, p)
-		f.synEnd = f.end[Original]
+		f.synISN = p.Seq
 		f.state = TCPSynSent
 	case creator == CreatedByPickup:
-		// Mid-stream: nothing is known of the windows, so the flow is
-		// tracked liberally for its whole life (as Linux does).
+		// Mid-stream (an ACK, or a SYN-ACK whose SYN edge did not see):
+		// nothing is known of the windows, so the flow is tracked
+		// liberally for its whole life (as Linux does) and starts
+		// ESTABLISHED; its states still follow the FINs and RSTs.
 		f.initSide(Original, p)
-		f.isn[Original] = 0
-		f.end[Reply] = p.Ack
-		f.maxEnd[Reply] = p.Ack
+		if p.Flags&fSYN == 0 {
+			f.isn[Original] = 0
+		}
+		f.end[Reply], f.maxEnd[Reply] = p.Ack, p.Ack
 		f.flags |= flagLiberal
 		f.state = TCPEstablished
 	case p.Key.Proto == header.ProtoUDP:
