@@ -69,6 +69,8 @@
 // # TCP state machine
 //
 // Only a SYN creates TCP state (mid-stream pick-up only with Policy.PickUp).
+// "Acks the SYN" means ack == ISN+1, or the end of the SYN's data (TCP Fast
+// Open).
 // O is the originator's direction, R the reply's; "next" is the sender's
 // next sequence number; a segment must also pass the window check (tcp.go,
 // skipped with Policy.Liberal) except where the table says otherwise.
@@ -76,7 +78,8 @@
 //	state        packet                              result
 //	-----------  ----------------------------------  ---------------------------------------------
 //	(none)       O SYN                               Open: Create -> SYN_SENT
-//	(none)       anything else                       drop no_state (ACK: Open if PickUp)
+//	(none)       anything else                       drop no_state (ACK or SYN-ACK: Open if PickUp,
+//	                                                 Create -> ESTABLISHED, liberal)
 //	SYN_SENT     O SYN, same ISN / new ISN           pass / re-seed ISN (syn_new_isn)
 //	SYN_SENT     R SYN                               SYN_SENT2 (simultaneous open)
 //	SYN_SENT     R SYN-ACK, ack == ISN+1             SYN_RECV
@@ -85,12 +88,13 @@
 //	                                                 old connection (challenge_ack)
 //	SYN_SENT     O RST, seq == that ACK's ack        pass, state kept (rst_to_challenge)
 //	SYN_SENT     R RST+ACK acking ISN+1; O RST next  CLOSE
-//	SYN_SENT2    SYN-ACK acking the other's SYN      SYN_RECV
+//	SYN_SENT2    SYN-ACK acking the other's SYN      SYN_RECV (O SYN-ACK: only in a simultaneous open)
 //	SYN_RECV     O ACK acking R's SYN                ESTABLISHED (either side after SYN_SENT2)
 //	SYN_RECV,    O SYN with a new ISN                pass, noted (syn_on_open); nothing changes
 //	ESTABLISHED
 //	any          R SYN-ACK acking the noted SYN      Reopened: new incarnation, SYN_RECV
-//	ESTABLISHED  R SYN-ACK repeating the handshake   pass (synack_retransmit)
+//	after        R SYN-ACK acking this incarnation's pass, no change (synack_retransmit): never
+//	SYN_RECV     SYN (a late repeat)                 dropped
 //	ESTABLISHED  FIN from X                          FIN_WAIT (X initiated the close)
 //	FIN_WAIT     ACK from the other side of X's FIN  CLOSE_WAIT
 //	FIN_WAIT,    FIN from the other side             LAST_ACK
@@ -105,7 +109,7 @@
 //	any synced   RST, seq == next                    CLOSE (TIME_WAIT: pass, kept; RFC 1337)
 //	any synced   RST in window, seq != next          pass, state kept (rst_inexact; RFC 5961 3.2)
 //	any synced   RST outside the window              drop rst_out_of_window
-//	CLOSE        pure ACK / RST                      pass; data or FIN: drop data_on_closed
+//	CLOSE        pure ACK; RST in window             pass; data or FIN: drop data_on_closed
 //
 // A SYN-ACK that acknowledges the SYN edge forwarded is never dropped as a
 // state mismatch, and nothing here ever asks for an ICMP error: a packet
