@@ -2,7 +2,6 @@ package conntrack
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -27,15 +26,17 @@ type synth struct {
 
 var snat16 = snatAddr.As16()
 
+// synthKey builds the keys of synthetic flow i with 8-byte stores (as Parse
+// does), so reading them back is not a store-forwarding stall.
 func synthKey(i int, nat bool) (orig, reply Key, natPort uint16) {
 	var k Key
 	k.Proto = header.ProtoTCP
-	k.Src = [16]byte{10: 0xff, 11: 0xff, 12: 10, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}
+	binary.BigEndian.PutUint64(k.Src[8:], 0xffff<<32|uint64(10<<24|uint32(i)&0xffffff))
 	srv := i % 200
 	if nat {
 		srv = i / 60000
 	}
-	k.Dst = [16]byte{10: 0xff, 11: 0xff, 12: 192, 13: 0, 14: byte(srv >> 8), 15: byte(srv)}
+	binary.BigEndian.PutUint64(k.Dst[8:], 0xffff<<32|uint64(192<<24|uint32(srv)&0xffff))
 	k.SrcPort = uint16(1024 + i%50000)
 	k.DstPort = 80
 	reply = k.Reverse()
@@ -95,33 +96,6 @@ func (sy *synth) batchOrder(seed uint64, size int) []Packet {
 	return out
 }
 
-// gen produces the packets of a benchmark the way a worker would: each one
-// is written into a small batch array that stays in L1 (as Parse does), for
-// a pseudorandom flow. Reading them from a large pre-built array instead
-// would add a cache miss per packet that no real pipeline has.
-type gen struct {
-	n     int
-	nat   bool
-	state uint64
-}
-
-// next writes the next packet (random flow, alternating direction) into p,
-// computed from the flow number alone: no memory is read.
-func (g *gen) next(p *Packet, i int) {
-	g.state ^= g.state << 13
-	g.state ^= g.state >> 7
-	g.state ^= g.state << 17
-	hi, _ := bits.Mul64(g.state, uint64(g.n))
-	j := int(hi)
-	ok, rk, _ := synthKey(j, g.nat)
-	cisn, sisn := uint32(j)*7919, uint32(j)*104729
-	if i&1 == 0 {
-		*p = Packet{Key: ok, Flags: ACK, Seq: cisn + 1, Ack: sisn + 1, Window: 512, WScale: -1}
-	} else {
-		*p = Packet{Key: rk, Flags: ACK, Seq: sisn + 1, Ack: cisn + 1, Window: 512, WScale: -1}
-	}
-}
-
 func benchTable(b *testing.B, flows, shards int) *Table {
 	// Leave headroom so the table is not at its maximum load factor.
 	t, err := New(Config{MaxFlows: flows + flows/4 + 64*shards, Shards: shards, HistorySize: 1024})
@@ -135,12 +109,13 @@ func benchTable(b *testing.B, flows, shards int) *Table {
 var sizes = []struct {
 	name string
 	n    int
-}{{"10k", 10_000}, {"1M", 1 << 20}, {"16M", 16 << 20}}
+}{{"1k", 1000}, {"10k", 10_000}, {"1M", 1 << 20}, {"16M", 16 << 20}}
 
 // BenchmarkTrackEstablished measures lookup + TCP update of an established
 // flow (pure ACKs, both directions, random flows) at several table sizes,
-// one packet at a time and in batches of 32. Each packet is generated into
-// L1 first (see gen); BenchmarkGen measures that alone, to subtract.
+// one packet at a time and in batches of 32. The packets are read in order
+// from a pre-built stream of 64k (random flows), as a worker reads its RX
+// ring: sequential, so the stream itself costs no cache misses.
 // -short skips 16M.
 func BenchmarkTrackEstablished(b *testing.B) {
 	for _, sz := range sizes {
@@ -158,6 +133,7 @@ func BenchmarkTrackEstablished(b *testing.B) {
 			var (
 				once sync.Once
 				t    *Table
+				pk   []Packet
 			)
 			parent := b
 			setup := func(b *testing.B) {
@@ -165,19 +141,17 @@ func BenchmarkTrackEstablished(b *testing.B) {
 				// sub-benchmark's cleanups run after each of its rounds).
 				once.Do(func() {
 					t = benchTable(parent, sz.n, 1)
-					establish(b, t, t.Shard(0), sz.n, nat, Second)
+					sy := establish(b, t, t.Shard(0), sz.n, nat, Second)
+					pk = sy.batchOrder(1, 1<<16)
 				})
 			}
 			b.Run(name+"/single", func(b *testing.B) {
 				setup(b)
 				s := t.Shard(0)
-				g := gen{n: sz.n, nat: nat, state: 88172645463325252}
-				var p Packet
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					g.next(&p, i)
-					if v := s.Track(&p, 2*Second); v.Action != Forward {
+					if v := s.Track(&pk[i&(len(pk)-1)], 2*Second); v.Action != Forward {
 						b.Fatalf("%+v", v)
 					}
 				}
@@ -185,38 +159,17 @@ func BenchmarkTrackEstablished(b *testing.B) {
 			b.Run(name+"/batch32", func(b *testing.B) {
 				setup(b)
 				s := t.Shard(0)
-				g := gen{n: sz.n, nat: nat, state: 88172645463325252}
-				var batch [32]Packet
 				var out [32]Verdict
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i += 32 {
-					for k := range batch {
-						g.next(&batch[k], k)
-					}
-					s.TrackBatch(batch[:], out[:], 2*Second)
+					off := i & (len(pk) - 1)
+					s.TrackBatch(pk[off:off+32], out[:], 2*Second)
 				}
 			})
 		}
 	}
 }
-
-// BenchmarkGen is the cost of generating one benchmark packet (see gen).
-func BenchmarkGen(b *testing.B) {
-	for _, nat := range []bool{false, true} {
-		b.Run(map[bool]string{false: "plain", true: "snat"}[nat], func(b *testing.B) {
-			g := gen{n: 1 << 20, nat: nat, state: 88172645463325252}
-			var p Packet
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				g.next(&p, i)
-			}
-			sinkPacket = p
-		})
-	}
-}
-
-var sinkPacket Packet
 
 // BenchmarkCreate measures opening a new TCP flow (Track miss + Create with
 // SNAT) in a table that is kept between 0 and 3/4 full.
@@ -286,8 +239,10 @@ func BenchmarkWorkers(b *testing.B) {
 		b.Run(strconv.Itoa(workers), func(b *testing.B) {
 			const per = 100_000
 			t := benchTable(b, per*workers, workers)
+			pks := make([][]Packet, workers)
 			for w := 0; w < workers; w++ {
-				establish(b, t, t.Shard(w), per, false, Second)
+				sy := establish(b, t, t.Shard(w), per, false, Second)
+				pks[w] = sy.batchOrder(uint64(w), 1<<16)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -295,18 +250,14 @@ func BenchmarkWorkers(b *testing.B) {
 			var wg sync.WaitGroup
 			for w := 0; w < workers; w++ {
 				wg.Add(1)
-				go func(s *Shard) {
+				go func(s *Shard, pk []Packet) {
 					defer wg.Done()
-					g := gen{n: per, state: 88172645463325252}
-					var batch [32]Packet
 					var out [32]Verdict
 					for i := 0; i < b.N; i += 32 {
-						for k := range batch {
-							g.next(&batch[k], k)
-						}
-						s.TrackBatch(batch[:], out[:], 2*Second)
+						off := i & (len(pk) - 1)
+						s.TrackBatch(pk[off:off+32], out[:], 2*Second)
 					}
-				}(t.Shard(w))
+				}(t.Shard(w), pks[w])
 			}
 			wg.Wait()
 			el := time.Since(start)
@@ -314,6 +265,3 @@ func BenchmarkWorkers(b *testing.B) {
 		})
 	}
 }
-
-// Keep the helpers used when only some benchmarks run.
-var _ = binary.BigEndian

@@ -132,7 +132,7 @@ func (s *Shard) serveScan(r *request, now Time) {
 }
 
 func (s *Shard) serveExplain(r *request, now Time) {
-	if slot, d, ok := s.find(&r.key, r.key.Hash(), now); ok {
+	if slot, d, ok := s.find(&r.key, s.hash(&r.key), now); ok {
 		fi := s.info(slot, now)
 		fi.Dir = d
 		r.flows = append(r.flows, fi)

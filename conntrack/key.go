@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"unsafe"
@@ -68,8 +70,34 @@ func MakeKey(proto uint8, src netip.AddrPort, dst netip.AddrPort) Key {
 
 func (k *Key) bytes() []byte { return unsafe.Slice((*byte)(unsafe.Pointer(k)), KeySize) }
 
-// Hash returns the table hash of the key (xxhash64 of its bytes).
-func (k *Key) Hash() uint64 { return xxhash.Sum64(k.bytes()) }
+// words returns the key as four 8-byte words, a 4-byte and a 2-byte one
+// (its exact layout: Src, Dst, ports, proto and zone).
+func (k *Key) words() (w0, w1, w2, w3 uint64, w4 uint32, w5 uint16) {
+	p := unsafe.Pointer(k)
+	return *(*uint64)(p), *(*uint64)(unsafe.Add(p, 8)), *(*uint64)(unsafe.Add(p, 16)), *(*uint64)(unsafe.Add(p, 24)),
+		*(*uint32)(unsafe.Add(p, 32)), *(*uint16)(unsafe.Add(p, 36))
+}
+
+// hashKey returns the table hash of k under seed: xxhash64 of the key folded
+// into 24 bytes. The fold is lossless for IPv4 keys (whose address words have
+// 48 constant bits, where the ports, protocol and zone go) and mixes the
+// upper halves of IPv6 addresses together; the seed (random per table) keeps
+// an outsider from choosing tuples that collide.
+func hashKey(k *Key, seed uint64) uint64 {
+	w0, w1, w2, w3, w4, w5 := k.words()
+	var b [24]byte
+	binary.LittleEndian.PutUint64(b[0:], w0^bits.RotateLeft64(w2, 31)^seed)
+	binary.LittleEndian.PutUint64(b[8:], w1^uint64(w4))
+	binary.LittleEndian.PutUint64(b[16:], w3^uint64(w5))
+	return xxhash.Sum64(b[:])
+}
+
+// equal reports whether a and b are the same key, comparing words.
+func (a *Key) equal(b *Key) bool {
+	a0, a1, a2, a3, a4, a5 := a.words()
+	b0, b1, b2, b3, b4, b5 := b.words()
+	return (a0^b0)|(a1^b1)|(a2^b2)|(a3^b3)|uint64(a4^b4)|uint64(a5^b5) == 0
+}
 
 // SymmetricHash returns a hash that is the same for a key and its Reverse.
 // The data plane uses it to steer both directions of an untranslated flow to

@@ -33,6 +33,9 @@ const (
 	NumStates
 )
 
+// The timeout table has 16 columns; States must fit.
+var _ [16 - NumStates]struct{}
+
 var stateNames = [NumStates]string{
 	"NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
 	"TIME_WAIT", "CLOSE", "UDP_FIRST", "UDP_SINGLE", "UDP_MULTIPLE", "ICMP_FIRST", "ICMP_REPLIED",
@@ -167,10 +170,12 @@ func (p *Profile) Validate() error {
 }
 
 // profileSet is an immutable snapshot of the configured profiles, swapped
-// whole through an atomic.Pointer.
+// whole through an atomic.Pointer. Its timeout table has a row for every
+// possible profile index (rows past the configured profiles repeat profile
+// 0), so the per-packet lookup needs no bounds check.
 type profileSet struct {
-	names    []string
-	timeouts [][NumStates]uint32
+	names []string
+	to    [256][16]uint32
 }
 
 func newProfileSet(ps []Profile) (*profileSet, error) {
@@ -191,16 +196,18 @@ func newProfileSet(ps []Profile) (*profileSet, error) {
 		}
 		seen[ps[i].Name] = true
 		s.names = append(s.names, ps[i].Name)
-		s.timeouts = append(s.timeouts, ps[i].timeouts())
+	}
+	for i := range s.to {
+		p := &ps[0]
+		if i < len(ps) {
+			p = &ps[i]
+		}
+		t := p.timeouts()
+		copy(s.to[i][:], t[:])
 	}
 	return s, nil
 }
 
-// timeout returns the timeout in ticks of state st under profile index i,
-// falling back to profile 0 when i no longer exists.
-func (s *profileSet) timeout(i uint8, st State) uint32 {
-	if int(i) >= len(s.timeouts) {
-		i = 0
-	}
-	return s.timeouts[i][st]
-}
+// timeout returns the timeout in ticks of state st under profile index i
+// (profile 0's when i is not configured).
+func (s *profileSet) timeout(i uint8, st State) uint32 { return s.to[i][st&15] }

@@ -1,10 +1,13 @@
 package conntrack
 
 import (
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/edgegw/edge/drop"
 )
@@ -64,6 +67,7 @@ type Table struct {
 	natMu  sync.Mutex                 // serializes InternAddr (control plane)
 	cap    int
 	huge   bool
+	seed   uint64     // hash seed, random per table
 	evMu   sync.Mutex // one event reader at a time
 }
 
@@ -89,7 +93,7 @@ func New(cfg Config) (*Table, error) {
 	case cfg.HistorySize < 0 || cfg.EventRingSize < 1:
 		return nil, errors.New("conntrack: history and event ring sizes must be positive")
 	}
-	t := &Table{}
+	t := &Table{seed: randomSeed()}
 	if err := t.SetPolicy(cfg.Policy); err != nil {
 		return nil, err
 	}
@@ -329,19 +333,28 @@ func (s *Shard) replyKey(f *flow) Key {
 	return r
 }
 
-// matches reports whether k is f's key in direction d.
+// matches reports whether k is f's key in direction d. For the reply
+// direction it compares k with the reply key implied by f (original key
+// reversed, destination translated) word by word, without building it.
 func (s *Shard) matches(f *flow, d Dir, k *Key) bool {
 	if d == Original {
-		return f.key == *k
+		return f.key.equal(k)
 	}
-	if k.Src != f.key.Dst || k.SrcPort != f.key.DstPort || k.Proto != f.key.Proto || k.Zone != f.key.Zone {
+	o0, o1, o2, o3, _, o5 := f.key.words()
+	k0, k1, k2, k3, _, k5 := k.words()
+	if (k0^o2)|(k1^o3)|uint64(k5^o5) != 0 || k.SrcPort != f.key.DstPort {
 		return false
 	}
 	if f.natAddr == 0 {
-		return k.Dst == f.key.Src && k.DstPort == f.key.SrcPort
+		return k2 == o0 && k3 == o1 && k.DstPort == f.key.SrcPort
 	}
-	return k.DstPort == f.natPort && k.Dst == s.natAddrs()[f.natAddr]
+	na := &s.natAddrs()[f.natAddr]
+	return k.DstPort == f.natPort &&
+		k2 == *(*uint64)(unsafe.Pointer(&na[0])) && k3 == *(*uint64)(unsafe.Pointer(&na[8]))
 }
+
+// hash returns the table hash of k.
+func (s *Shard) hash(k *Key) uint64 { return hashKey(k, s.t.seed) }
 
 // find returns the slot and direction of key k (hash h), or ok=false. An
 // entry whose timer has run out is released on the spot and reported absent.
@@ -374,7 +387,7 @@ func (s *Shard) find(k *Key, h uint64, now Time) (slot uint32, d Dir, ok bool) {
 // Lookup finds the live flow with key k in either direction. It changes no
 // flow state (an expired entry is released). Owner only.
 func (s *Shard) Lookup(k *Key, now Time) (Ref, Dir, bool) {
-	slot, d, ok := s.find(k, k.Hash(), now)
+	slot, d, ok := s.find(k, s.hash(k), now)
 	return Ref(slot), d, ok
 }
 
@@ -479,8 +492,8 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 		s.emit(f, EvReplaced, drop.None, Original, 0, now)
 	}
 	rk := s.replyKey(f)
-	s.ix.remove(f.key.Hash(), slot, Original)
-	s.ix.remove(rk.Hash(), slot, Reply)
+	s.ix.remove(s.hash(&f.key), slot, Original)
+	s.ix.remove(s.hash(&rk), slot, Reply)
 	*f = flow{}
 	f.end[0] = s.freeHead
 	s.freeHead = slot + 1
@@ -551,3 +564,9 @@ func (s *Shard) Expire(now Time, budget int) int {
 
 // Len returns the shard's live flow count. Safe from any goroutine.
 func (s *Shard) Len() int { return int(s.live.Load()) }
+
+func randomSeed() uint64 {
+	var b [8]byte
+	_, _ = crand.Read(b[:]) // never fails on Linux (getrandom)
+	return binary.LittleEndian.Uint64(b[:])
+}

@@ -53,7 +53,7 @@ type Verdict struct {
 //
 // Owner only. It never allocates.
 func (s *Shard) Track(p *Packet, now Time) Verdict {
-	return s.track(p, p.Key.Hash(), s.t.pol.Load(), now)
+	return s.track(p, s.hash(&p.Key), s.t.pol.Load(), now)
 }
 
 func (s *Shard) track(p *Packet, h uint64, pol *policy, now Time) Verdict {
@@ -72,7 +72,15 @@ func (s *Shard) track(p *Packet, h uint64, pol *policy, now Time) Verdict {
 	var v tcpVerdict
 	switch p.Key.Proto {
 	case header.ProtoTCP:
-		v = s.trackTCP(slot, d, p, pol, now)
+		if f.state == TCPEstablished && p.Flags&(fSYN|fRST|fFIN) == 0 {
+			// Fast path: data or an ACK on an established flow moves no
+			// state; only the window check and update apply.
+			if !f.inWindow(d, p, pol.Liberal || f.flags&flagLiberal != 0) {
+				v = tcpDrop(drop.OutOfWindow)
+			}
+		} else {
+			v = s.trackTCP(slot, d, p, pol, now)
+		}
 		switch v.act {
 		case Drop:
 			s.drop(v.reason)
@@ -193,14 +201,14 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 		s.drop(drop.NoState)
 		return Verdict{Action: Drop, Reason: drop.NoState}
 	}
-	h := p.Key.Hash()
+	h := s.hash(&p.Key)
 	if _, _, dup := s.find(&p.Key, h, now); dup {
 		s.drop(drop.ReplyKeyInUse)
 		s.emitPacket(p, EvRefused, drop.ReplyKeyInUse, now)
 		return Verdict{Action: Drop, Reason: drop.ReplyKeyInUse}
 	}
 	rk := s.ReplyKey(&p.Key, nf.NAT)
-	rh := rk.Hash()
+	rh := s.hash(&rk)
 	if _, _, dup := s.find(&rk, rh, now); dup {
 		s.drop(drop.ReplyKeyInUse)
 		s.emitPacket(p, EvRefused, drop.ReplyKeyInUse, now)
@@ -261,7 +269,7 @@ func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 	e := s.ix.e
 	var sink uint64
 	for i := 0; i < n; i++ {
-		h := pkts[i].Key.Hash()
+		h := s.hash(&pkts[i].Key)
 		hs[i] = h
 		sink += e[s.ix.home(uint32(h>>32))]
 	}
