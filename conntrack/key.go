@@ -1,7 +1,6 @@
 package conntrack
 
 import (
-	"encoding/binary"
 	"math/bits"
 	"net/netip"
 	"strconv"
@@ -78,18 +77,42 @@ func (k *Key) words() (w0, w1, w2, w3 uint64, w4 uint32, w5 uint16) {
 		*(*uint32)(unsafe.Add(p, 32)), *(*uint16)(unsafe.Add(p, 36))
 }
 
-// hashKey returns the table hash of k under seed: xxhash64 of the key folded
-// into 24 bytes. The fold is lossless for IPv4 keys (whose address words have
-// 48 constant bits, where the ports, protocol and zone go) and mixes the
-// upper halves of IPv6 addresses together; the seed (random per table) keeps
-// an outsider from choosing tuples that collide.
+// hashKey returns the table hash of k under seed: XXH64 of the key folded
+// into three 8-byte words. The fold is lossless for IPv4 keys (whose address
+// words have 48 constant bits, where the ports, protocol and zone go) and
+// mixes the upper halves of IPv6 addresses together; the seed (random per
+// table) keeps an outsider from choosing tuples that collide.
 func hashKey(k *Key, seed uint64) uint64 {
 	w0, w1, w2, w3, w4, w5 := k.words()
-	var b [24]byte
-	binary.LittleEndian.PutUint64(b[0:], w0^bits.RotateLeft64(w2, 31)^seed)
-	binary.LittleEndian.PutUint64(b[8:], w1^uint64(w4))
-	binary.LittleEndian.PutUint64(b[16:], w3^uint64(w5))
-	return xxhash.Sum64(b[:])
+	return xxh64x3(w0^bits.RotateLeft64(w2, 31)^seed, w1^uint64(w4), w3^uint64(w5))
+}
+
+// XXH64 constants (Yann Collet's xxHash specification).
+const (
+	xxPrime1 uint64 = 11400714785074694791
+	xxPrime2 uint64 = 14029467366897019727
+	xxPrime3 uint64 = 1609587929392839161
+	xxPrime4 uint64 = 9650029242287828579
+	xxPrime5 uint64 = 2870177450012600261
+)
+
+// xxh64x3 is XXH64 (seed 0) of the 24 bytes a, b, c in little-endian order,
+// unrolled so it inlines: the same value as xxhash.Sum64 of those bytes
+// (TestHashIsXXH64 checks it against github.com/cespare/xxhash).
+func xxh64x3(a, b, c uint64) uint64 {
+	h := xxPrime5 + 24
+	h ^= bits.RotateLeft64(a*xxPrime2, 31) * xxPrime1
+	h = bits.RotateLeft64(h, 27)*xxPrime1 + xxPrime4
+	h ^= bits.RotateLeft64(b*xxPrime2, 31) * xxPrime1
+	h = bits.RotateLeft64(h, 27)*xxPrime1 + xxPrime4
+	h ^= bits.RotateLeft64(c*xxPrime2, 31) * xxPrime1
+	h = bits.RotateLeft64(h, 27)*xxPrime1 + xxPrime4
+	h ^= h >> 33
+	h *= xxPrime2
+	h ^= h >> 29
+	h *= xxPrime3
+	h ^= h >> 32
+	return h
 }
 
 // equal reports whether a and b are the same key, comparing words.

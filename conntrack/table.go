@@ -294,6 +294,7 @@ type Shard struct {
 	mbox   atomic.Pointer[request] // pending control request, served by the owner
 	ctlMu  sync.Mutex              // serializes control requests to this shard (control side)
 	sink   uint64                  // keeps TrackBatch's prefetching loads alive
+	hs     [MaxBatch]uint64        // TrackBatch's hashes (a field: not zeroed per call)
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
