@@ -33,7 +33,7 @@ type FlowInfo struct {
 // Filter selects flows for Dump and Flush. The zero Filter matches all.
 type Filter struct {
 	Proto  uint8        // 0 = any
-	Zone   int          // -1 = any (the zero value 0 also matches any; use ZoneSet)
+	Zone   int          // > 0: only flows of this zone; 0 = any zone
 	Prefix netip.Prefix // matches either endpoint of either direction; invalid = any
 	Port   uint16       // matches either port of either direction; 0 = any
 	State  State        // StateNone = any

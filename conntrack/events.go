@@ -19,7 +19,7 @@ const (
 	EvDeleted                       // removed by the data plane
 	EvReplaced                      // a closed/orphan entry replaced by a packet treated as new
 	EvDropped                       // a packet dropped by conntrack (Reason says why)
-	EvRefused                       // a new flow refused (Reason: table_full, reply_key_in_use)
+	EvRefused                       // a new flow refused (Reason: table_full, key_in_use)
 )
 
 var evNames = [...]string{"", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced", "dropped", "refused"}

@@ -41,7 +41,7 @@ type Incarnation struct {
 // history is a ring of the incarnations that ended most recently in a shard:
 // bounded memory, no pointers, written by the owner only. Explain scans it
 // newest first for a tuple; its depth in time is its size divided by the
-// close rate (reported by Table.Stats as HistorySpan).
+// rate at which incarnations end.
 type history struct {
 	ring []Incarnation
 	next uint64 // total pushed; ring[next%len] is the oldest
@@ -67,16 +67,4 @@ func (h *history) scan(fn func(*Incarnation) bool) {
 			return
 		}
 	}
-}
-
-// oldest returns the close time of the oldest entry still held (0 if empty).
-func (h *history) oldest() Time {
-	n := uint64(len(h.ring))
-	if h.next == 0 || n == 0 {
-		return 0
-	}
-	if h.next < n {
-		return h.ring[0].Closed
-	}
-	return h.ring[h.next%n].Closed
 }

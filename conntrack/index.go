@@ -14,7 +14,8 @@ import "math/bits"
 //
 // Only the owning worker touches an index.
 type index struct {
-	e []uint64
+	e       []uint64
+	removes uint64 // entries removed so far: a removal may shift entries back
 }
 
 const (
@@ -54,6 +55,7 @@ func (ix *index) insert(h uint64, slot uint32, d Dir) {
 func (ix *index) remove(h uint64, slot uint32, d Dir) {
 	e := ix.e
 	n := len(e)
+	ix.removes++
 	want := makeEntry(h, slot, d)
 	i := ix.home(uint32(h >> 32))
 	for e[i] != want {

@@ -295,6 +295,7 @@ type Shard struct {
 	ctlMu  sync.Mutex              // serializes control requests to this shard (control side)
 	sink   uint64                  // keeps TrackBatch's prefetching loads alive
 	hs     [MaxBatch]uint64        // TrackBatch's hashes (a field: not zeroed per call)
+	pos    [MaxBatch]int32         // TrackBatch's probe start per packet
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
@@ -360,9 +361,15 @@ func (s *Shard) hash(k *Key) uint64 { return hashKey(k, s.t.seed) }
 // find returns the slot and direction of key k (hash h), or ok=false. An
 // entry whose timer has run out is released on the spot and reported absent.
 func (s *Shard) find(k *Key, h uint64, now Time) (slot uint32, d Dir, ok bool) {
+	return s.findFrom(k, h, s.ix.home(uint32(h>>32)), now)
+}
+
+// findFrom is find starting the probe at index position i, which must lie
+// on the key's probe run at or before its entry (TrackBatch passes the first
+// position whose tag matched).
+func (s *Shard) findFrom(k *Key, h uint64, i int, now Time) (slot uint32, d Dir, ok bool) {
 	e := s.ix.e
 	tag := uint32(h >> 32)
-	i := s.ix.home(tag)
 	for {
 		x := e[i]
 		if x == 0 {

@@ -53,11 +53,14 @@ type Verdict struct {
 //
 // Owner only. It never allocates.
 func (s *Shard) Track(p *Packet, now Time) Verdict {
-	return s.track(p, s.hash(&p.Key), s.t.pol.Load(), now)
+	h := s.hash(&p.Key)
+	return s.track(p, h, s.ix.home(uint32(h>>32)), s.t.pol.Load(), now)
 }
 
-func (s *Shard) track(p *Packet, h uint64, pol *policy, now Time) Verdict {
-	slot, d, ok := s.find(&p.Key, h, now)
+// track is Track with the key's hash h and the index position pos where its
+// probe starts.
+func (s *Shard) track(p *Packet, h uint64, pos int, pol *policy, now Time) Verdict {
+	slot, d, ok := s.findFrom(&p.Key, h, pos, now)
 	if p.Kind == KindRelated {
 		if !ok {
 			s.drop(drop.ICMPNoFlow)
@@ -203,16 +206,16 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	}
 	h := s.hash(&p.Key)
 	if _, _, dup := s.find(&p.Key, h, now); dup {
-		s.drop(drop.ReplyKeyInUse)
-		s.emitPacket(p, EvRefused, drop.ReplyKeyInUse, now)
-		return Verdict{Action: Drop, Reason: drop.ReplyKeyInUse}
+		s.drop(drop.KeyInUse)
+		s.emitPacket(p, EvRefused, drop.KeyInUse, now)
+		return Verdict{Action: Drop, Reason: drop.KeyInUse}
 	}
 	rk := s.ReplyKey(&p.Key, nf.NAT)
 	rh := s.hash(&rk)
 	if _, _, dup := s.find(&rk, rh, now); dup {
-		s.drop(drop.ReplyKeyInUse)
-		s.emitPacket(p, EvRefused, drop.ReplyKeyInUse, now)
-		return Verdict{Action: Drop, Reason: drop.ReplyKeyInUse}
+		s.drop(drop.KeyInUse)
+		s.emitPacket(p, EvRefused, drop.KeyInUse, now)
+		return Verdict{Action: Drop, Reason: drop.KeyInUse}
 	}
 	slot, ok := s.alloc(now)
 	if !ok {
@@ -279,11 +282,13 @@ func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 	}
 	// Touch the flow each key's entry points to: the first entry of its
 	// probe run with the key's tag (usually at or next to home, in the line
-	// just loaded). A flow's 104 bytes may span three cache lines; touch
-	// both ends.
+	// just loaded), and remember where it was so tracking starts there. A
+	// flow's 104 bytes may span three cache lines; touch both ends.
+	pos := &s.pos
 	for i := 0; i < n; i++ {
 		tag := uint32(hs[i] >> 32)
 		j := s.ix.home(tag)
+		pos[i] = int32(j)
 		for k := 0; k < 4; k++ {
 			x := e[j]
 			if x == 0 {
@@ -292,6 +297,7 @@ func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 			if entryTag(x) == tag {
 				f := &s.flows[entrySlotOf(x)]
 				sink += uint64(f.key.Proto) + uint64(f.rule)
+				pos[i] = int32(j)
 				break
 			}
 			if j++; j == len(e) {
@@ -300,8 +306,15 @@ func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 		}
 	}
 	s.sink = sink
+	removes := s.ix.removes
 	pol := s.t.pol.Load()
 	for i := 0; i < n; i++ {
-		out[i] = s.track(&pkts[i], hs[i], pol, now)
+		start := int(pos[i])
+		if s.ix.removes != removes {
+			// An earlier packet of the batch released a flow, which may
+			// have shifted index entries back: probe from home.
+			start = s.ix.home(uint32(hs[i] >> 32))
+		}
+		out[i] = s.track(&pkts[i], hs[i], start, pol, now)
 	}
 }

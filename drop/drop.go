@@ -31,7 +31,7 @@ const (
 	// Connection tracking.
 	NoState          // a packet that cannot create state (FIN, RST, SYN-ACK, ACK...) met no flow
 	TableFull        // a new flow was refused: no free slot and nothing evictable
-	ReplyKeyInUse    // a new flow's reply tuple already belongs to a live flow
+	KeyInUse         // a new flow's original or reply tuple already belongs to a live flow
 	InvalidState     // a packet that is not valid in its flow's state
 	StaleIncarnation // a packet of an older incarnation of the tuple (a delayed FIN, an old ACK)
 	OutOfWindow      // a TCP segment outside the tracked sequence/ack window
@@ -55,7 +55,7 @@ var names = [NumReasons]string{
 	BadICMP:          "bad_icmp",
 	NoState:          "no_state",
 	TableFull:        "table_full",
-	ReplyKeyInUse:    "reply_key_in_use",
+	KeyInUse:         "key_in_use",
 	InvalidState:     "invalid_state",
 	StaleIncarnation: "stale_incarnation",
 	OutOfWindow:      "out_of_window",
@@ -77,7 +77,7 @@ var help = [NumReasons]string{
 	BadICMP:          "ICMP header truncated, or an ICMP error quoting too little of the original packet",
 	NoState:          "packet that may not create state (FIN, RST, SYN-ACK, bare ACK, echo reply) without a flow",
 	TableFull:        "new flow refused: flow table full and no entry evictable",
-	ReplyKeyInUse:    "new flow refused: its reply tuple belongs to a live flow",
+	KeyInUse:         "new flow refused: its original or reply tuple belongs to a live flow",
 	InvalidState:     "packet not valid in the flow's TCP state",
 	StaleIncarnation: "packet of an older incarnation of the tuple; it never changes the newer one",
 	OutOfWindow:      "TCP segment outside the tracked sequence or acknowledgement window",
