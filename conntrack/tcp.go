@@ -70,10 +70,20 @@ func (f *flow) settleScales() {
 //
 // With liberal, the checks are skipped but the state still advances.
 func (f *flow) inWindow(d Dir, p *Packet, liberal bool) bool {
-	if !liberal && !f.windowOK(d, p) {
-		return false
+	r := d ^ 1
+	seq, ack, end := p.Seq, p.Ack, segEnd(p)
+	if !liberal {
+		cack := ack
+		if p.Flags&fACK == 0 || (p.Flags&fRST != 0 && ack == 0) {
+			cack = f.end[r] // no acknowledgement to check
+		}
+		ackWin := max(f.maxWin[d], maxAckWindow)
+		if seqAfter(seq, f.maxEnd[d]) || seqBefore(end, f.end[d]-f.maxWin[r]) ||
+			seqAfter(cack, f.end[r]) || seqBefore(cack, f.end[r]-ackWin) {
+			return false
+		}
 	}
-	f.advance(d, p)
+	f.advanceTo(d, p, ack, end)
 	return true
 }
 
@@ -91,9 +101,10 @@ func (f *flow) windowOK(d Dir, p *Packet) bool {
 }
 
 // advance moves direction d's window state past segment p.
-func (f *flow) advance(d Dir, p *Packet) {
+func (f *flow) advance(d Dir, p *Packet) { f.advanceTo(d, p, p.Ack, segEnd(p)) }
+
+func (f *flow) advanceTo(d Dir, p *Packet, ack, end uint32) {
 	r := d ^ 1
-	ack, end := p.Ack, segEnd(p)
 	win := uint32(p.Window)
 	if p.Flags&fSYN == 0 {
 		win <<= f.scale(d) // the window of a SYN is never scaled (RFC 7323 2.2)

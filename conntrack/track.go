@@ -283,7 +283,7 @@ func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 	// Touch the flow each key's entry points to: the first entry of its
 	// probe run with the key's tag (usually at or next to home, in the line
 	// just loaded), and remember where it was so tracking starts there. A
-	// flow's 104 bytes may span three cache lines; touch both ends.
+	// flow's 104 bytes may span three cache lines; touch all three.
 	pos := &s.pos
 	for i := 0; i < n; i++ {
 		tag := uint32(hs[i] >> 32)
@@ -296,7 +296,7 @@ func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 			}
 			if entryTag(x) == tag {
 				f := &s.flows[entrySlotOf(x)]
-				sink += uint64(f.key.Proto) + uint64(f.rule)
+				sink += uint64(f.key.Proto) + uint64(f.expires) + uint64(f.rule)
 				pos[i] = int32(j)
 				break
 			}
