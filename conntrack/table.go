@@ -1,13 +1,14 @@
 package conntrack
 
 import (
-	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/edgegw/edge/drop"
 )
@@ -573,8 +574,10 @@ func (s *Shard) Expire(now Time, budget int) int {
 // Len returns the shard's live flow count. Safe from any goroutine.
 func (s *Shard) Len() int { return int(s.live.Load()) }
 
+// randomSeed reads 8 bytes from getrandom(2) (crypto/rand would pull fmt
+// into the hot-path packages through math/big).
 func randomSeed() uint64 {
 	var b [8]byte
-	_, _ = crand.Read(b[:]) // never fails on Linux (getrandom)
+	_, _ = unix.Getrandom(b[:], 0)
 	return binary.LittleEndian.Uint64(b[:])
 }
