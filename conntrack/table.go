@@ -288,15 +288,16 @@ type Shard struct {
 	sweep    uint32 // next slot the expiry sweep visits
 	evictAt  uint32 // next slot eviction looks at
 
-	hist   history
-	events eventRing
-	ctr    counters
-	live   atomic.Int64
-	mbox   atomic.Pointer[request] // pending control request, served by the owner
-	ctlMu  sync.Mutex              // serializes control requests to this shard (control side)
-	sink   uint64                  // keeps TrackBatch's prefetching loads alive
-	hs     [MaxBatch]uint64        // TrackBatch's hashes (a field: not zeroed per call)
-	pos    [MaxBatch]int32         // TrackBatch's probe start per packet
+	hist      history
+	events    eventRing
+	ctr       counters
+	live      atomic.Int64
+	mbox      atomic.Pointer[request] // pending control request, served by the owner
+	ctlMu     sync.Mutex              // serializes control requests to this shard (control side)
+	onRelease ReleaseFunc             // called for every flow released (SNAT port bookkeeping)
+	sink      uint64                  // keeps TrackBatch's prefetching loads alive
+	hs        [MaxBatch]uint64        // TrackBatch's hashes (a field: not zeroed per call)
+	pos       [MaxBatch]int32         // TrackBatch's probe start per packet
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
@@ -500,6 +501,9 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 		s.count(CtrReplaced)
 		s.emit(f, EvReplaced, drop.None, Original, 0, now)
 	}
+	if s.onRelease != nil {
+		s.onRelease(&f.key, Translation{Addr: f.natAddr, Port: f.natPort}, now)
+	}
 	rk := s.replyKey(f)
 	s.ix.remove(s.hash(&f.key), slot, Original)
 	s.ix.remove(s.hash(&rk), slot, Reply)
@@ -508,6 +512,16 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 	s.freeHead = slot + 1
 	s.live.Add(-1)
 }
+
+// ReleaseFunc is told about every flow a shard releases (expired, evicted,
+// flushed, deleted, replaced): its original key and translation, at time now.
+// It runs on the owner's goroutine, inside the packet path: it must be quick
+// and must not allocate or call back into the shard.
+type ReleaseFunc func(orig *Key, nat Translation, now Time)
+
+// OnRelease installs fn as the shard's release hook (the SNAT allocator uses
+// it to quarantine released ports). Owner only, before traffic starts.
+func (s *Shard) OnRelease(fn ReleaseFunc) { s.onRelease = fn }
 
 // Delete ends flow r (for instance when policy denies a reopened flow).
 func (s *Shard) Delete(r Ref, now Time) { s.release(uint32(r), CloseDeleted, now) }

@@ -356,3 +356,18 @@ func TestConcurrentControlAndData(t *testing.T) {
 		t.Fatalf("created %d flushed %d", st.Counters[CtrCreated], st.Counters[CtrFlushed])
 	}
 }
+
+func TestReleaseHook(t *testing.T) {
+	h := newHarness(t, Policy{})
+	var got []Translation
+	h.s.OnRelease(func(orig *Key, nat Translation, now Time) { got = append(got, nat) })
+	c := &conn{t: t, cport: 41000, sport: 7000, cisn: 1, sisn: 2}
+	h.send(c.out(SYN, 1, 0, 0), c.sport)
+	h.clk.Advance(DefaultProfile.SynSent + Second)
+	if n := h.s.Expire(h.clk.now, 100); n != 1 {
+		t.Fatalf("expired %d", n)
+	}
+	if len(got) != 1 || got[0] != (Translation{Addr: h.nat, Port: 7000}) {
+		t.Fatalf("hook saw %+v", got)
+	}
+}
