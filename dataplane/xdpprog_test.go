@@ -1,0 +1,163 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asavie/xdp"
+
+	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/internal/netnstest"
+)
+
+// waitFor polls cond every 10 ms for at most d (kernel work is asynchronous).
+func waitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// TestXDPProgramFailsClosed attaches the program to a veth in a namespace of
+// its own and checks, with real packets from a peer namespace: with no
+// AF_XDP socket bound, IPv4 never reaches the kernel stack (dropped and
+// counted) while ARP does; with a socket registered, the packets arrive on
+// it; detaching leaves the interface without a program.
+func TestXDPProgramFailsClosed(t *testing.T) {
+	netnstest.Require(t)
+	edge := netnstest.New(t, "xdp-e")
+	peer := netnstest.New(t, "xdp-p")
+	netnstest.Veth(t, edge, "e0", "10.99.0.1/24", peer, "p0", "10.99.0.2/24")
+
+	var prog *Program
+	var ifindex int
+	var listener *net.UDPConn
+	err := edge.Do(func() error {
+		ifc, err := net.InterfaceByName("e0")
+		if err != nil {
+			return err
+		}
+		ifindex = ifc.Index
+		if prog, err = NewProgram(4); err != nil {
+			return err
+		}
+		if err := prog.Attach(ifindex); err != nil {
+			return err
+		}
+		// A kernel socket that must receive nothing while edge is absent.
+		listener, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 99, 0, 1), Port: 9999})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prog.Close(); listener.Close() })
+	if out := edge.Run(t, "ip", "link", "show", "e0"); !strings.Contains(out, "prog/xdp") {
+		t.Fatalf("program not attached:\n%s", out)
+	}
+
+	send := func(n int, tag string) {
+		t.Helper()
+		err := peer.Do(func() error {
+			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(10, 99, 0, 1), Port: 9999})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for i := 0; i < n; i++ {
+				if _, err := c.Write([]byte(tag)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 1. No socket: fail closed.
+	send(5, "no-socket")
+	if !waitFor(3*time.Second, func() bool { s, _ := prog.Stats(); return s.NoSocket >= 5 }) {
+		s, _ := prog.Stats()
+		t.Fatalf("IPv4 without a socket not dropped by the program: %+v", s)
+	}
+	s, _ := prog.Stats()
+	if s.Passed == 0 {
+		t.Fatalf("ARP was not passed to the kernel: %+v", s)
+	}
+	listener.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, _, err := listener.ReadFromUDP(make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a packet reached the kernel stack while no socket was bound (err %v)", err)
+	}
+
+	// 2. A socket on queue 0 receives the IPv4 traffic.
+	var sock *xdp.Socket
+	err = edge.Do(func() error {
+		var err error
+		if sock, err = xdp.NewSocket(ifindex, 0, nil); err != nil {
+			return err
+		}
+		return prog.Register(0, sock.FD())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sock.Close() })
+	sock.Fill(sock.GetDescs(sock.NumFreeFillSlots()))
+	send(5, "to-socket")
+	got := 0
+	deadline := time.Now().Add(3 * time.Second)
+	for got < 5 && time.Now().Before(deadline) {
+		n, _, err := sock.Poll(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range sock.Receive(n) {
+			frame := sock.GetFrame(d)
+			eth := header.Ethernet(frame)
+			if !eth.IsValid() || eth.EtherType() != header.EtherTypeIPv4 {
+				continue
+			}
+			ip := header.IPv4(frame[header.EthernetLen:])
+			if !ip.IsValid(len(ip)) || ip.Protocol() != header.ProtoUDP {
+				continue
+			}
+			udp := header.UDP(ip.Payload())
+			if binary.BigEndian.Uint16(udp[2:]) == 9999 && strings.HasPrefix(string(udp[8:]), "to-socket") {
+				got++
+			}
+		}
+		sock.Fill(sock.GetDescs(sock.NumFreeFillSlots()))
+	}
+	if got < 5 {
+		s, _ := prog.Stats()
+		t.Fatalf("socket received %d of 5 datagrams; program stats %+v", got, s)
+	}
+	if s, _ := prog.Stats(); s.Redirected < 5 {
+		t.Fatalf("redirect counter %d", s.Redirected)
+	}
+
+	// 3. Unregistering fails closed again; detaching leaves no program.
+	if err := prog.Unregister(0); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := prog.Stats()
+	send(3, "unregistered")
+	if !waitFor(3*time.Second, func() bool { s, _ := prog.Stats(); return s.NoSocket >= before.NoSocket+3 }) {
+		t.Fatal("after Unregister, IPv4 was not dropped")
+	}
+	if err := edge.Do(prog.Detach); err != nil {
+		t.Fatal(err)
+	}
+	if out := edge.Run(t, "ip", "link", "show", "e0"); strings.Contains(out, "prog/xdp") {
+		t.Fatalf("program still attached after Detach:\n%s", out)
+	}
+}

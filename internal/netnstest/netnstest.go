@@ -1,0 +1,122 @@
+// Package netnstest gives tests their own network namespaces and veth pairs.
+//
+// Every namespace and link a test creates has a unique name and is removed
+// in t.Cleanup. Tests that need it call Require first: without root (or
+// without iproute2) it skips with a clear message, so `go test` stays green
+// on a developer laptop, while CI (root) runs everything.
+//
+// Concurrency: a NS may be used from several goroutines; Do locks the calling
+// goroutine to its OS thread while it is inside the namespace.
+package netnstest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+// Require skips t unless the test can create namespaces (root and ip).
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip command")
+	}
+}
+
+// NS is a network namespace owned by one test.
+type NS struct {
+	Name string
+	h    netns.NsHandle
+}
+
+var seq atomic.Int64
+
+// New creates a namespace named edge-<prefix>-<pid>-<n> with loopback up,
+// removed when the test ends.
+func New(t testing.TB, prefix string) *NS {
+	t.Helper()
+	name := fmt.Sprintf("edge-%s-%d-%d", prefix, os.Getpid(), seq.Add(1))
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", name, err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ns := &NS{Name: name, h: h}
+	ns.Run(t, "ip", "link", "set", "lo", "up")
+	return ns
+}
+
+// Run runs a command inside the namespace and fails the test if it fails.
+func (ns *NS) Run(t testing.TB, args ...string) string {
+	t.Helper()
+	return run(t, append([]string{"ip", "netns", "exec", ns.Name}, args...)...)
+}
+
+// Do runs fn on a thread inside the namespace. Sockets, netlink handles and
+// XDP attachments made in fn belong to the namespace.
+func (ns *NS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is left locked (and so discarded by the runtime when
+		// the goroutine ends) if switching back fails.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns.h); err != nil {
+			errc <- err
+			return
+		}
+		err = fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// Veth links namespace a (interface an, address aaddr in CIDR form) with
+// namespace b (bn, baddr). IPv6 is disabled on both ends so tests see only
+// the traffic they send.
+func Veth(t testing.TB, a *NS, an, aaddr string, b *NS, bn, baddr string) {
+	t.Helper()
+	tmp := fmt.Sprintf("ev%d%d", os.Getpid()%100000, seq.Add(1))
+	run(t, "ip", "link", "add", tmp+"a", "type", "veth", "peer", "name", tmp+"b")
+	run(t, "ip", "link", "set", tmp+"a", "netns", a.Name, "name", an)
+	run(t, "ip", "link", "set", tmp+"b", "netns", b.Name, "name", bn)
+	for _, e := range []struct {
+		ns   *NS
+		name string
+		addr string
+	}{{a, an, aaddr}, {b, bn, baddr}} {
+		e.ns.Run(t, "sysctl", "-qw", "net.ipv6.conf."+e.name+".disable_ipv6=1")
+		if e.addr != "" {
+			e.ns.Run(t, "ip", "addr", "add", e.addr, "dev", e.name)
+		}
+		e.ns.Run(t, "ip", "link", "set", e.name, "up")
+	}
+}
+
+func run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
