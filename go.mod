@@ -11,3 +11,5 @@ require (
 	github.com/vishvananda/netns v0.0.0-20191106174202-0a2b9b5464df
 	golang.org/x/sys v0.49.0
 )
+
+replace github.com/asavie/xdp => ./third_party/asavie-xdp

@@ -102,7 +102,9 @@ func TestXDPProgramFailsClosed(t *testing.T) {
 	var sock *xdp.Socket
 	err = edge.Do(func() error {
 		var err error
-		if sock, err = xdp.NewSocket(ifindex, 0, nil); err != nil {
+		opts := xdp.DefaultSocketOptions
+		opts.NeedWakeup = true
+		if sock, err = xdp.NewSocket(ifindex, 0, &opts); err != nil {
 			return err
 		}
 		return prog.Register(0, sock.FD())
@@ -111,6 +113,9 @@ func TestXDPProgramFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sock.Close() })
+	if sock.ZeroCopy() {
+		t.Fatal("veth cannot do zero-copy AF_XDP; the socket claims it")
+	}
 	sock.Fill(sock.GetDescs(sock.NumFreeFillSlots()))
 	send(5, "to-socket")
 	got := 0
