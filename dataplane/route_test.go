@@ -1,0 +1,54 @@
+package dataplane
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestRoutesLongestPrefix(t *testing.T) {
+	rt, err := NewRoutes([]Route{
+		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("203.0.113.254"), Port: 1},
+		{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
+		{Dst: netip.MustParsePrefix("10.0.0.128/25"), Via: netip.MustParseAddr("10.0.0.2"), Port: 0},
+		{Dst: netip.MustParsePrefix("2001:db8::/32"), Via: netip.MustParseAddr("fe80::1"), Port: 1},
+	}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dst, hop string
+		port     int
+		ok       bool
+	}{
+		{"8.8.8.8", "203.0.113.254", 1, true},
+		{"10.0.0.5", "10.0.0.5", 0, true},
+		{"10.0.0.200", "10.0.0.2", 0, true},
+		{"2001:db8::1", "fe80::1", 1, true},
+		{"2001:db9::1", "", 0, false},
+	} {
+		d := netip.MustParseAddr(tc.dst).As16()
+		port, hop, ok := rt.Lookup(&d)
+		if ok != tc.ok || (ok && (port != tc.port || netip.AddrFrom16(hop).Unmap().String() != tc.hop)) {
+			t.Errorf("%s: port %d hop %v ok %v", tc.dst, port, netip.AddrFrom16(hop).Unmap(), ok)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { d := netip.MustParseAddr("10.0.0.5").As16(); rt.Lookup(&d) }); n != 0 {
+		t.Errorf("Lookup allocates %v", n)
+	}
+}
+
+func TestRoutesValidation(t *testing.T) {
+	for _, tc := range []struct {
+		r    Route
+		want string
+	}{
+		{Route{Port: 0}, "routes[0].dst"},
+		{Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 5}, "routes[0].interface"},
+		{Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("::1")}, "routes[0].via"},
+	} {
+		if _, err := NewRoutes([]Route{tc.r}, 2); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %s...", tc.r, err, tc.want)
+		}
+	}
+}
