@@ -411,6 +411,10 @@ func (s *Shard) NAT(r Ref) (addr uint16, port uint16) {
 	return f.natAddr, f.natPort
 }
 
+// Key returns flow r's original-direction key. The pointer is into flow
+// storage: valid until the flow is released. Owner only.
+func (s *Shard) Key(r Ref) *Key { return &s.flows[r].key }
+
 // Info returns a snapshot of flow r. Owner only.
 func (s *Shard) Info(r Ref, now Time) FlowInfo { return s.info(uint32(r), now) }
 
