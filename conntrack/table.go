@@ -212,6 +212,16 @@ func (t *Table) NATAddr(i uint16) netip.Addr {
 	return netip.AddrFrom16(cur[i]).Unmap()
 }
 
+// NATAddr16 returns the address interned under i in 16-byte form
+// (IPv4-mapped); zero for an unknown index. Any goroutine, no allocation.
+func (t *Table) NATAddr16(i uint16) [16]byte {
+	cur := *t.nat.Load()
+	if int(i) >= len(cur) {
+		return [16]byte{}
+	}
+	return cur[i]
+}
+
 // ShardOf returns the shard that owns an untranslated flow with key k (or its
 // reverse): the symmetric hash modulo the number of shards. SNAT picks ports
 // whose reply keys map to the same shard as their original keys.

@@ -40,6 +40,31 @@ const (
 	DataOnClosed     // payload or FIN on a flow closed by RST
 	ICMPNoFlow       // an ICMP error quoting a packet of no known flow
 
+	// Firewall policy (first packet of a flow).
+	FirewallDrop   // a new flow denied by a firewall rule or the default action
+	FirewallReject // a new flow rejected by a firewall rule (the data plane answers it)
+
+	// Source NAT (first packet of a flow, and rewrites).
+	SNATExhausted // a new flow refused: no free SNAT port toward its destination
+	SNATNoAddress // no SNAT address of the packet's IP family (NAT46/NAT64 is not supported)
+
+	// Forwarding (data plane).
+	TTLExceeded // TTL or hop limit would reach 0
+	NoRoute     // no route to the destination
+	MTUExceeded // larger than the egress MTU
+	NoNeighbour // next hop's MAC address unknown (resolution requested)
+	TxFull      // no free transmit slot on the egress queue
+
+	// ICMP errors edge generates or translates (package icmp).
+	ICMPNotSentError     // no ICMP error about an ICMP error or redirect (RFC 1812 4.3.2.7, RFC 4443 2.4(e))
+	ICMPNotSentFragment  // no ICMP error about a non-first fragment
+	ICMPNotSentSource    // no ICMP error to a source that is not one unicast host
+	ICMPNotSentMulticast // no ICMP error about a packet sent to a multicast or broadcast address
+	ICMPNotSentTCPNotSYN // no ICMP error about a TCP segment that is not a SYN (rule N3)
+	ICMPRateLimited      // ICMP error not sent: the worker's ICMP rate limit was reached
+	ICMPBuildFailed      // ICMP error not built: buffer too small, or kind, MTU or source invalid
+	ICMPBadChecksum      // ICMP error to translate has a bad ICMP or quoted IPv4 checksum
+
 	NumReasons
 )
 
@@ -63,6 +88,23 @@ var names = [NumReasons]string{
 	RSTOutOfWindow:   "rst_out_of_window",
 	DataOnClosed:     "data_on_closed",
 	ICMPNoFlow:       "icmp_no_flow",
+	FirewallDrop:     "firewall_drop",
+	FirewallReject:   "firewall_reject",
+	SNATExhausted:    "snat_exhausted",
+	SNATNoAddress:    "snat_no_address", TTLExceeded: "ttl_exceeded",
+	NoRoute:     "no_route",
+	MTUExceeded: "mtu_exceeded",
+	NoNeighbour: "no_neighbour",
+	TxFull:      "tx_full",
+
+	ICMPNotSentError:     "icmp_not_sent_error",
+	ICMPNotSentFragment:  "icmp_not_sent_fragment",
+	ICMPNotSentSource:    "icmp_not_sent_source",
+	ICMPNotSentMulticast: "icmp_not_sent_multicast",
+	ICMPNotSentTCPNotSYN: "icmp_not_sent_tcp_not_syn",
+	ICMPRateLimited:      "icmp_rate_limited",
+	ICMPBuildFailed:      "icmp_build_failed",
+	ICMPBadChecksum:      "icmp_bad_checksum",
 }
 
 var help = [NumReasons]string{
@@ -85,6 +127,24 @@ var help = [NumReasons]string{
 	RSTOutOfWindow:   "RST with a sequence number outside the window (RFC 5961 3.2)",
 	DataOnClosed:     "payload or FIN on a flow already closed by RST",
 	ICMPNoFlow:       "ICMP error quoting a packet of no known flow (RFC 5508 / RFC 7857 I3)",
+	FirewallDrop:     "new flow denied by a firewall rule or the default action, dropped silently",
+	FirewallReject:   "new flow rejected by a firewall rule, answered with a TCP RST or ICMP admin-prohibited",
+	SNATExhausted:    "new flow refused: every SNAT port toward its destination is in use (no port overloading, RFC 4787 REQ-3)",
+	SNATNoAddress:    "no SNAT address of the packet's IP family in the pool, or a translation of the other family (NAT46/NAT64 not supported)",
+	TTLExceeded:      "TTL or hop limit would reach 0 (RFC 1812 5.3.1)",
+	NoRoute:          "no route to the destination",
+	MTUExceeded:      "packet larger than the egress interface's MTU",
+	NoNeighbour:      "next hop's MAC address not known yet: resolution requested, packet dropped",
+	TxFull:           "no free transmit slot on the egress queue",
+
+	ICMPNotSentError:     "no ICMP error sent about an ICMP error or ICMPv6 redirect (RFC 1812 4.3.2.7, RFC 4443 2.4(e.1, e.2))",
+	ICMPNotSentFragment:  "no ICMP error sent about a non-first fragment (RFC 1812 4.3.2.7)",
+	ICMPNotSentSource:    "no ICMP error sent to an unspecified, loopback, multicast, broadcast or class E source (RFC 1812 4.3.2.7, RFC 4443 2.4(e.6))",
+	ICMPNotSentMulticast: "no ICMP error sent about a packet to a multicast or limited-broadcast address (RFC 1812 4.3.2.7, RFC 4443 2.4(e.3))",
+	ICMPNotSentTCPNotSYN: "no ICMP error sent about a TCP segment other than a SYN (edge rule N3; packet-too-big exempt)",
+	ICMPRateLimited:      "ICMP error not sent: the worker's ICMP error rate limit was reached (RFC 1812 4.3.2.8, RFC 4443 2.4(f))",
+	ICMPBuildFailed:      "ICMP error not built: transmit buffer too small, or kind, MTU or source address invalid for the packet's family",
+	ICMPBadChecksum:      "ICMP error not translated: bad ICMP checksum or bad quoted IPv4 header checksum (RFC 5508 REQ-3)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".

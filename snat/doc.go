@@ -1,8 +1,116 @@
-// Package snat will allocate source ports and addresses for translated flows:
-// automap and pools, endpoint-dependent allocation (RFC 4787 REQ-1 style
-// uniqueness per destination), randomized choice (RFC 6056), quarantine of
-// released ports (RFC 6888 REQ-8), and ports chosen so replies reach the
-// worker owning the flow (conntrack.Table.ShardOf).
+// Package snat is edge's source NAT: address pools, the choice of a
+// translated address and port for each new flow, the quarantine of released
+// ports, and the rewrite of packets in both directions with incremental
+// checksums.
 //
-// Status: not implemented yet (issue #3).
+// # What it does
+//
+// A Config names the translated addresses: Automap (one address, the outside
+// interface's, given by the caller) or Pools (named lists and ranges of IPv4
+// and IPv6 addresses), a port range (default 1024-65535), the quarantine
+// time (default 120 s) and whether ICMP echo identifiers are translated
+// (default yes). New validates it whole and makes one Allocator per
+// conntrack shard. For a flow that conntrack answered Open and policy wants
+// translated, the shard's worker calls Allocator.Allocate (or AllocateFrom
+// with a pool index) and passes the Translation to conntrack.Shard.Create;
+// then, per packet, RewriteOriginal on packets from inside and RewriteReply
+// on their answers.
+//
+// Allocation (alloc.go) enforces, beside the code:
+//
+//   - Endpoint-dependent uniqueness: a (translated address, port) is unique
+//     per destination address, port and protocol, not globally, so each
+//     pool address offers the whole port range to each backend. Uniqueness
+//     is checked against conntrack itself: a candidate port is free when
+//     the reply key it would give (conntrack.Shard.ReplyKey) is not a live
+//     flow (conntrack.Shard.Lookup). No port is ever shared by two live
+//     flows toward one destination: no port overloading (RFC 4787 REQ-3);
+//     when nothing is free the flow is refused with drop.SNATExhausted,
+//     counted, per destination too, and reported as an event.
+//   - Paired pooling (RFC 4787 REQ-2, "It is RECOMMENDED that a NAT have an
+//     'IP address pooling' behavior of 'Paired'"): the pool address is a
+//     keyed hash of the inside source address, the same on every worker,
+//     so one inside host keeps one outside address.
+//   - Randomized ports (RFC 6056): up to RandomProbes uniformly random
+//     ports (section 3.3.2, Algorithm 2), then a linear scan from a random
+//     start (section 3.3.1, Algorithm 1). The generator is a per-allocator
+//     ChaCha8 (math/rand/v2) seeded from getrandom(2): cryptographically
+//     strong, so ports cannot be predicted from earlier ones.
+//   - Shard ownership: a port qualifies only if its reply key lands on the
+//     allocating worker's shard (conntrack.Table.ShardOf), so both
+//     directions of a flow are handled by one worker; with n shards about
+//     1/n of the range qualifies for each destination on each worker.
+//   - Quarantine (RFC 6888 REQ-8, "Once an external port is deallocated, it
+//     SHOULD NOT be reallocated to a new mapping until at least 120 seconds
+//     have passed"): a released port is not reused toward the same
+//     destination for the quarantine time unless no other port is free;
+//     then the least recently released one is reused (counted:
+//     quarantine_override, and an event). Releases are learned from
+//     conntrack's release hook (Allocator.Release). Both the time and the
+//     number of ports held (Config.QuarantinePorts) are configurable; when
+//     the quarantine is full its oldest entries are forgotten (counted:
+//     quarantine_forgotten). The exception REQ-8 allows for TCP connections
+//     that closed properly is not taken: every released port is held.
+//   - ICMP echo: the identifier is the port (Key.SrcPort of a request) and
+//     follows the same rules; with Config.KeepEchoID only the address is
+//     translated and the identifier kept.
+//
+// The worst case of Allocate is bounded: RandomProbes candidates, then at
+// most one pass over the range (each candidate a hash, a conntrack lookup
+// and a quarantine lookup), a few milliseconds for the full 64,512-port
+// range; a destination a full pass found exhausted is then refused after a
+// single table lookup until one of its ports is released or a second has
+// passed, so a saturated destination cannot make every new flow pay a scan.
+//
+// # Memory
+//
+// Each Allocator preallocates, at New, two pointer-free open-addressing
+// tables (tables.go) that the garbage collector never scans:
+//
+//   - the quarantine: a ring of (translated address and port, destination,
+//     protocol, zone, release time) entries in release order, indexed by
+//     a hash table; expiry and "forget the oldest" pop the ring's head in
+//     O(1). 56 bytes per entry: 3.5 MiB for the default 65,536 entries.
+//   - the destination counts: ports in use and in quarantine, refusals and
+//     overrides per (translated address, destination address and port,
+//     protocol, zone), at most Config.Destinations entries (56 bytes each,
+//     at load <= 1/2); an entry lives while it counts a port. Allocations
+//     toward destinations beyond that are still correct but not counted
+//     (dest_overflow).
+//
+// # Concurrency contract
+//
+// A NAT is immutable after New apart from its counters, event rings and
+// mailboxes; its methods (Stats, ReadEvents, Destinations, Addr,
+// PoolIndex, Allocator) are safe from any goroutine. An Allocator belongs to
+// the worker that owns its conntrack shard: Allocate, AllocateFrom,
+// Abandon, Serve and Release (conntrack's release hook, which New installs
+// and which conntrack calls on the owner's goroutine) run on that goroutine
+// only, without locks. Allocator.Stats reads atomics and is safe anywhere.
+//
+// The control plane reads per-destination counts with NAT.Destinations,
+// which leaves a request in each allocator's mailbox (an atomic pointer);
+// the owner copies a bounded chunk of its table into the request from
+// Serve, called between batches, like conntrack's Dump. The owner never
+// waits and the control plane never reads memory the owner writes. Events
+// (refusals, overrides) go into a lossy single-producer ring per allocator
+// read by NAT.ReadEvents: a full ring loses events (counted), it never
+// blocks the owner.
+//
+// RewriteOriginal and RewriteReply are pure functions of their arguments
+// and safe from any goroutine that owns the packet buffer.
+//
+// # Per packet
+//
+// Allocate, AllocateFrom, Abandon, Release, Serve, RewriteOriginal,
+// RewriteReply and NAT.Addr take time as a conntrack.Time argument (never
+// the clock), never allocate (tests assert it) and report problems as a
+// drop.Reason, never an error value.
+//
+// # Zero values
+//
+// The zero Config is Automap without an address: Validate rejects it, and
+// every other zero field means its default. The zero Stats, Event and
+// DestStat are valid values. A NAT must be made with New, and an Allocator
+// comes from NAT.Allocator.
 package snat

@@ -17,8 +17,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Require skips t unless the test can create namespaces (root and ip).
@@ -109,6 +111,37 @@ func Veth(t testing.TB, a *NS, an, aaddr string, b *NS, bn, baddr string) {
 			e.ns.Run(t, "ip", "addr", "add", e.addr, "dev", e.name)
 		}
 		e.ns.Run(t, "ip", "link", "set", e.name, "up")
+	}
+}
+
+// NoTxChecksumOffload turns transmit checksum offload off on interface name
+// in ns (ethtool -K name tx off, done with the SIOCETHTOOL ioctl). On veth a
+// kernel-sent TCP/UDP packet otherwise carries only the pseudo-header sum
+// (CHECKSUM_PARTIAL), which XDP and AF_XDP see as is: a gateway that
+// forwards it as a complete packet would deliver a bad checksum. Real NICs
+// complete checksums before the wire, so labs emulate that.
+func NoTxChecksumOffload(t testing.TB, ns *NS, name string) {
+	t.Helper()
+	err := ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		const ethtoolSTxCsum = 0x17
+		val := struct{ cmd, data uint32 }{cmd: ethtoolSTxCsum, data: 0}
+		var ifr [40]byte
+		copy(ifr[:unix.IFNAMSIZ-1], name)
+		*(*uintptr)(unsafe.Pointer(&ifr[unix.IFNAMSIZ])) = uintptr(unsafe.Pointer(&val))
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr[0])))
+		runtime.KeepAlive(&val)
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("tx checksum offload off on %s: %v", name, err)
 	}
 }
 

@@ -1,0 +1,390 @@
+// Package config reads edge's declarative configuration file (YAML) and
+// turns it into the plain Go values the data plane takes. The same schema
+// will be the control plane's "apply config" message.
+//
+// Validation is whole and strict: unknown fields are refused, and every
+// error names the field it is about (e.g. `rules[2].dst[0]: "10.0.0.0/33"
+// is not a valid prefix`). Nothing here runs per packet.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/dataplane"
+	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/snat"
+)
+
+// File is the configuration file's schema.
+type File struct {
+	Interfaces struct {
+		Inside  Interface `yaml:"inside"`
+		Outside Interface `yaml:"outside"`
+	} `yaml:"interfaces"`
+	Queues     int       `yaml:"queues"`
+	Management []string  `yaml:"management"`
+	Routes     []Route   `yaml:"routes"`
+	Conntrack  Conntrack `yaml:"conntrack"`
+	Profiles   []Profile `yaml:"profiles"`
+	SNAT       *SNAT     `yaml:"snat"`
+	Rules      []Rule    `yaml:"rules"`
+	Default    string    `yaml:"default_action"`
+	Hugepages  bool      `yaml:"hugepages"`
+}
+
+type Interface struct {
+	Name string `yaml:"name"`
+	MTU  int    `yaml:"mtu"`
+}
+
+type Route struct {
+	Dst       string `yaml:"dst"`
+	Via       string `yaml:"via"`
+	Interface string `yaml:"interface"`
+}
+
+type Conntrack struct {
+	MaxFlows int  `yaml:"max_flows"`
+	History  int  `yaml:"history"`
+	Liberal  bool `yaml:"liberal"`
+	PickUp   bool `yaml:"pickup"`
+}
+
+// Profile overrides timers of a named profile; unset timers take the
+// default profile's values.
+type Profile struct {
+	Name        string `yaml:"name"`
+	SynSent     string `yaml:"syn_sent"`
+	SynRecv     string `yaml:"syn_recv"`
+	Established string `yaml:"established"`
+	FinWait     string `yaml:"fin_wait"`
+	LastAck     string `yaml:"last_ack"`
+	TimeWait    string `yaml:"time_wait"`
+	Close       string `yaml:"close"`
+	UDPFirst    string `yaml:"udp_first"`
+	UDPSingle   string `yaml:"udp_single"`
+	UDPMultiple string `yaml:"udp_multiple"`
+	ICMPFirst   string `yaml:"icmp_first"`
+	ICMPReplied string `yaml:"icmp_replied"`
+}
+
+type SNAT struct {
+	Mode       string   `yaml:"mode"`    // automap | pools
+	Address    string   `yaml:"address"` // automap: the outside address
+	Pool       []string `yaml:"pool"`    // pools: addresses and "a-b" ranges
+	Ports      string   `yaml:"ports"`   // "1024-65535"
+	Quarantine string   `yaml:"quarantine"`
+}
+
+type Rule struct {
+	Name      string   `yaml:"name"`
+	Zone      string   `yaml:"zone"`
+	Src       []string `yaml:"src"`
+	Dst       []string `yaml:"dst"`
+	Proto     string   `yaml:"proto"`
+	SrcPorts  []string `yaml:"src_ports"`
+	DstPorts  []string `yaml:"dst_ports"`
+	ICMPTypes []uint8  `yaml:"icmp_types"`
+	Action    string   `yaml:"action"`
+	Profile   string   `yaml:"profile"`
+	Log       bool     `yaml:"log"`
+}
+
+// Load reads and converts the file at path.
+func Load(path string) (dataplane.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return dataplane.Config{}, err
+	}
+	return Parse(b)
+}
+
+// Parse converts a configuration document.
+func Parse(doc []byte) (dataplane.Config, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return dataplane.Config{}, fmt.Errorf("config: %w", err)
+	}
+	return f.Convert()
+}
+
+func ferr(field, msg string) error { return errors.New(field + ": " + msg) }
+
+func idx(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
+
+// Convert validates f and returns the data plane configuration.
+func (f *File) Convert() (dataplane.Config, error) {
+	var c dataplane.Config
+	if f.Interfaces.Inside.Name == "" {
+		return c, ferr("interfaces.inside.name", "required")
+	}
+	if f.Interfaces.Outside.Name == "" {
+		return c, ferr("interfaces.outside.name", "required")
+	}
+	c.Inside = dataplane.Interface{Name: f.Interfaces.Inside.Name, MTU: f.Interfaces.Inside.MTU}
+	c.Outside = dataplane.Interface{Name: f.Interfaces.Outside.Name, MTU: f.Interfaces.Outside.MTU}
+	if f.Queues < 0 || f.Queues > 64 {
+		return c, ferr("queues", "must be between 1 and 64")
+	}
+	c.Queues = f.Queues
+	c.Hugepages = f.Hugepages
+	c.NeedWakeup = true
+	for i, m := range f.Management {
+		a, err := netip.ParseAddr(m)
+		if err != nil {
+			return c, ferr(idx("management", i), strconv.Quote(m)+" is not an address")
+		}
+		c.Management = append(c.Management, a)
+	}
+	for i, r := range f.Routes {
+		name := idx("routes", i)
+		p, err := netip.ParsePrefix(r.Dst)
+		if err != nil {
+			return c, ferr(name+".dst", strconv.Quote(r.Dst)+" is not a prefix")
+		}
+		rt := dataplane.Route{Dst: p}
+		if r.Via != "" {
+			if rt.Via, err = netip.ParseAddr(r.Via); err != nil {
+				return c, ferr(name+".via", strconv.Quote(r.Via)+" is not an address")
+			}
+		}
+		switch r.Interface {
+		case "inside":
+			rt.Port = 0
+		case "outside":
+			rt.Port = 1
+		default:
+			return c, ferr(name+".interface", "must be inside or outside")
+		}
+		c.Routes = append(c.Routes, rt)
+	}
+	c.Conntrack = conntrack.Config{MaxFlows: f.Conntrack.MaxFlows, HistorySize: f.Conntrack.History}
+	profiles := []conntrack.Profile{conntrack.DefaultProfile, conntrack.NSXGatewayProfile}
+	for i, p := range f.Profiles {
+		cp, err := p.convert(idx("profiles", i))
+		if err != nil {
+			return c, err
+		}
+		profiles = append(profiles, cp)
+	}
+	seen := map[string]bool{}
+	for i, p := range profiles {
+		if seen[p.Name] {
+			return c, ferr(idx("profiles", i-2)+".name", "duplicate profile "+strconv.Quote(p.Name))
+		}
+		seen[p.Name] = true
+	}
+	c.Conntrack.Policy = conntrack.Policy{Profiles: profiles, Liberal: f.Conntrack.Liberal, PickUp: f.Conntrack.PickUp}
+	if f.SNAT != nil {
+		s, err := f.SNAT.convert()
+		if err != nil {
+			return c, err
+		}
+		c.SNAT = s
+	}
+	for i, r := range f.Rules {
+		fr, err := r.convert(idx("rules", i))
+		if err != nil {
+			return c, err
+		}
+		c.Rules.Rules = append(c.Rules.Rules, fr)
+	}
+	switch f.Default {
+	case "", "drop":
+		c.Rules.Default = firewall.Drop
+	case "allow":
+		c.Rules.Default = firewall.Allow
+	case "reject":
+		c.Rules.Default = firewall.Reject
+	default:
+		return c, ferr("default_action", "must be allow, drop or reject")
+	}
+	names := map[string]uint8{}
+	for i, p := range profiles {
+		names[p.Name] = uint8(i)
+	}
+	if _, err := firewall.Compile(c.Rules, func(n string) (uint8, bool) { i, ok := names[n]; return i, ok }); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (p *Profile) convert(field string) (conntrack.Profile, error) {
+	cp := conntrack.DefaultProfile
+	if p.Name == "" || p.Name == "default" || p.Name == "nsx-gateway" {
+		return cp, ferr(field+".name", "required, and not a built-in profile name")
+	}
+	cp.Name = p.Name
+	for _, t := range []struct {
+		name string
+		v    string
+		dst  *conntrack.Time
+	}{
+		{"syn_sent", p.SynSent, &cp.SynSent}, {"syn_recv", p.SynRecv, &cp.SynRecv},
+		{"established", p.Established, &cp.Established}, {"fin_wait", p.FinWait, &cp.FinWait},
+		{"last_ack", p.LastAck, &cp.LastAck}, {"time_wait", p.TimeWait, &cp.TimeWait},
+		{"close", p.Close, &cp.Close}, {"udp_first", p.UDPFirst, &cp.UDPFirst},
+		{"udp_single", p.UDPSingle, &cp.UDPSingle}, {"udp_multiple", p.UDPMultiple, &cp.UDPMultiple},
+		{"icmp_first", p.ICMPFirst, &cp.ICMPFirst}, {"icmp_replied", p.ICMPReplied, &cp.ICMPReplied},
+	} {
+		if t.v == "" {
+			continue
+		}
+		d, err := time.ParseDuration(t.v)
+		if err != nil {
+			return cp, ferr(field+"."+t.name, strconv.Quote(t.v)+" is not a duration")
+		}
+		*t.dst = conntrack.Time(d)
+	}
+	if err := cp.Validate(); err != nil {
+		return cp, ferr(field, err.Error())
+	}
+	return cp, nil
+}
+
+func (s *SNAT) convert() (*snat.Config, error) {
+	c := &snat.Config{}
+	switch s.Mode {
+	case "", "automap":
+		c.Mode = snat.Automap
+		if s.Address != "" {
+			a, err := netip.ParseAddr(s.Address)
+			if err != nil {
+				return nil, ferr("snat.address", strconv.Quote(s.Address)+" is not an address")
+			}
+			c.Automap = a
+		}
+	case "pools":
+		c.Mode = snat.Pools
+		pool := snat.Pool{Name: "default"}
+		for i, e := range s.Pool {
+			field := idx("snat.pool", i)
+			if lo, hi, ok := strings.Cut(e, "-"); ok {
+				a, err1 := netip.ParseAddr(strings.TrimSpace(lo))
+				b, err2 := netip.ParseAddr(strings.TrimSpace(hi))
+				if err1 != nil || err2 != nil {
+					return nil, ferr(field, strconv.Quote(e)+" is not an address range")
+				}
+				pool.Ranges = append(pool.Ranges, snat.AddrRange{Start: a, End: b})
+				continue
+			}
+			a, err := netip.ParseAddr(e)
+			if err != nil {
+				return nil, ferr(field, strconv.Quote(e)+" is not an address")
+			}
+			pool.Addrs = append(pool.Addrs, a)
+		}
+		c.Pools = []snat.Pool{pool}
+	default:
+		return nil, ferr("snat.mode", "must be automap or pools")
+	}
+	if s.Ports != "" {
+		r, err := portRange(s.Ports)
+		if err != nil {
+			return nil, ferr("snat.ports", err.Error())
+		}
+		c.Ports = snat.PortRange{Start: r.Lo, End: r.Hi}
+	}
+	if s.Quarantine != "" {
+		d, err := time.ParseDuration(s.Quarantine)
+		if err != nil {
+			return nil, ferr("snat.quarantine", strconv.Quote(s.Quarantine)+" is not a duration")
+		}
+		c.Quarantine = d
+	}
+	if c.Mode == snat.Pools || c.Automap.IsValid() {
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func portRange(s string) (firewall.PortRange, error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	if err != nil {
+		return firewall.PortRange{}, errors.New(strconv.Quote(s) + " is not a port or range")
+	}
+	b := a
+	if isRange {
+		if b, err = strconv.ParseUint(strings.TrimSpace(hi), 10, 16); err != nil {
+			return firewall.PortRange{}, errors.New(strconv.Quote(s) + " is not a port or range")
+		}
+	}
+	return firewall.PortRange{Lo: uint16(a), Hi: uint16(b)}, nil
+}
+
+func (r *Rule) convert(field string) (firewall.Rule, error) {
+	fr := firewall.Rule{Name: r.Name, Profile: r.Profile, Log: r.Log, ICMPTypes: r.ICMPTypes}
+	var ok bool
+	if r.Zone == "" {
+		r.Zone = "any"
+	}
+	if fr.Zone, ok = firewall.ZoneByName(r.Zone); !ok {
+		return fr, ferr(field+".zone", "must be inside, outside or any")
+	}
+	if fr.Action, ok = firewall.ActionByName(r.Action); !ok {
+		return fr, ferr(field+".action", "must be allow, drop or reject")
+	}
+	switch r.Proto {
+	case "", "any":
+	case "tcp":
+		fr.Proto = 6
+	case "udp":
+		fr.Proto = 17
+	case "icmp":
+		fr.Proto = 1
+	case "icmpv6":
+		fr.Proto = 58
+	default:
+		n, err := strconv.ParseUint(r.Proto, 10, 8)
+		if err != nil {
+			return fr, ferr(field+".proto", "must be tcp, udp, icmp, icmpv6 or a number")
+		}
+		fr.Proto = uint8(n)
+	}
+	for _, l := range []struct {
+		name string
+		in   []string
+		out  *[]netip.Prefix
+	}{{"src", r.Src, &fr.Src}, {"dst", r.Dst, &fr.Dst}} {
+		for j, s := range l.in {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					return fr, ferr(idx(field+"."+l.name, j), strconv.Quote(s)+" is not a valid prefix")
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			*l.out = append(*l.out, p)
+		}
+	}
+	for _, l := range []struct {
+		name string
+		in   []string
+		out  *[]firewall.PortRange
+	}{{"src_ports", r.SrcPorts, &fr.SrcPorts}, {"dst_ports", r.DstPorts, &fr.DstPorts}} {
+		for j, s := range l.in {
+			pr, err := portRange(s)
+			if err != nil {
+				return fr, ferr(idx(field+"."+l.name, j), err.Error())
+			}
+			*l.out = append(*l.out, pr)
+		}
+	}
+	return fr, nil
+}

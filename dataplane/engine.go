@@ -1,0 +1,327 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asavie/xdp"
+	"github.com/vishvananda/netns"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/snat"
+)
+
+// Interface names one side of the gateway.
+type Interface struct {
+	Name string
+	MTU  int // 0: the link's MTU
+}
+
+// Config is everything the data plane needs, as plain Go values (the
+// config file and the control plane translate into it).
+type Config struct {
+	Inside, Outside Interface
+	Queues          int // AF_XDP queues (= workers) per interface; default 1
+	Routes          []Route
+	Management      []netip.Addr // addresses whose IP traffic goes to the kernel
+	Rules           firewall.RuleSet
+	SNAT            *snat.Config // nil: no translation
+	Conntrack       conntrack.Config
+
+	Frames     int  // UMEM frames per socket; default 4096
+	Ring       int  // descriptors per ring; default 2048
+	NeedWakeup bool // honour AF_XDP need_wakeup (default on via DefaultConfig)
+	Hugepages  bool // UMEM on hugepages when reserved
+	Logf       func(format string, args ...any)
+}
+
+// Engine is a running data plane: the XDP program on both interfaces, one
+// AF_XDP socket per queue and interface, one worker per queue.
+type Engine struct {
+	cfg     Config
+	table   *conntrack.Table
+	fw      firewall.Active
+	routes  atomic.Pointer[Routes]
+	neigh   *Neighbours
+	progs   [2]*Program // one per interface: an xsks slot serves one (interface, queue)
+	nat     *snat.NAT
+	ns      netns.NsHandle // the namespace New ran in
+	ports   [2]port
+	workers []*worker
+	start   time.Time
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// now is the engine's monotonic clock in conntrack units.
+func (e *Engine) now() conntrack.Time { return conntrack.Time(time.Since(e.start)) }
+
+func (e *Engine) natAddr16(i uint16) [16]byte { return e.table.NATAddr16(i) }
+
+// New sets the data plane up: it must run on a thread in the network
+// namespace of the interfaces (edge runs wholly inside it). On error
+// everything done so far is undone.
+func New(cfg Config) (e *Engine, err error) {
+	if cfg.Queues == 0 {
+		cfg.Queues = 1
+	}
+	if cfg.Frames == 0 {
+		cfg.Frames = 4096
+	}
+	if cfg.Ring == 0 {
+		cfg.Ring = 2048
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	e = &Engine{cfg: cfg, start: time.Now(), stop: make(chan struct{})}
+	if e.ns, err = netns.Get(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	// Fail closed: the kernel must not forward around edge.
+	for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+		if err := os.WriteFile(f, []byte("0\n"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("turning kernel forwarding off (%s): %w", f, err)
+		}
+	}
+	for i, ic := range []Interface{cfg.Inside, cfg.Outside} {
+		ifc, err := net.InterfaceByName(ic.Name)
+		if err != nil {
+			return nil, fmt.Errorf("interfaces.%s: %w", [2]string{"inside", "outside"}[i], err)
+		}
+		p := &e.ports[i]
+		p.name, p.ifindex, p.mtu = ic.Name, ifc.Index, ifc.MTU
+		if ic.MTU != 0 {
+			p.mtu = ic.MTU
+		}
+		copy(p.mac[:], ifc.HardwareAddr)
+		p.zone = [2]firewall.Zone{firewall.Inside, firewall.Outside}[i]
+	}
+	rt, err := NewRoutes(cfg.Routes, 2)
+	if err != nil {
+		return nil, err
+	}
+	e.routes.Store(rt)
+	cfg.Conntrack.Shards = cfg.Queues
+	if cfg.Conntrack.Logf == nil {
+		cfg.Conntrack.Logf = cfg.Logf
+	}
+	if e.table, err = conntrack.New(cfg.Conntrack); err != nil {
+		return nil, err
+	}
+	fw, err := firewall.Compile(cfg.Rules, e.table.ProfileIndex)
+	if err != nil {
+		return nil, err
+	}
+	e.fw.Store(fw)
+	for i := range e.progs {
+		if e.progs[i], err = NewProgram(cfg.Queues); err != nil {
+			return nil, err
+		}
+		for _, a := range cfg.Management {
+			if err := e.progs[i].AddManagement(a); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cfg.SNAT != nil {
+		sc := *cfg.SNAT
+		if sc.Mode == snat.Automap && !sc.Automap.IsValid() {
+			if sc.Automap, err = firstAddr(cfg.Outside.Name); err != nil {
+				return nil, fmt.Errorf("snat: automap: %w", err)
+			}
+		}
+		if e.nat, err = snat.New(sc, e.table); err != nil {
+			return nil, err
+		}
+		cfg.Logf("dataplane: SNAT %v", sc.Mode)
+	}
+	e.neigh = NewNeighbours(e.ports[0].ifindex, e.ports[1].ifindex)
+	for q := 0; q < cfg.Queues; q++ {
+		w := &worker{e: e, id: q, shard: e.table.Shard(q)}
+		for i := range e.ports {
+			pc := e.ports[i] // each worker has its own socket per port
+			opts := xdp.SocketOptions{NumFrames: cfg.Frames, FrameSize: 2048, FillRingNumDescs: cfg.Ring,
+				CompletionRingNumDescs: cfg.Ring, RxRingNumDescs: cfg.Ring, TxRingNumDescs: cfg.Ring,
+				NeedWakeup: cfg.NeedWakeup, Hugepages: cfg.Hugepages}
+			if pc.sock, err = xdp.NewSocket(pc.ifindex, q, &opts); err != nil {
+				return nil, fmt.Errorf("AF_XDP socket on %s queue %d: %w", pc.name, q, err)
+			}
+			// Hand the kernel receive frames before any packet can be
+			// redirected to the socket.
+			pc.sock.Fill(pc.sock.GetDescs(pc.sock.NumFreeFillSlots()))
+			if !pc.sock.ZeroCopy() && q == 0 {
+				cfg.Logf("dataplane: %s: AF_XDP in copy mode (the driver has no zero-copy support)", pc.name)
+			}
+			w.ports[i] = &pc
+		}
+		if e.nat != nil {
+			w.nat = e.nat.Allocator(q)
+		}
+		e.workers = append(e.workers, w)
+	}
+	for _, w := range e.workers {
+		for i, p := range w.ports {
+			if err := e.progs[i].Register(w.id, p.sock.FD()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i := range e.ports {
+		if err := e.progs[i].Attach(e.ports[i].ifindex); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Run starts the workers and the neighbour mirror and returns at once.
+func (e *Engine) Run() error {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		// Netlink and probe sockets must be opened in the interfaces'
+		// namespace: the one New ran in. The thread stays locked and is
+		// discarded when the goroutine ends.
+		runtime.LockOSThread()
+		if err := netns.Set(e.ns); err != nil {
+			e.cfg.Logf("dataplane: neighbour mirror: %v", err)
+			return
+		}
+		if err := e.neigh.Run(e.stop); err != nil {
+			e.cfg.Logf("dataplane: neighbour mirror stopped: %v", err)
+		}
+	}()
+	for _, w := range e.workers {
+		e.wg.Add(1)
+		go func(w *worker) {
+			defer e.wg.Done()
+			w.run(e.stop)
+		}(w)
+	}
+	return nil
+}
+
+// Close stops the workers, detaches the XDP program (leaving the interfaces
+// as found) and releases sockets and the flow table.
+func (e *Engine) Close() error {
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	e.wg.Wait()
+	var errs []error
+	for _, p := range e.progs {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	for _, w := range e.workers {
+		for _, p := range w.ports {
+			if p != nil && p.sock != nil {
+				p.sock.Close()
+			}
+		}
+	}
+	if e.table != nil {
+		e.table.Close()
+	}
+	if e.ns.IsOpen() {
+		e.ns.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// firstAddr returns the first IPv4 address of interface name (else its
+// first global IPv6 address): the automap SNAT address.
+func firstAddr(name string) (netip.Addr, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	var v6 netip.Addr
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(ipn.IP)
+		ip = ip.Unmap()
+		if ip.Is4() {
+			return ip, nil
+		}
+		if ip.IsGlobalUnicast() && !v6.IsValid() {
+			v6 = ip
+		}
+	}
+	if v6.IsValid() {
+		return v6, nil
+	}
+	return netip.Addr{}, errors.New("interface " + name + " has no address")
+}
+
+// NAT returns the SNAT state (nil without SNAT), for the control plane.
+func (e *Engine) NAT() *snat.NAT { return e.nat }
+
+// Table returns the connection-tracking table (for the control plane).
+func (e *Engine) Table() *conntrack.Table { return e.table }
+
+// SetRules compiles and swaps in a new rule set; on error nothing changes.
+func (e *Engine) SetRules(rs firewall.RuleSet) error {
+	c, err := firewall.Compile(rs, e.table.ProfileIndex)
+	if err != nil {
+		return err
+	}
+	e.fw.Store(c)
+	return nil
+}
+
+// Stats are the data plane's counters summed over workers.
+type Stats struct {
+	RX, TX  [2]uint64 // per port: 0 inside, 1 outside
+	Drops   [drop.NumReasons]uint64
+	Created uint64
+	XDP     ProgStats
+}
+
+// Stats sums the workers' counters; safe from any goroutine.
+func (e *Engine) Stats() Stats {
+	var s Stats
+	for _, w := range e.workers {
+		for i := range s.RX {
+			s.RX[i] += w.ctr.rx[i].Load()
+			s.TX[i] += w.ctr.tx[i].Load()
+		}
+		for r := range s.Drops {
+			s.Drops[r] += w.ctr.drops[r].Load()
+		}
+		s.Created += w.ctr.created.Load()
+	}
+	for _, p := range e.progs {
+		ps, _ := p.Stats()
+		s.XDP.Redirected += ps.Redirected
+		s.XDP.NoSocket += ps.NoSocket
+		s.XDP.Passed += ps.Passed
+		s.XDP.Other += ps.Other
+	}
+	return s
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package icmp_test
+
+const raceEnabled = false

@@ -1,0 +1,486 @@
+package snat
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/header"
+)
+
+const (
+	// RandomProbes is how many random ports Allocate tries before falling
+	// back to a linear scan of the range (RFC 6056 section 3.3.2, then
+	// 3.3.1).
+	RandomProbes = 64
+	// fullRetry is how long a destination found exhausted by a full scan
+	// is refused without scanning again while none of its ports was
+	// released.
+	fullRetry = conntrack.Second
+)
+
+// NAT is one source-NAT configuration over a conntrack table: its address
+// pools, shared read-only by the workers, and one Allocator per shard.
+// Its methods are safe from any goroutine.
+type NAT struct {
+	table      *conntrack.Table
+	pools      []pool
+	names      []string
+	byIdx      [][16]byte // translated address by interned index; zero = not ours
+	pairKey    [2]uint64
+	portStart  uint16
+	nports     uint32
+	hold       conntrack.Time
+	keepEchoID bool
+	allocs     []*Allocator
+	evMu       sync.Mutex // one event reader at a time
+}
+
+type pool struct {
+	v4, v6 []natAddr
+}
+
+type natAddr struct {
+	idx  uint16
+	addr [16]byte
+}
+
+// New validates cfg, interns its addresses in t, and makes one Allocator per
+// shard of t, installing each as its shard's release hook
+// (conntrack.Shard.OnRelease). Call it before the workers start, and do not
+// install other release hooks on t's shards.
+func New(cfg Config, t *conntrack.Table) (*NAT, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	n := &NAT{
+		table:      t,
+		portStart:  r.cfg.Ports.Start,
+		nports:     uint32(r.cfg.Ports.End-r.cfg.Ports.Start) + 1,
+		hold:       r.quarantine,
+		keepEchoID: r.cfg.KeepEchoID,
+	}
+	var seed [32]byte
+	randomBytes(seed[:])
+	n.pairKey = [2]uint64{binary.LittleEndian.Uint64(seed[0:]), binary.LittleEndian.Uint64(seed[8:])}
+	for i, addrs := range r.pools {
+		var p pool
+		for _, a := range addrs {
+			idx, err := t.InternAddr(a)
+			if err != nil {
+				return nil, err
+			}
+			for int(idx) >= len(n.byIdx) {
+				n.byIdx = append(n.byIdx, [16]byte{})
+			}
+			na := natAddr{idx: idx, addr: a.As16()}
+			n.byIdx[idx] = na.addr
+			if a.Is4() {
+				p.v4 = append(p.v4, na)
+			} else {
+				p.v6 = append(p.v6, na)
+			}
+		}
+		n.pools = append(n.pools, p)
+		if r.cfg.Mode == Pools {
+			n.names = append(n.names, r.cfg.Pools[i].Name)
+		} else {
+			n.names = append(n.names, "automap")
+		}
+	}
+	for i := 0; i < t.Shards(); i++ {
+		a := newAllocator(n, &r.cfg, i)
+		n.allocs = append(n.allocs, a)
+		t.Shard(i).OnRelease(a.Release)
+	}
+	return n, nil
+}
+
+// randomBytes fills b from getrandom(2) (crypto/rand would pull fmt into
+// the per-packet packages), falling back to the clock if that fails.
+func randomBytes(b []byte) {
+	if n, err := unix.Getrandom(b, 0); err == nil && n == len(b) {
+		return
+	}
+	x := uint64(time.Now().UnixNano())
+	for i := range b {
+		x = x*6364136223846793005 + 1442695040888963407
+		b[i] = byte(x >> 56)
+	}
+}
+
+// Allocator returns shard i's allocator, to be owned by the worker that
+// owns conntrack shard i.
+func (n *NAT) Allocator(i int) *Allocator { return n.allocs[i] }
+
+// PoolIndex returns the index of the named pool, for AllocateFrom. In
+// automap mode the only pool is named "automap".
+func (n *NAT) PoolIndex(name string) (int, bool) {
+	for i, s := range n.names {
+		if s == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// Addr returns the translated address interned under i, as the natAddr
+// argument of RewriteOriginal (IPv4 addresses IPv4-mapped), or the zero
+// array if i is not one of n's addresses. It never allocates.
+func (n *NAT) Addr(i uint16) [16]byte {
+	if int(i) < len(n.byIdx) {
+		return n.byIdx[i]
+	}
+	return [16]byte{}
+}
+
+func (n *NAT) ours(i uint16) bool {
+	return int(i) < len(n.byIdx) && n.byIdx[i] != [16]byte{}
+}
+
+// pair picks the pool address for an inside source address: a keyed hash
+// of the address alone, so one inside host keeps one outside address on
+// every worker ("paired" pooling).
+func (n *NAT) pair(src *[16]byte, count int) int {
+	h := mix(binary.LittleEndian.Uint64(src[0:8])^n.pairKey[0], binary.LittleEndian.Uint64(src[8:16])^n.pairKey[1])
+	hi, _ := bits.Mul64(h, uint64(count))
+	return int(hi)
+}
+
+// Stats sums the counters of every allocator. Safe at any time.
+func (n *NAT) Stats() Stats {
+	var s Stats
+	for _, a := range n.allocs {
+		a.ctr.addTo(&s)
+	}
+	return s
+}
+
+// ReadEvents moves queued events of every allocator into out and returns
+// how many. One reader at a time (it serializes callers).
+func (n *NAT) ReadEvents(out []Event) int {
+	n.evMu.Lock()
+	defer n.evMu.Unlock()
+	k := 0
+	for _, a := range n.allocs {
+		k += a.ev.read(out[k:])
+	}
+	return k
+}
+
+// Allocator chooses translations for the new flows of one conntrack shard.
+// It is owned by the shard's worker: Allocate, AllocateFrom, Abandon,
+// Release and Serve must be called from that goroutine only (Release is
+// called by conntrack itself, on that goroutine). Stats may be called from
+// any goroutine; the control plane reads destinations through
+// NAT.Destinations, which the owner serves from Serve.
+type Allocator struct {
+	n      *NAT
+	t      *conntrack.Table
+	s      *conntrack.Shard
+	id     int
+	multi  bool // more than one shard: ports must be checked with ShardOf
+	rng    rand.ChaCha8
+	d      dests
+	q      quarantine
+	ev     eventRing
+	ctr    counters
+	mbox   atomic.Pointer[request]
+	ctlMu  sync.Mutex // serializes control requests (control side)
+}
+
+func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
+	a := &Allocator{n: n, t: n.table, s: n.table.Shard(i), id: i, multi: n.table.Shards() > 1}
+	var seed [32]byte
+	randomBytes(seed[:])
+	a.rng.Seed(seed)
+	var key hashKey
+	for j := range key {
+		key[j] = a.rng.Uint64()
+	}
+	a.d.init(cfg.Destinations, key)
+	a.q.init(cfg.QuarantinePorts, n.hold, key, &a.d)
+	a.ev.init(cfg.EventRingSize)
+	return a
+}
+
+// Shard returns the index of the conntrack shard a serves.
+func (a *Allocator) Shard() int { return a.id }
+
+// Stats returns a's counters. Safe from any goroutine.
+func (a *Allocator) Stats() Stats {
+	var s Stats
+	a.ctr.addTo(&s)
+	return s
+}
+
+// below returns a uniformly random number in [0, n), n > 0 (Lemire's
+// multiply-shift; the bias is below n/2^64).
+func (a *Allocator) below(n uint32) uint32 {
+	hi, _ := bits.Mul64(a.rng.Uint64(), uint64(n))
+	return uint32(hi)
+}
+
+// Allocate is AllocateFrom(0, orig, now): a translation from the default
+// pool.
+func (a *Allocator) Allocate(orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
+	return a.AllocateFrom(0, orig, now)
+}
+
+// AllocateFrom chooses the translation of a new flow whose original key is
+// orig (conntrack answered Open), from pool pool, at time now. The caller
+// passes the result to conntrack.Shard.Create in NewFlow.NAT; if Create
+// refuses the flow it must call Abandon.
+//
+// The translated address is the pool address of orig's family paired with
+// orig's source address. The port (for ICMP echo, the identifier) is one
+// whose reply key, orig reversed with the translated address and port as
+// destination, is not a live flow and lands on a's shard
+// (conntrack.Table.ShardOf). Ports released toward the same destination
+// less than the quarantine time ago are taken only if no other is free, the
+// least recently released first (counted: quarantine_override).
+//
+// It returns drop.SNATExhausted if no port is free toward the destination
+// (counted, per destination too, with an event), drop.SNATNoAddress if the
+// pool has no address of orig's family (or there is no such pool), and
+// drop.UnsupportedProto for a protocol other than TCP, UDP and ICMP echo.
+//
+// Cost: up to RandomProbes random candidates, then (rarely, when the range
+// toward this destination is nearly full) a linear scan of at most the
+// whole range. Each candidate costs a ShardOf hash (several shards only),
+// a conntrack Lookup and a quarantine lookup: tens of nanoseconds. The worst
+// case, a full scan of a 64,512-port range, is a few milliseconds; a
+// destination found exhausted by a full scan is then refused without
+// scanning (a table lookup) until one of its ports is released or a second
+// has passed. It never allocates.
+func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
+	n := a.n
+	switch orig.Proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoICMP, header.ProtoICMPv6:
+	default:
+		return conntrack.Translation{}, drop.UnsupportedProto
+	}
+	if uint(pool) >= uint(len(n.pools)) {
+		return conntrack.Translation{}, drop.SNATNoAddress
+	}
+	addrs := n.pools[pool].v6
+	if orig.IsIPv4() {
+		addrs = n.pools[pool].v4
+	}
+	if len(addrs) == 0 {
+		return conntrack.Translation{}, drop.SNATNoAddress
+	}
+	i := n.pair(&orig.Src, len(addrs))
+	if n.keepEchoID && (orig.Proto == header.ProtoICMP || orig.Proto == header.ProtoICMPv6) {
+		return a.allocEcho(addrs, i, orig, now)
+	}
+	na := &addrs[i]
+	// The candidate reply key, as conntrack.Shard.ReplyKey builds it.
+	rk := orig.Reverse()
+	rk.Dst = na.addr
+	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: na.idx, proto: orig.Proto, zone: orig.Zone}
+
+	// A destination a full scan found exhausted is refused at once while
+	// all the ports that scan counted are still in use.
+	if j := a.d.find(&k); j >= 0 {
+		e := &a.d.e[j]
+		if e.full && e.inUse >= e.owned && now-e.fullAt < fullRetry {
+			return a.exhausted(&k, orig, now)
+		}
+	}
+
+	// RFC 6056 section 3.3.2 (Algorithm 2): "next_ephemeral = min_ephemeral
+	// + (random() % num_ephemeral)", tried until a suitable port is found,
+	// here at most RandomProbes times.
+	var probes uint64
+	for range RandomProbes {
+		port := n.portStart + uint16(a.below(n.nports))
+		probes++
+		rk.DstPort = port
+		if !a.lands(&rk) {
+			continue
+		}
+		if free, quar, _ := a.check(&rk, &k, port, now); free && !quar {
+			a.ctr.add(CtrProbes, probes)
+			return a.commit(&k, port)
+		}
+	}
+
+	// RFC 6056 section 3.3.1 (Algorithm 1): from a random start, "if
+	// (check_suitable_port(port)) return next_ephemeral", else the next
+	// port, wrapping, num_ephemeral times. Quarantined ports are
+	// remembered: RFC 6888 REQ-8 ("Once an external port is deallocated,
+	// it SHOULD NOT be reallocated to a new mapping until at least 120
+	// seconds have passed") yields to RFC 4787 REQ-3 (no port overloading)
+	// only when nothing else is free, and then the least recently released
+	// port is taken.
+	a.ctr.add(CtrScans, 1)
+	start := a.below(n.nports)
+	var (
+		best   uint16
+		bestAt conntrack.Time
+		haveQ  bool
+		owned  uint32
+	)
+	for j := uint32(0); j < n.nports; j++ {
+		off := start + j
+		if off >= n.nports {
+			off -= n.nports
+		}
+		port := n.portStart + uint16(off)
+		rk.DstPort = port
+		if !a.lands(&rk) {
+			continue
+		}
+		owned++
+		free, quar, t := a.check(&rk, &k, port, now)
+		if free && !quar {
+			a.ctr.add(CtrProbes, probes+uint64(j)+1)
+			return a.commit(&k, port)
+		}
+		if quar && (!haveQ || t < bestAt) {
+			best, bestAt, haveQ = port, t, true
+		}
+	}
+	a.ctr.add(CtrProbes, probes+uint64(n.nports))
+	if haveQ {
+		k.nport = best
+		a.q.remove(&k)
+		k.nport = 0
+		a.ctr.add(CtrQuarantineOverride, 1)
+		if j := a.d.find(&k); j >= 0 {
+			a.d.e[j].overrides++
+		}
+		a.event(EvQuarantineOverride, orig, k.naddr, best, now)
+		return a.commit(&k, best)
+	}
+	k.nport = 0
+	if j := a.d.find(&k); j >= 0 {
+		e := &a.d.e[j]
+		e.full, e.owned, e.fullAt = true, owned, now
+	}
+	return a.exhausted(&k, orig, now)
+}
+
+// lands reports whether the reply key rk lands on a's shard
+// (conntrack.Table.ShardOf, a hash; every key does with one shard).
+func (a *Allocator) lands(rk *conntrack.Key) bool {
+	return !a.multi || a.t.ShardOf(rk) == a.id
+}
+
+// check reports whether port (rk.DstPort) is free toward k, that is rk is
+// not a live flow in conntrack, and if so whether it is quarantined and
+// since when. conntrack's Lookup may release an expired flow on the spot,
+// which quarantines its port (through Release) before the quarantine is
+// consulted: such a port counts as just released.
+func (a *Allocator) check(rk *conntrack.Key, k *tuple, port uint16, now conntrack.Time) (free, quar bool, released conntrack.Time) {
+	if _, _, live := a.s.Lookup(rk, now); live {
+		return false, false, 0
+	}
+	k.nport = port
+	released, quar = a.q.lookup(k, now)
+	k.nport = 0
+	return true, quar, released
+}
+
+// commit counts port as in use toward k and returns the translation.
+func (a *Allocator) commit(k *tuple, port uint16) (conntrack.Translation, drop.Reason) {
+	k.nport = 0
+	if j := a.d.add(k); j >= 0 {
+		e := &a.d.e[j]
+		e.inUse++
+		e.full = false
+	} else {
+		a.ctr.add(CtrDestOverflow, 1)
+	}
+	a.ctr.add(CtrAllocated, 1)
+	return conntrack.Translation{Addr: k.naddr, Port: port}, drop.None
+}
+
+func (a *Allocator) exhausted(k *tuple, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
+	if j := a.d.find(k); j >= 0 {
+		a.d.e[j].exhausted++
+	}
+	a.ctr.add(CtrExhausted, 1)
+	a.event(EvExhausted, orig, k.naddr, 0, now)
+	return conntrack.Translation{}, drop.SNATExhausted
+}
+
+func (a *Allocator) event(kind EventKind, orig *conntrack.Key, naddr, nport uint16, now conntrack.Time) {
+	e := Event{Time: now, Key: *orig, NATAddr: naddr, NATPort: nport, Kind: kind, Shard: uint8(a.id)}
+	if !a.ev.put(&e) {
+		a.ctr.add(CtrEventsLost, 1)
+	}
+}
+
+// allocEcho translates an ICMP echo flow's address only (Config.KeepEchoID):
+// the identifier stays, so the pool's addresses of the family are tried in
+// turn from the paired one until one gives a reply key that is free and
+// lands on a's shard. No quarantine applies: the inside host chose the
+// identifier.
+func (a *Allocator) allocEcho(addrs []natAddr, first int, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
+	rk := orig.Reverse()
+	for j := range addrs {
+		na := &addrs[(first+j)%len(addrs)]
+		rk.Dst = na.addr
+		if !a.lands(&rk) {
+			continue
+		}
+		if _, _, live := a.s.Lookup(&rk, now); live {
+			continue
+		}
+		k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: na.idx, proto: orig.Proto, zone: orig.Zone}
+		return a.commit(&k, orig.SrcPort)
+	}
+	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: addrs[first].idx, proto: orig.Proto, zone: orig.Zone}
+	return a.exhausted(&k, orig, now)
+}
+
+// Abandon gives back a translation that Allocate returned but that no flow
+// uses (conntrack.Shard.Create refused the flow). The port is not
+// quarantined: no packet left with it. Owner only; never allocates.
+func (a *Allocator) Abandon(orig *conntrack.Key, tr conntrack.Translation) {
+	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: tr.Addr, proto: orig.Proto, zone: orig.Zone}
+	if j := a.d.find(&k); j >= 0 {
+		if a.d.e[j].inUse > 0 {
+			a.d.e[j].inUse--
+		}
+		a.d.tidy(j)
+	}
+	a.ctr.add(CtrAbandoned, 1)
+}
+
+// Release is a's conntrack release hook (conntrack.ReleaseFunc, installed
+// by New): the flow with original key orig and translation nat ended at
+// now, so its port is no longer in use toward orig's destination and is
+// quarantined there. Untranslated flows and addresses of other NATs are
+// ignored. It runs on the owner's goroutine, never allocates, and does
+// bounded work (it drops at most three old quarantine entries).
+func (a *Allocator) Release(orig *conntrack.Key, nat conntrack.Translation, now conntrack.Time) {
+	if nat.Addr == 0 || !a.n.ours(nat.Addr) {
+		return
+	}
+	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: nat.Addr, proto: orig.Proto, zone: orig.Zone}
+	counted := false
+	if j := a.d.find(&k); j >= 0 {
+		e := &a.d.e[j]
+		if e.inUse > 0 {
+			e.inUse--
+		}
+		e.quar++
+		counted = true
+	}
+	k.nport = nat.Port
+	if a.q.insert(&k, now, counted) {
+		a.ctr.add(CtrQuarantineForgotten, 1)
+	}
+	a.ctr.add(CtrReleased, 1)
+}

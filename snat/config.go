@@ -1,0 +1,275 @@
+package snat
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/edgegw/edge/conntrack"
+)
+
+// Mode says where translated source addresses come from.
+type Mode uint8
+
+const (
+	// Automap translates to one address, the outside interface's, which the
+	// caller passes in Config.Automap (NSX-T "automap", iptables MASQUERADE).
+	Automap Mode = iota
+	// Pools translates to addresses from Config.Pools.
+	Pools
+)
+
+// String returns "automap" or "pools".
+func (m Mode) String() string {
+	switch m {
+	case Automap:
+		return "automap"
+	case Pools:
+		return "pools"
+	}
+	return "mode" + strconv.Itoa(int(m))
+}
+
+// Defaults and limits of Config.
+const (
+	DefaultPortStart       = 1024
+	DefaultPortEnd         = 65535
+	DefaultQuarantine      = 120 * time.Second // RFC 6888 REQ-8
+	DefaultQuarantinePorts = 1 << 16           // per worker
+	DefaultDestinations    = 1 << 14           // per worker
+	DefaultEventRingSize   = 1 << 10           // per worker
+
+	// MaxAddrs is the most translated addresses a Config may hold, over all
+	// pools (conntrack interns at most 65,535 in all).
+	MaxAddrs = 4096
+	// MaxQuarantinePorts bounds Config.QuarantinePorts.
+	MaxQuarantinePorts = 1 << 24
+	// MaxDestinations bounds Config.Destinations.
+	MaxDestinations = 1 << 22
+)
+
+// Config describes source NAT. It is validated whole (Validate, New): an
+// invalid Config changes nothing, and the error names the offending field,
+// e.g. "snat: pools[1].ranges[0]: start after end".
+//
+// Zero fields take their defaults, except the addresses: the zero Config is
+// automap without an address, which Validate rejects.
+type Config struct {
+	// Mode selects Automap (the default) or Pools.
+	Mode Mode
+	// Automap is the outside interface's address (Automap mode only).
+	Automap netip.Addr
+	// Pools are the address pools (Pools mode only). A flow is translated
+	// with one pool, chosen by the caller (Allocator.AllocateFrom); pool 0
+	// is the default (Allocator.Allocate).
+	Pools []Pool
+	// Ports is the range of translated ports and ICMP echo identifiers.
+	// Default 1024-65535.
+	Ports PortRange
+	// Quarantine is how long a released port is held back from new flows
+	// toward the same destination unless nothing else is free. Default 120 s
+	// (RFC 6888 REQ-8); at most conntrack.MaxTimeout.
+	Quarantine time.Duration
+	// QuarantinePorts is how many released ports each worker remembers
+	// (RFC 6888 REQ-8: the number held must be configurable); when full,
+	// the oldest is forgotten. Default 65,536 (about 3.5 MiB per worker).
+	QuarantinePorts int
+	// Destinations is how many (pool address, destination, protocol)
+	// entries each worker counts ports for. Default 16,384.
+	Destinations int
+	// EventRingSize is the capacity of each worker's event ring. Default 1,024.
+	EventRingSize int
+	// KeepEchoID turns ICMP echo identifier translation off: the
+	// identifier is kept and only the address is translated. Translation
+	// is on by default: the identifier plays the part of the source port
+	// (RFC 5508 section 3.1).
+	KeepEchoID bool
+}
+
+// Pool is a named set of addresses, given as single addresses and inclusive
+// ranges; IPv4 and IPv6 may be mixed (a flow takes an address of its own
+// family). An address may not appear twice in one pool.
+type Pool struct {
+	Name   string
+	Addrs  []netip.Addr
+	Ranges []AddrRange
+}
+
+// AddrRange is an inclusive range of addresses of one family.
+type AddrRange struct {
+	Start, End netip.Addr
+}
+
+// PortRange is an inclusive range of ports. The zero PortRange means the
+// default, 1024-65535.
+type PortRange struct {
+	Start, End uint16
+}
+
+// Validate checks c whole and returns the first problem, naming its field.
+func (c *Config) Validate() error {
+	_, err := c.resolve()
+	return err
+}
+
+// resolved is a validated Config with defaults applied and pools expanded.
+type resolved struct {
+	cfg        Config
+	pools      [][]netip.Addr // per pool, in configuration order
+	quarantine conntrack.Time
+}
+
+func cfgErr(field, msg string) error { return errors.New("snat: " + field + ": " + msg) }
+
+func (c *Config) resolve() (*resolved, error) {
+	r := &resolved{cfg: *c}
+	rc := &r.cfg
+	switch {
+	case rc.Ports == PortRange{}:
+		rc.Ports = PortRange{DefaultPortStart, DefaultPortEnd}
+	case rc.Ports.Start == 0:
+		return nil, cfgErr("ports", "start must be at least 1")
+	case rc.Ports.Start > rc.Ports.End:
+		return nil, cfgErr("ports", "start after end")
+	}
+	switch {
+	case rc.Quarantine == 0:
+		rc.Quarantine = DefaultQuarantine
+	case rc.Quarantine < 0:
+		return nil, cfgErr("quarantine", "negative")
+	case rc.Quarantine > time.Duration(conntrack.MaxTimeout):
+		return nil, cfgErr("quarantine", "longer than "+time.Duration(conntrack.MaxTimeout).String())
+	}
+	r.quarantine = conntrack.Time(rc.Quarantine)
+	if err := size(&rc.QuarantinePorts, DefaultQuarantinePorts, MaxQuarantinePorts, "quarantine_ports"); err != nil {
+		return nil, err
+	}
+	if err := size(&rc.Destinations, DefaultDestinations, MaxDestinations, "destinations"); err != nil {
+		return nil, err
+	}
+	if err := size(&rc.EventRingSize, DefaultEventRingSize, 1<<20, "event_ring_size"); err != nil {
+		return nil, err
+	}
+	switch rc.Mode {
+	case Automap:
+		if len(rc.Pools) != 0 {
+			return nil, cfgErr("pools", "set in automap mode")
+		}
+		if msg := checkAddr(rc.Automap); msg != "" {
+			return nil, cfgErr("automap", msg)
+		}
+		r.pools = [][]netip.Addr{{rc.Automap}}
+	case Pools:
+		if rc.Automap.IsValid() {
+			return nil, cfgErr("automap", "set in pools mode")
+		}
+		if len(rc.Pools) == 0 {
+			return nil, cfgErr("pools", "no pool")
+		}
+		total := 0
+		names := make(map[string]bool, len(rc.Pools))
+		for i := range rc.Pools {
+			p := &rc.Pools[i]
+			field := "pools[" + strconv.Itoa(i) + "]"
+			if names[p.Name] {
+				return nil, cfgErr(field+".name", "duplicate name "+strconv.Quote(p.Name))
+			}
+			names[p.Name] = true
+			addrs, err := expand(p, field, MaxAddrs-total)
+			if err != nil {
+				return nil, err
+			}
+			total += len(addrs)
+			r.pools = append(r.pools, addrs)
+		}
+	default:
+		return nil, cfgErr("mode", "unknown mode "+strconv.Itoa(int(rc.Mode)))
+	}
+	return r, nil
+}
+
+func size(v *int, def, max int, field string) error {
+	switch {
+	case *v == 0:
+		*v = def
+	case *v < 0:
+		return cfgErr(field, "negative")
+	case *v > max:
+		return cfgErr(field, "more than "+strconv.Itoa(max))
+	}
+	return nil
+}
+
+// checkAddr returns why a cannot be a translated address, or "".
+func checkAddr(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "no address"
+	case a.Is4In6():
+		return a.String() + " is IPv4-mapped: write it as IPv4"
+	case a.Zone() != "":
+		return a.String() + " has a zone"
+	case a.IsUnspecified(), a.IsMulticast(), a.IsLoopback():
+		return a.String() + " is not a unicast address"
+	case a.Is4() && a.As4() == [4]byte{255, 255, 255, 255}:
+		return a.String() + " is not a unicast address"
+	}
+	return ""
+}
+
+// expand lists the addresses of pool p, at most limit of them.
+func expand(p *Pool, field string, limit int) ([]netip.Addr, error) {
+	var out []netip.Addr
+	seen := make(map[netip.Addr]bool)
+	add := func(a netip.Addr, f string) error {
+		if seen[a] {
+			return cfgErr(f, "address "+a.String()+" appears twice")
+		}
+		if len(out) == limit {
+			return cfgErr(f, "more than "+strconv.Itoa(MaxAddrs)+" addresses in all pools")
+		}
+		seen[a] = true
+		out = append(out, a)
+		return nil
+	}
+	for j, a := range p.Addrs {
+		f := field + ".addrs[" + strconv.Itoa(j) + "]"
+		if msg := checkAddr(a); msg != "" {
+			return nil, cfgErr(f, msg)
+		}
+		if err := add(a, f); err != nil {
+			return nil, err
+		}
+	}
+	for j, rg := range p.Ranges {
+		f := field + ".ranges[" + strconv.Itoa(j) + "]"
+		if msg := checkAddr(rg.Start); msg != "" {
+			return nil, cfgErr(f+".start", msg)
+		}
+		if msg := checkAddr(rg.End); msg != "" {
+			return nil, cfgErr(f+".end", msg)
+		}
+		if rg.Start.Is4() != rg.End.Is4() {
+			return nil, cfgErr(f, "start and end of different families")
+		}
+		if rg.End.Less(rg.Start) {
+			return nil, cfgErr(f, "start after end")
+		}
+		for a := rg.Start; ; a = a.Next() {
+			if msg := checkAddr(a); msg != "" {
+				return nil, cfgErr(f, msg)
+			}
+			if err := add(a, f); err != nil {
+				return nil, err
+			}
+			if a == rg.End {
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, cfgErr(field, "no address")
+	}
+	return out, nil
+}

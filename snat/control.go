@@ -1,0 +1,171 @@
+package snat
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+
+	"github.com/edgegw/edge/conntrack"
+)
+
+// Control-plane reads of per-destination counts.
+//
+// The destination table belongs to the allocator's owner, so the control
+// plane never reads it directly: as conntrack does for flows, it leaves one
+// request at a time in the allocator's mailbox (an atomic pointer) and the
+// owner copies a bounded chunk (at most serveBudget table slots) into the
+// request from Serve, between batches. Forwarding never waits for the
+// control plane, and the control plane never races the owner.
+
+const (
+	// serveBudget bounds the destination slots one Serve call copies.
+	serveBudget = 4096
+	// trimBudget bounds the ended quarantine entries one Serve call drops.
+	trimBudget = 256
+)
+
+// ErrNotServed is returned when an allocator's owner did not take a
+// control request before the context ended (no worker is calling Serve).
+var ErrNotServed = errors.New("snat: allocator owner did not serve the request (is the data plane running?)")
+
+// DestStat is the port usage toward one destination from one translated
+// address, summed over workers.
+type DestStat struct {
+	Addr  netip.Addr     // translated (pool) address
+	Dst   netip.AddrPort // destination; port 0 for ICMP echo
+	Proto uint8
+	Zone  uint8
+	// InUse is the number of ports with a live flow.
+	InUse int
+	// Quarantined is the number of released ports held back (until their
+	// quarantine has ended and Serve has dropped the entry).
+	Quarantined int
+	// Free is the rest of the port range: Range - InUse - Quarantined.
+	Free int
+	// Range is the number of ports in the configured range.
+	Range int
+	// Exhausted counts the flows refused for lack of a port, and
+	// Overrides the quarantined ports reused because nothing else was
+	// free, while the destination had ports in use or in quarantine.
+	Exhausted uint64
+	Overrides uint64
+}
+
+// destRaw is one destination entry as the owner copies it.
+type destRaw struct {
+	k         tuple
+	inUse     uint32
+	quar      uint32
+	exhausted uint64
+	overrides uint64
+}
+
+type request struct {
+	cursor int
+	out    []destRaw
+	done   bool
+	ack    chan struct{}
+}
+
+// Serve does a's bounded background work: it drops up to 256 quarantine
+// entries whose time has passed, and serves one chunk of a pending control
+// request. The owner calls it once per loop iteration, beside
+// conntrack.Shard.Serve. It never allocates.
+func (a *Allocator) Serve(now conntrack.Time) {
+	a.q.trim(now, trimBudget)
+	r := a.mbox.Load()
+	if r == nil {
+		return
+	}
+	end := min(r.cursor+serveBudget, len(a.d.e))
+	for i := r.cursor; i < end; i++ {
+		e := &a.d.e[i]
+		if e.k.proto == 0 {
+			continue
+		}
+		if len(r.out) == cap(r.out) {
+			end = i
+			break
+		}
+		r.out = append(r.out, destRaw{k: e.k, inUse: e.inUse, quar: e.quar, exhausted: e.exhausted, overrides: e.overrides})
+	}
+	r.cursor = end
+	r.done = end >= len(a.d.e)
+	a.mbox.Store(nil)
+	r.ack <- struct{}{}
+}
+
+// do hands r to a's owner and waits until it served one chunk.
+func (a *Allocator) do(ctx context.Context, r *request) error {
+	a.mbox.Store(r)
+	select {
+	case <-r.ack:
+		return nil
+	case <-ctx.Done():
+		if a.mbox.CompareAndSwap(r, nil) {
+			return ErrNotServed
+		}
+		<-r.ack // the owner took it: it finishes a bounded chunk
+		return nil
+	}
+}
+
+// Destinations returns the port usage of every destination some worker
+// counts, sorted by translated address, destination and protocol. Each
+// worker's owner copies its table in chunks from Serve, so the result is
+// not a snapshot of one instant: entries added or removed meanwhile may
+// or may not appear. Destinations not counted because a worker's table
+// was full (counter dest_overflow) are missing. Safe from any goroutine;
+// it fails with ErrNotServed if a worker does not call Serve before ctx
+// ends.
+func (n *NAT) Destinations(ctx context.Context) ([]DestStat, error) {
+	sum := make(map[tuple]*DestStat)
+	buf := make([]destRaw, 0, serveBudget)
+	for _, a := range n.allocs {
+		seen := make(map[tuple]destRaw)
+		a.ctlMu.Lock()
+		r := &request{ack: make(chan struct{}, 1)}
+		for {
+			r.out = buf[:0]
+			if err := a.do(ctx, r); err != nil {
+				a.ctlMu.Unlock()
+				return nil, err
+			}
+			for _, d := range r.out {
+				seen[d.k] = d // an entry moved by a deletion may be seen twice
+			}
+			if r.done {
+				break
+			}
+		}
+		a.ctlMu.Unlock()
+		for k, d := range seen {
+			s := sum[k]
+			if s == nil {
+				s = &DestStat{
+					Addr:  netip.AddrFrom16(n.Addr(k.naddr)).Unmap(),
+					Dst:   netip.AddrPortFrom(netip.AddrFrom16(k.dst).Unmap(), k.dport),
+					Proto: k.proto,
+					Zone:  k.zone,
+					Range: int(n.nports),
+				}
+				sum[k] = s
+			}
+			s.InUse += int(d.inUse)
+			s.Quarantined += int(d.quar)
+			s.Exhausted += d.exhausted
+			s.Overrides += d.overrides
+		}
+	}
+	out := make([]DestStat, 0, len(sum))
+	for _, s := range sum {
+		s.Free = max(s.Range-s.InUse-s.Quarantined, 0)
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(x, y DestStat) int {
+		return cmp.Or(x.Addr.Compare(y.Addr), x.Dst.Compare(y.Dst), cmp.Compare(x.Proto, y.Proto), cmp.Compare(x.Zone, y.Zone))
+	})
+	return out, nil
+}

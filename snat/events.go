@@ -1,0 +1,129 @@
+package snat
+
+import (
+	"sync/atomic"
+
+	"github.com/edgegw/edge/conntrack"
+)
+
+// Counter names an allocator count.
+type Counter uint8
+
+const (
+	CtrAllocated           Counter = iota // translations handed out
+	CtrAbandoned                          // translations given back unused (Abandon)
+	CtrReleased                           // translated flows released by conntrack (their ports quarantined)
+	CtrExhausted                          // flows refused: no free port toward the destination (drop.SNATExhausted)
+	CtrQuarantineOverride                 // quarantined ports reused because no other port was free
+	CtrQuarantineForgotten                // quarantine entries dropped, still running, because the quarantine was full
+	CtrDestOverflow                       // allocations not counted per destination: the destination table was full
+	CtrEventsLost                         // events not recorded because the event ring was full
+	CtrScans                              // allocations that fell back to the linear scan
+	CtrProbes                             // candidate ports examined
+	NumCounters
+)
+
+var counterNames = [NumCounters]string{
+	"allocated", "abandoned", "released", "snat_exhausted", "quarantine_override",
+	"quarantine_forgotten", "dest_overflow", "events_lost", "scans", "probes",
+}
+
+// String returns the counter's name, e.g. "quarantine_override".
+func (c Counter) String() string {
+	if c < NumCounters {
+		return counterNames[c]
+	}
+	return "unknown"
+}
+
+// Stats is a snapshot of allocator counters (one worker's, or summed).
+type Stats struct {
+	Counters [NumCounters]uint64
+}
+
+// counters are written by the owner only (a load and a store, no locked
+// instruction) and read by anyone; padded so that workers never share a
+// cache line.
+type counters struct {
+	_ [64]byte
+	c [NumCounters]atomic.Uint64
+	_ [64]byte
+}
+
+func (c *counters) add(k Counter, n uint64) { c.c[k].Store(c.c[k].Load() + n) }
+
+func (c *counters) addTo(s *Stats) {
+	for i := range c.c {
+		s.Counters[i] += c.c[i].Load()
+	}
+}
+
+// EventKind is the kind of an allocator event.
+type EventKind uint8
+
+const (
+	EvExhausted          EventKind = iota + 1 // a new flow was refused: no free port (drop.SNATExhausted)
+	EvQuarantineOverride                      // a quarantined port was reused: no other port was free
+)
+
+// String returns "exhausted" or "quarantine_override".
+func (k EventKind) String() string {
+	switch k {
+	case EvExhausted:
+		return "exhausted"
+	case EvQuarantineOverride:
+		return "quarantine_override"
+	}
+	return "unknown"
+}
+
+// Event is one allocator event: fixed size, no pointers.
+type Event struct {
+	Time    conntrack.Time
+	Key     conntrack.Key // the new flow's original key
+	NATAddr uint16        // interned translated address (conntrack.Table.NATAddr)
+	NATPort uint16        // EvQuarantineOverride: the port reused
+	Kind    EventKind
+	Shard   uint8
+}
+
+// eventRing is a lossy single-producer single-consumer ring, as conntrack's:
+// the owner produces and never waits (a full ring loses the event, counted);
+// one reader at a time consumes. Indices are free-running; the slots between
+// head and tail belong to the reader, the others to the owner.
+type eventRing struct {
+	buf  []Event
+	mask uint64
+	_    [64]byte
+	head atomic.Uint64
+	_    [56]byte
+	tail atomic.Uint64
+	_    [56]byte
+}
+
+func (r *eventRing) init(size int) {
+	r.buf = make([]Event, pow2(size))
+	r.mask = uint64(len(r.buf) - 1)
+}
+
+func (r *eventRing) put(e *Event) bool {
+	t := r.tail.Load()
+	if t-r.head.Load() >= uint64(len(r.buf)) {
+		return false
+	}
+	r.buf[t&r.mask] = *e
+	r.tail.Store(t + 1)
+	return true
+}
+
+func (r *eventRing) read(out []Event) int {
+	h, t := r.head.Load(), r.tail.Load()
+	n := 0
+	for h != t && n < len(out) {
+		out[n] = r.buf[h&r.mask]
+		h++
+		n++
+	}
+	r.head.Store(h)
+	return n
+}
