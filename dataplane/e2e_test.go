@@ -12,8 +12,8 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/firewall"
-	"github.com/edgegw/edge/snat"
 	"github.com/edgegw/edge/internal/netnstest"
+	"github.com/edgegw/edge/snat"
 )
 
 // lab is client -- edge -- server, each in its own namespace:
