@@ -61,6 +61,7 @@ type worker struct {
 	pkts     [batchSize]conntrack.Packet
 	verdicts [batchSize]conntrack.Verdict
 	frames   [batchSize][]byte
+	rxFrames [batchSize][]byte
 	idx      [batchSize]int // position in the RX batch of each tracked packet
 	txq      [2][batchSize][]byte
 	ntx      [2]int
@@ -71,6 +72,8 @@ type worker struct {
 	tx    [2]uint32
 
 	ctr workerCounters
+
+	testTX func(port int, frame []byte) // golden tests: receives what would be sent
 }
 
 func (w *worker) drop(r drop.Reason) { w.drops[r]++ }
@@ -135,10 +138,21 @@ func (w *worker) run(stop <-chan struct{}) {
 // process runs one RX batch from port in through the pipeline.
 func (w *worker) process(in int, descs []xdp.Desc, now conntrack.Time) {
 	src := w.ports[in]
-	w.rx[in] += uint32(len(descs))
-	n := 0
+	frames := w.rxFrames[:0]
 	for i := range descs {
-		frame := src.sock.GetFrame(descs[i])
+		frames = append(frames, src.sock.GetFrame(descs[i]))
+	}
+	w.pipeline(in, frames, now)
+}
+
+// pipeline is the kernel-free part of the worker: frames received on port
+// in are parsed, tracked, decided, translated and queued for transmission
+// (w.txq). Golden tests drive it directly.
+func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
+	src := w.ports[in]
+	w.rx[in] += uint32(len(frames))
+	n := 0
+	for _, frame := range frames {
 		if len(frame) < header.EthernetLen {
 			w.drop(drop.Truncated)
 			continue
@@ -264,13 +278,22 @@ func (w *worker) forward(frame []byte) {
 }
 
 // transmit copies the frames queued for port pi into its UMEM and sends
-// them. Frames that find no free TX slot are dropped (counted).
+// them. Frames that find no free TX slot are dropped (counted). Without a
+// socket (golden tests), the frames go to w.testTX.
 func (w *worker) transmit(pi int) {
 	n := w.ntx[pi]
 	if n == 0 {
 		return
 	}
 	p := w.ports[pi]
+	if p.sock == nil {
+		for _, f := range w.txq[pi][:n] {
+			w.testTX(pi, f)
+		}
+		w.tx[pi] += uint32(n)
+		w.ntx[pi] = 0
+		return
+	}
 	descs := p.sock.GetDescs(min(n, p.sock.NumFreeTxSlots()))
 	for i := range descs {
 		f := w.txq[pi][i]
