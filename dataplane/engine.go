@@ -109,6 +109,7 @@ func New(cfg Config) (e *Engine, err error) {
 			p.mtu = ic.MTU
 		}
 		copy(p.mac[:], ifc.HardwareAddr)
+		p.addr4, p.addr6 = ifaceAddrs(ifc)
 		p.zone = [2]firewall.Zone{firewall.Inside, firewall.Outside}[i]
 	}
 	rt, err := NewRoutes(cfg.Routes, 2)
@@ -279,6 +280,29 @@ func firstAddr(name string) (netip.Addr, error) {
 	return netip.Addr{}, errors.New("interface " + name + " has no address")
 }
 
+// ifaceAddrs returns the first IPv4 and the first global IPv6 address of
+// ifc in 16-byte form (zero when absent): the sources of ICMP errors edge
+// sends out of it.
+func ifaceAddrs(ifc *net.Interface) (v4, v6 [16]byte) {
+	addrs, _ := ifc.Addrs()
+	var have4, have6 bool
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(ipn.IP)
+		ip = ip.Unmap()
+		switch {
+		case ip.Is4() && !have4:
+			v4, have4 = ip.As16(), true
+		case ip.Is6() && ip.IsGlobalUnicast() && !have6:
+			v6, have6 = ip.As16(), true
+		}
+	}
+	return v4, v6
+}
+
 // NAT returns the SNAT state (nil without SNAT), for the control plane.
 func (e *Engine) NAT() *snat.NAT { return e.nat }
 
@@ -300,6 +324,7 @@ type Stats struct {
 	RX, TX  [2]uint64 // per port: 0 inside, 1 outside
 	Drops   [drop.NumReasons]uint64
 	Created uint64
+	ICMP    [icmpKinds]uint64 // errors sent, indexed by icmp.Kind
 	XDP     ProgStats
 }
 
@@ -315,6 +340,9 @@ func (e *Engine) Stats() Stats {
 			s.Drops[r] += w.ctr.drops[r].Load()
 		}
 		s.Created += w.ctr.created.Load()
+		for k := range s.ICMP {
+			s.ICMP[k] += w.ctr.icmp[k].Load()
+		}
 	}
 	for _, p := range e.progs {
 		ps, _ := p.Stats()

@@ -23,7 +23,9 @@ import (
 // range per destination).
 const benchServers = 32
 
-func benchServer(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(100 + i%benchServers)}) }
+func benchServer(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{203, 0, 113, byte(100 + i%benchServers)})
+}
 
 // benchClient spreads flows over 1,024 inside hosts, 1,024 ports each (a
 // million flows from a million hosts would measure the neighbour table,

@@ -12,6 +12,7 @@ import (
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/header/headertest"
+	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/snat"
 )
 
@@ -28,6 +29,7 @@ var (
 	ipServer   = netip.MustParseAddr("203.0.113.2")
 	ipSNAT     = netip.MustParseAddr("203.0.113.1")
 	ipFar      = netip.MustParseAddr("198.51.100.7") // routed, neighbour unknown
+	ipEdgeIn   = netip.MustParseAddr("10.0.0.1")
 )
 
 type sent struct {
@@ -76,8 +78,8 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 	tp := &testPipeline{t: t, e: e, now: conntrack.Second}
 	tp.w = &worker{e: e, shard: table.Shard(0), nat: e.nat.Allocator(0)}
 	tp.w.ports = [2]*port{
-		{name: "in", ifindex: 1, mac: macEdgeIn, mtu: 1500, zone: firewall.Inside},
-		{name: "out", ifindex: 2, mac: macEdgeOut, mtu: 1500, zone: firewall.Outside},
+		{name: "in", ifindex: 1, mac: macEdgeIn, mtu: 1500, zone: firewall.Inside, addr4: ipEdgeIn.As16()},
+		{name: "out", ifindex: 2, mac: macEdgeOut, mtu: 1500, zone: firewall.Outside, addr4: ipSNAT.As16()},
 	}
 	tp.w.testTX = func(port int, frame []byte) {
 		tp.out = append(tp.out, sent{port, append([]byte(nil), frame...)})
@@ -86,16 +88,30 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 }
 
 // send runs one frame received on port in through the pipeline and returns
-// what left (at most one frame) and the drop reason counted, if any.
+// what left (at most one frame) and the drop reason counted (the
+// first in drop's order when several were: an ICMP refusal comes with its
+// cause, which is the one returned).
 func (tp *testPipeline) send(in int, frame []byte) (out *sent, reason drop.Reason) {
+	out, reasons := tp.sendAll(in, frame)
+	for r := range reasons {
+		if reason == drop.None || r < reason {
+			reason = r
+		}
+	}
+	return out, reason
+}
+
+// sendAll is send returning every drop reason counted.
+func (tp *testPipeline) sendAll(in int, frame []byte) (out *sent, reasons map[drop.Reason]bool) {
 	tp.out = tp.out[:0]
 	before := tp.w.drops
 	tp.w.pipeline(in, [][]byte{frame}, tp.now)
 	tp.w.transmit(0)
 	tp.w.transmit(1)
+	reasons = map[drop.Reason]bool{}
 	for r := range tp.w.drops {
 		if tp.w.drops[r] != before[r] {
-			reason = drop.Reason(r)
+			reasons[drop.Reason(r)] = true
 		}
 	}
 	tp.w.flush()
@@ -103,9 +119,9 @@ func (tp *testPipeline) send(in int, frame []byte) (out *sent, reason drop.Reaso
 		tp.t.Fatalf("one frame in, %d out", len(tp.out))
 	}
 	if len(tp.out) == 1 {
-		return &tp.out[0], reason
+		return &tp.out[0], reasons
 	}
-	return nil, reason
+	return nil, reasons
 }
 
 // natPort returns the SNAT port of the flow with original key k.
@@ -158,7 +174,7 @@ func TestPipelineGolden(t *testing.T) {
 			eth(tcp(ipServer, ipSNAT, 80, 22, SYN, 1, 0, 64), macServer, macEdgeOut), 0, drop.FirewallDrop, nil},
 		{"stray SYN-ACK without state", 1,
 			eth(tcp(ipServer, ipSNAT, 80, 23, SYN|ACK, 1, 1, 64), macServer, macEdgeOut), 0, drop.NoState, nil},
-		{"TTL 1 is not forwarded", 0,
+		{"TTL 1 TCP ACK: not forwarded, and no ICMP about a non-SYN (N3)", 0,
 			eth(tcp(ipClient, ipServer, 40000, 80, ACK, 1001, 5001, 1), macClient, macEdgeIn), 0, drop.TTLExceeded, nil},
 		{"unknown next hop: resolution, no guessing", 0,
 			eth(tcp(ipClient, ipFar, 40001, 443, SYN, 7, 0, 64), macClient, macEdgeIn), 0, drop.NoNeighbour, nil},
@@ -179,6 +195,10 @@ func TestPipelineGolden(t *testing.T) {
 		case c.want != nil && (out.port != c.port || !bytes.Equal(out.frame, c.want)):
 			t.Errorf("%s: port %d\n got %s\nwant %s", c.name, out.port, hex.EncodeToString(out.frame), hex.EncodeToString(c.want))
 		}
+	}
+
+	if _, rs := tp.sendAll(0, eth(tcp(ipClient, ipServer, 40000, 80, ACK, 1001, 5001, 1), macClient, macEdgeIn)); !rs[drop.ICMPNotSentTCPNotSYN] {
+		t.Errorf("TTL-1 ACK: the N3 refusal was not counted: %v", rs)
 	}
 
 	// UDP and ICMP echo are translated too (ICMP: the identifier).
@@ -213,14 +233,125 @@ func TestPipelineGolden(t *testing.T) {
 	}
 }
 
-// The MTU check uses the egress interface's MTU.
+// The MTU check uses the egress interface's MTU: DF set gets a
+// fragmentation-needed error quoting the packet as the client sent it; no
+// DF is dropped (edge does not fragment).
 func TestPipelineMTU(t *testing.T) {
 	tp := newTestPipeline(t, allowOutbound, 1024)
 	tp.w.ports[1].mtu = 576
-	big := eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 1, DstPort: 2,
-		Payload: make([]byte, 1000)}, macClient, macEdgeIn)
-	if out, r := tp.send(0, big); out != nil || r != drop.MTUExceeded {
-		t.Fatalf("oversized packet: out %v reason %v", out != nil, r)
+	spec := headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 1, DstPort: 2,
+		Payload: make([]byte, 1000), DF: true}
+	big := eth(spec, macClient, macEdgeIn)
+	orig := append([]byte(nil), big[header.EthernetLen:]...)
+	out, r := tp.send(0, big)
+	if out == nil || out.port != 0 || r != drop.MTUExceeded {
+		t.Fatalf("DF packet over the MTU: out %v reason %v", out != nil, r)
+	}
+	want := make([]byte, 2048)
+	n, br := icmp.Build(want[header.EthernetLen:], icmp.FragNeeded, ipEdgeIn.As16(), orig, 576)
+	if br != drop.None {
+		t.Fatal(br)
+	}
+	want = want[:header.EthernetLen+n]
+	header.Ethernet(want).SetDst(macClient)
+	header.Ethernet(want).SetSrc(macEdgeIn)
+	header.Ethernet(want).SetEtherType(header.EtherTypeIPv4)
+	if !bytes.Equal(out.frame, want) {
+		t.Fatalf("frag needed\n got %x\nwant %x", out.frame, want)
+	}
+	spec.DF = false
+	if out, r := tp.send(0, eth(spec, macClient, macEdgeIn)); out != nil || r != drop.MTUExceeded {
+		t.Fatalf("no-DF packet over the MTU: out %v reason %v", out != nil, r)
+	}
+}
+
+// An expired TTL on a UDP datagram is answered with time exceeded from the
+// ingress interface's address, quoting the datagram as received.
+func TestPipelineTimeExceeded(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	frame := eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 3, DstPort: 4,
+		TTL: 1, Payload: []byte("traceroute")}, macClient, macEdgeIn)
+	orig := append([]byte(nil), frame[header.EthernetLen:]...)
+	out, r := tp.send(0, frame)
+	if out == nil || out.port != 0 || r != drop.TTLExceeded {
+		t.Fatalf("TTL 1: out %v reason %v", out != nil, r)
+	}
+	want := make([]byte, 2048)
+	n, _ := icmp.Build(want[header.EthernetLen:], icmp.TimeExceeded, ipEdgeIn.As16(), orig, 0)
+	want = want[:header.EthernetLen+n]
+	header.Ethernet(want).SetDst(macClient)
+	header.Ethernet(want).SetSrc(macEdgeIn)
+	header.Ethernet(want).SetEtherType(header.EtherTypeIPv4)
+	if !bytes.Equal(out.frame, want) {
+		t.Fatalf("time exceeded\n got %x\nwant %x", out.frame, want)
+	}
+}
+
+// A reject rule answers the first packet with ICMP administratively
+// prohibited and creates no flow.
+func TestPipelineReject(t *testing.T) {
+	rules := firewall.RuleSet{Rules: []firewall.Rule{
+		{Name: "no-telnet", Zone: firewall.Inside, Proto: header.ProtoTCP, DstPorts: []firewall.PortRange{{Lo: 23, Hi: 23}}, Action: firewall.Reject},
+		{Name: "outbound", Zone: firewall.Inside, Action: firewall.Allow},
+	}}
+	tp := newTestPipeline(t, rules, 1024)
+	out, r := tp.send(0, eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoTCP, SrcPort: 5, DstPort: 23,
+		Flags: header.TCPFlagSYN, Seq: 9}, macClient, macEdgeIn))
+	if out == nil || out.port != 0 || r != drop.FirewallReject {
+		t.Fatalf("reject: out %v reason %v", out != nil, r)
+	}
+	if ip := header.IPv4(out.frame[header.EthernetLen:]); ip.Protocol() != header.ProtoICMP ||
+		header.ICMPv4(ip.Payload()).Type() != header.ICMPv4DestUnreachable || header.ICMPv4(ip.Payload()).Code() != 13 {
+		t.Fatalf("reject answer is not ICMP admin-prohibited: %x", out.frame)
+	}
+	if tp.e.table.Len() != 0 {
+		t.Fatal("a rejected flow was created")
+	}
+}
+
+// An ICMP error from the outside about a translated datagram reaches the
+// client translated back (RFC 5508): exactly the error the server would
+// have sent without NAT, one hop older.
+func TestPipelineRelatedICMP(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	dgram := headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 6000, DstPort: 9, Payload: []byte("x")}
+	out, _ := tp.send(0, eth(dgram, macClient, macEdgeIn))
+	if out == nil {
+		t.Fatal("datagram dropped")
+	}
+	translated := append([]byte(nil), out.frame[header.EthernetLen:]...)
+	port := tp.natPort(conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, 6000), netip.AddrPortFrom(ipServer, 9)))
+	_ = port
+	// The server answers port unreachable about the translated datagram.
+	errIP := make([]byte, 2048)
+	n, r := icmp.Build(errIP, icmp.PortUnreachable, ipServer.As16(), translated, 0)
+	if r != drop.None {
+		t.Fatal(r)
+	}
+	frame := make([]byte, header.EthernetLen+n)
+	copy(frame[header.EthernetLen:], errIP[:n])
+	header.Ethernet(frame).SetSrc(macServer)
+	header.Ethernet(frame).SetDst(macEdgeOut)
+	header.Ethernet(frame).SetEtherType(header.EtherTypeIPv4)
+	got, r := tp.send(1, frame)
+	if got == nil || got.port != 0 {
+		t.Fatalf("related error not forwarded to the client (%v)", r)
+	}
+	// What the server would have sent with no NAT, TTL one lower.
+	plain := headertest.Build(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 6000, DstPort: 9,
+		Payload: []byte("x"), TTL: 63})
+	want := make([]byte, 2048)
+	n, _ = icmp.Build(want[header.EthernetLen:], icmp.PortUnreachable, ipServer.As16(), plain, 0)
+	want = want[:header.EthernetLen+n]
+	wip := header.IPv4(want[header.EthernetLen:])
+	wip.SetTTL(icmp.TTL - 1)
+	wip.SetChecksum(0)
+	wip.SetChecksum(wip.CalculateChecksum())
+	header.Ethernet(want).SetDst(macClient)
+	header.Ethernet(want).SetSrc(macEdgeIn)
+	header.Ethernet(want).SetEtherType(header.EtherTypeIPv4)
+	if !bytes.Equal(got.frame, want) {
+		t.Fatalf("translated error\n got %x\nwant %x", got.frame, want)
 	}
 }
 

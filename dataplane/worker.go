@@ -17,6 +17,7 @@ package dataplane
 // add per non-zero counter per batch; the control plane sums workers on read.
 
 import (
+	"encoding/binary"
 	"runtime"
 	"sync/atomic"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/snat"
 )
 
@@ -40,6 +42,8 @@ type port struct {
 	mtu     int
 	zone    firewall.Zone
 	sock    *xdp.Socket
+	addr4   [16]byte // the box's IPv4 address on this interface (ICMP errors' source)
+	addr6   [16]byte // and IPv6 (zero if none)
 }
 
 // Counters of one worker, published per batch.
@@ -48,8 +52,13 @@ type workerCounters struct {
 	rx, tx  [2]atomic.Uint64
 	drops   [drop.NumReasons]atomic.Uint64
 	created atomic.Uint64
+	icmp    [icmpKinds]atomic.Uint64 // ICMP errors sent, by icmp.Kind
 	_       [64]byte
 }
+
+const icmpKinds = 5
+
+func (w *worker) sentICMP(k icmp.Kind) { w.icmpSent[k]++ }
 
 type worker struct {
 	e     *Engine
@@ -67,9 +76,14 @@ type worker struct {
 	ntx      [2]int
 
 	// per-batch tallies, published by flush
-	drops [drop.NumReasons]uint32
-	rx    [2]uint32
-	tx    [2]uint32
+	icmpSent [icmpKinds]uint32
+	drops    [drop.NumReasons]uint32
+	rx       [2]uint32
+	tx       [2]uint32
+
+	limiter icmp.Limiter
+	errBufs [batchSize][2048]byte // ICMP errors generated in this batch
+	nerr    int
 
 	ctr workerCounters
 
@@ -168,26 +182,59 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	for i := 0; i < n; i++ {
 		p := &w.pkts[i]
 		v := w.verdicts[i]
+		ip := w.frames[i][header.EthernetLen:]
 		if v.Action == conntrack.Open {
 			v = w.open(src, p, now)
+			if v.Reason == drop.FirewallReject {
+				w.sendError(in, icmp.AdminProhibited, ip, 0, now)
+			}
 		}
 		if v.Action == conntrack.Drop {
 			w.drop(v.Reason)
 			continue
 		}
-		ip := w.frames[i][header.EthernetLen:]
-		if p.Kind == conntrack.KindRelated {
-			// ICMP errors about translated flows are translated by the
-			// icmp package (RFC 5508); until it is wired in they are
-			// dropped, counted, rather than forwarded untranslated.
-			w.drop(drop.UnsupportedProto)
+		// Route on the destination the packet will have once translated:
+		// a reply (or an error about the flow travelling like one) goes to
+		// the original source.
+		natAddr, natPort := w.shard.NAT(v.Flow)
+		var dst [16]byte
+		if natAddr != 0 && v.Dir == conntrack.Reply {
+			dst = w.shard.Key(v.Flow).Src
+		} else {
+			// For an ICMP error the key is the quoted tuple reversed: its
+			// destination is the quoted packet's sender, the error's
+			// destination.
+			dst = p.Key.Dst
+		}
+		out, hop, ok := w.e.routes.Load().Lookup(&dst)
+		if !ok {
+			w.drop(drop.NoRoute)
 			continue
 		}
-		if natAddr, natPort := w.shard.NAT(v.Flow); natAddr != 0 {
-			var r drop.Reason
-			if v.Dir == conntrack.Original {
-				r = snat.RewriteOriginal(ip, p, conntrack.Translation{Addr: natAddr, Port: natPort}, w.e.natAddr16(natAddr))
+		egress := w.ports[out]
+		// TTL and MTU are judged on the packet as it arrived, so an ICMP
+		// error quotes what its sender sent (RFC 1812 4.3.2.3).
+		if k, fwd := icmp.Check(ip, uint32(egress.mtu)); !fwd {
+			if k == icmp.TimeExceeded {
+				w.drop(drop.TTLExceeded)
 			} else {
+				w.drop(drop.MTUExceeded)
+			}
+			if k != icmp.NoError {
+				w.sendError(in, k, ip, uint32(egress.mtu), now)
+			}
+			continue
+		}
+		if natAddr != 0 {
+			tr := conntrack.Translation{Addr: natAddr, Port: natPort}
+			var r drop.Reason
+			switch {
+			case p.Kind == conntrack.KindRelated:
+				// RFC 5508: outer and quoted headers, both directions.
+				r = icmp.TranslateRelated(ip, p, v.Dir, *w.shard.Key(v.Flow), tr, w.e.natAddr16(natAddr))
+			case v.Dir == conntrack.Original:
+				r = snat.RewriteOriginal(ip, p, tr, w.e.natAddr16(natAddr))
+			default:
 				r = snat.RewriteReply(ip, p, w.shard.Key(v.Flow))
 			}
 			if r != drop.None {
@@ -195,7 +242,53 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				continue
 			}
 		}
-		w.forward(w.frames[i])
+		w.forward(w.frames[i], out, hop)
+	}
+}
+
+// sendError answers the packet ip, received on port in, with an ICMP error
+// of kind k, unless RFC 1812 4.3.2.7 (icmp.MaySend) or the rate limit
+// forbids it; refusals are counted.
+func (w *worker) sendError(in int, k icmp.Kind, ip []byte, mtu uint32, now conntrack.Time) {
+	if r := icmp.MaySend(ip, k); r != drop.None {
+		w.drop(r)
+		return
+	}
+	if !w.limiter.Allow(now) {
+		w.drop(drop.ICMPRateLimited)
+		return
+	}
+	if w.nerr == len(w.errBufs) {
+		w.drop(drop.TxFull)
+		return
+	}
+	src := w.ports[in].addr4
+	if ip[0]>>4 == 6 {
+		src = w.ports[in].addr6
+	}
+	buf := w.errBufs[w.nerr][:]
+	n, r := icmp.Build(buf[header.EthernetLen:], k, src, ip, mtu)
+	if r != drop.None {
+		w.drop(r)
+		return
+	}
+	w.nerr++
+	var dst [16]byte
+	if ip[0]>>4 == 4 {
+		dst = [16]byte{10: 0xff, 11: 0xff}
+		copy(dst[12:], ip[12:16])
+		binary.BigEndian.PutUint16(buf[12:], header.EtherTypeIPv4)
+	} else {
+		copy(dst[:], ip[8:24])
+		binary.BigEndian.PutUint16(buf[12:], header.EtherTypeIPv6)
+	}
+	out, hop, ok := w.e.routes.Load().Lookup(&dst)
+	if !ok {
+		w.drop(drop.NoRoute)
+		return
+	}
+	if w.queue(buf[:header.EthernetLen+n], out, hop) {
+		w.sentICMP(k)
 	}
 }
 
@@ -225,47 +318,33 @@ func (w *worker) open(src *port, p *conntrack.Packet, now conntrack.Time) conntr
 	return v
 }
 
-// forward routes the (already translated) IP packet in frame and queues it
-// for transmission: TTL, route, MTU, neighbour, Ethernet header.
-func (w *worker) forward(frame []byte) {
+// forward decrements the TTL (hop limit) of the translated IP packet in
+// frame and queues it on port out toward next hop hop.
+func (w *worker) forward(frame []byte, out int, hop [16]byte) {
 	ip := frame[header.EthernetLen:]
-	var dst [16]byte
 	if ip[0]>>4 == 4 {
 		h := header.IPv4(ip)
-		if h.TTL() <= 1 {
-			w.drop(drop.TTLExceeded)
-			return
-		}
 		// TTL is the high byte of the TTL/protocol word (RFC 1624 update).
 		old := uint16(h.TTL())<<8 | uint16(h.Protocol())
 		h.SetTTL(h.TTL() - 1)
 		h.SetChecksum(header.ChecksumUpdate16(h.Checksum(), old, old-0x100))
-		dst = [16]byte{10: 0xff, 11: 0xff}
-		copy(dst[12:], ip[16:20])
 	} else {
 		h := header.IPv6(ip)
-		if h.HopLimit() <= 1 {
-			w.drop(drop.TTLExceeded)
-			return
-		}
 		h.SetHopLimit(h.HopLimit() - 1)
-		copy(dst[:], ip[24:40])
 	}
-	out, hop, ok := w.e.routes.Load().Lookup(&dst)
-	if !ok {
-		w.drop(drop.NoRoute)
-		return
-	}
+	w.queue(frame, out, hop)
+}
+
+// queue sets the Ethernet addresses of frame for next hop hop on port out
+// and queues it for transmission. Without the next hop's MAC address it asks
+// for resolution and drops the frame: never a guessed or stale address.
+func (w *worker) queue(frame []byte, out int, hop [16]byte) bool {
 	egress := w.ports[out]
-	if len(ip) > egress.mtu {
-		w.drop(drop.MTUExceeded)
-		return
-	}
 	mac, ok := w.e.neigh.Lookup(egress.ifindex, hop)
 	if !ok {
 		w.e.neigh.Resolve(hop)
 		w.drop(drop.NoNeighbour)
-		return
+		return false
 	}
 	eth := header.Ethernet(frame)
 	eth.SetDst(mac)
@@ -275,6 +354,7 @@ func (w *worker) forward(frame []byte) {
 	}
 	w.txq[out][w.ntx[out]] = frame
 	w.ntx[out]++
+	return true
 }
 
 // transmit copies the frames queued for port pi into its UMEM and sends
@@ -326,4 +406,11 @@ func (w *worker) flush() {
 			w.drops[r] = 0
 		}
 	}
+	for k := range w.icmpSent {
+		if w.icmpSent[k] != 0 {
+			w.ctr.icmp[k].Add(uint64(w.icmpSent[k]))
+			w.icmpSent[k] = 0
+		}
+	}
+	w.nerr = 0
 }

@@ -123,9 +123,9 @@ func fzRuleSet(data []byte) RuleSet {
 // reference on keys drawn near the rules (seeded from the input).
 func FuzzCompileMatch(f *testing.F) {
 	f.Add([]byte{1})
-	f.Add([]byte{0, 0x04 | 0x40, 0xc0, 0, 0, 0x08, 0, 0, 0x50, 0x18})               // allow tcp dport 80-81
+	f.Add([]byte{0, 0x04 | 0x40, 0xc0, 0, 0, 0x08, 0, 0, 0x50, 0x18})                  // allow tcp dport 80-81
 	f.Add([]byte{2, 0x45, 0x05, 0x00, 0x18, 0, 1, 2, 0x88, 1, 0, 0, 0x40, 0x55, 0x10}) // v4 + v6 prefixes
-	f.Add([]byte{0, 0x4c, 0x00, 0x02, 2, 3, 0x01, 0x00, 0x00, 0x00})                  // icmp types
+	f.Add([]byte{0, 0x4c, 0x00, 0x02, 2, 3, 0x01, 0x00, 0x00, 0x00})                   // icmp types
 	f.Add([]byte{0, 0x47, 0x00, 0x00, 0x4b, 0x00, 0x00, 0x00})                         // invalid zone, invalid action
 	f.Add([]byte{3})                                                                   // invalid default
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -9,13 +9,13 @@ import (
 	"github.com/edgegw/edge/conntrack"
 )
 
-// Protocol classes of the zone x protocol dimension.
+// Protocol classes: a rule with ProtoAny belongs to all of them.
 const (
-	pcOther = iota // a protocol no rule can name: only ProtoAny rules match
-	pcTCP
-	pcUDP
-	pcICMP
-	pcICMPv6
+	pcOther  = iota // a protocol no rule can name: only ProtoAny rules match
+	pcTCP           // 6
+	pcUDP           // 17
+	pcICMP          // 1
+	pcICMPv6        // 58
 
 	numProtoClasses
 )
@@ -37,16 +37,34 @@ func protoClass(p uint8) int {
 // dim32 is a dimension of 32-bit points (IPv4 addresses, ports) cut into
 // elementary intervals: interval i starts at starts[i] (starts[0] = 0) and
 // its rule bitmap is the arena block at offs[i]. A nil starts means no rule
-// constrains the dimension: it is skipped.
+// of the class constrains the dimension: it is skipped. top holds every
+// 16th start (nil for 32 intervals or fewer): the search runs over top,
+// which stays in L1, then within one 16-start group, instead of touching a
+// new cache line at each step.
 type dim32 struct {
 	starts []uint32
 	offs   []uint32
+	top    []uint32
 }
 
-// find returns the block offset of the interval holding x: a branch-free
-// binary search for the last start <= x.
+const groupSize = 16
+
+// find returns the block offset of the interval holding x: the last start
+// <= x, by branch-free binary search.
 func (d *dim32) find(x uint32) uint32 {
 	s := d.starts
+	base, n := 0, len(s)
+	if t := d.top; t != nil {
+		base = lastLE(t, x) * groupSize
+		n = min(groupSize, len(s)-base)
+	}
+	base += lastLE(s[base:base+n], x)
+	return d.offs[base]
+}
+
+// lastLE returns the index of the last element of s that is <= x; s is
+// sorted, not empty, and s[0] <= x.
+func lastLE(s []uint32, x uint32) int {
 	base := 0
 	for n := len(s); n > 1; {
 		half := n >> 1
@@ -55,7 +73,7 @@ func (d *dim32) find(x uint32) uint32 {
 		}
 		n -= half
 	}
-	return d.offs[base]
+	return base
 }
 
 // dim128 is dim32 for IPv6 addresses, compared as two uint64 halves.
@@ -78,41 +96,50 @@ func (d *dim128) find(hi, lo uint64) uint32 {
 	return d.offs[base]
 }
 
+// class is the classifier of the rules that can match one zone and
+// protocol class (their Zone is AnyZone or the zone, their Proto ProtoAny
+// or the class's protocol), renumbered 0..n-1 in rule order.
+type class struct {
+	n int // rules
+	a int // aggregate words per block; a block is a + ceil(n/64) words
+
+	// arena holds every distinct rule bitmap of the class once, as a
+	// block of a aggregate words (bit j: bitmap word j is not zero) then
+	// the bitmap words (bit r: rule r matches). Dimensions point into it.
+	arena []uint64
+
+	dport dim32        // TCP, UDP
+	sport dim32        // TCP, UDP
+	icmp  *[256]uint32 // ICMP, ICMPv6: type -> block; nil: unconstrained
+	src4  dim32
+	dst4  dim32
+	src6  dim128
+	dst6  dim128
+
+	verdicts []Verdict // per class rule
+}
+
 // Compiled is an immutable, validated rule set with its classifier. It is
 // safe for concurrent use by any number of goroutines; build one with
 // Compile and publish it through Active.
 type Compiled struct {
 	n       int // rules
-	w, a, b int // bitmap words, aggregate words, block words (a + w)
-
-	// arena holds every distinct rule bitmap once, as a block of a
-	// aggregate words (bit j: bitmap word j is not zero) then w bitmap
-	// words (bit r: rule r matches). The dimensions point into it.
-	arena []uint64
-
-	zp         [int(numZones) * numProtoClasses]uint32 // zone x protocol class
-	src4, dst4 dim32
-	src6, dst6 dim128
-	sport      dim32        // TCP and UDP keys only
-	dport      dim32        // TCP and UDP keys only
-	icmp       *[256]uint32 // ICMP and ICMPv6 keys only; nil: unconstrained
-
-	verdicts []Verdict // per rule
-	def      Verdict   // no rule matched
-	names    []string
-	mem      int
+	classes [numZones][numProtoClasses]class
+	def     Verdict // no rule matched
+	names   []string
+	mem     int
 }
 
-// maxDims is the most dimensions one lookup intersects: zone x protocol,
-// source and destination address, then both ports or the ICMP type.
-const maxDims = 5
+// maxDims is the most dimensions one lookup intersects: both ports and
+// addresses.
+const maxDims = 4
 
 // Match classifies the first packet of a new flow: zone is the interface
 // side it arrived on, k its key (as conntrack.Parse filled it) and icmpType
 // its ICMP or ICMPv6 type (ignored for other protocols). It returns the
 // verdict of the first rule that matches, or the default action with Rule
 // -1. Ports are consulted only for TCP and UDP keys, the ICMP type only for
-// ICMP and ICMPv6 keys.
+// ICMP and ICMPv6 keys; k.Zone (the conntrack zone) is not consulted.
 //
 // A nil Compiled (the zero Active's) matches nothing and answers Drop, rule
 // -1. Match never allocates and takes no lock.
@@ -120,65 +147,68 @@ func (c *Compiled) Match(zone Zone, k *conntrack.Key, icmpType uint8) Verdict {
 	if c == nil {
 		return Verdict{Rule: -1, Action: Drop}
 	}
-	if c.n == 0 {
+	z := zone
+	if z >= numZones {
+		z = AnyZone // an unknown side matches only AnyZone rules
+	}
+	cl := &c.classes[z][protoClass(k.Proto)]
+	if cl.n == 0 {
 		return c.def
 	}
 	var offs [maxDims]uint32
-	zi := int(zone)
-	if zi >= int(numZones) {
-		zi = 0 // an unknown side matches only AnyZone rules
-	}
-	offs[0] = c.zp[zi*numProtoClasses+protoClass(k.Proto)]
-	d := 1
-	if isMapped(&k.Src) {
-		if c.src4.starts != nil {
-			offs[d] = c.src4.find(binary.BigEndian.Uint32(k.Src[12:]))
-			d++
-		}
-	} else if c.src6.starts != nil {
-		offs[d] = c.src6.find(binary.BigEndian.Uint64(k.Src[:8]), binary.BigEndian.Uint64(k.Src[8:]))
-		d++
-	}
-	if isMapped(&k.Dst) {
-		if c.dst4.starts != nil {
-			offs[d] = c.dst4.find(binary.BigEndian.Uint32(k.Dst[12:]))
-			d++
-		}
-	} else if c.dst6.starts != nil {
-		offs[d] = c.dst6.find(binary.BigEndian.Uint64(k.Dst[:8]), binary.BigEndian.Uint64(k.Dst[8:]))
-		d++
-	}
-	// A rule with ports has proto TCP or UDP and one with ICMP types proto
-	// ICMP or ICMPv6 (Compile checks it), so for other protocols the zone x
-	// protocol bitmap has already cleared them.
+	d := 0
 	switch k.Proto {
 	case ProtoTCP, ProtoUDP:
-		if c.sport.starts != nil {
-			offs[d] = c.sport.find(uint32(k.SrcPort))
+		if cl.dport.starts != nil {
+			offs[d] = cl.dport.find(uint32(k.DstPort))
 			d++
 		}
-		if c.dport.starts != nil {
-			offs[d] = c.dport.find(uint32(k.DstPort))
+		if cl.sport.starts != nil {
+			offs[d] = cl.sport.find(uint32(k.SrcPort))
 			d++
 		}
 	case ProtoICMP, ProtoICMPv6:
-		if c.icmp != nil {
-			offs[d] = c.icmp[icmpType]
+		if cl.icmp != nil {
+			offs[d] = cl.icmp[icmpType]
 			d++
 		}
 	}
-	return c.first(&offs, d)
+	if isMapped(&k.Src) {
+		if cl.src4.starts != nil {
+			offs[d] = cl.src4.find(binary.BigEndian.Uint32(k.Src[12:]))
+			d++
+		}
+	} else if cl.src6.starts != nil {
+		offs[d] = cl.src6.find(binary.BigEndian.Uint64(k.Src[:8]), binary.BigEndian.Uint64(k.Src[8:]))
+		d++
+	}
+	if isMapped(&k.Dst) {
+		if cl.dst4.starts != nil {
+			offs[d] = cl.dst4.find(binary.BigEndian.Uint32(k.Dst[12:]))
+			d++
+		}
+	} else if cl.dst6.starts != nil {
+		offs[d] = cl.dst6.find(binary.BigEndian.Uint64(k.Dst[:8]), binary.BigEndian.Uint64(k.Dst[8:]))
+		d++
+	}
+	if d == 0 { // nothing constrains the class's rules: the first one matches
+		return cl.verdicts[0]
+	}
+	if r := cl.first(&offs, d); r >= 0 {
+		return cl.verdicts[r]
+	}
+	return c.def
 }
 
-// first intersects the d bitmaps at offs and returns the verdict of the
-// lowest rule in the intersection. It ANDs the aggregate words first and
-// visits only the bitmap words all d aggregates mark as non-zero, lowest
-// first, stopping at the first non-zero AND.
+// first intersects the d bitmaps at offs and returns the lowest rule in the
+// intersection, or -1. It ANDs the aggregate words first and visits only
+// the bitmap words that all d aggregates mark as non-zero, lowest first,
+// stopping at the first non-zero AND.
 //
-// Offsets come from Compile, which checked that every block lies inside the
-// arena; the loads are unchecked.
-func (c *Compiled) first(offs *[maxDims]uint32, d int) Verdict {
-	base := unsafe.Pointer(unsafe.SliceData(c.arena))
+// The offsets come from the class's own tables, whose blocks all lie whole
+// inside its arena: the loads are unchecked.
+func (cl *class) first(offs *[maxDims]uint32, d int) int {
+	base := unsafe.Pointer(unsafe.SliceData(cl.arena))
 	var p [maxDims]unsafe.Pointer
 	for i := 0; i < d; i++ {
 		p[i] = unsafe.Add(base, uintptr(offs[i])*8)
@@ -186,21 +216,22 @@ func (c *Compiled) first(offs *[maxDims]uint32, d int) Verdict {
 	for i := d; i < maxDims; i++ {
 		p[i] = p[0] // ANDing a bitmap with itself changes nothing
 	}
+	p0, p1, p2, p3 := p[0], p[1], p[2], p[3]
 	word := func(j int) uint64 {
 		o := uintptr(j) * 8
-		return *(*uint64)(unsafe.Add(p[0], o)) & *(*uint64)(unsafe.Add(p[1], o)) &
-			*(*uint64)(unsafe.Add(p[2], o)) & *(*uint64)(unsafe.Add(p[3], o)) &
-			*(*uint64)(unsafe.Add(p[4], o))
+		return *(*uint64)(unsafe.Add(p0, o)) & *(*uint64)(unsafe.Add(p1, o)) &
+			*(*uint64)(unsafe.Add(p2, o)) & *(*uint64)(unsafe.Add(p3, o))
 	}
-	for ai := 0; ai < c.a; ai++ {
+	a := cl.a
+	for ai := 0; ai < a; ai++ {
 		for agg := word(ai); agg != 0; agg &= agg - 1 {
 			j := ai*64 + bits.TrailingZeros64(agg)
-			if w := word(c.a + j); w != 0 {
-				return c.verdicts[j*64+bits.TrailingZeros64(w)]
+			if w := word(a + j); w != 0 {
+				return j*64 + bits.TrailingZeros64(w)
 			}
 		}
 	}
-	return c.def
+	return -1
 }
 
 func isMapped(a *[16]byte) bool {
@@ -233,7 +264,7 @@ func (c *Compiled) Default() Verdict {
 }
 
 // MemoryBytes returns the memory the compiled rule set holds: the bitmap
-// arena, the interval tables, the per-rule verdicts and the rule names.
+// arenas, the interval tables, the per-rule verdicts and the rule names.
 func (c *Compiled) MemoryBytes() int {
 	if c == nil {
 		return 0
@@ -242,18 +273,24 @@ func (c *Compiled) MemoryBytes() int {
 }
 
 func (c *Compiled) memory() int {
-	m := int(unsafe.Sizeof(*c)) + 8*cap(c.arena) + 8*len(c.verdicts) + 16*len(c.names)
+	m := int(unsafe.Sizeof(*c)) + 16*len(c.names)
 	for _, name := range c.names {
 		m += len(name)
 	}
-	for _, d := range [...]*dim32{&c.src4, &c.dst4, &c.sport, &c.dport} {
-		m += 4*len(d.starts) + 4*len(d.offs)
-	}
-	for _, d := range [...]*dim128{&c.src6, &c.dst6} {
-		m += 16*len(d.starts) + 4*len(d.offs)
-	}
-	if c.icmp != nil {
-		m += len(c.icmp) * 4
+	for z := range c.classes {
+		for pc := range c.classes[z] {
+			cl := &c.classes[z][pc]
+			m += 8*cap(cl.arena) + 8*len(cl.verdicts)
+			for _, d := range [...]*dim32{&cl.dport, &cl.sport, &cl.src4, &cl.dst4} {
+				m += 4*len(d.starts) + 4*len(d.offs) + 4*len(d.top)
+			}
+			for _, d := range [...]*dim128{&cl.src6, &cl.dst6} {
+				m += 16*len(d.starts) + 4*len(d.offs)
+			}
+			if cl.icmp != nil {
+				m += 4 * len(cl.icmp)
+			}
+		}
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"strconv"
 	"testing"
 	"unsafe"
 
@@ -258,6 +259,41 @@ func TestZeroAllocs(t *testing.T) {
 	} {
 		if n := testing.AllocsPerRun(1000, tc.fn); n != 0 {
 			t.Errorf("%s: %v allocs per run, want 0", tc.name, n)
+		}
+	}
+}
+
+// Dimensions that no rule of a class constrains are skipped, whatever the
+// class size (bitmaps of 64 rules fill their last word exactly).
+func TestUnconstrainedDimensionsSkipped(t *testing.T) {
+	for _, n := range []int{1, 63, 64, 65, 128, 130} {
+		rs := RuleSet{}
+		for i := range n {
+			rs.Rules = append(rs.Rules, Rule{Zone: Inside, Proto: ProtoTCP, Action: Allow, Name: strconv.Itoa(i)})
+		}
+		rs.Rules[n-1].Dst = pfx("10.0.0.0/8") // the one constrained dimension
+		c := mustCompile(t, rs)
+		cl := &c.classes[Inside][pcTCP]
+		if cl.n != n {
+			t.Fatalf("%d rules: class has %d", n, cl.n)
+		}
+		if cl.dport.starts != nil || cl.sport.starts != nil || cl.src4.starts != nil || cl.src6.starts != nil || cl.icmp != nil {
+			t.Errorf("%d rules: an unconstrained dimension is not skipped", n)
+		}
+		if cl.dst4.starts == nil || cl.dst6.starts == nil {
+			t.Errorf("%d rules: the destination dimensions are skipped", n)
+		}
+		if c.classes[Outside][pcTCP].n != 0 || c.classes[Inside][pcUDP].n != 0 {
+			t.Errorf("%d rules: rules in the wrong class", n)
+		}
+		k := key(ProtoTCP, "2001:db8::2", 1, "2001:db8::1", 2)
+		if v, want := c.Match(Inside, &k, 0), int32(min(0, n-2)); v.Rule != want {
+			t.Errorf("%d rules: a v6 key matched rule %d, want %d", n, v.Rule, want)
+		}
+		// Blocks: the two of dst4's intervals (all rules but the last;
+		// all), dst6's single one is the first of them.
+		if got, want := len(cl.arena), 2*(1+(n+63)/64); got != want {
+			t.Errorf("%d rules: arena of %d words, want %d", n, got, want)
 		}
 	}
 }

@@ -87,8 +87,8 @@ const (
 	// the ICMP datagram exceeding 576 bytes" (RFC 1812 4.3.2.3).
 	MaxLen4 = 576
 	// MaxLen6 is the largest ICMPv6 error Build writes: "as much of the
-	// invoking packet as possible without the ICMPv6 packet exceeding the
-	// minimum IPv6 MTU" (RFC 4443 2.4(c)).
+	// IPv6 offending (invoking) packet ... as possible without making the
+	// error message packet exceed the minimum IPv6 MTU" (RFC 4443 2.4(c)).
 	MaxLen6 = 1280
 	// TTL is the TTL / hop limit of the errors Build writes.
 	TTL = 64
@@ -239,7 +239,7 @@ func build6(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 //     address the router MUST send an ICMP Time Exceeded message, Code 0";
 //     RFC 4443 3.3 likewise for the hop limit.
 //   - FragNeeded, false: it is larger than mtu and may not be fragmented:
-//     IPv4 with DF set (RFC 1191 4, RFC 1812 5.2.7.1), any IPv6 packet
+//     IPv4 with DF set (RFC 1191 4), any IPv6 packet
 //     (routers never fragment: RFC 8200 5, RFC 4443 3.2).
 //   - NoError, false: an IPv4 packet larger than mtu without DF (it must be
 //     fragmented; this package does not fragment), or a header too short

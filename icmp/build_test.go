@@ -85,6 +85,9 @@ func TestBuildGolden(t *testing.T) {
 					if v4 && (typ != kc.t4 || code != kc.c4) || !v4 && (typ != kc.t6 || code != kc.c6) {
 						t.Fatalf("TypeCode = %d/%d", typ, code)
 					}
+					if r := icmp.MaySend(off.pkt, kc.k); r != drop.None {
+						t.Fatalf("MaySend = %v", r)
+					}
 					got := build(t, kc.k, fam.box, off.pkt, kc.mtu)
 					want := expected(kc.k, fam.box, off.pkt, kc.mtu)
 					if !bytes.Equal(got, want) {

@@ -11,13 +11,14 @@
 //
 // # Sending an error
 //
-// The data plane, for a packet it will not forward:
+// The data plane, per packet it routes (ip starts at the IP header):
 //
-//	k, fwd := icmp.Check(ip, egressMTU)          // TimeExceeded, FragNeeded, or NoError
-//	// (or k = icmp.AdminProhibited for a reject rule)
-//	if r := icmp.MaySend(ip, k); r != drop.None { count(r); drop }
-//	if !limiter.Allow(now) { count(drop.ICMPRateLimited); drop }
-//	n, r := icmp.Build(txFrame[14:], k, ingressAddr, ip, egressMTU)
+//	k, fwd := icmp.Check(ip, egressMTU) // a reject rule instead sets k = icmp.AdminProhibited
+//	if fwd { forward; return }
+//	count(the packet's drop reason); if k == icmp.NoError { return } // too big without DF
+//	if r := icmp.MaySend(ip, k); r != drop.None { count(r); return }
+//	if !limiter.Allow(now) { count(drop.ICMPRateLimited); return }
+//	n, r := icmp.Build(tx[14:], k, ifaceAddr, ip, egressMTU) // ifaceAddr: where the error leaves
 //
 // MaySend is RFC 1812 4.3.2.7 and RFC 4443 2.4(e) (never about an ICMP error
 // or redirect, a non-first fragment, an unspecified, loopback, multicast,
@@ -31,7 +32,8 @@
 // icmp_not_sent_error, icmp_not_sent_fragment, icmp_not_sent_source,
 // icmp_not_sent_multicast, icmp_not_sent_tcp_not_syn; then
 // icmp_rate_limited, and icmp_build_failed for a buffer or argument Build
-// cannot use. Two cases need the caller: a packet received as a link-layer
+// cannot use. These count errors not sent; the packet itself is counted
+// once, under the reason it was dropped for. Two cases need the caller: a packet received as a link-layer
 // broadcast or multicast, and one sent to a directed (subnet) broadcast
 // address, which only the routing table can recognise.
 //
@@ -46,9 +48,9 @@
 // Limiter is a token bucket (DefaultRate 100 per second, DefaultBurst 50,
 // NewLimiter to change them) per worker. There is no per-destination
 // limiter: the per-worker bucket bounds what edge emits, which is what RFC
-// 1812 4.3.2.8 and RFC 4443 2.4(f) require; one busy destination can use a
-// worker's whole budget, which a later per-prefix bucket array could
-// prevent.
+// 1812 4.3.2.8 (SHOULD) and RFC 4443 2.4(f) (MUST) ask for; one busy
+// destination can use a worker's whole budget, which a later per-prefix
+// bucket array could prevent.
 //
 // # Translating errors about translated flows
 //

@@ -122,7 +122,7 @@ func quoteSumErrors(q []byte) string {
 }
 
 // l4SumValid reports whether the complete transport message l4 has a valid
-// checksum (a UDP/IPv4 checksum of 0 means none and is valid).
+// checksum (a UDP checksum of 0 means none and counts as valid).
 func l4SumValid(proto uint8, src, dst, l4 []byte) bool {
 	switch proto {
 	case header.ProtoTCP:
@@ -134,7 +134,9 @@ func l4SumValid(proto uint8, src, dst, l4 []byte) bool {
 		if len(l4) < header.UDPLen {
 			return true
 		}
-		if header.UDP(l4).Checksum() == 0 && len(src) == 4 {
+		// 0 is "no checksum" (RFC 768). On IPv6 it is not allowed (RFC 8200
+		// 8.1), but a quote carrying one is left at 0, not "fixed".
+		if header.UDP(l4).Checksum() == 0 {
 			return true
 		}
 		if l := int(header.UDP(l4).Length()); l >= header.UDPLen && l <= len(l4) {

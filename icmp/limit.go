@@ -10,11 +10,12 @@ const (
 )
 
 // Limiter is a token bucket that bounds the ICMP errors one worker sends:
-// at most Burst at once, refilled at Rate per second. RFC 1812 4.3.2.8: "a
-// router originating ICMP error messages ... MUST be able to limit the rate
-// at which they are generated"; RFC 4443 2.4(f): "an IPv6 node MUST limit
-// the rate of ICMPv6 error messages it originates", a token bucket being
-// the method it recommends.
+// at most burst at once, refilled at rate per second. RFC 1812 4.3.2.8: "A
+// router SHOULD also be able to limit the rate at which it sends other sorts
+// of ICMP error messages (Destination Unreachable, Redirect, Time Exceeded,
+// Parameter Problem)"; RFC 4443 2.4(f): "an IPv6 node MUST limit the rate of
+// ICMPv6 error messages it originates", a token bucket being the method it
+// recommends.
 //
 // It is the generic cell rate algorithm (a token bucket kept as one
 // timestamp, the theoretical arrival time of the next error): exact integer

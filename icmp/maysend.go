@@ -151,8 +151,10 @@ func mayL4(l4 []byte, proto, icmpProto uint8, k Kind) drop.Reason {
 		// FragNeeded is exempt: the segments too big for the next hop are
 		// data segments (ACK set), and without Packet Too Big path MTU
 		// discovery fails and the connection hangs (a black hole, RFC 2923
-		// 2.1); RFC 1812 5.2.7.1 and RFC 4443 3.2 require sending it. It is
-		// not an answer to a state mismatch, which is what N3 forbids.
+		// 2.1). RFC 1191 4: "the router is required to return an ICMP
+		// Destination Unreachable message"; RFC 4443 3.2: "A Packet Too Big
+		// MUST be sent by a router". It is not an answer to a state
+		// mismatch, which is what N3 forbids.
 		if k == FragNeeded {
 			return drop.None
 		}

@@ -115,10 +115,20 @@ func TranslateRelated(pkt []byte, p *conntrack.Packet, dir conntrack.Dir, orig c
 		outTo              [16]byte // the outer address after
 	)
 	switch dir {
-	case conntrack.Reply: // RFC 5508 REQ-4
+	case conntrack.Reply:
+		// RFC 5508 REQ-4, an error from the external realm: "a) Revert the
+		// IP and transport headers of the embedded IP packet to their
+		// original form, using the matching mapping; and b) Leave the ICMP
+		// Error type and code unchanged; and c) Modify the destination IP
+		// address of the outer IP header to be same as the source IP
+		// address of the embedded packet after translation."
 		from, to, fromPort, toPort = natAddr, orig.Src, tr.Port, orig.SrcPort
 		innerAddr, outAddr, outTo = innerSrc, dstOff, orig.Src
-	case conntrack.Original: // RFC 5508 REQ-5
+	case conntrack.Original:
+		// RFC 5508 REQ-5, an error from the private realm: a) and b) as
+		// above, and "c) ... In all other cases [than Basic NAT], translate
+		// the source IP address of the ICMP Error packet with its own
+		// public IP address."
 		from, to, fromPort, toPort = orig.Src, natAddr, orig.SrcPort, tr.Port
 		innerAddr, outAddr, outTo = innerDst, srcOff, natAddr
 	default:

@@ -389,3 +389,23 @@ func TestTranslateRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestTranslateQuotedExtensionHeaders: the quoted IPv6 packet is a first
+// fragment, its UDP header behind a Fragment header.
+func TestTranslateQuotedExtensionHeaders(t *testing.T) {
+	f := families[1]
+	nt := newNATTable(t, f, header.ProtoUDP)
+	orig := outbound(f, header.ProtoUDP, true, 1)
+	sent := withFragHeader(snat(orig, f.n, nport), 0, true)
+	orig = withFragHeader(orig, 0, true)
+	pkt := build(t, icmp.TimeExceeded, f.r, sent, 0)
+	if r := nt.translate(t, pkt, conntrack.Reply, nt.sh.ReplyKey(&nt.orig, nt.tr)); r != drop.None {
+		t.Fatal(r)
+	}
+	if want := build(t, icmp.TimeExceeded, f.r, orig, 0); !bytes.Equal(pkt, want) {
+		t.Fatalf("\n got %x\nwant %x", pkt, want)
+	}
+	if e := sumErrors(pkt); e != "" {
+		t.Error(e)
+	}
+}

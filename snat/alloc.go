@@ -183,18 +183,18 @@ func (n *NAT) ReadEvents(out []Event) int {
 // any goroutine; the control plane reads destinations through
 // NAT.Destinations, which the owner serves from Serve.
 type Allocator struct {
-	n      *NAT
-	t      *conntrack.Table
-	s      *conntrack.Shard
-	id     int
-	multi  bool // more than one shard: ports must be checked with ShardOf
-	rng    rand.ChaCha8
-	d      dests
-	q      quarantine
-	ev     eventRing
-	ctr    counters
-	mbox   atomic.Pointer[request]
-	ctlMu  sync.Mutex // serializes control requests (control side)
+	n     *NAT
+	t     *conntrack.Table
+	s     *conntrack.Shard
+	id    int
+	multi bool // more than one shard: ports must be checked with ShardOf
+	rng   rand.ChaCha8
+	d     dests
+	q     quarantine
+	ev    eventRing
+	ctr   counters
+	mbox  atomic.Pointer[request]
+	ctlMu sync.Mutex // serializes control requests (control side)
 }
 
 func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
@@ -288,12 +288,23 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	rk.Dst = na.addr
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: na.idx, proto: orig.Proto, zone: orig.Zone}
 
-	// A destination a full scan found exhausted is refused at once while
-	// all the ports that scan counted are still in use.
+	// When the counts say that no port is free outside the quarantine,
+	// take the least recently released one from the destination's list
+	// at once instead of probing and scanning the range for it; and a
+	// destination a full scan found exhausted less than fullRetry ago is
+	// refused at once while all its ports are still in use.
 	if j := a.d.find(&k); j >= 0 {
 		e := &a.d.e[j]
-		if e.full && e.inUse >= e.owned && now-e.fullAt < fullRetry {
-			return a.exhausted(&k, orig, now)
+		if e.owned != 0 && e.inUse+e.quar >= e.owned {
+			if tr, ok := a.reuseOldest(&k, &rk, orig, now); ok {
+				return tr, drop.None
+			}
+			if j = a.d.find(&k); j >= 0 {
+				e = &a.d.e[j]
+				if e.full && e.inUse >= e.owned && now-e.fullAt < fullRetry {
+					return a.exhausted(&k, orig, now)
+				}
+			}
 		}
 	}
 
@@ -329,6 +340,7 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 		bestAt conntrack.Time
 		haveQ  bool
 		owned  uint32
+		live   uint32
 	)
 	for j := uint32(0); j < n.nports; j++ {
 		off := start + j
@@ -342,6 +354,9 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 		}
 		owned++
 		free, quar, t := a.check(&rk, &k, port, now)
+		if !free {
+			live++
+		}
 		if free && !quar {
 			a.ctr.add(CtrProbes, probes+uint64(j)+1)
 			return a.commit(&k, port)
@@ -351,23 +366,67 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 		}
 	}
 	a.ctr.add(CtrProbes, probes+uint64(n.nports))
-	if haveQ {
-		k.nport = best
-		a.q.remove(&k)
-		k.nport = 0
-		a.ctr.add(CtrQuarantineOverride, 1)
-		if j := a.d.find(&k); j >= 0 {
-			a.d.e[j].overrides++
-		}
-		a.event(EvQuarantineOverride, orig, k.naddr, best, now)
-		return a.commit(&k, best)
-	}
-	k.nport = 0
+	// A full pass: it counted the ports of the range that land on this
+	// shard and, exactly, those in use (conntrack's Lookup released the
+	// expired ones), which corrects any drift in the counts.
 	if j := a.d.find(&k); j >= 0 {
 		e := &a.d.e[j]
-		e.full, e.owned, e.fullAt = true, owned, now
+		e.owned, e.inUse = owned, live
+		if !haveQ {
+			e.full, e.fullAt = true, now
+		}
 	}
-	return a.exhausted(&k, orig, now)
+	if !haveQ {
+		return a.exhausted(&k, orig, now)
+	}
+	k.nport = best
+	a.q.remove(&k)
+	k.nport = 0
+	return a.override(&k, best, orig, now)
+}
+
+// override commits port, a quarantined port reused because no other port
+// is free toward k (counted, with an event).
+func (a *Allocator) override(k *tuple, port uint16, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
+	tr, r := a.commit(k, port)
+	a.ctr.add(CtrQuarantineOverride, 1)
+	if j := a.d.find(k); j >= 0 {
+		a.d.e[j].overrides++
+	}
+	a.event(EvQuarantineOverride, orig, k.naddr, port, now)
+	return tr, r
+}
+
+// reuseOldest takes the least recently released port of destination k's
+// quarantine list (k.nport 0, rk the candidate reply key) that is not in
+// use, looking at no more than RandomProbes entries. An entry whose
+// quarantine has ended is taken as a plain allocation; one still running is
+// an override.
+func (a *Allocator) reuseOldest(k *tuple, rk *conntrack.Key, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, bool) {
+	budget := RandomProbes
+	for {
+		s, ok := a.q.oldest(k, &budget)
+		if !ok {
+			return conntrack.Translation{}, false
+		}
+		qe := &a.q.ring[s]
+		port, released := qe.k.nport, qe.t
+		a.q.kill(s)
+		rk.DstPort = port
+		a.ctr.add(CtrProbes, 1)
+		if !a.lands(rk) {
+			continue
+		}
+		if _, _, live := a.s.Lookup(rk, now); live {
+			continue // in use after all (the counts drifted)
+		}
+		if now-released >= a.n.hold {
+			tr, _ := a.commit(k, port)
+			return tr, true
+		}
+		tr, _ := a.override(k, port, orig, now)
+		return tr, true
+	}
 }
 
 // lands reports whether the reply key rk lands on a's shard
@@ -398,6 +457,9 @@ func (a *Allocator) commit(k *tuple, port uint16) (conntrack.Translation, drop.R
 		e := &a.d.e[j]
 		e.inUse++
 		e.full = false
+		if !a.multi {
+			e.owned = a.n.nports // every port lands on the only shard
+		}
 	} else {
 		a.ctr.add(CtrDestOverflow, 1)
 	}

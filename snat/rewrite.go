@@ -61,7 +61,33 @@ func RewriteReply(ip []byte, p *conntrack.Packet, orig *conntrack.Key) drop.Reas
 }
 
 func isMapped(a *[16]byte) bool {
-	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
+	return binary.LittleEndian.Uint64(a[0:8]) == 0 && binary.BigEndian.Uint32(a[8:12]) == 0xffff
+}
+
+// RFC 1624 equation 3, HC' = ~(~HC + ~m + m'), applied once per checksum
+// for all the fields that change: acc accumulates ~m + m' over the changed
+// words, in one's complement arithmetic modulo 0xFFFF. 32-bit words may be
+// added whole (2^16 = 1 modulo 0xFFFF, so a 32-bit word and its complement
+// count as the sum of their two halves), and the accumulator is folded once
+// at the end. Like header.ChecksumUpdate16 this gives exactly the value a
+// full recomputation gives whenever the data does not sum to zero: the
+// folded sum of a non-zero accumulator is never 0, so the result is never
+// 0xFFFF (RFC 1624 section 3).
+
+// delta32 returns ~m + m' for a 32-bit field changing from old to new.
+func delta32(old, new uint32) uint64 { return uint64(^old) + uint64(new) }
+
+// delta16 returns ~m + m' for a 16-bit field changing from old to new.
+func delta16(old, new uint16) uint64 { return uint64(^old) + uint64(new) }
+
+// update returns the stored checksum check after changes summing to acc.
+func update(check uint16, acc uint64) uint16 {
+	acc += uint64(^check)
+	acc = acc>>32 + acc&0xffffffff
+	acc = acc>>32 + acc&0xffffffff
+	acc = acc>>16 + acc&0xffff
+	acc = acc>>16 + acc&0xffff
+	return ^uint16(acc)
 }
 
 // rewrite sets the source (dst false) or destination (dst true) address of
@@ -75,18 +101,14 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 	}
 	off := int(p.L4Off)
 	proto := p.Key.Proto
-	// Where the port or identifier is, where the L4 checksum is, and
-	// whether the L4 checksum covers the addresses.
+	// Where the port or identifier is and where the L4 checksum is.
 	var portAt, sumAt int
-	pseudo := true
 	switch proto {
 	case header.ProtoTCP:
 		portAt, sumAt = l4SrcPort, tcpChecksum
 	case header.ProtoUDP:
 		portAt, sumAt = l4SrcPort, udpChecksum
-	case header.ProtoICMP:
-		portAt, sumAt, pseudo = icmpIdent, icmpCheck, false
-	case header.ProtoICMPv6:
+	case header.ProtoICMP, header.ProtoICMPv6:
 		portAt, sumAt = icmpIdent, icmpCheck
 	default:
 		return drop.UnsupportedProto
@@ -95,6 +117,7 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 		portAt = l4DstPort
 	}
 	need := max(portAt, sumAt) + 2
+	var acc uint64 // the L4 checksum's changes
 	switch ip[0] >> 4 {
 	case 4:
 		if !isMapped(addr) {
@@ -110,33 +133,16 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 		if dst {
 			at = ipv4Dst
 		}
-		oldA := binary.BigEndian.Uint32(ip[at:])
 		newA := binary.BigEndian.Uint32(addr[12:])
-		binary.BigEndian.PutUint16(ip[ipv4Checksum:], header.ChecksumUpdate32(binary.BigEndian.Uint16(ip[ipv4Checksum:]), oldA, newA))
+		da := delta32(binary.BigEndian.Uint32(ip[at:]), newA)
+		binary.BigEndian.PutUint16(ip[ipv4Checksum:], update(binary.BigEndian.Uint16(ip[ipv4Checksum:]), da))
 		binary.BigEndian.PutUint32(ip[at:], newA)
-		l4 := ip[off:]
-		c := binary.BigEndian.Uint16(l4[sumAt:])
-		oldP := binary.BigEndian.Uint16(l4[portAt:])
-		if proto == header.ProtoUDP {
-			if c != 0 {
-				c = header.UDPChecksumUpdate16(header.ChecksumUpdate32(c, oldA, newA), oldP, port)
-			}
-		} else if pseudo {
-			c = header.ChecksumUpdate16(header.ChecksumUpdate32(c, oldA, newA), oldP, port)
-		} else {
-			c = header.ChecksumUpdate16(c, oldP, port)
-			if c == 0 && port == 0 && allZero4(ip, off) {
-				// RFC 1624 section 3: a message that is all zeros
-				// sums to +0 and its checksum is 0xFFFF, which
-				// equation 3 cannot tell from a message summing to
-				// -0 (checksum 0). Only ICMPv4 can be all zeros (a
-				// pseudo-header always holds the protocol).
-				c = 0xffff
-			}
+		if proto != header.ProtoICMP {
+			// TCP and UDP checksums cover a pseudo-header with the
+			// addresses (RFC 9293 section 3.1, RFC 768); the ICMPv4
+			// checksum covers the message only (RFC 792).
+			acc = da
 		}
-		binary.BigEndian.PutUint16(l4[sumAt:], c)
-		binary.BigEndian.PutUint16(l4[portAt:], port)
-		return drop.None
 	case 6:
 		if isMapped(addr) {
 			return drop.SNATNoAddress
@@ -151,23 +157,44 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 		if dst {
 			at = ipv6Dst
 		}
-		l4 := ip[off:]
-		c := binary.BigEndian.Uint16(l4[sumAt:])
-		oldP := binary.BigEndian.Uint16(l4[portAt:])
-		// A UDP checksum of 0 is invalid over IPv6 (RFC 8200 section
-		// 8.1); such a datagram is left without one.
-		if proto != header.ProtoUDP || c != 0 {
-			c = header.ChecksumUpdate16(header.ChecksumUpdateBytes(c, ip[at:at+16], addr[:]), oldP, port)
-			if proto == header.ProtoUDP && c == 0 {
-				c = 0xffff
-			}
-		}
-		copy(ip[at:at+16], addr[:])
-		binary.BigEndian.PutUint16(l4[sumAt:], c)
-		binary.BigEndian.PutUint16(l4[portAt:], port)
-		return drop.None
+		// TCP, UDP and ICMPv6 checksums cover the addresses (RFC 8200
+		// section 8.1, RFC 4443 section 2.3).
+		a := ip[at : at+16]
+		acc = delta32(binary.BigEndian.Uint32(a[0:]), binary.BigEndian.Uint32(addr[0:])) +
+			delta32(binary.BigEndian.Uint32(a[4:]), binary.BigEndian.Uint32(addr[4:])) +
+			delta32(binary.BigEndian.Uint32(a[8:]), binary.BigEndian.Uint32(addr[8:])) +
+			delta32(binary.BigEndian.Uint32(a[12:]), binary.BigEndian.Uint32(addr[12:]))
+		copy(a, addr[:])
+	default:
+		return drop.BadIPHeader
 	}
-	return drop.BadIPHeader
+	l4 := ip[off:]
+	c := binary.BigEndian.Uint16(l4[sumAt:])
+	acc += delta16(binary.BigEndian.Uint16(l4[portAt:]), port)
+	switch {
+	case proto != header.ProtoUDP:
+		c = update(c, acc)
+		if c == 0 && proto == header.ProtoICMP && port == 0 && allZero4(ip, off) {
+			// An all-zero message sums to +0 and its checksum is
+			// 0xFFFF, which equation 3 cannot tell from a message
+			// summing to -0 (checksum 0). Only ICMPv4 can be all
+			// zeros: a pseudo-header always holds the protocol.
+			c = 0xffff
+		}
+	case c != 0:
+		// RFC 768: "If the computed checksum is zero, it is
+		// transmitted as all ones".
+		if c = update(c, acc); c == 0 {
+			c = 0xffff
+		}
+	default:
+		// A UDP checksum of 0 means "no checksum" over IPv4 (RFC 768)
+		// and stays 0. Over IPv6 it is invalid (RFC 8200 section
+		// 8.1); such a datagram is left as it is.
+	}
+	binary.BigEndian.PutUint16(l4[sumAt:], c)
+	binary.BigEndian.PutUint16(l4[portAt:], port)
+	return drop.None
 }
 
 // allZero4 reports whether the ICMPv4 message at off in the IPv4 packet ip

@@ -13,12 +13,23 @@ import (
 //
 //   - dests counts, per (translated address, destination address and port,
 //     protocol, zone), the ports in use and in quarantine, the refusals
-//     and the quarantine overrides.
+//     and the quarantine overrides, and holds the head and tail of the
+//     destination's quarantine list.
 //   - quarantine remembers, per (translated address and port, destination,
 //     protocol, zone), when the port was last released toward that
 //     destination: a FIFO ring in release order (the oldest entry is at the
 //     head, so expiry and "forget the oldest when full" are O(1)) indexed
-//     by a hash table of ring positions.
+//     by a hash table of ring slots. The entries of one destination are
+//     also chained oldest first (qent.next), so the least recently
+//     released port toward a destination is found in O(1) when nothing
+//     else is free.
+//
+// A destination's list holds its counted entries in release order, and
+// its head and tail are always entries still in the ring: entries leave the
+// ring only from its head, and an entry popped there is the oldest of its
+// destination's list too, so it is the list's head (unless the list's head
+// already moved past it). Dead entries (superseded or reused ports) stay in
+// the ring and in their list until they reach the head of either.
 
 // tuple names a destination as seen from one translated address (nport 0),
 // or one translated port toward it. 24 bytes, no padding; proto is never 0
@@ -71,6 +82,8 @@ type dent struct {
 	quar      uint32 // quarantine entries counted here (qent.counted)
 	owned     uint32 // from the last scan that found no port: the range's ports whose replies land on this worker
 	full      bool   // that scan found no port, and none was allocated since
+	qhead     uint32 // ring slot+1 of the oldest entry of this destination's quarantine list, 0 = empty
+	qtail     uint32 // ring slot+1 of the newest
 	fullAt    conntrack.Time
 	exhausted uint64 // flows refused for lack of a port
 	overrides uint64 // quarantined ports reused because nothing else was free
@@ -168,11 +181,26 @@ func (d *dests) unquar(k *tuple) {
 	}
 }
 
+// unlinkHead removes ring slot s (whose next link is next) from the head
+// of destination k's quarantine list, if it is the head.
+func (d *dests) unlinkHead(k *tuple, s, next uint32) {
+	dk := *k
+	dk.nport = 0
+	if i := d.find(&dk); i >= 0 && d.e[i].qhead == s+1 {
+		d.e[i].qhead = next
+		if next == 0 {
+			d.e[i].qtail = 0
+		}
+	}
+}
+
 // qent is one quarantined port.
 type qent struct {
-	k       tuple // k.proto == 0: dead (superseded or reused)
-	t       conntrack.Time
-	counted bool // counted in its destination's dent.quar
+	k       tuple
+	t       conntrack.Time // release time
+	next    uint32         // ring slot+1 of the next entry of the same destination's list, 0 = none
+	counted bool           // counted in its destination's dent.quar and linked in its list
+	dead    bool           // superseded by a later release of the port, or the port was reused
 }
 
 // quarantine holds released ports. ring holds entries in release order
@@ -201,7 +229,8 @@ func (q *quarantine) init(n int, hold conntrack.Time, key hashKey, d *dests) {
 	q.d = d
 }
 
-// find returns the index position and ring slot of k, or pos -1.
+// find returns the index position and ring slot of k's live entry, or pos
+// -1.
 func (q *quarantine) find(k *tuple, tag uint32) (pos int, slot uint32) {
 	i := tag & q.imask
 	for {
@@ -253,20 +282,26 @@ func (q *quarantine) ixDelete(pos int) {
 	}
 }
 
-// kill ends the live entry at index pos (ring slot s).
-func (q *quarantine) kill(pos int, s uint32) {
+// kill ends the live entry in ring slot s: it leaves the index and its
+// destination's count, and stays in the ring and its list, dead.
+func (q *quarantine) kill(s uint32) {
 	e := &q.ring[s]
-	q.ixDelete(pos)
+	if e.dead {
+		return
+	}
+	if pos, _ := q.find(&e.k, uint32(q.key.hash(&e.k))); pos >= 0 {
+		q.ixDelete(pos)
+	}
+	e.dead = true
 	if e.counted {
 		q.d.unquar(&e.k)
 	}
-	e.k.proto = 0
 }
 
 // remove ends k's entry, if any (its port is being reused).
 func (q *quarantine) remove(k *tuple) {
 	if pos, s := q.find(k, uint32(q.key.hash(k))); pos >= 0 {
-		q.kill(pos, s)
+		q.kill(s)
 	}
 }
 
@@ -274,11 +309,11 @@ func (q *quarantine) remove(k *tuple) {
 func (q *quarantine) popHead() bool {
 	s := q.head & q.rmask
 	e := &q.ring[s]
-	live := e.k.proto != 0
-	if live {
-		pos, _ := q.find(&e.k, uint32(q.key.hash(&e.k)))
-		q.kill(pos, s)
+	live := !e.dead
+	if e.counted {
+		q.d.unlinkHead(&e.k, s, e.next)
 	}
+	q.kill(s)
 	q.head++
 	return live
 }
@@ -288,20 +323,22 @@ func (q *quarantine) popHead() bool {
 func (q *quarantine) trim(now conntrack.Time, budget int) {
 	for ; budget > 0 && q.head != q.tail; budget-- {
 		e := &q.ring[q.head&q.rmask]
-		if e.k.proto != 0 && now-e.t < q.hold {
+		if !e.dead && now-e.t < q.hold {
 			return
 		}
 		q.popHead()
 	}
 }
 
-// insert quarantines k from now; an older entry of k is superseded. When
-// the ring is full the oldest entry is dropped: insert reports whether it
-// was still live (a port forgotten before its quarantine ended).
+// insert quarantines k from now; an older entry of k is superseded. If
+// counted, the caller has already counted the entry in its destination
+// (dent.quar), and insert appends it to the destination's list. When the
+// ring is full the oldest entry is dropped: insert reports whether it was
+// still live (a port forgotten before its quarantine ended).
 func (q *quarantine) insert(k *tuple, now conntrack.Time, counted bool) (forgot bool) {
 	tag := uint32(q.key.hash(k))
 	if pos, s := q.find(k, tag); pos >= 0 {
-		q.kill(pos, s)
+		q.kill(s)
 	}
 	q.trim(now, 2)
 	if q.tail-q.head == uint32(len(q.ring)) {
@@ -315,7 +352,45 @@ func (q *quarantine) insert(k *tuple, now conntrack.Time, counted bool) (forgot 
 		i = (i + 1) & q.imask
 	}
 	q.ix[i] = uint64(tag)<<32 | uint64(s+1)
+	if counted {
+		dk := *k
+		dk.nport = 0
+		if j := q.d.find(&dk); j >= 0 {
+			e := &q.d.e[j]
+			if e.qtail != 0 {
+				q.ring[e.qtail-1].next = s + 1
+			} else {
+				e.qhead = s + 1
+			}
+			e.qtail = s + 1
+		}
+	}
 	return forgot
+}
+
+// oldest unlinks and returns the ring slot of the oldest live entry of
+// destination k's list (k.nport 0); ok is false if there is none. Every
+// entry looked at, dead ones included (they are unlinked on the way),
+// costs one unit of *budget, and it stops when the budget is spent.
+func (q *quarantine) oldest(k *tuple, budget *int) (slot uint32, ok bool) {
+	j := q.d.find(k)
+	if j < 0 {
+		return 0, false
+	}
+	e := &q.d.e[j]
+	for *budget > 0 && e.qhead != 0 {
+		*budget--
+		s := e.qhead - 1
+		qe := &q.ring[s]
+		e.qhead = qe.next
+		if e.qhead == 0 {
+			e.qtail = 0
+		}
+		if !qe.dead {
+			return s, true
+		}
+	}
+	return 0, false
 }
 
 // len returns the number of ring entries between head and tail (dead

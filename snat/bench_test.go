@@ -1,0 +1,118 @@
+package snat
+
+import (
+	"testing"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/header/headertest"
+)
+
+// BenchmarkAllocate measures one allocation (and its Abandon, so the state
+// stays the same) toward a destination whose range is empty or 90% full of
+// live flows, with one or two shards.
+func BenchmarkAllocate(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		shards int
+		fill   float64
+	}{{"empty", 1, 0}, {"90pct", 1, 0.9}, {"empty-2shards", 2, 0}, {"90pct-2shards", 2, 0.9}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := newHarness(b, c.shards, 1<<17, Config{Automap: natIP})
+			const ports = DefaultPortEnd - DefaultPortStart + 1
+			a := h.n.Allocator(0)
+			want := int(c.fill * ports / float64(c.shards))
+			src := tcpKey(client, 0, server, 443)
+			for i, n := 0, 0; n < want; i++ {
+				src.SrcPort = uint16(i)
+				src.Src[15] = byte(i >> 16)
+				if h.tb.ShardOf(&src) != 0 {
+					continue
+				}
+				if _, _, r := h.open(src); r != drop.None {
+					b.Fatal(r)
+				}
+				n++
+			}
+			k := tcpKey(client, 1, server, 443)
+			k.Src[14] = 0xee
+			for h.tb.ShardOf(&k) != 0 {
+				k.SrcPort++
+			}
+			now := h.now
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				tr, r := a.Allocate(&k, now)
+				if r != drop.None {
+					b.Fatal(r)
+				}
+				a.Abandon(&k, tr)
+			}
+			st := a.Stats()
+			b.ReportMetric(float64(st.Counters[CtrProbes])/float64(st.Counters[CtrAllocated]), "probes/op")
+		})
+	}
+}
+
+// BenchmarkRelease measures conntrack's release hook (quarantine insert).
+func BenchmarkRelease(b *testing.B) {
+	h := newHarness(b, 1, 1024, Config{Automap: natIP})
+	a := h.n.Allocator(0)
+	k := tcpKey(client, 1000, server, 443)
+	now := h.now
+	port := uint16(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		port++
+		now += conntrack.Millisecond
+		a.Release(&k, conntrack.Translation{Addr: 1, Port: port}, now)
+	}
+}
+
+func benchRewrite(b *testing.B, spec headertest.Spec, reply bool) {
+	pkt := headertest.Build(spec)
+	var p conntrack.Packet
+	if r := conntrack.Parse(pkt, 0, &p); r != drop.None {
+		b.Fatal(r)
+	}
+	nat := natIP.As16()
+	if spec.Src.Is6() {
+		nat = natIP6.As16()
+	}
+	orig := p.Key
+	tr := conntrack.Translation{Addr: 1, Port: 40000}
+	b.ReportAllocs()
+	for b.Loop() {
+		if reply {
+			RewriteReply(pkt, &p, &orig)
+		} else {
+			RewriteOriginal(pkt, &p, tr, nat)
+		}
+	}
+}
+
+var benchSpecs = []struct {
+	name string
+	spec headertest.Spec
+}{
+	{"tcp4", headertest.Spec{Src: client, Dst: server, Proto: header.ProtoTCP, SrcPort: 1000, DstPort: 443, Flags: header.TCPFlagACK}},
+	{"udp4", headertest.Spec{Src: client, Dst: server, Proto: header.ProtoUDP, SrcPort: 1000, DstPort: 53, Payload: make([]byte, 32)}},
+	{"icmp4", headertest.Spec{Src: client, Dst: server, Proto: header.ProtoICMP, ICMPType: header.ICMPv4EchoRequest, Ident: 5}},
+	{"tcp6", headertest.Spec{Src: client6, Dst: server6, Proto: header.ProtoTCP, SrcPort: 1000, DstPort: 443, Flags: header.TCPFlagACK}},
+	{"udp6", headertest.Spec{Src: client6, Dst: server6, Proto: header.ProtoUDP, SrcPort: 1000, DstPort: 53, Payload: make([]byte, 32)}},
+	{"icmp6", headertest.Spec{Src: client6, Dst: server6, Proto: header.ProtoICMPv6, ICMPType: header.ICMPv6EchoRequest, Ident: 5}},
+}
+
+func BenchmarkRewriteOriginal(b *testing.B) {
+	for _, c := range benchSpecs {
+		b.Run(c.name, func(b *testing.B) { benchRewrite(b, c.spec, false) })
+	}
+}
+
+func BenchmarkRewriteReply(b *testing.B) {
+	for _, c := range benchSpecs {
+		b.Run(c.name, func(b *testing.B) { benchRewrite(b, c.spec, true) })
+	}
+}

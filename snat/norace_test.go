@@ -1,0 +1,5 @@
+//go:build !race
+
+package snat
+
+const raceEnabled = false
