@@ -376,3 +376,34 @@ func TestPipelineZeroAllocs(t *testing.T) {
 		t.Fatalf("established-flow pipeline: %v allocs per packet", n)
 	}
 }
+
+// With two SNAT ports, a third flow toward the same destination is refused
+// and counted (no port overloading, RFC 4787 / RFC 6888 exhaustion), while
+// another destination still gets the whole range.
+func TestPipelineSNATExhaustion(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	nat, err := snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT, Ports: snat.PortRange{Start: 2000, End: 2001}}, tp.e.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.e.nat, tp.w.nat = nat, nat.Allocator(0)
+	flow := func(cport uint16, dst netip.Addr) []byte {
+		return eth(headertest.Spec{Src: ipClient, Dst: dst, Proto: header.ProtoUDP, SrcPort: cport, DstPort: 53}, macClient, macEdgeIn)
+	}
+	for _, cport := range []uint16{1, 2} {
+		if out, r := tp.send(0, flow(cport, ipServer)); out == nil {
+			t.Fatalf("flow %d refused: %v", cport, r)
+		}
+	}
+	if out, r := tp.send(0, flow(3, ipServer)); out != nil || r != drop.SNATExhausted {
+		t.Fatalf("third flow to one destination: out %v reason %v, want snat_exhausted", out != nil, r)
+	}
+	tp.e.neigh.cur.Store(&map[neighKey][6]byte{{1, ipClient.As16()}: macClient, {2, ipServer.As16()}: macServer,
+		{2, netip.MustParseAddr("203.0.113.3").As16()}: macServer})
+	if out, r := tp.send(0, flow(3, netip.MustParseAddr("203.0.113.3"))); out == nil {
+		t.Fatalf("another destination refused: %v", r)
+	}
+	if got := nat.Stats(); got.Counters[snat.CtrExhausted] == 0 {
+		t.Fatalf("exhaustion not counted in snat stats: %+v", got)
+	}
+}
