@@ -29,7 +29,7 @@ echo "== go test"
 go test -count=1 ./...
 
 echo "== go test -race (per-packet and concurrent packages)"
-go test -count=1 -race ./conntrack/... ./header/... ./drop/...
+go test -count=1 -race ./conntrack/... ./header/... ./drop/... ./firewall/... ./snat/... ./icmp/... ./dataplane/...
 
 echo "== fuzz smoke ($FUZZTIME per target)"
 fuzz() { # package target
@@ -37,13 +37,20 @@ fuzz() { # package target
 		cat /tmp/edge-fuzz.log; echo "fuzz $1 $2 failed" >&2; exit 1; }
 	tail -1 /tmp/edge-fuzz.log
 }
-for pkg in ./header ./conntrack; do
+for pkg in ./header ./conntrack ./firewall ./snat ./icmp; do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
 		fuzz "$pkg" "$target"
 	done
 done
 
 echo "== benchmark smoke (they run; figures come from bench/conntrack.sh)"
-go test -count=1 -run XXX -bench . -benchtime 200x -short ./conntrack/ ./header/ | grep -E '^(Benchmark|ok|FAIL)'
+go test -count=1 -run XXX -bench . -benchtime 200x -short ./conntrack/ ./header/ ./firewall/ ./snat/ ./icmp/ ./dataplane/ | grep -E '^(Benchmark|ok|FAIL)'
+
+echo "== the lab: edge forwarding real traffic between namespaces (scripts/lab.sh)"
+if [ "$(id -u)" -eq 0 ]; then
+	./scripts/lab.sh
+else
+	echo "skipped: needs root (CI runs as root)"
+fi
 
 echo "all tests passed"
