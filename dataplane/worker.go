@@ -312,9 +312,13 @@ func (w *worker) open(src *port, p *conntrack.Packet, now conntrack.Time) conntr
 		nf.NAT = tr
 	}
 	v := w.shard.Create(p, nf, now)
-	if v.Action != conntrack.Drop {
-		w.ctr.created.Add(1)
+	if v.Action == conntrack.Drop {
+		if nf.NAT.Addr != 0 {
+			w.nat.Abandon(&p.Key, nf.NAT) // the port was never used
+		}
+		return v
 	}
+	w.ctr.created.Add(1)
 	return v
 }
 

@@ -279,8 +279,9 @@ func prepare(rules []Rule, idx []int32, pc int) *classBuild {
 	return cb
 }
 
-// estimate returns an upper bound of the bytes the class's tables will
-// take, from the number of distinct bitmap hashes and of intervals.
+// estimate returns the bytes the class's tables will take at most, from
+// the number of distinct bitmap hashes and of intervals (were two distinct
+// bitmaps to share a 64-bit hash, build's final check still applies).
 func (cb *classBuild) estimate() int {
 	bd := cb.bd
 	distinct := map[uint64]struct{}{}
@@ -331,11 +332,6 @@ func (cb *classBuild) finish(cl *class, verdicts []Verdict, idx []int32) {
 				d.out.starts[i] = uint32(s.lo)
 			}
 			d.out.offs = offs
-			if len(starts) > 2*groupSize {
-				for i := 0; i < len(starts); i += groupSize {
-					d.out.top = append(d.out.top, d.out.starts[i])
-				}
-			}
 		}
 	}
 	for _, d := range [...]struct {

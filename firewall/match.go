@@ -37,34 +37,16 @@ func protoClass(p uint8) int {
 // dim32 is a dimension of 32-bit points (IPv4 addresses, ports) cut into
 // elementary intervals: interval i starts at starts[i] (starts[0] = 0) and
 // its rule bitmap is the arena block at offs[i]. A nil starts means no rule
-// of the class constrains the dimension: it is skipped. top holds every
-// 16th start (nil for 32 intervals or fewer): the search runs over top,
-// which stays in L1, then within one 16-start group, instead of touching a
-// new cache line at each step.
+// of the class constrains the dimension: it is skipped.
 type dim32 struct {
 	starts []uint32
 	offs   []uint32
-	top    []uint32
 }
 
-const groupSize = 16
-
-// find returns the block offset of the interval holding x: the last start
-// <= x, by branch-free binary search.
+// find returns the block offset of the interval holding x: a branch-free
+// binary search for the last start <= x.
 func (d *dim32) find(x uint32) uint32 {
 	s := d.starts
-	base, n := 0, len(s)
-	if t := d.top; t != nil {
-		base = lastLE(t, x) * groupSize
-		n = min(groupSize, len(s)-base)
-	}
-	base += lastLE(s[base:base+n], x)
-	return d.offs[base]
-}
-
-// lastLE returns the index of the last element of s that is <= x; s is
-// sorted, not empty, and s[0] <= x.
-func lastLE(s []uint32, x uint32) int {
 	base := 0
 	for n := len(s); n > 1; {
 		half := n >> 1
@@ -73,7 +55,7 @@ func lastLE(s []uint32, x uint32) int {
 		}
 		n -= half
 	}
-	return base
+	return d.offs[base]
 }
 
 // dim128 is dim32 for IPv6 addresses, compared as two uint64 halves.
@@ -282,7 +264,7 @@ func (c *Compiled) memory() int {
 			cl := &c.classes[z][pc]
 			m += 8*cap(cl.arena) + 8*len(cl.verdicts)
 			for _, d := range [...]*dim32{&cl.dport, &cl.sport, &cl.src4, &cl.dst4} {
-				m += 4*len(d.starts) + 4*len(d.offs) + 4*len(d.top)
+				m += 4*len(d.starts) + 4*len(d.offs)
 			}
 			for _, d := range [...]*dim128{&cl.src6, &cl.dst6} {
 				m += 16*len(d.starts) + 4*len(d.offs)

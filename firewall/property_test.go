@@ -28,7 +28,7 @@ func checkAgainstRef(t *testing.T, g *gen, rs *RuleSet, c *Compiled, n int) {
 func TestMatchEqualsLinearScan(t *testing.T) {
 	sizes := []int{0, 1, 2, 5, 17, 63, 64, 65, 128, 300}
 	keys := 20000
-	if raceEnabled || testing.Short() {
+	if testing.Short() {
 		keys = 4000
 	}
 	hits := 0

@@ -20,10 +20,13 @@ const (
 	// back to a linear scan of the range (RFC 6056 section 3.3.2, then
 	// 3.3.1).
 	RandomProbes = 64
-	// fullRetry is how long a destination found exhausted by a full scan
+	// fullRetry is how long a destination found exhausted by a full pass
 	// is refused without scanning again while none of its ports was
 	// released.
 	fullRetry = conntrack.Second
+	// recountEvery is how long the counts of a full pass are trusted to
+	// take quarantined ports without looking for a free one.
+	recountEvery = 10 * conntrack.Second
 )
 
 // NAT is one source-NAT configuration over a conntrack table: its address
@@ -54,8 +57,8 @@ type natAddr struct {
 
 // New validates cfg, interns its addresses in t, and makes one Allocator per
 // shard of t, installing each as its shard's release hook
-// (conntrack.Shard.OnRelease). Call it before the workers start, and do not
-// install other release hooks on t's shards.
+// (conntrack.Shard.OnRelease). Call it before the workers start, once per
+// table, and do not install other release hooks on t's shards.
 func New(cfg Config, t *conntrack.Table) (*NAT, error) {
 	r, err := cfg.resolve()
 	if err != nil {
@@ -253,14 +256,15 @@ func (a *Allocator) Allocate(orig *conntrack.Key, now conntrack.Time) (conntrack
 // pool has no address of orig's family (or there is no such pool), and
 // drop.UnsupportedProto for a protocol other than TCP, UDP and ICMP echo.
 //
-// Cost: up to RandomProbes random candidates, then (rarely, when the range
-// toward this destination is nearly full) a linear scan of at most the
-// whole range. Each candidate costs a ShardOf hash (several shards only),
-// a conntrack Lookup and a quarantine lookup: tens of nanoseconds. The worst
-// case, a full scan of a 64,512-port range, is a few milliseconds; a
-// destination found exhausted by a full scan is then refused without
-// scanning (a table lookup) until one of its ports is released or a second
-// has passed. It never allocates.
+// Cost: up to RandomProbes random candidates, then (when the range toward
+// this destination is nearly full) a linear scan of at most the whole
+// range. Each candidate costs a ShardOf hash (several shards only), a
+// conntrack Lookup and a quarantine lookup. The worst case, a full pass
+// over a 64,512-port range, is a few milliseconds; when the counts say that
+// no port is free outside the quarantine the least recently released port
+// is taken in O(1) instead, and a destination a full pass found exhausted
+// is refused after a table lookup until one of its ports is released or a
+// second has passed (see the package doc). It never allocates.
 func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
 	n := a.n
 	switch orig.Proto {
@@ -288,20 +292,21 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	rk.Dst = na.addr
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: na.idx, proto: orig.Proto, zone: orig.Zone}
 
-	// When the counts say that no port is free outside the quarantine,
-	// take the least recently released one from the destination's list
-	// at once instead of probing and scanning the range for it; and a
-	// destination a full scan found exhausted less than fullRetry ago is
-	// refused at once while all its ports are still in use.
+	// When the counts of a recent full pass say that no port is free
+	// outside the quarantine, take the least recently released one from
+	// the destination's list at once instead of probing and scanning the
+	// range for it; and a destination a full pass found exhausted less
+	// than fullRetry ago is refused at once while all its ports are still
+	// in use.
 	if j := a.d.find(&k); j >= 0 {
 		e := &a.d.e[j]
-		if e.owned != 0 && e.inUse+e.quar >= e.owned {
+		if e.passed && e.inUse+e.quar >= e.owned && now-e.passAt < recountEvery {
 			if tr, ok := a.reuseOldest(&k, &rk, orig, now); ok {
 				return tr, drop.None
 			}
 			if j = a.d.find(&k); j >= 0 {
 				e = &a.d.e[j]
-				if e.full && e.inUse >= e.owned && now-e.fullAt < fullRetry {
+				if e.full && e.inUse >= e.owned && now-e.passAt < fullRetry {
 					return a.exhausted(&k, orig, now)
 				}
 			}
@@ -325,14 +330,15 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 		}
 	}
 
-	// RFC 6056 section 3.3.1 (Algorithm 1): from a random start, "if
-	// (check_suitable_port(port)) return next_ephemeral", else the next
-	// port, wrapping, num_ephemeral times. Quarantined ports are
-	// remembered: RFC 6888 REQ-8 ("Once an external port is deallocated,
-	// it SHOULD NOT be reallocated to a new mapping until at least 120
-	// seconds have passed") yields to RFC 4787 REQ-3 (no port overloading)
-	// only when nothing else is free, and then the least recently released
-	// port is taken.
+	// RFC 6056 section 3.3.1 (Algorithm 1): from a random start
+	// "next_ephemeral = min_ephemeral + (random() % num_ephemeral)", each
+	// port in turn, wrapping from max_ephemeral to min_ephemeral, until
+	// check_suitable_port succeeds or num_ephemeral ports were tried.
+	// Quarantined ports are remembered: RFC 6888 REQ-8 ("Once an external
+	// port is deallocated, it SHOULD NOT be reallocated to a new mapping
+	// until at least 120 seconds have passed") yields to RFC 4787 REQ-3
+	// (no port overloading) only when nothing else is free, and then the
+	// least recently released port is taken.
 	a.ctr.add(CtrScans, 1)
 	start := a.below(n.nports)
 	var (
@@ -371,10 +377,7 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	// expired ones), which corrects any drift in the counts.
 	if j := a.d.find(&k); j >= 0 {
 		e := &a.d.e[j]
-		e.owned, e.inUse = owned, live
-		if !haveQ {
-			e.full, e.fullAt = true, now
-		}
+		e.owned, e.inUse, e.passed, e.passAt, e.full = owned, live, true, now, !haveQ
 	}
 	if !haveQ {
 		return a.exhausted(&k, orig, now)
@@ -457,9 +460,6 @@ func (a *Allocator) commit(k *tuple, port uint16) (conntrack.Translation, drop.R
 		e := &a.d.e[j]
 		e.inUse++
 		e.full = false
-		if !a.multi {
-			e.owned = a.n.nports // every port lands on the only shard
-		}
 	} else {
 		a.ctr.add(CtrDestOverflow, 1)
 	}
@@ -525,7 +525,8 @@ func (a *Allocator) Abandon(orig *conntrack.Key, tr conntrack.Translation) {
 // now, so its port is no longer in use toward orig's destination and is
 // quarantined there. Untranslated flows and addresses of other NATs are
 // ignored. It runs on the owner's goroutine, never allocates, and does
-// bounded work (it drops at most three old quarantine entries).
+// bounded work (it touches at most four quarantine entries: the one it
+// supersedes, two ended ones and, when the quarantine is full, the oldest).
 func (a *Allocator) Release(orig *conntrack.Key, nat conntrack.Translation, now conntrack.Time) {
 	if nat.Addr == 0 || !a.n.ours(nat.Addr) {
 		return

@@ -63,8 +63,8 @@ func TestNoDuplicates(t *testing.T) {
 		}
 		seen[tr.Port] = true
 	}
-	if st := h.stats(); st.Counters[CtrScans] == 0 {
-		t.Logf("no scan needed") // fine either way; the range is 98% full at the end
+	if st := h.stats(); st.Counters[CtrAllocated] != 2000 || st.Counters[CtrQuarantineOverride] != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -527,7 +527,7 @@ func TestConcurrentControl(t *testing.T) {
 
 // Churn toward one destination faster than the quarantine drains: once the
 // range is all in use or in quarantine, each new flow reuses the least
-// recently released port at once, without scanning the range.
+// recently released port at once, scanning the range at most every 10 s.
 func TestChurnReusesOldest(t *testing.T) {
 	for _, shards := range []int{1, 2} {
 		h := newHarness(t, shards, 1<<12, automap(PortRange{7000, 7127}))
@@ -579,7 +579,8 @@ func TestChurnReusesOldest(t *testing.T) {
 			}
 		}
 		st := h.n.Allocator(0).Stats()
-		if st.Counters[CtrQuarantineOverride] < 2000 || st.Counters[CtrScans] > 10 || st.Counters[CtrExhausted] != 0 {
+		// 600 s of churn: at most one full pass every 10 s.
+		if st.Counters[CtrQuarantineOverride] < 2000 || st.Counters[CtrScans] > 65 || st.Counters[CtrExhausted] != 0 {
 			t.Fatalf("%d shards: %+v", shards, st)
 		}
 	}

@@ -55,12 +55,21 @@
 //     follows the same rules; with Config.KeepEchoID only the address is
 //     translated and the identifier kept.
 //
-// The worst case of Allocate is bounded: RandomProbes candidates, then at
-// most one pass over the range (each candidate a hash, a conntrack lookup
-// and a quarantine lookup), a few milliseconds for the full 64,512-port
-// range; a destination a full pass found exhausted is then refused after a
-// single table lookup until one of its ports is released or a second has
-// passed, so a saturated destination cannot make every new flow pay a scan.
+// The work of Allocate is bounded: RandomProbes candidates, then at most
+// one pass over the range (each candidate a ShardOf hash with several
+// shards, a conntrack lookup and a quarantine lookup), a few milliseconds
+// for the full 64,512-port range. Two shortcuts keep a saturated
+// destination from making every new flow pay that pass. A full pass counts
+// the ports of the range that land on the worker's shard and those in use;
+// for 10 s after it, while the destination's counts say that every such
+// port is in use or in quarantine, the least recently released port is
+// taken from the head of the destination's quarantine list in O(1) (so
+// under churn faster than the quarantine drains, ports are reused oldest
+// first, not at random, and at most one full pass per destination is paid
+// every 10 s). And a destination a full pass found exhausted is refused
+// after a table lookup until one of its ports is released or a second has
+// passed. The recount also bounds the effect of counts that drift (a
+// caller that forgot Abandon) to 10 s.
 //
 // # Memory
 //
@@ -69,14 +78,17 @@
 //
 //   - the quarantine: a ring of (translated address and port, destination,
 //     protocol, zone, release time) entries in release order, indexed by
-//     a hash table; expiry and "forget the oldest" pop the ring's head in
-//     O(1). 56 bytes per entry: 3.5 MiB for the default 65,536 entries.
+//     a hash table, each destination's entries chained oldest first;
+//     expiry and "forget the oldest" pop the ring's head in O(1). 56 bytes
+//     per entry (40 in the ring, 16 of index): 3.5 MiB for the default
+//     65,536 entries.
 //   - the destination counts: ports in use and in quarantine, refusals and
-//     overrides per (translated address, destination address and port,
-//     protocol, zone), at most Config.Destinations entries (56 bytes each,
-//     at load <= 1/2); an entry lives while it counts a port. Allocations
-//     toward destinations beyond that are still correct but not counted
-//     (dest_overflow).
+//     overrides, and the head and tail of the quarantine list, per
+//     (translated address, destination address and port, protocol, zone):
+//     at most Config.Destinations entries of 72 bytes at load <= 1/2
+//     (2.25 MiB for the default 16,384). An entry lives while it counts a
+//     port. Allocations toward destinations beyond that are still correct
+//     (uniqueness comes from conntrack) but not counted (dest_overflow).
 //
 // # Concurrency contract
 //

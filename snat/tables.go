@@ -78,15 +78,16 @@ func inRun(h, i, j, mask uint32) bool {
 // dent is one destination's counts.
 type dent struct {
 	k         tuple
-	inUse     uint32 // ports allocated toward k whose flows are live (Allocate minus releases and Abandon)
-	quar      uint32 // quarantine entries counted here (qent.counted)
-	owned     uint32 // from the last scan that found no port: the range's ports whose replies land on this worker
-	full      bool   // that scan found no port, and none was allocated since
-	qhead     uint32 // ring slot+1 of the oldest entry of this destination's quarantine list, 0 = empty
-	qtail     uint32 // ring slot+1 of the newest
-	fullAt    conntrack.Time
-	exhausted uint64 // flows refused for lack of a port
-	overrides uint64 // quarantined ports reused because nothing else was free
+	inUse     uint32         // ports allocated toward k whose flows are live (Allocate minus releases and Abandon)
+	quar      uint32         // quarantine entries counted here (qent.counted)
+	owned     uint32         // from the last full pass: the range's ports whose replies land on this worker
+	qhead     uint32         // ring slot+1 of the oldest entry of this destination's quarantine list, 0 = empty
+	qtail     uint32         // ring slot+1 of the newest
+	passed    bool           // a full pass over the range counted owned and inUse, at passAt
+	full      bool           // that pass found no port, and none was allocated since
+	passAt    conntrack.Time // when
+	exhausted uint64         // flows refused for lack of a port
+	overrides uint64         // quarantined ports reused because nothing else was free
 }
 
 // dests is the per-destination table. At most max entries are used (load

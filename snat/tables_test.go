@@ -3,6 +3,7 @@ package snat
 import (
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/edgegw/edge/conntrack"
 )
@@ -248,5 +249,18 @@ func TestQuarantineLists(t *testing.T) {
 				t.Fatalf("step %d: list of %d reaches %d of %d live entries", step, i, seen, len(live))
 			}
 		}
+	}
+}
+
+// The memory figures in the package doc.
+func TestEntrySizes(t *testing.T) {
+	if s := unsafe.Sizeof(tuple{}); s != 24 {
+		t.Errorf("tuple: %d bytes", s)
+	}
+	if s := unsafe.Sizeof(qent{}); s != 40 {
+		t.Errorf("qent: %d bytes (the doc says 40, plus 16 of index)", s)
+	}
+	if s := unsafe.Sizeof(dent{}); s != 72 {
+		t.Errorf("dent: %d bytes (the doc says 72)", s)
 	}
 }

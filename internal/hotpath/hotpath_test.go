@@ -13,6 +13,7 @@ var hotPath = map[string][]string{
 	"github.com/edgegw/edge/header":    leafForbidden,
 	"github.com/edgegw/edge/drop":      leafForbidden,
 	"github.com/edgegw/edge/conntrack": leafForbidden,
+	"github.com/edgegw/edge/firewall":  leafForbidden,
 	"github.com/edgegw/edge/snat":      leafForbidden,
 	"github.com/edgegw/edge/icmp":      leafForbidden,
 	"github.com/edgegw/edge/dataplane": pathForbidden,
