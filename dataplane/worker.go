@@ -109,11 +109,12 @@ func (w *worker) run(stop <-chan struct{}) {
 		}
 		now := w.e.now()
 		got := 0
+		var rx [2][]xdp.Desc
 		for pi, p := range w.ports {
-			descs := p.sock.Receive(batchSize)
-			if len(descs) > 0 {
-				got += len(descs)
-				w.process(pi, descs, now)
+			rx[pi] = p.sock.Receive(batchSize)
+			if len(rx[pi]) > 0 {
+				got += len(rx[pi])
+				w.process(pi, rx[pi], now)
 			}
 		}
 		// Send everything first: queued frames still point into the RX
@@ -122,11 +123,17 @@ func (w *worker) run(stop <-chan struct{}) {
 		for pi := range w.ports {
 			w.transmit(pi)
 		}
-		for _, p := range w.ports {
+		for pi, p := range w.ports {
 			if n := p.sock.NumCompleted(); n > 0 {
 				p.sock.Complete(n)
 			}
-			p.sock.Fill(p.sock.GetDescs(p.sock.NumFreeFillSlots()))
+			// The received frames go straight back to the fill ring (their
+			// contents were copied out by transmit); top up from the
+			// socket's free frames if the ring is short.
+			p.sock.Fill(rx[pi])
+			if n := p.sock.NumFreeFillSlots(); n > 0 {
+				p.sock.Fill(p.sock.GetDescs(n))
+			}
 			if p.sock.FillNeedsWakeup() && got == 0 {
 				p.sock.Wakeup()
 			}

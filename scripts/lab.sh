@@ -2,8 +2,13 @@
 # lab.sh: run edge between a client and a server namespace, send it real
 # traffic, show what crossed, and tear everything down (also on failure).
 #
-#   sudo ./scripts/lab.sh              one HTTP download (20 MB) and a few UDP datagrams
+#   sudo ./scripts/lab.sh              edge in the middle: one 20 MB HTTP download, an unsolicited
+#                                      inbound connection (refused), edge's counters
+#   PEER=linux ./scripts/lab.sh        the same with Linux in the middle instead: nftables
+#                                      masquerade + conntrack + a stateful forward rule
+#   SIZE=200000000 ./scripts/lab.sh    download size in bytes
 #   KEEP=1 ./scripts/lab.sh            leave the lab up afterwards (prints how to remove it)
+#   EDGE_ARGS="--cpuprofile /tmp/edge.prof" ./scripts/lab.sh   extra flags for edge run
 #
 #   client ns  c0 10.0.0.2/24 ── in 10.0.0.1/24 [ edge ns: edge run ] out 203.0.113.1/24 ── s0 203.0.113.2/24  server ns
 #
@@ -14,8 +19,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "lab.sh: needs root (network namespaces, XDP)" >&2; exit 1; }
-if ! command -v ethtool >/dev/null; then
-	(apt-get update -qq && apt-get install -y -qq ethtool) >/dev/null || { echo "lab.sh: cannot install ethtool" >&2; exit 1; }
+PEER=${PEER:-edge}
+SIZE=${SIZE:-20000000}
+need=""
+command -v ethtool >/dev/null || need="$need ethtool"
+[ "$PEER" = linux ] && ! command -v nft >/dev/null && need="$need nftables"
+if [ -n "$need" ]; then
+	(apt-get update -qq && apt-get install -y -qq $need) >/dev/null 2>&1 || { echo "lab.sh: cannot install$need" >&2; exit 1; }
 fi
 
 id=$$
@@ -72,21 +82,42 @@ rules:
 default_action: drop
 EOF
 
-echo "== edge run (in $E)"
-ip netns exec $E "$tmp/edge" run --config "$tmp/edge.yaml" >"$tmp/edge.log" 2>&1 &
-edge_pid=$!
-for _ in $(seq 50); do grep -q "forwarding between" "$tmp/edge.log" && break; sleep 0.1; done
-grep -q "forwarding between" "$tmp/edge.log" || { cat "$tmp/edge.log"; echo "lab.sh: edge did not start" >&2; exit 1; }
-sed 's/^/  edge: /' "$tmp/edge.log"
+if [ "$PEER" = linux ]; then
+	echo "== Linux in the middle (in $E): forwarding, nftables masquerade + conntrack + stateful rule"
+	ip netns exec $E sysctl -qw net.ipv4.ip_forward=1
+	ip netns exec $E nft -f - <<NFT
+table ip lab {
+	chain filter_forward {
+		type filter hook forward priority 0; policy drop;
+		ct state established,related accept
+		iifname "in" oifname "out" ct state new accept
+	}
+	chain nat_postrouting {
+		type nat hook postrouting priority 100;
+		oifname "out" masquerade
+	}
+}
+NFT
+else
+	echo "== edge run (in $E)"
+	ip netns exec $E "$tmp/edge" run --config "$tmp/edge.yaml" ${EDGE_ARGS:-} >"$tmp/edge.log" 2>&1 &
+	edge_pid=$!
+	for _ in $(seq 50); do grep -q "forwarding between" "$tmp/edge.log" && break; sleep 0.1; done
+	grep -q "forwarding between" "$tmp/edge.log" || { cat "$tmp/edge.log"; echo "lab.sh: edge did not start" >&2; exit 1; }
+	sed 's/^/  edge: /' "$tmp/edge.log"
+fi
 
-echo "== HTTP server (in $S) and a 20 MB download from the client"
-mkdir -p "$tmp/www" && head -c 20000000 /dev/urandom >"$tmp/www/blob"
+echo "== HTTP server (in $S) and a $SIZE-byte download from the client"
+mkdir -p "$tmp/www" && head -c "$SIZE" /dev/urandom >"$tmp/www/blob"
 ip netns exec $S python3 -m http.server 8080 --bind 203.0.113.2 --directory "$tmp/www" >"$tmp/http.log" 2>&1 &
 http_pid=$!
 for _ in $(seq 50); do ip netns exec $S bash -c 'exec 3<>/dev/tcp/203.0.113.2/8080' 2>/dev/null && break; sleep 0.1; done
-ip netns exec $C curl -sS --retry 3 --retry-connrefused --max-time 60 -o "$tmp/got" \
-	-w '  curl: HTTP %{http_code}, %{size_download} bytes in %{time_total} s\n' http://203.0.113.2:8080/blob
-cmp -s "$tmp/got" "$tmp/www/blob" && echo "  the file arrived intact"
+ip netns exec $C curl -sS --retry 3 --retry-connrefused --max-time 120 -o "$tmp/got" \
+	-w '  curl: HTTP %{http_code}, %{size_download} bytes in %{time_total} s (%{speed_download} B/s)\n' \
+	http://203.0.113.2:8080/blob | tee "$tmp/curl.out"
+cmp -s "$tmp/got" "$tmp/www/blob" || { echo "lab.sh: the file arrived damaged or incomplete" >&2; exit 1; }
+echo "  the file arrived intact"
+if [ -n "${RESULT:-}" ]; then grep -o '([0-9.]* B/s)' "$tmp/curl.out" | tr -d '()B/s ' >"$RESULT"; fi
 echo "  the server saw the request from: $(grep -o '^[0-9.]*' "$tmp/http.log" | sort -u | tr '\n' ' ')(the SNAT address; the client is 10.0.0.2)"
 
 echo "== unsolicited connection from the server side to the SNAT address (must fail)"
@@ -95,7 +126,9 @@ if ip netns exec $S timeout 2 bash -c 'exec 3<>/dev/tcp/203.0.113.1/22' 2>/dev/n
 fi
 echo "  refused by policy, as configured (default_action: drop)"
 
-echo "== edge's counters"
-kill -INT "$edge_pid"; wait "$edge_pid" || true; edge_pid=
-grep "stats:" "$tmp/edge.log" | sed 's/^.*stats: /  /'
+if [ "$PEER" = edge ]; then
+	echo "== edge's counters"
+	kill -INT "$edge_pid"; wait "$edge_pid" || true; edge_pid=
+	grep "stats:" "$tmp/edge.log" | sed 's/^.*stats: /  /'
+fi
 echo "lab: OK"

@@ -9,6 +9,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -61,7 +62,7 @@ func validateCmd() *cobra.Command {
 }
 
 func runCmd() *cobra.Command {
-	var path string
+	var path, cpuProfile string
 	var statsEvery time.Duration
 	c := &cobra.Command{
 		Use:   "run --config FILE",
@@ -80,6 +81,16 @@ is removed (ip link set dev IF xdp off).`,
 				return err
 			}
 			cfg.Logf = log.Printf
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			e, err := dataplane.New(cfg)
 			if err != nil {
 				return err
@@ -112,6 +123,7 @@ is removed (ip link set dev IF xdp off).`,
 	}
 	c.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
 	c.Flags().DurationVar(&statsEvery, "stats", 0, "print counters at this interval (0: only on exit)")
+	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until exit")
 	c.MarkFlagRequired("config")
 	return c
 }

@@ -150,7 +150,7 @@ type Socket struct {
 	ifindex        int
 	numTransmitted int
 	numFilled      int
-	freeDescs      []bool
+	free           []uint64 // edge patch: stack of frame addresses owned by no one
 	options        SocketOptions
 	rxDescs        []Desc
 	getDescs       []Desc
@@ -439,9 +439,9 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 		return nil, fmt.Errorf("syscall.Bind SockaddrXDP failed: %v", err)
 	}
 
-	xsk.freeDescs = make([]bool, options.NumFrames)
-	for i := 0; i < options.NumFrames; i++ {
-		xsk.freeDescs[i] = true
+	xsk.free = make([]uint64, 0, options.NumFrames)
+	for i := options.NumFrames - 1; i >= 0; i-- {
+		xsk.free = append(xsk.free, uint64(i)*uint64(options.FrameSize))
 	}
 	xsk.getDescs = make([]Desc, 0, options.NumFrames)
 
@@ -455,6 +455,7 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 func (xsk *Socket) Fill(descs []Desc) int {
 	numFreeSlots := xsk.NumFreeFillSlots()
 	if numFreeSlots < len(descs) {
+		xsk.Release(descs[numFreeSlots:]) // edge patch: not lost
 		descs = descs[:numFreeSlots]
 	}
 
@@ -462,7 +463,6 @@ func (xsk *Socket) Fill(descs []Desc) int {
 	for _, desc := range descs {
 		xsk.fillRing.Descs[prod&uint32(xsk.options.FillRingNumDescs-1)] = desc.Addr
 		prod++
-		xsk.freeDescs[desc.Addr/uint64(xsk.options.FrameSize)] = false
 	}
 	//fencer.SFence()
 	atomic.StoreUint32(xsk.fillRing.Producer, prod)
@@ -486,7 +486,6 @@ func (xsk *Socket) Receive(num int) []Desc {
 	for i := 0; i < num; i++ {
 		descs = append(descs, xsk.rxRing.Descs[cons&uint32(xsk.options.RxRingNumDescs-1)])
 		cons++
-		xsk.freeDescs[descs[i].Addr/uint64(xsk.options.FrameSize)] = true
 	}
 	//fencer.MFence()
 	atomic.StoreUint32(xsk.rxRing.Consumer, cons)
@@ -503,6 +502,7 @@ func (xsk *Socket) Receive(num int) []Desc {
 func (xsk *Socket) Transmit(descs []Desc) (numSubmitted int) {
 	numFreeSlots := xsk.NumFreeTxSlots()
 	if len(descs) > numFreeSlots {
+		xsk.Release(descs[numFreeSlots:]) // edge patch: not lost
 		descs = descs[:numFreeSlots]
 	}
 
@@ -510,7 +510,6 @@ func (xsk *Socket) Transmit(descs []Desc) (numSubmitted int) {
 	for _, desc := range descs {
 		xsk.txRing.Descs[prod&uint32(xsk.options.TxRingNumDescs-1)] = desc
 		prod++
-		xsk.freeDescs[desc.Addr/uint64(xsk.options.FrameSize)] = false
 	}
 	//fencer.SFence()
 	atomic.StoreUint32(xsk.txRing.Producer, prod)
@@ -592,23 +591,31 @@ func (xsk *Socket) Poll(timeout int) (numReceived int, numCompleted int, err err
 	return
 }
 
-// GetDescs returns up to n descriptors which are not currently in use.
+// GetDescs takes up to n frames that no one owns and returns their
+// descriptors; the caller owns them until it gives them to Fill or Transmit
+// or back with Release. The slice is reused by the next call.
+//
+// edge patch: frames are kept on a stack (O(n) instead of a scan of every
+// frame), and ownership is explicit: Receive hands received frames to the
+// caller, Complete returns transmitted ones to the stack.
 func (xsk *Socket) GetDescs(n int) []Desc {
-	if n > len(xsk.freeDescs) {
-		n = len(xsk.freeDescs)
+	if n > len(xsk.free) {
+		n = len(xsk.free)
 	}
 	descs := xsk.getDescs[:0]
-	j := 0
-	for i := 0; i < len(xsk.freeDescs) && j < n; i++ {
-		if xsk.freeDescs[i] == true {
-			descs = append(descs, Desc{
-				Addr: uint64(i) * uint64(xsk.options.FrameSize),
-				Len:  uint32(xsk.options.FrameSize),
-			})
-			j++
-		}
+	top := len(xsk.free)
+	for _, addr := range xsk.free[top-n:] {
+		descs = append(descs, Desc{Addr: addr, Len: uint32(xsk.options.FrameSize)})
 	}
+	xsk.free = xsk.free[:top-n]
 	return descs
+}
+
+// Release gives frames the caller owns back to the socket (edge patch).
+func (xsk *Socket) Release(descs []Desc) {
+	for _, d := range descs {
+		xsk.free = append(xsk.free, d.Addr&^uint64(xsk.options.FrameSize-1))
+	}
 }
 
 // GetFrame returns the buffer containing the frame corresponding to the given
@@ -677,7 +684,7 @@ func (xsk *Socket) Complete(n int) {
 	for i := 0; i < n; i++ {
 		addr := xsk.completionRing.Descs[cons&uint32(xsk.options.CompletionRingNumDescs-1)]
 		cons++
-		xsk.freeDescs[addr/uint64(xsk.options.FrameSize)] = true
+		xsk.free = append(xsk.free, addr&^uint64(xsk.options.FrameSize-1))
 	}
 	//fencer.MFence()
 	atomic.StoreUint32(xsk.completionRing.Consumer, cons)
