@@ -124,8 +124,17 @@ func ferr(field, msg string) error { return errors.New(field + ": " + msg) }
 
 func idx(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
 
-// Convert validates f and returns the data plane configuration.
+// Convert validates f whole and returns the data plane configuration; on
+// error it returns the zero Config (nothing half-built to apply).
 func (f *File) Convert() (dataplane.Config, error) {
+	c, err := f.convert()
+	if err != nil {
+		return dataplane.Config{}, err
+	}
+	return c, nil
+}
+
+func (f *File) convert() (dataplane.Config, error) {
 	var c dataplane.Config
 	if f.Interfaces.Inside.Name == "" {
 		return c, ferr("interfaces.inside.name", "required")

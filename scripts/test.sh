@@ -37,7 +37,7 @@ fuzz() { # package target
 		cat /tmp/edge-fuzz.log; echo "fuzz $1 $2 failed" >&2; exit 1; }
 	tail -1 /tmp/edge-fuzz.log
 }
-for pkg in ./header ./conntrack ./firewall ./snat ./icmp; do
+for pkg in ./header ./conntrack ./firewall ./snat ./icmp ./config; do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
 		fuzz "$pkg" "$target"
 	done
