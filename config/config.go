@@ -39,7 +39,11 @@ type File struct {
 	SNAT       *SNAT     `yaml:"snat"`
 	Rules      []Rule    `yaml:"rules"`
 	Default    string    `yaml:"default_action"`
-	Hugepages  bool      `yaml:"hugepages"`
+	// NSXCompat emulates the NSX-T gateway firewall (stray FIN creates a
+	// CLOSING entry; a SYN-ACK on it is dropped with ICMP 3/3). A/B labs
+	// only; off by default.
+	NSXCompat bool `yaml:"nsx_compat"`
+	Hugepages bool `yaml:"hugepages"`
 }
 
 type Interface struct {
@@ -195,7 +199,8 @@ func (f *File) convert() (dataplane.Config, error) {
 		}
 		seen[p.Name] = true
 	}
-	c.Conntrack.Policy = conntrack.Policy{Profiles: profiles, Liberal: f.Conntrack.Liberal, PickUp: f.Conntrack.PickUp}
+	c.Conntrack.Policy = conntrack.Policy{Profiles: profiles, Liberal: f.Conntrack.Liberal, PickUp: f.Conntrack.PickUp,
+		NSXCompat: f.NSXCompat}
 	if f.SNAT != nil {
 		s, err := f.SNAT.convert()
 		if err != nil {

@@ -120,6 +120,15 @@
 // forwarded (never changing state) because the client's RST to it is what
 // clears the server's stale connection.
 //
+// # NSX compatibility mode
+//
+// Policy.NSXCompat (off by default; for A/B labs against an NSX-T edge, never
+// for production) reproduces the NSX-T gateway firewall's behaviour instead
+// of the rules above: a FIN without state creates a CLOSING (FIN_WAIT)
+// entry, a SYN on a closing entry passes without a new incarnation, and a
+// SYN-ACK that meets a closing entry is dropped as nsx_synack_on_closing,
+// which the data plane answers with ICMP port unreachable: the 502 incident.
+//
 // # History and events
 //
 // When an incarnation ends (superseded by a new one, expired, evicted,

@@ -58,6 +58,7 @@ const (
 	CreatedBySYN    Creator = iota // a TCP SYN (the only way, by default)
 	CreatedByPickup                // a TCP segment picked up mid-stream (explicit policy)
 	CreatedByFirst                 // the first UDP datagram or ICMP echo request
+	CreatedByStray                 // NSX compatibility mode only: a FIN without state
 )
 
 func (c Creator) String() string {
@@ -68,6 +69,8 @@ func (c Creator) String() string {
 		return "pickup"
 	case CreatedByFirst:
 		return "first"
+	case CreatedByStray:
+		return "stray-fin"
 	}
 	return "unknown"
 }

@@ -276,3 +276,34 @@ func TestICMPEchoLifetimeAndRelatedErrors(t *testing.T) {
 		t.Fatalf("error without flow: %+v", v)
 	}
 }
+
+// NSX compatibility mode (off by default) reproduces the NSX-T gateway
+// firewall: a stray FIN creates a CLOSING entry, a SYN on it passes without
+// a new incarnation, and the SYN-ACK is dropped with nsx_synack_on_closing.
+func TestNSXCompatibilityMode(t *testing.T) {
+	h := newHarness(t, Policy{NSXCompat: true})
+	c := &conn{t: t, cport: 40100, sport: 40100, cisn: 900000, sisn: 7000000}
+	// Untranslated flow: use the reverse of the client's tuple for the server side.
+	fin := c.out(FINACK, 5, 6, 0)
+	fin.Key = fin.Key.Reverse() // the server's delayed FIN, server -> client
+	if v := h.s.Track(&fin, h.clk.now); v.Action != Open {
+		t.Fatalf("stray FIN in NSX mode: %+v", v)
+	}
+	if v := h.s.Create(&fin, NewFlow{}, h.clk.now); v.State != TCPFinWait {
+		t.Fatalf("stray FIN entry: %+v", v)
+	}
+	syn := c.out(SYN, c.cisn, 0, 0)
+	if v := h.s.Track(&syn, h.clk.now); v.Action != Forward || v.State != TCPFinWait {
+		t.Fatalf("SYN on the CLOSING entry: %+v", v)
+	}
+	synack := c.out(SYNACK, c.sisn, c.cisn+1, 0)
+	synack.Key = syn.Key.Reverse()
+	if v := h.s.Track(&synack, h.clk.now); v.Action != Drop || v.Reason != drop.NSXSynAckOnClosing {
+		t.Fatalf("SYN-ACK on the CLOSING entry: %+v", v)
+	}
+	// The same FIN in edge's own mode creates nothing.
+	h2 := newHarness(t, Policy{})
+	if v := h2.s.Track(&fin, h2.clk.now); v.Action != Drop || v.Reason != drop.NoState {
+		t.Fatalf("stray FIN in default mode: %+v", v)
+	}
+}

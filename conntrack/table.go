@@ -46,6 +46,13 @@ type Policy struct {
 	// (mid-stream pick-up, like Linux nf_conntrack_tcp_loose). Off by
 	// default: only a SYN creates TCP state.
 	PickUp bool
+	// NSXCompat emulates the NSX-T gateway firewall for A/B labs, and is
+	// never for production: a FIN without state creates a CLOSING entry, a
+	// SYN on a closing entry passes without starting a new incarnation, and
+	// a SYN-ACK that meets a closing entry is dropped with
+	// drop.NSXSynAckOnClosing (the data plane answers it with ICMP port
+	// unreachable). Together: the 502 incident of ../shared/README.md.
+	NSXCompat bool
 }
 
 // policy is the immutable snapshot behind Table.pol.

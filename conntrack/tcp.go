@@ -167,6 +167,10 @@ func (s *Shard) trackTCP(slot uint32, d Dir, p *Packet, pol *policy, now Time) t
 
 // tcpSYN handles a SYN without ACK.
 func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerdict {
+	if f.state.closing() && s.t.pol.Load().NSXCompat {
+		// NSX compatibility: the SYN passes; the closing entry stays.
+		return tcpPass
+	}
 	if d == Reply {
 		switch f.state {
 		case TCPSynSent: // simultaneous open (RFC 793 figure 8)
@@ -229,6 +233,10 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 
 // tcpSynAck handles a SYN-ACK.
 func (s *Shard) tcpSynAck(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerdict {
+	if f.state.closing() && s.t.pol.Load().NSXCompat {
+		// NSX compatibility: the incident. Never in edge's own mode (N2).
+		return tcpDrop(drop.NSXSynAckOnClosing)
+	}
 	if d == Original {
 		// Only in a simultaneous open does the originator send a SYN-ACK,
 		// acknowledging the reply side's SYN.

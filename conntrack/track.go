@@ -155,6 +155,8 @@ func mayCreate(p *Packet, pol *policy) (Creator, bool) {
 			return CreatedBySYN, true
 		case fACK, fSYN | fACK:
 			return CreatedByPickup, pol.PickUp
+		case fFIN | fACK:
+			return CreatedByStray, pol.NSXCompat
 		}
 		return 0, false
 	case header.ProtoUDP:
@@ -231,6 +233,14 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 		f.initSide(Original, p)
 		f.synISN = p.Seq
 		f.state = TCPSynSent
+	case creator == CreatedByStray:
+		// NSX compatibility: the stray FIN's entry starts CLOSING, with no
+		// knowledge of either window.
+		f.initSide(Original, p)
+		f.isn[Original] = 0
+		f.end[Reply], f.maxEnd[Reply] = p.Ack, p.Ack
+		f.flags |= flagLiberal
+		f.state = TCPFinWait
 	case creator == CreatedByPickup:
 		// Mid-stream (an ACK, or a SYN-ACK whose SYN edge did not see):
 		// nothing is known of the windows, so the flow is tracked

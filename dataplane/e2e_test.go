@@ -205,3 +205,33 @@ func TestUnsolicitedInboundDropped(t *testing.T) {
 		t.Fatalf("a flow was created for unsolicited inbound traffic")
 	}
 }
+
+// TestICMPErrorTranslatedBack: the server's kernel answers a datagram to a
+// closed port with ICMP port unreachable, addressed to the SNAT address and
+// quoting the translated datagram; edge translates it back (RFC 5508), so
+// the client's connected UDP socket sees ECONNREFUSED.
+func TestICMPErrorTranslatedBack(t *testing.T) {
+	l := newLab(t, allowOutbound)
+	var refused bool
+	err := l.client.Do(func() error {
+		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7999})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		for try := 0; try < 20 && !refused; try++ {
+			c.Write([]byte("anyone?"))
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, err := c.Read(buf)
+			refused = err != nil && strings.Contains(err.Error(), "connection refused")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !refused {
+		t.Fatalf("the port unreachable did not reach the client translated; stats %+v", l.engine.Stats())
+	}
+}

@@ -407,3 +407,75 @@ func TestPipelineSNATExhaustion(t *testing.T) {
 		t.Fatalf("exhaustion not counted in snat stats: %+v", got)
 	}
 }
+
+// The NSX-T incident, packet by packet through the pipeline, in edge's
+// default mode and in NSX compatibility mode, with NSX's gateway timers in
+// both: an old connection closes, its entry expires, the server's delayed
+// FIN arrives, the client reuses the tuple, the server answers its SYN.
+func TestPipelineNSXSequence(t *testing.T) {
+	for _, nsx := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "nsx-compat"}[nsx], func(t *testing.T) {
+			allowAll := firewall.RuleSet{Rules: []firewall.Rule{{Name: "any", Action: firewall.Allow}}}
+			tp := newTestPipeline(t, allowAll, 1024)
+			tp.w.nat, tp.e.nat = nil, nil // firewall only: the tuple is the same on both sides
+			if err := tp.e.table.SetPolicy(conntrack.Policy{Profiles: []conntrack.Profile{conntrack.NSXGatewayProfile}, NSXCompat: nsx}); err != nil {
+				t.Fatal(err)
+			}
+			const SYN, ACK, FIN = header.TCPFlagSYN, header.TCPFlagACK, header.TCPFlagFIN
+			c2s := func(flags uint8, seq, ack uint32) []byte {
+				return eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoTCP, SrcPort: 41000, DstPort: 80,
+					Flags: flags, Seq: seq, Ack: ack, Window: 64240}, macClient, macEdgeIn)
+			}
+			s2c := func(flags uint8, seq, ack uint32) []byte {
+				return eth(headertest.Spec{Src: ipServer, Dst: ipClient, Proto: header.ProtoTCP, SrcPort: 80, DstPort: 41000,
+					Flags: flags, Seq: seq, Ack: ack, Window: 64240}, macServer, macEdgeOut)
+			}
+			step := func(name string, in int, frame []byte) (*sent, drop.Reason) {
+				out, r := tp.send(in, frame)
+				t.Logf("%-28s -> forwarded %v, drop %v", name, out != nil, r)
+				return out, r
+			}
+			// The old connection, opened and closed by the server.
+			for _, p := range []struct {
+				in    int
+				frame []byte
+			}{
+				{0, c2s(SYN, 100, 0)}, {1, s2c(SYN|ACK, 500, 101)}, {0, c2s(ACK, 101, 501)},
+				{1, s2c(FIN|ACK, 501, 101)}, {0, c2s(ACK, 101, 502)}, {0, c2s(FIN|ACK, 101, 502)}, {1, s2c(ACK, 502, 102)},
+			} {
+				if out, r := tp.send(p.in, p.frame); out == nil {
+					t.Fatalf("old connection: dropped (%v)", r)
+				}
+			}
+			tp.now += conntrack.NSXGatewayProfile.TimeWait + conntrack.Second // the entry expires
+			_, r := step("delayed FIN of the old flow", 1, s2c(FIN|ACK, 501, 101))
+			if !nsx && r != drop.NoState {
+				t.Fatalf("default mode: a stray FIN was not dropped as no_state (%v)", r)
+			}
+			if out, r := step("new SYN, same tuple", 0, c2s(SYN, 90000, 0)); out == nil {
+				t.Fatalf("the new SYN was dropped (%v)", r)
+			}
+			out, r := step("SYN-ACK of the new flow", 1, s2c(SYN|ACK, 70000, 90001))
+			if !nsx {
+				if out == nil || out.port != 0 {
+					t.Fatalf("default mode dropped the SYN-ACK (%v): the incident edge exists to prevent", r)
+				}
+				if tp.w.icmpSent[icmp.PortUnreachable] != 0 {
+					t.Fatal("default mode sent an ICMP error")
+				}
+				if out, r := step("ACK", 0, c2s(ACK, 90001, 70001)); out == nil {
+					t.Fatalf("final ACK dropped (%v)", r)
+				}
+				return
+			}
+			if r != drop.NSXSynAckOnClosing || out == nil || out.port != 1 {
+				t.Fatalf("nsx mode: want the SYN-ACK dropped and an ICMP error to the server; got out %v reason %v", out != nil, r)
+			}
+			ip := header.IPv4(out.frame[header.EthernetLen:])
+			m := header.ICMPv4(ip.Payload())
+			if ip.Protocol() != header.ProtoICMP || m.Type() != 3 || m.Code() != 3 || ip.DstAddr() != ipServer {
+				t.Fatalf("nsx mode answer is not ICMP 3/3 to the server: %x", out.frame)
+			}
+		})
+	}
+}

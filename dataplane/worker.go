@@ -198,6 +198,12 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		if v.Action == conntrack.Drop {
 			w.drop(v.Reason)
+			if v.Reason == drop.NSXSynAckOnClosing {
+				// NSX compatibility mode only: reproduce the gateway
+				// firewall's answer, ICMP port unreachable to the SYN-ACK's
+				// sender (deliberately against rule N3).
+				w.sendErrorForced(in, icmp.PortUnreachable, ip, now)
+			}
 			continue
 		}
 		// Route on the destination the packet will have once translated:
@@ -261,6 +267,16 @@ func (w *worker) sendError(in int, k icmp.Kind, ip []byte, mtu uint32, now connt
 		w.drop(r)
 		return
 	}
+	w.buildError(in, k, ip, mtu, now)
+}
+
+// sendErrorForced is sendError without icmp.MaySend's rules: only the NSX
+// compatibility mode uses it, to answer a SYN-ACK as NSX-T does.
+func (w *worker) sendErrorForced(in int, k icmp.Kind, ip []byte, now conntrack.Time) {
+	w.buildError(in, k, ip, 0, now)
+}
+
+func (w *worker) buildError(in int, k icmp.Kind, ip []byte, mtu uint32, now conntrack.Time) {
 	if !w.limiter.Allow(now) {
 		w.drop(drop.ICMPRateLimited)
 		return

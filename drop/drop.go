@@ -65,6 +65,9 @@ const (
 	ICMPBuildFailed      // ICMP error not built: buffer too small, or kind, MTU or source invalid
 	ICMPBadChecksum      // ICMP error to translate has a bad ICMP or quoted IPv4 checksum
 
+	// NSX compatibility mode (conntrack.Policy.NSXCompat; off by default).
+	NSXSynAckOnClosing // a SYN-ACK met a CLOSING entry: dropped (and ICMP 3/3 sent) as the NSX-T gateway firewall does
+
 	NumReasons
 )
 
@@ -105,6 +108,7 @@ var names = [NumReasons]string{
 	ICMPRateLimited:      "icmp_rate_limited",
 	ICMPBuildFailed:      "icmp_build_failed",
 	ICMPBadChecksum:      "icmp_bad_checksum",
+	NSXSynAckOnClosing:   "nsx_synack_on_closing",
 }
 
 var help = [NumReasons]string{
@@ -145,6 +149,7 @@ var help = [NumReasons]string{
 	ICMPRateLimited:      "ICMP error not sent: the worker's ICMP error rate limit was reached (RFC 1812 4.3.2.8, RFC 4443 2.4(f))",
 	ICMPBuildFailed:      "ICMP error not built: transmit buffer too small, or kind, MTU or source address invalid for the packet's family",
 	ICMPBadChecksum:      "ICMP error not translated: bad ICMP checksum or bad quoted IPv4 header checksum (RFC 5508 REQ-3)",
+	NSXSynAckOnClosing:   "NSX compatibility mode: SYN-ACK on a CLOSING entry dropped and answered with ICMP port unreachable, reproducing the NSX-T incident",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
