@@ -1,0 +1,165 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/header/headertest"
+	"github.com/edgegw/edge/internal/netnstest"
+)
+
+// rawPort is an AF_PACKET socket on one interface of a test namespace: it
+// injects frames onto the veth and captures what edge sends back.
+type rawPort struct {
+	fd  int
+	mac [6]byte
+}
+
+func openRaw(t *testing.T, ns *netnstest.NS, ifname string) *rawPort {
+	rp := &rawPort{}
+	err := ns.Do(func() error {
+		ifc, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		copy(rp.mac[:], ifc.HardwareAddr)
+		proto := uint16(unix.ETH_P_ALL)
+		proto = proto<<8 | proto>>8 // network order
+		if rp.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(proto)); err != nil {
+			return err
+		}
+		return unix.Bind(rp.fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifc.Index})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(rp.fd) })
+	tv := unix.Timeval{Usec: 100_000}
+	unix.SetsockoptTimeval(rp.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return rp
+}
+
+func (rp *rawPort) send(t *testing.T, frame []byte) {
+	if _, err := unix.Write(rp.fd, frame); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// capture returns the IPv4 frames received within d that match keep.
+func (rp *rawPort) capture(d time.Duration, keep func(ip header.IPv4) bool) [][]byte {
+	var got [][]byte
+	buf := make([]byte, 2048)
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		n, _, err := unix.Recvfrom(rp.fd, buf, 0)
+		if err != nil || n < header.EthernetLen+header.IPv4MinLen ||
+			binary.BigEndian.Uint16(buf[12:]) != header.EtherTypeIPv4 {
+			continue
+		}
+		ip := header.IPv4(buf[header.EthernetLen:n])
+		if ip.IsValid(len(ip)) && keep(ip) {
+			got = append(got, append([]byte(nil), buf[:n]...))
+		}
+	}
+	return got
+}
+
+// TestNSXSequenceOnTheWire injects the NSX incident's packets on the veths
+// around a real engine, in edge's default mode and in NSX compatibility
+// mode: the server's delayed FIN, the client's SYN on the same tuple, the
+// server's SYN-ACK. Default mode forwards the SYN-ACK to the client and
+// sends no ICMP; NSX mode drops it and answers the server with ICMP 3/3.
+// The endpoints' addresses are not configured on the namespaces' kernels
+// (static neighbours in edge's namespace point at the veths), so no kernel
+// answers the injected segments.
+func TestNSXSequenceOnTheWire(t *testing.T) {
+	for _, nsx := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "nsx-compat"}[nsx], func(t *testing.T) {
+			netnstest.Require(t)
+			client, edge, server := netnstest.New(t, "nxc"), netnstest.New(t, "nxe"), netnstest.New(t, "nxs")
+			netnstest.Veth(t, client, "c0", "", edge, "in", "10.0.0.1/24")
+			netnstest.Veth(t, edge, "out", "203.0.113.1/24", server, "s0", "")
+			cli, srv := openRaw(t, client, "c0"), openRaw(t, server, "s0")
+			cliIP, srvIP := netip.MustParseAddr("10.0.0.50"), netip.MustParseAddr("203.0.113.50")
+			edge.Run(t, "ip", "neigh", "replace", cliIP.String(), "lladdr", net.HardwareAddr(cli.mac[:]).String(), "dev", "in", "nud", "permanent")
+			edge.Run(t, "ip", "neigh", "replace", srvIP.String(), "lladdr", net.HardwareAddr(srv.mac[:]).String(), "dev", "out", "nud", "permanent")
+			var eng *Engine
+			var inMAC, outMAC [6]byte
+			err := edge.Do(func() (err error) {
+				for _, x := range []struct {
+					name string
+					mac  *[6]byte
+				}{{"in", &inMAC}, {"out", &outMAC}} {
+					ifc, err := net.InterfaceByName(x.name)
+					if err != nil {
+						return err
+					}
+					copy(x.mac[:], ifc.HardwareAddr)
+				}
+				eng, err = New(Config{
+					Inside: Interface{Name: "in"}, Outside: Interface{Name: "out"},
+					Routes: []Route{{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
+						{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1}},
+					Rules: firewall.RuleSet{Rules: []firewall.Rule{{Name: "any", Action: firewall.Allow}}},
+					Conntrack: conntrack.Config{MaxFlows: 1024, Policy: conntrack.Policy{
+						Profiles: []conntrack.Profile{conntrack.NSXGatewayProfile}, NSXCompat: nsx}},
+					Frames: 512, Ring: 256, NeedWakeup: true,
+				})
+				if err != nil {
+					return err
+				}
+				return eng.Run()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { edge.Do(eng.Close) })
+
+			seg := func(src, dst netip.Addr, sport, dport uint16, flags uint8, seq, ack uint32, smac, dmac [6]byte) []byte {
+				return headertest.BuildEth(headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoTCP, SrcPort: sport, DstPort: dport,
+					Flags: flags, Seq: seq, Ack: ack, Window: 64240}, smac, dmac)
+			}
+			const SYN, ACK, FIN = header.TCPFlagSYN, header.TCPFlagACK, header.TCPFlagFIN
+			fromServer := func(ip header.IPv4) bool { return ip.SrcAddr() == srvIP && ip.Protocol() == header.ProtoTCP }
+			icmpToServer := func(ip header.IPv4) bool { return ip.DstAddr() == srvIP && ip.Protocol() == header.ProtoICMP }
+
+			srv.send(t, seg(srvIP, cliIP, 80, 41000, FIN|ACK, 501, 101, srv.mac, outMAC)) // the delayed FIN
+			time.Sleep(50 * time.Millisecond)
+			cli.send(t, seg(cliIP, srvIP, 41000, 80, SYN, 90000, 0, cli.mac, inMAC)) // the new SYN
+			if got := srv.capture(500*time.Millisecond, func(ip header.IPv4) bool { return ip.SrcAddr() == cliIP }); len(got) == 0 {
+				t.Fatalf("the new SYN did not reach the server; stats %+v", eng.Stats())
+			}
+			srv.send(t, seg(srvIP, cliIP, 80, 41000, SYN|ACK, 70000, 90001, srv.mac, outMAC)) // its SYN-ACK
+			atClient := cli.capture(500*time.Millisecond, fromServer)
+			icmps := srv.capture(300*time.Millisecond, icmpToServer)
+			synacks := 0
+			for _, f := range atClient {
+				if header.TCP(header.IPv4(f[header.EthernetLen:]).Payload()).Flags()&(SYN|ACK) == SYN|ACK {
+					synacks++
+				}
+			}
+			if !nsx {
+				if synacks != 1 || len(icmps) != 0 {
+					t.Fatalf("default mode: %d SYN-ACKs at the client (want 1), %d ICMP errors at the server (want 0); stats %+v",
+						synacks, len(icmps), eng.Stats())
+				}
+				return
+			}
+			if synacks != 0 || len(icmps) != 1 {
+				t.Fatalf("nsx mode: %d SYN-ACKs at the client (want 0), %d ICMP errors at the server (want 1); stats %+v",
+					synacks, len(icmps), eng.Stats())
+			}
+			m := header.ICMPv4(header.IPv4(icmps[0][header.EthernetLen:]).Payload())
+			if m.Type() != 3 || m.Code() != 3 {
+				t.Fatalf("nsx mode: ICMP %d/%d, want 3/3", m.Type(), m.Code())
+			}
+		})
+	}
+}
