@@ -325,6 +325,7 @@ type Stats struct {
 	Drops   [drop.NumReasons]uint64
 	Created uint64
 	ICMP    [icmpKinds]uint64 // errors sent, indexed by icmp.Kind
+	RST     uint64            // TCP resets sent for reject rules
 	XDP     ProgStats
 }
 
@@ -343,6 +344,7 @@ func (e *Engine) Stats() Stats {
 		for k := range s.ICMP {
 			s.ICMP[k] += w.ctr.icmp[k].Load()
 		}
+		s.RST += w.ctr.rst.Load()
 	}
 	for _, p := range e.progs {
 		ps, _ := p.Stats()

@@ -287,8 +287,8 @@ func TestPipelineTimeExceeded(t *testing.T) {
 	}
 }
 
-// A reject rule answers the first packet with ICMP administratively
-// prohibited and creates no flow.
+// A reject rule answers a TCP SYN with the reset a closed port would send,
+// anything else with ICMP administratively prohibited, and creates no flow.
 func TestPipelineReject(t *testing.T) {
 	rules := firewall.RuleSet{Rules: []firewall.Rule{
 		{Name: "no-telnet", Zone: firewall.Inside, Proto: header.ProtoTCP, DstPorts: []firewall.PortRange{{Lo: 23, Hi: 23}}, Action: firewall.Reject},
@@ -300,9 +300,24 @@ func TestPipelineReject(t *testing.T) {
 	if out == nil || out.port != 0 || r != drop.FirewallReject {
 		t.Fatalf("reject: out %v reason %v", out != nil, r)
 	}
+	want := eth(headertest.Spec{Src: ipServer, Dst: ipClient, Proto: header.ProtoTCP, SrcPort: 23, DstPort: 5,
+		Flags: header.TCPFlagRST | header.TCPFlagACK, Ack: 10, NoWindowDefault: true, TTL: icmp.TTL, DF: true}, macEdgeIn, macClient)
+	if !bytes.Equal(out.frame, want) {
+		t.Fatalf("reject answer to a TCP SYN is not the closed port's reset\n got %x\nwant %x", out.frame, want)
+	}
+	// Other protocols get ICMP administratively prohibited.
+	rules.Rules[0] = firewall.Rule{Name: "no-tftp", Zone: firewall.Inside, Proto: header.ProtoUDP,
+		DstPorts: []firewall.PortRange{{Lo: 69, Hi: 69}}, Action: firewall.Reject}
+	if err := tp.e.SetRules(rules); err != nil {
+		t.Fatal(err)
+	}
+	out, r = tp.send(0, eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 5, DstPort: 69}, macClient, macEdgeIn))
+	if out == nil || r != drop.FirewallReject {
+		t.Fatalf("UDP reject: out %v reason %v", out != nil, r)
+	}
 	if ip := header.IPv4(out.frame[header.EthernetLen:]); ip.Protocol() != header.ProtoICMP ||
 		header.ICMPv4(ip.Payload()).Type() != header.ICMPv4DestUnreachable || header.ICMPv4(ip.Payload()).Code() != 13 {
-		t.Fatalf("reject answer is not ICMP admin-prohibited: %x", out.frame)
+		t.Fatalf("UDP reject answer is not ICMP admin-prohibited: %x", out.frame)
 	}
 	if tp.e.table.Len() != 0 {
 		t.Fatal("a rejected flow was created")

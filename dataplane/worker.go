@@ -53,6 +53,7 @@ type workerCounters struct {
 	drops   [drop.NumReasons]atomic.Uint64
 	created atomic.Uint64
 	icmp    [icmpKinds]atomic.Uint64 // ICMP errors sent, by icmp.Kind
+	rst     atomic.Uint64            // TCP resets sent (reject rules)
 	_       [64]byte
 }
 
@@ -77,6 +78,7 @@ type worker struct {
 
 	// per-batch tallies, published by flush
 	icmpSent [icmpKinds]uint32
+	rstSent  uint32
 	drops    [drop.NumReasons]uint32
 	rx       [2]uint32
 	tx       [2]uint32
@@ -193,7 +195,13 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		if v.Action == conntrack.Open {
 			v = w.open(src, p, now)
 			if v.Reason == drop.FirewallReject {
-				w.sendError(in, icmp.AdminProhibited, ip, 0, now)
+				// Reject: TCP gets the reset a closed port would send,
+				// everything else ICMP administratively prohibited.
+				if p.Key.Proto == header.ProtoTCP {
+					w.sendRST(ip, now)
+				} else {
+					w.sendError(in, icmp.AdminProhibited, ip, 0, now)
+				}
 			}
 		}
 		if v.Action == conntrack.Drop {
@@ -277,25 +285,59 @@ func (w *worker) sendErrorForced(in int, k icmp.Kind, ip []byte, now conntrack.T
 }
 
 func (w *worker) buildError(in int, k icmp.Kind, ip []byte, mtu uint32, now conntrack.Time) {
-	if !w.limiter.Allow(now) {
-		w.drop(drop.ICMPRateLimited)
-		return
-	}
-	if w.nerr == len(w.errBufs) {
-		w.drop(drop.TxFull)
+	buf := w.errBuf(now)
+	if buf == nil {
 		return
 	}
 	src := w.ports[in].addr4
 	if ip[0]>>4 == 6 {
 		src = w.ports[in].addr6
 	}
-	buf := w.errBufs[w.nerr][:]
 	n, r := icmp.Build(buf[header.EthernetLen:], k, src, ip, mtu)
 	if r != drop.None {
 		w.drop(r)
 		return
 	}
+	if w.sendBack(buf, n, ip) {
+		w.sentICMP(k)
+	}
+}
+
+// sendRST answers the TCP segment ip with a reset (reject rules), under the
+// same rate limit as ICMP errors.
+func (w *worker) sendRST(ip []byte, now conntrack.Time) {
+	buf := w.errBuf(now)
+	if buf == nil {
+		return
+	}
+	n, r := icmp.BuildRST(buf[header.EthernetLen:], ip)
+	if r != drop.None {
+		w.drop(r)
+		return
+	}
+	if w.sendBack(buf, n, ip) {
+		w.rstSent++
+	}
+}
+
+// errBuf returns a buffer for one generated packet (Ethernet header room
+// first), or nil when the rate limit or the batch's buffers are used up.
+func (w *worker) errBuf(now conntrack.Time) []byte {
+	if !w.limiter.Allow(now) {
+		w.drop(drop.ICMPRateLimited)
+		return nil
+	}
+	if w.nerr == len(w.errBufs) {
+		w.drop(drop.TxFull)
+		return nil
+	}
 	w.nerr++
+	return w.errBufs[w.nerr-1][:]
+}
+
+// sendBack queues the generated IP packet of length n in buf (after its
+// Ethernet header room) toward the source of ip.
+func (w *worker) sendBack(buf []byte, n int, ip []byte) bool {
 	var dst [16]byte
 	if ip[0]>>4 == 4 {
 		dst = [16]byte{10: 0xff, 11: 0xff}
@@ -308,11 +350,9 @@ func (w *worker) buildError(in int, k icmp.Kind, ip []byte, mtu uint32, now conn
 	out, hop, ok := w.e.routes.Load().Lookup(&dst)
 	if !ok {
 		w.drop(drop.NoRoute)
-		return
+		return false
 	}
-	if w.queue(buf[:header.EthernetLen+n], out, hop) {
-		w.sentICMP(k)
-	}
+	return w.queue(buf[:header.EthernetLen+n], out, hop)
 }
 
 // open decides a flow's first packet: firewall by the zone it arrived from,
@@ -438,6 +478,10 @@ func (w *worker) flush() {
 			w.ctr.icmp[k].Add(uint64(w.icmpSent[k]))
 			w.icmpSent[k] = 0
 		}
+	}
+	if w.rstSent != 0 {
+		w.ctr.rst.Add(uint64(w.rstSent))
+		w.rstSent = 0
 	}
 	w.nerr = 0
 }
