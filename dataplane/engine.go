@@ -74,6 +74,14 @@ func New(cfg Config) (e *Engine, err error) {
 	if cfg.Queues == 0 {
 		cfg.Queues = 1
 	}
+	if cfg.Queues != 1 {
+		// Each worker owns one conntrack shard. With several queues, a
+		// packet can arrive on a queue whose worker does not own its flow
+		// (the NIC's RSS hash is not edge's), so workers must hand such
+		// packets to the owner over a ring. Until that hand-off exists,
+		// more than one queue would silently lose replies: refuse it.
+		return nil, errors.New("queues: only 1 is supported until the inter-worker hand-off is implemented")
+	}
 	if cfg.Frames == 0 {
 		cfg.Frames = 4096
 	}
