@@ -1,8 +1,6 @@
 package conntrack
 
 import (
-	"sync/atomic"
-
 	"github.com/edgegw/edge/drop"
 )
 
@@ -45,55 +43,3 @@ type Event struct {
 	Flags   uint8 // TCP flags of the packet, for EvDropped
 	Shard   uint8
 }
-
-// eventRing is a single-producer single-consumer ring: the shard's owner
-// produces, one control-plane reader consumes. The producer never waits:
-// when the ring is full the event is counted as lost. Indices are free-running
-// counters; the slots between head and tail belong to the consumer, the rest
-// to the producer, so neither ever touches a slot the other may be using.
-type eventRing struct {
-	buf  []Event
-	mask uint64
-	_    [64]byte
-	head atomic.Uint64 // next slot to read (consumer)
-	_    [56]byte
-	tail atomic.Uint64 // next slot to write (producer)
-	_    [56]byte
-}
-
-func (r *eventRing) init(size int) {
-	n := 1
-	for n < size {
-		n <<= 1
-	}
-	r.buf = make([]Event, n)
-	r.mask = uint64(n - 1)
-}
-
-// put appends e; it reports false (and drops e) when the ring is full.
-func (r *eventRing) put(e *Event) bool {
-	t := r.tail.Load()
-	if t-r.head.Load() >= uint64(len(r.buf)) {
-		return false
-	}
-	r.buf[t&r.mask] = *e
-	r.tail.Store(t + 1)
-	return true
-}
-
-// read copies up to len(out) events into out and returns how many.
-func (r *eventRing) read(out []Event) int {
-	h := r.head.Load()
-	t := r.tail.Load()
-	n := 0
-	for h != t && n < len(out) {
-		out[n] = r.buf[h&r.mask]
-		h++
-		n++
-	}
-	r.head.Store(h)
-	return n
-}
-
-// skip discards everything queued (a new subscriber starts from now).
-func (r *eventRing) skip() { r.head.Store(r.tail.Load()) }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/internal/spsc"
 )
 
 // Config sizes a Table. It is read once by New.
@@ -276,7 +277,7 @@ func (t *Table) ReadEvents(out []Event) int {
 	defer t.evMu.Unlock()
 	n := 0
 	for _, s := range t.shards {
-		n += s.events.read(out[n:])
+		n += s.events.Read(out[n:])
 	}
 	return n
 }
@@ -286,7 +287,7 @@ func (t *Table) SkipEvents() {
 	t.evMu.Lock()
 	defer t.evMu.Unlock()
 	for _, s := range t.shards {
-		s.events.skip()
+		s.events.Skip()
 	}
 }
 
@@ -306,7 +307,7 @@ type Shard struct {
 	evictAt  uint32 // next slot eviction looks at
 
 	hist      history
-	events    eventRing
+	events    spsc.Ring[Event] // lossy: a full ring loses events (counted), never blocks
 	ctr       counters
 	live      atomic.Int64
 	mbox      atomic.Pointer[request] // pending control request, served by the owner
@@ -330,7 +331,7 @@ func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
 	}
 	s.ix.e = entriesOf(s.memI, 3*n)
 	s.hist.ring = make([]Incarnation, cfg.HistorySize)
-	s.events.init(cfg.EventRingSize)
+	s.events.Init(cfg.EventRingSize)
 	return s, nil
 }
 
@@ -566,14 +567,14 @@ func (s *Shard) incarnation(f *flow, now Time) Incarnation {
 func (s *Shard) emit(f *flow, kind EventKind, r drop.Reason, d Dir, tcpFlags uint8, now Time) {
 	e := Event{Time: now, Key: f.key, NATPort: f.natPort, NATAddr: f.natAddr, Gen: f.gen,
 		Kind: kind, Reason: r, State: f.state, Dir: d, Flags: tcpFlags, Shard: s.id}
-	if !s.events.put(&e) {
+	if !s.events.Put(&e) {
 		s.count(CtrEventsLost)
 	}
 }
 
 func (s *Shard) emitPacket(p *Packet, kind EventKind, r drop.Reason, now Time) {
 	e := Event{Time: now, Key: p.Key, Kind: kind, Reason: r, Flags: p.Flags, Shard: s.id}
-	if !s.events.put(&e) {
+	if !s.events.Put(&e) {
 		s.count(CtrEventsLost)
 	}
 }

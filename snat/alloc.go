@@ -13,6 +13,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/internal/spsc"
 )
 
 const (
@@ -174,7 +175,7 @@ func (n *NAT) ReadEvents(out []Event) int {
 	defer n.evMu.Unlock()
 	k := 0
 	for _, a := range n.allocs {
-		k += a.ev.read(out[k:])
+		k += a.ev.Read(out[k:])
 	}
 	return k
 }
@@ -194,7 +195,7 @@ type Allocator struct {
 	rng   rand.ChaCha8
 	d     dests
 	q     quarantine
-	ev    eventRing
+	ev    spsc.Ring[Event]
 	ctr   counters
 	mbox  atomic.Pointer[request]
 	ctlMu sync.Mutex // serializes control requests (control side)
@@ -211,7 +212,7 @@ func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
 	}
 	a.d.init(cfg.Destinations, key)
 	a.q.init(cfg.QuarantinePorts, n.hold, key, &a.d)
-	a.ev.init(cfg.EventRingSize)
+	a.ev.Init(cfg.EventRingSize)
 	return a
 }
 
@@ -478,7 +479,7 @@ func (a *Allocator) exhausted(k *tuple, orig *conntrack.Key, now conntrack.Time)
 
 func (a *Allocator) event(kind EventKind, orig *conntrack.Key, naddr, nport uint16, now conntrack.Time) {
 	e := Event{Time: now, Key: *orig, NATAddr: naddr, NATPort: nport, Kind: kind, Shard: uint8(a.id)}
-	if !a.ev.put(&e) {
+	if !a.ev.Put(&e) {
 		a.ctr.add(CtrEventsLost, 1)
 	}
 }

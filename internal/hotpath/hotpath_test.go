@@ -10,13 +10,14 @@ import (
 // imports must not include. Packages added to the data path (dataplane,
 // snat, icmp) join this list when they are written.
 var hotPath = map[string][]string{
-	"github.com/edgegw/edge/header":    leafForbidden,
-	"github.com/edgegw/edge/drop":      leafForbidden,
-	"github.com/edgegw/edge/conntrack": leafForbidden,
-	"github.com/edgegw/edge/firewall":  leafForbidden,
-	"github.com/edgegw/edge/snat":      leafForbidden,
-	"github.com/edgegw/edge/icmp":      leafForbidden,
-	"github.com/edgegw/edge/dataplane": pathForbidden,
+	"github.com/edgegw/edge/header":        leafForbidden,
+	"github.com/edgegw/edge/drop":          leafForbidden,
+	"github.com/edgegw/edge/conntrack":     leafForbidden,
+	"github.com/edgegw/edge/internal/spsc": leafForbidden,
+	"github.com/edgegw/edge/firewall":      leafForbidden,
+	"github.com/edgegw/edge/snat":          leafForbidden,
+	"github.com/edgegw/edge/icmp":          leafForbidden,
+	"github.com/edgegw/edge/dataplane":     pathForbidden,
 }
 
 var pathForbidden = []string{
