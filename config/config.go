@@ -32,6 +32,7 @@ type File struct {
 		Outside Interface `yaml:"outside"`
 	} `yaml:"interfaces"`
 	Queues     int       `yaml:"queues"`
+	CPUs       []int     `yaml:"cpus"` // CPU to pin each worker to, by queue
 	Management []string  `yaml:"management"`
 	Routes     []Route   `yaml:"routes"`
 	Conntrack  Conntrack `yaml:"conntrack"`
@@ -152,6 +153,12 @@ func (f *File) convert() (dataplane.Config, error) {
 		return c, ferr("queues", "only 1 is supported until the inter-worker hand-off is implemented")
 	}
 	c.Queues = f.Queues
+	for i, cpu := range f.CPUs {
+		if cpu < 0 || cpu >= 4096 {
+			return c, ferr(idx("cpus", i), "not a CPU number")
+		}
+	}
+	c.CPUs = f.CPUs
 	c.Hugepages = f.Hugepages
 	c.NeedWakeup = true
 	for i, m := range f.Management {

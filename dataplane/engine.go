@@ -30,7 +30,8 @@ type Interface struct {
 // config file and the control plane translate into it).
 type Config struct {
 	Inside, Outside Interface
-	Queues          int // AF_XDP queues (= workers) per interface; default 1
+	Queues          int   // AF_XDP queues (= workers) per interface; default 1
+	CPUs            []int // CPU for each worker's thread (by queue); empty: not pinned
 	Routes          []Route
 	Management      []netip.Addr // addresses whose IP traffic goes to the kernel
 	Rules           firewall.RuleSet
@@ -161,7 +162,10 @@ func New(cfg Config) (e *Engine, err error) {
 	}
 	e.neigh = NewNeighbours(e.ports[0].ifindex, e.ports[1].ifindex)
 	for q := 0; q < cfg.Queues; q++ {
-		w := &worker{e: e, id: q, shard: e.table.Shard(q)}
+		w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1}
+		if q < len(cfg.CPUs) {
+			w.cpu = cfg.CPUs[q]
+		}
 		for i := range e.ports {
 			pc := e.ports[i] // each worker has its own socket per port
 			opts := xdp.SocketOptions{NumFrames: cfg.Frames, FrameSize: 2048, FillRingNumDescs: cfg.Ring,

@@ -64,6 +64,7 @@ func (w *worker) sentICMP(k icmp.Kind) { w.icmpSent[k]++ }
 type worker struct {
 	e     *Engine
 	id    int
+	cpu   int // pinned CPU, -1 for none
 	ports [2]*port
 	shard *conntrack.Shard
 	nat   *snat.Allocator // nil without SNAT
@@ -98,6 +99,13 @@ func (w *worker) drop(r drop.Reason) { w.drops[r]++ }
 func (w *worker) run(stop <-chan struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if w.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(w.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			w.e.cfg.Logf("dataplane: worker %d: pinning to CPU %d: %v", w.id, w.cpu, err)
+		}
+	}
 	var pfds [2]unix.PollFd
 	for i, p := range w.ports {
 		pfds[i] = unix.PollFd{Fd: int32(p.sock.FD()), Events: unix.POLLIN}
