@@ -147,6 +147,15 @@ func (f *File) convert() (dataplane.Config, error) {
 	if f.Interfaces.Outside.Name == "" {
 		return c, ferr("interfaces.outside.name", "required")
 	}
+	for _, x := range []struct {
+		name string
+		mtu  int
+	}{{"inside", f.Interfaces.Inside.MTU}, {"outside", f.Interfaces.Outside.MTU}} {
+		// A frame must fit one 2048-byte UMEM frame with its Ethernet header.
+		if x.mtu != 0 && (x.mtu < 576 || x.mtu > 2048-14) {
+			return c, ferr("interfaces."+x.name+".mtu", "must be between 576 and 2034 (0: the link's)")
+		}
+	}
 	c.Inside = dataplane.Interface{Name: f.Interfaces.Inside.Name, MTU: f.Interfaces.Inside.MTU}
 	c.Outside = dataplane.Interface{Name: f.Interfaces.Outside.Name, MTU: f.Interfaces.Outside.MTU}
 	if f.Queues < 0 || f.Queues > 1 {
@@ -325,10 +334,14 @@ func (s *SNAT) convert() (*snat.Config, error) {
 		}
 		c.Quarantine = d
 	}
-	if c.Mode == snat.Pools || c.Automap.IsValid() {
-		if err := c.Validate(); err != nil {
-			return nil, err
-		}
+	check := *c
+	if check.Mode == snat.Automap && !check.Automap.IsValid() {
+		// The address comes from the interface at start; validate the rest
+		// with a stand-in.
+		check.Automap = netip.MustParseAddr("192.0.2.1")
+	}
+	if err := check.Validate(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -271,16 +271,14 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 // MaxBatch is the largest batch TrackBatch takes.
 const MaxBatch = 256
 
-// TrackBatch tracks len(pkts) packets (at most MaxBatch) and writes one
-// Verdict per packet into out. Before tracking anything it hashes every key,
-// then loads each key's home index entry, then touches the flow each entry
-// points to, each in its own tight loop: the loads of a batch are
-// independent, so the CPU keeps many cache misses in flight at once instead
-// of paying them one after another (a table of a million flows lives in
-// DRAM). Then it tracks the packets in order (packets of one flow in a batch
-// keep their order). Owner only.
-func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
-	n := min(len(pkts), len(out), MaxBatch)
+// Prefetch prepares a batch of up to MaxBatch packets for TrackPrefetched:
+// it hashes every key, then loads each key's home index entry, then touches
+// the flow each entry points to, each in its own tight loop. The loads of a
+// batch are independent, so the CPU keeps many cache misses in flight at
+// once instead of paying them one after another (a table of a million flows
+// lives in DRAM). It returns how many packets it prepared. Owner only.
+func (s *Shard) Prefetch(pkts []Packet) int {
+	n := min(len(pkts), MaxBatch)
 	hs := &s.hs
 	for i := 0; i < n; i++ {
 		hs[i] = s.hash(&pkts[i].Key)
@@ -316,15 +314,37 @@ func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 		}
 	}
 	s.sink = sink
-	removes := s.ix.removes
-	pol := s.t.pol.Load()
+	s.prefetched = n
+	s.removesAt = s.ix.removes
+	return n
+}
+
+// TrackPrefetched tracks packet i of the batch given to the last Prefetch
+// (p must be that packet, unchanged). Packets are tracked in order, and the
+// caller acts on each verdict (Create, translate, forward) before tracking
+// the next: a verdict's Ref stays valid only until the shard next changes.
+// Inserts never move index entries, so Creates between calls are safe; a
+// release may shift entries back, after which the probe starts from home.
+// Owner only.
+func (s *Shard) TrackPrefetched(i int, p *Packet, now Time) Verdict {
+	if i >= s.prefetched {
+		return s.Track(p, now)
+	}
+	start := int(s.pos[i])
+	if s.ix.removes != s.removesAt {
+		start = s.ix.home(uint32(s.hs[i] >> 32))
+	}
+	return s.track(p, s.hs[i], start, s.t.pol.Load(), now)
+}
+
+// TrackBatch tracks len(pkts) packets (at most MaxBatch) and writes one
+// Verdict per packet into out: Prefetch, then TrackPrefetched for each.
+// Because every packet is tracked before the caller acts on any, it suits
+// callers that only look up (benchmarks, tests); the data plane interleaves
+// TrackPrefetched with its actions instead. Owner only.
+func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
+	n := min(s.Prefetch(pkts), len(out))
 	for i := 0; i < n; i++ {
-		start := int(pos[i])
-		if s.ix.removes != removes {
-			// An earlier packet of the batch released a flow, which may
-			// have shifted index entries back: probe from home.
-			start = s.ix.home(uint32(hs[i] >> 32))
-		}
-		out[i] = s.track(&pkts[i], hs[i], start, pol, now)
+		out[i] = s.TrackPrefetched(i, &pkts[i], now)
 	}
 }

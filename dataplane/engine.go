@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,12 @@ func New(cfg Config) (e *Engine, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("interfaces.%s: %w", [2]string{"inside", "outside"}[i], err)
 		}
+		// Only queue 0 gets a socket (see Queues): an interface with more
+		// receive queues would drop (fail closed) what RSS puts elsewhere.
+		if rxq, _ := filepath.Glob("/sys/class/net/" + ic.Name + "/queues/rx-*"); len(rxq) > cfg.Queues {
+			return nil, fmt.Errorf("interfaces.%s: %s has %d receive queues and edge serves %d; reduce them (ethtool -L %s combined %d)",
+				[2]string{"inside", "outside"}[i], ic.Name, len(rxq), cfg.Queues, ic.Name, cfg.Queues)
+		}
 		p := &e.ports[i]
 		p.name, p.ifindex, p.mtu = ic.Name, ifc.Index, ifc.MTU
 		if ic.MTU != 0 {
@@ -155,6 +162,25 @@ func New(cfg Config) (e *Engine, err error) {
 				return nil, fmt.Errorf("snat: automap: %w", err)
 			}
 		}
+		for _, m := range cfg.Management {
+			if m == sc.Automap && sc.Mode == snat.Automap {
+				// Replies to translated flows are addressed to it: the XDP
+				// program would hand them all to the kernel.
+				return nil, fmt.Errorf("management: %v is the SNAT automap address; use another address for management", m)
+			}
+			for _, pool := range sc.Pools {
+				for _, a := range pool.Addrs {
+					if a == m {
+						return nil, fmt.Errorf("management: %v is in SNAT pool %q", m, pool.Name)
+					}
+				}
+				for _, r := range pool.Ranges {
+					if m.Compare(r.Start) >= 0 && m.Compare(r.End) <= 0 {
+						return nil, fmt.Errorf("management: %v is in SNAT pool %q", m, pool.Name)
+					}
+				}
+			}
+		}
 		if e.nat, err = snat.New(sc, e.table); err != nil {
 			return nil, err
 		}
@@ -163,6 +189,7 @@ func New(cfg Config) (e *Engine, err error) {
 	e.neigh = NewNeighbours(e.ports[0].ifindex, e.ports[1].ifindex)
 	for q := 0; q < cfg.Queues; q++ {
 		w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1}
+		e.workers = append(e.workers, w) // now, so Close releases its sockets on error
 		if q < len(cfg.CPUs) {
 			w.cpu = cfg.CPUs[q]
 		}
@@ -185,7 +212,6 @@ func New(cfg Config) (e *Engine, err error) {
 		if e.nat != nil {
 			w.nat = e.nat.Allocator(q)
 		}
-		e.workers = append(e.workers, w)
 	}
 	for _, w := range e.workers {
 		for i, p := range w.ports {

@@ -115,7 +115,14 @@ func (n *Neighbours) Run(done <-chan struct{}) error {
 		select {
 		case <-done:
 			return nil
-		case <-updates:
+		case _, ok := <-updates:
+			if !ok {
+				// The subscription died (netlink closes the channel on a
+				// receive error such as ENOBUFS in an update storm): fall
+				// back to the periodic refresh rather than spin.
+				updates = nil
+				continue
+			}
 			// Coalesce a burst of updates into one rebuild.
 			for len(updates) > 0 {
 				<-updates
@@ -123,6 +130,13 @@ func (n *Neighbours) Run(done <-chan struct{}) error {
 			_ = n.Refresh()
 		case <-tick.C:
 			_ = n.Refresh()
+			n.mu.Lock()
+			for a, at := range n.pending {
+				if time.Since(at) > time.Second {
+					delete(n.pending, a)
+				}
+			}
+			n.mu.Unlock()
 		case a := <-n.resolve:
 			probe(a)
 		}

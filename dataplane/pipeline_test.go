@@ -62,6 +62,7 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 		{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
 		{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1},
 		{Dst: netip.MustParsePrefix("198.51.100.0/24"), Via: netip.MustParseAddr("203.0.113.9"), Port: 1},
+		{Dst: netip.MustParsePrefix("2001:db8::/32"), Port: 1},
 	}, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +182,12 @@ func TestPipelineGolden(t *testing.T) {
 		{"no route", 0,
 			eth(tcp(ipClient, netip.MustParseAddr("192.0.2.1"), 40002, 443, SYN, 7, 0, 64), macClient, macEdgeIn), 0, drop.NoRoute, nil},
 		{"truncated frame", 0, []byte{1, 2, 3}, 0, drop.Truncated, nil},
+		{"to a multicast group: not routed", 0,
+			eth(tcp(ipClient, netip.MustParseAddr("224.0.0.251"), 1, 2, SYN, 1, 0, 64), macClient, macEdgeIn), 0, drop.NotForwardable, nil},
+		{"link-layer broadcast: not routed", 0,
+			eth(tcp(ipClient, ipServer, 1, 2, SYN, 1, 0, 64), macClient, [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}), 0, drop.NotForwardable, nil},
+		{"from a link-local source: not routed", 0,
+			eth(tcp(netip.MustParseAddr("169.254.1.1"), ipServer, 1, 2, SYN, 1, 0, 64), macClient, macEdgeIn), 0, drop.NotForwardable, nil},
 		{"IPv6 from inside with an IPv4-only SNAT", 0,
 			eth(tcp(netip.MustParseAddr("fd00::2"), netip.MustParseAddr("2001:db8::1"), 1, 2, SYN, 1, 0, 64), macClient, macEdgeIn),
 			0, drop.SNATNoAddress, nil},
@@ -492,5 +499,26 @@ func TestPipelineNSXSequence(t *testing.T) {
 				t.Fatalf("nsx mode answer is not ICMP 3/3 to the server: %x", out.frame)
 			}
 		})
+	}
+}
+
+// Two packets of a new flow in one RX batch (a QUIC Initial pair, a DNS
+// burst): the second must meet the flow the first created, not race it.
+func TestPipelineNewFlowTwiceInOneBatch(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	d := eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 4433, DstPort: 443,
+		Payload: []byte("initial")}, macClient, macEdgeIn)
+	frames := [][]byte{append([]byte(nil), d...), append([]byte(nil), d...)}
+	tp.out = tp.out[:0]
+	tp.w.pipeline(0, frames, tp.now)
+	tp.w.transmit(1)
+	if len(tp.out) != 2 {
+		t.Fatalf("%d of 2 datagrams forwarded; drops %v", len(tp.out), tp.w.drops)
+	}
+	if !bytes.Equal(tp.out[0].frame, tp.out[1].frame) {
+		t.Fatalf("the two datagrams left differently translated:\n%x\n%x", tp.out[0].frame, tp.out[1].frame)
+	}
+	if tp.e.table.Len() != 1 {
+		t.Fatalf("%d flows, want 1", tp.e.table.Len())
 	}
 }

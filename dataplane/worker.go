@@ -70,7 +70,6 @@ type worker struct {
 	nat   *snat.Allocator // nil without SNAT
 
 	pkts     [batchSize]conntrack.Packet
-	verdicts [batchSize]conntrack.Verdict
 	frames   [batchSize][]byte
 	rxFrames [batchSize][]byte
 	idx      [batchSize]int // position in the RX batch of each tracked packet
@@ -97,8 +96,9 @@ func (w *worker) drop(r drop.Reason) { w.drops[r]++ }
 
 // run is the worker's loop until stop is closed.
 func (w *worker) run(stop <-chan struct{}) {
+	// The thread stays locked to this goroutine; once pinned it is never
+	// handed back to the scheduler (it ends with the goroutine).
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if w.cpu >= 0 {
 		var set unix.CPUSet
 		set.Set(w.cpu)
@@ -138,15 +138,16 @@ func (w *worker) run(stop <-chan struct{}) {
 				p.sock.Complete(n)
 			}
 			// The received frames go straight back to the fill ring (their
-			// contents were copied out by transmit); top up from the
-			// socket's free frames if the ring is short.
+			// contents were copied out by transmit). The RX side keeps the
+			// share it was given at start; the rest of the UMEM is for TX,
+			// so a receive backlog can never starve transmission.
 			p.sock.Fill(rx[pi])
-			if n := p.sock.NumFreeFillSlots(); n > 0 {
-				p.sock.Fill(p.sock.GetDescs(n))
-			}
-			if p.sock.FillNeedsWakeup() && got == 0 {
+			if len(rx[pi]) == 0 && p.sock.FillNeedsWakeup() {
 				p.sock.Wakeup()
 			}
+			// Frames still in the TX ring (the kernel's copy-mode send
+			// takes a bounded number per call) need another kick.
+			p.sock.Kick()
 		}
 		w.flush()
 		w.shard.Serve(now)
@@ -188,30 +189,32 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.drop(drop.Truncated)
 			continue
 		}
+		// Link-layer broadcast and multicast are not routed (RFC 1812
+		// 5.3.4); the kernel gets what it needs (ARP, ND) from the XDP
+		// program.
+		if frame[0]&1 != 0 {
+			w.drop(drop.NotForwardable)
+			continue
+		}
 		if r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n]); r != drop.None {
 			w.drop(r)
+			continue
+		}
+		if !forwardable(&w.pkts[n].Key) {
+			w.drop(drop.NotForwardable)
 			continue
 		}
 		w.frames[n] = frame
 		n++
 	}
-	w.shard.TrackBatch(w.pkts[:n], w.verdicts[:n], now)
+	// Each packet is tracked and acted on before the next is tracked, so a
+	// verdict never outlives a change it did not see (a flow created or
+	// evicted by an earlier packet of the batch).
+	w.shard.Prefetch(w.pkts[:n])
 	for i := 0; i < n; i++ {
 		p := &w.pkts[i]
-		v := w.verdicts[i]
 		ip := w.frames[i][header.EthernetLen:]
-		if v.Action == conntrack.Open {
-			v = w.open(src, p, now)
-			if v.Reason == drop.FirewallReject {
-				// Reject: TCP gets the reset a closed port would send,
-				// everything else ICMP administratively prohibited.
-				if p.Key.Proto == header.ProtoTCP {
-					w.sendRST(ip, now)
-				} else {
-					w.sendError(in, icmp.AdminProhibited, ip, 0, now)
-				}
-			}
-		}
+		v := w.shard.TrackPrefetched(i, p, now)
 		if v.Action == conntrack.Drop {
 			w.drop(v.Reason)
 			if v.Reason == drop.NSXSynAckOnClosing {
@@ -224,8 +227,13 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		// Route on the destination the packet will have once translated:
 		// a reply (or an error about the flow travelling like one) goes to
-		// the original source.
-		natAddr, natPort := w.shard.NAT(v.Flow)
+		// the original source. A new flow is routed (and its TTL and size
+		// checked) before it is created: a traceroute probe or a packet
+		// with no route takes no flow and no SNAT port.
+		var natAddr, natPort uint16
+		if v.Action != conntrack.Open {
+			natAddr, natPort = w.shard.NAT(v.Flow)
+		}
 		var dst [16]byte
 		if natAddr != 0 && v.Dir == conntrack.Reply {
 			dst = w.shard.Key(v.Flow).Src
@@ -254,6 +262,22 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			}
 			continue
 		}
+		if v.Action == conntrack.Open {
+			if v = w.open(src, p, now); v.Action == conntrack.Drop {
+				w.drop(v.Reason)
+				if v.Reason == drop.FirewallReject {
+					// Reject: TCP gets the reset a closed port would send,
+					// everything else ICMP administratively prohibited.
+					if p.Key.Proto == header.ProtoTCP {
+						w.sendRST(ip, now)
+					} else {
+						w.sendError(in, icmp.AdminProhibited, ip, 0, now)
+					}
+				}
+				continue
+			}
+			natAddr, natPort = w.shard.NAT(v.Flow)
+		}
 		if natAddr != 0 {
 			tr := conntrack.Translation{Addr: natAddr, Port: natPort}
 			var r drop.Reason
@@ -273,6 +297,31 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		w.forward(w.frames[i], out, hop)
 	}
+}
+
+// forwardable reports whether a key's addresses may be routed: never
+// unspecified, loopback, multicast, limited broadcast or link-local
+// (RFC 1812 5.3.7, RFC 4291 2.5.6), as source or destination.
+func forwardable(k *conntrack.Key) bool {
+	return unicastRoutable(&k.Src) && unicastRoutable(&k.Dst)
+}
+
+func unicastRoutable(a *[16]byte) bool {
+	if isV4Mapped(a) {
+		switch {
+		case a[12] == 0, a[12] == 127, a[12] >= 224, // this network, loopback, multicast, class E + broadcast
+			a[12] == 169 && a[13] == 254: // link-local
+			return false
+		}
+		return true
+	}
+	switch {
+	case a[0] == 0xff, // multicast
+		a[0] == 0xfe && a[1]&0xc0 == 0x80: // link-local
+		return false
+	}
+	var zero [15]byte
+	return [15]byte(a[:15]) != zero || a[15] > 1 // not :: or ::1
 }
 
 // sendError answers the packet ip, received on port in, with an ICMP error

@@ -49,11 +49,12 @@ const (
 	SNATNoAddress // no SNAT address of the packet's IP family (NAT46/NAT64 is not supported)
 
 	// Forwarding (data plane).
-	TTLExceeded // TTL or hop limit would reach 0
-	NoRoute     // no route to the destination
-	MTUExceeded // larger than the egress MTU
-	NoNeighbour // next hop's MAC address unknown (resolution requested)
-	TxFull      // no free transmit slot on the egress queue
+	TTLExceeded    // TTL or hop limit would reach 0
+	NoRoute        // no route to the destination
+	MTUExceeded    // larger than the egress MTU
+	NoNeighbour    // next hop's MAC address unknown (resolution requested)
+	TxFull         // no free transmit slot on the egress queue
+	NotForwardable // link-layer broadcast/multicast, or a multicast, broadcast, loopback, link-local or unspecified address
 
 	// ICMP errors edge generates or translates (package icmp).
 	ICMPNotSentError     // no ICMP error about an ICMP error or redirect (RFC 1812 4.3.2.7, RFC 4443 2.4(e))
@@ -95,10 +96,11 @@ var names = [NumReasons]string{
 	FirewallReject:   "firewall_reject",
 	SNATExhausted:    "snat_exhausted",
 	SNATNoAddress:    "snat_no_address", TTLExceeded: "ttl_exceeded",
-	NoRoute:     "no_route",
-	MTUExceeded: "mtu_exceeded",
-	NoNeighbour: "no_neighbour",
-	TxFull:      "tx_full",
+	NoRoute:        "no_route",
+	MTUExceeded:    "mtu_exceeded",
+	NoNeighbour:    "no_neighbour",
+	TxFull:         "tx_full",
+	NotForwardable: "not_forwardable",
 
 	ICMPNotSentError:     "icmp_not_sent_error",
 	ICMPNotSentFragment:  "icmp_not_sent_fragment",
@@ -140,6 +142,7 @@ var help = [NumReasons]string{
 	MTUExceeded:      "packet larger than the egress interface's MTU",
 	NoNeighbour:      "next hop's MAC address not known yet: resolution requested, packet dropped",
 	TxFull:           "no free transmit slot on the egress queue",
+	NotForwardable:   "not routed: link-layer broadcast or multicast, or a multicast, broadcast, loopback, link-local or unspecified IP address (RFC 1812 5.3.7)",
 
 	ICMPNotSentError:     "no ICMP error sent about an ICMP error or ICMPv6 redirect (RFC 1812 4.3.2.7, RFC 4443 2.4(e.1, e.2))",
 	ICMPNotSentFragment:  "no ICMP error sent about a non-first fragment (RFC 1812 4.3.2.7)",

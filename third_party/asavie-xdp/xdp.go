@@ -518,36 +518,40 @@ func (xsk *Socket) Transmit(descs []Desc) (numSubmitted int) {
 
 	numSubmitted = len(descs)
 
-	if xsk.options.NeedWakeup && !xsk.TxNeedsWakeup() {
-		return // edge patch: the kernel is already working on the Tx ring
+	xsk.Kick()
+	return
+}
+
+// Kick asks the kernel to process the Tx ring when it holds descriptors the
+// kernel has not consumed and (with NeedWakeup) the kernel asked for it. In
+// copy mode one sendto transmits a bounded number of frames (32 in Linux's
+// generic path) and answers EAGAIN when more remain, so Kick repeats it a
+// few times. Call it once per loop iteration even when nothing new was
+// queued (edge patch; upstream sent once per Transmit and panicked on
+// unexpected errors).
+func (xsk *Socket) Kick() {
+	if xsk.txRing.Producer == nil {
+		return
 	}
-	var rc uintptr
-	var errno syscall.Errno
-	for {
-		rc, _, errno = unix.Syscall6(syscall.SYS_SENDTO,
-			uintptr(xsk.fd),
-			0, 0,
-			uintptr(unix.MSG_DONTWAIT),
-			0, 0)
-		if rc != 0 {
-			switch errno {
-			case unix.EINTR:
-				// try again
-			case unix.EAGAIN:
-				return
-			case unix.EBUSY: // "completed but not sent"
-				return
-			default:
-				// edge patch: report instead of panicking (see Err).
-				xsk.lastErr = errno
-				return
-			}
-		} else {
-			break
+	for i := 0; i < 8; i++ {
+		if atomic.LoadUint32(xsk.txRing.Producer) == atomic.LoadUint32(xsk.txRing.Consumer) {
+			return
+		}
+		if xsk.options.NeedWakeup && !xsk.TxNeedsWakeup() {
+			return // the kernel is already working on the Tx ring
+		}
+		rc, _, errno := unix.Syscall6(syscall.SYS_SENDTO, uintptr(xsk.fd), 0, 0, uintptr(unix.MSG_DONTWAIT), 0, 0)
+		if rc == 0 {
+			continue
+		}
+		switch errno {
+		case unix.EINTR, unix.EAGAIN, unix.EBUSY:
+			// EAGAIN: frames remain; EBUSY: "completed but not sent".
+		default:
+			xsk.lastErr = errno
+			return
 		}
 	}
-
-	return
 }
 
 // FD returns the file descriptor associated with this xdp.Socket which can be
