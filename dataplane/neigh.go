@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"sync"
@@ -21,7 +22,7 @@ import (
 // resolve the address; the packet is never sent to a wrong or stale MAC.
 type Neighbours struct {
 	ifindexes []int
-	cur       atomic.Pointer[map[neighKey][6]byte]
+	cur       atomic.Pointer[neighTable]
 
 	mu      sync.Mutex
 	pending map[netip.Addr]time.Time // resolutions asked recently (rate limit)
@@ -37,18 +38,77 @@ type neighKey struct {
 // from a goroutine on a thread in their network namespace.
 func NewNeighbours(ifindexes ...int) *Neighbours {
 	n := &Neighbours{ifindexes: ifindexes, pending: map[netip.Addr]time.Time{}, resolve: make(chan netip.Addr, 64)}
-	empty := map[neighKey][6]byte{}
-	n.cur.Store(&empty)
+	n.store(nil)
 	return n
 }
 
 // Lookup returns the MAC address of addr (16-byte form, IPv4-mapped for
-// IPv4) on interface ifindex. Any goroutine; no allocation.
+// IPv4) on interface ifindex. Any goroutine; no allocation, no lock.
 func (n *Neighbours) Lookup(ifindex int, addr [16]byte) ([6]byte, bool) {
-	m := *n.cur.Load()
-	mac, ok := m[neighKey{int32(ifindex), addr}]
-	return mac, ok
+	return n.cur.Load().lookup(int32(ifindex), &addr)
 }
+
+// neighTable is an immutable open-addressing table (linear probing, load
+// at most 1/2) of a snapshot: a per-packet lookup is a multiply, one or two
+// slot reads and a compare, where a Go map cost several times that.
+type neighTable struct {
+	slots []neighSlot
+	mask  uint64
+}
+
+type neighSlot struct {
+	addr    [16]byte
+	ifindex int32
+	mac     [6]byte
+	used    bool
+}
+
+func neighHash(ifindex int32, a *[16]byte) uint64 {
+	lo := binary.LittleEndian.Uint64(a[0:8])
+	hi := binary.LittleEndian.Uint64(a[8:16])
+	// splitmix64's finalizer over the folded words: every input bit
+	// reaches every output bit (IPv4-mapped addresses vary only in their
+	// top 32 bits, which a bare multiply never carries downward).
+	h := lo*0x9e3779b97f4a7c15 ^ hi ^ uint64(uint32(ifindex))<<1
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
+}
+
+func newNeighTable(m map[neighKey][6]byte) *neighTable {
+	n := 8
+	for n < 2*len(m) {
+		n <<= 1
+	}
+	t := &neighTable{slots: make([]neighSlot, n), mask: uint64(n - 1)}
+	for k, mac := range m {
+		i := neighHash(k.ifindex, &k.addr) & t.mask
+		for t.slots[i].used {
+			i = (i + 1) & t.mask
+		}
+		t.slots[i] = neighSlot{addr: k.addr, ifindex: k.ifindex, mac: mac, used: true}
+	}
+	return t
+}
+
+func (t *neighTable) lookup(ifindex int32, a *[16]byte) ([6]byte, bool) {
+	i := neighHash(ifindex, a) & t.mask
+	for {
+		s := &t.slots[i]
+		if !s.used {
+			return [6]byte{}, false
+		}
+		if s.ifindex == ifindex && s.addr == *a {
+			return s.mac, true
+		}
+		i = (i + 1) & t.mask
+	}
+}
+
+// store publishes a new snapshot built from m.
+func (n *Neighbours) store(m map[neighKey][6]byte) { n.cur.Store(newNeighTable(m)) }
 
 // Resolve asks for addr to be resolved (at most once a second per address).
 // It never blocks: when the request queue is full the request is dropped.
@@ -94,7 +154,7 @@ func (n *Neighbours) Refresh() error {
 			}
 		}
 	}
-	n.cur.Store(&m)
+	n.store(m)
 	return nil
 }
 

@@ -59,7 +59,7 @@ func benchPipeline(b *testing.B, rules firewall.RuleSet, flows int) *testPipelin
 		c, _ := benchClient(i)
 		m[neighKey{1, c.As16()}] = macClient
 	}
-	tp.e.neigh.cur.Store(&m)
+	tp.e.neigh.store(m)
 	return tp
 }
 

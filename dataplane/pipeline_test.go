@@ -69,7 +69,7 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 	}
 	e.routes.Store(rt)
 	e.neigh = NewNeighbours(1, 2)
-	e.neigh.cur.Store(&map[neighKey][6]byte{
+	e.neigh.store(map[neighKey][6]byte{
 		{1, ipClient.As16()}: macClient,
 		{2, ipServer.As16()}: macServer,
 	})
@@ -420,7 +420,7 @@ func TestPipelineSNATExhaustion(t *testing.T) {
 	if out, r := tp.send(0, flow(3, ipServer)); out != nil || r != drop.SNATExhausted {
 		t.Fatalf("third flow to one destination: out %v reason %v, want snat_exhausted", out != nil, r)
 	}
-	tp.e.neigh.cur.Store(&map[neighKey][6]byte{{1, ipClient.As16()}: macClient, {2, ipServer.As16()}: macServer,
+	tp.e.neigh.store(map[neighKey][6]byte{{1, ipClient.As16()}: macClient, {2, ipServer.As16()}: macServer,
 		{2, netip.MustParseAddr("203.0.113.3").As16()}: macServer})
 	if out, r := tp.send(0, flow(3, netip.MustParseAddr("203.0.113.3"))); out == nil {
 		t.Fatalf("another destination refused: %v", r)

@@ -52,3 +52,44 @@ func TestRoutesValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestNeighbourTable(t *testing.T) {
+	m := map[neighKey][6]byte{}
+	for i := 0; i < 1000; i++ {
+		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}).As16()
+		m[neighKey{int32(1 + i%2), a}] = [6]byte{2, 0, 0, 0, byte(i >> 8), byte(i)}
+	}
+	n := NewNeighbours(1, 2)
+	n.store(m)
+	for k, mac := range m {
+		if got, ok := n.Lookup(int(k.ifindex), k.addr); !ok || got != mac {
+			t.Fatalf("%v: %v %v", k, got, ok)
+		}
+		if _, ok := n.Lookup(int(3-k.ifindex), k.addr); ok {
+			t.Fatalf("%v found on the wrong interface", k)
+		}
+	}
+	// IPv4 addresses differ only in their last bytes: the hash must still
+	// spread them (a weak one made every lookup walk hundreds of slots).
+	tb := n.cur.Load()
+	worst := 0
+	for i, sl := range tb.slots {
+		if !sl.used {
+			continue
+		}
+		home := int(neighHash(sl.ifindex, &sl.addr) & tb.mask)
+		if d := (i - home + len(tb.slots)) % len(tb.slots); d > worst {
+			worst = d
+		}
+	}
+	if worst > 32 {
+		t.Fatalf("longest probe %d slots for 1,000 addresses", worst)
+	}
+	a := netip.MustParseAddr("10.9.9.9").As16()
+	if _, ok := n.Lookup(1, a); ok {
+		t.Fatal("unknown address found")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { n.Lookup(1, a) }); allocs != 0 {
+		t.Fatalf("Lookup allocates %v", allocs)
+	}
+}
