@@ -344,7 +344,12 @@ func (s *Shard) TrackPrefetched(i int, p *Packet, now Time) Verdict {
 // TrackPrefetched with its actions instead. Owner only.
 func (s *Shard) TrackBatch(pkts []Packet, out []Verdict, now Time) {
 	n := min(s.Prefetch(pkts), len(out))
+	pol := s.t.pol.Load()
 	for i := 0; i < n; i++ {
-		out[i] = s.TrackPrefetched(i, &pkts[i], now)
+		start := int(s.pos[i])
+		if s.ix.removes != s.removesAt {
+			start = s.ix.home(uint32(s.hs[i] >> 32))
+		}
+		out[i] = s.track(&pkts[i], s.hs[i], start, pol, now)
 	}
 }
