@@ -1,15 +1,23 @@
 // Package dataplane is edge's packet path: AF_XDP sockets bound to NIC
-// queues, one worker goroutine per queue owning its sockets and its
-// conntrack shard, the XDP program that steers IP to the sockets and fails
-// closed, and (to come) neighbour and route tables from netlink.
+// queues, one worker goroutine per queue owning its sockets, its conntrack
+// shard and its SNAT allocator, the XDP program that steers IP to the
+// sockets and fails closed, static routes, and a mirror of the kernel's
+// neighbour table (netlink).
 //
-// Status (issue #3, in progress): the XDP program exists (xdpprog.go) and is
-// tested in namespaces: IP goes to the queue's AF_XDP socket, ARP, neighbour
-// discovery and management addresses go to the kernel, and with no socket
-// bound IP is dropped and counted (fail closed). Workers, forwarding and
-// `edge run` are not written yet.
+// worker.go opens with the pipeline, stage by stage. Engine (engine.go)
+// sets it up from a Config: kernel forwarding off, one XDP program per
+// interface, sockets, workers; Close detaches the programs and leaves the
+// interfaces as found. If the process dies instead, the programs stay and
+// drop all IP (fail closed, TestKill9FailsClosed).
 //
-// Concurrency: a Program may be configured (Register, AddManagement) from any
-// goroutine; the kernel serializes map updates. Attach and Detach must run on
-// a thread in the interfaces' network namespace.
+// Concurrency: each worker's state is its own; counters are published with
+// atomics once per batch and summed by Engine.Stats from any goroutine. The
+// firewall rule set and the routes are immutable values swapped through
+// atomic pointers. The neighbour mirror's goroutine publishes snapshots the
+// same way. New and Attach/Detach must run on a thread in the interfaces'
+// network namespace (edge runs wholly inside it).
+//
+// Limits today: one queue per interface (more would need a hand-off ring
+// between workers: New refuses it), static routes only, copy mode on veth.
+// The zero Engine is not usable: call New.
 package dataplane

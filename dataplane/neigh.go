@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -24,9 +24,8 @@ type Neighbours struct {
 	ifindexes []int
 	cur       atomic.Pointer[neighTable]
 
-	mu      sync.Mutex
-	pending map[netip.Addr]time.Time // resolutions asked recently (rate limit)
-	resolve chan netip.Addr
+	pending map[resolveReq]time.Time // resolutions asked recently (rate limit; Run's goroutine only)
+	resolve chan resolveReq
 }
 
 type neighKey struct {
@@ -37,7 +36,7 @@ type neighKey struct {
 // NewNeighbours mirrors the neighbours of the given interfaces. Call Run
 // from a goroutine on a thread in their network namespace.
 func NewNeighbours(ifindexes ...int) *Neighbours {
-	n := &Neighbours{ifindexes: ifindexes, pending: map[netip.Addr]time.Time{}, resolve: make(chan netip.Addr, 64)}
+	n := &Neighbours{ifindexes: ifindexes, pending: map[resolveReq]time.Time{}, resolve: make(chan resolveReq, 64)}
 	n.store(nil)
 	return n
 }
@@ -110,23 +109,19 @@ func (t *neighTable) lookup(ifindex int32, a *[16]byte) ([6]byte, bool) {
 // store publishes a new snapshot built from m.
 func (n *Neighbours) store(m map[neighKey][6]byte) { n.cur.Store(newNeighTable(m)) }
 
-// Resolve asks for addr to be resolved (at most once a second per address).
-// It never blocks: when the request queue is full the request is dropped.
-func (n *Neighbours) Resolve(addr [16]byte) {
-	a := netip.AddrFrom16(addr).Unmap()
-	n.mu.Lock()
-	last, seen := n.pending[a]
-	now := time.Now()
-	if seen && now.Sub(last) < time.Second {
-		n.mu.Unlock()
-		return
-	}
-	n.pending[a] = now
-	n.mu.Unlock()
+// Resolve asks for addr to be resolved on interface ifindex. It never
+// blocks and takes no lock of edge's: a full request queue drops the
+// request; the neighbour goroutine rate-limits (once a second per address).
+func (n *Neighbours) Resolve(ifindex int, addr [16]byte) {
 	select {
-	case n.resolve <- a:
+	case n.resolve <- resolveReq{ifindex: ifindex, addr: addr}:
 	default:
 	}
+}
+
+type resolveReq struct {
+	ifindex int
+	addr    [16]byte
 }
 
 // Refresh rebuilds the snapshot from the kernel's table now.
@@ -190,24 +185,46 @@ func (n *Neighbours) Run(done <-chan struct{}) error {
 			_ = n.Refresh()
 		case <-tick.C:
 			_ = n.Refresh()
-			n.mu.Lock()
-			for a, at := range n.pending {
+			for r, at := range n.pending {
 				if time.Since(at) > time.Second {
-					delete(n.pending, a)
+					delete(n.pending, r)
 				}
 			}
-			n.mu.Unlock()
-		case a := <-n.resolve:
-			probe(a)
+		case r := <-n.resolve:
+			if at, seen := n.pending[r]; seen && time.Since(at) < time.Second {
+				continue
+			}
+			n.pending[r] = time.Now()
+			probe(r)
 		}
 	}
 }
 
-// probe makes the kernel resolve a by sending one datagram toward it on the
-// discard port (RFC 863): the kernel queues it, resolves the neighbour, and
-// the netlink update refreshes the snapshot.
-func probe(a netip.Addr) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 9)))
+// probe makes the kernel resolve r's address on r's interface by sending
+// one datagram toward it on the discard port (RFC 863), bound to that
+// interface (and, for a link-local address, with its zone): the kernel
+// queues it, resolves the neighbour, and the netlink update refreshes the
+// snapshot.
+func probe(r resolveReq) {
+	ifc, err := net.InterfaceByIndex(r.ifindex)
+	if err != nil {
+		return
+	}
+	a := netip.AddrFrom16(r.addr).Unmap()
+	if a.Is6() && a.IsLinkLocalUnicast() {
+		a = a.WithZone(ifc.Name)
+	}
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifc.Name)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("udp", netip.AddrPortFrom(a, 9).String())
 	if err != nil {
 		return
 	}

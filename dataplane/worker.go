@@ -466,7 +466,7 @@ func (w *worker) queue(frame []byte, out int, hop [16]byte) bool {
 	egress := w.ports[out]
 	mac, ok := w.e.neigh.Lookup(egress.ifindex, hop)
 	if !ok {
-		w.e.neigh.Resolve(hop)
+		w.e.neigh.Resolve(egress.ifindex, hop)
 		w.drop(drop.NoNeighbour)
 		return false
 	}
