@@ -31,15 +31,18 @@ type File struct {
 		Inside  Interface `yaml:"inside"`
 		Outside Interface `yaml:"outside"`
 	} `yaml:"interfaces"`
-	Queues     int       `yaml:"queues"`
-	CPUs       []int     `yaml:"cpus"` // CPU to pin each worker to, by queue
-	Management []string  `yaml:"management"`
-	Routes     []Route   `yaml:"routes"`
-	Conntrack  Conntrack `yaml:"conntrack"`
-	Profiles   []Profile `yaml:"profiles"`
-	SNAT       *SNAT     `yaml:"snat"`
-	Rules      []Rule    `yaml:"rules"`
-	Default    string    `yaml:"default_action"`
+	Queues     int      `yaml:"queues"`
+	CPUs       []int    `yaml:"cpus"` // CPU to pin each worker to, by queue
+	Management []string `yaml:"management"`
+	Routes     []Route  `yaml:"routes"`
+	// RoutesFromKernel adds the kernel's main-table routes through the two
+	// interfaces (re-read every second) to the static routes.
+	RoutesFromKernel bool      `yaml:"routes_from_kernel"`
+	Conntrack        Conntrack `yaml:"conntrack"`
+	Profiles         []Profile `yaml:"profiles"`
+	SNAT             *SNAT     `yaml:"snat"`
+	Rules            []Rule    `yaml:"rules"`
+	Default          string    `yaml:"default_action"`
 	// NSXCompat emulates the NSX-T gateway firewall (stray FIN creates a
 	// CLOSING entry; a SYN-ACK on it is dropped with ICMP 3/3). A/B labs
 	// only; off by default.
@@ -199,6 +202,7 @@ func (f *File) convert() (dataplane.Config, error) {
 		}
 		c.Routes = append(c.Routes, rt)
 	}
+	c.KernelRoutes = f.RoutesFromKernel
 	c.Conntrack = conntrack.Config{MaxFlows: f.Conntrack.MaxFlows, HistorySize: f.Conntrack.History}
 	profiles := []conntrack.Profile{conntrack.DefaultProfile, conntrack.NSXGatewayProfile}
 	for i, p := range f.Profiles {

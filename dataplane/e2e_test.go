@@ -26,7 +26,7 @@ type lab struct {
 	engine               *Engine
 }
 
-func newLab(t *testing.T, rules firewall.RuleSet) *lab {
+func newLab(t *testing.T, rules firewall.RuleSet, opts ...func(*Config)) *lab {
 	netnstest.Require(t)
 	l := &lab{client: netnstest.New(t, "cli"), edge: netnstest.New(t, "edge"), server: netnstest.New(t, "srv")}
 	netnstest.Veth(t, l.client, "c0", "10.0.0.2/24", l.edge, "in", "10.0.0.1/24")
@@ -48,6 +48,9 @@ func newLab(t *testing.T, rules firewall.RuleSet) *lab {
 		Ring:       256,
 		NeedWakeup: true,
 		Logf:       t.Logf,
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	err := l.edge.Do(func() error {
 		var err error
@@ -177,6 +180,52 @@ func TestForwardSNAT(t *testing.T) {
 	st := l.engine.Stats()
 	if st.Created < 2 || st.TX[1] == 0 || st.TX[0] == 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestKernelRoutes: with no static routes, the kernel's connected routes
+// (read through netlink) are enough to forward.
+func TestKernelRoutes(t *testing.T) {
+	l := newLab(t, allowOutbound, func(c *Config) { c.Routes, c.KernelRoutes = nil, true })
+	if rt := l.engine.routes.Load(); len(rt.v4) < 2 {
+		t.Fatalf("kernel routes not loaded: %+v", rt.v4)
+	}
+	var udp *net.UDPConn
+	if err := l.server.Do(func() (err error) {
+		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7008})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	got := make(chan struct{}, 16)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			if _, _, err := udp.ReadFromUDP(buf); err != nil {
+				return
+			}
+			got <- struct{}{}
+		}
+	}()
+	err := l.client.Do(func() error {
+		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7008})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for try := 0; try < 20; try++ {
+			c.Write([]byte("x"))
+			select {
+			case <-got:
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		return io.ErrNoProgress
+	})
+	if err != nil {
+		t.Fatalf("nothing crossed with kernel routes: %v; stats %+v", err, l.engine.Stats())
 	}
 }
 

@@ -34,6 +34,7 @@ type Config struct {
 	Queues          int   // AF_XDP queues (= workers) per interface; default 1
 	CPUs            []int // CPU for each worker's thread (by queue); empty: not pinned
 	Routes          []Route
+	KernelRoutes    bool         // also use the kernel's main table for the two interfaces (re-read every second)
 	Management      []netip.Addr // addresses whose IP traffic goes to the kernel
 	Rules           firewall.RuleSet
 	SNAT            *snat.Config // nil: no translation
@@ -128,11 +129,9 @@ func New(cfg Config) (e *Engine, err error) {
 		p.addr4, p.addr6 = ifaceAddrs(ifc)
 		p.zone = [2]firewall.Zone{firewall.Inside, firewall.Outside}[i]
 	}
-	rt, err := NewRoutes(cfg.Routes, 2)
-	if err != nil {
+	if err := e.loadRoutes(); err != nil {
 		return nil, err
 	}
-	e.routes.Store(rt)
 	cfg.Conntrack.Shards = cfg.Queues
 	if cfg.Conntrack.Logf == nil {
 		cfg.Conntrack.Logf = cfg.Logf
@@ -228,8 +227,49 @@ func New(cfg Config) (e *Engine, err error) {
 	return e, nil
 }
 
+// loadRoutes compiles the configured routes (and the kernel's, when
+// asked) and swaps them in.
+func (e *Engine) loadRoutes() error {
+	routes := e.cfg.Routes
+	if e.cfg.KernelRoutes {
+		var err error
+		if routes, err = withKernelRoutes(routes, [2]int{e.ports[0].ifindex, e.ports[1].ifindex}); err != nil {
+			return fmt.Errorf("routes from the kernel: %w", err)
+		}
+	}
+	rt, err := NewRoutes(routes, 2)
+	if err != nil {
+		return err
+	}
+	e.routes.Store(rt)
+	return nil
+}
+
 // Run starts the workers and the neighbour mirror and returns at once.
 func (e *Engine) Run() error {
+	if e.cfg.KernelRoutes {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			runtime.LockOSThread() // discarded with the goroutine
+			if err := netns.Set(e.ns); err != nil {
+				e.cfg.Logf("dataplane: kernel routes: %v", err)
+				return
+			}
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-e.stop:
+					return
+				case <-t.C:
+					if err := e.loadRoutes(); err != nil {
+						e.cfg.Logf("dataplane: %v (keeping the previous routes)", err)
+					}
+				}
+			}
+		}()
+	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
