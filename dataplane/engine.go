@@ -188,6 +188,7 @@ func New(cfg Config) (e *Engine, err error) {
 	e.neigh = NewNeighbours(e.ports[0].ifindex, e.ports[1].ifindex)
 	for q := 0; q < cfg.Queues; q++ {
 		w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1}
+		w.ruleLog.Init(1024)
 		e.workers = append(e.workers, w) // now, so Close releases its sockets on error
 		if q < len(cfg.CPUs) {
 			w.cpu = cfg.CPUs[q]
@@ -397,14 +398,28 @@ func (e *Engine) SetRules(rs firewall.RuleSet) error {
 	return nil
 }
 
+// ReadRuleLogs moves the queued rule-log records of every worker into out
+// and returns how many. One reader at a time.
+func (e *Engine) ReadRuleLogs(out []RuleLog) int {
+	n := 0
+	for _, w := range e.workers {
+		n += w.ruleLog.Read(out[n:])
+	}
+	return n
+}
+
+// RuleName returns the name of rule i of the current rule set.
+func (e *Engine) RuleName(i int32) string { return e.fw.Load().RuleName(i) }
+
 // Stats are the data plane's counters summed over workers.
 type Stats struct {
-	RX, TX  [2]uint64 // per port: 0 inside, 1 outside
-	Drops   [drop.NumReasons]uint64
-	Created uint64
-	ICMP    [icmpKinds]uint64 // errors sent, indexed by icmp.Kind
-	RST     uint64            // TCP resets sent for reject rules
-	XDP     ProgStats
+	RX, TX      [2]uint64 // per port: 0 inside, 1 outside
+	Drops       [drop.NumReasons]uint64
+	Created     uint64
+	ICMP        [icmpKinds]uint64 // errors sent, indexed by icmp.Kind
+	RST         uint64            // TCP resets sent for reject rules
+	RuleLogLost uint64            // rule-log records lost to a full ring
+	XDP         ProgStats
 }
 
 // Stats sums the workers' counters; safe from any goroutine.
@@ -423,6 +438,7 @@ func (e *Engine) Stats() Stats {
 			s.ICMP[k] += w.ctr.icmp[k].Load()
 		}
 		s.RST += w.ctr.rst.Load()
+		s.RuleLogLost += w.ctr.ruleLogLost.Load()
 	}
 	for _, p := range e.progs {
 		ps, _ := p.Stats()

@@ -78,6 +78,8 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 	}
 	tp := &testPipeline{t: t, e: e, now: conntrack.Second}
 	tp.w = &worker{e: e, shard: table.Shard(0), nat: e.nat.Allocator(0)}
+	tp.w.ruleLog.Init(64)
+	e.workers = []*worker{tp.w}
 	tp.w.ports = [2]*port{
 		{name: "in", ifindex: 1, mac: macEdgeIn, mtu: 1500, zone: firewall.Inside, addr4: ipEdgeIn.As16()},
 		{name: "out", ifindex: 2, mac: macEdgeOut, mtu: 1500, zone: firewall.Outside, addr4: ipSNAT.As16()},
@@ -520,5 +522,25 @@ func TestPipelineNewFlowTwiceInOneBatch(t *testing.T) {
 	}
 	if tp.e.table.Len() != 1 {
 		t.Fatalf("%d flows, want 1", tp.e.table.Len())
+	}
+}
+
+// A rule with log set records each flow's first packet; others do not.
+func TestPipelineRuleLog(t *testing.T) {
+	rules := firewall.RuleSet{Rules: []firewall.Rule{
+		{Name: "dns-logged", Zone: firewall.Inside, Proto: header.ProtoUDP, DstPorts: []firewall.PortRange{{Lo: 53, Hi: 53}}, Action: firewall.Allow, Log: true},
+		{Name: "outbound", Zone: firewall.Inside, Action: firewall.Allow},
+	}}
+	tp := newTestPipeline(t, rules, 1024)
+	udp := func(dport uint16) []byte {
+		return eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 5000 + dport, DstPort: dport}, macClient, macEdgeIn)
+	}
+	tp.send(0, udp(53))
+	tp.send(0, udp(53)) // same flow: not logged again
+	tp.send(0, udp(123))
+	var logs [8]RuleLog
+	n := tp.e.ReadRuleLogs(logs[:])
+	if n != 1 || tp.e.RuleName(logs[0].Rule) != "dns-logged" || logs[0].Key.DstPort != 53 || logs[0].Action != firewall.Allow {
+		t.Fatalf("rule log: %d records %+v", n, logs[:n])
 	}
 }

@@ -29,8 +29,18 @@ import (
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/icmp"
+	"github.com/edgegw/edge/internal/spsc"
 	"github.com/edgegw/edge/snat"
 )
+
+// RuleLog records a flow's first packet that matched a rule with log set.
+type RuleLog struct {
+	Time   conntrack.Time
+	Key    conntrack.Key
+	Rule   int32 // index in the rule set
+	Action firewall.Action
+	Zone   firewall.Zone
+}
 
 const batchSize = 64
 
@@ -48,13 +58,14 @@ type port struct {
 
 // Counters of one worker, published per batch.
 type workerCounters struct {
-	_       [64]byte
-	rx, tx  [2]atomic.Uint64
-	drops   [drop.NumReasons]atomic.Uint64
-	created atomic.Uint64
-	icmp    [icmpKinds]atomic.Uint64 // ICMP errors sent, by icmp.Kind
-	rst     atomic.Uint64            // TCP resets sent (reject rules)
-	_       [64]byte
+	_           [64]byte
+	rx, tx      [2]atomic.Uint64
+	drops       [drop.NumReasons]atomic.Uint64
+	created     atomic.Uint64
+	icmp        [icmpKinds]atomic.Uint64 // ICMP errors sent, by icmp.Kind
+	rst         atomic.Uint64            // TCP resets sent (reject rules)
+	ruleLogLost atomic.Uint64            // rule log records lost to a full ring
+	_           [64]byte
 }
 
 const icmpKinds = 5
@@ -84,6 +95,7 @@ type worker struct {
 	tx       [2]uint32
 
 	limiter icmp.Limiter
+	ruleLog spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
 	errBufs [batchSize][2048]byte // ICMP errors generated in this batch
 	nerr    int
 
@@ -416,6 +428,14 @@ func (w *worker) sendBack(buf []byte, n int, ip []byte) bool {
 // then SNAT for flows from the inside, then Create.
 func (w *worker) open(src *port, p *conntrack.Packet, now conntrack.Time) conntrack.Verdict {
 	fv := w.e.fw.Load().Match(src.zone, &p.Key, p.ICMPType)
+	if fv.Log {
+		// A rule with log set: record the decision (lossy ring, counted
+		// when full; read by Engine.ReadRuleLogs).
+		e := RuleLog{Time: now, Key: p.Key, Rule: fv.Rule, Action: fv.Action, Zone: src.zone}
+		if !w.ruleLog.Put(&e) {
+			w.ctr.ruleLogLost.Add(1)
+		}
+	}
 	switch fv.Action {
 	case firewall.Allow:
 	case firewall.Reject:

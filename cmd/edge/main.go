@@ -103,6 +103,9 @@ is removed (ip link set dev IF xdp off).`,
 				cfg.Inside.Name, cfg.Outside.Name, max(cfg.Queues, 1))
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			logTick := time.NewTicker(time.Second)
+			defer logTick.Stop()
+			logs := make([]dataplane.RuleLog, 256)
 			var tick <-chan time.Time
 			if statsEvery > 0 {
 				t := time.NewTicker(statsEvery)
@@ -117,6 +120,8 @@ is removed (ip link set dev IF xdp off).`,
 					return nil
 				case <-tick:
 					printStats(e)
+				case <-logTick.C:
+					printRuleLogs(e, logs)
 				}
 			}
 		},
@@ -126,6 +131,19 @@ is removed (ip link set dev IF xdp off).`,
 	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until exit")
 	c.MarkFlagRequired("config")
 	return c
+}
+
+// printRuleLogs prints the flows that met rules with log set.
+func printRuleLogs(e *dataplane.Engine, buf []dataplane.RuleLog) {
+	for {
+		n := e.ReadRuleLogs(buf)
+		for _, r := range buf[:n] {
+			log.Printf("rule %q %v: %v (from %v)", e.RuleName(r.Rule), r.Action, r.Key, r.Zone)
+		}
+		if n < len(buf) {
+			return
+		}
+	}
 }
 
 // printStats logs the data plane's counters, one line per non-zero drop.
