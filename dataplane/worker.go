@@ -33,6 +33,14 @@ import (
 	"github.com/edgegw/edge/snat"
 )
 
+// hopCache is one worker's memory of the last next hop it resolved on a
+// port.
+type hopCache struct {
+	table *neighTable
+	hop   [16]byte
+	mac   [6]byte
+}
+
 // RuleLog records a flow's first packet that matched a rule with log set.
 type RuleLog struct {
 	Time   conntrack.Time
@@ -95,6 +103,7 @@ type worker struct {
 	tx       [2]uint32
 
 	limiter icmp.Limiter
+	lastHop [2]hopCache           // per port: the last next hop resolved
 	ruleLog spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
 	errBufs [batchSize][2048]byte // ICMP errors generated in this batch
 	nerr    int
@@ -484,7 +493,16 @@ func (w *worker) forward(frame []byte, out int, hop [16]byte) {
 // for resolution and drops the frame: never a guessed or stale address.
 func (w *worker) queue(frame []byte, out int, hop [16]byte) bool {
 	egress := w.ports[out]
-	mac, ok := w.e.neigh.Lookup(egress.ifindex, hop)
+	// Most traffic on a port goes to one next hop (the gateway): remember
+	// the last one per port, valid while the snapshot is the same.
+	t := w.e.neigh.cur.Load()
+	c := &w.lastHop[out]
+	mac, ok := c.mac, c.table == t && c.hop == hop
+	if !ok {
+		if mac, ok = t.lookup(int32(egress.ifindex), &hop); ok {
+			*c = hopCache{table: t, hop: hop, mac: mac}
+		}
+	}
 	if !ok {
 		w.e.neigh.Resolve(egress.ifindex, hop)
 		w.drop(drop.NoNeighbour)
