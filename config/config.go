@@ -161,8 +161,8 @@ func (f *File) convert() (dataplane.Config, error) {
 	}
 	c.Inside = dataplane.Interface{Name: f.Interfaces.Inside.Name, MTU: f.Interfaces.Inside.MTU}
 	c.Outside = dataplane.Interface{Name: f.Interfaces.Outside.Name, MTU: f.Interfaces.Outside.MTU}
-	if f.Queues < 0 || f.Queues > 1 {
-		return c, ferr("queues", "only 1 is supported until the inter-worker hand-off is implemented")
+	if f.Queues < 0 || f.Queues > 64 {
+		return c, ferr("queues", "must be between 1 and 64")
 	}
 	c.Queues = f.Queues
 	for i, cpu := range f.CPUs {

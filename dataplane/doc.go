@@ -17,7 +17,9 @@
 // same way. New and Attach/Detach must run on a thread in the interfaces'
 // network namespace (edge runs wholly inside it).
 //
-// Limits today: one queue per interface (more would need a hand-off ring
-// between workers: New refuses it), static routes only, copy mode on veth.
-// The zero Engine is not usable: call New.
+// With several queues, each worker owns one conntrack shard; a packet that
+// arrives on another worker's queue (the NIC's RSS hash is not edge's shard
+// hash) is copied to the owner over a single-producer single-consumer
+// hand-off ring (handoff.go). SNAT chooses ports so that both directions of
+// a flow hash to the same shard. The zero Engine is not usable: call New.
 package dataplane

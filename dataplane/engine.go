@@ -77,13 +77,8 @@ func New(cfg Config) (e *Engine, err error) {
 	if cfg.Queues == 0 {
 		cfg.Queues = 1
 	}
-	if cfg.Queues != 1 {
-		// Each worker owns one conntrack shard. With several queues, a
-		// packet can arrive on a queue whose worker does not own its flow
-		// (the NIC's RSS hash is not edge's), so workers must hand such
-		// packets to the owner over a ring. Until that hand-off exists,
-		// more than one queue would silently lose replies: refuse it.
-		return nil, errors.New("queues: only 1 is supported until the inter-worker hand-off is implemented")
+	if cfg.Queues < 1 || cfg.Queues > 64 {
+		return nil, errors.New("queues: must be between 1 and 64")
 	}
 	if cfg.Frames == 0 {
 		cfg.Frames = 4096
@@ -211,6 +206,21 @@ func New(cfg Config) (e *Engine, err error) {
 		}
 		if e.nat != nil {
 			w.nat = e.nat.Allocator(q)
+		}
+	}
+	if len(e.workers) > 1 {
+		// Every worker can hand frames to every other one.
+		for _, w := range e.workers {
+			w.outbox = make([]*handoff, len(e.workers))
+			w.inbox = make([]*handoff, len(e.workers))
+		}
+		for _, from := range e.workers {
+			for _, to := range e.workers {
+				if from != to {
+					r := newHandoff(256)
+					from.outbox[to.id], to.inbox[from.id] = r, r
+				}
+			}
 		}
 	}
 	for _, w := range e.workers {
@@ -419,6 +429,7 @@ type Stats struct {
 	ICMP        [icmpKinds]uint64 // errors sent, indexed by icmp.Kind
 	RST         uint64            // TCP resets sent for reject rules
 	RuleLogLost uint64            // rule-log records lost to a full ring
+	Handoff     uint64            // frames handed to the worker owning their flow
 	XDP         ProgStats
 }
 
@@ -439,6 +450,7 @@ func (e *Engine) Stats() Stats {
 		}
 		s.RST += w.ctr.rst.Load()
 		s.RuleLogLost += w.ctr.ruleLogLost.Load()
+		s.Handoff += w.ctr.handoff.Load()
 	}
 	for _, p := range e.progs {
 		ps, _ := p.Stats()

@@ -5,8 +5,9 @@ package dataplane
 // (inside and outside), one conntrack shard and one SNAT allocator; nothing
 // it touches per packet is shared, so nothing is locked. Per batch:
 //
-//	RX ring (port p) ── up to batchSize frames
+//	RX ring (port p) ── up to batchSize frames (then frames other workers handed over)
 //	  parse        conntrack.Parse over header views; a bad packet is a drop reason
+//	  steer        a flow another worker owns (Table.ShardOf) goes to its hand-off ring
 //	  track        Shard.TrackBatch: one lookup per packet, misses overlapped
 //	  open         first packet of a flow: firewall (zone of p) -> SNAT port -> Shard.Create
 //	  translate    SNAT rewrite of the original or reply direction (incremental checksums)
@@ -73,6 +74,7 @@ type workerCounters struct {
 	icmp        [icmpKinds]atomic.Uint64 // ICMP errors sent, by icmp.Kind
 	rst         atomic.Uint64            // TCP resets sent (reject rules)
 	ruleLogLost atomic.Uint64            // rule log records lost to a full ring
+	handoff     atomic.Uint64            // frames handed to the worker owning their flow
 	_           [64]byte
 }
 
@@ -103,10 +105,17 @@ type worker struct {
 	tx       [2]uint32
 
 	limiter icmp.Limiter
-	lastHop [2]hopCache           // per port: the last next hop resolved
-	ruleLog spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
-	errBufs [batchSize][2048]byte // ICMP errors generated in this batch
-	nerr    int
+	lastHop [2]hopCache // per port: the last next hop resolved
+
+	// Hand-off between workers (several queues): outbox[k] carries frames
+	// of flows worker k owns; inbox[j] brings frames from worker j.
+	outbox    []*handoff
+	inbox     []*handoff
+	taken     [64]int // slots taken from each inbox this loop, released after transmit
+	handedOff uint32
+	ruleLog   spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
+	errBufs   [batchSize][2048]byte // ICMP errors generated in this batch
+	nerr      int
 
 	ctr workerCounters
 
@@ -148,11 +157,18 @@ func (w *worker) run(stop <-chan struct{}) {
 				w.process(pi, rx[pi], now)
 			}
 		}
+		got += w.drainInbox(now)
 		// Send everything first: queued frames still point into the RX
-		// frames of the other port, which Fill must not hand back to the
-		// kernel before they are copied out.
+		// frames of the other port (and into hand-off slots), which must
+		// not be reused before they are copied out.
 		for pi := range w.ports {
 			w.transmit(pi)
+		}
+		for j, r := range w.inbox {
+			if r != nil && w.taken[j] > 0 {
+				r.release(w.taken[j])
+				w.taken[j] = 0
+			}
 		}
 		for pi, p := range w.ports {
 			if n := p.sock.NumCompleted(); n > 0 {
@@ -186,6 +202,31 @@ func (w *worker) run(stop <-chan struct{}) {
 			_, _ = unix.Poll(pfds[:], 10)
 		}
 	}
+}
+
+// drainInbox runs the frames other workers handed over through the
+// pipeline, in order, grouped by ingress port; their slots are released
+// after transmit. It returns how many it took.
+func (w *worker) drainInbox(now conntrack.Time) int {
+	total := 0
+	for j, r := range w.inbox {
+		if r == nil {
+			continue
+		}
+		n := r.peek(batchSize)
+		for i := 0; i < n; {
+			port := int(r.slot(i).port)
+			frames := w.rxFrames[:0]
+			for ; i < n && int(r.slot(i).port) == port; i++ {
+				sl := r.slot(i)
+				frames = append(frames, sl.buf[:sl.n])
+			}
+			w.pipeline(port, frames, now)
+		}
+		w.taken[j] = n
+		total += n
+	}
+	return total
 }
 
 // process runs one RX batch from port in through the pipeline.
@@ -224,6 +265,18 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		if !forwardable(&w.pkts[n].Key) {
 			w.drop(drop.NotForwardable)
 			continue
+		}
+		if w.outbox != nil {
+			// The flow's shard: the same for both directions (SNAT chose
+			// its port so), whatever queue the NIC put the packet on.
+			if owner := w.e.table.ShardOf(&w.pkts[n].Key); owner != w.id {
+				if w.outbox[owner].put(in, frame) {
+					w.handedOff++
+				} else {
+					w.drop(drop.HandoffFull)
+				}
+				continue
+			}
 		}
 		w.frames[n] = frame
 		n++
@@ -577,6 +630,10 @@ func (w *worker) flush() {
 	if w.rstSent != 0 {
 		w.ctr.rst.Add(uint64(w.rstSent))
 		w.rstSent = 0
+	}
+	if w.handedOff != 0 {
+		w.ctr.handoff.Add(uint64(w.handedOff))
+		w.handedOff = 0
 	}
 	w.nerr = 0
 }

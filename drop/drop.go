@@ -54,6 +54,7 @@ const (
 	MTUExceeded    // larger than the egress MTU
 	NoNeighbour    // next hop's MAC address unknown (resolution requested)
 	TxFull         // no free transmit slot on the egress queue
+	HandoffFull    // the owning worker's hand-off ring was full
 	NotForwardable // link-layer broadcast/multicast, or a multicast, broadcast, loopback, link-local or unspecified address
 
 	// ICMP errors edge generates or translates (package icmp).
@@ -100,6 +101,7 @@ var names = [NumReasons]string{
 	MTUExceeded:    "mtu_exceeded",
 	NoNeighbour:    "no_neighbour",
 	TxFull:         "tx_full",
+	HandoffFull:    "handoff_full",
 	NotForwardable: "not_forwardable",
 
 	ICMPNotSentError:     "icmp_not_sent_error",
@@ -142,6 +144,7 @@ var help = [NumReasons]string{
 	MTUExceeded:      "packet larger than the egress interface's MTU",
 	NoNeighbour:      "next hop's MAC address not known yet: resolution requested, packet dropped",
 	TxFull:           "no free transmit slot on the egress queue",
+	HandoffFull:      "a packet of a flow another worker owns found that worker's hand-off ring full",
 	NotForwardable:   "not routed: link-layer broadcast or multicast, or a multicast, broadcast, loopback, link-local or unspecified IP address (RFC 1812 5.3.7)",
 
 	ICMPNotSentError:     "no ICMP error sent about an ICMP error or ICMPv6 redirect (RFC 1812 4.3.2.7, RFC 4443 2.4(e.1, e.2))",

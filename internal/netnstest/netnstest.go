@@ -97,8 +97,17 @@ func (ns *NS) Do(fn func() error) error {
 // the traffic they send.
 func Veth(t testing.TB, a *NS, an, aaddr string, b *NS, bn, baddr string) {
 	t.Helper()
+	VethQueues(t, 1, a, an, aaddr, b, bn, baddr)
+}
+
+// VethQueues is Veth with q transmit and receive queues on each end (the
+// kernel spreads flows over them by hash, as RSS would).
+func VethQueues(t testing.TB, q int, a *NS, an, aaddr string, b *NS, bn, baddr string) {
+	t.Helper()
 	tmp := fmt.Sprintf("ev%d%d", os.Getpid()%100000, seq.Add(1))
-	run(t, "ip", "link", "add", tmp+"a", "type", "veth", "peer", "name", tmp+"b")
+	nq := fmt.Sprint(q)
+	run(t, "ip", "link", "add", tmp+"a", "numtxqueues", nq, "numrxqueues", nq, "type", "veth",
+		"peer", "name", tmp+"b", "numtxqueues", nq, "numrxqueues", nq)
 	run(t, "ip", "link", "set", tmp+"a", "netns", a.Name, "name", an)
 	run(t, "ip", "link", "set", tmp+"b", "netns", b.Name, "name", bn)
 	for _, e := range []struct {
