@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/edgegw/edge/conntrack"
-	"github.com/edgegw/edge/snat"
 	"github.com/edgegw/edge/internal/netnstest"
+	"github.com/edgegw/edge/snat"
 )
 
 // TestTwoQueues runs two workers on two-queue veths: flows land on either
