@@ -48,6 +48,11 @@ type File struct {
 	// only; off by default.
 	NSXCompat bool `yaml:"nsx_compat"`
 	Hugepages bool `yaml:"hugepages"`
+	XDP       struct {
+		Frames     int   `yaml:"frames"`      // UMEM frames per socket (default 4096)
+		Ring       int   `yaml:"ring"`        // descriptors per ring (default 2048)
+		NeedWakeup *bool `yaml:"need_wakeup"` // default true
+	} `yaml:"xdp"`
 }
 
 type Interface struct {
@@ -172,7 +177,15 @@ func (f *File) convert() (dataplane.Config, error) {
 	}
 	c.CPUs = f.CPUs
 	c.Hugepages = f.Hugepages
-	c.NeedWakeup = true
+	c.NeedWakeup = f.XDP.NeedWakeup == nil || *f.XDP.NeedWakeup
+	pow2 := func(n int) bool { return n&(n-1) == 0 }
+	if f.XDP.Ring != 0 && (f.XDP.Ring < 64 || f.XDP.Ring > 1<<15 || !pow2(f.XDP.Ring)) {
+		return c, ferr("xdp.ring", "must be a power of two between 64 and 32768")
+	}
+	if f.XDP.Frames != 0 && (f.XDP.Frames < 2*max(f.XDP.Ring, 64) || f.XDP.Frames > 1<<20) {
+		return c, ferr("xdp.frames", "must be at least twice xdp.ring (the fill ring's share plus room to transmit) and at most 1048576")
+	}
+	c.Frames, c.Ring = f.XDP.Frames, f.XDP.Ring
 	for i, m := range f.Management {
 		a, err := netip.ParseAddr(m)
 		if err != nil {

@@ -54,6 +54,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct{ edit, want string }{
 		{"interfaces:\n  inside: {name: in}\n  outside: {}\n", "interfaces.outside.name"},
 		{strings.Replace(good, "mtu: 1400", "mtu: -1", 1), "interfaces.outside.mtu"},
+		{good + "xdp: {ring: 1000}\n", "xdp.ring"},
+		{good + "xdp: {ring: 1024, frames: 1024}\n", "xdp.frames"},
 		{"interfaces: {inside: {name: a}, outside: {name: b}}\nsnat: {mode: automap, ports: \"2000-1000\"}\n", "snat"},
 		{good + "bogus: 1\n", "field bogus not found"},
 		{strings.Replace(good, "10.0.0.0/24, interface: inside", "10.0.0.0/33, interface: inside", 1), "routes[0].dst"},
