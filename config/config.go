@@ -160,14 +160,14 @@ func (f *File) convert() (dataplane.Config, error) {
 		mtu  int
 	}{{"inside", f.Interfaces.Inside.MTU}, {"outside", f.Interfaces.Outside.MTU}} {
 		// A frame must fit one 2048-byte UMEM frame with its Ethernet header.
-		if x.mtu != 0 && (x.mtu < 576 || x.mtu > 2048-14) {
-			return c, ferr("interfaces."+x.name+".mtu", "must be between 576 and 2034 (0: the link's)")
+		if x.mtu != 0 && (x.mtu < 576 || x.mtu > dataplane.MaxMTU) {
+			return c, ferr("interfaces."+x.name+".mtu", "must be between 576 and "+strconv.Itoa(dataplane.MaxMTU)+" (0: the link's)")
 		}
 	}
 	c.Inside = dataplane.Interface{Name: f.Interfaces.Inside.Name, MTU: f.Interfaces.Inside.MTU}
 	c.Outside = dataplane.Interface{Name: f.Interfaces.Outside.Name, MTU: f.Interfaces.Outside.MTU}
-	if f.Queues < 0 || f.Queues > 64 {
-		return c, ferr("queues", "must be between 1 and 64")
+	if f.Queues < 0 || f.Queues > 16 {
+		return c, ferr("queues", "must be between 1 and 16")
 	}
 	c.Queues = f.Queues
 	for i, cpu := range f.CPUs {
@@ -182,7 +182,11 @@ func (f *File) convert() (dataplane.Config, error) {
 	if f.XDP.Ring != 0 && (f.XDP.Ring < 64 || f.XDP.Ring > 1<<15 || !pow2(f.XDP.Ring)) {
 		return c, ferr("xdp.ring", "must be a power of two between 64 and 32768")
 	}
-	if f.XDP.Frames != 0 && (f.XDP.Frames < 2*max(f.XDP.Ring, 64) || f.XDP.Frames > 1<<20) {
+	ring := f.XDP.Ring
+	if ring == 0 {
+		ring = 2048 // the data plane's default
+	}
+	if f.XDP.Frames != 0 && (f.XDP.Frames < 2*ring || f.XDP.Frames > 1<<20) {
 		return c, ferr("xdp.frames", "must be at least twice xdp.ring (the fill ring's share plus room to transmit) and at most 1048576")
 	}
 	c.Frames, c.Ring = f.XDP.Frames, f.XDP.Ring

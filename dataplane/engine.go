@@ -47,6 +47,11 @@ type Config struct {
 	Logf       func(format string, args ...any)
 }
 
+// MaxMTU is the largest IP packet a 2,048-byte AF_XDP frame receives: the
+// kernel keeps 256 bytes of headroom (XDP_PACKET_HEADROOM) and the
+// Ethernet header takes 14.
+const MaxMTU = 2048 - 256 - 14
+
 // Engine is a running data plane: the XDP program on both interfaces, one
 // AF_XDP socket per queue and interface, one worker per queue.
 type Engine struct {
@@ -58,6 +63,7 @@ type Engine struct {
 	progs   [2]*Program // one per interface: an xsks slot serves one (interface, queue)
 	nat     *snat.NAT
 	ns      netns.NsHandle // the namespace New ran in
+	logMu   sync.Mutex     // one rule-log reader at a time
 	ports   [2]port
 	workers []*worker
 	start   time.Time
@@ -77,14 +83,19 @@ func New(cfg Config) (e *Engine, err error) {
 	if cfg.Queues == 0 {
 		cfg.Queues = 1
 	}
-	if cfg.Queues < 1 || cfg.Queues > 64 {
-		return nil, errors.New("queues: must be between 1 and 64")
+	if cfg.Queues < 1 || cfg.Queues > 16 {
+		return nil, errors.New("queues: must be between 1 and 16")
 	}
 	if cfg.Frames == 0 {
 		cfg.Frames = 4096
 	}
 	if cfg.Ring == 0 {
 		cfg.Ring = 2048
+	}
+	if cfg.Frames < 2*cfg.Ring {
+		// The fill ring holds Ring frames for receiving; the rest transmit.
+		return nil, fmt.Errorf("xdp.frames: %d frames cannot serve a %d-descriptor fill ring and transmit too (need at least %d)",
+			cfg.Frames, cfg.Ring, 2*cfg.Ring)
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
@@ -115,10 +126,17 @@ func New(cfg Config) (e *Engine, err error) {
 			return nil, fmt.Errorf("interfaces.%s: %s has %d receive queues and edge serves %d; reduce them (ethtool -L %s combined %d)",
 				[2]string{"inside", "outside"}[i], ic.Name, len(rxq), cfg.Queues, ic.Name, cfg.Queues)
 		}
+		// Router advertisements reach the kernel (the XDP program passes
+		// ND): the box must not take routes or addresses from them.
+		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+ic.Name+"/accept_ra", []byte("0\n"), 0)
 		p := &e.ports[i]
 		p.name, p.ifindex, p.mtu = ic.Name, ifc.Index, ifc.MTU
 		if ic.MTU != 0 {
 			p.mtu = ic.MTU
+		}
+		if p.mtu > MaxMTU {
+			return nil, fmt.Errorf("interfaces.%s.mtu: %s's MTU %d is larger than an AF_XDP frame holds (%d); set mtu: %d or lower the link's",
+				[2]string{"inside", "outside"}[i], ic.Name, p.mtu, MaxMTU, MaxMTU)
 		}
 		copy(p.mac[:], ifc.HardwareAddr)
 		p.addr4, p.addr6 = ifaceAddrs(ifc)
@@ -217,7 +235,7 @@ func New(cfg Config) (e *Engine, err error) {
 		for _, from := range e.workers {
 			for _, to := range e.workers {
 				if from != to {
-					r := newHandoff(256)
+					r := newHandoff(128) // 128 frames of 2 KiB per ordered pair of workers
 					from.outbox[to.id], to.inbox[from.id] = r, r
 				}
 			}
@@ -411,6 +429,8 @@ func (e *Engine) SetRules(rs firewall.RuleSet) error {
 // ReadRuleLogs moves the queued rule-log records of every worker into out
 // and returns how many. One reader at a time.
 func (e *Engine) ReadRuleLogs(out []RuleLog) int {
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
 	n := 0
 	for _, w := range e.workers {
 		n += w.ruleLog.Read(out[n:])

@@ -24,7 +24,10 @@ func kernelRoutes(ifindexes [2]int) ([]Route, error) {
 			return nil, err
 		}
 		for _, r := range list {
-			if len(r.MultiPath) > 0 || r.Type != unix.RTN_UNICAST {
+			if len(r.MultiPath) > 0 || r.Type != unix.RTN_UNICAST ||
+				r.Protocol == unix.RTPROT_RA || r.Protocol == unix.RTPROT_REDIRECT {
+				// Never a route a neighbour told the kernel about (a rogue
+				// router advertisement must not steer edge's traffic).
 				continue
 			}
 			var dst netip.Prefix

@@ -136,7 +136,10 @@ func (n *Neighbours) Refresh() error {
 			for _, e := range list {
 				// Usable states only: never INCOMPLETE or FAILED.
 				if e.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0 ||
-					len(e.HardwareAddr) != 6 {
+					len(e.HardwareAddr) != 6 || e.HardwareAddr[0]&1 != 0 {
+					// Never a group address: the kernel keeps ff:ff:ff:ff:ff:ff
+					// NOARP entries for subnet broadcasts, and forwarding to
+					// them would be a directed broadcast (RFC 2644).
 					continue
 				}
 				a, ok := netip.AddrFromSlice(e.IP)

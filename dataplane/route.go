@@ -28,6 +28,7 @@ type Routes struct {
 
 type route4 struct {
 	net, mask uint32
+	bcast     uint32 // on-link /30 or shorter: the subnet's broadcast address (never forwarded)
 	via       [16]byte
 	onLink    bool
 	port      int
@@ -68,7 +69,11 @@ func NewRoutes(rs []Route, ports int) (*Routes, error) {
 			if p.Bits() > 0 {
 				mask = ^uint32(0) << (32 - p.Bits())
 			}
-			t.v4 = append(t.v4, route4{net: be32(a[:]), mask: mask, via: via, onLink: !r.Via.IsValid(), port: r.Port})
+			r4 := route4{net: be32(a[:]), mask: mask, via: via, onLink: !r.Via.IsValid(), port: r.Port}
+			if r4.onLink && p.Bits() <= 30 && p.Bits() > 0 {
+				r4.bcast = r4.net | ^mask
+			}
+			t.v4 = append(t.v4, r4)
 		} else {
 			t.v6 = append(t.v6, route6{pfx: p, via: via, onLink: !r.Via.IsValid(), port: r.Port})
 		}
@@ -77,7 +82,8 @@ func NewRoutes(rs []Route, ports int) (*Routes, error) {
 }
 
 // Lookup returns the egress port and next-hop address (16-byte form) for
-// destination dst (16-byte form, IPv4-mapped for IPv4).
+// destination dst (16-byte form, IPv4-mapped for IPv4). The broadcast
+// address of a connected IPv4 subnet has no route.
 func (t *Routes) Lookup(dst *[16]byte) (port int, nextHop [16]byte, ok bool) {
 	if isV4Mapped(dst) {
 		d := be32(dst[12:])
@@ -85,6 +91,10 @@ func (t *Routes) Lookup(dst *[16]byte) (port int, nextHop [16]byte, ok bool) {
 			r := &t.v4[i]
 			if d&r.mask == r.net {
 				if r.onLink {
+					if r.bcast != 0 && d == r.bcast {
+						// A directed broadcast (RFC 2644): not forwarded.
+						return 0, nextHop, false
+					}
 					return r.port, *dst, true
 				}
 				return r.port, r.via, true

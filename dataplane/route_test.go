@@ -12,6 +12,7 @@ func TestRoutesLongestPrefix(t *testing.T) {
 		{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
 		{Dst: netip.MustParsePrefix("10.0.0.128/25"), Via: netip.MustParseAddr("10.0.0.2"), Port: 0},
 		{Dst: netip.MustParsePrefix("2001:db8::/32"), Via: netip.MustParseAddr("fe80::1"), Port: 1},
+		{Dst: netip.MustParsePrefix("192.168.50.0/24"), Port: 0},
 	}, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +27,8 @@ func TestRoutesLongestPrefix(t *testing.T) {
 		{"10.0.0.200", "10.0.0.2", 0, true},
 		{"2001:db8::1", "fe80::1", 1, true},
 		{"2001:db9::1", "", 0, false},
+		{"192.168.50.255", "", 0, false}, // directed broadcast of a connected subnet (RFC 2644)
+		{"192.168.50.254", "192.168.50.254", 0, true},
 	} {
 		d := netip.MustParseAddr(tc.dst).As16()
 		port, hop, ok := rt.Lookup(&d)
