@@ -56,7 +56,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{strings.Replace(good, "mtu: 1400", "mtu: -1", 1), "interfaces.outside.mtu"},
 		{good + "xdp: {ring: 1000}\n", "xdp.ring"},
 		{good + "xdp: {ring: 1024, frames: 1024}\n", "xdp.frames"},
-		{good + "xdp: {frames: 256}\n", "xdp.frames"}, // against the default ring of 2048
+		{good + "xdp: {frames: 256}\n", "xdp.frames"},                                  // against the default ring of 2048
 		{strings.Replace(good, "mtu: 1400", "mtu: 2000", 1), "interfaces.outside.mtu"}, // > what a frame holds
 		{"interfaces: {inside: {name: a}, outside: {name: b}}\nsnat: {mode: automap, ports: \"2000-1000\"}\n", "snat"},
 		{good + "bogus: 1\n", "field bogus not found"},
