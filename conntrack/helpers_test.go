@@ -4,9 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"runtime"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/header"
@@ -115,26 +113,6 @@ func (h *harness) state(k Key) State {
 		return StateNone
 	}
 	return h.s.flows[r].state
-}
-
-// serve runs the owner side of control requests until stop is closed.
-func serve(s *Shard, clk func() Time, stop <-chan struct{}, wg *sync.WaitGroup) {
-	defer wg.Done()
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		s.Serve(clk())
-		time.Sleep(50 * time.Microsecond)
-	}
-}
-
-func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return c
 }
 
 func netip4(s string) netip.Addr { return netip.MustParseAddr(s) }

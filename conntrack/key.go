@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/edgegw/edge/header"
 )
 
 // Key identifies one direction of a flow. It is a comparable value with no
@@ -39,11 +41,7 @@ func (k Key) Reverse() Key {
 }
 
 // IsIPv4 reports whether the key's addresses are IPv4-mapped.
-func (k *Key) IsIPv4() bool { return isMapped(&k.Src) }
-
-func isMapped(a *[16]byte) bool {
-	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
-}
+func (k *Key) IsIPv4() bool { return header.IsV4Mapped(&k.Src) }
 
 // SrcAddr returns the source address (IPv4 addresses unmapped).
 func (k *Key) SrcAddr() netip.Addr { return netip.AddrFrom16(k.Src).Unmap() }

@@ -34,40 +34,66 @@ func newLab(t *testing.T, rules firewall.RuleSet, opts ...func(*Config)) *lab {
 	l.client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
 	netnstest.NoTxChecksumOffload(t, l.client, "c0")
 	netnstest.NoTxChecksumOffload(t, l.server, "s0")
-	cfg := Config{
-		Inside:  Interface{Name: "in"},
-		Outside: Interface{Name: "out"},
-		Routes: []Route{
-			{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
-			{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1},
-		},
-		Rules:      rules,
-		SNAT:       &snat.Config{Mode: snat.Automap},
-		Conntrack:  conntrack.Config{MaxFlows: 4096, Policy: conntrack.Policy{Profiles: []conntrack.Profile{conntrack.DefaultProfile}}},
-		Frames:     512,
-		Ring:       256,
-		NeedWakeup: true,
-		Logf:       t.Logf,
-	}
+	cfg := labConfig(rules)
+	cfg.SNAT = &snat.Config{Mode: snat.Automap}
+	cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.DefaultProfile}}
+	cfg.Logf = t.Logf
 	for _, o := range opts {
 		o(&cfg)
 	}
-	err := l.edge.Do(func() error {
-		var err error
-		if l.engine, err = New(cfg); err != nil {
+	l.engine = startEngine(t, l.edge, cfg)
+	return l
+}
+
+// labConfig is the configuration the namespace tests share: inside "in"
+// (10.0.0.0/24), outside "out" (203.0.113.0/24), small rings.
+func labConfig(rules firewall.RuleSet) Config {
+	return Config{
+		Inside: Interface{Name: "in"}, Outside: Interface{Name: "out"},
+		Routes: []Route{{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
+			{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1}},
+		Rules:     rules,
+		Conntrack: conntrack.Config{MaxFlows: 4096},
+		Frames:    512, Ring: 256, NeedWakeup: true,
+	}
+}
+
+// startEngine starts an engine from cfg in namespace ns and closes it when
+// the test ends.
+func startEngine(t *testing.T, ns *netnstest.NS, cfg Config) *Engine {
+	t.Helper()
+	var e *Engine
+	err := ns.Do(func() (err error) {
+		if e, err = New(cfg); err != nil {
 			return err
 		}
-		return l.engine.Run()
+		return e.Run()
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := l.edge.Do(l.engine.Close); err != nil {
+		if err := ns.Do(e.Close); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
-	return l
+	return e
+}
+
+// ifaceMAC returns the hardware address of interface name in ns.
+func ifaceMAC(t *testing.T, ns *netnstest.NS, name string) (mac [6]byte) {
+	t.Helper()
+	err := ns.Do(func() error {
+		ifc, err := net.InterfaceByName(name)
+		if err == nil {
+			copy(mac[:], ifc.HardwareAddr)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac
 }
 
 var allowOutbound = firewall.RuleSet{

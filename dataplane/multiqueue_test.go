@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -23,24 +22,9 @@ func TestTwoQueues(t *testing.T) {
 	client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
 	netnstest.NoTxChecksumOffload(t, client, "c0")
 	netnstest.NoTxChecksumOffload(t, server, "s0")
-	var eng *Engine
-	err := edge.Do(func() (err error) {
-		eng, err = New(Config{
-			Inside: Interface{Name: "in"}, Outside: Interface{Name: "out"}, Queues: 2,
-			Routes: []Route{{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
-				{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1}},
-			Rules: allowOutbound, SNAT: &snat.Config{Mode: snat.Automap},
-			Conntrack: conntrack.Config{MaxFlows: 4096}, Frames: 512, Ring: 256, NeedWakeup: true,
-		})
-		if err != nil {
-			return err
-		}
-		return eng.Run()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { edge.Do(eng.Close) })
+	cfg := labConfig(allowOutbound)
+	cfg.Queues, cfg.SNAT = 2, &snat.Config{Mode: snat.Automap}
+	eng := startEngine(t, edge, cfg)
 
 	var udp *net.UDPConn
 	if err := server.Do(func() (err error) {
@@ -62,7 +46,7 @@ func TestTwoQueues(t *testing.T) {
 	}()
 	const flows = 64
 	answered := 0
-	err = client.Do(func() error {
+	err := client.Do(func() error {
 		for f := 0; f < flows; f++ {
 			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7009})
 			if err != nil {

@@ -90,37 +90,10 @@ func TestNSXSequenceOnTheWire(t *testing.T) {
 			cliIP, srvIP := netip.MustParseAddr("10.0.0.50"), netip.MustParseAddr("203.0.113.50")
 			edge.Run(t, "ip", "neigh", "replace", cliIP.String(), "lladdr", net.HardwareAddr(cli.mac[:]).String(), "dev", "in", "nud", "permanent")
 			edge.Run(t, "ip", "neigh", "replace", srvIP.String(), "lladdr", net.HardwareAddr(srv.mac[:]).String(), "dev", "out", "nud", "permanent")
-			var eng *Engine
-			var inMAC, outMAC [6]byte
-			err := edge.Do(func() (err error) {
-				for _, x := range []struct {
-					name string
-					mac  *[6]byte
-				}{{"in", &inMAC}, {"out", &outMAC}} {
-					ifc, err := net.InterfaceByName(x.name)
-					if err != nil {
-						return err
-					}
-					copy(x.mac[:], ifc.HardwareAddr)
-				}
-				eng, err = New(Config{
-					Inside: Interface{Name: "in"}, Outside: Interface{Name: "out"},
-					Routes: []Route{{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
-						{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1}},
-					Rules: firewall.RuleSet{Rules: []firewall.Rule{{Name: "any", Action: firewall.Allow}}},
-					Conntrack: conntrack.Config{MaxFlows: 1024, Policy: conntrack.Policy{
-						Profiles: []conntrack.Profile{conntrack.NSXGatewayProfile}, NSXCompat: nsx}},
-					Frames: 512, Ring: 256, NeedWakeup: true,
-				})
-				if err != nil {
-					return err
-				}
-				return eng.Run()
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { edge.Do(eng.Close) })
+			cfg := labConfig(firewall.RuleSet{Rules: []firewall.Rule{{Name: "any", Action: firewall.Allow}}})
+			cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.NSXGatewayProfile}, NSXCompat: nsx}
+			eng := startEngine(t, edge, cfg)
+			inMAC, outMAC := ifaceMAC(t, edge, "in"), ifaceMAC(t, edge, "out")
 
 			seg := func(src, dst netip.Addr, sport, dport uint16, flags uint8, seq, ack uint32, smac, dmac [6]byte) []byte {
 				return headertest.BuildEth(headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoTCP, SrcPort: sport, DstPort: dport,

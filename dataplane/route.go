@@ -1,11 +1,12 @@
 package dataplane
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sort"
 	"strconv"
+
+	"github.com/edgegw/edge/header"
 )
 
 // Route sends packets for Dst out of port Port (an index into the data
@@ -85,7 +86,7 @@ func NewRoutes(rs []Route, ports int) (*Routes, error) {
 // destination dst (16-byte form, IPv4-mapped for IPv4). The broadcast
 // address of a connected IPv4 subnet has no route.
 func (t *Routes) Lookup(dst *[16]byte) (port int, nextHop [16]byte, ok bool) {
-	if isV4Mapped(dst) {
+	if header.IsV4Mapped(dst) {
 		d := be32(dst[12:])
 		for i := range t.v4 {
 			r := &t.v4[i]
@@ -117,9 +118,4 @@ func (t *Routes) Lookup(dst *[16]byte) (port int, nextHop [16]byte, ok bool) {
 
 func be32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
-// isV4Mapped reports whether a is ::ffff:a.b.c.d, with two loads.
-func isV4Mapped(a *[16]byte) bool {
-	return binary.LittleEndian.Uint64(a[0:8]) == 0 && binary.LittleEndian.Uint32(a[8:12]) == 0xffff0000
 }

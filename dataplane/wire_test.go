@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/header/headertest"
@@ -28,35 +27,15 @@ func TestICMPOnTheWire(t *testing.T) {
 	cli := openRaw(t, client, "c0")
 	cliIP, srvIP, edgeIn := netip.MustParseAddr("10.0.0.50"), netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("10.0.0.1")
 	edge.Run(t, "ip", "neigh", "replace", cliIP.String(), "lladdr", net.HardwareAddr(cli.mac[:]).String(), "dev", "in", "nud", "permanent")
-	var eng *Engine
-	var inMAC [6]byte
 	rules := firewall.RuleSet{Rules: []firewall.Rule{
 		{Name: "no-tftp", Zone: firewall.Inside, Proto: header.ProtoUDP, DstPorts: []firewall.PortRange{{Lo: 69, Hi: 69}}, Action: firewall.Reject},
 		{Name: "no-telnet", Zone: firewall.Inside, Proto: header.ProtoTCP, DstPorts: []firewall.PortRange{{Lo: 23, Hi: 23}}, Action: firewall.Reject},
 		{Name: "outbound", Zone: firewall.Inside, Action: firewall.Allow},
 	}}
-	err := edge.Do(func() (err error) {
-		ifc, err := net.InterfaceByName("in")
-		if err != nil {
-			return err
-		}
-		copy(inMAC[:], ifc.HardwareAddr)
-		eng, err = New(Config{
-			Inside: Interface{Name: "in"}, Outside: Interface{Name: "out", MTU: 1280},
-			Routes: []Route{{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
-				{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1}},
-			Rules: rules, SNAT: &snat.Config{Mode: snat.Automap},
-			Conntrack: conntrack.Config{MaxFlows: 1024}, Frames: 512, Ring: 256, NeedWakeup: true,
-		})
-		if err != nil {
-			return err
-		}
-		return eng.Run()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { edge.Do(eng.Close) })
+	cfg := labConfig(rules)
+	cfg.Outside.MTU, cfg.SNAT = 1280, &snat.Config{Mode: snat.Automap}
+	eng := startEngine(t, edge, cfg)
+	inMAC := ifaceMAC(t, edge, "in")
 	toClient := func(ip header.IPv4) bool { return ip.DstAddr() == cliIP }
 	// exchange sends frame until something addressed to the client comes
 	// back (the first tries may be lost while edge resolves the server).

@@ -93,7 +93,6 @@ type worker struct {
 	pkts     [batchSize]conntrack.Packet
 	frames   [batchSize][]byte
 	rxFrames [batchSize][]byte
-	idx      [batchSize]int // position in the RX batch of each tracked packet
 	txq      [2][batchSize][]byte
 	ntx      [2]int
 
@@ -387,7 +386,7 @@ func forwardable(k *conntrack.Key) bool {
 }
 
 func unicastRoutable(a *[16]byte) bool {
-	if isV4Mapped(a) {
+	if header.IsV4Mapped(a) {
 		switch {
 		case a[12] == 0, a[12] == 127, a[12] >= 224, // this network, loopback, multicast, class E + broadcast
 			a[12] == 169 && a[13] == 254: // link-local

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/header"
 )
 
 // Protocol classes: a rule with ProtoAny belongs to all of them.
@@ -155,7 +156,7 @@ func (c *Compiled) Match(zone Zone, k *conntrack.Key, icmpType uint8) Verdict {
 			d++
 		}
 	}
-	if isMapped(&k.Src) {
+	if header.IsV4Mapped(&k.Src) {
 		if cl.src4.starts != nil {
 			offs[d] = cl.src4.find(binary.BigEndian.Uint32(k.Src[12:]))
 			d++
@@ -164,7 +165,7 @@ func (c *Compiled) Match(zone Zone, k *conntrack.Key, icmpType uint8) Verdict {
 		offs[d] = cl.src6.find(binary.BigEndian.Uint64(k.Src[:8]), binary.BigEndian.Uint64(k.Src[8:]))
 		d++
 	}
-	if isMapped(&k.Dst) {
+	if header.IsV4Mapped(&k.Dst) {
 		if cl.dst4.starts != nil {
 			offs[d] = cl.dst4.find(binary.BigEndian.Uint32(k.Dst[12:]))
 			d++
@@ -214,10 +215,6 @@ func (cl *class) first(offs *[maxDims]uint32, d int) int {
 		}
 	}
 	return -1
-}
-
-func isMapped(a *[16]byte) bool {
-	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
 }
 
 // Len returns the number of rules.

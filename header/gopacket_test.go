@@ -28,8 +28,6 @@ type gpPacket struct {
 	icmp6  *layers.ICMPv6
 	echo6  *layers.ICMPv6Echo
 	pay    []byte
-	l4Off  int // offset of the L4 header from the start of the IP header
-	l4Len  int
 	tcpOpt header.TCPSynOptions
 }
 

@@ -607,3 +607,15 @@ func TestICMPClassification(t *testing.T) {
 		}
 	}
 }
+
+func TestIsV4Mapped(t *testing.T) {
+	for _, tc := range []struct {
+		a    string
+		want bool
+	}{{"::ffff:10.0.0.1", true}, {"::ffff:0.0.0.0", true}, {"::1", false}, {"2001:db8::ffff:0a00:0001", false}, {"::fffe:10.0.0.1", false}} {
+		a := netip.MustParseAddr(tc.a).As16()
+		if got := header.IsV4Mapped(&a); got != tc.want {
+			t.Errorf("IsV4Mapped(%s) = %v", tc.a, got)
+		}
+	}
+}

@@ -153,7 +153,7 @@ func build4(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 	if !ip.IsValid(len(off)) {
 		return 0, drop.BadIPHeader
 	}
-	if !isMapped(src) || (k == FragNeeded && (mtu < minMTU4 || mtu > 0xffff)) {
+	if !header.IsV4Mapped(src) || (k == FragNeeded && (mtu < minMTU4 || mtu > 0xffff)) {
 		return 0, drop.ICMPBuildFailed
 	}
 	total := int(ip.TotalLen())
@@ -198,7 +198,7 @@ func build6(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 	if !ip.IsValid(len(off)) {
 		return 0, drop.BadIPHeader
 	}
-	if isMapped(src) || (k == FragNeeded && mtu < minMTU6) {
+	if header.IsV4Mapped(src) || (k == FragNeeded && mtu < minMTU6) {
 		return 0, drop.ICMPBuildFailed
 	}
 	total := header.IPv6Len + int(ip.PayloadLen())
@@ -284,10 +284,4 @@ func Check(ip []byte, mtu uint32) (k Kind, forward bool) {
 		return NoError, true
 	}
 	return NoError, false
-}
-
-// isMapped reports whether a is an IPv4-mapped IPv6 address (::ffff:a.b.c.d),
-// the form conntrack keys and Build's src use for IPv4.
-func isMapped(a *[16]byte) bool {
-	return binary.BigEndian.Uint64(a[0:8]) == 0 && binary.BigEndian.Uint32(a[8:12]) == 0xffff
 }

@@ -238,7 +238,7 @@ func buildChecks(t *testing.T, e, off []byte, k icmp.Kind, mtu uint32) {
 // transportCkOff returns the offset of the quoted transport checksum that
 // TranslateRelated updates without the UDP rules (TCP if quoted, echo), or -1.
 func transportCkOff(pkt []byte, p *conntrack.Packet) int {
-	end := len(pkt)
+	var end int
 	if pkt[0]>>4 == 4 {
 		end = int(header.IPv4(pkt).TotalLen())
 	} else {

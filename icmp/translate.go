@@ -103,7 +103,7 @@ func TranslateRelated(pkt []byte, p *conntrack.Packet, dir conntrack.Dir, orig c
 	default:
 		return drop.BadIPHeader
 	}
-	if isMapped(&orig.Src) != v4 || isMapped(&natAddr) != v4 || orig.Proto != p.Key.Proto {
+	if header.IsV4Mapped(&orig.Src) != v4 || header.IsV4Mapped(&natAddr) != v4 || orig.Proto != p.Key.Proto {
 		return drop.ICMPNoFlow
 	}
 

@@ -60,10 +60,6 @@ func RewriteReply(ip []byte, p *conntrack.Packet, orig *conntrack.Key) drop.Reas
 	return rewrite(ip, p, &orig.Src, orig.SrcPort, true)
 }
 
-func isMapped(a *[16]byte) bool {
-	return binary.LittleEndian.Uint64(a[0:8]) == 0 && binary.BigEndian.Uint32(a[8:12]) == 0xffff
-}
-
 // RFC 1624 equation 3, HC' = ~(~HC + ~m + m'), applied once per checksum
 // for all the fields that change: acc accumulates ~m + m' over the changed
 // words, in one's complement arithmetic modulo 0xFFFF. 32-bit words may be
@@ -120,7 +116,7 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 	var acc uint64 // the L4 checksum's changes
 	switch ip[0] >> 4 {
 	case 4:
-		if !isMapped(addr) {
+		if !header.IsV4Mapped(addr) {
 			return drop.SNATNoAddress
 		}
 		if len(ip) < header.IPv4MinLen || off < header.IPv4MinLen || len(ip) < off+need {
@@ -144,7 +140,7 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 			acc = da
 		}
 	case 6:
-		if isMapped(addr) {
+		if header.IsV4Mapped(addr) {
 			return drop.SNATNoAddress
 		}
 		if len(ip) < header.IPv6Len || off < header.IPv6Len || len(ip) < off+need {
