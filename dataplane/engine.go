@@ -18,6 +18,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/snat"
 )
 
@@ -446,10 +447,10 @@ type Stats struct {
 	RX, TX      [2]uint64 // per port: 0 inside, 1 outside
 	Drops       [drop.NumReasons]uint64
 	Created     uint64
-	ICMP        [icmpKinds]uint64 // errors sent, indexed by icmp.Kind
-	RST         uint64            // TCP resets sent for reject rules
-	RuleLogLost uint64            // rule-log records lost to a full ring
-	Handoff     uint64            // frames handed to the worker owning their flow
+	ICMP        [icmp.NumKinds]uint64 // errors sent, indexed by icmp.Kind
+	RST         uint64                // TCP resets sent for reject rules
+	RuleLogLost uint64                // rule-log records lost to a full ring
+	Handoff     uint64                // frames handed to the worker owning their flow
 	XDP         ProgStats
 }
 

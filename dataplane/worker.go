@@ -71,14 +71,12 @@ type workerCounters struct {
 	rx, tx      [2]atomic.Uint64
 	drops       [drop.NumReasons]atomic.Uint64
 	created     atomic.Uint64
-	icmp        [icmpKinds]atomic.Uint64 // ICMP errors sent, by icmp.Kind
-	rst         atomic.Uint64            // TCP resets sent (reject rules)
-	ruleLogLost atomic.Uint64            // rule log records lost to a full ring
-	handoff     atomic.Uint64            // frames handed to the worker owning their flow
+	icmp        [icmp.NumKinds]atomic.Uint64 // ICMP errors sent, by icmp.Kind
+	rst         atomic.Uint64                // TCP resets sent (reject rules)
+	ruleLogLost atomic.Uint64                // rule log records lost to a full ring
+	handoff     atomic.Uint64                // frames handed to the worker owning their flow
 	_           [64]byte
 }
-
-const icmpKinds = 5
 
 func (w *worker) sentICMP(k icmp.Kind) { w.icmpSent[k]++ }
 
@@ -97,7 +95,7 @@ type worker struct {
 	ntx      [2]int
 
 	// per-batch tallies, published by flush
-	icmpSent [icmpKinds]uint32
+	icmpSent [icmp.NumKinds]uint32
 	rstSent  uint32
 	drops    [drop.NumReasons]uint32
 	rx       [2]uint32

@@ -29,10 +29,10 @@ const (
 	// for the NSX-compatibility mode; edge's own reject is AdminProhibited.
 	PortUnreachable
 
-	numKinds
+	NumKinds // the number of kinds, NoError included
 )
 
-var kindNames = [numKinds]string{
+var kindNames = [NumKinds]string{
 	NoError:         "none",
 	TimeExceeded:    "time_exceeded",
 	FragNeeded:      "frag_needed",
@@ -42,14 +42,14 @@ var kindNames = [numKinds]string{
 
 // String returns the kind's name, e.g. "frag_needed".
 func (k Kind) String() string {
-	if k < numKinds {
+	if k < NumKinds {
 		return kindNames[k]
 	}
 	return "unknown"
 }
 
 // typeCode holds the ICMP type and code of each kind: [kind][0 IPv4, 1 IPv6].
-var typeCode = [numKinds][2][2]uint8{
+var typeCode = [NumKinds][2][2]uint8{
 	TimeExceeded: {
 		{header.ICMPv4TimeExceeded, header.ICMPv4TTLExceeded},
 		{header.ICMPv6TimeExceeded, header.ICMPv6HopLimitExceeded},
@@ -71,7 +71,7 @@ var typeCode = [numKinds][2][2]uint8{
 // TypeCode returns the ICMP (v6 false) or ICMPv6 (v6 true) type and code of
 // kind k; 0, 0 for NoError or an unknown kind.
 func (k Kind) TypeCode(v6 bool) (typ, code uint8) {
-	if k >= numKinds {
+	if k >= NumKinds {
 		return 0, 0
 	}
 	i := 0
@@ -130,7 +130,7 @@ const (
 // everything is read from offending before out is written. It never
 // allocates.
 func Build(out []byte, k Kind, src [16]byte, offending []byte, mtu uint32) (n int, r drop.Reason) {
-	if k == NoError || k >= numKinds {
+	if k == NoError || k >= NumKinds {
 		return 0, drop.ICMPBuildFailed
 	}
 	if len(offending) < 1 {

@@ -34,7 +34,7 @@ import (
 // which only the routing table knows. Anycast sources (RFC 4443 2.4(e.6))
 // are not known here either. It never allocates.
 func MaySend(offending []byte, k Kind) drop.Reason {
-	if k == NoError || k >= numKinds {
+	if k == NoError || k >= NumKinds {
 		return drop.ICMPBuildFailed
 	}
 	if len(offending) < 1 {
