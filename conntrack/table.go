@@ -177,6 +177,12 @@ func (t *Table) SetPolicy(p Policy) error {
 	return nil
 }
 
+// ValidatePolicy checks p as SetPolicy would, changing nothing.
+func ValidatePolicy(p Policy) error {
+	_, err := newProfileSet(p.Profiles)
+	return err
+}
+
 // Policy returns the current policy.
 func (t *Table) Policy() Policy { return t.pol.Load().Policy }
 

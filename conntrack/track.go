@@ -64,6 +64,7 @@ func (s *Shard) track(p *Packet, h uint64, pos int, pol *policy, now Time) Verdi
 	if p.Kind == KindRelated {
 		if !ok {
 			s.drop(drop.ICMPNoFlow)
+			s.emitPacket(p, EvDropped, drop.ICMPNoFlow, now)
 			return Verdict{Action: Drop, Reason: drop.ICMPNoFlow}
 		}
 		return Verdict{Flow: Ref(slot), Action: Forward, Dir: d, State: s.flows[slot].state}
@@ -204,6 +205,7 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	creator, ok := mayCreate(p, pol)
 	if !ok {
 		s.drop(drop.NoState)
+		s.emitPacket(p, EvRefused, drop.NoState, now)
 		return Verdict{Action: Drop, Reason: drop.NoState}
 	}
 	h := s.hash(&p.Key)

@@ -17,6 +17,26 @@
 // same way. New and Attach/Detach must run on a thread in the interfaces'
 // network namespace (edge runs wholly inside it).
 //
+// Live configuration (apply.go): Engine.Apply may run from any goroutine
+// while the workers forward (applies are serialized). It builds every new
+// snapshot off to the side (compiled rules against the new profile
+// indexes, routes, conntrack policy, SNAT settings), and only when all are
+// valid swaps them in, one atomic pointer store each; the configuration in
+// force is itself an immutable Config behind an atomic pointer
+// (Engine.Config). Workers see new rules, routes and policy from their next
+// packet and new SNAT settings from their next new flow; nothing a worker
+// owns is touched, and the per-packet path gained no lock and no
+// allocation. Fields that size or bind resources at start are refused
+// (ErrRestartRequired). Apply, Status and kernel-route refreshes that read
+// the kernel run on a thread moved into the namespace New ran in.
+//
+// Events (events.go): each worker records its drops and the ICMP errors and
+// resets it sends in its own lossy single-producer ring, published once
+// per batch; Engine.ReadEvents is the one reader. Conntrack's and SNAT's
+// events stay in their own rings (Table.ReadEvents, NAT.ReadEvents).
+// Status, Stats and ReadEvents read what workers published; nothing is
+// counted per packet for them.
+//
 // With several queues, each worker owns one conntrack shard; a packet that
 // arrives on another worker's queue (the NIC's RSS hash is not edge's shard
 // hash) is copied to the owner over a single-producer single-consumer

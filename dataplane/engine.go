@@ -56,7 +56,12 @@ const MaxMTU = 2048 - 256 - 14
 // Engine is a running data plane: the XDP program on both interfaces, one
 // AF_XDP socket per queue and interface, one worker per queue.
 type Engine struct {
-	cfg     Config
+	cfg     Config                 // as given to New, defaults applied: the fields fixed while running
+	cur     atomic.Pointer[Config] // the configuration in force (Apply replaces it whole)
+	natCfg  *snat.Config           // SNAT in force, automap address resolved; nil: off (under applyMu)
+	gen     atomic.Uint64          // configuration generation: 1 at New, +1 per Apply that changed something
+	applyMu sync.Mutex             // serializes Apply (and SetRules)
+	routeMu sync.Mutex             // serializes route compilation and swap (Apply, kernel refresh)
 	table   *conntrack.Table
 	fw      firewall.Active
 	routes  atomic.Pointer[Routes]
@@ -64,7 +69,9 @@ type Engine struct {
 	progs   [2]*Program // one per interface: an xsks slot serves one (interface, queue)
 	nat     *snat.NAT
 	ns      netns.NsHandle // the namespace New ran in
+	hasNS   bool           // ns is open (false in kernel-free tests)
 	logMu   sync.Mutex     // one rule-log reader at a time
+	evMu    sync.Mutex     // one event reader at a time
 	ports   [2]port
 	workers []*worker
 	start   time.Time
@@ -81,30 +88,23 @@ func (e *Engine) natAddr16(i uint16) [16]byte { return e.table.NATAddr16(i) }
 // namespace of the interfaces (edge runs wholly inside it). On error
 // everything done so far is undone.
 func New(cfg Config) (e *Engine, err error) {
-	if cfg.Queues == 0 {
-		cfg.Queues = 1
-	}
-	if cfg.Queues < 1 || cfg.Queues > 16 {
-		return nil, errors.New("queues: must be between 1 and 16")
-	}
-	if cfg.Frames == 0 {
-		cfg.Frames = 4096
-	}
-	if cfg.Ring == 0 {
-		cfg.Ring = 2048
-	}
-	if cfg.Frames < 2*cfg.Ring {
-		// The fill ring holds Ring frames for receiving; the rest transmit.
-		return nil, fmt.Errorf("xdp.frames: %d frames cannot serve a %d-descriptor fill ring and transmit too (need at least %d)",
-			cfg.Frames, cfg.Ring, 2*cfg.Ring)
+	if err := cfg.defaults(); err != nil {
+		return nil, err
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
+	if err := checkManagement(cfg.Management); err != nil {
+		return nil, err
+	}
 	e = &Engine{cfg: cfg, start: time.Now(), stop: make(chan struct{})}
+	cur := cfg
+	e.cur.Store(&cur)
+	e.gen.Store(1)
 	if e.ns, err = netns.Get(); err != nil {
 		return nil, err
 	}
+	e.hasNS = true
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -155,7 +155,7 @@ func New(cfg Config) (e *Engine, err error) {
 	}
 	fw, err := firewall.Compile(cfg.Rules, e.table.ProfileIndex)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("rules: %w", err)
 	}
 	e.fw.Store(fw)
 	for i := range e.progs {
@@ -168,41 +168,27 @@ func New(cfg Config) (e *Engine, err error) {
 			}
 		}
 	}
+	// The NAT exists even without SNAT (off: it translates nothing), so
+	// Apply can turn SNAT on and off while flows run.
 	if cfg.SNAT != nil {
-		sc := *cfg.SNAT
-		if sc.Mode == snat.Automap && !sc.Automap.IsValid() {
-			if sc.Automap, err = firstAddr(cfg.Outside.Name); err != nil {
-				return nil, fmt.Errorf("snat: automap: %w", err)
-			}
-		}
-		for _, m := range cfg.Management {
-			if m == sc.Automap && sc.Mode == snat.Automap {
-				// Replies to translated flows are addressed to it: the XDP
-				// program would hand them all to the kernel.
-				return nil, fmt.Errorf("management: %v is the SNAT automap address; use another address for management", m)
-			}
-			for _, pool := range sc.Pools {
-				for _, a := range pool.Addrs {
-					if a == m {
-						return nil, fmt.Errorf("management: %v is in SNAT pool %q", m, pool.Name)
-					}
-				}
-				for _, r := range pool.Ranges {
-					if m.Compare(r.Start) >= 0 && m.Compare(r.End) <= 0 {
-						return nil, fmt.Errorf("management: %v is in SNAT pool %q", m, pool.Name)
-					}
-				}
-			}
-		}
-		if e.nat, err = snat.New(sc, e.table); err != nil {
+		sc, err := e.resolveSNAT(cfg.SNAT, cfg.Outside.Name)
+		if err != nil {
 			return nil, err
 		}
+		if err := checkManagementSNAT(cfg.Management, sc); err != nil {
+			return nil, err
+		}
+		if e.nat, err = snat.New(*sc, e.table); err != nil {
+			return nil, err
+		}
+		e.natCfg = sc
 		cfg.Logf("dataplane: SNAT %v", sc.Mode)
+	} else {
+		e.nat = snat.NewOff(e.table)
 	}
 	e.neigh = NewNeighbours(e.ports[0].ifindex, e.ports[1].ifindex)
 	for q := 0; q < cfg.Queues; q++ {
-		w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1}
-		w.ruleLog.Init(1024)
+		w := newWorker(e, q)
 		e.workers = append(e.workers, w) // now, so Close releases its sockets on error
 		if q < len(cfg.CPUs) {
 			w.cpu = cfg.CPUs[q]
@@ -218,14 +204,15 @@ func New(cfg Config) (e *Engine, err error) {
 			// Hand the kernel receive frames before any packet can be
 			// redirected to the socket.
 			pc.sock.Fill(pc.sock.GetDescs(pc.sock.NumFreeFillSlots()))
-			if !pc.sock.ZeroCopy() && q == 0 {
-				cfg.Logf("dataplane: %s: AF_XDP in copy mode (the driver has no zero-copy support)", pc.name)
+			if q == 0 {
+				e.ports[i].zeroCopy = pc.sock.ZeroCopy()
+				if !e.ports[i].zeroCopy {
+					cfg.Logf("dataplane: %s: AF_XDP in copy mode (the driver has no zero-copy support)", pc.name)
+				}
 			}
 			w.ports[i] = &pc
 		}
-		if e.nat != nil {
-			w.nat = e.nat.Allocator(q)
-		}
+		w.nat = e.nat.Allocator(q)
 	}
 	if len(e.workers) > 1 {
 		// Every worker can hand frames to every other one.
@@ -257,17 +244,13 @@ func New(cfg Config) (e *Engine, err error) {
 	return e, nil
 }
 
-// loadRoutes compiles the configured routes (and the kernel's, when
-// asked) and swaps them in.
+// loadRoutes compiles the routes of the configuration in force (and the
+// kernel's, when it asks) and swaps them in. It runs on a thread in the
+// interfaces' namespace.
 func (e *Engine) loadRoutes() error {
-	routes := e.cfg.Routes
-	if e.cfg.KernelRoutes {
-		var err error
-		if routes, err = withKernelRoutes(routes, [2]int{e.ports[0].ifindex, e.ports[1].ifindex}); err != nil {
-			return fmt.Errorf("routes from the kernel: %w", err)
-		}
-	}
-	rt, err := NewRoutes(routes, 2)
+	e.routeMu.Lock()
+	defer e.routeMu.Unlock()
+	rt, err := e.compileRoutes(e.cur.Load())
 	if err != nil {
 		return err
 	}
@@ -275,9 +258,24 @@ func (e *Engine) loadRoutes() error {
 	return nil
 }
 
+// compileRoutes compiles c's routes, with the kernel's when c asks. On a
+// thread in the interfaces' namespace.
+func (e *Engine) compileRoutes(c *Config) (*Routes, error) {
+	routes := c.Routes
+	if c.KernelRoutes {
+		var err error
+		if routes, err = withKernelRoutes(routes, [2]int{e.ports[0].ifindex, e.ports[1].ifindex}); err != nil {
+			return nil, fmt.Errorf("routes_from_kernel: %w", err)
+		}
+	}
+	return NewRoutes(routes, 2)
+}
+
 // Run starts the workers and the neighbour mirror and returns at once.
 func (e *Engine) Run() error {
-	if e.cfg.KernelRoutes {
+	{
+		// Kernel routes are re-read every second while the configuration
+		// in force asks for them (Apply may turn them on or off).
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
@@ -293,6 +291,9 @@ func (e *Engine) Run() error {
 				case <-e.stop:
 					return
 				case <-t.C:
+					if !e.cur.Load().KernelRoutes {
+						continue
+					}
 					if err := e.loadRoutes(); err != nil {
 						e.cfg.Logf("dataplane: %v (keeping the previous routes)", err)
 					}
@@ -418,13 +419,12 @@ func (e *Engine) NAT() *snat.NAT { return e.nat }
 func (e *Engine) Table() *conntrack.Table { return e.table }
 
 // SetRules compiles and swaps in a new rule set; on error nothing changes.
+// It is Apply of the configuration in force with rs as its rules.
 func (e *Engine) SetRules(rs firewall.RuleSet) error {
-	c, err := firewall.Compile(rs, e.table.ProfileIndex)
-	if err != nil {
-		return err
-	}
-	e.fw.Store(c)
-	return nil
+	c := *e.Config()
+	c.Rules = rs
+	_, err := e.Apply(c, false)
+	return err
 }
 
 // ReadRuleLogs moves the queued rule-log records of every worker into out
@@ -451,34 +451,103 @@ type Stats struct {
 	RST         uint64                // TCP resets sent for reject rules
 	RuleLogLost uint64                // rule-log records lost to a full ring
 	Handoff     uint64                // frames handed to the worker owning their flow
-	XDP         ProgStats
+	EventsLost  uint64                // worker events lost to full rings
+	XDP         ProgStats             // both interfaces' programs summed
+
+	Workers []WorkerStats // by worker
+	Ports   [2]PortStats  // 0 inside, 1 outside
 }
 
-// Stats sums the workers' counters; safe from any goroutine.
+// WorkerStats are one worker's counters.
+type WorkerStats struct {
+	ID          int
+	RX, TX      [2]uint64 // per port: 0 inside, 1 outside
+	Drops       [drop.NumReasons]uint64
+	Created     uint64
+	ICMP        [icmp.NumKinds]uint64
+	RST         uint64
+	RuleLogLost uint64
+	Handoff     uint64
+	EventsLost  uint64
+	Flows       int64 // live flows in the worker's conntrack shard
+}
+
+// PortStats are one interface's counters.
+type PortStats struct {
+	Name   string
+	RX, TX uint64    // summed over workers
+	XDP    ProgStats // its XDP program's verdicts
+}
+
+// Stats reads every worker's counters (published once per batch) and the
+// XDP programs' and sums them; safe from any goroutine. Nothing is
+// counted for it on the packet path.
 func (e *Engine) Stats() Stats {
 	var s Stats
 	for _, w := range e.workers {
+		ws := w.stats()
 		for i := range s.RX {
-			s.RX[i] += w.ctr.rx[i].Load()
-			s.TX[i] += w.ctr.tx[i].Load()
+			s.RX[i] += ws.RX[i]
+			s.TX[i] += ws.TX[i]
+			s.Ports[i].RX += ws.RX[i]
+			s.Ports[i].TX += ws.TX[i]
 		}
 		for r := range s.Drops {
-			s.Drops[r] += w.ctr.drops[r].Load()
+			s.Drops[r] += ws.Drops[r]
 		}
-		s.Created += w.ctr.created.Load()
+		s.Created += ws.Created
 		for k := range s.ICMP {
-			s.ICMP[k] += w.ctr.icmp[k].Load()
+			s.ICMP[k] += ws.ICMP[k]
 		}
-		s.RST += w.ctr.rst.Load()
-		s.RuleLogLost += w.ctr.ruleLogLost.Load()
-		s.Handoff += w.ctr.handoff.Load()
+		s.RST += ws.RST
+		s.RuleLogLost += ws.RuleLogLost
+		s.Handoff += ws.Handoff
+		s.EventsLost += ws.EventsLost
+		s.Workers = append(s.Workers, ws)
 	}
-	for _, p := range e.progs {
+	for i, p := range e.progs {
+		s.Ports[i].Name = e.ports[i].name
+		if p == nil {
+			continue
+		}
 		ps, _ := p.Stats()
+		s.Ports[i].XDP = ps
 		s.XDP.Redirected += ps.Redirected
 		s.XDP.NoSocket += ps.NoSocket
 		s.XDP.Passed += ps.Passed
 		s.XDP.Other += ps.Other
 	}
 	return s
+}
+
+// stats reads w's published counters. Any goroutine.
+func (w *worker) stats() WorkerStats {
+	ws := WorkerStats{ID: w.id}
+	c := &w.ctr
+	for i := range ws.RX {
+		ws.RX[i] = c.rx[i].Load()
+		ws.TX[i] = c.tx[i].Load()
+	}
+	for r := range ws.Drops {
+		ws.Drops[r] = c.drops[r].Load()
+	}
+	for k := range ws.ICMP {
+		ws.ICMP[k] = c.icmp[k].Load()
+	}
+	ws.Created, ws.RST, ws.RuleLogLost = c.created.Load(), c.rst.Load(), c.ruleLogLost.Load()
+	ws.Handoff, ws.EventsLost = c.handoff.Load(), c.eventsLost.Load()
+	if w.shard != nil {
+		ws.Flows = w.e.table.ShardStats(w.shard.ID()).Flows
+	}
+	return ws
+}
+
+// newWorker makes worker q of e (sockets and SNAT allocator are set by the
+// caller).
+func newWorker(e *Engine, q int) *worker {
+	w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1}
+	w.pinned.Store(-1)
+	w.ruleLog.Init(1024)
+	w.events.Init(eventRingSize)
+	return w
 }

@@ -32,6 +32,14 @@ var (
 	ipEdgeIn   = netip.MustParseAddr("10.0.0.1")
 )
 
+// testRoutes are the test pipeline's routes.
+var testRoutes = []Route{
+	{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
+	{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1},
+	{Dst: netip.MustParsePrefix("198.51.100.0/24"), Via: netip.MustParseAddr("203.0.113.9"), Port: 1},
+	{Dst: netip.MustParsePrefix("2001:db8::/32"), Port: 1},
+}
+
 type sent struct {
 	port  int
 	frame []byte
@@ -53,17 +61,20 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 	}
 	t.Cleanup(table.Close)
 	e := &Engine{table: table, start: time.Now(), stop: make(chan struct{})}
+	cur := Config{Rules: rules, Conntrack: conntrack.Config{MaxFlows: maxFlows, HistorySize: 64},
+		Routes: testRoutes, Logf: func(string, ...any) {}}
+	if err := cur.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = cur
+	e.cur.Store(&cur)
+	e.gen.Store(1)
 	fw, err := firewall.Compile(rules, table.ProfileIndex)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.fw.Store(fw)
-	rt, err := NewRoutes([]Route{
-		{Dst: netip.MustParsePrefix("10.0.0.0/24"), Port: 0},
-		{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1},
-		{Dst: netip.MustParsePrefix("198.51.100.0/24"), Via: netip.MustParseAddr("203.0.113.9"), Port: 1},
-		{Dst: netip.MustParsePrefix("2001:db8::/32"), Port: 1},
-	}, 2)
+	rt, err := NewRoutes(testRoutes, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +84,14 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 		{1, ipClient.As16()}: macClient,
 		{2, ipServer.As16()}: macServer,
 	})
-	if e.nat, err = snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT}, table); err != nil {
+	sc := &snat.Config{Mode: snat.Automap, Automap: ipSNAT}
+	if e.nat, err = snat.New(*sc, table); err != nil {
 		t.Fatal(err)
 	}
+	cur.SNAT, e.natCfg = sc, sc
 	tp := &testPipeline{t: t, e: e, now: conntrack.Second}
-	tp.w = &worker{e: e, shard: table.Shard(0), nat: e.nat.Allocator(0)}
-	tp.w.ruleLog.Init(64)
+	tp.w = newWorker(e, 0)
+	tp.w.nat = e.nat.Allocator(0)
 	e.workers = []*worker{tp.w}
 	tp.w.ports = [2]*port{
 		{name: "in", ifindex: 1, mac: macEdgeIn, mtu: 1500, zone: firewall.Inside, addr4: ipEdgeIn.As16()},

@@ -16,6 +16,9 @@ package dataplane
 //
 // Counters are kept in the worker's own array and published with one atomic
 // add per non-zero counter per batch; the control plane sums workers on read.
+// Every drop the worker decides (and every ICMP error or reset it sends) is
+// also an Event in its lossy event ring (events.go), written only on those
+// paths and published with the counters.
 
 import (
 	"encoding/binary"
@@ -63,6 +66,8 @@ type port struct {
 	sock    *xdp.Socket
 	addr4   [16]byte // the box's IPv4 address on this interface (ICMP errors' source)
 	addr6   [16]byte // and IPv6 (zero if none)
+	// zeroCopy: the sockets of queue 0 are bound in zero-copy mode (Status)
+	zeroCopy bool
 }
 
 // Counters of one worker, published per batch.
@@ -75,18 +80,20 @@ type workerCounters struct {
 	rst         atomic.Uint64                // TCP resets sent (reject rules)
 	ruleLogLost atomic.Uint64                // rule log records lost to a full ring
 	handoff     atomic.Uint64                // frames handed to the worker owning their flow
+	eventsLost  atomic.Uint64                // events lost to a full event ring
 	_           [64]byte
 }
 
 func (w *worker) sentICMP(k icmp.Kind) { w.icmpSent[k]++ }
 
 type worker struct {
-	e     *Engine
-	id    int
-	cpu   int // pinned CPU, -1 for none
-	ports [2]*port
-	shard *conntrack.Shard
-	nat   *snat.Allocator // nil without SNAT
+	e      *Engine
+	id     int
+	cpu    int          // CPU to pin to, -1 for none
+	pinned atomic.Int32 // the CPU the thread was pinned to, -1 for none (Status)
+	ports  [2]*port
+	shard  *conntrack.Shard
+	nat    *snat.Allocator // nil without SNAT
 
 	pkts     [batchSize]conntrack.Packet
 	frames   [batchSize][]byte
@@ -100,6 +107,8 @@ type worker struct {
 	drops    [drop.NumReasons]uint32
 	rx       [2]uint32
 	tx       [2]uint32
+	evLost   uint32
+	now      conntrack.Time // the batch's time (events)
 
 	limiter icmp.Limiter
 	lastHop [2]hopCache // per port: the last next hop resolved
@@ -111,6 +120,7 @@ type worker struct {
 	taken     [64]int // slots taken from each inbox this loop, released after transmit
 	handedOff uint32
 	ruleLog   spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
+	events    eventRing             // drops and generated packets (events.go)
 	errBufs   [batchSize][2048]byte // ICMP errors generated in this batch
 	nerr      int
 
@@ -118,8 +128,6 @@ type worker struct {
 
 	testTX func(port int, frame []byte) // golden tests: receives what would be sent
 }
-
-func (w *worker) drop(r drop.Reason) { w.drops[r]++ }
 
 // run is the worker's loop until stop is closed.
 func (w *worker) run(stop <-chan struct{}) {
@@ -131,6 +139,8 @@ func (w *worker) run(stop <-chan struct{}) {
 		set.Set(w.cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			w.e.cfg.Logf("dataplane: worker %d: pinning to CPU %d: %v", w.id, w.cpu, err)
+		} else {
+			w.pinned.Store(int32(w.cpu))
 		}
 	}
 	var pfds [2]unix.PollFd
@@ -247,7 +257,7 @@ func (w *worker) process(in int, descs []xdp.Desc, now conntrack.Time) {
 // in are parsed, tracked, decided, translated and queued for transmission
 // (w.txq). Golden tests drive it directly.
 func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
-	src := w.ports[in]
+	w.now = now
 	n := 0
 	for _, frame := range frames {
 		if len(frame) < header.EthernetLen {
@@ -266,7 +276,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			continue
 		}
 		if !forwardable(&w.pkts[n].Key) {
-			w.drop(drop.NotForwardable)
+			w.dropPkt(drop.NotForwardable, in, &w.pkts[n])
 			continue
 		}
 		if w.outbox != nil {
@@ -276,7 +286,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				if w.outbox[owner].put(in, frame) {
 					w.handedOff++
 				} else {
-					w.drop(drop.HandoffFull)
+					w.dropPkt(drop.HandoffFull, in, &w.pkts[n])
 				}
 				continue
 			}
@@ -293,12 +303,12 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		ip := w.frames[i][header.EthernetLen:]
 		v := w.shard.TrackPrefetched(i, p, now)
 		if v.Action == conntrack.Drop {
-			w.drop(v.Reason)
+			w.count(v.Reason) // conntrack recorded the event
 			if v.Reason == drop.NSXSynAckOnClosing {
 				// NSX compatibility mode only: reproduce the gateway
 				// firewall's answer, ICMP port unreachable to the SYN-ACK's
 				// sender (deliberately against rule N3).
-				w.sendErrorForced(in, icmp.PortUnreachable, ip, now)
+				w.sendErrorForced(in, p, icmp.PortUnreachable, v.Reason, ip, now)
 			}
 			continue
 		}
@@ -322,33 +332,32 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		out, hop, ok := w.e.routes.Load().Lookup(&dst)
 		if !ok {
-			w.drop(drop.NoRoute)
+			w.dropPkt(drop.NoRoute, in, p)
 			continue
 		}
 		egress := w.ports[out]
 		// TTL and MTU are judged on the packet as it arrived, so an ICMP
 		// error quotes what its sender sent (RFC 1812 4.3.2.3).
 		if k, fwd := icmp.Check(ip, uint32(egress.mtu)); !fwd {
+			r := drop.MTUExceeded
 			if k == icmp.TimeExceeded {
-				w.drop(drop.TTLExceeded)
-			} else {
-				w.drop(drop.MTUExceeded)
+				r = drop.TTLExceeded
 			}
+			w.dropPkt(r, in, p)
 			if k != icmp.NoError {
-				w.sendError(in, k, ip, uint32(egress.mtu), now)
+				w.sendError(in, p, k, r, ip, uint32(egress.mtu), now)
 			}
 			continue
 		}
 		if v.Action == conntrack.Open {
-			if v = w.open(src, p, now); v.Action == conntrack.Drop {
-				w.drop(v.Reason)
+			if v = w.open(in, p, now); v.Action == conntrack.Drop {
 				if v.Reason == drop.FirewallReject {
 					// Reject: TCP gets the reset a closed port would send,
 					// everything else ICMP administratively prohibited.
 					if p.Key.Proto == header.ProtoTCP {
-						w.sendRST(ip, now)
+						w.sendRST(in, p, ip, now)
 					} else {
-						w.sendError(in, icmp.AdminProhibited, ip, 0, now)
+						w.sendError(in, p, icmp.AdminProhibited, v.Reason, ip, 0, now)
 					}
 				}
 				continue
@@ -368,11 +377,11 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				r = snat.RewriteReply(ip, p, w.shard.Key(v.Flow))
 			}
 			if r != drop.None {
-				w.drop(r)
+				w.dropPkt(r, in, p)
 				continue
 			}
 		}
-		w.forward(w.frames[i], out, hop)
+		w.forward(in, p, w.frames[i], out, hop)
 	}
 }
 
@@ -401,25 +410,26 @@ func unicastRoutable(a *[16]byte) bool {
 	return [15]byte(a[:15]) != zero || a[15] > 1 // not :: or ::1
 }
 
-// sendError answers the packet ip, received on port in, with an ICMP error
-// of kind k, unless RFC 1812 4.3.2.7 (icmp.MaySend) or the rate limit
-// forbids it; refusals are counted.
-func (w *worker) sendError(in int, k icmp.Kind, ip []byte, mtu uint32, now conntrack.Time) {
+// sendError answers the packet ip (parsed as p), received on port in, with
+// an ICMP error of kind k caused by drop reason cause, unless RFC 1812
+// 4.3.2.7 (icmp.MaySend) or the rate limit forbids it; refusals are
+// counted, and each outcome is an event.
+func (w *worker) sendError(in int, p *conntrack.Packet, k icmp.Kind, cause drop.Reason, ip []byte, mtu uint32, now conntrack.Time) {
 	if r := icmp.MaySend(ip, k); r != drop.None {
-		w.drop(r)
+		w.dropPkt(r, in, p)
 		return
 	}
-	w.buildError(in, k, ip, mtu, now)
+	w.buildError(in, p, k, cause, ip, mtu, now)
 }
 
 // sendErrorForced is sendError without icmp.MaySend's rules: only the NSX
 // compatibility mode uses it, to answer a SYN-ACK as NSX-T does.
-func (w *worker) sendErrorForced(in int, k icmp.Kind, ip []byte, now conntrack.Time) {
-	w.buildError(in, k, ip, 0, now)
+func (w *worker) sendErrorForced(in int, p *conntrack.Packet, k icmp.Kind, cause drop.Reason, ip []byte, now conntrack.Time) {
+	w.buildError(in, p, k, cause, ip, 0, now)
 }
 
-func (w *worker) buildError(in int, k icmp.Kind, ip []byte, mtu uint32, now conntrack.Time) {
-	buf := w.errBuf(now)
+func (w *worker) buildError(in int, p *conntrack.Packet, k icmp.Kind, cause drop.Reason, ip []byte, mtu uint32, now conntrack.Time) {
+	buf := w.errBuf(in, p, now)
 	if buf == nil {
 		return
 	}
@@ -429,40 +439,43 @@ func (w *worker) buildError(in int, k icmp.Kind, ip []byte, mtu uint32, now conn
 	}
 	n, r := icmp.Build(buf[header.EthernetLen:], k, src, ip, mtu)
 	if r != drop.None {
-		w.drop(r)
+		w.dropPkt(r, in, p)
 		return
 	}
-	if w.sendBack(buf, n, ip) {
+	if w.sendBack(in, p, buf, n, ip) {
 		w.sentICMP(k)
+		w.event(EvICMPSent, cause, k, in, p)
 	}
 }
 
-// sendRST answers the TCP segment ip with a reset (reject rules), under the
-// same rate limit as ICMP errors.
-func (w *worker) sendRST(ip []byte, now conntrack.Time) {
-	buf := w.errBuf(now)
+// sendRST answers the TCP segment ip (parsed as p, received on port in)
+// with a reset (reject rules), under the same rate limit as ICMP errors.
+func (w *worker) sendRST(in int, p *conntrack.Packet, ip []byte, now conntrack.Time) {
+	buf := w.errBuf(in, p, now)
 	if buf == nil {
 		return
 	}
 	n, r := icmp.BuildRST(buf[header.EthernetLen:], ip)
 	if r != drop.None {
-		w.drop(r)
+		w.dropPkt(r, in, p)
 		return
 	}
-	if w.sendBack(buf, n, ip) {
+	if w.sendBack(in, p, buf, n, ip) {
 		w.rstSent++
+		w.event(EvRSTSent, drop.FirewallReject, icmp.NoError, in, p)
 	}
 }
 
 // errBuf returns a buffer for one generated packet (Ethernet header room
-// first), or nil when the rate limit or the batch's buffers are used up.
-func (w *worker) errBuf(now conntrack.Time) []byte {
+// first), or nil when the rate limit or the batch's buffers are used up
+// (counted against packet p).
+func (w *worker) errBuf(in int, p *conntrack.Packet, now conntrack.Time) []byte {
 	if !w.limiter.Allow(now) {
-		w.drop(drop.ICMPRateLimited)
+		w.dropPkt(drop.ICMPRateLimited, in, p)
 		return nil
 	}
 	if w.nerr == len(w.errBufs) {
-		w.drop(drop.TxFull)
+		w.dropPkt(drop.TxFull, in, p)
 		return nil
 	}
 	w.nerr++
@@ -470,8 +483,8 @@ func (w *worker) errBuf(now conntrack.Time) []byte {
 }
 
 // sendBack queues the generated IP packet of length n in buf (after its
-// Ethernet header room) toward the source of ip.
-func (w *worker) sendBack(buf []byte, n int, ip []byte) bool {
+// Ethernet header room) toward the source of ip (packet p, from port in).
+func (w *worker) sendBack(in int, p *conntrack.Packet, buf []byte, n int, ip []byte) bool {
 	var dst [16]byte
 	if ip[0]>>4 == 4 {
 		dst = [16]byte{10: 0xff, 11: 0xff}
@@ -483,15 +496,18 @@ func (w *worker) sendBack(buf []byte, n int, ip []byte) bool {
 	}
 	out, hop, ok := w.e.routes.Load().Lookup(&dst)
 	if !ok {
-		w.drop(drop.NoRoute)
+		w.dropPkt(drop.NoRoute, in, p)
 		return false
 	}
-	return w.queue(buf[:header.EthernetLen+n], out, hop)
+	return w.queue(in, p, buf[:header.EthernetLen+n], out, hop)
 }
 
-// open decides a flow's first packet: firewall by the zone it arrived from,
-// then SNAT for flows from the inside, then Create.
-func (w *worker) open(src *port, p *conntrack.Packet, now conntrack.Time) conntrack.Verdict {
+// open decides a flow's first packet, received on port in: firewall by the
+// zone it arrived from, then SNAT for flows from the inside, then Create.
+// Drops are counted: the firewall's and SNAT's with an event here,
+// Create's refusals with conntrack's.
+func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack.Verdict {
+	src := w.ports[in]
 	fv := w.e.fw.Load().Match(src.zone, &p.Key, p.ICMPType)
 	if fv.Log {
 		// A rule with log set: record the decision (lossy ring, counted
@@ -504,20 +520,24 @@ func (w *worker) open(src *port, p *conntrack.Packet, now conntrack.Time) conntr
 	switch fv.Action {
 	case firewall.Allow:
 	case firewall.Reject:
+		w.dropPkt(drop.FirewallReject, in, p)
 		return conntrack.Verdict{Action: conntrack.Drop, Reason: drop.FirewallReject}
 	default:
+		w.dropPkt(drop.FirewallDrop, in, p)
 		return conntrack.Verdict{Action: conntrack.Drop, Reason: drop.FirewallDrop}
 	}
 	nf := conntrack.NewFlow{Profile: fv.Profile, Rule: uint32(fv.Rule + 1)}
 	if w.nat != nil && src.zone == firewall.Inside {
 		tr, r := w.nat.Allocate(&p.Key, now)
 		if r != drop.None {
+			w.dropPkt(r, in, p)
 			return conntrack.Verdict{Action: conntrack.Drop, Reason: r}
 		}
 		nf.NAT = tr
 	}
 	v := w.shard.Create(p, nf, now)
 	if v.Action == conntrack.Drop {
+		w.count(v.Reason)
 		if nf.NAT.Addr != 0 {
 			w.nat.Abandon(&p.Key, nf.NAT) // the port was never used
 		}
@@ -528,8 +548,9 @@ func (w *worker) open(src *port, p *conntrack.Packet, now conntrack.Time) conntr
 }
 
 // forward decrements the TTL (hop limit) of the translated IP packet in
-// frame and queues it on port out toward next hop hop.
-func (w *worker) forward(frame []byte, out int, hop [16]byte) {
+// frame (packet p, received on port in) and queues it on port out toward
+// next hop hop.
+func (w *worker) forward(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) {
 	ip := frame[header.EthernetLen:]
 	if ip[0]>>4 == 4 {
 		h := header.IPv4(ip)
@@ -541,13 +562,14 @@ func (w *worker) forward(frame []byte, out int, hop [16]byte) {
 		h := header.IPv6(ip)
 		h.SetHopLimit(h.HopLimit() - 1)
 	}
-	w.queue(frame, out, hop)
+	w.queue(in, p, frame, out, hop)
 }
 
 // queue sets the Ethernet addresses of frame for next hop hop on port out
 // and queues it for transmission. Without the next hop's MAC address it asks
-// for resolution and drops the frame: never a guessed or stale address.
-func (w *worker) queue(frame []byte, out int, hop [16]byte) bool {
+// for resolution and drops the frame (counted against packet p, received
+// on port in): never a guessed or stale address.
+func (w *worker) queue(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) bool {
 	egress := w.ports[out]
 	// Most traffic on a port goes to one next hop (the gateway): remember
 	// the last one per port, valid while the snapshot is the same.
@@ -561,7 +583,7 @@ func (w *worker) queue(frame []byte, out int, hop [16]byte) bool {
 	}
 	if !ok {
 		w.e.neigh.Resolve(egress.ifindex, hop)
-		w.drop(drop.NoNeighbour)
+		w.dropPkt(drop.NoNeighbour, in, p)
 		return false
 	}
 	eth := header.Ethernet(frame)
@@ -637,6 +659,11 @@ func (w *worker) flush() {
 	if w.handedOff != 0 {
 		w.ctr.handoff.Add(uint64(w.handedOff))
 		w.handedOff = 0
+	}
+	w.events.publish()
+	if w.evLost != 0 {
+		w.ctr.eventsLost.Add(uint64(w.evLost))
+		w.evLost = 0
 	}
 	w.nerr = 0
 }

@@ -70,11 +70,11 @@ func NewProgram(maxQueues int) (p *Program, err error) {
 		return nil, fmt.Errorf("xdp: xsks map: %w", err)
 	}
 	if p.mgmt4, err = ebpf.NewMap(&ebpf.MapSpec{Name: "edge_mgmt4", Type: ebpf.Hash, KeySize: 4, ValueSize: 1,
-		MaxEntries: 64}); err != nil {
+		MaxEntries: maxManagement}); err != nil {
 		return nil, fmt.Errorf("xdp: mgmt4 map: %w", err)
 	}
 	if p.mgmt6, err = ebpf.NewMap(&ebpf.MapSpec{Name: "edge_mgmt6", Type: ebpf.Hash, KeySize: 16, ValueSize: 1,
-		MaxEntries: 64}); err != nil {
+		MaxEntries: maxManagement}); err != nil {
 		return nil, fmt.Errorf("xdp: mgmt6 map: %w", err)
 	}
 	if p.stats, err = ebpf.NewMap(&ebpf.MapSpec{Name: "edge_stats", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8,
@@ -228,6 +228,25 @@ func (p *Program) AddManagement(a netip.Addr) error {
 	}
 	return p.mgmt6.Put(a.As16(), one)
 }
+
+// RemoveManagement stops passing IP packets addressed to a to the kernel:
+// they go to the AF_XDP sockets like the rest. Removing an address that is
+// not there is not an error.
+func (p *Program) RemoveManagement(a netip.Addr) error {
+	var err error
+	if a.Is4() {
+		err = p.mgmt4.Delete(a.As4())
+	} else {
+		err = p.mgmt6.Delete(a.As16())
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
+// maxManagement is the capacity of each management map (per family).
+const maxManagement = 64
 
 // Stats reads the program's counters, summed over CPUs.
 func (p *Program) Stats() (ProgStats, error) {

@@ -2,8 +2,11 @@ package snat
 
 import (
 	"encoding/binary"
+	"errors"
+	"math"
 	"math/bits"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,21 +33,38 @@ const (
 	recountEvery = 10 * conntrack.Second
 )
 
-// NAT is one source-NAT configuration over a conntrack table: its address
-// pools, shared read-only by the workers, and one Allocator per shard.
-// Its methods are safe from any goroutine.
+// NAT is source NAT over a conntrack table: the configuration in force,
+// an immutable snapshot shared read-only by the workers and replaced whole
+// by Reconfigure, and one Allocator per shard. Its methods are safe from
+// any goroutine.
 type NAT struct {
-	table      *conntrack.Table
+	table   *conntrack.Table
+	pairKey [2]uint64
+	cur     atomic.Pointer[settings]
+	// known lists, by interned index, every translated address any of the
+	// NAT's configurations has had (zero: not one of ours). It only grows,
+	// so a flow translated to an address a later configuration dropped is
+	// still released (its port counted out and quarantined).
+	known  atomic.Pointer[[][16]byte]
+	sizes  sizes      // the tables' sizes, fixed at New
+	mu     sync.Mutex // serializes Reconfigure
+	allocs []*Allocator
+	evMu   sync.Mutex // one event reader at a time
+}
+
+// sizes are the Config fields that size preallocated tables: fixed at New.
+type sizes struct{ quarantinePorts, destinations, eventRing int }
+
+// settings is one immutable configuration snapshot (Snapshot's contents).
+type settings struct {
+	off        bool   // SNAT turned off: new flows are not translated
+	cfg        Config // as resolved (defaults applied)
 	pools      []pool
 	names      []string
-	byIdx      [][16]byte // translated address by interned index; zero = not ours
-	pairKey    [2]uint64
 	portStart  uint16
 	nports     uint32
 	hold       conntrack.Time
 	keepEchoID bool
-	allocs     []*Allocator
-	evMu       sync.Mutex // one event reader at a time
 }
 
 type pool struct {
@@ -56,6 +76,22 @@ type natAddr struct {
 	addr [16]byte
 }
 
+// ErrFixedSize is wrapped by Reconfigure's error when a field that sizes
+// the allocators' preallocated tables (QuarantinePorts, Destinations,
+// EventRingSize) differs from New's: those need a new NAT.
+var ErrFixedSize = errors.New("sized at start; cannot change on a running NAT")
+
+type fixedErr struct {
+	field     string
+	got, want int
+}
+
+func (e *fixedErr) Error() string {
+	return "snat: " + e.field + ": " + strconv.Itoa(e.got) + ": " + ErrFixedSize.Error() + " (" + strconv.Itoa(e.want) + ")"
+}
+
+func (e *fixedErr) Unwrap() error { return ErrFixedSize }
+
 // New validates cfg, interns its addresses in t, and makes one Allocator per
 // shard of t, installing each as its shard's release hook
 // (conntrack.Shard.OnRelease). Call it before the workers start, once per
@@ -65,47 +101,163 @@ func New(cfg Config, t *conntrack.Table) (*NAT, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &NAT{
-		table:      t,
+	n := newNAT(t, &r.cfg)
+	s, err := n.prepare(r)
+	if err != nil {
+		return nil, err
+	}
+	n.cur.Store(s)
+	return n, nil
+}
+
+// NewOff is New with SNAT turned off (Reconfigure may turn it on later):
+// Allocate translates nothing, and the allocators' tables take the
+// default sizes.
+func NewOff(t *conntrack.Table) *NAT {
+	var c Config
+	_ = size(&c.QuarantinePorts, DefaultQuarantinePorts, MaxQuarantinePorts, "")
+	_ = size(&c.Destinations, DefaultDestinations, MaxDestinations, "")
+	_ = size(&c.EventRingSize, DefaultEventRingSize, 1<<20, "")
+	n := newNAT(t, &c)
+	n.cur.Store(&settings{off: true})
+	return n
+}
+
+func newNAT(t *conntrack.Table, c *Config) *NAT {
+	n := &NAT{table: t, sizes: sizes{c.QuarantinePorts, c.Destinations, c.EventRingSize}}
+	var seed [32]byte
+	randomBytes(seed[:])
+	n.pairKey = [2]uint64{binary.LittleEndian.Uint64(seed[0:]), binary.LittleEndian.Uint64(seed[8:])}
+	empty := make([][16]byte, 0)
+	n.known.Store(&empty)
+	for i := 0; i < t.Shards(); i++ {
+		a := newAllocator(n, c, i)
+		n.allocs = append(n.allocs, a)
+		t.Shard(i).OnRelease(a.Release)
+	}
+	return n
+}
+
+// Snapshot is a validated configuration ready to be installed
+// (NAT.Prepare, NAT.Install).
+type Snapshot struct {
+	n *NAT
+	s *settings
+}
+
+// Prepare validates cfg whole for a running NAT (nil: SNAT off) and
+// returns it ready to Install; on error nothing changed. Its only side
+// effect is interning cfg's addresses in the table (indices are never
+// reused, so an unused one costs 16 bytes). Changing a field that sizes
+// preallocated tables fails with an error wrapping ErrFixedSize.
+func (n *NAT) Prepare(cfg *Config) (*Snapshot, error) {
+	if cfg == nil {
+		return &Snapshot{n: n, s: &settings{off: true}}, nil
+	}
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name      string
+		got, want int
+	}{
+		{"quarantine_ports", r.cfg.QuarantinePorts, n.sizes.quarantinePorts},
+		{"destinations", r.cfg.Destinations, n.sizes.destinations},
+		{"event_ring_size", r.cfg.EventRingSize, n.sizes.eventRing},
+	} {
+		if f.got != f.want {
+			return nil, &fixedErr{field: f.name, got: f.got, want: f.want}
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s, err := n.prepare(r)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{n: n, s: s}, nil
+}
+
+// prepare builds the settings of r, interning its addresses and adding
+// them to n.known. Callers serialize it (New before anyone else sees n,
+// Prepare under n.mu).
+func (n *NAT) prepare(r *resolved) (*settings, error) {
+	s := &settings{
+		cfg:        r.cfg,
 		portStart:  r.cfg.Ports.Start,
 		nports:     uint32(r.cfg.Ports.End-r.cfg.Ports.Start) + 1,
 		hold:       r.quarantine,
 		keepEchoID: r.cfg.KeepEchoID,
 	}
-	var seed [32]byte
-	randomBytes(seed[:])
-	n.pairKey = [2]uint64{binary.LittleEndian.Uint64(seed[0:]), binary.LittleEndian.Uint64(seed[8:])}
+	known := append([][16]byte(nil), *n.known.Load()...)
 	for i, addrs := range r.pools {
 		var p pool
 		for _, a := range addrs {
-			idx, err := t.InternAddr(a)
+			idx, err := n.table.InternAddr(a)
 			if err != nil {
 				return nil, err
 			}
-			for int(idx) >= len(n.byIdx) {
-				n.byIdx = append(n.byIdx, [16]byte{})
+			for int(idx) >= len(known) {
+				known = append(known, [16]byte{})
 			}
 			na := natAddr{idx: idx, addr: a.As16()}
-			n.byIdx[idx] = na.addr
+			known[idx] = na.addr
 			if a.Is4() {
 				p.v4 = append(p.v4, na)
 			} else {
 				p.v6 = append(p.v6, na)
 			}
 		}
-		n.pools = append(n.pools, p)
+		s.pools = append(s.pools, p)
 		if r.cfg.Mode == Pools {
-			n.names = append(n.names, r.cfg.Pools[i].Name)
+			s.names = append(s.names, r.cfg.Pools[i].Name)
 		} else {
-			n.names = append(n.names, "automap")
+			s.names = append(s.names, "automap")
 		}
 	}
-	for i := 0; i < t.Shards(); i++ {
-		a := newAllocator(n, &r.cfg, i)
-		n.allocs = append(n.allocs, a)
-		t.Shard(i).OnRelease(a.Release)
+	// Published before the settings that use the addresses: a worker
+	// releasing a flow translated under s finds its address known.
+	n.known.Store(&known)
+	return s, nil
+}
+
+// Install makes s the configuration in force. Each allocator picks it up
+// at its owner's next Allocate or Serve, so new flows use it from their
+// worker's next batch at the latest. Existing flows keep the translation
+// they have (it is stored in their conntrack entry) until they end, and
+// their ports are then released and quarantined as before, whatever s
+// says: a port outside s's range or an address no longer in a pool is
+// simply never chosen again (its quarantine entry ages out). s must come
+// from n.Prepare.
+func (n *NAT) Install(s *Snapshot) {
+	if s.n != n {
+		panic("snat: Install of another NAT's snapshot")
 	}
-	return n, nil
+	n.cur.Store(s.s)
+}
+
+// Reconfigure is Prepare and Install: cfg (nil: SNAT off) is validated
+// whole and, unless it fails, put in force.
+func (n *NAT) Reconfigure(cfg *Config) error {
+	s, err := n.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	n.Install(s)
+	return nil
+}
+
+// Config returns the configuration in force, defaults applied, and false
+// when SNAT is off.
+func (n *NAT) Config() (Config, bool) {
+	s := n.cur.Load()
+	if s.off {
+		return Config{}, false
+	}
+	c := s.cfg
+	c.Pools = append([]Pool(nil), c.Pools...)
+	return c, true
 }
 
 // randomBytes fills b from getrandom(2) (crypto/rand would pull fmt into
@@ -128,7 +280,7 @@ func (n *NAT) Allocator(i int) *Allocator { return n.allocs[i] }
 // PoolIndex returns the index of the named pool, for AllocateFrom. In
 // automap mode the only pool is named "automap".
 func (n *NAT) PoolIndex(name string) (int, bool) {
-	for i, s := range n.names {
+	for i, s := range n.cur.Load().names {
 		if s == name {
 			return i, true
 		}
@@ -140,14 +292,16 @@ func (n *NAT) PoolIndex(name string) (int, bool) {
 // argument of RewriteOriginal (IPv4 addresses IPv4-mapped), or the zero
 // array if i is not one of n's addresses. It never allocates.
 func (n *NAT) Addr(i uint16) [16]byte {
-	if int(i) < len(n.byIdx) {
-		return n.byIdx[i]
+	if k := *n.known.Load(); int(i) < len(k) {
+		return k[i]
 	}
 	return [16]byte{}
 }
 
+// ours reports whether i is an address some configuration of n has had.
 func (n *NAT) ours(i uint16) bool {
-	return int(i) < len(n.byIdx) && n.byIdx[i] != [16]byte{}
+	k := *n.known.Load()
+	return int(i) < len(k) && k[i] != [16]byte{}
 }
 
 // pair picks the pool address for an inside source address: a keyed hash
@@ -188,6 +342,8 @@ func (n *NAT) ReadEvents(out []Event) int {
 // NAT.Destinations, which the owner serves from Serve.
 type Allocator struct {
 	n     *NAT
+	c     *settings      // the configuration the owner uses (n.cur, picked up by refresh)
+	since conntrack.Time // when c was picked up: full passes before it counted another range
 	t     *conntrack.Table
 	s     *conntrack.Shard
 	id    int
@@ -202,7 +358,7 @@ type Allocator struct {
 }
 
 func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
-	a := &Allocator{n: n, t: n.table, s: n.table.Shard(i), id: i, multi: n.table.Shards() > 1}
+	a := &Allocator{n: n, t: n.table, s: n.table.Shard(i), id: i, multi: n.table.Shards() > 1, since: math.MinInt64}
 	var seed [32]byte
 	randomBytes(seed[:])
 	a.rng.Seed(seed)
@@ -211,7 +367,7 @@ func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
 		key[j] = a.rng.Uint64()
 	}
 	a.d.init(cfg.Destinations, key)
-	a.q.init(cfg.QuarantinePorts, n.hold, key, &a.d)
+	a.q.init(cfg.QuarantinePorts, conntrack.Time(DefaultQuarantine), key, &a.d)
 	a.ev.Init(cfg.EventRingSize)
 	return a
 }
@@ -239,6 +395,24 @@ func (a *Allocator) Allocate(orig *conntrack.Key, now conntrack.Time) (conntrack
 	return a.AllocateFrom(0, orig, now)
 }
 
+// refresh picks up the NAT's configuration in force if it changed since
+// the owner last looked (one atomic load otherwise) and returns it. Full
+// passes made under an earlier configuration are not trusted any more
+// (they counted another range), and the quarantine time follows the new
+// configuration (RFC 6888 REQ-8: it is configurable).
+func (a *Allocator) refresh(now conntrack.Time) *settings {
+	if c := a.n.cur.Load(); c != a.c {
+		if a.c != nil {
+			a.since = now
+		}
+		a.c = c
+		if !c.off {
+			a.q.hold = c.hold
+		}
+	}
+	return a.c
+}
+
 // AllocateFrom chooses the translation of a new flow whose original key is
 // orig (conntrack answered Open), from pool pool, at time now. The caller
 // passes the result to conntrack.Shard.Create in NewFlow.NAT; if Create
@@ -251,6 +425,9 @@ func (a *Allocator) Allocate(orig *conntrack.Key, now conntrack.Time) (conntrack
 // (conntrack.Table.ShardOf). Ports released toward the same destination
 // less than the quarantine time ago are taken only if no other is free, the
 // least recently released first (counted: quarantine_override).
+//
+// With SNAT turned off (NewOff, Reconfigure(nil)) it returns the zero
+// Translation and drop.None: the flow is not translated.
 //
 // It returns drop.SNATExhausted if no port is free toward the destination
 // (counted, per destination too, with an event), drop.SNATNoAddress if the
@@ -267,7 +444,10 @@ func (a *Allocator) Allocate(orig *conntrack.Key, now conntrack.Time) (conntrack
 // is refused after a table lookup until one of its ports is released or a
 // second has passed (see the package doc). It never allocates.
 func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
-	n := a.n
+	n := a.refresh(now)
+	if n.off {
+		return conntrack.Translation{}, drop.None
+	}
 	switch orig.Proto {
 	case header.ProtoTCP, header.ProtoUDP, header.ProtoICMP, header.ProtoICMPv6:
 	default:
@@ -283,7 +463,7 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	if len(addrs) == 0 {
 		return conntrack.Translation{}, drop.SNATNoAddress
 	}
-	i := n.pair(&orig.Src, len(addrs))
+	i := a.n.pair(&orig.Src, len(addrs))
 	if n.keepEchoID && (orig.Proto == header.ProtoICMP || orig.Proto == header.ProtoICMPv6) {
 		return a.allocEcho(addrs, i, orig, now)
 	}
@@ -301,7 +481,7 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	// in use.
 	if j := a.d.find(&k); j >= 0 {
 		e := &a.d.e[j]
-		if e.passed && e.inUse+e.quar >= e.owned && now-e.passAt < recountEvery {
+		if e.passed && e.passAt > a.since && e.inUse+e.quar >= e.owned && now-e.passAt < recountEvery {
 			if tr, ok := a.reuseOldest(&k, &rk, orig, now); ok {
 				return tr, drop.None
 			}
@@ -424,7 +604,7 @@ func (a *Allocator) reuseOldest(k *tuple, rk *conntrack.Key, orig *conntrack.Key
 		if _, _, live := a.s.Lookup(rk, now); live {
 			continue // in use after all (the counts drifted)
 		}
-		if now-released >= a.n.hold {
+		if now-released >= a.c.hold {
 			tr, _ := a.commit(k, port)
 			return tr, true
 		}

@@ -141,7 +141,7 @@ func TestQuarantineExpiryAndOverride(t *testing.T) {
 		h.advance(5 * conntrack.Second)
 		h.close(keys[0], refs[0])
 		if after {
-			h.advance(h.n.hold - 5*conntrack.Second) // ports[2]'s quarantine just ended
+			h.advance(h.n.cur.Load().hold - 5*conntrack.Second) // ports[2]'s quarantine just ended
 			k := tcpKey(client, 2000, server, 443)
 			tr, _ := h.mustOpen(k)
 			if tr.Port != ports[2] {
@@ -380,7 +380,7 @@ func TestReleaseAndAbandon(t *testing.T) {
 		t.Fatalf("after expiry: %+v %+v", st, ds)
 	}
 	// Serve drops the entry once its quarantine is over.
-	h.advance(h.n.hold)
+	h.advance(h.n.cur.Load().hold)
 	h.n.Allocator(0).Serve(h.now)
 	if ds := h.destinations(); len(ds) != 0 {
 		t.Fatalf("destinations after the quarantine: %+v", ds)

@@ -74,6 +74,7 @@ type request struct {
 // request. The owner calls it once per loop iteration, beside
 // conntrack.Shard.Serve. It never allocates.
 func (a *Allocator) Serve(now conntrack.Time) {
+	a.refresh(now)
 	a.q.trim(now, trimBudget)
 	r := a.mbox.Load()
 	if r == nil {
@@ -121,6 +122,7 @@ func (a *Allocator) do(ctx context.Context, r *request) error {
 // it fails with ErrNotServed if a worker does not call Serve before ctx
 // ends.
 func (n *NAT) Destinations(ctx context.Context) ([]DestStat, error) {
+	nports := n.cur.Load().nports
 	sum := make(map[tuple]*DestStat)
 	buf := make([]destRaw, 0, serveBudget)
 	for _, a := range n.allocs {
@@ -149,7 +151,7 @@ func (n *NAT) Destinations(ctx context.Context) ([]DestStat, error) {
 					Dst:   netip.AddrPortFrom(netip.AddrFrom16(k.dst).Unmap(), k.dport),
 					Proto: k.proto,
 					Zone:  k.zone,
-					Range: int(n.nports),
+					Range: int(nports),
 				}
 				sum[k] = s
 			}

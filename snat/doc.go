@@ -92,9 +92,22 @@
 //
 // # Concurrency contract
 //
-// A NAT is immutable after New apart from its counters, event rings and
-// mailboxes; its methods (Stats, ReadEvents, Destinations, Addr,
-// PoolIndex, Allocator) are safe from any goroutine. An Allocator belongs to
+// A NAT's configuration is an immutable snapshot behind an atomic pointer:
+// Reconfigure (or Prepare, then Install) validates a new Config whole and
+// swaps it in from any goroutine while workers allocate; nil turns SNAT
+// off (NewOff starts that way). Each Allocator picks the snapshot up at
+// its owner's next Allocate or Serve (one atomic load), so new flows use
+// the new addresses, range and quarantine time, while existing flows keep
+// the translation stored in their conntrack entry and, when they end,
+// release their port as before: every address any configuration had stays
+// known, so its port is counted out and quarantined whatever the new
+// configuration says. Counts of full passes made under an older
+// configuration are no longer trusted. The sizes of the preallocated
+// tables (QuarantinePorts, Destinations, EventRingSize) are fixed at New
+// (ErrFixedSize). Apart from that, its counters, event rings and
+// mailboxes, a NAT does not change; its methods (Stats, ReadEvents,
+// Destinations, Addr, PoolIndex, Allocator, Config) are safe from any
+// goroutine. An Allocator belongs to
 // the worker that owns its conntrack shard: Allocate, AllocateFrom,
 // Abandon, Serve and Release (conntrack's release hook, which New installs
 // and which conntrack calls on the owner's goroutine) run on that goroutine

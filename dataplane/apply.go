@@ -1,0 +1,457 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"runtime"
+	"slices"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/snat"
+)
+
+// Live configuration.
+//
+// Apply replaces the configuration in force while the workers forward. What
+// the workers read per packet is already an immutable snapshot behind an
+// atomic pointer (the compiled rules, the routes, conntrack's policy, the
+// SNAT settings), so applying is: build and validate every new snapshot
+// off to the side, and only when all of them are good, swap them in, one
+// pointer store each. A worker sees each new snapshot from its next packet
+// (SNAT: its next new flow). Nothing a worker owns is touched.
+//
+// What changes live: rules and default_action, routes and
+// routes_from_kernel, management (the XDP programs' maps), the conntrack
+// policy (profiles, liberal, pickup, nsx_compat) and snat (on, off, mode,
+// addresses, ports, quarantine). What is fixed while running, refused with
+// an error naming the field and wrapping ErrRestartRequired: the
+// interfaces (names, MTU), queues, cpus, hugepages, xdp.*,
+// conntrack.max_flows and conntrack.history (they size or bind resources
+// made at start).
+//
+// Existing flows after an apply:
+//
+//   - Rules: a firewall decides a flow's first packet only (the flow's
+//     later packets match its conntrack entry), so flows that existed
+//     before the apply keep forwarding even when the new rules would now
+//     deny them, as established connections do on any stateful firewall
+//     (nftables' "ct state established accept" first, pf's "keep state").
+//     Flush them (conntrack.Table.Flush, `edge flush`) to make the new
+//     rules judge them again: their next packet is then a new flow (TCP:
+//     only a SYN opens one, so a mid-stream packet is dropped as no_state).
+//     A flow's rule index (FlowInfo.Rule) names a rule of the rule set it
+//     was created under.
+//   - Profiles: a flow stores its profile by index, so Apply keeps every
+//     profile name at the index it had (stable layout): a flow keeps its
+//     profile, and a changed profile's timers apply to its flows from
+//     their next packet. A profile the new configuration drops stays in
+//     its slot, unreferenced by rules, so its flows keep their timers
+//     until they end; its slot is reused only when the 255 slots run out.
+//   - SNAT: a flow keeps the translation it was created with until it ends,
+//     whatever the new configuration (its address stays interned in
+//     conntrack); its port is then released and quarantined as usual. New
+//     flows take the new addresses, range and quarantine. Turning SNAT off
+//     stops translating new flows only; turning it on translates new flows
+//     from the inside from then on.
+//   - Routes, management addresses: per packet, so existing flows follow
+//     them at once.
+
+// ErrRestartRequired is wrapped by Apply's error for a field that cannot
+// change while edge runs (the control plane maps it to its own
+// ctl.ErrImmutable).
+var ErrRestartRequired = errors.New("cannot change while edge runs; restart edge")
+
+// defaults fills c's defaults and checks the fields New and Apply both
+// need in range.
+func (c *Config) defaults() error {
+	if c.Queues == 0 {
+		c.Queues = 1
+	}
+	if c.Queues < 1 || c.Queues > 16 {
+		return errors.New("queues: must be between 1 and 16")
+	}
+	if c.Frames == 0 {
+		c.Frames = 4096
+	}
+	if c.Ring == 0 {
+		c.Ring = 2048
+	}
+	if c.Frames < 2*c.Ring {
+		// The fill ring holds Ring frames for receiving; the rest transmit.
+		return fmt.Errorf("xdp.frames: %d frames cannot serve a %d-descriptor fill ring and transmit too (need at least %d)",
+			c.Frames, c.Ring, 2*c.Ring)
+	}
+	if c.Conntrack.MaxFlows == 0 {
+		c.Conntrack.MaxFlows = 1 << 20
+	}
+	if c.Conntrack.HistorySize == 0 {
+		c.Conntrack.HistorySize = 16384
+	}
+	return nil
+}
+
+// checkImmutable returns the first field that differs between the
+// configuration in force and c among those fixed while running.
+func checkImmutable(old, c *Config) error {
+	for _, f := range []struct {
+		field    string
+		was, now any
+	}{
+		{"interfaces.inside.name", old.Inside.Name, c.Inside.Name},
+		{"interfaces.inside.mtu", old.Inside.MTU, c.Inside.MTU},
+		{"interfaces.outside.name", old.Outside.Name, c.Outside.Name},
+		{"interfaces.outside.mtu", old.Outside.MTU, c.Outside.MTU},
+		{"queues", old.Queues, c.Queues},
+		{"cpus", fmt.Sprint(old.CPUs), fmt.Sprint(c.CPUs)},
+		{"hugepages", old.Hugepages, c.Hugepages},
+		{"xdp.frames", old.Frames, c.Frames},
+		{"xdp.ring", old.Ring, c.Ring},
+		{"xdp.need_wakeup", old.NeedWakeup, c.NeedWakeup},
+		{"conntrack.max_flows", old.Conntrack.MaxFlows, c.Conntrack.MaxFlows},
+		{"conntrack.history", old.Conntrack.HistorySize, c.Conntrack.HistorySize},
+		{"conntrack.event_ring_size", old.Conntrack.EventRingSize, c.Conntrack.EventRingSize},
+		{"conntrack.memory", old.Conntrack.Memory, c.Conntrack.Memory},
+	} {
+		if f.was != f.now {
+			return fmt.Errorf("%s: %w (running with %v, asked for %v)", f.field, ErrRestartRequired, f.was, f.now)
+		}
+	}
+	return nil
+}
+
+// checkManagement checks the management addresses: valid, each once, and
+// no more per family than the XDP program's maps hold.
+func checkManagement(ms []netip.Addr) error {
+	var n4, n6 int
+	seen := map[netip.Addr]bool{}
+	for i, a := range ms {
+		field := fmt.Sprintf("management[%d]", i)
+		switch {
+		case !a.IsValid():
+			return errors.New(field + ": not an address")
+		case a.Is4In6() || a.Zone() != "":
+			return fmt.Errorf("%s: %v: write IPv4 addresses as IPv4, without a zone", field, a)
+		case seen[a]:
+			return fmt.Errorf("%s: %v appears twice", field, a)
+		}
+		seen[a] = true
+		if a.Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	if n4 > maxManagement || n6 > maxManagement {
+		return fmt.Errorf("management: at most %d addresses per family", maxManagement)
+	}
+	return nil
+}
+
+// checkManagementSNAT refuses management addresses that SNAT translates to:
+// replies to translated flows are addressed to them, and the XDP program
+// would hand them all to the kernel.
+func checkManagementSNAT(ms []netip.Addr, sc *snat.Config) error {
+	if sc == nil {
+		return nil
+	}
+	for _, m := range ms {
+		if sc.Mode == snat.Automap && m == sc.Automap {
+			return fmt.Errorf("management: %v is the SNAT automap address; use another address for management", m)
+		}
+		for _, pool := range sc.Pools {
+			for _, a := range pool.Addrs {
+				if a == m {
+					return fmt.Errorf("management: %v is in SNAT pool %q", m, pool.Name)
+				}
+			}
+			for _, r := range pool.Ranges {
+				if m.Compare(r.Start) >= 0 && m.Compare(r.End) <= 0 {
+					return fmt.Errorf("management: %v is in SNAT pool %q", m, pool.Name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// resolveSNAT returns a copy of c with the automap address filled in from
+// interface outside when c names none.
+func (e *Engine) resolveSNAT(c *snat.Config, outside string) (*snat.Config, error) {
+	sc := *c
+	sc.Pools = slices.Clone(c.Pools)
+	if sc.Mode == snat.Automap && !sc.Automap.IsValid() {
+		err := e.inNS(func() (err error) {
+			sc.Automap, err = firstAddr(outside)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("snat.address: automap: %w", err)
+		}
+	}
+	return &sc, nil
+}
+
+// inNS runs fn on a thread in the interfaces' network namespace (on the
+// caller's thread in kernel-free tests). The thread used is discarded.
+func (e *Engine) inNS(fn func() error) error {
+	if !e.hasNS {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := netns.Set(e.ns); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// stablePolicy lays want's profiles out so that every profile name of the
+// policy in force keeps its index (flows store the index): profile 0 is
+// want's first (the default of rules naming none), names both policies
+// have keep their slots with want's timers, new names take new slots, and
+// a name want drops keeps its slot and timers (its flows run out under
+// them) until slots run out. It returns the policy to install and the
+// index of each of want's names, for compiling rules. If no stable layout
+// is valid it falls back to want as given.
+func stablePolicy(cur, want conntrack.Policy) (conntrack.Policy, func(string) (uint8, bool), error) {
+	wantP := want.Profiles
+	if len(wantP) == 0 {
+		wantP = []conntrack.Profile{conntrack.DefaultProfile}
+	}
+	if err := conntrack.ValidatePolicy(conntrack.Policy{Profiles: wantP}); err != nil {
+		return conntrack.Policy{}, nil, err
+	}
+	old := cur.Profiles
+	if len(old) == 0 {
+		old = []conntrack.Profile{conntrack.DefaultProfile}
+	}
+	wantIdx := make(map[string]int, len(wantP))
+	for i, p := range wantP {
+		wantIdx[p.Name] = i
+	}
+	out := slices.Clone(old)
+	out[0] = wantP[0]
+	placed := map[string]int{wantP[0].Name: 0}
+	var retired []int
+	for i := 1; i < len(old); i++ {
+		if j, ok := wantIdx[old[i].Name]; ok && j != 0 {
+			out[i] = wantP[j]
+			placed[old[i].Name] = i
+		} else {
+			retired = append(retired, i)
+		}
+	}
+	ok := true
+	for _, p := range wantP[1:] {
+		if _, done := placed[p.Name]; done {
+			continue
+		}
+		switch {
+		case len(out) < 255:
+			out = append(out, p)
+			placed[p.Name] = len(out) - 1
+		case len(retired) > 0:
+			out[retired[0]] = p
+			placed[p.Name] = retired[0]
+			retired = retired[1:]
+		default:
+			ok = false
+		}
+	}
+	pol := want
+	pol.Profiles = out
+	if !ok || conntrack.ValidatePolicy(pol) != nil {
+		// e.g. a dropped profile's name now names profile 0: no stable
+		// layout; indices follow want.
+		pol.Profiles = slices.Clone(wantP)
+		placed = wantIdx
+	}
+	index := func(name string) (uint8, bool) {
+		if _, ok := wantIdx[name]; !ok {
+			return 0, false // a retired profile cannot be named
+		}
+		i, ok := placed[name]
+		return uint8(i), ok
+	}
+	return pol, index, nil
+}
+
+// Apply validates cfg whole against the running engine and, unless dryRun,
+// puts it in force; see the top of apply.go for what changes live and what
+// happens to existing flows. On any error nothing changed; the error names
+// the field, and wraps ErrRestartRequired for fields fixed while running.
+// changed lists the top-level configuration-file fields that differ from
+// the configuration in force ("rules", "default_action", "routes",
+// "routes_from_kernel", "management", "conntrack", "profiles",
+// "nsx_compat", "snat"), in the file's order; with dryRun they are what
+// would change. cfg.Logf is ignored (New's stays). Safe from any goroutine
+// while the workers run; applies are serialized.
+func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	old := e.cur.Load()
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	cfg.Logf = old.Logf
+	if err := checkImmutable(old, &cfg); err != nil {
+		return nil, err
+	}
+	if err := checkManagement(cfg.Management); err != nil {
+		return nil, err
+	}
+	pol, profileIndex, err := stablePolicy(e.table.Policy(), cfg.Conntrack.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("profiles: %w", err)
+	}
+	fw, err := firewall.Compile(cfg.Rules, profileIndex)
+	if err != nil {
+		return nil, err
+	}
+	var rt *Routes
+	if err := e.inNS(func() (err error) { rt, err = e.compileRoutes(&cfg); return err }); err != nil {
+		return nil, err
+	}
+	var sc *snat.Config
+	if cfg.SNAT != nil {
+		if sc, err = e.resolveSNAT(cfg.SNAT, e.cfg.Outside.Name); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkManagementSNAT(cfg.Management, sc); err != nil {
+		return nil, err
+	}
+	var snap *snat.Snapshot
+	switch {
+	case e.nat != nil:
+		if snap, err = e.nat.Prepare(sc); err != nil {
+			if errors.Is(err, snat.ErrFixedSize) {
+				return nil, fmt.Errorf("%w: %w", err, ErrRestartRequired)
+			}
+			return nil, err
+		}
+	case sc != nil:
+		return nil, fmt.Errorf("snat: %w (this engine has no NAT)", ErrRestartRequired)
+	}
+	changed = diff(old, &cfg, e.natCfg, sc)
+	if dryRun {
+		return changed, nil
+	}
+
+	// Commit. Only the management maps can fail, so they go first.
+	if err := e.setManagement(old.Management, cfg.Management); err != nil {
+		return nil, err
+	}
+	// The policy before the rules: every index the new rules give a flow
+	// exists in it, and every index of the old rules still names the same
+	// profile (stable layout).
+	if err := e.table.SetPolicy(pol); err != nil {
+		return nil, err // validated above: not reached
+	}
+	e.fw.Store(fw)
+	e.routeMu.Lock()
+	next := cfg
+	e.cur.Store(&next)
+	e.routes.Store(rt)
+	e.routeMu.Unlock()
+	if snap != nil {
+		e.nat.Install(snap)
+		e.natCfg = sc
+	}
+	if len(changed) > 0 {
+		e.gen.Add(1)
+	}
+	return changed, nil
+}
+
+// setManagement updates both XDP programs' management maps from old to
+// want: new addresses first, then the ones no longer wanted. If an addition
+// fails, the additions made are undone and nothing changed.
+func (e *Engine) setManagement(old, want []netip.Addr) error {
+	var add, del []netip.Addr
+	for _, a := range want {
+		if !slices.Contains(old, a) {
+			add = append(add, a)
+		}
+	}
+	for _, a := range old {
+		if !slices.Contains(want, a) {
+			del = append(del, a)
+		}
+	}
+	var done []func()
+	for _, p := range e.progs {
+		if p == nil {
+			continue
+		}
+		for _, a := range add {
+			if err := p.AddManagement(a); err != nil {
+				for _, undo := range done {
+					undo()
+				}
+				return fmt.Errorf("management: %v: %w", a, err)
+			}
+			done = append(done, func() { _ = p.RemoveManagement(a) })
+		}
+	}
+	for _, p := range e.progs {
+		if p == nil {
+			continue
+		}
+		for _, a := range del {
+			if err := p.RemoveManagement(a); err != nil {
+				e.cfg.Logf("dataplane: management: removing %v: %v", a, err)
+			}
+		}
+	}
+	return nil
+}
+
+// diff lists the configuration-file fields that differ between the
+// configuration in force and c (sc: c's SNAT, resolved).
+func diff(old, c *Config, oldNAT, sc *snat.Config) []string {
+	var out []string
+	add := func(field string, differs bool) {
+		if differs {
+			out = append(out, field)
+		}
+	}
+	sameSet := func(a, b []netip.Addr) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for _, x := range a {
+			if !slices.Contains(b, x) {
+				return false
+			}
+		}
+		return true
+	}
+	op, cp := old.Conntrack.Policy, c.Conntrack.Policy
+	add("management", !sameSet(old.Management, c.Management))
+	add("routes", !slices.Equal(old.Routes, c.Routes))
+	add("routes_from_kernel", old.KernelRoutes != c.KernelRoutes)
+	add("conntrack", op.Liberal != cp.Liberal || op.PickUp != cp.PickUp)
+	add("profiles", !slices.Equal(op.Profiles, cp.Profiles))
+	add("snat", !reflect.DeepEqual(oldNAT, sc))
+	add("rules", !(len(old.Rules.Rules) == 0 && len(c.Rules.Rules) == 0) && !reflect.DeepEqual(old.Rules.Rules, c.Rules.Rules))
+	add("default_action", old.Rules.Default != c.Rules.Default)
+	add("nsx_compat", op.NSXCompat != cp.NSXCompat)
+	return out
+}
+
+// Config returns the configuration in force (do not modify it).
+func (e *Engine) Config() *Config { return e.cur.Load() }
+
+// Generation returns the configuration generation: 1 from New, +1 per
+// Apply that changed something.
+func (e *Engine) Generation() uint64 { return e.gen.Load() }

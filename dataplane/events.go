@@ -1,0 +1,170 @@
+package dataplane
+
+import (
+	"sync/atomic"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/icmp"
+)
+
+// Worker events.
+//
+// Every drop a worker counts outside conntrack (parse errors, martians,
+// firewall deny and reject, no route, no neighbour, TTL, MTU, SNAT refusals,
+// full hand-off or TX rings, ICMP errors refused by RFC 1812 4.3.2.7 or the
+// rate limit) and every ICMP error and TCP reset it generates is recorded
+// as an Event in the worker's own lossy single-producer single-consumer
+// ring (eventRing, the shape of internal/spsc with the producer's index
+// published once per batch): fixed-size, pointer-free records written by
+// the worker only on those paths, never on a forwarded packet's. A full
+// ring loses the event and counts it (WorkerStats.EventsLost, published
+// per batch); it never blocks the worker. Drops conntrack decides (state mismatches,
+// table full, key in use) are conntrack's events (conntrack.Table.
+// ReadEvents) and SNAT's exhaustion and quarantine overrides are snat's
+// (snat.NAT.ReadEvents); the control plane merges the three.
+
+// EventKind is what a worker Event reports.
+type EventKind uint8
+
+const (
+	EvDropped  EventKind = iota + 1 // a packet dropped (or an ICMP error not sent); Reason says why
+	EvICMPSent                      // an ICMP error sent; Reason is its cause, ICMP its kind
+	EvRSTSent                       // a TCP reset sent (reject rule); Reason is its cause
+)
+
+var evKindNames = [...]string{"", "dropped", "icmp_sent", "rst_sent"}
+
+func (k EventKind) String() string {
+	if int(k) < len(evKindNames) && k != 0 {
+		return evKindNames[k]
+	}
+	return "unknown"
+}
+
+// Event is one worker event: fixed size, no pointers.
+type Event struct {
+	Time   conntrack.Time // the batch's time (see Engine.Start)
+	Key    conntrack.Key  // the packet's key; zero when it could not be parsed
+	Kind   EventKind
+	Reason drop.Reason // dropped: why; icmp_sent, rst_sent: the cause
+	ICMP   icmp.Kind   // icmp_sent: the error's kind
+	Flags  uint8       // TCP flags of the packet
+	Zone   uint8       // firewall.Zone of the ingress interface (1 inside, 2 outside); 0 unknown
+	Worker uint8
+}
+
+// eventRingSize is each worker's event ring capacity.
+const eventRingSize = 4096
+
+// eventRing is internal/spsc.Ring for events with a cheaper producer:
+// put writes a slot and advances a private tail, and publish (once per
+// batch, from flush) makes the slots visible with one atomic store, so
+// recording an event costs a copy, not a store fence. The producer reads
+// the consumer's head only when its cached view of the free space runs
+// out. Slots between head and the published tail belong to the consumer,
+// the rest to the producer.
+type eventRing struct {
+	buf   []Event
+	mask  uint64
+	ptail uint64 // producer: next slot to write (published or not)
+	phead uint64 // producer: the consumer's head when last read
+	_     [64]byte
+	head  atomic.Uint64 // next slot to read (consumer)
+	_     [56]byte
+	tail  atomic.Uint64 // published tail (producer)
+	_     [56]byte
+}
+
+// Init allocates room for size events, rounded up to a power of two.
+func (r *eventRing) Init(size int) {
+	n := 1
+	for n < size {
+		n <<= 1
+	}
+	r.buf = make([]Event, n)
+	r.mask = uint64(n - 1)
+	r.ptail, r.phead = r.tail.Load(), r.head.Load()
+}
+
+// put writes *e, unpublished; false (e dropped) when the ring is full.
+// Producer only.
+func (r *eventRing) put(e *Event) bool {
+	if r.ptail-r.phead >= uint64(len(r.buf)) {
+		r.phead = r.head.Load()
+		if r.ptail-r.phead >= uint64(len(r.buf)) {
+			return false
+		}
+	}
+	r.buf[r.ptail&r.mask] = *e
+	r.ptail++
+	return true
+}
+
+// publish makes the events put so far visible to the reader. Producer only.
+func (r *eventRing) publish() {
+	if r.tail.Load() != r.ptail {
+		r.tail.Store(r.ptail)
+	}
+}
+
+// Read moves up to len(out) published events into out and returns how
+// many. Consumer only.
+func (r *eventRing) Read(out []Event) int {
+	h, t := r.head.Load(), r.tail.Load()
+	n := 0
+	for h != t && n < len(out) {
+		out[n] = r.buf[h&r.mask]
+		h++
+		n++
+	}
+	r.head.Store(h)
+	return n
+}
+
+// Skip discards the published events. Consumer only.
+func (r *eventRing) Skip() { r.head.Store(r.tail.Load()) }
+
+// event records an event about packet p (nil: not parsed) received on port
+// in (-1: unknown). Only drop and generation paths call it; it never
+// allocates and never waits.
+func (w *worker) event(kind EventKind, r drop.Reason, k icmp.Kind, in int, p *conntrack.Packet) {
+	e := Event{Time: w.now, Kind: kind, Reason: r, ICMP: k, Worker: uint8(w.id)}
+	if in >= 0 {
+		e.Zone = uint8(w.ports[in].zone)
+	}
+	if p != nil {
+		e.Key, e.Flags = p.Key, p.Flags
+	}
+	if !w.events.put(&e) {
+		w.evLost++
+	}
+}
+
+// drop counts a drop that concerns no parsed packet, with an event.
+func (w *worker) drop(r drop.Reason) {
+	w.drops[r]++
+	w.event(EvDropped, r, icmp.NoError, -1, nil)
+}
+
+// dropPkt counts the drop of packet p received on port in, with an event.
+func (w *worker) dropPkt(r drop.Reason, in int, p *conntrack.Packet) {
+	w.drops[r]++
+	w.event(EvDropped, r, icmp.NoError, in, p)
+}
+
+// count counts a drop conntrack decided: conntrack recorded its event.
+func (w *worker) count(r drop.Reason) { w.drops[r]++ }
+
+// ReadEvents moves the queued events of every worker into out and returns
+// how many, worker by worker (each worker's in time order). One reader at
+// a time (it serializes callers).
+func (e *Engine) ReadEvents(out []Event) int {
+	e.evMu.Lock()
+	defer e.evMu.Unlock()
+	n := 0
+	for _, w := range e.workers {
+		n += w.events.Read(out[n:])
+	}
+	return n
+}
