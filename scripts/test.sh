@@ -25,6 +25,14 @@ echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '^third_party/'))
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 
+echo "== generated code is current (scripts/genproto.sh, pinned generators)"
+./scripts/genproto.sh
+if [ -n "$(git status --porcelain -- ctl/edgepb)" ]; then
+	echo "ctl/edgepb differs from what scripts/genproto.sh generates from edge.proto:"
+	git status --porcelain -- ctl/edgepb; git diff -- ctl/edgepb | head -40
+	exit 1
+fi
+
 echo "== go vet"
 go vet ./...
 
@@ -32,7 +40,7 @@ echo "== go test"
 go test -count=1 ./...
 
 echo "== go test -race (per-packet and concurrent packages)"
-go test -count=1 -race ./conntrack/... ./header/... ./drop/... ./firewall/... ./snat/... ./icmp/... ./dataplane/...
+go test -count=1 -race ./conntrack/... ./header/... ./drop/... ./firewall/... ./snat/... ./icmp/... ./dataplane/... ./ctl/...
 
 echo "== fuzz smoke ($FUZZTIME per target)"
 fuzz() { # package target
@@ -49,7 +57,7 @@ fuzz() { # package target
 	done
 	cat /tmp/edge-fuzz.log; echo "fuzz $1 $2 failed" >&2; exit 1
 }
-for pkg in ./header ./conntrack ./firewall ./snat ./icmp ./config; do
+for pkg in ./header ./conntrack ./firewall ./snat ./icmp ./config ./ctl; do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
 		fuzz "$pkg" "$target"
 	done

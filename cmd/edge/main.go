@@ -1,12 +1,19 @@
-// Command edge is the edge gateway: `edge run --config FILE` starts the data
-// plane (AF_XDP workers, XDP program, conntrack, firewall, SNAT) from a
-// declarative configuration file. The control-plane client commands
-// (status, flows, stats, events) arrive with the gRPC API (issue #4).
+// Command edge is the edge gateway, daemon and client in one binary.
+//
+// `edge run --config FILE` starts the data plane (AF_XDP workers, XDP
+// program, conntrack, firewall, SNAT) from a declarative configuration file
+// and serves the control plane (package ctl) on a unix socket, optionally on
+// TCP with mutual TLS, and Prometheus metrics on a management address.
+//
+// The other commands are clients of a running daemon: status, flows (and
+// flows explain), flush, config get|apply, events, stats.
 package main
 
 import (
 	"fmt"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -16,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgegw/edge/config"
+	"github.com/edgegw/edge/ctl"
 	"github.com/edgegw/edge/dataplane"
 	"github.com/edgegw/edge/drop"
 )
@@ -29,7 +37,9 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), versionCmd())
+	addClientFlags(root)
+	root.AddCommand(runCmd(), validateCmd(), versionCmd(),
+		statusCmd(), flowsCmd(), flushCmd(), configCmd(), eventsCmd(), statsCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
@@ -62,21 +72,33 @@ func validateCmd() *cobra.Command {
 }
 
 func runCmd() *cobra.Command {
-	var path, cpuProfile string
+	var path, cpuProfile, listen, metrics string
 	var statsEvery time.Duration
 	c := &cobra.Command{
 		Use:   "run --config FILE",
-		Short: "Start the data plane",
+		Short: "Start the data plane and its control plane (the daemon)",
 		Long: `Start the data plane in the current network namespace: attach edge's XDP
 program to the inside and outside interfaces, bind one AF_XDP socket per
 queue, and forward until SIGINT or SIGTERM. On exit the program is detached
 and the interfaces are left as found. If edge dies, the XDP program stays and
 drops all IP traffic (fail closed) until edge is started again or the program
-is removed (ip link set dev IF xdp off).`,
-		Example: "  ip netns exec edge edge run --config lab.yaml",
-		Args:    cobra.NoArgs,
+is removed (ip link set dev IF xdp off).
+
+The control plane listens on --socket (a unix socket, mode 0600) and, with
+--listen, on TCP with mutual TLS only (TLS 1.3; --tls-cert and --tls-key are
+the daemon's certificate, --tls-ca the CA client certificates must chain to).
+--metrics serves Prometheus metrics over plain HTTP: give it a management
+address.`,
+		Example: `  ip netns exec edge edge run --config lab.yaml
+  edge run -c edge.yaml --metrics 192.0.2.10:9100
+  edge run -c edge.yaml --listen 192.0.2.10:7443 --tls-cert edge.pem --tls-key edge.key --tls-ca ops-ca.pem`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			cfg, err := config.Load(path)
+			doc, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Parse(doc)
 			if err != nil {
 				return err
 			}
@@ -96,6 +118,35 @@ is removed (ip link set dev IF xdp off).`,
 				return err
 			}
 			defer e.Close()
+
+			// The control plane is up before forwarding starts, and stops
+			// after it (deferred calls run last in, first out).
+			backend := ctl.NewEngineBackend(e, doc, version, log.Printf)
+			srv := ctl.NewServer(backend)
+			defer srv.Stop()
+			ul, err := ctl.ListenUnix(cf.socket)
+			if err != nil {
+				return fmt.Errorf("--socket: %w", err)
+			}
+			go serve(srv, ul, "unix "+cf.socket)
+			if listen != "" {
+				tl, err := ctl.ListenTLS(listen, cf.cert, cf.key, cf.ca)
+				if err != nil {
+					return fmt.Errorf("--listen: %w", err)
+				}
+				go serve(srv, tl, "tcp "+listen+" (mutual TLS)")
+			}
+			if metrics != "" {
+				ml, err := net.Listen("tcp", metrics)
+				if err != nil {
+					return fmt.Errorf("--metrics: %w", err)
+				}
+				hs := &http.Server{Handler: metricsMux(backend), ReadHeaderTimeout: 5 * time.Second}
+				defer hs.Close()
+				go hs.Serve(ml)
+				log.Printf("edge: metrics on http://%s/metrics", ml.Addr())
+			}
+
 			if err := e.Run(); err != nil {
 				return err
 			}
@@ -116,10 +167,10 @@ is removed (ip link set dev IF xdp off).`,
 				select {
 				case s := <-sig:
 					log.Printf("edge: %v: stopping", s)
-					printStats(e)
+					logStats(e)
 					return nil
 				case <-tick:
-					printStats(e)
+					logStats(e)
 				case <-logTick.C:
 					printRuleLogs(e, logs)
 				}
@@ -127,10 +178,32 @@ is removed (ip link set dev IF xdp off).`,
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
-	c.Flags().DurationVar(&statsEvery, "stats", 0, "print counters at this interval (0: only on exit)")
+	c.Flags().DurationVar(&statsEvery, "stats", 0, "log counters at this interval (0: only on exit)")
 	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until exit")
+	c.Flags().StringVar(&listen, "listen", "", "also serve the control plane on this TCP address, mutual TLS only")
+	c.Flags().StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this address (host:port), path /metrics")
 	c.MarkFlagRequired("config")
 	return c
+}
+
+func serve(srv *ctl.Server, l net.Listener, what string) {
+	log.Printf("edge: control plane on %s", what)
+	if err := srv.Serve(l); err != nil {
+		log.Printf("edge: control plane on %s: %v", what, err)
+	}
+}
+
+func metricsMux(b ctl.Backend) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", ctl.MetricsHandler(ctl.NewCollector(b, 5*time.Second)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "edge: metrics at /metrics")
+	})
+	return mux
 }
 
 // printRuleLogs prints the flows that met rules with log set.
@@ -146,8 +219,8 @@ func printRuleLogs(e *dataplane.Engine, buf []dataplane.RuleLog) {
 	}
 }
 
-// printStats logs the data plane's counters, one line per non-zero drop.
-func printStats(e *dataplane.Engine) {
+// logStats logs the data plane's counters, one line per non-zero drop.
+func logStats(e *dataplane.Engine) {
 	s := e.Stats()
 	ct := e.Table().Stats()
 	log.Printf("stats: rx inside %d outside %d, tx inside %d outside %d, flows %d (created %d), xdp %+v",

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgegw/edge/internal/netnstest"
+)
+
+const e2eConfig = `
+interfaces: {inside: {name: in}, outside: {name: out}}
+routes:
+  - {dst: 10.0.0.0/24, interface: inside}
+  - {dst: 203.0.113.0/24, interface: outside}
+snat: {mode: automap}
+conntrack: {max_flows: 4096}
+rules:
+%s  - {name: outbound, zone: inside, action: allow}
+`
+
+// TestDaemonEndToEnd runs the real daemon in namespaces and drives it only
+// through the CLI, as an operator would: status, flows, explain, a live
+// rule change that drops a flow, events, stats, flush, metrics, and the
+// refusals (invalid config, no daemon).
+func TestDaemonEndToEnd(t *testing.T) {
+	netnstest.Require(t)
+	if testing.Short() {
+		t.Skip("builds and runs the edge binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "edge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build edge: %v\n%s", err, out)
+	}
+	client, edge, server := netnstest.New(t, "cpc"), netnstest.New(t, "cpe"), netnstest.New(t, "cps")
+	netnstest.Veth(t, client, "c0", "10.0.0.2/24", edge, "in", "10.0.0.1/24")
+	netnstest.Veth(t, edge, "out", "203.0.113.1/24", server, "s0", "203.0.113.2/24")
+	client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
+	netnstest.NoTxChecksumOffload(t, client, "c0")
+	netnstest.NoTxChecksumOffload(t, server, "s0")
+	edge.Run(t, "ip", "link", "set", "lo", "up")
+
+	cfg := filepath.Join(dir, "edge.yaml")
+	os.WriteFile(cfg, []byte(strings.Replace(e2eConfig, "%s", "", 1)), 0o644)
+	sock := filepath.Join(dir, "edge.sock")
+	logf, err := os.Create(filepath.Join(dir, "edge.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+	daemon := exec.Command("ip", "netns", "exec", edge.Name, bin, "run", "--config", cfg,
+		"--socket", sock, "--metrics", "127.0.0.1:9100")
+	daemon.Stdout, daemon.Stderr = logf, logf
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { daemon.Process.Signal(os.Interrupt); daemon.Wait() })
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
+		t.Fatalf("edge did not start:\n%s", logText())
+	}
+
+	// cli runs a client command against the daemon.
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, append([]string{"--socket", sock}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	mustCLI := func(args ...string) string {
+		t.Helper()
+		out, err := cli(args...)
+		if err != nil {
+			t.Fatalf("edge %s: %v\n%s\nlog:\n%s", strings.Join(args, " "), err, out, logText())
+		}
+		return out
+	}
+
+	// Socket permissions: the control socket is the daemon's only door.
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket %s: %v, mode %v (want 0600)", sock, err, fi.Mode().Perm())
+	}
+	if out := mustCLI("status"); !strings.Contains(out, "in ") || !strings.Contains(out, "automap") {
+		t.Fatalf("status lacks the interfaces or SNAT:\n%s", out)
+	}
+
+	// Events are watched from the start (JSON lines).
+	events := startEvents(t, bin, sock)
+
+	// A UDP sink on the server and a sender on the client.
+	sinks := map[int]*counter{9000: newSink(t, server, 9000), 9001: newSink(t, server, 9001)}
+	send := func(port, n int) {
+		t.Helper()
+		err := client.Do(func() error {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 40000 + port - 9000},
+				&net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: port})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for range n {
+				c.Write([]byte("x"))
+				time.Sleep(2 * time.Millisecond)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// edge drops a packet whose next hop is not resolved yet (it asks the
+	// kernel to resolve it): warm the neighbour entries up first.
+	if !waitFor(3*time.Second, func() bool { send(9000, 1); return sinks[9000].get() > 0 }) {
+		t.Fatalf("nothing crossed edge\n%s", logText())
+	}
+	base := sinks[9000].get()
+	send(9000, 20-base)
+	if !waitFor(2*time.Second, func() bool { return sinks[9000].get() == 20 }) {
+		t.Fatalf("before the rule change 9000 got %d of 20\n%s", sinks[9000].get(), logText())
+	}
+	send(9001, 5)
+	if !waitFor(2*time.Second, func() bool { return sinks[9001].get() == 5 }) {
+		t.Fatalf("before the rule change 9001 got %d of 5", sinks[9001].get())
+	}
+
+	// flows and explain.
+	out := mustCLI("flows", "proto=udp", "port=9000")
+	if !strings.Contains(out, "10.0.0.2:40000 -> 203.0.113.2:9000") || !strings.Contains(out, "1 flows") {
+		t.Fatalf("flows:\n%s", out)
+	}
+	out = mustCLI("flows", "explain", "udp", "10.0.0.2:40000", "203.0.113.2:9000")
+	if !strings.Contains(out, "live flow") || !strings.Contains(out, "SNAT        203.0.113.1:") || !strings.Contains(out, "rule outbound") {
+		t.Fatalf("explain:\n%s", out)
+	}
+
+	// A live rule change: drop UDP toward 9002 (a new flow), keep the rest.
+	bad := strings.Replace(e2eConfig, "%s", "  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n  - {name: typo, zone: inside, dst: [\"10.0.0.0/33\"], action: allow}\n", 1)
+	os.WriteFile(cfg, []byte(bad), 0o644)
+	if out, err := cli("config", "apply", "-f", cfg); err == nil || !strings.Contains(out, "rules[1].dst[0]") {
+		t.Fatalf("an invalid document was not refused by field name: %v\n%s", err, out)
+	}
+	good := strings.Replace(e2eConfig, "%s", "  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n", 1)
+	os.WriteFile(cfg, []byte(good), 0o644)
+	if out := mustCLI("config", "apply", "-f", cfg); !strings.Contains(out, "generation 2") || !strings.Contains(out, "rules") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	if out := mustCLI("config", "get"); !strings.Contains(out, "name: block") {
+		t.Fatalf("config get does not show the applied document:\n%s", out)
+	}
+	sinks[9002] = newSink(t, server, 9002)
+	send(9002, 5)
+	send(9000, 5) // the existing flow still crosses
+	if !waitFor(2*time.Second, func() bool { return sinks[9000].get() == 25 }) {
+		t.Fatalf("after the rule change the existing flow got %d of 25", sinks[9000].get())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := sinks[9002].get(); n != 0 {
+		t.Fatalf("%d datagrams crossed a drop rule", n)
+	}
+	out = mustCLI("stats")
+	if !regexpLine(out, "firewall_drop", 5) {
+		t.Fatalf("stats do not count 5 firewall_drop:\n%s", out)
+	}
+	if !events.waitFor(5*time.Second, func(e map[string]any) bool {
+		return e["kind"] == "dropped" && e["reason"] == "firewall_drop" && tupleDst(e) == 9002
+	}) {
+		t.Fatalf("no dropped/firewall_drop event for port 9002; events seen:\n%s", events.dump())
+	}
+	if !events.waitFor(time.Second, func(e map[string]any) bool { return e["kind"] == "opened" && tupleDst(e) == 9001 }) {
+		t.Fatalf("no opened event for port 9001; events seen:\n%s", events.dump())
+	}
+
+	// Flush and see it in the history.
+	if out := mustCLI("flush", "port=9001"); !strings.Contains(out, "flushed 1 flows") {
+		t.Fatalf("flush:\n%s", out)
+	}
+	out = mustCLI("flows", "explain", "udp 10.0.0.2:40001 -> 203.0.113.2:9001")
+	if !strings.Contains(out, "no live flow") || !strings.Contains(out, "flushed") {
+		t.Fatalf("explain after flush:\n%s", out)
+	}
+	if out, err := cli("flush"); err == nil || !strings.Contains(out, "--all") {
+		t.Fatalf("flush without a filter was not refused: %v\n%s", err, out)
+	}
+
+	// Metrics, from the daemon's namespace.
+	var body string
+	if err := edge.Do(func() error {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:9100", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /metrics HTTP/1.0\r\n\r\n")
+		b, err := io.ReadAll(c)
+		body = string(b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(body, `edge_worker_drops_total{reason="firewall_drop",worker="0"} 5`) ||
+		!strings.Contains(body, "edge_conntrack_flows ") {
+		t.Fatalf("metrics lack the drop counter:\n%.3000s", body)
+	}
+
+	// JSON output is one object per line.
+	out = mustCLI("flows", "-o", "json")
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("flows -o json line %q: %v", l, err)
+		}
+	}
+
+	// No daemon: a clear error.
+	b, err := exec.Command(bin, "--socket", filepath.Join(dir, "nothing.sock"), "status").CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "not running") {
+		t.Fatalf("status without a daemon: %v\n%s", err, b)
+	}
+}
+
+func waitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// regexpLine reports whether a line of out names key with value n.
+func regexpLine(out, key string, n int) bool {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && f[0] == key && f[1] == strconv.Itoa(n) {
+			return true
+		}
+	}
+	return false
+}
+
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) get() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+func newSink(t *testing.T, ns *netnstest.NS, port int) *counter {
+	var conn *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: port})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &counter{}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := conn.ReadFromUDP(buf); err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.n++
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// eventLog collects `edge events -o json` lines.
+type eventLog struct {
+	mu     sync.Mutex
+	events []map[string]any
+	raw    bytes.Buffer
+}
+
+func startEvents(t *testing.T, bin, sock string) *eventLog {
+	cmd := exec.Command(bin, "--socket", sock, "events", "-o", "json")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	l := &eventLog{}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var m map[string]any
+			json.Unmarshal(sc.Bytes(), &m)
+			l.mu.Lock()
+			l.events = append(l.events, m)
+			l.raw.Write(sc.Bytes())
+			l.raw.WriteByte('\n')
+			l.mu.Unlock()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // subscribed before traffic starts
+	return l
+}
+
+func (l *eventLog) waitFor(d time.Duration, match func(map[string]any) bool) bool {
+	return waitFor(d, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, e := range l.events {
+			if match(e) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (l *eventLog) dump() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.raw.String()
+}
+
+func tupleDst(e map[string]any) int {
+	t, _ := e["tuple"].(map[string]any)
+	p, _ := t["dst_port"].(float64)
+	return int(p)
+}

@@ -1,0 +1,124 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/icmp"
+	"github.com/edgegw/edge/snat"
+)
+
+// statsBackend serves Status and Stats; the rest is unused by metrics.
+type statsBackend struct {
+	Backend // nil: any other method panics
+	stats   Stats
+	status  Status
+	err     error
+	calls   int
+}
+
+func (b *statsBackend) Status(context.Context) (Status, error) { return b.status, b.err }
+func (b *statsBackend) Stats(context.Context) (Stats, error) {
+	b.calls++
+	return b.stats, b.err
+}
+
+func TestMetricsExposition(t *testing.T) {
+	b := &statsBackend{
+		status: Status{Version: "v-test", Started: time.Unix(1000, 0), SNAT: &SNATStatus{Mode: "automap"}},
+	}
+	w := WorkerStats{ID: 0, RX: [2]uint64{10, 20}, TX: [2]uint64{19, 9}, Created: 3, Flows: 2, RST: 1}
+	w.Drops[drop.FirewallDrop] = 4
+	w.ICMP[icmp.TimeExceeded] = 2
+	b.stats = Stats{
+		Workers:    []WorkerStats{w, {ID: 1, RX: [2]uint64{1, 1}}},
+		Interfaces: []InterfaceStats{{Name: "in", Zone: "inside", RX: 11, TX: 20, XDPRedirected: 11}},
+		Conntrack:  conntrack.Stats{Flows: 2, Capacity: 1024},
+		SNATDestinations: []snat.DestStat{{Addr: netip.MustParseAddr("203.0.113.1"),
+			Dst: netip.MustParseAddrPort("203.0.113.2:80"), Proto: 6, InUse: 5, Free: 10, Range: 15, Exhausted: 7}},
+		EventsLost: 9,
+	}
+	b.stats.SNAT.Counters[snat.CtrExhausted] = 7
+	c := NewCollector(b, time.Second)
+	want := `
+# HELP edge_worker_drops_total Packets dropped by a worker, by reason (see ` + "`edge stats`" + `).
+# TYPE edge_worker_drops_total counter
+edge_worker_drops_total{reason="firewall_drop",worker="0"} 4
+# HELP edge_snat_exhausted_total Flows refused for lack of a port toward a destination.
+# TYPE edge_snat_exhausted_total counter
+edge_snat_exhausted_total{address="203.0.113.1",destination="203.0.113.2:80",protocol="tcp"} 7
+# HELP edge_events_lost_total Events the data plane could not queue (full rings).
+# TYPE edge_events_lost_total counter
+edge_events_lost_total 9
+# HELP edge_up 1 when the data plane answered this scrape.
+# TYPE edge_up gauge
+edge_up 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"edge_worker_drops_total", "edge_snat_exhausted_total", "edge_events_lost_total", "edge_up"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Through HTTP, as a scraper sees it; counters are read per scrape.
+	srv := httptest.NewServer(MetricsHandler(c))
+	defer srv.Close()
+	before := b.calls
+	body := scrape(t, srv.URL)
+	for _, s := range []string{`edge_worker_rx_packets_total{worker="0",zone="outside"} 20`,
+		`edge_xdp_packets_total{interface="in",verdict="redirected"} 11`,
+		`edge_snat_ports{address="203.0.113.1",destination="203.0.113.2:80",protocol="tcp",use="in_use"} 5`,
+		`edge_build_info{version="v-test"} 1`, `edge_icmp_errors_sent_total{kind="time_exceeded"} 2`,
+		`edge_tcp_resets_sent_total 1`, "go_goroutines"} {
+		if !strings.Contains(body, s) {
+			t.Errorf("scrape lacks %s", s)
+		}
+	}
+	if b.calls != before+1 {
+		t.Errorf("one scrape made %d Stats calls, want 1", b.calls-before)
+	}
+
+	// A data plane that does not answer: edge_up 0, nothing else.
+	b.err = errors.New("workers not serving")
+	if err := testutil.CollectAndCompare(c, strings.NewReader("# HELP edge_up 1 when the data plane answered this scrape.\n# TYPE edge_up gauge\nedge_up 0\n"), "edge_up"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestBusiestDestinations(t *testing.T) {
+	var ds []snat.DestStat
+	for i := range 10 {
+		ds = append(ds, snat.DestStat{InUse: i % 5, Exhausted: uint64(i)})
+	}
+	got := busiest(ds, 3)
+	if len(got) != 3 || got[0].InUse != 4 || got[0].Exhausted != 9 || got[1].Exhausted != 4 || got[2].InUse != 3 {
+		t.Fatalf("busiest = %+v", got)
+	}
+	if ds[0].InUse != 0 {
+		t.Fatal("busiest reordered its input")
+	}
+}
