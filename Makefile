@@ -1,8 +1,19 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench fuzz
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz
 test:
 	./scripts/test.sh
+# pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
 bench:
+	./bench/pps.sh
+bench-short:
+	SHORT=1 ./bench/pps.sh
+# conntrack micro-benchmarks (benchstat medians)
+bench-conntrack:
 	./bench/conntrack.sh
+# the NSX A/B: nginx -> middle box (edge, edge nsx_compat, Linux) -> backend, with port reuse and delayed FINs (root)
+ab:
+	./bench/nsx-ab.sh
+ab-short:
+	SHORT=1 ./bench/nsx-ab.sh
 fuzz:
 	FUZZTIME=120s ./scripts/test.sh

@@ -1,0 +1,242 @@
+package gen
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+)
+
+// Magic opens the UDP payload of every generated packet ("EGEN").
+const Magic = 0x4547454e
+
+// Layout of a generated frame (offsets into the frame).
+const (
+	ethLen     = 14
+	ipLen      = 20
+	udpLen     = 8
+	HeaderLen  = ethLen + ipLen + udpLen // 42: payload offset
+	offIP      = ethLen
+	offUDP     = ethLen + ipLen
+	offSrcPort = offUDP
+	offDstPort = offUDP + 2
+	offUDPSum  = offUDP + 6
+	offMagic   = HeaderLen
+	offSeq     = HeaderLen + 4
+	offTS      = HeaderLen + 8
+	// PayloadMin is the payload the sink reads: magic, sequence, timestamp.
+	PayloadMin = 16
+)
+
+// FrameConfig describes the packets to build.
+type FrameConfig struct {
+	SrcMAC, DstMAC [6]byte
+	Src, Dst       netip.Addr // IPv4
+	Sizes          []int      // frame sizes (FCS included), used in turn; default {64}
+	Flows          int        // distinct flows, visited in index order from FlowOffset; default 1
+	FlowOffset     uint64     // first flow index
+	NewFlows       bool       // every packet a new flow (index = FlowOffset + sequence)
+	Seed           uint64     // port permutation seed
+	Queues         int        // transmit queues to spread flows over; default 1
+}
+
+// Builder writes generated frames. Not safe for concurrent use.
+type Builder struct {
+	tmpl    [][]byte // per size class: the frame with seq, ts, ports and UDP checksum zero
+	base    []uint32 // per size class: UDP checksum partial sum of the template
+	class   []uint8  // size class of packet k: class[k % len]
+	ports   *Ports
+	pairs   []uint32 // per flow: src<<16 | dst (flows mode)
+	queue   []uint8  // per flow: transmit queue (flows mode)
+	nflows  uint64
+	offset  uint64
+	newFlow bool
+	queues  uint32
+	slots   []int16 // per caller frame slot: the size class its bytes hold, -1 none
+}
+
+// NewBuilder prepares templates and the flow table; slots is the number of
+// frame buffers the caller rotates through (Build copies a template into a
+// slot only when the slot holds another size class).
+func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
+	if !c.Src.Is4() || !c.Dst.Is4() {
+		return nil, errors.New("gen: source and destination must be IPv4 addresses")
+	}
+	if len(c.Sizes) == 0 {
+		c.Sizes = []int{MinFrame}
+	}
+	if c.Flows <= 0 {
+		c.Flows = 1
+	}
+	if uint64(c.Flows) > PortPairs {
+		return nil, errors.New("gen: more flows than port pairs")
+	}
+	if c.Queues <= 0 {
+		c.Queues = 1
+	}
+	b := &Builder{ports: NewPorts(c.Seed), nflows: uint64(c.Flows), offset: c.FlowOffset,
+		newFlow: c.NewFlows, queues: uint32(c.Queues), slots: make([]int16, slots)}
+	for i := range b.slots {
+		b.slots[i] = -1
+	}
+	classOf := map[int]uint8{}
+	for _, sz := range c.Sizes {
+		if sz < MinFrame || sz > MaxFrame {
+			return nil, errors.New("gen: frame size out of range 64..1518")
+		}
+		cl, ok := classOf[sz]
+		if !ok {
+			cl = uint8(len(b.tmpl))
+			classOf[sz] = cl
+			t, sum := template(c, sz-fcsLen)
+			b.tmpl = append(b.tmpl, t)
+			b.base = append(b.base, sum)
+		}
+		b.class = append(b.class, cl)
+	}
+	if !c.NewFlows {
+		b.pairs = make([]uint32, c.Flows)
+		b.queue = make([]uint8, c.Flows)
+		for i := range b.pairs {
+			s, d := b.ports.Pair(uint64(i))
+			b.pairs[i] = uint32(s)<<16 | uint32(d)
+			b.queue[i] = uint8(queueOf(s, d, b.queues))
+		}
+	}
+	return b, nil
+}
+
+func queueOf(s, d uint16, n uint32) uint32 {
+	if n == 1 {
+		return 0
+	}
+	h := (uint32(s)<<16 | uint32(d)) * 0x9e3779b1
+	return (h >> 16) % n
+}
+
+// template builds the frame of length n with variable fields zero and
+// returns it with its UDP checksum partial sum (pseudo-header included).
+func template(c FrameConfig, n int) ([]byte, uint32) {
+	f := make([]byte, n)
+	copy(f[0:6], c.DstMAC[:])
+	copy(f[6:12], c.SrcMAC[:])
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[offIP:]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], uint16(n-ethLen))
+	binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
+	ip[8] = 64
+	ip[9] = 17
+	s4, d4 := c.Src.As4(), c.Dst.As4()
+	copy(ip[12:16], s4[:])
+	copy(ip[16:20], d4[:])
+	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip[:ipLen], 0)))
+	ulen := n - offUDP
+	binary.BigEndian.PutUint16(f[offUDP+4:], uint16(ulen))
+	binary.BigEndian.PutUint32(f[offMagic:], Magic)
+	// Pseudo-header: addresses, protocol, UDP length; then header and payload.
+	var ph [12]byte
+	copy(ph[0:4], s4[:])
+	copy(ph[4:8], d4[:])
+	ph[9] = 17
+	binary.BigEndian.PutUint16(ph[10:], uint16(ulen))
+	sum := sum16(ph[:], 0)
+	sum = sum16(f[offUDP:], sum)
+	return f, sum
+}
+
+// sum16 adds b as big-endian 16-bit words to sum (odd tail padded).
+func sum16(b []byte, sum uint32) uint32 {
+	for len(b) >= 2 {
+		sum += uint32(b[0])<<8 | uint32(b[1])
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	return sum
+}
+
+func fold(s uint32) uint16 {
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	return uint16(s)
+}
+
+// Len returns the length (bytes handed to the kernel, FCS excluded) of
+// packet seq.
+func (b *Builder) Len(seq uint64) int {
+	return len(b.tmpl[b.class[seq%uint64(len(b.class))]])
+}
+
+// Queue returns the transmit queue of packet seq.
+func (b *Builder) Queue(seq uint64) int {
+	if b.queues == 1 {
+		return 0
+	}
+	if b.newFlow {
+		s, d := b.ports.Pair(b.offset + seq)
+		return int(queueOf(s, d, b.queues))
+	}
+	return int(b.queue[(b.offset+seq)%b.nflows])
+}
+
+// Build writes packet seq, stamped ts, into frame (at least Len(seq) bytes)
+// and returns its length. slot identifies the caller's buffer (0 <= slot <
+// the slots given to NewBuilder): the template is copied only when the slot
+// last held another size class. It allocates nothing.
+func (b *Builder) Build(frame []byte, slot int, seq uint64, ts int64) int {
+	cl := b.class[seq%uint64(len(b.class))]
+	t := b.tmpl[cl]
+	n := len(t)
+	f := frame[:n]
+	if b.slots[slot] != int16(cl) {
+		copy(f, t)
+		b.slots[slot] = int16(cl)
+	}
+	var sp, dp uint16
+	if b.newFlow {
+		sp, dp = b.ports.Pair(b.offset + seq)
+	} else {
+		p := b.pairs[(b.offset+seq)%b.nflows]
+		sp, dp = uint16(p>>16), uint16(p)
+	}
+	s32 := uint32(seq)
+	u := uint64(ts)
+	binary.BigEndian.PutUint16(f[offSrcPort:], sp)
+	binary.BigEndian.PutUint16(f[offDstPort:], dp)
+	binary.BigEndian.PutUint32(f[offSeq:], s32)
+	binary.BigEndian.PutUint64(f[offTS:], u)
+	sum := b.base[cl] + uint32(sp) + uint32(dp) + s32>>16 + s32&0xffff +
+		uint32(u>>48) + uint32(u>>32)&0xffff + uint32(u>>16)&0xffff + uint32(u)&0xffff
+	c := ^fold(sum)
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(f[offUDPSum:], c)
+	return n
+}
+
+// Packet is what the sink reads from a generated frame.
+type Packet struct {
+	Seq uint32
+	TS  int64
+}
+
+// ParsePacket reads a generated packet from an Ethernet frame: IPv4, UDP,
+// payload opening with Magic. ok is false for anything else.
+func ParsePacket(f []byte) (p Packet, ok bool) {
+	if len(f) < HeaderLen+PayloadMin || f[12] != 0x08 || f[13] != 0x00 {
+		return p, false
+	}
+	ihl := int(f[offIP]&0x0f) * 4
+	if f[offIP]>>4 != 4 || ihl < ipLen || f[offIP+9] != 17 {
+		return p, false
+	}
+	pl := ethLen + ihl + udpLen
+	if len(f) < pl+PayloadMin || binary.BigEndian.Uint32(f[pl:]) != Magic {
+		return p, false
+	}
+	p.Seq = binary.BigEndian.Uint32(f[pl+4:])
+	p.TS = int64(binary.BigEndian.Uint64(f[pl+8:]))
+	return p, true
+}
