@@ -8,7 +8,7 @@
 #              edge       edge run in the middle (built from ./cmd/edge, or EDGE_BIN=path)
 #        prints the topology's ID on the last line of stdout; its variables are in
 #        /tmp/edgetopo/ID/env (shell syntax: NS_C NS_M NS_S DEV_C DEV_IN DEV_OUT DEV_S
-#        SRC_IP DST_IP DST_MAC EDGE_PID ...)
+#        SRC_IP DST_IP DST_MAC EDGE_PID EDGE_SOCK EDGE_CONFIG ...)
 #   topo.sh pin ID     pin the veth NAPI kthreads (call again after attaching XDP)
 #   topo.sh down ID    stop edge, remove the namespaces and links, restore sysctls
 #   topo.sh list       topologies still up
@@ -250,11 +250,15 @@ conntrack: {max_flows: $maxflows}
 queues: $queues
 cpus: [$wcpus]
 EOF
-		# The whole process on the middle CPUs; each worker pinned by edge itself.
-		setsid ip netns exec "$M" taskset -c "$middle_cpus" "$bin" run --config "$dir/edge.yaml" \
-			>"$dir/edge.log" 2>&1 </dev/null &
+		# The whole process on the middle CPUs (EDGE_PROC_CPUS overrides: e.g.
+		# the control plane on another CPU than the workers); each worker is
+		# pinned by edge itself. The control socket is the topology's own.
+		setsid ip netns exec "$M" taskset -c "${EDGE_PROC_CPUS:-$middle_cpus}" "$bin" run --config "$dir/edge.yaml" \
+			--socket "$dir/edge.sock" >"$dir/edge.log" 2>&1 </dev/null &
 		echo "EDGE_PID=$!" >>"$dir/env"
 		echo "EDGE_LOG=$dir/edge.log" >>"$dir/env"
+		echo "EDGE_SOCK=$dir/edge.sock" >>"$dir/env"
+		echo "EDGE_CONFIG=$dir/edge.yaml" >>"$dir/env"
 		local ok=
 		for _ in $(seq 300); do
 			grep -q "forwarding between" "$dir/edge.log" && { ok=1; break; }
