@@ -10,6 +10,11 @@
 #   KEEP=1 ./scripts/lab.sh            leave the lab up afterwards (prints how to remove it)
 #   EDGE_ARGS="--cpuprofile /tmp/edge.prof" ./scripts/lab.sh   extra flags for edge run
 #
+# With edge in the middle it then drives the control plane as an operator
+# would: edge status, edge flows, edge config apply (a rule that drops new
+# HTTP connections, checked, then the original rules back), edge events,
+# edge stats and the Prometheus /metrics page.
+#
 #   client ns  c0 10.0.0.2/24 ── in 10.0.0.1/24 [ edge ns: edge run ] out 203.0.113.1/24 ── s0 203.0.113.2/24  server ns
 #
 # The server has no route back to 10.0.0.0/24: it can only answer because
@@ -23,6 +28,7 @@ PEER=${PEER:-edge}
 SIZE=${SIZE:-20000000}
 need=""
 command -v ethtool >/dev/null || need="$need ethtool"
+command -v curl >/dev/null || need="$need curl"
 [ "$PEER" = linux ] && ! command -v nft >/dev/null && need="$need nftables"
 if [ -n "$need" ]; then
 	(apt-get update -qq && apt-get install -y -qq $need) >/dev/null 2>&1 || { echo "lab.sh: cannot install$need" >&2; exit 1; }
@@ -100,7 +106,9 @@ table ip lab {
 NFT
 else
 	echo "== edge run (in $E)"
-	ip netns exec $E "$tmp/edge" run --config "$tmp/edge.yaml" ${EDGE_ARGS:-} >"$tmp/edge.log" 2>&1 &
+	ip netns exec $E ip link set lo up
+	ip netns exec $E "$tmp/edge" run --config "$tmp/edge.yaml" --socket "$tmp/edge.sock" \
+		--metrics 127.0.0.1:9100 ${EDGE_ARGS:-} >"$tmp/edge.log" 2>&1 &
 	edge_pid=$!
 	for _ in $(seq 50); do grep -q "forwarding between" "$tmp/edge.log" && break; sleep 0.1; done
 	grep -q "forwarding between" "$tmp/edge.log" || { cat "$tmp/edge.log"; echo "lab.sh: edge did not start" >&2; exit 1; }
@@ -127,6 +135,36 @@ fi
 echo "  refused by policy, as configured (default_action: drop)"
 
 if [ "$PEER" = edge ]; then
+	# The control plane, as an operator drives it (README "Operating edge").
+	ctl() { "$tmp/edge" --socket "$tmp/edge.sock" "$@"; }
+	echo "== edge status"
+	ctl status | sed 's/^/  /'
+	echo "== edge flows"
+	ctl flows | sed 's/^/  /'
+	echo "== edge config apply: a rule that drops new HTTP connections to the server"
+	"$tmp/edge" events --socket "$tmp/edge.sock" --kind dropped,opened,closed --for 8s >"$tmp/events.txt" 2>&1 &
+	events_pid=$!
+	sleep 0.3
+	sed 's/^rules:$/rules:\n  - {name: block-http, zone: inside, proto: tcp, dst: [203.0.113.2], dst_ports: ["8080"], action: drop}/' \
+		"$tmp/edge.yaml" >"$tmp/edge-block.yaml"
+	ctl config apply -f "$tmp/edge-block.yaml" | sed 's/^/  /'
+	if ip netns exec $C curl -sS --max-time 2 -o /dev/null http://203.0.113.2:8080/blob 2>/dev/null; then
+		echo "lab.sh: a connection crossed the rule applied to drop it" >&2; exit 1
+	fi
+	echo "  a new download now fails (dropped by rule block-http)"
+	ctl config apply -f "$tmp/edge.yaml" | sed 's/^/  /'
+	ip netns exec $C curl -sS --max-time 10 -o /dev/null -w '  after restoring the rules: HTTP %{http_code}\n' http://203.0.113.2:8080/blob
+	wait "$events_pid" || true
+	echo "== edge events (during the above)"
+	sed 's/^/  /' "$tmp/events.txt" | head -20
+	grep -q "dropped tcp 10.0.0.2:[0-9]* -> 203.0.113.2:8080 .*reason firewall_drop" "$tmp/events.txt" ||
+		{ echo "lab.sh: no firewall_drop event for the dropped connection" >&2; exit 1; }
+	echo "== edge stats"
+	ctl stats | sed 's/^/  /'
+	echo "== /metrics (Prometheus; edge run --metrics 127.0.0.1:9100, in $E)"
+	ip netns exec $E curl -sS http://127.0.0.1:9100/metrics | grep -E '^edge_(worker_drops_total|conntrack_flows|interface_rx_packets_total)' | sed 's/^/  /'
+	ip netns exec $E curl -sS http://127.0.0.1:9100/metrics | grep -q 'edge_worker_drops_total{reason="firewall_drop"' ||
+		{ echo "lab.sh: /metrics lacks the firewall_drop counter" >&2; exit 1; }
 	echo "== edge's counters"
 	kill -INT "$edge_pid"; wait "$edge_pid" || true; edge_pid=
 	grep "stats:" "$tmp/edge.log" | sed 's/^.*stats: /  /'
