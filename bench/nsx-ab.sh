@@ -11,8 +11,8 @@
 #
 #   sudo ./bench/nsx-ab.sh                 all three, REQUESTS=10000 each
 #   SHORT=1 sudo ./bench/nsx-ab.sh         CI: REQUESTS=2000, edge and edge-nsx only;
-#                                          exits non-zero if edge shows a 502 or no
-#                                          request succeeded
+#                                          exits non-zero if edge shows a 502 (or a 504)
+#                                          or no request succeeded
 #   REQUESTS=N CONC=C MIDDLES="edge linux" DELAY=300ms PORTS=20000-20063 ...
 #   PCAP=DIR                               keep a capture of the backend's interface per middle
 #   EDGE_BIN=/path/to/edge                 use this edge binary instead of building ./cmd/edge
@@ -333,6 +333,7 @@ for mid in $MIDDLES; do
 	fi
 	if [ "$mid" = edge ]; then
 		if [ "$(kv s502 $l)" != 0 ]; then echo "  edge default mode: $(kv s502 $l) responses were 502" >&2; fail=1; fi
+		if [ "$(kv s504 $l)" != 0 ]; then echo "  edge default mode: $(kv s504 $l) responses were 504 (a handshake that never completed)" >&2; fail=1; fi
 		if [ "$(kv ok $l)" = 0 ] || [ -z "$(kv ok $l)" ]; then echo "  edge default mode: no request succeeded" >&2; fail=1; fi
 	fi
 	for ns in $C $N $M $S; do ip netns del "$ns" 2>/dev/null || true; done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh: the one command that runs edge's tests on a fresh machine.
 #
-#   scripts/test.sh            vet, format check, unit tests, race tests, fuzz smoke, benchmark smoke
+#   scripts/test.sh            generated-code check, vet, format check, unit tests, race tests, fuzz
+#                              smoke, benchmark smoke, then (as root) the lab, the short pps
+#                              benchmark and the short NSX A/B
 #   FUZZTIME=60s scripts/test.sh   fuzz longer (default 150000 executions per target)
 #
 # It installs what it needs (Go comes with the machine; apt packages are
@@ -69,6 +71,10 @@ go test -count=1 -run XXX -bench . -benchtime 200x -short ./conntrack/ ./header/
 echo "== the lab: edge forwarding real traffic between namespaces (scripts/lab.sh)"
 if [ "$(id -u)" -eq 0 ]; then
 	./scripts/lab.sh
+	echo "== pps benchmark, short (bench/pps.sh SHORT=1: fails if edge forwards nearly nothing)"
+	SHORT=1 OUT=/tmp/edge-ci-bench ./bench/pps.sh
+	echo "== NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any 502 through edge's default mode)"
+	SHORT=1 ./bench/nsx-ab.sh
 else
 	echo "skipped: needs root (CI runs as root)"
 fi
