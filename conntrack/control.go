@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"time"
 )
 
 // Control-plane access to flows.
@@ -166,45 +167,63 @@ func (s *Shard) info(slot uint32, now Time) FlowInfo {
 }
 
 // ErrNotServed is returned when a shard's owner did not take a control
-// request before the context ended (no worker is running Serve).
+// request before the context ended, or within ServeTimeout (no worker is
+// running Serve, or it is stuck).
 var ErrNotServed = errors.New("conntrack: shard owner did not serve the request (is the data plane running?)")
 
-// do hands r to shard s and waits for its owner to serve it.
+// ServeTimeout bounds the wait for a shard's owner to take one chunk of a
+// control request (Dump, Flush, Explain): a running worker serves its
+// mailbox every loop iteration, at least every few milliseconds, so an owner
+// that has not taken a chunk in this long is not serving, and the request
+// fails with ErrNotServed instead of waiting for the caller's context
+// (which may have no deadline). A variable for tests.
+var ServeTimeout = 5 * time.Second
+
+// do hands r to shard s and waits for its owner to serve it, at most until
+// ctx ends or ServeTimeout passes.
 func (s *Shard) do(ctx context.Context, r *request) error {
 	if r.ack == nil {
 		r.ack = make(chan struct{}, 1)
 	}
+	t := time.NewTimer(ServeTimeout)
+	defer t.Stop()
 	s.mbox.Store(r)
 	select {
 	case <-r.ack:
 		return nil
 	case <-ctx.Done():
-		if s.mbox.CompareAndSwap(r, nil) {
-			return ErrNotServed
-		}
-		<-r.ack // the owner took it: it finishes a bounded chunk
-		return nil
+	case <-t.C:
 	}
+	if s.mbox.CompareAndSwap(r, nil) {
+		return ErrNotServed
+	}
+	<-r.ack // the owner took it: it finishes a bounded chunk
+	return nil
 }
 
 // Dump calls fn for every live flow that matches filter, shard by shard, in
 // chunks; fn runs on the caller's goroutine and may stop the dump by
 // returning false. The view is not a snapshot of one instant: flows created
 // or removed during the dump may or may not appear. At time now.
+//
+// The shard's control lock is held only while its owner fills a chunk, not
+// while fn runs: fn may block (a client that reads slowly) without holding
+// up Flush, Explain or other dumps of the shard, which take turns with this
+// one between chunks.
 func (t *Table) Dump(ctx context.Context, filter Filter, now Time, fn func(*FlowInfo) bool) error {
 	buf := make([]FlowInfo, 0, 512)
 	for _, s := range t.shards {
-		s.ctlMu.Lock()
 		r := &request{op: opDump, filter: filter, now: now}
 		for {
 			r.flows = buf[:0]
-			if err := s.do(ctx, r); err != nil {
-				s.ctlMu.Unlock()
+			s.ctlMu.Lock()
+			err := s.do(ctx, r)
+			s.ctlMu.Unlock()
+			if err != nil {
 				return err
 			}
 			for i := range r.flows {
 				if !fn(&r.flows[i]) {
-					s.ctlMu.Unlock()
 					return nil
 				}
 			}
@@ -212,7 +231,6 @@ func (t *Table) Dump(ctx context.Context, filter Filter, now Time, fn func(*Flow
 				break
 			}
 		}
-		s.ctlMu.Unlock()
 	}
 	return nil
 }

@@ -7,7 +7,9 @@ package ctl
 //     credentials (SO_PEERCRED) are read when it connects; a call is
 //     allowed when the peer's uid is 0 or the server's own uid.
 //   - ListenTLS/ListenTLSConfig: TCP, only with mutual TLS 1.3: the client must
-//     present a certificate that chains to the configured client CA.
+//     present a certificate that chains to the configured client CA (which
+//     must be dedicated to edge: any certificate it issued gets control),
+//     and, with an allowed-identities list, has one of those identities.
 //
 // Connections from any other listener are refused at the handshake. The
 // check of every call is done by the server's interceptors (authorize),
@@ -24,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -168,12 +171,15 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, _ *grpc.StreamServerI
 }
 
 // ListenUnix listens on a unix socket at path (DefaultSocket if empty).
-// It creates the socket's directory with mode 0700 when missing, refuses a
-// path that is not a socket or where an edge already answers, and replaces
-// a stale socket. The socket is bound under a temporary name, given mode
-// 0600, made to listen and only then renamed to path, so there is no
-// moment when it accepts connections with a wider mode. Closing the
-// listener removes the socket file.
+// It creates the socket's directory with mode 0700 when missing, and
+// refuses an existing directory that is a symlink, is not owned by the
+// effective uid, or is writable by its group or others (whoever may write
+// there could replace the socket). It refuses a path that is not a socket
+// or where an edge already answers, and replaces a stale socket. The
+// socket is bound under a temporary name with mode 0600 (the umask is
+// narrowed around bind, so the file never exists with a wider mode), made
+// to listen and only then renamed to path. Closing the listener removes
+// the socket file.
 func ListenUnix(path string) (net.Listener, error) {
 	if path == "" {
 		path = DefaultSocket
@@ -183,13 +189,16 @@ func ListenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("ctl: socket directory: %w", err)
 		}
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("ctl: socket directory: %w", err)
 		}
+	}
+	if err := checkSocketDir(dir); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -216,11 +225,13 @@ func ListenUnix(path string) (net.Listener, error) {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("ctl: %s %s: %w", what, path, err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: tmp}); err != nil {
+	if err := bindPrivate(fd, tmp); err != nil {
 		return fail("bind", err)
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return fail("chmod", err)
+	if fi, err := os.Lstat(tmp); err != nil {
+		return fail("stat", err)
+	} else if fi.Mode().Perm() != 0o600 {
+		return fail("bind", fmt.Errorf("socket created with mode %v, want 0600", fi.Mode().Perm()))
 	}
 	if err := unix.Listen(fd, unix.SOMAXCONN); err != nil {
 		return fail("listen", err)
@@ -241,6 +252,44 @@ func ListenUnix(path string) (net.Listener, error) {
 		ul.SetUnlinkOnClose(false) // Close removes path, if still ours
 	}
 	return &unixListener{Listener: l, path: path, fi: fi}, nil
+}
+
+// umaskMu serializes ListenUnix's umask changes (the umask is the
+// process's: a file another goroutine creates during bind gets the narrow
+// umask too, which errs on the safe side).
+var umaskMu sync.Mutex
+
+// bindPrivate binds fd to name with the socket file created mode 0600:
+// bind creates it with 0777 &^ umask, so the umask is 0177 meanwhile.
+func bindPrivate(fd int, name string) error {
+	umaskMu.Lock()
+	defer umaskMu.Unlock()
+	old := unix.Umask(0o177)
+	defer unix.Umask(old)
+	return unix.Bind(fd, &unix.SockaddrUnix{Name: name})
+}
+
+// checkSocketDir refuses a socket directory another user could tamper
+// with: a symlink, one not owned by the effective uid, or one its group or
+// others may write to.
+func checkSocketDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("ctl: socket directory: %w", err)
+	}
+	switch st, _ := fi.Sys().(*syscall.Stat_t); {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("ctl: socket directory %s is a symlink; give the real directory", dir)
+	case !fi.IsDir():
+		return fmt.Errorf("ctl: socket directory %s is not a directory", dir)
+	case st == nil:
+		return fmt.Errorf("ctl: socket directory %s: no owner information", dir)
+	case int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("ctl: socket directory %s is owned by uid %d, not by edge's uid %d", dir, st.Uid, os.Geteuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("ctl: socket directory %s has mode %04o: writable by its group or others (want 0700 or 0755)", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 type unixListener struct {
@@ -283,24 +332,77 @@ func loadTLS(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool,
 // ServerTLSConfig loads the server's mutual-TLS configuration from PEM
 // files: TLS 1.3 only, the server's certificate and key, and client
 // certificates required and verified against caFile. All three are needed.
-func ServerTLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+//
+// Every certificate caFile has issued gets full control of edge, so caFile
+// must be a CA dedicated to edge's operators, not an organisation-wide CA.
+// allowed, when not empty, narrows that to the client certificates with
+// one of these identities: a DNS name or URI among the certificate's
+// subject alternative names, or its subject's common name (exact, case
+// sensitive). Another certificate fails the handshake.
+func ServerTLSConfig(certFile, keyFile, caFile string, allowed ...string) (*tls.Config, error) {
 	cert, pool, err := loadTLS(certFile, keyFile, caFile)
 	if err != nil {
 		return nil, fmt.Errorf("ctl: server TLS: %w", err)
 	}
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
-	}, nil
+	}
+	if len(allowed) > 0 {
+		cfg.VerifyConnection = AllowIdentities(allowed...)
+	}
+	return cfg, nil
+}
+
+// AllowIdentities returns a tls.Config.VerifyConnection function that
+// accepts a connection only when the client's verified certificate has one
+// of the identities (see ServerTLSConfig). Use it with ListenTLSConfig.
+func AllowIdentities(identities ...string) func(tls.ConnectionState) error {
+	allowed := make(map[string]bool, len(identities))
+	for _, id := range identities {
+		allowed[id] = true
+	}
+	return func(cs tls.ConnectionState) error {
+		if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+			return errors.New("ctl: no verified client certificate")
+		}
+		leaf := cs.VerifiedChains[0][0]
+		if certAllowed(leaf, allowed) {
+			return nil
+		}
+		return fmt.Errorf("ctl: client certificate %q (serial %s) is not among the identities allowed to control edge",
+			leaf.Subject.CommonName, leaf.SerialNumber)
+	}
+}
+
+// certAllowed reports whether one of c's identities (its subject's common
+// name, its DNS and URI subject alternative names) is allowed.
+func certAllowed(c *x509.Certificate, allowed map[string]bool) bool {
+	if c.Subject.CommonName != "" && allowed[c.Subject.CommonName] {
+		return true
+	}
+	for _, n := range c.DNSNames {
+		if allowed[n] {
+			return true
+		}
+	}
+	for _, u := range c.URIs {
+		if allowed[u.String()] {
+			return true
+		}
+	}
+	return false
 }
 
 // ListenTLS listens on addr (host:port) for TCP connections with mutual
 // TLS: the server's certificate and key, and the CA client certificates
-// must chain to (PEM files; all three are required).
-func ListenTLS(addr, certFile, keyFile, caFile string) (net.Listener, error) {
-	cfg, err := ServerTLSConfig(certFile, keyFile, caFile)
+// must chain to (PEM files; all three are required). allowed, when not
+// empty, lists the client identities that may connect (see
+// ServerTLSConfig); the CA must be dedicated to edge either way.
+func ListenTLS(addr, certFile, keyFile, caFile string, allowed ...string) (net.Listener, error) {
+	cfg, err := ServerTLSConfig(certFile, keyFile, caFile, allowed...)
 	if err != nil {
 		return nil, err
 	}

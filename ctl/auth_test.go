@@ -10,8 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,6 +38,7 @@ import (
 // with a client certificate of its own, as PEM files in a temp directory.
 type testPKI struct {
 	ca, serverCert, serverKey, clientCert, clientKey string
+	otherClientCert, otherClientKey                  string // same CA, CN "other-client"
 	otherCA, otherCert, otherKey                     string
 }
 
@@ -120,6 +123,7 @@ func newTestPKI(t *testing.T) testPKI {
 	p.ca = caFile
 	p.serverCert, p.serverKey = ca.issue(t, dir, "server", true)
 	p.clientCert, p.clientKey = ca.issue(t, dir, "client", false)
+	p.otherClientCert, p.otherClientKey = ca.issue(t, dir, "other-client", false)
 	other, otherFile := newTestCA(t, dir, "other-ca")
 	p.otherCA = otherFile
 	p.otherCert, p.otherKey = other.issue(t, dir, "intruder", false)
@@ -187,16 +191,90 @@ func TestMutualTLS(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 			continue
 		}
-		t.Logf("%s: %v", name, err)
+		wantTLSRefusal(t, name, tlsHint(err)) // as Dial words it
 	}
 	// Plain text on the TLS port.
 	if _, err := dial(ctx, "passthrough:///"+addr, addr, 5*time.Second, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
 		t.Error("plain-text client accepted")
 	}
-	// Dial with a certificate of another CA gives an error naming where.
+	// Dial with a certificate of another CA gives an error naming where
+	// and what is wrong.
 	_, err = Dial(ctx, DialOptions{Addr: addr, CertFile: p.otherCert, KeyFile: p.otherKey, CAFile: p.ca})
 	if err == nil || !strings.Contains(err.Error(), "edge at "+addr) {
 		t.Errorf("intruder: %v", err)
+	}
+	wantTLSRefusal(t, "intruder", err)
+}
+
+// wantTLSRefusal checks that a refused TLS client's error says why: a
+// certificate or the handshake, not just any failure.
+func wantTLSRefusal(t *testing.T, name string, err error) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: accepted", name)
+		return
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "certificate") && !strings.Contains(msg, "handshake") {
+		t.Errorf("%s: the error does not mention the certificate or the handshake: %v", name, err)
+		return
+	}
+	t.Logf("%s: %v", name, err)
+}
+
+// With allowed identities, a certificate of the right CA but another
+// identity is refused at the handshake.
+func TestMutualTLSAllowedIdentities(t *testing.T) {
+	p := newTestPKI(t)
+	l, err := ListenTLS("127.0.0.1:0", p.serverCert, p.serverKey, p.ca, "ops-admin", "client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(newFake())
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	addr := l.Addr().String()
+	ctx := ctxT(t)
+	c, err := Dial(ctx, DialOptions{Addr: addr, CertFile: p.clientCert, KeyFile: p.clientKey, CAFile: p.ca})
+	if err != nil {
+		t.Fatalf("allowed identity: %v", err)
+	}
+	c.Close()
+	_, err = Dial(ctx, DialOptions{Addr: addr, CertFile: p.otherClientCert, KeyFile: p.otherClientKey, CAFile: p.ca})
+	if err == nil {
+		t.Fatal("a certificate of the CA with another identity was accepted")
+	}
+	wantTLSRefusal(t, "other identity", err)
+}
+
+func TestAllowIdentities(t *testing.T) {
+	verify := AllowIdentities("ops-admin", "edge-ctl.example.net", "spiffe://example.net/edge/ops")
+	u, _ := url.Parse("spiffe://example.net/edge/ops")
+	for name, c := range map[string]struct {
+		cert x509.Certificate
+		ok   bool
+	}{
+		"common name":   {x509.Certificate{Subject: pkix.Name{CommonName: "ops-admin"}}, true},
+		"DNS SAN":       {x509.Certificate{Subject: pkix.Name{CommonName: "x"}, DNSNames: []string{"a", "edge-ctl.example.net"}}, true},
+		"URI SAN":       {x509.Certificate{URIs: []*url.URL{u}}, true},
+		"other":         {x509.Certificate{Subject: pkix.Name{CommonName: "ops-admin2"}, DNSNames: []string{"example.net"}}, false},
+		"case matters":  {x509.Certificate{Subject: pkix.Name{CommonName: "OPS-ADMIN"}}, false},
+		"no identities": {x509.Certificate{SerialNumber: big.NewInt(1)}, false},
+	} {
+		cert := c.cert
+		if cert.SerialNumber == nil {
+			cert.SerialNumber = big.NewInt(7)
+		}
+		err := verify(tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{&cert}}})
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v, want allowed %v", name, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "client certificate") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if err := verify(tls.ConnectionState{}); err == nil {
+		t.Error("no verified chain: allowed")
 	}
 }
 
@@ -328,6 +406,99 @@ func TestUnixSocketStaleAndNotASocket(t *testing.T) {
 	}
 	if _, err := Dial(ctxT(t), DialOptions{Socket: file}); err == nil || !strings.Contains(err.Error(), "is not a socket") {
 		t.Fatalf("dial a file: %v", err)
+	}
+}
+
+// The socket's directory: created 0700; an existing one is refused when
+// others could tamper with it.
+func TestUnixSocketDirectory(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := ListenUnix(filepath.Join(link, "edge.sock")); err == nil {
+		l.Close()
+		t.Fatal("listening in a symlinked directory")
+	} else if !strings.Contains(err.Error(), "is a symlink") {
+		t.Fatalf("symlinked directory: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o770, 0o777, 0o1777, 0o702} {
+		d := filepath.Join(base, fmt.Sprintf("m%o", mode))
+		os.Mkdir(d, 0o700)
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := ListenUnix(filepath.Join(d, "edge.sock")); err == nil {
+			l.Close()
+			t.Errorf("listening in a directory of mode %v", mode)
+		} else if !strings.Contains(err.Error(), "writable by its group or others") {
+			t.Errorf("mode %v: %v", mode, err)
+		}
+	}
+	// 0755 is fine (others may enter, the socket's mode keeps them out).
+	ok := filepath.Join(base, "ok")
+	os.Mkdir(ok, 0o755)
+	os.Chmod(ok, 0o755)
+	l, err := ListenUnix(filepath.Join(ok, "edge.sock"))
+	if err != nil {
+		t.Fatalf("0755 directory: %v", err)
+	}
+	l.Close()
+	if os.Geteuid() == 0 {
+		other := filepath.Join(base, "other")
+		os.Mkdir(other, 0o700)
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := ListenUnix(filepath.Join(other, "edge.sock")); err == nil {
+			l.Close()
+			t.Error("listening in a directory of another uid")
+		} else if !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Errorf("other owner: %v", err)
+		}
+	}
+}
+
+// The socket is created 0600 whatever the umask.
+func TestUnixSocketModeUmask(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.sock")
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	l, err := ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if fi, err := os.Lstat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
+	}
+	if now := unix.Umask(0); now != 0 {
+		t.Fatalf("umask left at %o", now)
+	}
+}
+
+// A relative --socket gives the same messages as an absolute one.
+func TestDialRelativeSocket(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	_, err := Dial(ctxT(t), DialOptions{Socket: "edge.sock"})
+	if err == nil || err.Error() != "edge is not running (no socket at edge.sock)" {
+		t.Fatalf("no socket: %v", err)
+	}
+	old, err := net.Listen("unix", "edge.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.(*net.UnixListener).SetUnlinkOnClose(false)
+	old.Close()
+	_, err = Dial(ctxT(t), DialOptions{Socket: "edge.sock"})
+	if err == nil || err.Error() != "edge is not running (socket edge.sock refuses connections)" {
+		t.Fatalf("stale socket: %v", err)
 	}
 }
 

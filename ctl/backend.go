@@ -40,8 +40,11 @@ type Backend interface {
 	// maxHistory of its ended incarnations.
 	Explain(ctx context.Context, k conntrack.Key, maxHistory int) (conntrack.Explanation, error)
 
-	// Stats returns the counters, summed at the time of the call.
-	Stats(ctx context.Context) (Stats, error)
+	// Stats returns the counters, summed at the time of the call. With
+	// destinations it also asks the workers for SNAT port usage per
+	// destination; if they do not answer before ctx ends, the counters are
+	// still returned, with Stats.Warnings saying what is missing.
+	Stats(ctx context.Context, destinations bool) (Stats, error)
 
 	// ReadEvents moves queued events into out and returns how many. One
 	// caller at a time; events the rings could not hold are counted in
@@ -52,7 +55,9 @@ type Backend interface {
 	RuleName(rule uint32) string
 	ProfileName(profile uint8) string
 	// Epoch is the wall-clock time of conntrack.Time 0: the time of a
-	// conntrack.Time t is Epoch().Add(time.Duration(t)).
+	// conntrack.Time t is Epoch().Add(time.Duration(t)). It may move when
+	// the wall clock is stepped (the data plane's clock is monotonic), so
+	// callers take it once per request.
 	Epoch() time.Time
 }
 
@@ -60,6 +65,10 @@ type Backend interface {
 type ApplyResult struct {
 	Generation uint64   // the running generation after the call
 	Changed    []string // top-level fields that differ: "rules", "snat", "profiles", ...
+	SavedTo    string   // the file the document was written to; "": not saved
+	// SaveError says why a document applied for real could not be saved
+	// (SavedTo is then ""); the configuration is in force all the same.
+	SaveError string
 }
 
 // Status describes the running data plane.
@@ -122,6 +131,7 @@ type Stats struct {
 	// SNATDestinations is the port usage toward each destination.
 	SNATDestinations []snat.DestStat
 	EventsLost       uint64 // events lost to full rings (data plane side)
+	Warnings         []string
 }
 
 // Drops sums the workers' drops by reason.

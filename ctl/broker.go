@@ -3,6 +3,9 @@ package ctl
 import (
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // broker is the single reader of Backend.ReadEvents. It polls the backend
@@ -18,6 +21,7 @@ type broker struct {
 	b        Backend
 	interval time.Duration
 	queueLen int
+	maxSubs  int
 
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
@@ -44,11 +48,12 @@ const (
 	eventReadBuf      = 1024
 )
 
-func newBroker(b Backend, interval time.Duration, queueLen int) *broker {
+func newBroker(b Backend, interval time.Duration, queueLen, maxSubs int) *broker {
 	return &broker{
 		b:        b,
 		interval: interval,
 		queueLen: queueLen,
+		maxSubs:  maxSubs,
 		subs:     make(map[*subscriber]struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -111,17 +116,22 @@ func (br *broker) snapshot(dst []*subscriber) []*subscriber {
 	return dst
 }
 
-// subscribe adds a subscriber; cancel removes it.
-func (br *broker) subscribe(f *eventFilter) (s *subscriber, cancel func()) {
-	s = &subscriber{filter: f, notify: make(chan struct{}, 1), q: make([]Event, 0, min(br.queueLen, 256))}
+// subscribe adds a subscriber; cancel removes it. With maxSubs
+// subscribers already (0: no cap), it fails with RESOURCE_EXHAUSTED.
+func (br *broker) subscribe(f *eventFilter) (s *subscriber, cancel func(), err error) {
 	br.mu.Lock()
+	defer br.mu.Unlock()
+	if br.maxSubs > 0 && len(br.subs) >= br.maxSubs {
+		return nil, nil, status.Errorf(codes.ResourceExhausted,
+			"too many event subscribers: %d already, the server's limit (WithMaxSubscribers); end one (edge events) and retry", len(br.subs))
+	}
+	s = &subscriber{filter: f, notify: make(chan struct{}, 1), q: make([]Event, 0, min(br.queueLen, 256))}
 	br.subs[s] = struct{}{}
-	br.mu.Unlock()
 	return s, func() {
 		br.mu.Lock()
 		delete(br.subs, s)
 		br.mu.Unlock()
-	}
+	}, nil
 }
 
 // offer queues the events s's filter matches; what does not fit is lost.

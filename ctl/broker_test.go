@@ -224,9 +224,9 @@ func TestSlowSubscriber(t *testing.T) {
 
 // The broker alone: offer never blocks on a subscriber nobody reads.
 func TestBrokerOfferNeverBlocks(t *testing.T) {
-	br := newBroker(newFake(), time.Millisecond, 8)
+	br := newBroker(newFake(), time.Millisecond, 8, 0)
 	all, _ := eventFilterFromPB("filter", nil)
-	s, cancel := br.subscribe(all)
+	s, cancel, _ := br.subscribe(all)
 	defer cancel()
 	evs := make([]Event, 100)
 	for range 10 {
@@ -245,7 +245,7 @@ func TestBrokerOfferNeverBlocks(t *testing.T) {
 
 func TestBrokerStops(t *testing.T) {
 	fb := newFake()
-	br := newBroker(fb, time.Millisecond, 8)
+	br := newBroker(fb, time.Millisecond, 8, 0)
 	br.start()
 	fb.push(make([]Event, 5000)...)
 	fb.drained(t)

@@ -80,6 +80,7 @@ func Dial(ctx context.Context, o DialOptions) (*Client, error) {
 		target string
 		creds  credentials.TransportCredentials
 		where  string
+		local  bool // where is a unix socket path (absolute or not)
 		opts   []grpc.DialOption
 	)
 	if o.Addr == "" {
@@ -88,6 +89,7 @@ func Dial(ctx context.Context, o DialOptions) (*Client, error) {
 			path = DefaultSocket
 		}
 		where = path
+		local = true
 		fi, err := os.Stat(path)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
@@ -128,7 +130,49 @@ func Dial(ctx context.Context, o DialOptions) (*Client, error) {
 		target = "passthrough:///" + o.Addr
 	}
 	opts = append(opts, grpc.WithTransportCredentials(creds))
-	return dial(ctx, target, where, o.Timeout, opts...)
+	c, err := dial(ctx, target, where, o.Timeout, opts...)
+	switch {
+	case err == nil:
+	case local:
+		err = socketErr(where, err)
+	default:
+		err = tlsHint(err)
+	}
+	return c, err
+}
+
+// tlsHint explains a TCP connection the server closed right after the TLS
+// handshake. In TLS 1.3 the client's handshake ends before the server has
+// checked the client's certificate, so a refused certificate often shows
+// as a broken pipe or a reset instead of the server's alert.
+func tlsHint(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "certificate") || strings.Contains(msg, "handshake") {
+		return err
+	}
+	for _, s := range []string{"broken pipe", "connection reset", "EOF"} {
+		if strings.Contains(msg, s) {
+			return fmt.Errorf("%w (the server closed the connection after the TLS handshake: "+
+				"it did not accept the client certificate, or its identity is not allowed)", err)
+		}
+	}
+	return err
+}
+
+// refusedErr is dial's error when the peer refused the connection.
+type refusedErr struct{ where string }
+
+func (e *refusedErr) Error() string {
+	return "cannot reach edge at " + e.where + ": connection refused"
+}
+
+// socketErr rewords a refused connection on a unix socket.
+func socketErr(path string, err error) error {
+	var r *refusedErr
+	if errors.As(err, &r) {
+		return fmt.Errorf("edge is not running (socket %s refuses connections)", path)
+	}
+	return err
 }
 
 // dial connects to target and makes the up-front health check.
@@ -167,10 +211,7 @@ func reachErr(where string, err error) error {
 	msg := st.Message()
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(msg, "connection refused"):
-		if strings.HasPrefix(where, "/") {
-			return fmt.Errorf("edge is not running (socket %s refuses connections)", where)
-		}
-		return fmt.Errorf("cannot reach edge at %s: connection refused", where)
+		return &refusedErr{where} // on a unix socket, reworded by Dial
 	case st.Code() == codes.PermissionDenied || st.Code() == codes.Unauthenticated:
 		return fmt.Errorf("edge at %s refused: %s", where, msg)
 	case st.Code() == codes.DeadlineExceeded:

@@ -256,6 +256,8 @@ func tupleToPB(k *conntrack.Key) *edgepb.Tuple {
 
 // clock turns conntrack times into wall-clock times: conntrack.Time t is
 // epoch + t, and now is the conntrack time of the moment of the request.
+// It is made per request: the backend's epoch follows the wall clock (see
+// Backend.Epoch).
 type clock struct {
 	epoch time.Time
 	now   conntrack.Time
@@ -396,8 +398,15 @@ func eventFilterFromPB(field string, f *edgepb.EventFilter) (*eventFilter, error
 		ef.anyWhy = false
 	}
 	if fl := f.Flow; fl != nil {
-		// Events carry no zone or state worth filtering on: only address,
-		// port and protocol are used (as the API says).
+		// Events are filtered by address, port and protocol only (as the
+		// API says); a state or zone would be silently ignored, so it is
+		// refused.
+		if fl.State != "" {
+			return nil, invalidArg(field+".flow.state", "events cannot be filtered by state (use kinds and reasons)")
+		}
+		if fl.Zone != 0 {
+			return nil, invalidArg(field+".flow.zone", "events cannot be filtered by zone")
+		}
 		flt, err := filterFromPB(field+".flow", &edgepb.FlowFilter{Address: fl.Address, Port: fl.Port, Protocol: fl.Protocol})
 		if err != nil {
 			return nil, err
@@ -429,14 +438,24 @@ func (f *eventFilter) match(ev *Event) bool {
 	return true
 }
 
+// eventZones are Event.Zone's names (1 inside, 2 outside; else unknown).
+var eventZones = [...]string{1: "inside", 2: "outside"}
+
 func eventToPB(ev *Event, c clock) *edgepb.Event {
 	out := &edgepb.Event{
 		Time:       c.wall(ev.Time),
 		Kind:       ev.Kind.String(),
-		Tuple:      tupleToPB(&ev.Key),
 		Generation: uint32(ev.Gen),
 		TcpFlags:   uint32(ev.Flags),
 		Worker:     uint32(ev.Worker),
+	}
+	// A packet that could not be parsed has no tuple: leave it unset
+	// rather than report 0.0.0.0 protocol 0.
+	if ev.Key != (conntrack.Key{}) {
+		out.Tuple = tupleToPB(&ev.Key)
+	}
+	if int(ev.Zone) < len(eventZones) {
+		out.Zone = eventZones[ev.Zone]
 	}
 	if ev.NAT.IsValid() && !ev.NAT.Addr().IsUnspecified() {
 		out.NatAddress = ev.NAT.Addr().Unmap().String()
@@ -465,7 +484,10 @@ func counterMap[T ~uint8](counts []uint64, name func(T) string) map[string]uint6
 	return m
 }
 
-func statsToPB(s *Stats, destinations bool) *edgepb.GetStatsResponse {
+// statsToPB converts Backend.Stats's answer; with maxDest > 0 it includes
+// the maxDest busiest SNAT destinations (by ports in use, then refusals),
+// busiest first.
+func statsToPB(s *Stats, maxDest int) *edgepb.GetStatsResponse {
 	drops := s.Drops()
 	var icmpSent [icmp.NumKinds]uint64
 	out := &edgepb.GetStatsResponse{
@@ -477,6 +499,7 @@ func statsToPB(s *Stats, destinations bool) *edgepb.GetStatsResponse {
 		EventsLost: s.EventsLost,
 		Workers:    make([]*edgepb.WorkerStats, 0, len(s.Workers)),
 		Interfaces: make([]*edgepb.InterfaceStats, 0, len(s.Interfaces)),
+		Warnings:   s.Warnings,
 	}
 	for i := range s.Workers {
 		w := &s.Workers[i]
@@ -494,6 +517,8 @@ func statsToPB(s *Stats, destinations bool) *edgepb.GetStatsResponse {
 			Handoff:   w.Handoff,
 			Drops:     counterMap(w.Drops[:], drop.Reason.String),
 			Flows:     w.Flows,
+			IcmpSent:  counterMap(w.ICMP[:], icmp.Kind.String),
+			RstSent:   w.RST,
 		})
 	}
 	out.IcmpSent = counterMap(icmpSent[:], icmp.Kind.String)
@@ -510,10 +535,12 @@ func statsToPB(s *Stats, destinations bool) *edgepb.GetStatsResponse {
 			XdpOther:      x.XDPOther,
 		})
 	}
-	if destinations {
-		out.SnatDestinations = make([]*edgepb.SNATDestination, 0, len(s.SNATDestinations))
-		for i := range s.SNATDestinations {
-			d := &s.SNATDestinations[i]
+	if maxDest > 0 {
+		out.SnatDestinationsTotal = uint32(len(s.SNATDestinations))
+		dests := busiest(s.SNATDestinations, maxDest)
+		out.SnatDestinations = make([]*edgepb.SNATDestination, 0, len(dests))
+		for i := range dests {
+			d := &dests[i]
 			out.SnatDestinations = append(out.SnatDestinations, &edgepb.SNATDestination{
 				Address:     d.Addr.Unmap().String(),
 				Destination: d.Dst.Addr().Unmap().String(),
@@ -525,6 +552,7 @@ func statsToPB(s *Stats, destinations bool) *edgepb.GetStatsResponse {
 				Range:       uint32(max(d.Range, 0)),
 				Exhausted:   d.Exhausted,
 				Overrides:   d.Overrides,
+				Zone:        uint32(d.Zone),
 			})
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl/edgepb"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/snat"
 )
 
 // wantInvalid checks that err is INVALID_ARGUMENT with a message starting
@@ -166,11 +167,16 @@ func TestEventFilter(t *testing.T) {
 	wantInvalid(t, err, `filter.flow.address: "1.2.3.4/40" is not an address or prefix`)
 	_, err = eventFilterFromPB("filter", &edgepb.EventFilter{Flow: &edgepb.FlowFilter{Port: 70000}})
 	wantInvalid(t, err, `filter.flow.port: 70000 is out of range`)
+	// State and zone would be silently ignored: refused.
+	_, err = eventFilterFromPB("filter", &edgepb.EventFilter{Flow: &edgepb.FlowFilter{State: "established"}})
+	wantInvalid(t, err, "filter.flow.state: events cannot be filtered by state")
+	_, err = eventFilterFromPB("filter", &edgepb.EventFilter{Flow: &edgepb.FlowFilter{Zone: 2}})
+	wantInvalid(t, err, "filter.flow.zone: events cannot be filtered by zone")
 
 	f, err := eventFilterFromPB("filter", &edgepb.EventFilter{
 		Kinds:   []string{"dropped", "REFUSED"},
 		Reasons: []string{"no_state", "table_full"},
-		Flow:    &edgepb.FlowFilter{Address: "10.0.0.0/24", Port: 80, Protocol: "tcp", State: "ignored", Zone: 9999},
+		Flow:    &edgepb.FlowFilter{Address: "10.0.0.0/24", Port: 80, Protocol: "tcp"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +267,7 @@ func TestFlowConversion(t *testing.T) {
 
 func TestStatsConversion(t *testing.T) {
 	fb := newFake()
-	r := statsToPB(&fb.stats, false)
+	r := statsToPB(&fb.stats, 0)
 	wantMap := func(name string, got, want map[string]uint64) {
 		t.Helper()
 		if len(got) != len(want) {
@@ -286,14 +292,33 @@ func TestStatsConversion(t *testing.T) {
 	if len(r.Interfaces) != 1 || r.Interfaces[0].XdpRedirected != 11 || r.Interfaces[0].Zone != "inside" {
 		t.Errorf("interfaces: %v", r.Interfaces)
 	}
-	if len(r.SnatDestinations) != 0 {
+	wantMap("worker 0 icmp_sent", r.Workers[0].IcmpSent, map[string]uint64{"time_exceeded": 2})
+	wantMap("worker 1 icmp_sent", r.Workers[1].IcmpSent, nil)
+	if r.Workers[0].RstSent != 2 || r.Workers[1].RstSent != 0 {
+		t.Errorf("workers' rst_sent: %d %d", r.Workers[0].RstSent, r.Workers[1].RstSent)
+	}
+	if len(r.SnatDestinations) != 0 || r.SnatDestinationsTotal != 0 {
 		t.Errorf("destinations not asked for: %v", r.SnatDestinations)
 	}
-	r = statsToPB(&fb.stats, true)
+	r = statsToPB(&fb.stats, 1000)
 	want := &edgepb.SNATDestination{Address: "198.51.100.1", Destination: "203.0.113.5", Port: 80, Protocol: "tcp",
 		InUse: 1, Free: 64510, Range: 64511, Exhausted: 2}
-	if len(r.SnatDestinations) != 1 || !proto.Equal(r.SnatDestinations[0], want) {
+	if len(r.SnatDestinations) != 1 || !proto.Equal(r.SnatDestinations[0], want) || r.SnatDestinationsTotal != 1 {
 		t.Errorf("destinations: %v", r.SnatDestinations)
+	}
+
+	// The busiest max destinations, busiest first; the total before.
+	s := fb.stats
+	s.SNATDestinations = nil
+	for i := range 10 {
+		s.SNATDestinations = append(s.SNATDestinations, snat.DestStat{Addr: netip.MustParseAddr("198.51.100.1"),
+			Dst: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(i)), Proto: 17, InUse: i, Zone: uint8(i % 2)})
+	}
+	s.Warnings = []string{"w"}
+	r = statsToPB(&s, 3)
+	if r.SnatDestinationsTotal != 10 || len(r.SnatDestinations) != 3 || r.SnatDestinations[0].InUse != 9 ||
+		r.SnatDestinations[2].InUse != 7 || r.SnatDestinations[0].Zone != 1 || len(r.Warnings) != 1 {
+		t.Errorf("busiest 3 of 10: total %d, %v, warnings %v", r.SnatDestinationsTotal, r.SnatDestinations, r.Warnings)
 	}
 }
 
@@ -375,4 +400,23 @@ func FuzzTuple(f *testing.F) {
 			t.Fatalf("%v: reverse %v round-trips to %v, %v", in, r, rb, err)
 		}
 	})
+}
+
+func TestEventConversion(t *testing.T) {
+	c := clock{epoch: time.Unix(1000, 0), now: fakeNow}
+	ev := testEvent(EvDropped, drop.NoState, "10.0.0.2:40000", 1)
+	ev.Zone = 2
+	e := eventToPB(&ev, c)
+	if e.Tuple.GetSrc() != "10.0.0.2" || e.Zone != "outside" || e.Reason != "no_state" ||
+		!e.Time.AsTime().Equal(time.Unix(1000, 0).Add(time.Duration(ev.Time))) {
+		t.Errorf("event: %v", e)
+	}
+	// A packet that could not be parsed: no tuple; zone 1 is inside, 0 none.
+	unparsed := Event{Kind: EvDropped, Reason: drop.NoState, Zone: 1}
+	if e := eventToPB(&unparsed, c); e.Tuple != nil || e.Zone != "inside" {
+		t.Errorf("unparsed packet's event: %v", e)
+	}
+	if e := eventToPB(&Event{Kind: EvOpened, Zone: 7}, c); e.Zone != "" {
+		t.Errorf("unknown zone: %q", e.Zone)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -34,7 +36,7 @@ xdp: {frames: 512, ring: 256}
 // startBackend runs a real engine between a client and a server namespace
 // (client 10.0.0.2 -- in 10.0.0.1 | out 203.0.113.1 -- server 203.0.113.2)
 // and serves it through an EngineBackend.
-func startBackend(t *testing.T) (*EngineBackend, *netnstest.NS) {
+func startBackend(t *testing.T, opts ...EngineOption) (*EngineBackend, *netnstest.NS) {
 	netnstest.Require(t)
 	client, edge, server := netnstest.New(t, "cli"), netnstest.New(t, "edge"), netnstest.New(t, "srv")
 	netnstest.Veth(t, client, "c0", "10.0.0.2/24", edge, "in", "10.0.0.1/24")
@@ -55,14 +57,20 @@ func startBackend(t *testing.T) (*EngineBackend, *netnstest.NS) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = edge.Do(e.Close) })
-	return NewEngineBackend(e, []byte(engineDoc), "test", t.Logf), client
+	b := NewEngineBackend(e, []byte(engineDoc), "test", t.Logf, opts...)
+	t.Cleanup(func() { b.Close() })
+	return b, client
 }
 
 // TestEngineBackendApply applies configurations to a running engine
 // through the Backend: dry run, live change, fixed field, invalid field,
 // management addresses in the XDP program, and a denied packet's event.
 func TestEngineBackendApply(t *testing.T) {
-	b, client := startBackend(t)
+	saved := filepath.Join(t.TempDir(), "edge.yaml")
+	if err := os.WriteFile(saved, []byte(engineDoc), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	b, client := startBackend(t, WithSavePath(saved))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -72,15 +80,18 @@ func TestEngineBackendApply(t *testing.T) {
 	}
 	denyDNS := strings.Replace(engineDoc, "rules:\n", "rules:\n  - {name: no-dns, zone: inside, proto: udp, dst_ports: [\"53\"], action: drop}\n", 1)
 	res, err := b.ApplyConfig(ctx, []byte(denyDNS), true)
-	if err != nil || res.Generation != 1 || !slices.Equal(res.Changed, []string{"rules"}) {
+	if err != nil || res.Generation != 1 || !slices.Equal(res.Changed, []string{"rules"}) || res.SavedTo != "" {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
 	if doc, gen, _ := b.Config(ctx); gen != 1 || string(doc) != engineDoc {
 		t.Fatal("dry run changed the running document")
 	}
 	res, err = b.ApplyConfig(ctx, []byte(denyDNS), false)
-	if err != nil || res.Generation != 2 || !slices.Equal(res.Changed, []string{"rules"}) {
+	if err != nil || res.Generation != 2 || !slices.Equal(res.Changed, []string{"rules"}) || res.SavedTo != saved {
 		t.Fatalf("apply: %+v %v", res, err)
+	}
+	if got, _ := os.ReadFile(saved); string(got) != denyDNS {
+		t.Fatalf("saved file:\n%s", got)
 	}
 	if doc, gen, _ := b.Config(ctx); gen != 2 || string(doc) != denyDNS {
 		t.Fatal("the running document is not the applied one")
@@ -145,9 +156,9 @@ func TestEngineBackendApply(t *testing.T) {
 	if !slices.Contains(st.Interfaces[1].Addrs, st.SNAT.Pools[0].Addrs[0]) {
 		t.Fatalf("outside addresses %v", st.Interfaces[1].Addrs)
 	}
-	stats, err := b.Stats(ctx)
+	stats, err := b.Stats(ctx, true)
 	if err != nil || len(stats.Workers) != 1 || stats.Drops()[drop.FirewallDrop] == 0 || stats.Interfaces[0].RX == 0 ||
-		stats.Interfaces[0].XDPRedirected == 0 {
+		stats.Interfaces[0].XDPRedirected == 0 || len(stats.Warnings) != 0 {
 		t.Fatalf("stats: %+v %v", stats, err)
 	}
 	if err := b.Flows(ctx, conntrack.Filter{}, func(*conntrack.FlowInfo) bool { return true }); err != nil {
@@ -158,5 +169,17 @@ func TestEngineBackendApply(t *testing.T) {
 	}
 	if time.Since(b.Epoch()) > time.Minute {
 		t.Fatalf("epoch %v", b.Epoch())
+	}
+
+	// Closed: everything refuses, after the calls in progress.
+	b.Close()
+	if _, err := b.ApplyConfig(ctx, []byte(denyDNS), false); !errors.Is(err, ErrStopping) {
+		t.Fatalf("apply after Close: %v", err)
+	}
+	if _, err := b.Stats(ctx, false); !errors.Is(err, ErrStopping) {
+		t.Fatalf("stats after Close: %v", err)
+	}
+	if n := b.ReadEvents(buf); n != 0 {
+		t.Fatalf("%d events after Close", n)
 	}
 }

@@ -44,6 +44,7 @@ type fakeBackend struct {
 
 	lastFilter  conntrack.Filter
 	lastMaxHist int
+	lastDests   bool          // Stats was asked for destinations
 	flowsDone   chan struct{} // receives when a Flows call returns
 
 	// Events: pending is what ReadEvents hands out next; reads signals
@@ -156,13 +157,19 @@ func (f *fakeBackend) Config(ctx context.Context) ([]byte, uint64, error) {
 	return bytes.Clone(f.doc), f.gen, nil
 }
 
-// ApplyConfig: a document containing "bad:" is invalid, one whose
-// interfaces differ from the running ones is refused as immutable.
+// ApplyConfig: a document containing "bad:" is invalid, one containing
+// "bpf:" fails as the data plane would (ErrInternal), one whose interfaces
+// differ from the running ones is refused as immutable. A document applied
+// for real is "saved" to /etc/edge/edge.yaml, unless it contains
+// "unsaved:".
 func (f *fakeBackend) ApplyConfig(ctx context.Context, doc []byte, dryRun bool) (ApplyResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if i := bytes.Index(doc, []byte("bad:")); i >= 0 {
 		return ApplyResult{}, fmt.Errorf("rules[2].dst[0]: %q is not an address or prefix", "bad")
+	}
+	if bytes.Contains(doc, []byte("bpf:")) {
+		return ApplyResult{}, Internal(errors.New("management: 192.0.2.9: map update: operation not permitted"))
 	}
 	iface := func(d []byte) []byte {
 		if i := bytes.Index(d, []byte("rules:")); i >= 0 {
@@ -178,6 +185,11 @@ func (f *fakeBackend) ApplyConfig(ctx context.Context, doc []byte, dryRun bool) 
 		f.gen++
 		f.doc = bytes.Clone(doc)
 		res.Generation = f.gen
+		if bytes.Contains(doc, []byte("unsaved:")) {
+			res.SaveError = "save /etc/edge/edge.yaml: read-only file system"
+		} else {
+			res.SavedTo = "/etc/edge/edge.yaml"
+		}
 	}
 	return res, nil
 }
@@ -279,10 +291,15 @@ func (f *fakeBackend) Explain(ctx context.Context, k conntrack.Key, maxHistory i
 	return ex, nil
 }
 
-func (f *fakeBackend) Stats(ctx context.Context) (Stats, error) {
+func (f *fakeBackend) Stats(ctx context.Context, destinations bool) (Stats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.stats, nil
+	f.lastDests = destinations
+	s := f.stats
+	if !destinations {
+		s.SNATDestinations = nil
+	}
+	return s, nil
 }
 
 func (f *fakeBackend) ReadEvents(out []Event) int {

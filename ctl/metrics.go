@@ -1,9 +1,12 @@
 package ctl
 
 import (
+	"cmp"
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,20 +23,37 @@ import (
 // are exported regardless.
 const MaxMetricDestinations = 256
 
+// statusTTL is how long a Collector reuses a Status: it is read for the
+// version, the start time and whether SNAT is on, and Backend.Status may be
+// expensive (EngineBackend's reads the interfaces' addresses from the
+// kernel), so it is not read at every scrape.
+const statusTTL = 30 * time.Second
+
 // Collector exports a Backend's counters in the Prometheus exposition
 // format. It reads them at scrape time (Backend.Stats), never per packet:
 // the data plane publishes its counters once per batch whatever scrapes.
-// Concurrent scrapes are safe; each costs one Stats call.
+// Concurrent scrapes are safe; each costs one Stats call (with the SNAT
+// destinations when SNAT is on), plus a Status call every 30 s.
+//
+// Counters the data plane publishes without its workers' help are exported
+// even when the workers do not answer for the SNAT destinations: edge_up
+// stays 1 and edge_scrape_partial is 1 (the per-destination series are
+// then missing). edge_up is 0, with nothing else, only when the backend
+// answers nothing.
 type Collector struct {
 	b       Backend
 	timeout time.Duration
 
-	up, info, start                        *prometheus.Desc
+	mu       sync.Mutex // guards status and statusAt
+	status   Status
+	statusAt time.Time // zero: no status yet
+
+	up, partial, info, start               *prometheus.Desc
 	drops, rx, tx, created, handoff, flows *prometheus.Desc
 	ifRX, ifTX, xdp                        *prometheus.Desc
 	ctFlows, ctCap, ctCounter, ctDrops     *prometheus.Desc
 	snatCounter, snatPorts, snatExhausted  *prometheus.Desc
-	snatOverrides                          *prometheus.Desc
+	snatOverrides, snatDests               *prometheus.Desc
 	icmpSent, rstSent, eventsLost          *prometheus.Desc
 }
 
@@ -46,6 +66,7 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 	return &Collector{
 		b: b, timeout: timeout,
 		up:            d("up", "1 when the data plane answered this scrape."),
+		partial:       d("scrape_partial", "1 when part of this scrape could not be collected (the workers did not answer for the SNAT destinations); the counters are complete."),
 		info:          d("build_info", "Always 1; the labels describe the running edge.", "version"),
 		start:         d("start_time_seconds", "When the data plane started (Unix time)."),
 		drops:         d("worker_drops_total", "Packets dropped by a worker, by reason (see `edge stats`).", "worker", "reason"),
@@ -62,9 +83,10 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 		ctCounter:     d("conntrack_events_total", "Connection-tracking counters (opened, reopened, closed, expired, ...).", "counter"),
 		ctDrops:       d("conntrack_drops_total", "Packets conntrack refused, by reason (included in worker_drops_total).", "reason"),
 		snatCounter:   d("snat_events_total", "SNAT allocator counters.", "counter"),
-		snatPorts:     d("snat_ports", "Ports toward a destination, by use (in_use, quarantined, free).", "address", "destination", "protocol", "use"),
-		snatExhausted: d("snat_exhausted_total", "Flows refused for lack of a port toward a destination.", "address", "destination", "protocol"),
-		snatOverrides: d("snat_quarantine_overrides_total", "Quarantined ports reused toward a destination.", "address", "destination", "protocol"),
+		snatPorts:     d("snat_ports", "Ports toward a destination, by use (in_use, quarantined, free); the 256 busiest destinations.", "address", "destination", "protocol", "zone", "use"),
+		snatExhausted: d("snat_exhausted_total", "Flows refused for lack of a port toward a destination.", "address", "destination", "protocol", "zone"),
+		snatOverrides: d("snat_quarantine_overrides_total", "Quarantined ports reused toward a destination.", "address", "destination", "protocol", "zone"),
+		snatDests:     d("snat_destinations", "Destinations SNAT tracks ports toward (all of them, not only the exported busiest)."),
 		icmpSent:      d("icmp_errors_sent_total", "ICMP errors edge generated, by kind.", "kind"),
 		rstSent:       d("tcp_resets_sent_total", "TCP resets edge generated for reject rules."),
 		eventsLost:    d("events_lost_total", "Events the data plane could not queue (full rings)."),
@@ -73,7 +95,7 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.info, c.start, c.drops, c.rx, c.tx, c.created,
+	for _, d := range []*prometheus.Desc{c.up, c.partial, c.snatDests, c.info, c.start, c.drops, c.rx, c.tx, c.created,
 		c.handoff, c.flows, c.ifRX, c.ifTX, c.xdp, c.ctFlows, c.ctCap, c.ctCounter, c.ctDrops,
 		c.snatCounter, c.snatPorts, c.snatExhausted, c.snatOverrides, c.icmpSent, c.rstSent, c.eventsLost} {
 		ch <- d
@@ -92,17 +114,22 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	st, err := c.b.Status(ctx)
-	if err != nil {
+	st, ok := c.cachedStatus(ctx)
+	if !ok {
 		gauge(c.up, 0)
 		return
 	}
-	s, err := c.b.Stats(ctx)
+	s, err := c.b.Stats(ctx, st.SNAT != nil)
 	if err != nil {
 		gauge(c.up, 0)
 		return
 	}
 	gauge(c.up, 1)
+	if len(s.Warnings) > 0 {
+		gauge(c.partial, 1)
+	} else {
+		gauge(c.partial, 0)
+	}
 	gauge(c.info, 1, st.Version)
 	gauge(c.start, float64(st.Started.UnixNano())/1e9)
 
@@ -149,17 +176,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for i := snat.Counter(0); i < snat.NumCounters; i++ {
 			counter(c.snatCounter, s.SNAT.Counters[i], i.String())
 		}
+		if len(s.Warnings) == 0 {
+			gauge(c.snatDests, float64(len(s.SNATDestinations)))
+		}
 		dests := s.SNATDestinations
 		if len(dests) > MaxMetricDestinations {
 			dests = busiest(dests, MaxMetricDestinations)
 		}
 		for _, d := range dests {
-			a, dst, p := d.Addr.String(), d.Dst.String(), protoLabel(d.Proto)
-			gauge(c.snatPorts, float64(d.InUse), a, dst, p, "in_use")
-			gauge(c.snatPorts, float64(d.Quarantined), a, dst, p, "quarantined")
-			gauge(c.snatPorts, float64(d.Free), a, dst, p, "free")
-			counter(c.snatExhausted, d.Exhausted, a, dst, p)
-			counter(c.snatOverrides, d.Overrides, a, dst, p)
+			a, dst, p, z := d.Addr.String(), d.Dst.String(), protoLabel(d.Proto), strconv.Itoa(int(d.Zone))
+			gauge(c.snatPorts, float64(d.InUse), a, dst, p, z, "in_use")
+			gauge(c.snatPorts, float64(d.Quarantined), a, dst, p, z, "quarantined")
+			gauge(c.snatPorts, float64(d.Free), a, dst, p, z, "free")
+			counter(c.snatExhausted, d.Exhausted, a, dst, p, z)
+			counter(c.snatOverrides, d.Overrides, a, dst, p, z)
 		}
 	}
 	for k := icmp.Kind(1); k < icmp.NumKinds; k++ {
@@ -169,22 +199,29 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.eventsLost, s.EventsLost)
 }
 
-// busiest returns the n destinations with the most ports in use (ties:
-// the most exhausted), keeping their order otherwise.
-func busiest(ds []snat.DestStat, n int) []snat.DestStat {
-	out := make([]snat.DestStat, len(ds))
-	copy(out, ds)
-	// Partial selection is enough: n is small and this runs per scrape.
-	for i := 0; i < n; i++ {
-		m := i
-		for j := i + 1; j < len(out); j++ {
-			if out[j].InUse > out[m].InUse || (out[j].InUse == out[m].InUse && out[j].Exhausted > out[m].Exhausted) {
-				m = j
-			}
+// cachedStatus returns the backend's Status, read again when the one it
+// has is older than statusTTL; when that read fails it keeps the old one.
+// ok is false when it has none.
+func (c *Collector) cachedStatus(ctx context.Context) (st Status, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.statusAt.IsZero() || time.Since(c.statusAt) >= statusTTL {
+		if st, err := c.b.Status(ctx); err == nil {
+			c.status, c.statusAt = st, time.Now()
 		}
-		out[i], out[m] = out[m], out[i]
 	}
-	return out[:n]
+	return c.status, !c.statusAt.IsZero()
+}
+
+// busiest returns the min(n, len(ds)) destinations with the most ports in
+// use (ties: the most exhausted), busiest first, keeping ds's order among
+// equals. ds is not modified. O(len(ds) log len(ds)).
+func busiest(ds []snat.DestStat, n int) []snat.DestStat {
+	out := slices.Clone(ds)
+	slices.SortStableFunc(out, func(x, y snat.DestStat) int {
+		return cmp.Or(cmp.Compare(y.InUse, x.InUse), cmp.Compare(y.Exhausted, x.Exhausted))
+	})
+	return out[:min(n, len(out))]
 }
 
 func protoLabel(p uint8) string {

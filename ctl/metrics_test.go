@@ -21,17 +21,32 @@ import (
 
 // statsBackend serves Status and Stats; the rest is unused by metrics.
 type statsBackend struct {
-	Backend // nil: any other method panics
-	stats   Stats
-	status  Status
-	err     error
-	calls   int
+	Backend     // nil: any other method panics
+	stats       Stats
+	status      Status
+	err         error
+	calls       int
+	statusCalls int
+	dests       bool // the last Stats call asked for destinations
+	unanswered  bool // the workers do not answer for destinations
 }
 
-func (b *statsBackend) Status(context.Context) (Status, error) { return b.status, b.err }
-func (b *statsBackend) Stats(context.Context) (Stats, error) {
+func (b *statsBackend) Status(context.Context) (Status, error) {
+	b.statusCalls++
+	return b.status, b.err
+}
+
+func (b *statsBackend) Stats(_ context.Context, destinations bool) (Stats, error) {
 	b.calls++
-	return b.stats, b.err
+	b.dests = destinations
+	s := b.stats
+	if !destinations || b.unanswered {
+		s.SNATDestinations = nil
+	}
+	if destinations && b.unanswered {
+		s.Warnings = []string{"snat destinations: the data plane did not answer"}
+	}
+	return s, b.err
 }
 
 func TestMetricsExposition(t *testing.T) {
@@ -57,7 +72,7 @@ func TestMetricsExposition(t *testing.T) {
 edge_worker_drops_total{reason="firewall_drop",worker="0"} 4
 # HELP edge_snat_exhausted_total Flows refused for lack of a port toward a destination.
 # TYPE edge_snat_exhausted_total counter
-edge_snat_exhausted_total{address="203.0.113.1",destination="203.0.113.2:80",protocol="tcp"} 7
+edge_snat_exhausted_total{address="203.0.113.1",destination="203.0.113.2:80",protocol="tcp",zone="0"} 7
 # HELP edge_events_lost_total Events the data plane could not queue (full rings).
 # TYPE edge_events_lost_total counter
 edge_events_lost_total 9
@@ -77,21 +92,78 @@ edge_up 1
 	body := scrape(t, srv.URL)
 	for _, s := range []string{`edge_worker_rx_packets_total{worker="0",zone="outside"} 20`,
 		`edge_xdp_packets_total{interface="in",verdict="redirected"} 11`,
-		`edge_snat_ports{address="203.0.113.1",destination="203.0.113.2:80",protocol="tcp",use="in_use"} 5`,
+		`edge_snat_ports{address="203.0.113.1",destination="203.0.113.2:80",protocol="tcp",use="in_use",zone="0"} 5`,
+		`edge_snat_destinations 1`, `edge_scrape_partial 0`,
 		`edge_build_info{version="v-test"} 1`, `edge_icmp_errors_sent_total{kind="time_exceeded"} 2`,
 		`edge_tcp_resets_sent_total 1`, "go_goroutines"} {
 		if !strings.Contains(body, s) {
 			t.Errorf("scrape lacks %s", s)
 		}
 	}
-	if b.calls != before+1 {
-		t.Errorf("one scrape made %d Stats calls, want 1", b.calls-before)
+	if b.calls != before+1 || !b.dests {
+		t.Errorf("one scrape made %d Stats calls (destinations %v), want 1 with destinations", b.calls-before, b.dests)
 	}
+	// Status is read once, not per scrape (it reads the kernel).
+	scrape(t, srv.URL)
+	if b.statusCalls != 1 {
+		t.Errorf("%d Status calls for %d scrapes, want 1 (cached)", b.statusCalls, b.calls)
+	}
+
+	// Workers that do not answer for the destinations: the counters are
+	// still exported, edge_up 1, edge_scrape_partial 1.
+	b.unanswered = true
+	body = scrape(t, srv.URL)
+	for _, s := range []string{"edge_up 1", "edge_scrape_partial 1", `edge_worker_drops_total{reason="firewall_drop",worker="0"} 4`,
+		`edge_snat_events_total{counter="snat_exhausted"} 7`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("partial scrape lacks %s", s)
+		}
+	}
+	if strings.Contains(body, "edge_snat_ports{") || strings.Contains(body, "edge_snat_destinations ") {
+		t.Error("partial scrape has destination series")
+	}
+	b.unanswered = false
 
 	// A data plane that does not answer: edge_up 0, nothing else.
 	b.err = errors.New("workers not serving")
 	if err := testutil.CollectAndCompare(c, strings.NewReader("# HELP edge_up 1 when the data plane answered this scrape.\n# TYPE edge_up gauge\nedge_up 0\n"), "edge_up"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Without SNAT the workers are not asked for destinations.
+func TestMetricsWithoutSNAT(t *testing.T) {
+	b := &statsBackend{status: Status{Version: "v"}}
+	c := NewCollector(b, time.Second)
+	if n := testutil.CollectAndCount(c, "edge_up"); n != 1 {
+		t.Fatalf("edge_up: %d series", n)
+	}
+	if b.calls != 1 || b.dests {
+		t.Fatalf("%d Stats calls, destinations %v", b.calls, b.dests)
+	}
+}
+
+// A status that cannot be read at first: edge_up 0; later it is cached.
+func TestMetricsStatusCache(t *testing.T) {
+	b := &statsBackend{status: Status{Version: "v", SNAT: &SNATStatus{}}, err: errors.New("not yet")}
+	c := NewCollector(b, time.Second)
+	if err := testutil.CollectAndCompare(c, strings.NewReader("# HELP edge_up 1 when the data plane answered this scrape.\n# TYPE edge_up gauge\nedge_up 0\n"), "edge_up"); err != nil {
+		t.Fatal(err)
+	}
+	b.err = nil
+	for range 3 {
+		testutil.CollectAndCount(c)
+	}
+	if b.statusCalls != 2 {
+		t.Fatalf("%d Status calls, want 2 (one failed, one cached)", b.statusCalls)
+	}
+	// An old status is read again.
+	c.mu.Lock()
+	c.statusAt = time.Now().Add(-statusTTL)
+	c.mu.Unlock()
+	testutil.CollectAndCount(c)
+	if b.statusCalls != 3 {
+		t.Fatalf("%d Status calls after the TTL, want 3", b.statusCalls)
 	}
 }
 
@@ -120,5 +192,27 @@ func TestBusiestDestinations(t *testing.T) {
 	}
 	if ds[0].InUse != 0 {
 		t.Fatal("busiest reordered its input")
+	}
+	if got := busiest(ds, 100); len(got) != len(ds) || got[len(got)-1].InUse != 0 {
+		t.Fatalf("busiest of fewer than n = %+v", got)
+	}
+	if got := busiest(nil, 5); len(got) != 0 {
+		t.Fatalf("busiest(nil) = %+v", got)
+	}
+	// Many destinations: sorted, not quadratic (this would take minutes
+	// with a selection of 200,000 among 200,000).
+	big := make([]snat.DestStat, 200_000)
+	for i := range big {
+		big[i].InUse = (i * 7919) % 1000
+	}
+	start := time.Now()
+	top := busiest(big, len(big))
+	for i := 1; i < len(top); i++ {
+		if top[i].InUse > top[i-1].InUse {
+			t.Fatalf("not sorted at %d", i)
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("busiest of 200,000 took %v", d)
 	}
 }

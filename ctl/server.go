@@ -37,6 +37,12 @@ const (
 	// DefaultMaxStreams is the default cap on concurrent streams (calls)
 	// per connection.
 	DefaultMaxStreams = 64
+	// DefaultMaxSubscribers is the default cap on event subscriptions
+	// (Subscribe streams) server-wide.
+	DefaultMaxSubscribers = 32
+	// DefaultMaxDestinations is how many SNAT destinations GetStats
+	// returns when the request does not say (the busiest).
+	DefaultMaxDestinations = 1000
 )
 
 // Services are the full names of the API's services, as health checks and
@@ -56,6 +62,7 @@ type options struct {
 	eventPoll  time.Duration
 	eventQueue int
 	maxStreams uint32
+	maxSubs    int
 	uids       []uint32
 	grace      time.Duration
 	otherConns func(net.Conn) (credentials.AuthInfo, error) // tests: bufconn
@@ -86,6 +93,18 @@ func WithMaxStreams(n uint32) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.maxStreams = n
+		}
+	}
+}
+
+// WithMaxSubscribers caps event subscriptions server-wide (default 32):
+// one more Subscribe fails with RESOURCE_EXHAUSTED. Each subscription
+// costs the broker a copy of every matching event and a queue of up to
+// WithEventQueue events.
+func WithMaxSubscribers(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxSubs = n
 		}
 	}
 }
@@ -124,14 +143,15 @@ type Server struct {
 // NewServer makes a server of b with health and reflection services.
 func NewServer(b Backend, opts ...Option) *Server {
 	s := &Server{
-		b:    b,
-		uid:  uint32(os.Getuid()),
-		opts: options{eventPoll: defaultEventPoll, eventQueue: defaultEventQueue, maxStreams: DefaultMaxStreams, grace: 5 * time.Second},
+		b:   b,
+		uid: uint32(os.Getuid()),
+		opts: options{eventPoll: defaultEventPoll, eventQueue: defaultEventQueue, maxStreams: DefaultMaxStreams,
+			maxSubs: DefaultMaxSubscribers, grace: 5 * time.Second},
 	}
 	for _, o := range opts {
 		o(&s.opts)
 	}
-	s.broker = newBroker(b, s.opts.eventPoll, s.opts.eventQueue)
+	s.broker = newBroker(b, s.opts.eventPoll, s.opts.eventQueue, s.opts.maxSubs)
 	s.g = grpc.NewServer(
 		grpc.Creds(&serverCreds{other: s.opts.otherConns}),
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
@@ -139,6 +159,9 @@ func NewServer(b Backend, opts ...Option) *Server {
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(s.opts.maxStreams),
 		grpc.ConnectionTimeout(10*time.Second),
+		// Stop and GracefulStop return only after every handler has
+		// returned: nothing runs against the backend once they have.
+		grpc.WaitForHandlers(true),
 	)
 	edgepb.RegisterStatusServiceServer(s.g, statusService{s: s})
 	edgepb.RegisterConfigServiceServer(s.g, configService{s: s})
@@ -168,7 +191,9 @@ func (s *Server) Serve(l net.Listener) error {
 
 // GracefulStop stops accepting connections, ends event subscriptions,
 // reports NOT_SERVING and waits for the other calls to finish, at most the
-// grace period (5 s by default), then cuts them. Listeners are closed.
+// grace period (5 s by default), then cuts them (as Stop). Listeners are
+// closed. It returns when every handler has returned: after it, the server
+// makes no Backend call (the daemon then closes the backend and the engine).
 func (s *Server) GracefulStop() {
 	s.shutdown()
 	done := make(chan struct{})
@@ -184,7 +209,9 @@ func (s *Server) GracefulStop() {
 }
 
 // Stop closes the listeners and every connection at once, also while a
-// GracefulStop waits.
+// GracefulStop waits, ends event subscriptions, and returns when every
+// handler has returned (their contexts are cancelled; an ApplyConfig in
+// progress completes): after it, the server makes no Backend call.
 func (s *Server) Stop() {
 	s.shutdown()
 	s.g.Stop()
@@ -208,6 +235,8 @@ func backendErr(ctx context.Context, what string, err error) error {
 		return status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, conntrack.ErrNotServed):
 		return status.Errorf(codes.Unavailable, "%s: the data plane did not answer: %v", what, err)
+	case errors.Is(err, ErrStopping):
+		return status.Errorf(codes.Unavailable, "%s: %v", what, err)
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
@@ -255,13 +284,18 @@ func (x configService) ApplyConfig(ctx context.Context, req *edgepb.ApplyConfigR
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return nil, status.FromContextError(err).Err()
+	case errors.Is(err, ErrStopping):
+		return nil, status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrInternal):
+		return nil, status.Error(codes.Internal, err.Error())
 	default:
 		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 			return nil, err
 		}
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return &edgepb.ApplyConfigResponse{Generation: res.Generation, Changed: res.Changed}, nil
+	return &edgepb.ApplyConfigResponse{Generation: res.Generation, Changed: res.Changed,
+		SavedTo: res.SavedTo, SaveError: res.SaveError}, nil
 }
 
 type flowService struct {
@@ -356,7 +390,10 @@ func (x eventService) Subscribe(req *edgepb.SubscribeRequest, stream grpc.Server
 		return err
 	}
 	br := x.s.broker
-	sub, cancel := br.subscribe(f)
+	sub, cancel, err := br.subscribe(f)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	ctx := stream.Context()
 	// Headers now: the client knows it is subscribed before any event.
@@ -399,9 +436,16 @@ type statsService struct {
 }
 
 func (x statsService) GetStats(ctx context.Context, req *edgepb.GetStatsRequest) (*edgepb.GetStatsResponse, error) {
-	st, err := x.s.b.Stats(ctx)
+	st, err := x.s.b.Stats(ctx, req.SnatDestinations)
 	if err != nil {
 		return nil, backendErr(ctx, "stats", err)
 	}
-	return statsToPB(&st, req.SnatDestinations), nil
+	maxDest := 0
+	if req.SnatDestinations {
+		maxDest = int(req.MaxDestinations)
+		if maxDest == 0 {
+			maxDest = DefaultMaxDestinations
+		}
+	}
+	return statsToPB(&st, maxDest), nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl/edgepb"
+	"github.com/edgegw/edge/snat"
 )
 
 func wantCode(t *testing.T, err error, code codes.Code, msg string) {
@@ -77,12 +79,26 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("config changed by refused applies: %v", got)
 	}
 
+	// A valid document the data plane fails to put in force: INTERNAL.
+	_, err = c.ApplyConfig(ctx, &edgepb.ApplyConfigRequest{Yaml: doc + "bpf: 1\n"})
+	wantCode(t, err, codes.Internal, "management: 192.0.2.9: map update")
+
 	r, err = c.ApplyConfig(ctx, &edgepb.ApplyConfigRequest{Yaml: doc})
-	if err != nil || r.Generation != 2 {
+	if err != nil || r.Generation != 2 || r.SavedTo != "/etc/edge/edge.yaml" || r.SaveError != "" {
 		t.Fatalf("apply: %v, %v", r, err)
 	}
 	if got, _ := c.GetConfig(ctx, &edgepb.GetConfigRequest{}); got.Generation != 2 || got.Yaml != doc {
 		t.Fatalf("config after apply: %v", got)
+	}
+	// Applied but not saved: no error, the response says so.
+	r, err = c.ApplyConfig(ctx, &edgepb.ApplyConfigRequest{Yaml: doc + "unsaved: 1\n"})
+	if err != nil || r.Generation != 3 || r.SavedTo != "" || !strings.Contains(r.SaveError, "read-only file system") {
+		t.Fatalf("apply, not saved: %v, %v", r, err)
+	}
+	// Dry run: not saved.
+	r, err = c.ApplyConfig(ctx, &edgepb.ApplyConfigRequest{Yaml: doc, DryRun: true})
+	if err != nil || r.SavedTo != "" || r.SaveError != "" {
+		t.Fatalf("dry run saved: %v, %v", r, err)
 	}
 }
 
@@ -171,8 +187,19 @@ func TestListFlowsCancel(t *testing.T) {
 	if visited >= fb.nGen {
 		t.Fatalf("dump ran to its end (%d flows) after the client went away", visited)
 	}
-	if _, err := s.Recv(); status.Code(err) != codes.Canceled {
-		t.Fatalf("Recv after cancel: %v", err)
+	// Batches grpc had already buffered may still be delivered after
+	// cancel; the stream then ends with CANCELLED.
+	for i := 0; ; i++ {
+		r, err := s.Recv()
+		if err != nil {
+			if status.Code(err) != codes.Canceled {
+				t.Fatalf("Recv after cancel: %v", err)
+			}
+			break
+		}
+		if i > 1000 {
+			t.Fatalf("still receiving after cancel (%d flows in the last batch)", len(r.Flows))
+		}
 	}
 }
 
@@ -257,16 +284,45 @@ func TestExplainFlow(t *testing.T) {
 }
 
 func TestGetStats(t *testing.T) {
-	ts := newTestServer(t, newFake())
+	fb := newFake()
+	ts := newTestServer(t, fb)
 	r, err := ts.client.Stats.GetStats(ctxT(t), &edgepb.GetStatsRequest{SnatDestinations: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Drops["no_state"] != 5 || r.IcmpSent["time_exceeded"] != 2 || r.RstSent != 2 || len(r.SnatDestinations) != 1 || r.Conntrack["expired"] != 0 {
+	if r.Drops["no_state"] != 5 || r.IcmpSent["time_exceeded"] != 2 || r.RstSent != 2 || len(r.SnatDestinations) != 1 ||
+		r.SnatDestinationsTotal != 1 || r.Conntrack["expired"] != 0 || !fb.lastDests {
 		t.Fatalf("stats: %v", r)
 	}
 	if _, ok := r.Conntrack["expired"]; ok {
 		t.Fatal("zero counter in the map")
+	}
+	if w := r.Workers[0]; w.IcmpSent["time_exceeded"] != 2 || w.RstSent != 2 {
+		t.Fatalf("worker 0: %v", w)
+	}
+	// Without destinations the workers are not asked.
+	r, err = ts.client.Stats.GetStats(ctxT(t), &edgepb.GetStatsRequest{})
+	if err != nil || fb.lastDests || len(r.SnatDestinations) != 0 {
+		t.Fatalf("stats without destinations: %v %v (asked %v)", r, err, fb.lastDests)
+	}
+
+	// max_destinations: the busiest; 0 is 1000.
+	fb.mu.Lock()
+	fb.stats.SNATDestinations = nil
+	for i := range 1500 {
+		fb.stats.SNATDestinations = append(fb.stats.SNATDestinations, snat.DestStat{Addr: netip.MustParseAddr("198.51.100.1"),
+			Dst: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(i)), Proto: 6, InUse: i})
+	}
+	fb.stats.Warnings = []string{"snat destinations: the data plane did not answer"}
+	fb.mu.Unlock()
+	r, err = ts.client.Stats.GetStats(ctxT(t), &edgepb.GetStatsRequest{SnatDestinations: true, MaxDestinations: 2})
+	if err != nil || len(r.SnatDestinations) != 2 || r.SnatDestinationsTotal != 1500 || r.SnatDestinations[0].InUse != 1499 ||
+		r.SnatDestinations[1].InUse != 1498 || len(r.Warnings) != 1 {
+		t.Fatalf("max 2: %v, %v", r, err)
+	}
+	r, err = ts.client.Stats.GetStats(ctxT(t), &edgepb.GetStatsRequest{SnatDestinations: true})
+	if err != nil || len(r.SnatDestinations) != DefaultMaxDestinations || r.SnatDestinationsTotal != 1500 {
+		t.Fatalf("default max: %d of %d, %v", len(r.SnatDestinations), r.SnatDestinationsTotal, err)
 	}
 }
 
@@ -355,6 +411,115 @@ func TestGracefulStopEndsSubscriptions(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func TestMaxSubscribers(t *testing.T) {
+	ts := newTestServer(t, newFake(), WithMaxSubscribers(2))
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var subs []grpc.ServerStreamingClient[edgepb.SubscribeResponse]
+	for range 2 {
+		s, err := ts.client.Events.Subscribe(ctx, &edgepb.SubscribeRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subscribed(t, s)
+		subs = append(subs, s)
+	}
+	s, err := ts.client.Events.Subscribe(ctxT(t), &edgepb.SubscribeRequest{})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	wantCode(t, err, codes.ResourceExhausted, "too many event subscribers: 2 already")
+	// One ends: a new one fits.
+	cancel()
+	for _, s := range subs {
+		for {
+			if _, err := s.Recv(); err != nil {
+				break
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := ts.client.Events.Subscribe(ctxT(t), &edgepb.SubscribeRequest{})
+		if err == nil {
+			_, err = s.Header()
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the subscribers ended: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// blockingApply is a fake whose ApplyConfig waits for release.
+type blockingApply struct {
+	*fakeBackend
+	entered, release chan struct{}
+	returned         chan struct{}
+}
+
+func (b *blockingApply) ApplyConfig(ctx context.Context, doc []byte, dryRun bool) (ApplyResult, error) {
+	close(b.entered)
+	<-b.release
+	defer close(b.returned)
+	return b.fakeBackend.ApplyConfig(ctx, doc, dryRun)
+}
+
+// Stop returns only after the handlers have: an ApplyConfig in progress
+// does not run against a backend the daemon closes next.
+func TestStopWaitsForHandlers(t *testing.T) {
+	for _, graceful := range []bool{false, true} {
+		b := &blockingApply{fakeBackend: newFake(), entered: make(chan struct{}), release: make(chan struct{}), returned: make(chan struct{})}
+		ts := newTestServer(t, b, WithGracePeriod(10*time.Millisecond))
+		applied := make(chan error, 1)
+		go func() {
+			_, err := ts.client.Config.ApplyConfig(ctxT(t), &edgepb.ApplyConfigRequest{Yaml: string(b.doc)})
+			applied <- err
+		}()
+		<-b.entered
+		stopped := make(chan struct{})
+		go func() {
+			if graceful {
+				ts.GracefulStop()
+			} else {
+				ts.Stop()
+			}
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+			t.Fatalf("graceful %v: the server stopped while ApplyConfig ran", graceful)
+		case <-time.After(100 * time.Millisecond):
+		}
+		close(b.release)
+		<-stopped
+		select {
+		case <-b.returned:
+		default:
+			t.Fatalf("graceful %v: stopped before ApplyConfig returned", graceful)
+		}
+		<-applied
+	}
+}
+
+// A closing backend: UNAVAILABLE.
+type stoppingBackend struct{ *fakeBackend }
+
+func (stoppingBackend) ApplyConfig(context.Context, []byte, bool) (ApplyResult, error) {
+	return ApplyResult{}, ErrStopping
+}
+func (stoppingBackend) Stats(context.Context, bool) (Stats, error) { return Stats{}, ErrStopping }
+
+func TestBackendStopping(t *testing.T) {
+	ts := newTestServer(t, stoppingBackend{newFake()})
+	_, err := ts.client.Config.ApplyConfig(ctxT(t), &edgepb.ApplyConfigRequest{Yaml: "x: 1"})
+	wantCode(t, err, codes.Unavailable, "edge is stopping")
+	_, err = ts.client.Stats.GetStats(ctxT(t), &edgepb.GetStatsRequest{})
+	wantCode(t, err, codes.Unavailable, "stats: edge is stopping")
+}
 
 func TestMaxStreams(t *testing.T) {
 	ts := newTestServer(t, newFake(), WithMaxStreams(1))

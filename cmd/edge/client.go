@@ -5,6 +5,7 @@ package main
 // or JSON with -o json (protojson, one object per line for streams).
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -25,8 +26,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl"
 	pb "github.com/edgegw/edge/ctl/edgepb"
+	"github.com/edgegw/edge/drop"
 )
 
 // clientFlags are the flags every client command shares (persistent on root).
@@ -42,13 +45,13 @@ var cf clientFlags
 func addClientFlags(root *cobra.Command) {
 	f := root.PersistentFlags()
 	f.StringVar(&cf.socket, "socket", ctl.DefaultSocket, "control socket of the daemon")
-	f.StringVar(&cf.addr, "addr", "", "daemon's TCP address (mutual TLS; needs --tls-cert, --tls-key, --tls-ca)")
-	f.StringVar(&cf.cert, "tls-cert", "", "client certificate (PEM) for --addr")
-	f.StringVar(&cf.key, "tls-key", "", "client key (PEM) for --addr")
-	f.StringVar(&cf.ca, "tls-ca", "", "CA that signed the daemon's certificate (PEM) for --addr")
-	f.StringVar(&cf.serverName, "tls-server-name", "", "name to verify in the daemon's certificate (default: the host of --addr)")
-	f.StringVarP(&cf.output, "output", "o", "table", "output format: table or json")
-	f.DurationVar(&cf.timeout, "timeout", 10*time.Second, "deadline for a call (not for streams)")
+	f.StringVar(&cf.addr, "addr", "", "clients: the daemon's TCP address (mutual TLS; needs --tls-cert, --tls-key, --tls-ca)")
+	f.StringVar(&cf.cert, "tls-cert", "", "certificate (PEM): a client's for --addr; the daemon's for edge run --listen")
+	f.StringVar(&cf.key, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringVar(&cf.ca, "tls-ca", "", "CA (PEM): clients verify the daemon with it; edge run --listen verifies client certificates with it (dedicate it to edge)")
+	f.StringVar(&cf.serverName, "tls-server-name", "", "clients: name to verify in the daemon's certificate (default: the host of --addr)")
+	f.StringVarP(&cf.output, "output", "o", "table", "clients: output format, table or json")
+	f.DurationVar(&cf.timeout, "timeout", 10*time.Second, "clients: deadline for a call (not for streams)")
 }
 
 // dial connects to the daemon; the error says plainly when it is not running.
@@ -153,7 +156,11 @@ func printStatus(w io.Writer, r *pb.GetStatusResponse) {
 	if s := r.GetSnat(); s != nil {
 		fmt.Fprintf(w, "SNAT %s, ports %d-%d, quarantine %s\n", s.GetMode(), s.GetPortFirst(), s.GetPortLast(), s.GetQuarantine().AsDuration())
 		for _, p := range s.GetPools() {
-			fmt.Fprintf(w, "  pool %s: %s\n", p.GetName(), strings.Join(append(p.GetAddresses(), p.GetRanges()...), " "))
+			as := p.GetRanges()
+			if len(as) == 0 {
+				as = p.GetAddresses()
+			}
+			fmt.Fprintf(w, "  pool %s: %s\n", p.GetName(), strings.Join(as, " "))
 		}
 	} else {
 		fmt.Fprintln(w, "SNAT off")
@@ -191,6 +198,20 @@ func (f *flowFilterFlags) add(c *cobra.Command) {
 	fs.StringVar(&f.Protocol, "proto", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
 	fs.StringVar(&f.State, "state", "", "conntrack state: syn_sent, established, time_wait, ...")
 	fs.Uint32Var(&f.Zone, "zone", 0, "conntrack zone")
+	c.RegisterFlagCompletionFunc("state", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return states(), cobra.ShellCompDirectiveNoFileComp
+	})
+	c.RegisterFlagCompletionFunc("proto", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"tcp", "udp", "icmp", "icmpv6"}, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+// addEvents is add without the flags events cannot filter on.
+func (f *flowFilterFlags) addEvents(c *cobra.Command) {
+	fs := c.Flags()
+	fs.StringVar(&f.Address, "address", "", "address or prefix (either endpoint, either direction, or the SNAT address)")
+	fs.Uint32Var(&f.Port, "port", 0, "port (either endpoint, either direction, or the SNAT port)")
+	fs.StringVar(&f.Protocol, "proto", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
 }
 
 // parseArgs takes `key=value` filter arguments (address= port= proto= state= zone=).
@@ -252,10 +273,14 @@ func flowsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var t *tabwriter.Writer
-				if cf.output == "table" {
-					t = table()
-					fmt.Fprintln(t, "PROTO\tORIGINAL\tREPLY\tSTATE\tGEN\tNAT\tPKTS\tEXPIRES\tRULE")
+				// Rows are printed as batches arrive (a table of millions is
+				// never held), so columns have fixed widths, not fitted ones.
+				tab := cf.output == "table"
+				w := bufio.NewWriter(os.Stdout)
+				defer w.Flush()
+				const row = "%-6s %-45s %-45s %-11s %3s %-21s %15s %8s %s\n"
+				if tab {
+					fmt.Fprintf(w, row, "PROTO", "ORIGINAL", "REPLY", "STATE", "GEN", "NAT", "PKTS", "EXPIRES", "RULE")
 				}
 				n := 0
 				for {
@@ -268,10 +293,13 @@ func flowsCmd() *cobra.Command {
 					}
 					for _, f := range r.GetFlows() {
 						n++
-						if t == nil {
-							if err := printJSON(f); err != nil {
+						if !tab {
+							b, err := jsonOut.Marshal(f)
+							if err != nil {
 								return err
 							}
+							w.Write(b)
+							w.WriteByte('\n')
 							continue
 						}
 						o, rp := f.GetOriginal(), f.GetReply()
@@ -279,16 +307,17 @@ func flowsCmd() *cobra.Command {
 						if f.GetNatAddress() != "" {
 							nat = hostPort(f.GetNatAddress(), f.GetNatPort())
 						}
-						fmt.Fprintf(t, "%s\t%s -> %s\t%s -> %s\t%s\t%d\t%s\t%d/%d\t%s\t%s\n", o.GetProtocol(),
-							hostPort(o.GetSrc(), o.GetSrcPort()), hostPort(o.GetDst(), o.GetDstPort()),
-							hostPort(rp.GetSrc(), rp.GetSrcPort()), hostPort(rp.GetDst(), rp.GetDstPort()),
-							f.GetState(), f.GetGeneration(), nat, f.GetPacketsOriginal(), f.GetPacketsReply(),
+						fmt.Fprintf(w, row, o.GetProtocol(),
+							hostPort(o.GetSrc(), o.GetSrcPort())+" -> "+hostPort(o.GetDst(), o.GetDstPort()),
+							hostPort(rp.GetSrc(), rp.GetSrcPort())+" -> "+hostPort(rp.GetDst(), rp.GetDstPort()),
+							f.GetState(), strconv.Itoa(int(f.GetGeneration())), nat,
+							strconv.FormatUint(f.GetPacketsOriginal(), 10)+"/"+strconv.FormatUint(f.GetPacketsReply(), 10),
 							f.GetExpiresIn().AsDuration().Round(time.Second), dash(f.GetRule()))
 					}
+					w.Flush()
 				}
-				if t != nil {
-					t.Flush()
-					fmt.Printf("%d flows\n", n)
+				if tab {
+					fmt.Fprintf(w, "%d flows\n", n)
 				}
 				return nil
 			})
@@ -491,7 +520,14 @@ func configCmd() *cobra.Command {
 management addresses change without a restart; a change to interfaces, queues,
 CPUs, XDP or table size is refused (it needs a restart). The document is
 validated whole first: on any error nothing changes and the error names the
-field.`,
+field.
+
+Applied documents are saved to the daemon's --config file (atomically), so
+edge starts with them next time; the reply says where it saved, or that it
+could not.`,
+		Example: `  edge config get > running.yaml
+  edge config apply -f running.yaml --dry-run
+  edge config apply -f running.yaml`,
 	}
 	get := &cobra.Command{
 		Use:     "get",
@@ -548,10 +584,15 @@ field.`,
 				if len(r.GetChanged()) > 0 {
 					what = "changed: " + strings.Join(r.GetChanged(), ", ")
 				}
-				if dry {
+				switch {
+				case dry:
 					fmt.Printf("valid; would apply (%s)\n", what)
-				} else {
+				case r.GetSavedTo() != "":
+					fmt.Printf("applied: generation %d (%s); saved to %s\n", r.GetGeneration(), what, r.GetSavedTo())
+				default:
 					fmt.Printf("applied: generation %d (%s)\n", r.GetGeneration(), what)
+					fmt.Fprintf(os.Stderr, "WARNING: the configuration is in force but was NOT saved (%s): a restart brings back the old file\n",
+						dash(r.GetSaveError()))
 				}
 				return nil
 			})
@@ -571,6 +612,7 @@ func eventsCmd() *cobra.Command {
 	var kinds, reasons []string
 	var count int
 	var dur time.Duration
+	var verbose bool
 	c := &cobra.Command{
 		Use:   "events [key=value ...]",
 		Short: "Stream events: flows opened/reopened/closed/expired, drops, ICMP/RST sent, SNAT exhaustion",
@@ -586,6 +628,9 @@ forwarding. Filters: --kind, --reason, and address=, port=, proto=.`,
 			if err := ff.parseArgs(args); err != nil {
 				return err
 			}
+			if ff.State != "" || ff.Zone != 0 {
+				return errors.New("events cannot be filtered by state or zone (filters: address=, port=, proto=, --kind, --reason)")
+			}
 			ctx := context.Background()
 			if dur > 0 {
 				var cancel context.CancelFunc
@@ -597,6 +642,14 @@ forwarding. Filters: --kind, --reason, and address=, port=, proto=.`,
 					Kinds: kinds, Reasons: reasons, Flow: ff.filter()}})
 				if err != nil {
 					return err
+				}
+				// The server sends its headers once the subscription is
+				// registered: from here on no event is missed.
+				if _, err := s.Header(); err != nil {
+					return err
+				}
+				if verbose {
+					fmt.Fprintln(os.Stderr, "subscribed")
 				}
 				n := 0
 				for {
@@ -626,15 +679,35 @@ forwarding. Filters: --kind, --reason, and address=, port=, proto=.`,
 			})
 		},
 	}
-	ff.add(c)
+	ff.addEvents(c)
 	c.Flags().StringSliceVar(&kinds, "kind", nil, "event kinds: "+strings.Join(eventKinds(), ", "))
 	c.Flags().StringSliceVar(&reasons, "reason", nil, "drop reasons (see edge stats)")
 	c.Flags().IntVar(&count, "count", 0, "exit after this many events")
 	c.Flags().DurationVar(&dur, "for", 0, "exit after this long")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, `print "subscribed" on stderr once no later event can be missed`)
+	c.RegisterFlagCompletionFunc("reason", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return dropReasons(), cobra.ShellCompDirectiveNoFileComp
+	})
 	c.RegisterFlagCompletionFunc("kind", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return eventKinds(), cobra.ShellCompDirectiveNoFileComp
 	})
 	return c
+}
+
+func dropReasons() []string {
+	var rs []string
+	for r := drop.Reason(1); r < drop.NumReasons; r++ {
+		rs = append(rs, r.String())
+	}
+	return rs
+}
+
+func states() []string {
+	var ss []string
+	for s := conntrack.State(1); s < conntrack.NumStates; s++ {
+		ss = append(ss, s.String())
+	}
+	return ss
 }
 
 func eventKinds() []string {
@@ -671,6 +744,9 @@ func formatEvent(e *pb.Event) string {
 	if f := e.GetTcpFlags(); f != 0 {
 		fmt.Fprintf(&b, " flags %s", tcpFlags(uint8(f)))
 	}
+	if z := e.GetZone(); z != "" {
+		fmt.Fprintf(&b, " from %s", z)
+	}
 	fmt.Fprintf(&b, " worker %d", e.GetWorker())
 	return b.String()
 }
@@ -690,6 +766,7 @@ func tcpFlags(f uint8) string {
 
 func statsCmd() *cobra.Command {
 	var dests, zero bool
+	var maxDests uint32
 	c := &cobra.Command{
 		Use:   "stats",
 		Short: "Show counters: drops by reason, per worker, per interface, SNAT by destination",
@@ -699,7 +776,7 @@ func statsCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return call(func(ctx context.Context, cc *grpc.ClientConn) error {
-				r, err := pb.NewStatsServiceClient(cc).GetStats(ctx, &pb.GetStatsRequest{SnatDestinations: dests})
+				r, err := pb.NewStatsServiceClient(cc).GetStats(ctx, &pb.GetStatsRequest{SnatDestinations: dests, MaxDestinations: maxDests})
 				if err != nil {
 					return err
 				}
@@ -711,12 +788,16 @@ func statsCmd() *cobra.Command {
 			})
 		},
 	}
-	c.Flags().BoolVar(&dests, "snat", false, "include port usage per SNAT destination")
+	c.Flags().BoolVar(&dests, "snat", false, "include port usage per SNAT destination (the busiest --max)")
+	c.Flags().Uint32Var(&maxDests, "max", 0, "with --snat: this many destinations, busiest first (0: 1000)")
 	c.Flags().BoolVar(&zero, "zero", false, "also list counters that are zero")
 	return c
 }
 
 func printStats(w io.Writer, r *pb.GetStatsResponse, zero bool) {
+	for _, warn := range r.GetWarnings() {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", warn)
+	}
 	fmt.Fprintf(w, "flows %d of %d", r.GetFlows(), r.GetCapacity())
 	if r.GetEventsLost() > 0 {
 		fmt.Fprintf(w, ", events lost %d", r.GetEventsLost())
@@ -766,6 +847,9 @@ func printStats(w io.Writer, r *pb.GetStatsResponse, zero bool) {
 	}
 	section("SENT BY EDGE (ICMP errors, TCP resets)", icmp)
 	if ds := r.GetSnatDestinations(); len(ds) > 0 {
+		if tot := int(r.GetSnatDestinationsTotal()); tot > len(ds) {
+			fmt.Fprintf(w, "\n(the %d busiest of %d SNAT destinations; --max to see more)\n", len(ds), tot)
+		}
 		t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(t, "\nSNAT ADDRESS\tDESTINATION\tPROTO\tIN USE\tQUARANTINED\tFREE\tRANGE\tEXHAUSTED\tOVERRIDES")
 		for _, d := range ds {

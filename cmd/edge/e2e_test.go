@@ -145,17 +145,22 @@ func TestDaemonEndToEnd(t *testing.T) {
 
 	// A live rule change: drop UDP toward 9002 (a new flow), keep the rest.
 	bad := strings.Replace(e2eConfig, "%s", "  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n  - {name: typo, zone: inside, dst: [\"10.0.0.0/33\"], action: allow}\n", 1)
-	os.WriteFile(cfg, []byte(bad), 0o644)
-	if out, err := cli("config", "apply", "-f", cfg); err == nil || !strings.Contains(out, "rules[1].dst[0]") {
+	next := filepath.Join(dir, "next.yaml")
+	os.WriteFile(next, []byte(bad), 0o644)
+	if out, err := cli("config", "apply", "-f", next); err == nil || !strings.Contains(out, "rules[1].dst[0]") {
 		t.Fatalf("an invalid document was not refused by field name: %v\n%s", err, out)
 	}
 	good := strings.Replace(e2eConfig, "%s", "  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n", 1)
-	os.WriteFile(cfg, []byte(good), 0o644)
-	if out := mustCLI("config", "apply", "-f", cfg); !strings.Contains(out, "generation 2") || !strings.Contains(out, "rules") {
+	os.WriteFile(next, []byte(good), 0o644)
+	if out := mustCLI("config", "apply", "-f", next); !strings.Contains(out, "generation 2") || !strings.Contains(out, "rules") ||
+		!strings.Contains(out, "saved to "+cfg) {
 		t.Fatalf("apply:\n%s", out)
 	}
 	if out := mustCLI("config", "get"); !strings.Contains(out, "name: block") {
 		t.Fatalf("config get does not show the applied document:\n%s", out)
+	}
+	if b, _ := os.ReadFile(cfg); string(b) != good {
+		t.Fatalf("the daemon's config file does not hold the applied document:\n%s", b)
 	}
 	sinks[9002] = newSink(t, server, 9002)
 	send(9002, 5)
@@ -163,13 +168,13 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if !waitFor(2*time.Second, func() bool { return sinks[9000].get() == 25 }) {
 		t.Fatalf("after the rule change the existing flow got %d of 25", sinks[9000].get())
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The 9002 datagrams went out before the last 9000 ones, which have
+	// arrived: once edge counts all five as dropped, none can still cross.
+	if !waitFor(2*time.Second, func() bool { return regexpLine(mustCLI("stats"), "firewall_drop", 5) }) {
+		t.Fatalf("stats do not count 5 firewall_drop:\n%s", mustCLI("stats"))
+	}
 	if n := sinks[9002].get(); n != 0 {
 		t.Fatalf("%d datagrams crossed a drop rule", n)
-	}
-	out = mustCLI("stats")
-	if !regexpLine(out, "firewall_drop", 5) {
-		t.Fatalf("stats do not count 5 firewall_drop:\n%s", out)
 	}
 	if !events.waitFor(5*time.Second, func(e map[string]any) bool {
 		return e["kind"] == "dropped" && e["reason"] == "firewall_drop" && tupleDst(e) == 9002
@@ -288,12 +293,15 @@ type eventLog struct {
 }
 
 func startEvents(t *testing.T, bin, sock string) *eventLog {
-	cmd := exec.Command(bin, "--socket", sock, "events", "-o", "json")
+	cmd := exec.Command(bin, "--socket", sock, "events", "-o", "json", "-v")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +319,12 @@ func startEvents(t *testing.T, bin, sock string) *eventLog {
 			l.mu.Unlock()
 		}
 	}()
-	time.Sleep(300 * time.Millisecond) // subscribed before traffic starts
+	// "subscribed" (stderr) once the daemon registered the subscription.
+	sc := bufio.NewScanner(stderr)
+	if !sc.Scan() || sc.Text() != "subscribed" {
+		t.Fatalf("edge events -v: want \"subscribed\" on stderr, got %q (%v)", sc.Text(), sc.Err())
+	}
+	go io.Copy(os.Stderr, stderr)
 	return l
 }
 

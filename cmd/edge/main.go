@@ -32,8 +32,19 @@ var version = "dev"
 
 func main() {
 	root := &cobra.Command{
-		Use:           "edge",
-		Short:         "edge: stateful firewall + SNAT gateway on AF_XDP",
+		Use:   "edge",
+		Short: "edge: stateful firewall + SNAT gateway on AF_XDP",
+		Long: `edge is a stateful firewall + SNAT gateway whose packet path is AF_XDP.
+The same binary is the daemon (edge run) and its client (every other
+command), which talks to the daemon over its control socket, or over TCP
+with mutual TLS (--addr, --tls-cert, --tls-key, --tls-ca).`,
+		Example: `  ip netns exec gw edge run -c /etc/edge/edge.yaml --metrics 192.0.2.10:9100
+  edge status
+  edge flows proto=tcp state=established --limit 20
+  edge events --kind dropped,reopened
+  edge config get > running.yaml && edge config apply -f running.yaml
+  edge stats --snat
+  edge --addr gw.example:7443 --tls-cert me.pem --tls-key me.key --tls-ca edge-ca.pem status`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -73,6 +84,7 @@ func validateCmd() *cobra.Command {
 
 func runCmd() *cobra.Command {
 	var path, cpuProfile, listen, metrics string
+	var tlsAllow []string
 	var statsEvery time.Duration
 	c := &cobra.Command{
 		Use:   "run --config FILE",
@@ -84,11 +96,14 @@ and the interfaces are left as found. If edge dies, the XDP program stays and
 drops all IP traffic (fail closed) until edge is started again or the program
 is removed (ip link set dev IF xdp off).
 
-The control plane listens on --socket (a unix socket, mode 0600) and, with
+The control plane listens on --socket (a unix socket, mode 0600, in a
+directory owned by edge's user and writable by no one else) and, with
 --listen, on TCP with mutual TLS only (TLS 1.3; --tls-cert and --tls-key are
-the daemon's certificate, --tls-ca the CA client certificates must chain to).
+the daemon's certificate, --tls-ca the CA client certificates must chain to:
+dedicate a CA to edge, or name the allowed identities with --tls-allow).
 --metrics serves Prometheus metrics over plain HTTP: give it a management
-address.`,
+address. Configurations applied with edge config apply are saved to --config
+(atomically), so a restart starts with them.`,
 		Example: `  ip netns exec edge edge run --config lab.yaml
   edge run -c edge.yaml --metrics 192.0.2.10:9100
   edge run -c edge.yaml --listen 192.0.2.10:7443 --tls-cert edge.pem --tls-key edge.key --tls-ca ops-ca.pem`,
@@ -121,16 +136,21 @@ address.`,
 
 			// The control plane is up before forwarding starts, and stops
 			// after it (deferred calls run last in, first out).
-			backend := ctl.NewEngineBackend(e, doc, version, log.Printf)
+			// Shutdown runs the defers in reverse: metrics server, then the
+			// gRPC server (in-flight calls finish, 5 s grace), then the
+			// backend (refuses what is left, waits for an apply in
+			// progress), then the engine.
+			backend := ctl.NewEngineBackend(e, doc, version, log.Printf, ctl.WithSavePath(path))
+			defer backend.Close()
 			srv := ctl.NewServer(backend)
-			defer srv.Stop()
+			defer srv.GracefulStop()
 			ul, err := ctl.ListenUnix(cf.socket)
 			if err != nil {
 				return fmt.Errorf("--socket: %w", err)
 			}
 			go serve(srv, ul, "unix "+cf.socket)
 			if listen != "" {
-				tl, err := ctl.ListenTLS(listen, cf.cert, cf.key, cf.ca)
+				tl, err := ctl.ListenTLS(listen, cf.cert, cf.key, cf.ca, tlsAllow...)
 				if err != nil {
 					return fmt.Errorf("--listen: %w", err)
 				}
@@ -181,7 +201,8 @@ address.`,
 	c.Flags().DurationVar(&statsEvery, "stats", 0, "log counters at this interval (0: only on exit)")
 	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until exit")
 	c.Flags().StringVar(&listen, "listen", "", "also serve the control plane on this TCP address, mutual TLS only")
-	c.Flags().StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this address (host:port), path /metrics")
+	c.Flags().StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this address (host:port), path /metrics; plain HTTP: bind it to a management address")
+	c.Flags().StringSliceVar(&tlsAllow, "tls-allow", nil, "with --listen: client certificate identities allowed (DNS/URI SAN or CN; default: any certificate from --tls-ca)")
 	c.MarkFlagRequired("config")
 	return c
 }

@@ -636,9 +636,14 @@ func (x *ApplyConfigRequest) GetDryRun() bool {
 }
 
 type ApplyConfigResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
-	Changed       []string               `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"` // top-level fields that changed
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Generation uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Changed    []string               `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`                // top-level fields that changed
+	SavedTo    string                 `protobuf:"bytes,3,opt,name=saved_to,json=savedTo,proto3" json:"saved_to,omitempty"` // the file the applied document was written to; empty: not saved (dry run, or no file)
+	// Why the applied document could not be written to the daemon's
+	// configuration file (saved_to is then empty). The configuration is in
+	// force all the same, but the next `edge run` starts from the old file.
+	SaveError     string `protobuf:"bytes,4,opt,name=save_error,json=saveError,proto3" json:"save_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +690,20 @@ func (x *ApplyConfigResponse) GetChanged() []string {
 		return x.Changed
 	}
 	return nil
+}
+
+func (x *ApplyConfigResponse) GetSavedTo() string {
+	if x != nil {
+		return x.SavedTo
+	}
+	return ""
+}
+
+func (x *ApplyConfigResponse) GetSaveError() string {
+	if x != nil {
+		return x.SaveError
+	}
+	return ""
 }
 
 // FlowFilter selects flows; every set field must match. The zero filter
@@ -1521,6 +1540,7 @@ type Event struct {
 	Icmp          string                 `protobuf:"bytes,9,opt,name=icmp,proto3" json:"icmp,omitempty"` // icmp_sent: the error sent
 	TcpFlags      uint32                 `protobuf:"varint,10,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
 	Worker        uint32                 `protobuf:"varint,11,opt,name=worker,proto3" json:"worker,omitempty"`
+	Zone          string                 `protobuf:"bytes,12,opt,name=zone,proto3" json:"zone,omitempty"` // the side the packet arrived on: inside | outside; empty: not known
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1632,9 +1652,17 @@ func (x *Event) GetWorker() uint32 {
 	return 0
 }
 
+func (x *Event) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
 type GetStatsRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	SnatDestinations bool                   `protobuf:"varint,1,opt,name=snat_destinations,json=snatDestinations,proto3" json:"snat_destinations,omitempty"` // include per-destination SNAT usage
+	MaxDestinations  uint32                 `protobuf:"varint,2,opt,name=max_destinations,json=maxDestinations,proto3" json:"max_destinations,omitempty"`    // the busiest this many (by ports in use); 0: 1000
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1676,6 +1704,13 @@ func (x *GetStatsRequest) GetSnatDestinations() bool {
 	return false
 }
 
+func (x *GetStatsRequest) GetMaxDestinations() uint32 {
+	if x != nil {
+		return x.MaxDestinations
+	}
+	return 0
+}
+
 type GetStatsResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Drops            map[string]uint64      `protobuf:"bytes,1,rep,name=drops,proto3" json:"drops,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // reason -> packets, all workers
@@ -1689,8 +1724,12 @@ type GetStatsResponse struct {
 	EventsLost       uint64                 `protobuf:"varint,9,opt,name=events_lost,json=eventsLost,proto3" json:"events_lost,omitempty"`
 	IcmpSent         map[string]uint64      `protobuf:"bytes,10,rep,name=icmp_sent,json=icmpSent,proto3" json:"icmp_sent,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // ICMP error kind -> sent
 	RstSent          uint64                 `protobuf:"varint,11,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Parts that could not be collected (e.g. a worker that did not answer
+	// for its SNAT destinations); the counters above are still complete.
+	Warnings              []string `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	SnatDestinationsTotal uint32   `protobuf:"varint,13,opt,name=snat_destinations_total,json=snatDestinationsTotal,proto3" json:"snat_destinations_total,omitempty"` // destinations before max_destinations was applied
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1800,6 +1839,20 @@ func (x *GetStatsResponse) GetRstSent() uint64 {
 	return 0
 }
 
+func (x *GetStatsResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetSnatDestinationsTotal() uint32 {
+	if x != nil {
+		return x.SnatDestinationsTotal
+	}
+	return 0
+}
+
 type WorkerStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1811,6 +1864,8 @@ type WorkerStats struct {
 	Handoff       uint64                 `protobuf:"varint,7,opt,name=handoff,proto3" json:"handoff,omitempty"`
 	Drops         map[string]uint64      `protobuf:"bytes,8,rep,name=drops,proto3" json:"drops,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	Flows         int64                  `protobuf:"varint,9,opt,name=flows,proto3" json:"flows,omitempty"`
+	IcmpSent      map[string]uint64      `protobuf:"bytes,10,rep,name=icmp_sent,json=icmpSent,proto3" json:"icmp_sent,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	RstSent       uint64                 `protobuf:"varint,11,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1904,6 +1959,20 @@ func (x *WorkerStats) GetDrops() map[string]uint64 {
 func (x *WorkerStats) GetFlows() int64 {
 	if x != nil {
 		return x.Flows
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetIcmpSent() map[string]uint64 {
+	if x != nil {
+		return x.IcmpSent
+	}
+	return nil
+}
+
+func (x *WorkerStats) GetRstSent() uint64 {
+	if x != nil {
+		return x.RstSent
 	}
 	return 0
 }
@@ -2020,6 +2089,7 @@ type SNATDestination struct {
 	Range         uint32                 `protobuf:"varint,8,opt,name=range,proto3" json:"range,omitempty"`
 	Exhausted     uint64                 `protobuf:"varint,9,opt,name=exhausted,proto3" json:"exhausted,omitempty"`
 	Overrides     uint64                 `protobuf:"varint,10,opt,name=overrides,proto3" json:"overrides,omitempty"`
+	Zone          uint32                 `protobuf:"varint,11,opt,name=zone,proto3" json:"zone,omitempty"` // conntrack zone of the flows (0: the default zone)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2124,6 +2194,13 @@ func (x *SNATDestination) GetOverrides() uint64 {
 	return 0
 }
 
+func (x *SNATDestination) GetZone() uint32 {
+	if x != nil {
+		return x.Zone
+	}
+	return 0
+}
+
 var File_edge_proto protoreflect.FileDescriptor
 
 const file_edge_proto_rawDesc = "" +
@@ -2183,12 +2260,15 @@ const file_edge_proto_rawDesc = "" +
 	"generation\"A\n" +
 	"\x12ApplyConfigRequest\x12\x12\n" +
 	"\x04yaml\x18\x01 \x01(\tR\x04yaml\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"O\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\x89\x01\n" +
 	"\x13ApplyConfigResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
 	"generation\x12\x18\n" +
-	"\achanged\x18\x02 \x03(\tR\achanged\"\x80\x01\n" +
+	"\achanged\x18\x02 \x03(\tR\achanged\x12\x19\n" +
+	"\bsaved_to\x18\x03 \x01(\tR\asavedTo\x12\x1d\n" +
+	"\n" +
+	"save_error\x18\x04 \x01(\tR\tsaveError\"\x80\x01\n" +
 	"\n" +
 	"FlowFilter\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
@@ -2255,7 +2335,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.edge.v1.EventFilterR\x06filter\"O\n" +
 	"\x11SubscribeResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.edge.v1.EventR\x06events\x12\x12\n" +
-	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xc4\x02\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xd8\x02\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12$\n" +
@@ -2271,9 +2351,11 @@ const file_edge_proto_rawDesc = "" +
 	"\x04icmp\x18\t \x01(\tR\x04icmp\x12\x1b\n" +
 	"\ttcp_flags\x18\n" +
 	" \x01(\rR\btcpFlags\x12\x16\n" +
-	"\x06worker\x18\v \x01(\rR\x06worker\">\n" +
+	"\x06worker\x18\v \x01(\rR\x06worker\x12\x12\n" +
+	"\x04zone\x18\f \x01(\tR\x04zone\"i\n" +
 	"\x0fGetStatsRequest\x12+\n" +
-	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\"\xa1\x06\n" +
+	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\x12)\n" +
+	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\xf5\x06\n" +
 	"\x10GetStatsResponse\x12:\n" +
 	"\x05drops\x18\x01 \x03(\v2$.edge.v1.GetStatsResponse.DropsEntryR\x05drops\x12.\n" +
 	"\aworkers\x18\x02 \x03(\v2\x14.edge.v1.WorkerStatsR\aworkers\x127\n" +
@@ -2289,7 +2371,9 @@ const file_edge_proto_rawDesc = "" +
 	"eventsLost\x12D\n" +
 	"\ticmp_sent\x18\n" +
 	" \x03(\v2'.edge.v1.GetStatsResponse.IcmpSentEntryR\bicmpSent\x12\x19\n" +
-	"\brst_sent\x18\v \x01(\x04R\arstSent\x1a8\n" +
+	"\brst_sent\x18\v \x01(\x04R\arstSent\x12\x1a\n" +
+	"\bwarnings\x18\f \x03(\tR\bwarnings\x126\n" +
+	"\x17snat_destinations_total\x18\r \x01(\rR\x15snatDestinationsTotal\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2302,7 +2386,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a;\n" +
 	"\rIcmpSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xd0\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xe9\x03\n" +
 	"\vWorkerStats\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x1b\n" +
 	"\trx_inside\x18\x02 \x01(\x04R\brxInside\x12\x1d\n" +
@@ -2314,9 +2398,15 @@ const file_edge_proto_rawDesc = "" +
 	"\acreated\x18\x06 \x01(\x04R\acreated\x12\x18\n" +
 	"\ahandoff\x18\a \x01(\x04R\ahandoff\x125\n" +
 	"\x05drops\x18\b \x03(\v2\x1f.edge.v1.WorkerStats.DropsEntryR\x05drops\x12\x14\n" +
-	"\x05flows\x18\t \x01(\x03R\x05flows\x1a8\n" +
+	"\x05flows\x18\t \x01(\x03R\x05flows\x12?\n" +
+	"\ticmp_sent\x18\n" +
+	" \x03(\v2\".edge.v1.WorkerStats.IcmpSentEntryR\bicmpSent\x12\x19\n" +
+	"\brst_sent\x18\v \x01(\x04R\arstSent\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a;\n" +
+	"\rIcmpSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xfd\x01\n" +
 	"\x0eInterfaceStats\x12\x12\n" +
@@ -2330,7 +2420,7 @@ const file_edge_proto_rawDesc = "" +
 	"\rxdp_no_socket\x18\x06 \x01(\x04R\vxdpNoSocket\x12\x1d\n" +
 	"\n" +
 	"xdp_passed\x18\a \x01(\x04R\txdpPassed\x12\x1b\n" +
-	"\txdp_other\x18\b \x01(\x04R\bxdpOther\"\x9c\x02\n" +
+	"\txdp_other\x18\b \x01(\x04R\bxdpOther\"\xb0\x02\n" +
 	"\x0fSNATDestination\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x12\n" +
@@ -2342,7 +2432,8 @@ const file_edge_proto_rawDesc = "" +
 	"\x05range\x18\b \x01(\rR\x05range\x12\x1c\n" +
 	"\texhausted\x18\t \x01(\x04R\texhausted\x12\x1c\n" +
 	"\toverrides\x18\n" +
-	" \x01(\x04R\toverrides2S\n" +
+	" \x01(\x04R\toverrides\x12\x12\n" +
+	"\x04zone\x18\v \x01(\rR\x04zone2S\n" +
 	"\rStatusService\x12B\n" +
 	"\tGetStatus\x12\x19.edge.v1.GetStatusRequest\x1a\x1a.edge.v1.GetStatusResponse2\x9d\x01\n" +
 	"\rConfigService\x12B\n" +
@@ -2370,7 +2461,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_edge_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: edge.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: edge.v1.GetStatusResponse
@@ -2405,24 +2496,25 @@ var file_edge_proto_goTypes = []any{
 	nil,                           // 30: edge.v1.GetStatsResponse.SnatEntry
 	nil,                           // 31: edge.v1.GetStatsResponse.IcmpSentEntry
 	nil,                           // 32: edge.v1.WorkerStats.DropsEntry
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	nil,                           // 33: edge.v1.WorkerStats.IcmpSentEntry
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	33, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	34, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	34, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	35, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	34, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	35, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
 	10, // 7: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	14, // 8: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
 	13, // 9: edge.v1.Flow.original:type_name -> edge.v1.Tuple
 	13, // 10: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	33, // 11: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	33, // 12: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	34, // 13: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	34, // 11: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	34, // 12: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	35, // 13: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
 	10, // 14: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	13, // 15: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
 	14, // 16: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
@@ -2430,7 +2522,7 @@ var file_edge_proto_depIdxs = []int32{
 	10, // 18: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
 	19, // 19: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
 	22, // 20: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	33, // 21: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	34, // 21: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
 	13, // 22: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
 	28, // 23: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
 	25, // 24: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
@@ -2440,27 +2532,28 @@ var file_edge_proto_depIdxs = []int32{
 	27, // 28: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
 	31, // 29: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
 	32, // 30: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	0,  // 31: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 32: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 33: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 34: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	15, // 35: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	17, // 36: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	20, // 37: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	23, // 38: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	1,  // 39: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 40: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 41: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 42: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	16, // 43: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	18, // 44: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	21, // 45: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	24, // 46: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	33, // 31: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	0,  // 32: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 33: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 34: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 35: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	15, // 36: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	17, // 37: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	20, // 38: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	23, // 39: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	1,  // 40: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 41: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 42: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 43: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	16, // 44: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	18, // 45: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	21, // 46: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	24, // 47: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	40, // [40:48] is the sub-list for method output_type
+	32, // [32:40] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -2474,7 +2567,7 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   5,
 		},
