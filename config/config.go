@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -122,13 +123,19 @@ func Load(path string) (dataplane.Config, error) {
 	return Parse(b)
 }
 
-// Parse converts a configuration document.
+// Parse converts a configuration document: exactly one YAML document
+// (a stream with a second one, even an empty "---", is refused).
 func Parse(doc []byte) (dataplane.Config, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
 		return dataplane.Config{}, fmt.Errorf("config: %w", err)
+	}
+	// A second document would be ignored silently: refuse it.
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return dataplane.Config{}, errors.New("config: only one YAML document is allowed")
 	}
 	return f.Convert()
 }

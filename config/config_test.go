@@ -88,11 +88,38 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// A stream of several YAML documents is refused whole: the ones after the
+// first would otherwise be ignored without a word.
+func TestParseOneDocument(t *testing.T) {
+	for _, doc := range []string{
+		good + "---\nrules: [{action: nonsense}]\n",
+		"interfaces: {inside: {name: in}, outside: {name: out}}\n---\nrules: [{action: nonsense}]\n",
+		good + "---\n" + good,
+		good + "---\n",
+		good + "...\n---\ndefault_action: allow\n",
+	} {
+		c, err := Parse([]byte(doc))
+		if err == nil || err.Error() != "config: only one YAML document is allowed" {
+			t.Errorf("%q: want the one-document error, got %v", doc, err)
+		}
+		if c.Inside.Name != "" || len(c.Rules.Rules) != 0 {
+			t.Errorf("refused stream came back partly filled: %+v", c)
+		}
+	}
+	// One document, with the optional markers, is fine.
+	for _, doc := range []string{"---\n" + good, good + "...\n", "---\n" + good + "...\n", good + "# comment\n"} {
+		if _, err := Parse([]byte(doc)); err != nil {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+}
+
 // FuzzParse: any document is either refused with an error or accepted;
 // never a panic.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("interfaces: {inside: {name: a}, outside: {name: b}}\nrules: [{action: allow, src: ['::/0']}]"))
+	f.Add([]byte("interfaces: {inside: {name: a}, outside: {name: b}}\n---\nrules: [{action: nonsense}]"))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		_, _ = Parse(doc)
 	})

@@ -217,6 +217,62 @@ func (t *Table) InternAddr(a netip.Addr) (uint16, error) {
 	return uint16(len(cur)), nil
 }
 
+// InternAddrs interns every address of as in one batch (the table of
+// interned addresses is copied once, not once per address) and returns
+// their indices, in as's order; an address already interned keeps its
+// index, and one given twice gets one index. All or nothing: if the table
+// would pass 65,535 addresses nothing is interned. Control plane only.
+func (t *Table) InternAddrs(as []netip.Addr) ([]uint16, error) {
+	t.natMu.Lock()
+	defer t.natMu.Unlock()
+	cur := *t.nat.Load()
+	idx, add := internPlan(cur, as)
+	if len(cur)+len(add) > 1<<16 {
+		return nil, errors.New("conntrack: more than 65535 NAT addresses")
+	}
+	if len(add) > 0 {
+		next := append(append(make([][16]byte, 0, len(cur)+len(add)), cur...), add...)
+		t.nat.Store(&next)
+	}
+	return idx, nil
+}
+
+// CheckInternAddrs reports whether InternAddrs(as) would succeed now,
+// changing nothing (for dry runs).
+func (t *Table) CheckInternAddrs(as []netip.Addr) error {
+	t.natMu.Lock()
+	defer t.natMu.Unlock()
+	cur := *t.nat.Load()
+	if _, add := internPlan(cur, as); len(cur)+len(add) > 1<<16 {
+		return errors.New("conntrack: more than 65535 NAT addresses")
+	}
+	return nil
+}
+
+// internPlan returns the index each of as would have after interning it in
+// cur, and the addresses to append to cur for that.
+func internPlan(cur [][16]byte, as []netip.Addr) (idx []uint16, add [][16]byte) {
+	have := make(map[[16]byte]int, len(cur)+len(as))
+	for i := 1; i < len(cur); i++ {
+		have[cur[i]] = i
+	}
+	idx = make([]uint16, len(as))
+	for j, a := range as {
+		b := a.As16()
+		i, ok := have[b]
+		if !ok {
+			i = len(cur) + len(add)
+			have[b] = i
+			add = append(add, b)
+		}
+		idx[j] = uint16(i) // truncated only past the limit, which callers refuse
+	}
+	return idx, add
+}
+
+// InternedAddrs returns how many addresses are interned.
+func (t *Table) InternedAddrs() int { return len(*t.nat.Load()) - 1 }
+
 // NATAddr returns the address interned under i (the zero Addr for 0).
 func (t *Table) NATAddr(i uint16) netip.Addr {
 	cur := *t.nat.Load()

@@ -23,7 +23,33 @@ import (
 // SNAT settings), so applying is: build and validate every new snapshot
 // off to the side, and only when all of them are good, swap them in, one
 // pointer store each. A worker sees each new snapshot from its next packet
-// (SNAT: its next new flow). Nothing a worker owns is touched.
+// (SNAT: its next new flow). Nothing a worker owns is touched. A dry run
+// stops after the validation and changes nothing at all.
+//
+// All or nothing. Only two commit steps can fail, and they go first: the
+// XDP programs' management maps (an addition can fail; the additions made
+// are then removed) and interning the new SNAT addresses in conntrack
+// (fails only if the table of 65,535 addresses filled since validation);
+// if the second fails, the management change is undone. Then the swaps,
+// which cannot fail, in this order: conntrack policy, compiled rules,
+// routes and the configuration returned by Config, SNAT settings.
+//
+// Each swap is atomic, the set of them is not: a packet handled while
+// Apply runs may see some new snapshots and some old ones, e.g. a new flow
+// allowed by the new rules but translated with the old SNAT settings, or
+// judged by the old rules with the new profiles. Every mix is safe, because
+// each snapshot is complete and valid on its own and the ones that refer
+// to each other are swapped so that every reference resolves: the policy
+// goes before the rules, and in the stable layout (below) every profile
+// index of the old rules names the same profile in the new policy, so a
+// rule never names a missing or another profile; the SNAT addresses are
+// interned and known before the SNAT settings that use them, and stay so,
+// so a flow translated by the old settings a moment after the new rules
+// took over is tracked, rewritten and released like any flow created
+// just before the apply (it keeps its translation until it ends, as those
+// do). Management addresses are looked up per packet by the XDP programs,
+// each map update atomic; SNAT never translates to one (checked against
+// the new SNAT settings).
 //
 // What changes live: rules and default_action, routes and
 // routes_from_kernel, management (the XDP programs' maps), the conntrack
@@ -47,11 +73,17 @@ import (
 //     A flow's rule index (FlowInfo.Rule) names a rule of the rule set it
 //     was created under.
 //   - Profiles: a flow stores its profile by index, so Apply keeps every
-//     profile name at the index it had (stable layout): a flow keeps its
-//     profile, and a changed profile's timers apply to its flows from
-//     their next packet. A profile the new configuration drops stays in
-//     its slot, unreferenced by rules, so its flows keep their timers
-//     until they end; its slot is reused only when the 255 slots run out.
+//     profile name at the index it had (stable layout), whatever the order
+//     of the new list: a flow keeps its profile, and a changed profile's
+//     timers apply to its flows from their next packet. A profile the new
+//     configuration drops stays in its slot, which rules cannot name, so
+//     its flows keep their timers until they end; its slot is reused only
+//     when the 255 slots run out (refused if none is free). The first
+//     profile (index 0: flows of rules naming none and of default_action) is
+//     fixed while running: a list that puts another one first is refused
+//     (ErrRestartRequired), since the flows holding index 0 would
+//     otherwise move to its timers. (Configuration files always put
+//     "default" first.)
 //   - SNAT: a flow keeps the translation it was created with until it ends,
 //     whatever the new configuration (its address stays interned in
 //     conntrack); its port is then released and quarantined as usual. New
@@ -214,14 +246,18 @@ func (e *Engine) inNS(fn func() error) error {
 	return <-errc
 }
 
-// stablePolicy lays want's profiles out so that every profile name of the
-// policy in force keeps its index (flows store the index): profile 0 is
-// want's first (the default of rules naming none), names both policies
-// have keep their slots with want's timers, new names take new slots, and
-// a name want drops keeps its slot and timers (its flows run out under
-// them) until slots run out. It returns the policy to install and the
-// index of each of want's names, for compiling rules. If no stable layout
-// is valid it falls back to want as given.
+// stablePolicy lays want's profiles out so that every profile of the
+// policy in force keeps its index (flows store the index): profile 0 keeps
+// its name with want's timers (it must be want's first: it is the profile
+// of flows that name none, so it cannot become another profile while
+// flows hold index 0), names both policies have keep their slots with
+// want's timers, new names take new slots, and a name want drops keeps its
+// slot and timers (its flows run out under them) until slots run out. It
+// returns the policy to install and the index of each of want's names,
+// for compiling rules; a retired profile is not one of them, so rules
+// cannot name it. There is no other layout: when this one is impossible
+// (the first profile changes, or more than 255 slots would be needed) it
+// fails, and the apply is refused.
 func stablePolicy(cur, want conntrack.Policy) (conntrack.Policy, func(string) (uint8, bool), error) {
 	wantP := want.Profiles
 	if len(wantP) == 0 {
@@ -234,6 +270,10 @@ func stablePolicy(cur, want conntrack.Policy) (conntrack.Policy, func(string) (u
 	if len(old) == 0 {
 		old = []conntrack.Profile{conntrack.DefaultProfile}
 	}
+	if wantP[0].Name != old[0].Name {
+		return conntrack.Policy{}, nil, fmt.Errorf("the first profile is the one of flows that name none: it is %q while edge runs, so %q cannot take its place (put %q first): %w",
+			old[0].Name, wantP[0].Name, old[0].Name, ErrRestartRequired)
+	}
 	wantIdx := make(map[string]int, len(wantP))
 	for i, p := range wantP {
 		wantIdx[p.Name] = i
@@ -243,14 +283,13 @@ func stablePolicy(cur, want conntrack.Policy) (conntrack.Policy, func(string) (u
 	placed := map[string]int{wantP[0].Name: 0}
 	var retired []int
 	for i := 1; i < len(old); i++ {
-		if j, ok := wantIdx[old[i].Name]; ok && j != 0 {
-			out[i] = wantP[j]
+		if j, ok := wantIdx[old[i].Name]; ok {
+			out[i] = wantP[j] // j != 0: names are unique in old
 			placed[old[i].Name] = i
 		} else {
 			retired = append(retired, i)
 		}
 	}
-	ok := true
 	for _, p := range wantP[1:] {
 		if _, done := placed[p.Name]; done {
 			continue
@@ -264,34 +303,34 @@ func stablePolicy(cur, want conntrack.Policy) (conntrack.Policy, func(string) (u
 			placed[p.Name] = retired[0]
 			retired = retired[1:]
 		default:
-			ok = false
+			return conntrack.Policy{}, nil, fmt.Errorf("%d profiles and the %d slots of retired profiles whose flows may still live: more than 255 (restart edge to free them)",
+				len(wantP), len(out)-len(wantP))
 		}
 	}
 	pol := want
 	pol.Profiles = out
-	if !ok || conntrack.ValidatePolicy(pol) != nil {
-		// e.g. a dropped profile's name now names profile 0: no stable
-		// layout; indices follow want.
-		pol.Profiles = slices.Clone(wantP)
-		placed = wantIdx
+	if err := conntrack.ValidatePolicy(pol); err != nil {
+		return conntrack.Policy{}, nil, err // not reached: want's names are unique, retired ones are not among them
 	}
 	index := func(name string) (uint8, bool) {
-		if _, ok := wantIdx[name]; !ok {
-			return 0, false // a retired profile cannot be named
-		}
 		i, ok := placed[name]
 		return uint8(i), ok
 	}
 	return pol, index, nil
 }
 
+// testAfterManagement, if set (tests only), runs between Apply's
+// management step and the next, to make a later step fail.
+var testAfterManagement func()
+
 // Apply validates cfg whole against the running engine and, unless dryRun,
 // puts it in force; see the top of apply.go for what changes live and what
 // happens to existing flows. On any error nothing changed; the error names
 // the field, and wraps ErrRestartRequired for fields fixed while running.
-// changed lists the top-level configuration-file fields that differ from
-// the configuration in force ("rules", "default_action", "routes",
-// "routes_from_kernel", "management", "conntrack", "profiles",
+// A dry run changes nothing at all (not even the SNAT addresses interned
+// in conntrack). changed lists the top-level configuration-file fields
+// that differ from the configuration in force ("rules", "default_action",
+// "routes", "routes_from_kernel", "management", "conntrack", "profiles",
 // "nsx_compat", "snat"), in the file's order; with dryRun they are what
 // would change. cfg.Logf is ignored (New's stays). Safe from any goroutine
 // while the workers run; applies are serialized.
@@ -333,6 +372,7 @@ func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
 	var snap *snat.Snapshot
 	switch {
 	case e.nat != nil:
+		// Validation only: nothing is interned before the commit.
 		if snap, err = e.nat.Prepare(sc); err != nil {
 			if errors.Is(err, snat.ErrFixedSize) {
 				return nil, fmt.Errorf("%w: %w", err, ErrRestartRequired)
@@ -347,15 +387,28 @@ func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
 		return changed, nil
 	}
 
-	// Commit. Only the management maps can fail, so they go first.
-	if err := e.setManagement(old.Management, cfg.Management); err != nil {
+	// Commit: the steps that can fail first, each undone if a later one
+	// fails; then the swaps, which cannot fail (see the top of apply.go for
+	// their order and why any mix of old and new is safe).
+	undoManagement, err := e.setManagement(old.Management, cfg.Management)
+	if err != nil {
 		return nil, err
+	}
+	if testAfterManagement != nil {
+		testAfterManagement()
+	}
+	if snap != nil {
+		if err := e.nat.Intern(snap); err != nil {
+			undoManagement()
+			return nil, fmt.Errorf("snat: %w", err)
+		}
 	}
 	// The policy before the rules: every index the new rules give a flow
 	// exists in it, and every index of the old rules still names the same
 	// profile (stable layout).
 	if err := e.table.SetPolicy(pol); err != nil {
-		return nil, err // validated above: not reached
+		undoManagement() // validated above: not reached
+		return nil, fmt.Errorf("profiles: %w", err)
 	}
 	e.fw.Store(fw)
 	e.routeMu.Lock()
@@ -364,7 +417,10 @@ func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
 	e.routes.Store(rt)
 	e.routeMu.Unlock()
 	if snap != nil {
-		e.nat.Install(snap)
+		if err := e.nat.Install(snap); err != nil {
+			// Not reached: Intern readied snap, so Install only stores it.
+			e.cfg.Logf("dataplane: snat: %v", err)
+		}
 		e.natCfg = sc
 	}
 	if len(changed) > 0 {
@@ -375,8 +431,9 @@ func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
 
 // setManagement updates both XDP programs' management maps from old to
 // want: new addresses first, then the ones no longer wanted. If an addition
-// fails, the additions made are undone and nothing changed.
-func (e *Engine) setManagement(old, want []netip.Addr) error {
+// fails, the additions made are undone and nothing changed. It returns a
+// function that puts old back (for a later step of Apply that fails).
+func (e *Engine) setManagement(old, want []netip.Addr) (undo func(), err error) {
 	var add, del []netip.Addr
 	for _, a := range want {
 		if !slices.Contains(old, a) {
@@ -398,7 +455,7 @@ func (e *Engine) setManagement(old, want []netip.Addr) error {
 				for _, undo := range done {
 					undo()
 				}
-				return fmt.Errorf("management: %v: %w", a, err)
+				return nil, fmt.Errorf("management: %v: %w", a, err)
 			}
 			done = append(done, func() { _ = p.RemoveManagement(a) })
 		}
@@ -413,7 +470,22 @@ func (e *Engine) setManagement(old, want []netip.Addr) error {
 			}
 		}
 	}
-	return nil
+	undo = func() {
+		for _, p := range e.progs {
+			if p == nil {
+				continue
+			}
+			for _, a := range del {
+				if err := p.AddManagement(a); err != nil {
+					e.cfg.Logf("dataplane: management: undoing the removal of %v: %v", a, err)
+				}
+			}
+		}
+		for _, u := range done {
+			u()
+		}
+	}
+	return undo, nil
 }
 
 // diff lists the configuration-file fields that differ between the

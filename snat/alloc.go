@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -47,7 +48,7 @@ type NAT struct {
 	// still released (its port counted out and quarantined).
 	known  atomic.Pointer[[][16]byte]
 	sizes  sizes      // the tables' sizes, fixed at New
-	mu     sync.Mutex // serializes Reconfigure
+	mu     sync.Mutex // serializes Intern and Install (interning, n.known)
 	allocs []*Allocator
 	evMu   sync.Mutex // one event reader at a time
 }
@@ -102,7 +103,7 @@ func New(cfg Config, t *conntrack.Table) (*NAT, error) {
 		return nil, err
 	}
 	n := newNAT(t, &r.cfg)
-	s, err := n.prepare(r)
+	s, err := n.settings(r)
 	if err != nil {
 		return nil, err
 	}
@@ -139,20 +140,21 @@ func newNAT(t *conntrack.Table, c *Config) *NAT {
 }
 
 // Snapshot is a validated configuration ready to be installed
-// (NAT.Prepare, NAT.Install).
+// (NAT.Prepare, NAT.Install). Its addresses are not interned yet.
 type Snapshot struct {
 	n *NAT
-	s *settings
+	r *resolved // nil: SNAT off
+	s *settings // r's settings once its addresses are interned (Intern)
 }
 
 // Prepare validates cfg whole for a running NAT (nil: SNAT off) and
-// returns it ready to Install; on error nothing changed. Its only side
-// effect is interning cfg's addresses in the table (indices are never
-// reused, so an unused one costs 16 bytes). Changing a field that sizes
-// preallocated tables fails with an error wrapping ErrFixedSize.
+// returns it ready to Install. It has no side effect at all (a dry run
+// may call it as often as it likes): it checks that the table can intern
+// cfg's addresses but interns none; Install does. Changing a field that
+// sizes preallocated tables fails with an error wrapping ErrFixedSize.
 func (n *NAT) Prepare(cfg *Config) (*Snapshot, error) {
 	if cfg == nil {
-		return &Snapshot{n: n, s: &settings{off: true}}, nil
+		return &Snapshot{n: n}, nil
 	}
 	r, err := cfg.resolve()
 	if err != nil {
@@ -170,19 +172,26 @@ func (n *NAT) Prepare(cfg *Config) (*Snapshot, error) {
 			return nil, &fixedErr{field: f.name, got: f.got, want: f.want}
 		}
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s, err := n.prepare(r)
-	if err != nil {
-		return nil, err
+	if err := n.table.CheckInternAddrs(r.addrs()); err != nil {
+		return nil, errors.New("snat: " + err.Error())
 	}
-	return &Snapshot{n: n, s: s}, nil
+	return &Snapshot{n: n, r: r}, nil
 }
 
-// prepare builds the settings of r, interning its addresses and adding
-// them to n.known. Callers serialize it (New before anyone else sees n,
-// Prepare under n.mu).
-func (n *NAT) prepare(r *resolved) (*settings, error) {
+// addrs lists r's addresses, pool after pool.
+func (r *resolved) addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, p := range r.pools {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// settings interns r's addresses in the table, all in one batch, adds them
+// to n.known (one copy of it) and returns r's settings. Callers serialize
+// it (New before anyone else sees n, Intern and Install under n.mu). On
+// error nothing changed.
+func (n *NAT) settings(r *resolved) (*settings, error) {
 	s := &settings{
 		cfg:        r.cfg,
 		portStart:  r.cfg.Ports.Start,
@@ -190,19 +199,24 @@ func (n *NAT) prepare(r *resolved) (*settings, error) {
 		hold:       r.quarantine,
 		keepEchoID: r.cfg.KeepEchoID,
 	}
-	known := append([][16]byte(nil), *n.known.Load()...)
+	idx, err := n.table.InternAddrs(r.addrs())
+	if err != nil {
+		return nil, errors.New("snat: " + err.Error())
+	}
+	old := *n.known.Load()
+	top := len(old)
+	for _, i := range idx {
+		top = max(top, int(i)+1)
+	}
+	known := make([][16]byte, top)
+	copy(known, old)
+	k := 0
 	for i, addrs := range r.pools {
 		var p pool
 		for _, a := range addrs {
-			idx, err := n.table.InternAddr(a)
-			if err != nil {
-				return nil, err
-			}
-			for int(idx) >= len(known) {
-				known = append(known, [16]byte{})
-			}
-			na := natAddr{idx: idx, addr: a.As16()}
-			known[idx] = na.addr
+			na := natAddr{idx: idx[k], addr: a.As16()}
+			k++
+			known[na.idx] = na.addr
 			if a.Is4() {
 				p.v4 = append(p.v4, na)
 			} else {
@@ -222,19 +236,59 @@ func (n *NAT) prepare(r *resolved) (*settings, error) {
 	return s, nil
 }
 
-// Install makes s the configuration in force. Each allocator picks it up
-// at its owner's next Allocate or Serve, so new flows use it from their
-// worker's next batch at the latest. Existing flows keep the translation
-// they have (it is stored in their conntrack entry) until they end, and
-// their ports are then released and quarantined as before, whatever s
-// says: a port outside s's range or an address no longer in a pool is
-// simply never chosen again (its quarantine entry ages out). s must come
-// from n.Prepare.
-func (n *NAT) Install(s *Snapshot) {
+// Intern interns s's addresses in the table, in one batch, and makes them
+// known to n (a release of a flow translated to one is counted), readying
+// s so that Install cannot fail. It is Install's only step that can fail
+// (only if something else interned addresses since Prepare and the table
+// is full); its only lasting effect is the interned addresses (indices
+// are never reused; an unused one costs 16 bytes), so a caller that must
+// not change anything on failure calls it before any other change.
+func (n *NAT) Intern(s *Snapshot) error {
+	if s.n != n {
+		panic("snat: Intern of another NAT's snapshot")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.intern(s)
+}
+
+func (n *NAT) intern(s *Snapshot) error {
+	if s.r == nil || s.s != nil {
+		return nil
+	}
+	st, err := n.settings(s.r)
+	if err != nil {
+		return err
+	}
+	s.s = st
+	return nil
+}
+
+// Install makes s the configuration in force, interning its addresses
+// first (Intern) unless that was done; it fails, changing nothing, only
+// if interning does. Each allocator picks s up at its owner's next
+// Allocate or Serve, so new flows use it from their worker's next batch
+// at the latest. Existing flows keep the translation they have (it is
+// stored in their conntrack entry) until they end, and their ports are
+// then released and quarantined as before, whatever s says: a port outside
+// s's range or an address no longer in a pool is simply never chosen
+// again (its quarantine entry ages out, and it is not counted among the
+// destination's quarantined ports). s must come from n.Prepare.
+func (n *NAT) Install(s *Snapshot) error {
 	if s.n != n {
 		panic("snat: Install of another NAT's snapshot")
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s.r == nil {
+		n.cur.Store(&settings{off: true})
+		return nil
+	}
+	if err := n.intern(s); err != nil {
+		return err
+	}
 	n.cur.Store(s.s)
+	return nil
 }
 
 // Reconfigure is Prepare and Install: cfg (nil: SNAT off) is validated
@@ -244,8 +298,7 @@ func (n *NAT) Reconfigure(cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	n.Install(s)
-	return nil
+	return n.Install(s)
 }
 
 // Config returns the configuration in force, defaults applied, and false
@@ -344,6 +397,8 @@ type Allocator struct {
 	n     *NAT
 	c     *settings      // the configuration the owner uses (n.cur, picked up by refresh)
 	since conntrack.Time // when c was picked up: full passes before it counted another range
+	lo    uint16         // the port range the destination counts refer to (the last one in force;
+	nr    uint32         // kept while SNAT is off): nr ports from lo
 	t     *conntrack.Table
 	s     *conntrack.Shard
 	id    int
@@ -408,9 +463,74 @@ func (a *Allocator) refresh(now conntrack.Time) *settings {
 		a.c = c
 		if !c.off {
 			a.q.hold = c.hold
+			a.lo, a.nr = c.portStart, c.nports
 		}
 	}
 	return a.c
+}
+
+// inRange reports whether port is in the range the counts refer to.
+func (a *Allocator) inRange(port uint16) bool {
+	return uint32(port-a.lo) < a.nr
+}
+
+// migrate brings destination slot j's counts to the allocator's port range
+// if they were made under another one, and reports whether it changed
+// anything. Live flows counted in the old range move to other unless the
+// new range holds the old one (a full pass sorts them again); quarantine
+// entries of ports outside the new range leave the destination's count
+// and list (they stay in the index, so their ports are still quarantined
+// should the range come back), and dead entries are unlinked on the way.
+// The work is one step per entry of the destination's list. It never
+// moves table slots (callers tidy).
+func (a *Allocator) migrate(j int) bool {
+	e := &a.d.e[j]
+	if e.rlo == a.lo && e.rn == a.nr {
+		return false
+	}
+	if !(e.rlo >= a.lo && uint32(e.rlo)+e.rn <= uint32(a.lo)+a.nr) {
+		e.other += e.inUse
+		e.inUse = 0
+	}
+	var prev uint32
+	for s := e.qhead; s != 0; {
+		qe := &a.q.ring[s-1]
+		next := qe.next
+		if !qe.dead && a.inRange(qe.k.nport) {
+			if prev == 0 {
+				e.qhead = s
+			} else {
+				a.q.ring[prev-1].next = s
+			}
+			prev = s
+		} else {
+			if !qe.dead && qe.counted && e.quar > 0 {
+				e.quar--
+			}
+			qe.counted = false
+		}
+		s = next
+	}
+	if prev == 0 {
+		e.qhead = 0
+	} else {
+		a.q.ring[prev-1].next = 0
+	}
+	e.qtail = prev
+	e.rlo, e.rn = a.lo, a.nr
+	e.passed, e.full = false, false
+	return true
+}
+
+// dent returns the slot of destination k brought up to the allocator's
+// range (migrate), or -1. Slots may move (an emptied entry is tidied).
+func (a *Allocator) dent(k *tuple) int {
+	j := a.d.find(k)
+	if j >= 0 && a.migrate(j) {
+		a.d.tidy(j)
+		j = a.d.find(k)
+	}
+	return j
 }
 
 // AllocateFrom chooses the translation of a new flow whose original key is
@@ -479,7 +599,7 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	// range for it; and a destination a full pass found exhausted less
 	// than fullRetry ago is refused at once while all its ports are still
 	// in use.
-	if j := a.d.find(&k); j >= 0 {
+	if j := a.dent(&k); j >= 0 {
 		e := &a.d.e[j]
 		if e.passed && e.passAt > a.since && e.inUse+e.quar >= e.owned && now-e.passAt < recountEvery {
 			if tr, ok := a.reuseOldest(&k, &rk, orig, now); ok {
@@ -555,9 +675,11 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	a.ctr.add(CtrProbes, probes+uint64(n.nports))
 	// A full pass: it counted the ports of the range that land on this
 	// shard and, exactly, those in use (conntrack's Lookup released the
-	// expired ones), which corrects any drift in the counts.
-	if j := a.d.find(&k); j >= 0 {
+	// expired ones), which corrects any drift in the counts; the live
+	// flows counted toward k beyond those have ports outside the range.
+	if j := a.dent(&k); j >= 0 {
 		e := &a.d.e[j]
+		e.other = max(e.inUse+e.other, live) - live
 		e.owned, e.inUse, e.passed, e.passAt, e.full = owned, live, true, now, !haveQ
 	}
 	if !haveQ {
@@ -583,9 +705,12 @@ func (a *Allocator) override(k *tuple, port uint16, orig *conntrack.Key, now con
 
 // reuseOldest takes the least recently released port of destination k's
 // quarantine list (k.nport 0, rk the candidate reply key) that is not in
-// use, looking at no more than RandomProbes entries. An entry whose
-// quarantine has ended is taken as a plain allocation; one still running is
-// an override.
+// use and is in the range in force, looking at no more than RandomProbes
+// entries. An entry whose quarantine has ended is taken as a plain
+// allocation; one still running is an override. An entry of a port
+// outside the range (released under an earlier configuration) is never
+// taken: it leaves the list and the count, and stays quarantined. (Its
+// address is k's, one of the pool in force: k came from it.)
 func (a *Allocator) reuseOldest(k *tuple, rk *conntrack.Key, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, bool) {
 	budget := RandomProbes
 	for {
@@ -595,6 +720,10 @@ func (a *Allocator) reuseOldest(k *tuple, rk *conntrack.Key, orig *conntrack.Key
 		}
 		qe := &a.q.ring[s]
 		port, released := qe.k.nport, qe.t
+		if !a.inRange(port) {
+			a.q.uncount(s)
+			continue
+		}
 		a.q.kill(s)
 		rk.DstPort = port
 		a.ctr.add(CtrProbes, 1)
@@ -638,6 +767,7 @@ func (a *Allocator) check(rk *conntrack.Key, k *tuple, port uint16, now conntrac
 func (a *Allocator) commit(k *tuple, port uint16) (conntrack.Translation, drop.Reason) {
 	k.nport = 0
 	if j := a.d.add(k); j >= 0 {
+		a.migrate(j)
 		e := &a.d.e[j]
 		e.inUse++
 		e.full = false
@@ -692,13 +822,27 @@ func (a *Allocator) allocEcho(addrs []natAddr, first int, orig *conntrack.Key, n
 // quarantined: no packet left with it. Owner only; never allocates.
 func (a *Allocator) Abandon(orig *conntrack.Key, tr conntrack.Translation) {
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: tr.Addr, proto: orig.Proto, zone: orig.Zone}
-	if j := a.d.find(&k); j >= 0 {
-		if a.d.e[j].inUse > 0 {
-			a.d.e[j].inUse--
-		}
+	if j := a.dent(&k); j >= 0 {
+		a.d.e[j].countOut(a.inRange(tr.Port))
 		a.d.tidy(j)
 	}
 	a.ctr.add(CtrAbandoned, 1)
+}
+
+// countOut counts one live flow toward e out: a port of the range comes
+// off inUse, another off other (either from the other when it is zero: a
+// flow live across a change of range may be counted in either).
+func (e *dent) countOut(inRange bool) {
+	a, b := &e.inUse, &e.other
+	if !inRange {
+		a, b = b, a
+	}
+	switch {
+	case *a > 0:
+		*a--
+	case *b > 0:
+		*b--
+	}
 }
 
 // Release is a's conntrack release hook (conntrack.ReleaseFunc, installed
@@ -714,13 +858,19 @@ func (a *Allocator) Release(orig *conntrack.Key, nat conntrack.Translation, now 
 	}
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: nat.Addr, proto: orig.Proto, zone: orig.Zone}
 	counted := false
-	if j := a.d.find(&k); j >= 0 {
+	if j := a.dent(&k); j >= 0 {
 		e := &a.d.e[j]
-		if e.inUse > 0 {
-			e.inUse--
+		in := a.inRange(nat.Port)
+		e.countOut(in)
+		if in {
+			// Counted only in the range: a port outside it (released
+			// after a reconfigure) is never chosen, so it is not part of
+			// the destination's ports; it is still quarantined.
+			e.quar++
+			counted = true
+		} else {
+			a.d.tidy(j)
 		}
-		e.quar++
-		counted = true
 	}
 	k.nport = nat.Port
 	if a.q.insert(&k, now, counted) {

@@ -46,6 +46,13 @@ type DestStat struct {
 	Free int
 	// Range is the number of ports in the configured range.
 	Range int
+	// OutOfRange is the number of live flows whose ports are outside the
+	// range in force (translated under an earlier configuration), or
+	// not yet known to be inside it: after a change of range the flows
+	// already live are counted here until a full pass over the new range
+	// toward the destination sorts them (InUse and Quarantined count
+	// ports of the range in force only).
+	OutOfRange int
 	// Exhausted counts the flows refused for lack of a port, and
 	// Overrides the quarantined ports reused because nothing else was
 	// free, while the destination had ports in use or in quarantine.
@@ -58,6 +65,7 @@ type destRaw struct {
 	k         tuple
 	inUse     uint32
 	quar      uint32
+	other     uint32
 	exhausted uint64
 	overrides uint64
 }
@@ -86,11 +94,19 @@ func (a *Allocator) Serve(now conntrack.Time) {
 		if e.k.proto == 0 {
 			continue
 		}
+		if a.migrate(i) && e.inUse == 0 && e.quar == 0 && e.other == 0 {
+			// Counted nothing of the range in force: gone, and another
+			// entry may have moved into slot i (or, past the table's
+			// end, been copied already: Destinations keeps one copy).
+			a.d.tidy(i)
+			i--
+			continue
+		}
 		if len(r.out) == cap(r.out) {
 			end = i
 			break
 		}
-		r.out = append(r.out, destRaw{k: e.k, inUse: e.inUse, quar: e.quar, exhausted: e.exhausted, overrides: e.overrides})
+		r.out = append(r.out, destRaw{k: e.k, inUse: e.inUse, quar: e.quar, other: e.other, exhausted: e.exhausted, overrides: e.overrides})
 	}
 	r.cursor = end
 	r.done = end >= len(a.d.e)
@@ -157,6 +173,7 @@ func (n *NAT) Destinations(ctx context.Context) ([]DestStat, error) {
 			}
 			s.InUse += int(d.inUse)
 			s.Quarantined += int(d.quar)
+			s.OutOfRange += int(d.other)
 			s.Exhausted += d.exhausted
 			s.Overrides += d.overrides
 		}

@@ -85,8 +85,8 @@
 //   - the destination counts: ports in use and in quarantine, refusals and
 //     overrides, and the head and tail of the quarantine list, per
 //     (translated address, destination address and port, protocol, zone):
-//     at most Config.Destinations entries of 72 bytes at load <= 1/2
-//     (2.25 MiB for the default 16,384). An entry lives while it counts a
+//     at most Config.Destinations entries of 80 bytes at load <= 1/2
+//     (2.5 MiB for the default 16,384). An entry lives while it counts a
 //     port. Allocations toward destinations beyond that are still correct
 //     (uniqueness comes from conntrack) but not counted (dest_overflow).
 //
@@ -95,7 +95,12 @@
 // A NAT's configuration is an immutable snapshot behind an atomic pointer:
 // Reconfigure (or Prepare, then Install) validates a new Config whole and
 // swaps it in from any goroutine while workers allocate; nil turns SNAT
-// off (NewOff starts that way). Each Allocator picks the snapshot up at
+// off (NewOff starts that way). Prepare has no side effect (dry runs);
+// the addresses are interned in conntrack, in one batch, by Intern or
+// Install. After a change of port range a destination's counts (and
+// DestStat) are of the new range: ports quarantined under the old one are
+// neither counted nor reused, and flows still live with old ports are
+// counted apart (DestStat.OutOfRange). Each Allocator picks the snapshot up at
 // its owner's next Allocate or Serve (one atomic load), so new flows use
 // the new addresses, range and quarantine time, while existing flows keep
 // the translation stored in their conntrack entry and, when they end,

@@ -75,14 +75,22 @@ func inRun(h, i, j, mask uint32) bool {
 	return (i-h)&mask < (j-h)&mask
 }
 
-// dent is one destination's counts.
+// dent is one destination's counts. inUse and quar count ports of the
+// port range [rlo, rlo+rn), the allocator's range when the entry was last
+// brought up to date (Allocator.migrate): after a change of range, live
+// flows whose ports may lie outside the new range move to other (a full
+// pass sorts them again), and quarantine entries outside it leave the
+// count and the list (they stay quarantined in the index).
 type dent struct {
 	k         tuple
-	inUse     uint32         // ports allocated toward k whose flows are live (Allocate minus releases and Abandon)
-	quar      uint32         // quarantine entries counted here (qent.counted)
+	inUse     uint32         // ports of the range allocated toward k whose flows are live (Allocate minus releases and Abandon)
+	quar      uint32         // quarantine entries counted here (qent.counted), all of ports in the range
 	owned     uint32         // from the last full pass: the range's ports whose replies land on this worker
 	qhead     uint32         // ring slot+1 of the oldest entry of this destination's quarantine list, 0 = empty
 	qtail     uint32         // ring slot+1 of the newest
+	other     uint32         // live flows toward k whose ports are outside the range, or not known to be inside it
+	rn        uint32         // the range the counts refer to: rn ports from rlo
+	rlo       uint16         //
 	passed    bool           // a full pass over the range counted owned and inUse, at passAt
 	full      bool           // that pass found no port, and none was allocated since
 	passAt    conntrack.Time // when
@@ -91,8 +99,8 @@ type dent struct {
 }
 
 // dests is the per-destination table. At most max entries are used (load
-// factor <= 1/2); an entry lives while it counts a port in use or in
-// quarantine.
+// factor <= 1/2); an entry lives while it counts a port in use (inUse,
+// other) or in quarantine.
 type dests struct {
 	e    []dent
 	mask uint32
@@ -148,7 +156,7 @@ func (d *dests) add(k *tuple) int {
 // other entries may move: callers must not keep slot numbers across it.
 func (d *dests) tidy(i int) {
 	e := &d.e[i]
-	if e.inUse != 0 || e.quar != 0 {
+	if e.inUse != 0 || e.quar != 0 || e.other != 0 {
 		return
 	}
 	d.n--
@@ -297,6 +305,17 @@ func (q *quarantine) kill(s uint32) {
 	if e.counted {
 		q.d.unquar(&e.k)
 	}
+}
+
+// uncount takes the live entry in ring slot s, already unlinked from its
+// destination's list (oldest), out of its destination's count; it stays
+// in the index, still quarantining its port.
+func (q *quarantine) uncount(s uint32) {
+	e := &q.ring[s]
+	if e.counted && !e.dead {
+		q.d.unquar(&e.k)
+	}
+	e.counted = false
 }
 
 // remove ends k's entry, if any (its port is being reused).
