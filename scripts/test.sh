@@ -59,7 +59,7 @@ fuzz() { # package target
 	done
 	cat /tmp/edge-fuzz.log; echo "fuzz $1 $2 failed" >&2; exit 1
 }
-for pkg in ./header ./conntrack ./firewall ./snat ./icmp ./config ./ctl; do
+for pkg in ./header ./conntrack ./firewall ./snat ./icmp ./config ./ctl ./dataplane; do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
 		fuzz "$pkg" "$target"
 	done
