@@ -14,6 +14,7 @@ import (
 
 	"github.com/asavie/xdp"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
@@ -223,9 +224,20 @@ func New(cfg Config) (e *Engine, err error) {
 		for _, from := range e.workers {
 			for _, to := range e.workers {
 				if from != to {
-					r := newHandoff(128) // 128 frames of 2 KiB per ordered pair of workers
+					// 1,024 frames of 2 KiB (2 MiB) per ordered pair of
+					// workers: 128 filled in under half a millisecond at
+					// the rates a worker forwards, less than one
+					// scheduling slice of the owner's CPU (handoff_full).
+					r := newHandoff(1024)
 					from.outbox[to.id], to.inbox[from.id] = r, r
 				}
+			}
+		}
+		// A worker sleeping in poll() is woken by the workers handing it
+		// frames (worker.wakeIfSleeping) through this eventfd.
+		for _, w := range e.workers {
+			if w.wakeFD, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+				return nil, fmt.Errorf("eventfd: %w", err)
 			}
 		}
 	}
@@ -316,6 +328,20 @@ func (e *Engine) Run() error {
 			e.cfg.Logf("dataplane: neighbour mirror stopped: %v", err)
 		}
 	}()
+	// Each worker's goroutine is locked to its thread and never blocks
+	// in the Go scheduler, so it holds a P for good. With GOMAXPROCS equal
+	// to the workers (the usual case: the process is confined to the
+	// workers' CPUs, and Go sizes GOMAXPROCS by the affinity mask), every
+	// other goroutine (neighbour mirror, control plane, stats, signal
+	// handling, the garbage collector's workers) ran only when sysmon
+	// preempted a worker (10 ms slices), and a worker coming back from
+	// poll() had to wait for its P: stalls of milliseconds with packets
+	// waiting. One spare P lets them run on their own thread; the kernel
+	// shares the CPU between threads in microseconds.
+	if n := len(e.workers) + 1; runtime.GOMAXPROCS(0) < n {
+		e.cfg.Logf("dataplane: GOMAXPROCS %d -> %d (one P per worker and one for the rest)", runtime.GOMAXPROCS(0), n)
+		runtime.GOMAXPROCS(n)
+	}
 	for _, w := range e.workers {
 		e.wg.Add(1)
 		go func(w *worker) {
@@ -344,8 +370,19 @@ func (e *Engine) Close() error {
 	for _, w := range e.workers {
 		for _, p := range w.ports {
 			if p != nil && p.sock != nil {
+				if st, err := p.sock.Stats(); err == nil {
+					k := st.KernelStats
+					if k.Rx_dropped|k.Rx_ring_full|k.Rx_fill_ring_empty_descs|k.Rx_invalid_descs|k.Tx_invalid_descs != 0 || p.sock.TxBusy() != 0 {
+						e.cfg.Logf("dataplane: %s queue %d: AF_XDP socket: rx_dropped %d rx_ring_full %d fill_ring_empty %d rx_invalid %d tx_invalid %d tx_device_drops %d",
+							p.name, w.id, k.Rx_dropped, k.Rx_ring_full, k.Rx_fill_ring_empty_descs, k.Rx_invalid_descs, k.Tx_invalid_descs, p.sock.TxBusy())
+					}
+				}
 				p.sock.Close()
 			}
+		}
+		if w.wakeFD >= 0 {
+			unix.Close(w.wakeFD)
+			w.wakeFD = -1
 		}
 	}
 	if e.table != nil {
@@ -477,6 +514,21 @@ type PortStats struct {
 	Name   string
 	RX, TX uint64    // summed over workers
 	XDP    ProgStats // its XDP program's verdicts
+	XSK    XSKStats  // its AF_XDP sockets' kernel counters, summed over workers
+}
+
+// XSKStats are the kernel's counters of AF_XDP sockets (XDP_STATISTICS):
+// frames the XDP program redirected that never reached a worker. With a
+// worker that keeps up they stay zero; FillRingEmpty is what a worker too
+// slow to drain its RX ring shows (the received frames are the fill ring's
+// share of the UMEM, so a backlog empties the fill ring before the RX ring
+// is full).
+type XSKStats struct {
+	RxDropped     uint64 // all receive drops
+	RxRingFull    uint64 // RX ring full
+	FillRingEmpty uint64 // no frame in the fill ring
+	RxInvalid     uint64 // invalid fill descriptors
+	TxInvalid     uint64 // invalid TX descriptors
 }
 
 // Stats reads every worker's counters (published once per batch) and the
@@ -504,6 +556,23 @@ func (e *Engine) Stats() Stats {
 		s.Handoff += ws.Handoff
 		s.EventsLost += ws.EventsLost
 		s.Workers = append(s.Workers, ws)
+	}
+	for _, w := range e.workers {
+		for i, p := range w.ports {
+			if p == nil || p.sock == nil {
+				continue
+			}
+			// A getsockopt; the socket's user-space state is not touched,
+			// so any goroutine may ask while the worker runs.
+			if st, err := p.sock.Stats(); err == nil {
+				k, x := st.KernelStats, &s.Ports[i].XSK
+				x.RxDropped += k.Rx_dropped
+				x.RxRingFull += k.Rx_ring_full
+				x.FillRingEmpty += k.Rx_fill_ring_empty_descs
+				x.RxInvalid += k.Rx_invalid_descs
+				x.TxInvalid += k.Tx_invalid_descs
+			}
+		}
 	}
 	for i, p := range e.progs {
 		s.Ports[i].Name = e.ports[i].name
@@ -545,7 +614,7 @@ func (w *worker) stats() WorkerStats {
 // newWorker makes worker q of e (sockets and SNAT allocator are set by the
 // caller).
 func newWorker(e *Engine, q int) *worker {
-	w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1}
+	w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1, wakeFD: -1}
 	w.pinned.Store(-1)
 	w.ruleLog.Init(1024)
 	w.events.Init(eventRingSize)

@@ -154,9 +154,10 @@ type Socket struct {
 	options        SocketOptions
 	rxDescs        []Desc
 	getDescs       []Desc
-	zeroCopy       bool  // edge patch: bound in zero-copy mode
-	hugeUMEM       bool  // edge patch: UMEM on hugepages
-	lastErr        error // edge patch: the last sendto error (Transmit no longer panics)
+	zeroCopy       bool   // edge patch: bound in zero-copy mode
+	hugeUMEM       bool   // edge patch: UMEM on hugepages
+	lastErr        error  // edge patch: the last sendto error (Transmit no longer panics)
+	busy           uint64 // edge patch: sendto calls answered EBUSY (device drops)
 }
 
 // SocketOptions are configuration settings used to bind an XDP socket.
@@ -500,6 +501,15 @@ func (xsk *Socket) Receive(num int) []Desc {
 // The descriptors can be acquired either by calling the GetDescs() method or
 // by calling Receive() method.
 func (xsk *Socket) Transmit(descs []Desc) (numSubmitted int) {
+	numSubmitted = xsk.Submit(descs)
+	xsk.Kick()
+	return
+}
+
+// Submit is Transmit without the kick: the descriptors are placed on the Tx
+// ring and the caller decides when to Kick (edge patch: edge holds kicks
+// back while the device drops).
+func (xsk *Socket) Submit(descs []Desc) (numSubmitted int) {
 	numFreeSlots := xsk.NumFreeTxSlots()
 	if len(descs) > numFreeSlots {
 		xsk.Release(descs[numFreeSlots:]) // edge patch: not lost
@@ -517,42 +527,76 @@ func (xsk *Socket) Transmit(descs []Desc) (numSubmitted int) {
 	xsk.numTransmitted += len(descs)
 
 	numSubmitted = len(descs)
-
-	xsk.Kick()
 	return
 }
 
 // Kick asks the kernel to process the Tx ring when it holds descriptors the
-// kernel has not consumed and (with NeedWakeup) the kernel asked for it. In
-// copy mode one sendto transmits a bounded number of frames (32 in Linux's
-// generic path) and answers EAGAIN when more remain, so Kick repeats it a
-// few times. Call it once per loop iteration even when nothing new was
-// queued (edge patch; upstream sent once per Transmit and panicked on
-// unexpected errors).
-func (xsk *Socket) Kick() {
+// kernel has not consumed and (with NeedWakeup) the kernel asked for it, and
+// returns how many descriptors the kernel has still not consumed. Call it
+// once per loop iteration even when nothing new was queued, so frames left
+// in the ring are not stranded (edge patch; upstream sent once per Transmit
+// and panicked on unexpected errors).
+//
+// edge patch 7: in copy mode one sendto consumes at most 32 descriptors
+// (the kernel's TX_BATCH_SIZE) and answers EAGAIN when more remain. Kick
+// used to give up after 8 calls (256 frames), which, with a 2,048-entry
+// ring, let the ring fill and the caller drop (tx_full). It now repeats
+// sendto while the kernel makes progress, and stops, leaving the rest for
+// the next call, only when the kernel cannot take more right now:
+//   - EAGAIN without progress: the completion ring is full (the caller
+//     must Complete first) or the device queue is stopped (TX_BUSY);
+//   - EBUSY: the device dropped the frame it was given (veth: the peer's
+//     ring is full). Kicking again at once would cost one syscall per
+//     dropped frame; leaving the frames in the Tx ring until the next loop
+//     gives the receiver time to drain, so the ring acts as a queue.
+func (xsk *Socket) Kick() int {
 	if xsk.txRing.Producer == nil {
-		return
+		return 0
 	}
-	for i := 0; i < 8; i++ {
-		if atomic.LoadUint32(xsk.txRing.Producer) == atomic.LoadUint32(xsk.txRing.Consumer) {
-			return
+	// Bounded: enough calls to drain a full ring in 32-frame steps.
+	for i := xsk.options.TxRingNumDescs/32 + 2; i > 0; i-- {
+		cons := atomic.LoadUint32(xsk.txRing.Consumer)
+		if atomic.LoadUint32(xsk.txRing.Producer) == cons {
+			return 0
 		}
 		if xsk.options.NeedWakeup && !xsk.TxNeedsWakeup() {
-			return // the kernel is already working on the Tx ring
+			break // the kernel is already working on the Tx ring
 		}
 		rc, _, errno := unix.Syscall6(syscall.SYS_SENDTO, uintptr(xsk.fd), 0, 0, uintptr(unix.MSG_DONTWAIT), 0, 0)
 		if rc == 0 {
 			continue
 		}
-		switch errno {
-		case unix.EINTR, unix.EAGAIN, unix.EBUSY:
-			// EAGAIN: frames remain; EBUSY: "completed but not sent".
-		default:
-			xsk.lastErr = errno
-			return
+		if errno == unix.EINTR {
+			continue
 		}
+		if errno == unix.EAGAIN {
+			if atomic.LoadUint32(xsk.txRing.Consumer) != cons {
+				continue // the 32-frame batch limit: more to send
+			}
+			break // completion ring full or device busy: later
+		}
+		if errno == unix.EBUSY {
+			xsk.busy++
+			break // the device dropped a frame: let it drain
+		}
+		xsk.lastErr = errno
+		break
 	}
+	return int(atomic.LoadUint32(xsk.txRing.Producer) - atomic.LoadUint32(xsk.txRing.Consumer))
 }
+
+// TxPending returns how many descriptors of the Tx ring the kernel has not
+// consumed yet (edge patch).
+func (xsk *Socket) TxPending() int {
+	if xsk.txRing.Producer == nil {
+		return 0
+	}
+	return int(atomic.LoadUint32(xsk.txRing.Producer) - atomic.LoadUint32(xsk.txRing.Consumer))
+}
+
+// TxBusy returns how many sendto calls answered EBUSY (the device dropped
+// the frame it was handed) since the socket was made (edge patch).
+func (xsk *Socket) TxBusy() uint64 { return xsk.busy }
 
 // FD returns the file descriptor associated with this xdp.Socket which can be
 // used e.g. to do polling.
