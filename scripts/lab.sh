@@ -145,6 +145,8 @@ if [ "$PEER" = edge ]; then
 	"$tmp/edge" events --socket "$tmp/edge.sock" --kind dropped,opened,closed --for 8s >"$tmp/events.txt" 2>&1 &
 	events_pid=$!
 	sleep 0.3
+	# edge saves an applied document to its --config file: keep the original.
+	cp "$tmp/edge.yaml" "$tmp/edge-orig.yaml"
 	sed 's/^rules:$/rules:\n  - {name: block-http, zone: inside, proto: tcp, dst: [203.0.113.2], dst_ports: ["8080"], action: drop}/' \
 		"$tmp/edge.yaml" >"$tmp/edge-block.yaml"
 	ctl config apply -f "$tmp/edge-block.yaml" | sed 's/^/  /'
@@ -152,7 +154,8 @@ if [ "$PEER" = edge ]; then
 		echo "lab.sh: a connection crossed the rule applied to drop it" >&2; exit 1
 	fi
 	echo "  a new download now fails (dropped by rule block-http)"
-	ctl config apply -f "$tmp/edge.yaml" | sed 's/^/  /'
+	grep -q block-http "$tmp/edge.yaml" || { echo "lab.sh: the applied configuration was not saved to --config" >&2; exit 1; }
+	ctl config apply -f "$tmp/edge-orig.yaml" | sed 's/^/  /'
 	ip netns exec $C curl -sS --max-time 10 -o /dev/null -w '  after restoring the rules: HTTP %{http_code}\n' http://203.0.113.2:8080/blob
 	wait "$events_pid" || true
 	echo "== edge events (during the above)"
