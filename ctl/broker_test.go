@@ -156,7 +156,7 @@ func TestSubscribeNoStaleEvents(t *testing.T) {
 func TestSlowSubscriber(t *testing.T) {
 	const (
 		queue  = 64
-		round  = 32 // events per round: fit the fast subscriber's queue
+		round  = 32  // events per round: fit the fast subscriber's queue
 		rounds = 100 // 3,200 events: 50 queues' worth
 		total  = round * rounds
 	)
