@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -577,17 +576,9 @@ func snatEvent(t *conntrack.Table, ev *snat.Event) Event {
 }
 
 // RuleName implements Backend: rule is a flow's rule (FlowInfo.Rule,
-// Incarnation.Rule): 0 for the default action, else the index in the rule
-// set plus one. It is resolved against the rules in force.
-func (b *EngineBackend) RuleName(rule uint32) string {
-	if rule == 0 {
-		return "default"
-	}
-	if n := b.e.RuleName(int32(rule - 1)); n != "" {
-		return n
-	}
-	return "rules[" + strconv.Itoa(int(rule-1)) + "]"
-}
+// Incarnation.Rule), named after the rule set the flow was created under
+// (dataplane.Engine.FlowRuleName).
+func (b *EngineBackend) RuleName(rule uint32) string { return b.e.FlowRuleName(rule) }
 
 // ProfileName implements Backend (an index past the profiles is profile
 // 0's, as conntrack treats it).

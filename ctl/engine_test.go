@@ -164,8 +164,10 @@ func TestEngineBackendApply(t *testing.T) {
 	if err := b.Flows(ctx, conntrack.Filter{}, func(*conntrack.FlowInfo) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
-	if b.RuleName(1) != "no-dns" || b.RuleName(0) != "default" || b.ProfileName(1) != "nsx-gateway" {
-		t.Fatalf("names: %q %q %q", b.RuleName(1), b.RuleName(0), b.ProfileName(1))
+	// Rule 1 of the first rule set (epoch 0) and of the applied one (epoch
+	// 1: the management applies did not change the rules).
+	if b.RuleName(1) != "outbound" || b.RuleName(1<<16|1) != "no-dns" || b.RuleName(0) != "default" || b.ProfileName(1) != "nsx-gateway" {
+		t.Fatalf("names: %q %q %q %q", b.RuleName(1), b.RuleName(1<<16|1), b.RuleName(0), b.ProfileName(1))
 	}
 	if time.Since(b.Epoch()) > time.Minute {
 		t.Fatalf("epoch %v", b.Epoch())

@@ -410,6 +410,11 @@ func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
 		undoManagement() // validated above: not reached
 		return nil, fmt.Errorf("profiles: %w", err)
 	}
+	if slices.Contains(changed, "rules") || slices.Contains(changed, "default_action") {
+		e.ruleSets.add(fw) // a new epoch: flows name their rules by it
+	} else {
+		fw.SetEpoch(e.fw.Load().Epoch()) // same rules, same names
+	}
 	e.fw.Store(fw)
 	e.routeMu.Lock()
 	next := cfg

@@ -1022,3 +1022,50 @@ func (s ApplyState) Diff(o ApplyState) string {
 	}
 	return ""
 }
+
+// A flow's rule is named after the rule set it was created under, whatever
+// rules were applied since (a flow admitted by "outbound" stays admitted by
+// "outbound" when a new rule is inserted before it).
+func TestApplyRuleNamesStayWithTheirRuleSet(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	ruleOf := func(sport, dport uint16) string {
+		t.Helper()
+		var name string
+		tp.serve(func() {
+			k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, sport), netip.AddrPortFrom(ipServer, dport))
+			ex, err := tp.e.table.Explain(context.Background(), k, 0, tp.now)
+			if err != nil || ex.Current == nil {
+				t.Fatalf("explain %v: %v %+v", k, err, ex)
+			}
+			name = tp.e.FlowRuleName(ex.Current.Rule)
+		})
+		return name
+	}
+	if out, r := tp.send(0, udpOut(5000, ipServer, 9999)); out == nil {
+		t.Fatalf("first flow dropped: %v", r)
+	}
+	web := firewall.Rule{Name: "web", Zone: firewall.Inside, Proto: header.ProtoUDP,
+		DstPorts: []firewall.PortRange{{Lo: 80, Hi: 80}}, Action: firewall.Allow}
+	tp.apply(func(c *Config) {
+		c.Rules = firewall.RuleSet{Rules: append([]firewall.Rule{web}, allowOutbound.Rules...), Default: firewall.Drop}
+	})
+	for _, p := range []uint16{80, 9998} {
+		if out, r := tp.send(0, udpOut(5001, ipServer, p)); out == nil {
+			t.Fatalf("flow to %d dropped: %v", p, r)
+		}
+	}
+	for _, c := range []struct {
+		sport, dport uint16
+		want         string
+	}{{5000, 9999, "outbound"}, {5001, 80, "web"}, {5001, 9998, "outbound"}} {
+		if got := ruleOf(c.sport, c.dport); got != c.want {
+			t.Errorf("flow %d -> %d: rule %q, want %q", c.sport, c.dport, got, c.want)
+		}
+	}
+	if got := tp.e.FlowRuleName(0); got != "default" {
+		t.Errorf("FlowRuleName(0) = %q", got)
+	}
+	if got := tp.e.FlowRuleName(77<<16 | 3); got != "rules[2] (rule set 77)" {
+		t.Errorf("a forgotten rule set: %q", got)
+	}
+}

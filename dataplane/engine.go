@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,27 +58,28 @@ const MaxMTU = 2048 - 256 - 14
 // Engine is a running data plane: the XDP program on both interfaces, one
 // AF_XDP socket per queue and interface, one worker per queue.
 type Engine struct {
-	cfg     Config                 // as given to New, defaults applied: the fields fixed while running
-	cur     atomic.Pointer[Config] // the configuration in force (Apply replaces it whole)
-	natCfg  *snat.Config           // SNAT in force, automap address resolved; nil: off (under applyMu)
-	gen     atomic.Uint64          // configuration generation: 1 at New, +1 per Apply that changed something
-	applyMu sync.Mutex             // serializes Apply (and SetRules)
-	routeMu sync.Mutex             // serializes route compilation and swap (Apply, kernel refresh)
-	table   *conntrack.Table
-	fw      firewall.Active
-	routes  atomic.Pointer[Routes]
-	neigh   *Neighbours
-	progs   [2]*Program // one per interface: an xsks slot serves one (interface, queue)
-	nat     *snat.NAT
-	ns      netns.NsHandle // the namespace New ran in
-	hasNS   bool           // ns is open (false in kernel-free tests)
-	logMu   sync.Mutex     // one rule-log reader at a time
-	evMu    sync.Mutex     // one event reader at a time
-	ports   [2]port
-	workers []*worker
-	start   time.Time
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	cfg      Config                 // as given to New, defaults applied: the fields fixed while running
+	cur      atomic.Pointer[Config] // the configuration in force (Apply replaces it whole)
+	natCfg   *snat.Config           // SNAT in force, automap address resolved; nil: off (under applyMu)
+	gen      atomic.Uint64          // configuration generation: 1 at New, +1 per Apply that changed something
+	applyMu  sync.Mutex             // serializes Apply (and SetRules)
+	routeMu  sync.Mutex             // serializes route compilation and swap (Apply, kernel refresh)
+	table    *conntrack.Table
+	fw       firewall.Active
+	ruleSets ruleSets // names of the recent rule sets, by epoch
+	routes   atomic.Pointer[Routes]
+	neigh    *Neighbours
+	progs    [2]*Program // one per interface: an xsks slot serves one (interface, queue)
+	nat      *snat.NAT
+	ns       netns.NsHandle // the namespace New ran in
+	hasNS    bool           // ns is open (false in kernel-free tests)
+	logMu    sync.Mutex     // one rule-log reader at a time
+	evMu     sync.Mutex     // one event reader at a time
+	ports    [2]port
+	workers  []*worker
+	start    time.Time
+	stop     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // now is the engine's monotonic clock in conntrack units.
@@ -158,6 +160,7 @@ func New(cfg Config) (e *Engine, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
+	e.ruleSets.add(fw)
 	e.fw.Store(fw)
 	for i := range e.progs {
 		if e.progs[i], err = NewProgram(cfg.Queues); err != nil {
@@ -478,6 +481,56 @@ func (e *Engine) ReadRuleLogs(out []RuleLog) int {
 
 // RuleName returns the name of rule i of the current rule set.
 func (e *Engine) RuleName(i int32) string { return e.fw.Load().RuleName(i) }
+
+// FlowRuleName names a flow's rule (FlowInfo.Rule, Incarnation.Rule): the
+// rule of the rule set the flow was created under, "default" for the
+// default action, or "rules[i] (rule set n)" once that rule set is older
+// than the last maxRuleSets applied.
+func (e *Engine) FlowRuleName(rule uint32) string { return e.ruleSets.name(rule) }
+
+// maxRuleSets is how many rule sets' names FlowRuleName remembers.
+const maxRuleSets = 1024
+
+// ruleSets numbers the rule sets the engine compiles (firewall epochs) and
+// keeps the names of the last maxRuleSets. Control plane only: New and
+// Apply add, FlowRuleName reads; the workers only carry the epoch.
+type ruleSets struct {
+	mu    sync.Mutex
+	next  uint16
+	names map[uint16][]string
+	order []uint16 // epochs, oldest first
+}
+
+func (r *ruleSets) add(c *firewall.Compiled) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.names == nil {
+		r.names = make(map[uint16][]string)
+	}
+	ep := r.next
+	r.next++
+	c.SetEpoch(ep)
+	if len(r.order) == maxRuleSets {
+		delete(r.names, r.order[0])
+		r.order = r.order[1:]
+	}
+	r.names[ep] = c.Names()
+	r.order = append(r.order, ep)
+}
+
+func (r *ruleSets) name(rule uint32) string {
+	idx, ep := int(rule&0xffff)-1, uint16(rule>>16)
+	if idx < 0 {
+		return "default"
+	}
+	r.mu.Lock()
+	names, ok := r.names[ep]
+	r.mu.Unlock()
+	if ok && idx < len(names) {
+		return names[idx]
+	}
+	return "rules[" + strconv.Itoa(idx) + "] (rule set " + strconv.Itoa(int(ep)) + ")"
+}
 
 // Stats are the data plane's counters summed over workers.
 type Stats struct {

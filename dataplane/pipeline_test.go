@@ -73,6 +73,7 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.ruleSets.add(fw) // as New does
 	e.fw.Store(fw)
 	rt, err := NewRoutes(testRoutes, 2)
 	if err != nil {

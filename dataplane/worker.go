@@ -656,7 +656,8 @@ func (w *worker) sendBack(in int, p *conntrack.Packet, buf []byte, n int, ip []b
 // Create's refusals with conntrack's.
 func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack.Verdict {
 	src := w.ports[in]
-	fv := w.e.fw.Load().Match(src.zone, &p.Key, p.ICMPType)
+	fw := w.e.fw.Load()
+	fv := fw.Match(src.zone, &p.Key, p.ICMPType)
 	if fv.Log {
 		// A rule with log set: record the decision (lossy ring, counted
 		// when full; read by Engine.ReadRuleLogs).
@@ -674,7 +675,9 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 		w.dropPkt(drop.FirewallDrop, in, p)
 		return conntrack.Verdict{Action: conntrack.Drop, Reason: drop.FirewallDrop}
 	}
-	nf := conntrack.NewFlow{Profile: fv.Profile, Rule: uint32(fv.Rule + 1)}
+	// The rule set's epoch rides with the index, so the flow's rule is
+	// named after the rule set it was created under (Engine.FlowRuleName).
+	nf := conntrack.NewFlow{Profile: fv.Profile, Rule: fw.FlowRule(fv.Rule)}
 	if w.nat != nil && src.zone == firewall.Inside {
 		tr, r := w.nat.Allocate(&p.Key, now)
 		if r != drop.None {

@@ -111,6 +111,7 @@ type Compiled struct {
 	def     Verdict // no rule matched
 	names   []string
 	mem     int
+	epoch   uint16 // the rule set's number (SetEpoch), carried by FlowRule
 }
 
 // maxDims is the most dimensions one lookup intersects: both ports and
@@ -223,6 +224,33 @@ func (c *Compiled) Len() int {
 		return 0
 	}
 	return c.n
+}
+
+// SetEpoch numbers this rule set, so that a flow's rule (FlowRule) names
+// the rule of the rule set it was created under even after the rules
+// change. Call it before the Compiled is published (Active.Store).
+func (c *Compiled) SetEpoch(e uint16) { c.epoch = e }
+
+// Epoch returns the number SetEpoch gave.
+func (c *Compiled) Epoch() uint16 { return c.epoch }
+
+// FlowRule is what a flow records of the rule that admitted it (a
+// Verdict's Rule): the rule set's epoch in the high 16 bits and the rule's
+// index plus one in the low 16 (0: the default action; MaxRules fits).
+// Resolve it with the names of that epoch's rule set. Never allocates.
+func (c *Compiled) FlowRule(rule int32) uint32 {
+	if c == nil {
+		return uint32(rule + 1)
+	}
+	return uint32(c.epoch)<<16 | uint32(rule+1)
+}
+
+// Names returns the rule names in order (a copy; control plane).
+func (c *Compiled) Names() []string {
+	if c == nil {
+		return nil
+	}
+	return append([]string(nil), c.names[:c.n]...)
 }
 
 // RuleName returns the Name of rule i (a Verdict's Rule), "" for -1 or an
