@@ -231,7 +231,7 @@ func New(cfg Config) (e *Engine, err error) {
 					// workers: 128 filled in under half a millisecond at
 					// the rates a worker forwards, less than one
 					// scheduling slice of the owner's CPU (handoff_full).
-					r := newHandoff(1024)
+					r := newHandoff(handoffSlots(cfg.Queues))
 					from.outbox[to.id], to.inbox[from.id] = r, r
 				}
 			}
@@ -341,7 +341,8 @@ func (e *Engine) Run() error {
 	// poll() had to wait for its P: stalls of milliseconds with packets
 	// waiting. One spare P lets them run on their own thread; the kernel
 	// shares the CPU between threads in microseconds.
-	if n := len(e.workers) + 1; runtime.GOMAXPROCS(0) < n {
+	// An operator's GOMAXPROCS (the environment variable) is left alone.
+	if n := len(e.workers) + 1; runtime.GOMAXPROCS(0) < n && os.Getenv("GOMAXPROCS") == "" {
 		e.cfg.Logf("dataplane: GOMAXPROCS %d -> %d (one P per worker and one for the rest)", runtime.GOMAXPROCS(0), n)
 		runtime.GOMAXPROCS(n)
 	}
@@ -488,6 +489,17 @@ func (e *Engine) RuleName(i int32) string { return e.fw.Load().RuleName(i) }
 // than the last maxRuleSets applied.
 func (e *Engine) FlowRuleName(rule uint32) string { return e.ruleSets.name(rule) }
 
+// handoffSlots sizes the hand-off ring of each ordered pair of workers:
+// 1,024 frames (2 MiB) with 2 queues, fewer with more queues so that all
+// rings together stay within 64 MiB (q*(q-1) rings), never below 128.
+func handoffSlots(queues int) int {
+	n := 1024
+	for n > 128 && queues*(queues-1)*n*2048 > 64<<20 {
+		n /= 2
+	}
+	return n
+}
+
 // maxRuleSets is how many rule sets' names FlowRuleName remembers.
 const maxRuleSets = 1024
 
@@ -577,15 +589,18 @@ type PortStats struct {
 // share of the UMEM, so a backlog empties the fill ring before the RX ring
 // is full).
 type XSKStats struct {
-	RxDropped     uint64 // all receive drops
+	RxDropped     uint64 // the kernel's rx_dropped: oversize frames and FillRingEmpty (not RxRingFull)
 	RxRingFull    uint64 // RX ring full
 	FillRingEmpty uint64 // no frame in the fill ring
 	RxInvalid     uint64 // invalid fill descriptors
 	TxInvalid     uint64 // invalid TX descriptors
 }
 
+// Stats must not run concurrently with Close (the control plane's
+// EngineBackend.Close makes sure of it).
+//
 // Stats reads every worker's counters (published once per batch) and the
-// XDP programs' and sums them; safe from any goroutine. Nothing is
+// XDP programs' and sums them; safe from any goroutine until Close. Nothing is
 // counted for it on the packet path.
 func (e *Engine) Stats() Stats {
 	var s Stats

@@ -123,19 +123,20 @@ type worker struct {
 
 	// Hand-off between workers (several queues): outbox[k] carries frames
 	// of flows worker k owns; inbox[j] brings frames from worker j.
-	outbox    []*handoff
-	inbox     []*handoff
-	taken     [64]int // slots taken from each inbox this loop, released after transmit
-	handedOff uint32
-	woken     uint32                // bit k: frames were handed to worker k this loop (wakeOwners)
-	kickAt    [2]conntrack.Time     // per port: no TX kick before this time (kick: device-drop backoff)
-	kickWait  [2]conntrack.Time     // per port: the current backoff, 0 when the last kick saw no drop
-	wakeFD    int                   // eventfd other workers write to wake this one from poll(); -1: none
-	sleeping  atomic.Bool           // in (or about to enter) poll(): producers must write wakeFD
-	ruleLog   spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
-	events    eventRing             // drops and generated packets (events.go)
-	errBufs   [batchSize][2048]byte // ICMP errors generated in this batch
-	nerr      int
+	outbox     []*handoff
+	inbox      []*handoff
+	taken      [64]int // slots taken from each inbox this loop, released after transmit
+	handedOff  uint32
+	woken      uint32                // bit k: frames were handed to worker k this loop (wakeOwners)
+	kickAt     [2]conntrack.Time     // per port: no TX kick before this time (kick: device-drop backoff)
+	kickWait   [2]conntrack.Time     // per port: the current backoff, 0 when the last kick saw no drop
+	kickFailed [2]bool               // per port: transmit failing (logged once per change)
+	wakeFD     int                   // eventfd other workers write to wake this one from poll(); -1: none
+	sleeping   atomic.Bool           // in (or about to enter) poll(): producers must write wakeFD
+	ruleLog    spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
+	events     eventRing             // drops and generated packets (events.go)
+	errBufs    [batchSize][2048]byte // ICMP errors generated in this batch
+	nerr       int
 
 	ctr workerCounters
 
@@ -769,8 +770,27 @@ func (w *worker) kick(pi int, now conntrack.Time) int {
 	}
 	busy, before := s.TxBusy(), s.TxPending()
 	pending := s.Kick()
+	var failed error
+	if s.TxBusy() == busy && pending > 0 && pending >= before {
+		failed = s.Err() // nil: completion ring full, retried next loop
+	}
 	switch {
+	case failed != nil:
+		// sendto failed without a drop (ENETDOWN: the link is down, ENXIO):
+		// nothing leaves, so back off as for a stalled receiver instead of
+		// a futile sendto per loop; the frames wait (tx_full counts the
+		// rest) and leave when the link is back.
+		if !w.kickFailed[pi] {
+			w.e.cfg.Logf("dataplane: %s queue %d: transmit failing: %v (backing off)", w.ports[pi].name, w.id, failed)
+			w.kickFailed[pi] = true
+		}
+		w.kickWait[pi] = min(max(2*w.kickWait[pi], kickBackoffMin), kickBackoffMax)
+		w.kickAt[pi] = now + w.kickWait[pi]
 	case s.TxBusy() == busy:
+		if w.kickFailed[pi] && pending < before {
+			w.e.cfg.Logf("dataplane: %s queue %d: transmitting again", w.ports[pi].name, w.id)
+			w.kickFailed[pi] = false
+		}
 		w.kickWait[pi] = 0
 	case before-pending > 1:
 		// Frames went out before the drop: the receiver drains, only

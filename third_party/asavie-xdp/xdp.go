@@ -553,8 +553,14 @@ func (xsk *Socket) Kick() int {
 	if xsk.txRing.Producer == nil {
 		return 0
 	}
-	// Bounded: enough calls to drain a full ring in 32-frame steps.
-	for i := xsk.options.TxRingNumDescs/32 + 2; i > 0; i-- {
+	// Bounded: at most kickCalls sendto calls (the kernel sends up to 32
+	// frames per call in copy mode), of which at most kickIdle may show no
+	// progress. Kernels before 6.17 publish the Tx consumer index only when
+	// their cached batch runs out, so an EAGAIN after a full 32-frame batch
+	// can look like no progress: a few more calls are needed to see it.
+	const kickCalls, kickIdle = 16, 8
+	idle := 0
+	for i := 0; i < kickCalls; i++ {
 		cons := atomic.LoadUint32(xsk.txRing.Consumer)
 		if atomic.LoadUint32(xsk.txRing.Producer) == cons {
 			return 0
@@ -562,21 +568,22 @@ func (xsk *Socket) Kick() int {
 		if xsk.options.NeedWakeup && !xsk.TxNeedsWakeup() {
 			break // the kernel is already working on the Tx ring
 		}
+		comp := atomic.LoadUint32(xsk.completionRing.Producer)
 		rc, _, errno := unix.Syscall6(syscall.SYS_SENDTO, uintptr(xsk.fd), 0, 0, uintptr(unix.MSG_DONTWAIT), 0, 0)
-		if rc == 0 {
-			continue
-		}
-		if errno == unix.EINTR {
+		if rc == 0 || errno == unix.EINTR {
 			continue
 		}
 		if errno == unix.EAGAIN {
-			if atomic.LoadUint32(xsk.txRing.Consumer) != cons {
+			if atomic.LoadUint32(xsk.txRing.Consumer) != cons || atomic.LoadUint32(xsk.completionRing.Producer) != comp {
 				continue // the 32-frame batch limit: more to send
+			}
+			if idle++; idle < kickIdle {
+				continue
 			}
 			break // completion ring full or device busy: later
 		}
 		if errno == unix.EBUSY {
-			xsk.busy++
+			atomic.AddUint64(&xsk.busy, 1)
 			break // the device dropped a frame: let it drain
 		}
 		xsk.lastErr = errno
@@ -596,7 +603,8 @@ func (xsk *Socket) TxPending() int {
 
 // TxBusy returns how many sendto calls answered EBUSY (the device dropped
 // the frame it was handed) since the socket was made (edge patch).
-func (xsk *Socket) TxBusy() uint64 { return xsk.busy }
+// Safe from any goroutine.
+func (xsk *Socket) TxBusy() uint64 { return atomic.LoadUint64(&xsk.busy) }
 
 // FD returns the file descriptor associated with this xdp.Socket which can be
 // used e.g. to do polling.
