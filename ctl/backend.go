@@ -164,6 +164,10 @@ type InterfaceStats struct {
 	RX, TX uint64 // packets, summed over workers
 	// XDP program verdicts on this interface.
 	XDPRedirected, XDPNoSocket, XDPPassed, XDPOther uint64
+	// AF_XDP sockets' losses (kernel counters, summed over queues): frames
+	// redirected that no worker received because its fill ring was empty
+	// or its RX ring full, and frames the device dropped on transmit.
+	XSKFillRingEmpty, XSKRxRingFull, XSKTxDeviceDrops uint64
 }
 
 // EventKind is what an Event reports.

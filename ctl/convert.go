@@ -533,6 +533,10 @@ func statsToPB(s *Stats, maxDest int) *edgepb.GetStatsResponse {
 			XdpNoSocket:   x.XDPNoSocket,
 			XdpPassed:     x.XDPPassed,
 			XdpOther:      x.XDPOther,
+
+			XskFillRingEmpty: x.XSKFillRingEmpty,
+			XskRxRingFull:    x.XSKRxRingFull,
+			XskTxDeviceDrops: x.XSKTxDeviceDrops,
 		})
 	}
 	if maxDest > 0 {

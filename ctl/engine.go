@@ -412,6 +412,7 @@ func (b *EngineBackend) Stats(ctx context.Context, destinations bool) (Stats, er
 		s.Interfaces = append(s.Interfaces, InterfaceStats{
 			Name: p.Name, Zone: zone, RX: p.RX, TX: p.TX,
 			XDPRedirected: p.XDP.Redirected, XDPNoSocket: p.XDP.NoSocket, XDPPassed: p.XDP.Passed, XDPOther: p.XDP.Other,
+			XSKFillRingEmpty: p.XSK.FillRingEmpty, XSKRxRingFull: p.XSK.RxRingFull, XSKTxDeviceDrops: p.XSK.TxDeviceDrops,
 		})
 	}
 	if n := b.e.NAT(); n != nil {

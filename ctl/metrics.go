@@ -50,7 +50,7 @@ type Collector struct {
 
 	up, partial, info, start               *prometheus.Desc
 	drops, rx, tx, created, handoff, flows *prometheus.Desc
-	ifRX, ifTX, xdp                        *prometheus.Desc
+	ifRX, ifTX, xdp, xsk                   *prometheus.Desc
 	ctFlows, ctCap, ctCounter, ctDrops     *prometheus.Desc
 	snatCounter, snatPorts, snatExhausted  *prometheus.Desc
 	snatOverrides, snatDests               *prometheus.Desc
@@ -78,6 +78,7 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 		ifRX:          d("interface_rx_packets_total", "Packets received on an interface by the workers.", "interface", "zone"),
 		ifTX:          d("interface_tx_packets_total", "Packets transmitted on an interface by the workers.", "interface", "zone"),
 		xdp:           d("xdp_packets_total", "XDP program verdicts on an interface.", "interface", "verdict"),
+		xsk:           d("xsk_lost_total", "Frames lost in an interface's AF_XDP sockets (fill_ring_empty: a worker did not keep up; rx_ring_full; tx_device_drop).", "interface", "reason"),
 		ctFlows:       d("conntrack_flows", "Live flows."),
 		ctCap:         d("conntrack_capacity", "Flow slots."),
 		ctCounter:     d("conntrack_events_total", "Connection-tracking counters (opened, reopened, closed, expired, ...).", "counter"),
@@ -96,7 +97,7 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.partial, c.snatDests, c.info, c.start, c.drops, c.rx, c.tx, c.created,
-		c.handoff, c.flows, c.ifRX, c.ifTX, c.xdp, c.ctFlows, c.ctCap, c.ctCounter, c.ctDrops,
+		c.handoff, c.flows, c.ifRX, c.ifTX, c.xdp, c.xsk, c.ctFlows, c.ctCap, c.ctCounter, c.ctDrops,
 		c.snatCounter, c.snatPorts, c.snatExhausted, c.snatOverrides, c.icmpSent, c.rstSent, c.eventsLost} {
 		ch <- d
 	}
@@ -161,6 +162,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.xdp, i.XDPNoSocket, i.Name, "no_socket")
 		counter(c.xdp, i.XDPPassed, i.Name, "passed")
 		counter(c.xdp, i.XDPOther, i.Name, "other")
+		counter(c.xsk, i.XSKFillRingEmpty, i.Name, "fill_ring_empty")
+		counter(c.xsk, i.XSKRxRingFull, i.Name, "rx_ring_full")
+		counter(c.xsk, i.XSKTxDeviceDrops, i.Name, "tx_device_drop")
 	}
 	gauge(c.ctFlows, float64(s.Conntrack.Flows))
 	gauge(c.ctCap, float64(s.Conntrack.Capacity))

@@ -58,7 +58,7 @@ func TestMetricsExposition(t *testing.T) {
 	w.ICMP[icmp.TimeExceeded] = 2
 	b.stats = Stats{
 		Workers:    []WorkerStats{w, {ID: 1, RX: [2]uint64{1, 1}}},
-		Interfaces: []InterfaceStats{{Name: "in", Zone: "inside", RX: 11, TX: 20, XDPRedirected: 11}},
+		Interfaces: []InterfaceStats{{Name: "in", Zone: "inside", RX: 11, TX: 20, XDPRedirected: 14, XSKFillRingEmpty: 3}},
 		Conntrack:  conntrack.Stats{Flows: 2, Capacity: 1024},
 		SNATDestinations: []snat.DestStat{{Addr: netip.MustParseAddr("203.0.113.1"),
 			Dst: netip.MustParseAddrPort("203.0.113.2:80"), Proto: 6, InUse: 5, Free: 10, Range: 15, Exhausted: 7}},
@@ -91,7 +91,8 @@ edge_up 1
 	before := b.calls
 	body := scrape(t, srv.URL)
 	for _, s := range []string{`edge_worker_rx_packets_total{worker="0",zone="outside"} 20`,
-		`edge_xdp_packets_total{interface="in",verdict="redirected"} 11`,
+		`edge_xdp_packets_total{interface="in",verdict="redirected"} 14`,
+		`edge_xsk_lost_total{interface="in",reason="fill_ring_empty"} 3`,
 		`edge_snat_ports{address="203.0.113.1",destination="203.0.113.2:80",protocol="tcp",use="in_use",zone="0"} 5`,
 		`edge_snat_destinations 1`, `edge_scrape_partial 0`,
 		`edge_build_info{version="v-test"} 1`, `edge_icmp_errors_sent_total{kind="time_exceeded"} 2`,

@@ -594,6 +594,7 @@ type XSKStats struct {
 	FillRingEmpty uint64 // no frame in the fill ring
 	RxInvalid     uint64 // invalid fill descriptors
 	TxInvalid     uint64 // invalid TX descriptors
+	TxDeviceDrops uint64 // copy mode: frames the device dropped when handed over (sendto EBUSY)
 }
 
 // Stats must not run concurrently with Close (the control plane's
@@ -640,6 +641,7 @@ func (e *Engine) Stats() Stats {
 				x.RxInvalid += k.Rx_invalid_descs
 				x.TxInvalid += k.Tx_invalid_descs
 			}
+			s.Ports[i].XSK.TxDeviceDrops += p.sock.TxBusy()
 		}
 	}
 	for i, p := range e.progs {

@@ -804,10 +804,11 @@ func printStats(w io.Writer, r *pb.GetStatsResponse, zero bool) {
 	}
 	fmt.Fprintln(w)
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(t, "\nINTERFACE\tZONE\tRX\tTX\tXDP REDIRECTED\tNO SOCKET\tPASSED\tOTHER")
+	fmt.Fprintln(t, "\nINTERFACE\tZONE\tRX\tTX\tXDP REDIRECTED\tNO SOCKET\tPASSED\tOTHER\tLOST: FILL EMPTY\tRX FULL\tTX DEVICE")
 	for _, i := range r.GetInterfaces() {
-		fmt.Fprintf(t, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", i.GetName(), i.GetZone(), i.GetRxPackets(), i.GetTxPackets(),
-			i.GetXdpRedirected(), i.GetXdpNoSocket(), i.GetXdpPassed(), i.GetXdpOther())
+		fmt.Fprintf(t, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", i.GetName(), i.GetZone(), i.GetRxPackets(), i.GetTxPackets(),
+			i.GetXdpRedirected(), i.GetXdpNoSocket(), i.GetXdpPassed(), i.GetXdpOther(),
+			i.GetXskFillRingEmpty(), i.GetXskRxRingFull(), i.GetXskTxDeviceDrops())
 	}
 	fmt.Fprintln(t, "\nWORKER\tRX IN\tRX OUT\tTX IN\tTX OUT\tCREATED\tHANDOFF\tFLOWS\tDROPS")
 	for _, x := range r.GetWorkers() {

@@ -1987,8 +1987,14 @@ type InterfaceStats struct {
 	XdpNoSocket   uint64                 `protobuf:"varint,6,opt,name=xdp_no_socket,json=xdpNoSocket,proto3" json:"xdp_no_socket,omitempty"`
 	XdpPassed     uint64                 `protobuf:"varint,7,opt,name=xdp_passed,json=xdpPassed,proto3" json:"xdp_passed,omitempty"`
 	XdpOther      uint64                 `protobuf:"varint,8,opt,name=xdp_other,json=xdpOther,proto3" json:"xdp_other,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// AF_XDP losses: redirected frames no worker received (fill ring empty:
+	// the worker did not keep up; RX ring full), frames the device dropped
+	// on transmit (copy mode).
+	XskFillRingEmpty uint64 `protobuf:"varint,9,opt,name=xsk_fill_ring_empty,json=xskFillRingEmpty,proto3" json:"xsk_fill_ring_empty,omitempty"`
+	XskRxRingFull    uint64 `protobuf:"varint,10,opt,name=xsk_rx_ring_full,json=xskRxRingFull,proto3" json:"xsk_rx_ring_full,omitempty"`
+	XskTxDeviceDrops uint64 `protobuf:"varint,11,opt,name=xsk_tx_device_drops,json=xskTxDeviceDrops,proto3" json:"xsk_tx_device_drops,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InterfaceStats) Reset() {
@@ -2073,6 +2079,27 @@ func (x *InterfaceStats) GetXdpPassed() uint64 {
 func (x *InterfaceStats) GetXdpOther() uint64 {
 	if x != nil {
 		return x.XdpOther
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetXskFillRingEmpty() uint64 {
+	if x != nil {
+		return x.XskFillRingEmpty
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetXskRxRingFull() uint64 {
+	if x != nil {
+		return x.XskRxRingFull
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetXskTxDeviceDrops() uint64 {
+	if x != nil {
+		return x.XskTxDeviceDrops
 	}
 	return 0
 }
@@ -2408,7 +2435,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a;\n" +
 	"\rIcmpSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xfd\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x84\x03\n" +
 	"\x0eInterfaceStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x1d\n" +
@@ -2420,7 +2447,11 @@ const file_edge_proto_rawDesc = "" +
 	"\rxdp_no_socket\x18\x06 \x01(\x04R\vxdpNoSocket\x12\x1d\n" +
 	"\n" +
 	"xdp_passed\x18\a \x01(\x04R\txdpPassed\x12\x1b\n" +
-	"\txdp_other\x18\b \x01(\x04R\bxdpOther\"\xb0\x02\n" +
+	"\txdp_other\x18\b \x01(\x04R\bxdpOther\x12-\n" +
+	"\x13xsk_fill_ring_empty\x18\t \x01(\x04R\x10xskFillRingEmpty\x12'\n" +
+	"\x10xsk_rx_ring_full\x18\n" +
+	" \x01(\x04R\rxskRxRingFull\x12-\n" +
+	"\x13xsk_tx_device_drops\x18\v \x01(\x04R\x10xskTxDeviceDrops\"\xb0\x02\n" +
 	"\x0fSNATDestination\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x12\n" +
