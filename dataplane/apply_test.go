@@ -614,7 +614,7 @@ func BenchmarkEventRecord(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		tp.w.dropPkt(drop.FirewallDrop, 0, &p)
 		if i&1023 == 0 {
-			tp.w.events.publish()
+			tp.w.events.Publish()
 			tp.w.events.Skip()
 		}
 	}

@@ -1,8 +1,6 @@
 package dataplane
 
 import (
-	"sync/atomic"
-
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/icmp"
@@ -15,8 +13,8 @@ import (
 // full hand-off or TX rings, ICMP errors refused by RFC 1812 4.3.2.7 or the
 // rate limit) and every ICMP error and TCP reset it generates is recorded
 // as an Event in the worker's own lossy single-producer single-consumer
-// ring (eventRing, the shape of internal/spsc with the producer's index
-// published once per batch): fixed-size, pointer-free records written by
+// ring (internal/spsc, staged per event and published once per batch):
+// fixed-size, pointer-free records written by
 // the worker only on those paths, never on a forwarded packet's. A full
 // ring loses the event and counts it (WorkerStats.EventsLost, published
 // per batch); it never blocks the worker. Drops conntrack decides (state mismatches,
@@ -57,74 +55,6 @@ type Event struct {
 // eventRingSize is each worker's event ring capacity.
 const eventRingSize = 4096
 
-// eventRing is internal/spsc.Ring for events with a cheaper producer:
-// put writes a slot and advances a private tail, and publish (once per
-// batch, from flush) makes the slots visible with one atomic store, so
-// recording an event costs a copy, not a store fence. The producer reads
-// the consumer's head only when its cached view of the free space runs
-// out. Slots between head and the published tail belong to the consumer,
-// the rest to the producer.
-type eventRing struct {
-	buf   []Event
-	mask  uint64
-	ptail uint64 // producer: next slot to write (published or not)
-	phead uint64 // producer: the consumer's head when last read
-	_     [64]byte
-	head  atomic.Uint64 // next slot to read (consumer)
-	_     [56]byte
-	tail  atomic.Uint64 // published tail (producer)
-	_     [56]byte
-}
-
-// Init allocates room for size events, rounded up to a power of two.
-func (r *eventRing) Init(size int) {
-	n := 1
-	for n < size {
-		n <<= 1
-	}
-	r.buf = make([]Event, n)
-	r.mask = uint64(n - 1)
-	r.ptail, r.phead = r.tail.Load(), r.head.Load()
-}
-
-// put writes *e, unpublished; false (e dropped) when the ring is full.
-// Producer only.
-func (r *eventRing) put(e *Event) bool {
-	if r.ptail-r.phead >= uint64(len(r.buf)) {
-		r.phead = r.head.Load()
-		if r.ptail-r.phead >= uint64(len(r.buf)) {
-			return false
-		}
-	}
-	r.buf[r.ptail&r.mask] = *e
-	r.ptail++
-	return true
-}
-
-// publish makes the events put so far visible to the reader. Producer only.
-func (r *eventRing) publish() {
-	if r.tail.Load() != r.ptail {
-		r.tail.Store(r.ptail)
-	}
-}
-
-// Read moves up to len(out) published events into out and returns how
-// many. Consumer only.
-func (r *eventRing) Read(out []Event) int {
-	h, t := r.head.Load(), r.tail.Load()
-	n := 0
-	for h != t && n < len(out) {
-		out[n] = r.buf[h&r.mask]
-		h++
-		n++
-	}
-	r.head.Store(h)
-	return n
-}
-
-// Skip discards the published events. Consumer only.
-func (r *eventRing) Skip() { r.head.Store(r.tail.Load()) }
-
 // event records an event about packet p (nil: not parsed) received on port
 // in (-1: unknown). Only drop and generation paths call it; it never
 // allocates and never waits.
@@ -136,7 +66,7 @@ func (w *worker) event(kind EventKind, r drop.Reason, k icmp.Kind, in int, p *co
 	if p != nil {
 		e.Key, e.Flags = p.Key, p.Flags
 	}
-	if !w.events.put(&e) {
+	if !w.events.Stage(&e) {
 		w.evLost++
 	}
 }

@@ -134,7 +134,7 @@ type worker struct {
 	wakeFD     int                   // eventfd other workers write to wake this one from poll(); -1: none
 	sleeping   atomic.Bool           // in (or about to enter) poll(): producers must write wakeFD
 	ruleLog    spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
-	events     eventRing             // drops and generated packets (events.go)
+	events     spsc.Ring[Event]      // drops and generated packets (events.go)
 	errBufs    [batchSize][2048]byte // ICMP errors generated in this batch
 	nerr       int
 
@@ -887,7 +887,7 @@ func (w *worker) flush() {
 		w.ctr.handoff.Add(uint64(w.handedOff))
 		w.handedOff = 0
 	}
-	w.events.publish()
+	w.events.Publish()
 	if w.evLost != 0 {
 		w.ctr.eventsLost.Add(uint64(w.evLost))
 		w.evLost = 0

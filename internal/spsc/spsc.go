@@ -9,6 +9,11 @@
 // the other may be using (race-free under the Go memory model: the atomic
 // store of tail publishes the slot it covers). The zero Ring is unusable:
 // call Init.
+//
+// A producer that records several values per batch may Stage them (a copy
+// into the slot, no atomic store) and Publish once per batch; Put is Stage
+// then Publish. The producer reads the consumer's head only when its cached
+// view of the free space runs out.
 package spsc
 
 import "sync/atomic"
@@ -16,13 +21,15 @@ import "sync/atomic"
 // Ring holds values of type T. Put must be called by one goroutine at a
 // time and Read/Skip by one (other) goroutine at a time.
 type Ring[T any] struct {
-	buf  []T
-	mask uint64
-	_    [64]byte
-	head atomic.Uint64 // next slot to read (consumer)
-	_    [56]byte
-	tail atomic.Uint64 // next slot to write (producer)
-	_    [56]byte
+	buf   []T
+	mask  uint64
+	ptail uint64 // producer: next slot to write (published or not)
+	phead uint64 // producer: the consumer's head when last read
+	_     [64]byte
+	head  atomic.Uint64 // next slot to read (consumer)
+	_     [56]byte
+	tail  atomic.Uint64 // next slot to write (producer)
+	_     [56]byte
 }
 
 // Init allocates room for size values, rounded up to a power of two.
@@ -35,15 +42,34 @@ func (r *Ring[T]) Init(size int) {
 	r.mask = uint64(n - 1)
 }
 
-// Put appends *v; it reports false (and drops v) when the ring is full.
+// Put appends *v and publishes it; it reports false (and drops v) when
+// the ring is full.
 func (r *Ring[T]) Put(v *T) bool {
-	t := r.tail.Load()
-	if t-r.head.Load() >= uint64(len(r.buf)) {
-		return false
+	ok := r.Stage(v)
+	r.Publish()
+	return ok
+}
+
+// Stage appends *v without publishing it (Publish does); it reports false
+// (and drops v) when the ring is full. Producer only.
+func (r *Ring[T]) Stage(v *T) bool {
+	if r.ptail-r.phead >= uint64(len(r.buf)) {
+		r.phead = r.head.Load()
+		if r.ptail-r.phead >= uint64(len(r.buf)) {
+			return false
+		}
 	}
-	r.buf[t&r.mask] = *v
-	r.tail.Store(t + 1)
+	r.buf[r.ptail&r.mask] = *v
+	r.ptail++
 	return true
+}
+
+// Publish makes the values staged so far visible to the reader. Producer
+// only.
+func (r *Ring[T]) Publish() {
+	if r.tail.Load() != r.ptail {
+		r.tail.Store(r.ptail)
+	}
 }
 
 // Read moves up to len(out) values into out and returns how many.

@@ -25,6 +25,34 @@ func TestRingOrderAndLoss(t *testing.T) {
 	}
 }
 
+// Staged values are invisible until Publish; a full ring refuses Stage
+// until the reader frees slots.
+func TestRingStagePublish(t *testing.T) {
+	var r Ring[int]
+	r.Init(4)
+	out := make([]int, 8)
+	for i := 0; i < 6; i++ {
+		if ok := r.Stage(&i); ok != (i < 4) {
+			t.Fatalf("Stage(%d) = %v", i, ok)
+		}
+	}
+	if n := r.Read(out); n != 0 {
+		t.Fatalf("read %d before Publish", n)
+	}
+	r.Publish()
+	if n := r.Read(out); n != 4 || out[0] != 0 || out[3] != 3 {
+		t.Fatalf("read %d: %v", n, out[:n])
+	}
+	v := 7
+	if !r.Stage(&v) {
+		t.Fatal("Stage after the reader freed the ring")
+	}
+	r.Publish()
+	if n := r.Read(out); n != 1 || out[0] != 7 {
+		t.Fatalf("read %d: %v", n, out[:n])
+	}
+}
+
 // One producer, one consumer, concurrently (run with -race): every value
 // read is one that was put, in order, and nothing is read twice.
 func TestRingConcurrent(t *testing.T) {
