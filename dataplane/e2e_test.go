@@ -28,12 +28,8 @@ type lab struct {
 
 func newLab(t *testing.T, rules firewall.RuleSet, opts ...func(*Config)) *lab {
 	netnstest.Require(t)
-	l := &lab{client: netnstest.New(t, "cli"), edge: netnstest.New(t, "edge"), server: netnstest.New(t, "srv")}
-	netnstest.Veth(t, l.client, "c0", "10.0.0.2/24", l.edge, "in", "10.0.0.1/24")
-	netnstest.Veth(t, l.edge, "out", "203.0.113.1/24", l.server, "s0", "203.0.113.2/24")
-	l.client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
-	netnstest.NoTxChecksumOffload(t, l.client, "c0")
-	netnstest.NoTxChecksumOffload(t, l.server, "s0")
+	l := &lab{}
+	l.client, l.edge, l.server = netnstest.Gateway(t, "gw")
 	cfg := labConfig(rules)
 	cfg.SNAT = &snat.Config{Mode: snat.Automap}
 	cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.DefaultProfile}}

@@ -19,20 +19,9 @@ import (
 // for want of a socket, and the kernel's forwarding is off.
 func TestKill9FailsClosed(t *testing.T) {
 	netnstest.Require(t)
-	if testing.Short() {
-		t.Skip("builds and runs the edge binary")
-	}
+	bin := netnstest.BuildEdge(t, "../cmd/edge")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "edge")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/edge").CombinedOutput(); err != nil {
-		t.Fatalf("build edge: %v\n%s", err, out)
-	}
-	client, edge, server := netnstest.New(t, "k9c"), netnstest.New(t, "k9e"), netnstest.New(t, "k9s")
-	netnstest.Veth(t, client, "c0", "10.0.0.2/24", edge, "in", "10.0.0.1/24")
-	netnstest.Veth(t, edge, "out", "203.0.113.1/24", server, "s0", "203.0.113.2/24")
-	client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
-	netnstest.NoTxChecksumOffload(t, client, "c0")
-	netnstest.NoTxChecksumOffload(t, server, "s0")
+	client, edge, server := netnstest.Gateway(t, "k9")
 	cfg := filepath.Join(dir, "edge.yaml")
 	os.WriteFile(cfg, []byte(`
 interfaces: {inside: {name: in}, outside: {name: out}}

@@ -16,14 +16,7 @@ import (
 )
 
 // waitFor polls cond every 10 ms for at most d (kernel work is asynchronous).
-func waitFor(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
+func waitFor(d time.Duration, cond func() bool) bool { return netnstest.WaitFor(d, cond) }
 
 // TestXDPProgramFailsClosed attaches the program to a veth in a namespace of
 // its own and checks, with real packets from a peer namespace: with no

@@ -35,21 +35,9 @@ rules:
 // refusals (invalid config, no daemon).
 func TestDaemonEndToEnd(t *testing.T) {
 	netnstest.Require(t)
-	if testing.Short() {
-		t.Skip("builds and runs the edge binary")
-	}
+	bin := netnstest.BuildEdge(t, ".")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "edge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build edge: %v\n%s", err, out)
-	}
-	client, edge, server := netnstest.New(t, "cpc"), netnstest.New(t, "cpe"), netnstest.New(t, "cps")
-	netnstest.Veth(t, client, "c0", "10.0.0.2/24", edge, "in", "10.0.0.1/24")
-	netnstest.Veth(t, edge, "out", "203.0.113.1/24", server, "s0", "203.0.113.2/24")
-	client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
-	netnstest.NoTxChecksumOffload(t, client, "c0")
-	netnstest.NoTxChecksumOffload(t, server, "s0")
-	edge.Run(t, "ip", "link", "set", "lo", "up")
+	client, edge, server := netnstest.Gateway(t, "cp")
 
 	cfg := filepath.Join(dir, "edge.yaml")
 	os.WriteFile(cfg, []byte(strings.Replace(e2eConfig, "%s", "", 1)), 0o644)
@@ -67,7 +55,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { daemon.Process.Signal(os.Interrupt); daemon.Wait() })
-	if !waitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
+	if !netnstest.WaitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
 		t.Fatalf("edge did not start:\n%s", logText())
 	}
 
@@ -120,16 +108,16 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 	// edge drops a packet whose next hop is not resolved yet (it asks the
 	// kernel to resolve it): warm the neighbour entries up first.
-	if !waitFor(3*time.Second, func() bool { send(9000, 1); return sinks[9000].get() > 0 }) {
+	if !netnstest.WaitFor(3*time.Second, func() bool { send(9000, 1); return sinks[9000].get() > 0 }) {
 		t.Fatalf("nothing crossed edge\n%s", logText())
 	}
 	base := sinks[9000].get()
 	send(9000, 20-base)
-	if !waitFor(2*time.Second, func() bool { return sinks[9000].get() == 20 }) {
+	if !netnstest.WaitFor(2*time.Second, func() bool { return sinks[9000].get() == 20 }) {
 		t.Fatalf("before the rule change 9000 got %d of 20\n%s", sinks[9000].get(), logText())
 	}
 	send(9001, 5)
-	if !waitFor(2*time.Second, func() bool { return sinks[9001].get() == 5 }) {
+	if !netnstest.WaitFor(2*time.Second, func() bool { return sinks[9001].get() == 5 }) {
 		t.Fatalf("before the rule change 9001 got %d of 5", sinks[9001].get())
 	}
 
@@ -165,12 +153,12 @@ func TestDaemonEndToEnd(t *testing.T) {
 	sinks[9002] = newSink(t, server, 9002)
 	send(9002, 5)
 	send(9000, 5) // the existing flow still crosses
-	if !waitFor(2*time.Second, func() bool { return sinks[9000].get() == 25 }) {
+	if !netnstest.WaitFor(2*time.Second, func() bool { return sinks[9000].get() == 25 }) {
 		t.Fatalf("after the rule change the existing flow got %d of 25", sinks[9000].get())
 	}
 	// The 9002 datagrams went out before the last 9000 ones, which have
 	// arrived: once edge counts all five as dropped, none can still cross.
-	if !waitFor(2*time.Second, func() bool { return regexpLine(mustCLI("stats"), "firewall_drop", 5) }) {
+	if !netnstest.WaitFor(2*time.Second, func() bool { return regexpLine(mustCLI("stats"), "firewall_drop", 5) }) {
 		t.Fatalf("stats do not count 5 firewall_drop:\n%s", mustCLI("stats"))
 	}
 	if n := sinks[9002].get(); n != 0 {
@@ -232,15 +220,6 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if err == nil || !strings.Contains(string(b), "not running") {
 		t.Fatalf("status without a daemon: %v\n%s", err, b)
 	}
-}
-
-func waitFor(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
 }
 
 // regexpLine reports whether a line of out names key with value n.
@@ -329,7 +308,7 @@ func startEvents(t *testing.T, bin, sock string) *eventLog {
 }
 
 func (l *eventLog) waitFor(d time.Duration, match func(map[string]any) bool) bool {
-	return waitFor(d, func() bool {
+	return netnstest.WaitFor(d, func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		for _, e := range l.events {

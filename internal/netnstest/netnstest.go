@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/vishvananda/netns"
@@ -161,4 +163,47 @@ func run(t testing.TB, args ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// Gateway makes the namespaces every gateway test uses, named after prefix:
+// client (c0 10.0.0.2/24, default route via 10.0.0.1) -- edge (in
+// 10.0.0.1/24, out 203.0.113.1/24, loopback up) -- server (s0
+// 203.0.113.2/24, no route back to the client's subnet), with transmit
+// checksum offload off where the kernel sends (NoTxChecksumOffload).
+func Gateway(t testing.TB, prefix string) (client, edge, server *NS) {
+	t.Helper()
+	client, edge, server = New(t, prefix+"c"), New(t, prefix+"e"), New(t, prefix+"s")
+	Veth(t, client, "c0", "10.0.0.2/24", edge, "in", "10.0.0.1/24")
+	Veth(t, edge, "out", "203.0.113.1/24", server, "s0", "203.0.113.2/24")
+	client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
+	edge.Run(t, "ip", "link", "set", "lo", "up")
+	NoTxChecksumOffload(t, client, "c0")
+	NoTxChecksumOffload(t, server, "s0")
+	return client, edge, server
+}
+
+// BuildEdge builds the edge command (pkg: its package path relative to the
+// test's directory, e.g. "../cmd/edge") into a temporary directory and
+// returns the binary's path. It skips under -short.
+func BuildEdge(t testing.TB, pkg string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the edge binary")
+	}
+	bin := filepath.Join(t.TempDir(), "edge")
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("build edge: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// WaitFor polls cond every 10 ms until it holds or d has passed, and
+// reports whether it held.
+func WaitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }
