@@ -188,7 +188,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			dests = busiest(dests, MaxMetricDestinations)
 		}
 		for _, d := range dests {
-			a, dst, p, z := d.Addr.String(), d.Dst.String(), protoLabel(d.Proto), strconv.Itoa(int(d.Zone))
+			a, dst, p, z := d.Addr.String(), d.Dst.String(), pbProto(d.Proto), strconv.Itoa(int(d.Zone))
 			gauge(c.snatPorts, float64(d.InUse), a, dst, p, z, "in_use")
 			gauge(c.snatPorts, float64(d.Quarantined), a, dst, p, z, "quarantined")
 			gauge(c.snatPorts, float64(d.Free), a, dst, p, z, "free")
@@ -226,20 +226,6 @@ func busiest(ds []snat.DestStat, n int) []snat.DestStat {
 		return cmp.Or(cmp.Compare(y.InUse, x.InUse), cmp.Compare(y.Exhausted, x.Exhausted))
 	})
 	return out[:min(n, len(out))]
-}
-
-func protoLabel(p uint8) string {
-	switch p {
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 1:
-		return "icmp"
-	case 58:
-		return "icmpv6"
-	}
-	return strconv.Itoa(int(p))
 }
 
 // MetricsHandler returns an HTTP handler serving c (and Go runtime
