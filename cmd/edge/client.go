@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -336,12 +337,7 @@ func dash(s string) string {
 	return s
 }
 
-func hostPort(a string, p uint32) string {
-	if strings.Contains(a, ":") {
-		return "[" + a + "]:" + strconv.Itoa(int(p))
-	}
-	return a + ":" + strconv.Itoa(int(p))
-}
+func hostPort(a string, p uint32) string { return net.JoinHostPort(a, strconv.Itoa(int(p))) }
 
 // parseTuple reads "PROTO SRC:PORT [->] DST:PORT [zone N]" from args
 // (one quoted argument or several), the form `edge flows` and events print.
