@@ -361,7 +361,12 @@ func (n *NAT) ours(i uint16) bool {
 // of the address alone, so one inside host keeps one outside address on
 // every worker ("paired" pooling).
 func (n *NAT) pair(src *[16]byte, count int) int {
+	// Two rounds: an IPv4 address (IPv4-mapped) varies only in the top 32
+	// bits of the second word, and one multiply-fold leaves the top bits of
+	// its result (which choose the address below) poorly mixed: 64 hosts
+	// of a /24 used only 2 of 4 addresses for about 1 key in 75.
 	h := mix(binary.LittleEndian.Uint64(src[0:8])^n.pairKey[0], binary.LittleEndian.Uint64(src[8:16])^n.pairKey[1])
+	h = mix(h^n.pairKey[0], 0x9e3779b97f4a7c15) // golden-ratio odd constant
 	hi, _ := bits.Mul64(h, uint64(count))
 	return int(hi)
 }
