@@ -12,6 +12,7 @@ import (
 var hotPath = map[string][]string{
 	"github.com/edgegw/edge/header":        leafForbidden,
 	"github.com/edgegw/edge/drop":          leafForbidden,
+	"github.com/edgegw/edge/frag":          leafForbidden,
 	"github.com/edgegw/edge/conntrack":     leafForbidden,
 	"github.com/edgegw/edge/internal/spsc": leafForbidden,
 	"github.com/edgegw/edge/firewall":      leafForbidden,
