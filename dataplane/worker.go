@@ -423,6 +423,10 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.drop(r)
 			continue
 		}
+		if r := checkIP(frame[header.EthernetLen:]); r != drop.None {
+			w.dropPkt(r, in, &w.pkts[n])
+			continue
+		}
 		if !forwardable(&w.pkts[n].Key) {
 			w.dropPkt(drop.NotForwardable, in, &w.pkts[n])
 			continue
@@ -532,6 +536,22 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		w.forward(in, p, w.frames[i], out, hop)
 	}
+}
+
+// checkIP applies the router's checks on the IP header of ip, which
+// conntrack.Parse accepted (lengths valid, IPv4 not a fragment):
+// fixed offsets, no allocation.
+//
+//   - IPv4: the header checksum must be right (RFC 1812 5.2.2): a packet
+//     with a wrong one is dropped, never forwarded with the wrong checksum
+//     incrementally "updated".
+func checkIP(ip []byte) drop.Reason {
+	if ip[0]>>4 == 4 {
+		if !header.IPv4(ip).IsChecksumValid() {
+			return drop.BadIPChecksum
+		}
+	}
+	return drop.None
 }
 
 // forwardable reports whether a key's addresses may be routed: never

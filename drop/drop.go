@@ -70,6 +70,9 @@ const (
 	// NSX compatibility mode (conntrack.Policy.NSXCompat; off by default).
 	NSXSynAckOnClosing // a SYN-ACK met a CLOSING entry: dropped (and ICMP 3/3 sent) as the NSX-T gateway firewall does
 
+	// Router checks on the IP header (RFC 1812 5.2.2, 5.3.7; data plane).
+	BadIPChecksum // IPv4 header checksum wrong
+
 	NumReasons
 )
 
@@ -113,6 +116,8 @@ var names = [NumReasons]string{
 	ICMPBuildFailed:      "icmp_build_failed",
 	ICMPBadChecksum:      "icmp_bad_checksum",
 	NSXSynAckOnClosing:   "nsx_synack_on_closing",
+
+	BadIPChecksum: "bad_ip_checksum",
 }
 
 var help = [NumReasons]string{
@@ -156,6 +161,8 @@ var help = [NumReasons]string{
 	ICMPBuildFailed:      "ICMP error not built: transmit buffer too small, or kind, MTU or source address invalid for the packet's family",
 	ICMPBadChecksum:      "ICMP error not translated: bad ICMP checksum or bad quoted IPv4 header checksum (RFC 5508 REQ-3)",
 	NSXSynAckOnClosing:   "NSX compatibility mode: SYN-ACK on a CLOSING entry dropped and answered with ICMP port unreachable, reproducing the NSX-T incident",
+
+	BadIPChecksum: "IPv4 header checksum wrong: dropped, never forwarded with an updated checksum (RFC 1812 5.2.2)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".

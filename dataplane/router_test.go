@@ -1,0 +1,84 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/hex"
+	"net/netip"
+	"testing"
+
+	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/header/headertest"
+)
+
+// Golden packets for the router's checks on what arrives (RFC 1812,
+// RFC 3704, RFC 4291, RFC 6946): each case is {description, input frame and
+// port, expected verdict (egress port or drop reason), expected output}.
+
+type routerCase struct {
+	name   string
+	in     int         // ingress port
+	frame  []byte      // as received
+	reason drop.Reason // expected drop reason; drop.None: forwarded
+	port   int         // expected egress port when forwarded
+	want   []byte      // expected output frame when forwarded
+}
+
+func runRouterCases(t *testing.T, tp *testPipeline, cases []routerCase) {
+	t.Helper()
+	for _, c := range cases {
+		out, r := tp.send(c.in, c.frame)
+		switch {
+		case c.want == nil && (out != nil || r != c.reason):
+			t.Errorf("%s: got output %v reason %v; want drop %v", c.name, out != nil, r, c.reason)
+		case c.want != nil && out == nil:
+			t.Errorf("%s: dropped (%v)", c.name, r)
+		case c.want != nil && (out.port != c.port || !bytes.Equal(out.frame, c.want)):
+			t.Errorf("%s: port %d\n got %s\nwant %s", c.name, out.port, hex.EncodeToString(out.frame), hex.EncodeToString(c.want))
+		}
+	}
+}
+
+// edit returns a copy of frame with f applied to its IP packet; fix
+// recomputes the IPv4 header checksum afterwards.
+func edit(frame []byte, fix bool, f func(ip []byte)) []byte {
+	c := append([]byte(nil), frame...)
+	ip := c[header.EthernetLen:]
+	f(ip)
+	if fix && ip[0]>>4 == 4 {
+		h := header.IPv4(ip)
+		h.SetChecksum(h.CalculateChecksum())
+	}
+	return c
+}
+
+// udpSpec is a UDP datagram to port 53 (a fresh flow per source port).
+func udpSpec(src, dst netip.Addr, sport uint16) headertest.Spec {
+	return headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoUDP, SrcPort: sport, DstPort: 53, Payload: []byte("query")}
+}
+
+// An IPv4 header with a wrong checksum is dropped (RFC 1812 5.2.2), not
+// forwarded with the wrong checksum incrementally updated; the flow it
+// would have opened is not created.
+func TestRouterIPv4Checksum(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	good := eth(udpSpec(ipClient, ipServer, 7001), macClient, macEdgeIn)
+	bad := edit(good, false, func(ip []byte) { ip[10] ^= 0x40 })
+	runRouterCases(t, tp, []routerCase{
+		{name: "header checksum off by one bit", in: 0, frame: bad, reason: drop.BadIPChecksum},
+		{name: "checksum right but header changed after it (TTL)", in: 0,
+			frame: edit(good, false, func(ip []byte) { ip[8] = 200 }), reason: drop.BadIPChecksum},
+		{name: "from the outside too", in: 1,
+			frame: edit(eth(udpSpec(ipServer, ipSNAT, 53), macServer, macEdgeOut), false, func(ip []byte) { ip[11]++ }),
+			reason: drop.BadIPChecksum},
+	})
+	if n := tp.w.shard.Len(); n != 0 {
+		t.Errorf("%d flows created by packets with a bad checksum", n)
+	}
+	// The same datagram with its checksum right is forwarded.
+	if out, r := tp.send(0, good); out == nil || out.port != 1 {
+		t.Fatalf("good checksum: dropped (%v)", r)
+	} else if !header.IPv4(out.frame[header.EthernetLen:]).IsChecksumValid() {
+		t.Fatalf("forwarded with a wrong checksum: %x", out.frame)
+	}
+}
