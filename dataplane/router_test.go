@@ -69,7 +69,7 @@ func TestRouterIPv4Checksum(t *testing.T) {
 		{name: "checksum right but header changed after it (TTL)", in: 0,
 			frame: edit(good, false, func(ip []byte) { ip[8] = 200 }), reason: drop.BadIPChecksum},
 		{name: "from the outside too", in: 1,
-			frame: edit(eth(udpSpec(ipServer, ipSNAT, 53), macServer, macEdgeOut), false, func(ip []byte) { ip[11]++ }),
+			frame:  edit(eth(udpSpec(ipServer, ipSNAT, 53), macServer, macEdgeOut), false, func(ip []byte) { ip[11]++ }),
 			reason: drop.BadIPChecksum},
 	})
 	if n := tp.w.shard.Len(); n != 0 {
@@ -80,5 +80,30 @@ func TestRouterIPv4Checksum(t *testing.T) {
 		t.Fatalf("good checksum: dropped (%v)", r)
 	} else if !header.IPv4(out.frame[header.EthernetLen:]).IsChecksumValid() {
 		t.Fatalf("forwarded with a wrong checksum: %x", out.frame)
+	}
+}
+
+// The IP version must be the one the EtherType announces: an IPv4 packet
+// in an IPv6 frame was translated and forwarded as IPv4.
+func TestRouterEtherTypeMismatch(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	v4 := eth(udpSpec(ipClient, ipServer, 7101), macClient, macEdgeIn)
+	v6 := eth(udpSpec(netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1"), 7102), macServer, macEdgeOut)
+	retype := func(f []byte, et uint16) []byte {
+		c := append([]byte(nil), f...)
+		header.Ethernet(c).SetEtherType(et)
+		return c
+	}
+	runRouterCases(t, tp, []routerCase{
+		{name: "IPv4 packet in an IPv6 (0x86dd) frame", in: 0, frame: retype(v4, header.EtherTypeIPv6), reason: drop.EtherTypeMismatch},
+		{name: "IPv6 packet in an IPv4 (0x0800) frame", in: 1, frame: retype(v6, header.EtherTypeIPv4), reason: drop.EtherTypeMismatch},
+		{name: "IPv4 packet in an ARP frame", in: 0, frame: retype(v4, 0x0806), reason: drop.EtherTypeMismatch},
+		{name: "Ethernet header alone: truncated", in: 0, frame: v4[:header.EthernetLen], reason: drop.Truncated},
+	})
+	if n := tp.w.shard.Len(); n != 0 {
+		t.Errorf("%d flows created by mistyped frames", n)
+	}
+	if out, r := tp.send(0, v4); out == nil || out.port != 1 {
+		t.Fatalf("IPv4 in an IPv4 frame: dropped (%v)", r)
 	}
 }

@@ -419,6 +419,10 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.drop(drop.NotForwardable)
 			continue
 		}
+		if !ipVersionMatches(frame) {
+			w.drop(drop.EtherTypeMismatch)
+			continue
+		}
 		if r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n]); r != drop.None {
 			w.drop(r)
 			continue
@@ -536,6 +540,25 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		w.forward(in, p, w.frames[i], out, hop)
 	}
+}
+
+// ipVersionMatches reports whether the IP packet in frame (at least an
+// Ethernet header) has the version its EtherType announces: conntrack.Parse
+// goes by the version nibble alone, and an IPv4 packet in an IPv6 frame
+// must not be forwarded as IPv4. A frame with nothing after the Ethernet
+// header passes (Parse counts it truncated).
+func ipVersionMatches(frame []byte) bool {
+	v := uint8(0)
+	if len(frame) > header.EthernetLen {
+		v = frame[header.EthernetLen] >> 4
+	}
+	switch header.Ethernet(frame).EtherType() {
+	case header.EtherTypeIPv4:
+		return v == 4 || len(frame) == header.EthernetLen
+	case header.EtherTypeIPv6:
+		return v == 6 || len(frame) == header.EthernetLen
+	}
+	return false
 }
 
 // checkIP applies the router's checks on the IP header of ip, which

@@ -71,7 +71,8 @@ const (
 	NSXSynAckOnClosing // a SYN-ACK met a CLOSING entry: dropped (and ICMP 3/3 sent) as the NSX-T gateway firewall does
 
 	// Router checks on the IP header (RFC 1812 5.2.2, 5.3.7; data plane).
-	BadIPChecksum // IPv4 header checksum wrong
+	BadIPChecksum     // IPv4 header checksum wrong
+	EtherTypeMismatch // the IP version is not the one the EtherType announces
 
 	NumReasons
 )
@@ -117,7 +118,8 @@ var names = [NumReasons]string{
 	ICMPBadChecksum:      "icmp_bad_checksum",
 	NSXSynAckOnClosing:   "nsx_synack_on_closing",
 
-	BadIPChecksum: "bad_ip_checksum",
+	BadIPChecksum:     "bad_ip_checksum",
+	EtherTypeMismatch: "ethertype_mismatch",
 }
 
 var help = [NumReasons]string{
@@ -162,7 +164,8 @@ var help = [NumReasons]string{
 	ICMPBadChecksum:      "ICMP error not translated: bad ICMP checksum or bad quoted IPv4 header checksum (RFC 5508 REQ-3)",
 	NSXSynAckOnClosing:   "NSX compatibility mode: SYN-ACK on a CLOSING entry dropped and answered with ICMP port unreachable, reproducing the NSX-T incident",
 
-	BadIPChecksum: "IPv4 header checksum wrong: dropped, never forwarded with an updated checksum (RFC 1812 5.2.2)",
+	BadIPChecksum:     "IPv4 header checksum wrong: dropped, never forwarded with an updated checksum (RFC 1812 5.2.2)",
+	EtherTypeMismatch: "IP version differs from the EtherType (an IPv4 packet in an IPv6 frame or the reverse), or an EtherType that is not IP",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
