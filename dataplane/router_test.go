@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/header/headertest"
@@ -105,5 +106,37 @@ func TestRouterEtherTypeMismatch(t *testing.T) {
 	}
 	if out, r := tp.send(0, v4); out == nil || out.port != 1 {
 		t.Fatalf("IPv4 in an IPv4 frame: dropped (%v)", r)
+	}
+}
+
+// An IPv6 packet with an IPv4-mapped address has the flow key of an IPv4
+// packet: it opened an IPv4 flow (and took an IPv4 SNAT port), or matched
+// one. Mapped and compatible addresses are refused before anything is
+// created, in the header and in the packet an ICMPv6 error quotes.
+func TestRouterIPv6EmbeddedIPv4(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	m := func(a netip.Addr) netip.Addr { return netip.AddrFrom16(a.As16()) } // ::ffff:a.b.c.d
+	v6 := netip.MustParseAddr
+	// An IPv4 flow whose reply tuple the last cases aim at.
+	if out, r := tp.send(0, eth(udpSpec(ipClient, ipServer, 7201), macClient, macEdgeIn)); out == nil {
+		t.Fatalf("IPv4 flow: dropped (%v)", r)
+	}
+	nat := tp.natPort(conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, 7201), netip.AddrPortFrom(ipServer, 53)))
+	flows := tp.w.shard.Len()
+	toNAT := headertest.Spec{Src: m(ipServer), Dst: m(ipSNAT), Proto: header.ProtoUDP, SrcPort: 53, DstPort: nat, Payload: []byte("answer")}
+	icmpErr := headertest.Spec{Src: v6("2001:db8::9"), Dst: v6("2001:db8::1"), Proto: header.ProtoICMPv6,
+		ICMPType: header.ICMPv6DestUnreachable, Quote: headertest.Build(udpSpec(v6("2001:db8::1"), m(ipServer), 7202))}
+	runRouterCases(t, tp, []routerCase{
+		{name: "IPv6 from inside between IPv4-mapped addresses", in: 0,
+			frame: eth(udpSpec(m(ipClient), m(ipServer), 7203), macClient, macEdgeIn), reason: drop.BadIPv6Address},
+		{name: "IPv6 from outside to an IPv4-compatible address", in: 1,
+			frame: eth(udpSpec(v6("2001:db8::5"), v6("::203.0.113.1"), 53), macServer, macEdgeOut), reason: drop.BadIPv6Address},
+		{name: "IPv6 from outside aimed at an IPv4 flow's reply tuple", in: 1,
+			frame: eth(toNAT, macServer, macEdgeOut), reason: drop.BadIPv6Address},
+		{name: "ICMPv6 error quoting a packet to an IPv4-mapped address", in: 1,
+			frame: eth(icmpErr, macServer, macEdgeOut), reason: drop.BadIPv6Address},
+	})
+	if n := tp.w.shard.Len(); n != flows {
+		t.Errorf("%d flows created by IPv6 packets with IPv4 addresses", n-flows)
 	}
 }

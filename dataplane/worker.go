@@ -427,7 +427,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.drop(r)
 			continue
 		}
-		if r := checkIP(frame[header.EthernetLen:]); r != drop.None {
+		if r := checkIP(frame[header.EthernetLen:], &w.pkts[n]); r != drop.None {
 			w.dropPkt(r, in, &w.pkts[n])
 			continue
 		}
@@ -562,17 +562,26 @@ func ipVersionMatches(frame []byte) bool {
 }
 
 // checkIP applies the router's checks on the IP header of ip, which
-// conntrack.Parse accepted (lengths valid, IPv4 not a fragment):
+// conntrack.Parse accepted as p (lengths valid, IPv4 not a fragment):
 // fixed offsets, no allocation.
 //
 //   - IPv4: the header checksum must be right (RFC 1812 5.2.2): a packet
 //     with a wrong one is dropped, never forwarded with the wrong checksum
 //     incrementally "updated".
-func checkIP(ip []byte) drop.Reason {
+//   - IPv6: no IPv4-mapped or -compatible address, in the header or in the
+//     packet an ICMPv6 error quotes (p.Key): flow keys hold IPv4 in mapped
+//     form, so such a packet would open (or match) an IPv4 flow and take
+//     an IPv4 SNAT port.
+func checkIP(ip []byte, p *conntrack.Packet) drop.Reason {
 	if ip[0]>>4 == 4 {
 		if !header.IPv4(ip).IsChecksumValid() {
 			return drop.BadIPChecksum
 		}
+		return drop.None
+	}
+	if header.IsIPv4Embedded((*[16]byte)(ip[8:24])) || header.IsIPv4Embedded((*[16]byte)(ip[24:40])) ||
+		header.IsIPv4Embedded(&p.Key.Src) || header.IsIPv4Embedded(&p.Key.Dst) {
+		return drop.BadIPv6Address
 	}
 	return drop.None
 }

@@ -73,6 +73,7 @@ const (
 	// Router checks on the IP header (RFC 1812 5.2.2, 5.3.7; data plane).
 	BadIPChecksum     // IPv4 header checksum wrong
 	EtherTypeMismatch // the IP version is not the one the EtherType announces
+	BadIPv6Address    // an IPv6 header (or the one an ICMPv6 error quotes) carries an IPv4-mapped or -compatible address
 
 	NumReasons
 )
@@ -120,6 +121,7 @@ var names = [NumReasons]string{
 
 	BadIPChecksum:     "bad_ip_checksum",
 	EtherTypeMismatch: "ethertype_mismatch",
+	BadIPv6Address:    "bad_ipv6_address",
 }
 
 var help = [NumReasons]string{
@@ -166,6 +168,7 @@ var help = [NumReasons]string{
 
 	BadIPChecksum:     "IPv4 header checksum wrong: dropped, never forwarded with an updated checksum (RFC 1812 5.2.2)",
 	EtherTypeMismatch: "IP version differs from the EtherType (an IPv4 packet in an IPv6 frame or the reverse), or an EtherType that is not IP",
+	BadIPv6Address:    "IPv6 packet (or the packet an ICMPv6 error quotes) with an IPv4-mapped (::ffff:0:0/96) or IPv4-compatible (::/96) address (RFC 4291 2.5.5)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
