@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/header/headertest"
 )
@@ -139,4 +140,75 @@ func TestRouterIPv6EmbeddedIPv4(t *testing.T) {
 	if n := tp.w.shard.Len(); n != flows {
 		t.Errorf("%d flows created by IPv6 packets with IPv4 addresses", n-flows)
 	}
+}
+
+// v6Pipeline is the test pipeline with an inside IPv6 network (fd00::/64,
+// host fd00::2 known) and a rule letting the outside open flows to it (no
+// SNAT from the outside).
+func v6Pipeline(t *testing.T) *testPipeline {
+	rules := firewall.RuleSet{Default: firewall.Drop, Rules: []firewall.Rule{
+		{Name: "outbound", Zone: firewall.Inside, Action: firewall.Allow},
+		{Name: "to-v6-host", Zone: firewall.Outside, Dst: []netip.Prefix{netip.MustParsePrefix("fd00::2/128")}, Action: firewall.Allow},
+	}}
+	tp := newTestPipeline(t, rules, 1024)
+	rt, err := NewRoutes(append([]Route{{Dst: netip.MustParsePrefix("fd00::/64"), Port: 0}}, testRoutes...), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.e.routes.Store(rt)
+	tp.e.neigh.store(map[neighKey][6]byte{
+		{1, ipClient.As16()}:                           macClient,
+		{1, netip.MustParseAddr("fd00::2").As16()}:     macClient,
+		{2, ipServer.As16()}:                           macServer,
+		{2, netip.MustParseAddr("2001:db8::5").As16()}: macServer,
+	})
+	return tp
+}
+
+// withFragHeader returns a copy of the IPv6 frame with a Fragment header
+// (offset off, M flag more, identification 0x1234) between the fixed header
+// and the upper layer.
+func withFragHeader(frame []byte, off uint16, more bool) []byte {
+	const at = header.EthernetLen + header.IPv6Len
+	ip := header.IPv6(frame[header.EthernetLen:])
+	fo := off &^ 7
+	if more {
+		fo |= 1
+	}
+	fh := []byte{ip.NextHeader(), 0, byte(fo >> 8), byte(fo), 0, 0, 0x12, 0x34}
+	c := append(append(append([]byte(nil), frame[:at]...), fh...), frame[at:]...)
+	h := header.IPv6(c[header.EthernetLen:])
+	h.SetNextHeader(header.ProtoFragment)
+	h.SetPayloadLen(ip.PayloadLen() + 8)
+	return c
+}
+
+// An IPv6 atomic fragment (Fragment header with offset 0 and M clear,
+// RFC 6946) is a whole packet: it is tracked, forwarded and answered like
+// one. It was dropped as a fragment.
+func TestRouterIPv6AtomicFragment(t *testing.T) {
+	tp := v6Pipeline(t)
+	src, dst := netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("fd00::2")
+	in := udpSpec(src, dst, 7301)
+	atomic := withFragHeader(eth(in, macServer, macEdgeOut), 0, false)
+	out := in
+	out.TTL = 63
+	runRouterCases(t, tp, []routerCase{
+		{name: "atomic fragment opens a flow and is forwarded whole", in: 1, frame: atomic,
+			port: 0, want: withFragHeader(eth(out, macEdgeIn, macClient), 0, false)},
+		{name: "first fragment of a real train: still dropped (no reassembly)", in: 1,
+			frame: withFragHeader(eth(udpSpec(src, dst, 7302), macServer, macEdgeOut), 0, true), reason: drop.Fragment},
+		{name: "non-first fragment: still dropped", in: 1,
+			frame: withFragHeader(eth(udpSpec(src, dst, 7303), macServer, macEdgeOut), 8, false), reason: drop.Fragment},
+	})
+	// The reply from the inside host matches the flow the atomic fragment
+	// opened.
+	reply := udpSpec(dst, src, 53)
+	reply.DstPort = 7301
+	back := reply
+	back.TTL = 63
+	runRouterCases(t, tp, []routerCase{
+		{name: "reply to the atomic fragment's flow", in: 0, frame: eth(reply, macClient, macEdgeIn),
+			port: 1, want: eth(back, macEdgeOut, macServer)},
+	})
 }
