@@ -54,6 +54,10 @@ type File struct {
 		Ring       int   `yaml:"ring"`        // descriptors per ring (default 2048)
 		NeedWakeup *bool `yaml:"need_wakeup"` // default true
 	} `yaml:"xdp"`
+
+	// SourceRoute is what becomes of IPv4 packets with a loose or strict
+	// source route option: drop (the default) or forward.
+	SourceRoute string `yaml:"source_route"`
 }
 
 type Interface struct {
@@ -227,6 +231,13 @@ func (f *File) convert() (dataplane.Config, error) {
 		c.Routes = append(c.Routes, rt)
 	}
 	c.KernelRoutes = f.RoutesFromKernel
+	switch f.SourceRoute {
+	case "", "drop":
+	case "forward":
+		c.ForwardSourceRouted = true
+	default:
+		return c, ferr("source_route", "must be drop or forward")
+	}
 	c.Conntrack = conntrack.Config{MaxFlows: f.Conntrack.MaxFlows, HistorySize: f.Conntrack.History}
 	profiles := []conntrack.Profile{conntrack.DefaultProfile, conntrack.NSXGatewayProfile}
 	for i, p := range f.Profiles {

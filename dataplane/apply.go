@@ -331,7 +331,7 @@ var testAfterManagement func()
 // in conntrack). changed lists the top-level configuration-file fields
 // that differ from the configuration in force ("rules", "default_action",
 // "routes", "routes_from_kernel", "management", "conntrack", "profiles",
-// "nsx_compat", "snat"), in the file's order; with dryRun they are what
+// "nsx_compat", "snat", "source_route"), in the file's order; with dryRun they are what
 // would change. cfg.Logf is ignored (New's stays). Safe from any goroutine
 // while the workers run; applies are serialized.
 func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
@@ -523,6 +523,7 @@ func diff(old, c *Config, oldNAT, sc *snat.Config) []string {
 	add("rules", !(len(old.Rules.Rules) == 0 && len(c.Rules.Rules) == 0) && !reflect.DeepEqual(old.Rules.Rules, c.Rules.Rules))
 	add("default_action", old.Rules.Default != c.Rules.Default)
 	add("nsx_compat", op.NSXCompat != cp.NSXCompat)
+	add("source_route", old.ForwardSourceRouted != c.ForwardSourceRouted)
 	return out
 }
 

@@ -42,6 +42,9 @@ type Config struct {
 	Rules           firewall.RuleSet
 	SNAT            *snat.Config // nil: no translation
 	Conntrack       conntrack.Config
+	// ForwardSourceRouted forwards IPv4 packets with a loose or strict
+	// source route option; by default they are dropped (source_routed).
+	ForwardSourceRouted bool
 
 	Frames     int  // UMEM frames per socket; default 4096
 	Ring       int  // descriptors per ring; default 2048

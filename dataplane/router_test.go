@@ -212,3 +212,66 @@ func TestRouterIPv6AtomicFragment(t *testing.T) {
 			port: 1, want: eth(back, macEdgeOut, macServer)},
 	})
 }
+
+// withOptions returns a copy of the IPv4 frame with opts (padded with EOL
+// to a multiple of 4) after the fixed header, lengths and checksum fixed.
+func withOptions(frame []byte, opts []byte) []byte {
+	o := append([]byte(nil), opts...)
+	for len(o)%4 != 0 {
+		o = append(o, header.IPv4OptEOL)
+	}
+	at := header.EthernetLen + header.IPv4MinLen
+	c := append(append(append([]byte(nil), frame[:at]...), o...), frame[at:]...)
+	h := header.IPv4(c[header.EthernetLen:])
+	h[0] = 0x40 | byte((header.IPv4MinLen+len(o))/4)
+	h.SetTotalLen(h.TotalLen() + uint16(len(o)))
+	h.SetChecksum(h.CalculateChecksum())
+	return c
+}
+
+// Source-route options (LSRR, SSRR) are dropped unless the configuration
+// forwards them (RFC 7126 4.3, 4.4); malformed options are dropped; other
+// options are forwarded as they are.
+func TestRouterIPv4Options(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	lsrr := []byte{header.IPv4OptLSRR, 7, 4, 203, 0, 113, 2}
+	ssrr := []byte{header.IPv4OptSSRR, 7, 4, 203, 0, 113, 2}
+	rr := []byte{7, 7, 4, 0, 0, 0, 0} // record route
+	frame := func(sport uint16, opts []byte) []byte {
+		return withOptions(eth(udpSpec(ipClient, ipServer, sport), macClient, macEdgeIn), opts)
+	}
+	runRouterCases(t, tp, []routerCase{
+		{name: "loose source route", in: 0, frame: frame(7401, lsrr), reason: drop.SourceRouted},
+		{name: "strict source route after a NOP", in: 0, frame: frame(7402, append([]byte{1}, ssrr...)), reason: drop.SourceRouted},
+		{name: "loose source route from the outside", in: 1,
+			frame: withOptions(eth(udpSpec(ipServer, ipSNAT, 53), macServer, macEdgeOut), lsrr), reason: drop.SourceRouted},
+		{name: "option length 1", in: 0, frame: frame(7403, []byte{7, 1}), reason: drop.BadIPOptions},
+		{name: "option running past the header", in: 0, frame: frame(7404, []byte{1, 1, 7, 9}), reason: drop.BadIPOptions},
+	})
+	if n := tp.w.shard.Len(); n != 0 {
+		t.Errorf("%d flows created by source-routed or malformed packets", n)
+	}
+	// Record route is forwarded, translated, options untouched.
+	out, r := tp.send(0, frame(7405, rr))
+	if out == nil {
+		t.Fatalf("record route: dropped (%v)", r)
+	}
+	nat := tp.natPort(conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, 7405), netip.AddrPortFrom(ipServer, 53)))
+	want := udpSpec(ipSNAT, ipServer, nat)
+	want.TTL = 63
+	if w := withOptions(eth(want, macEdgeOut, macServer), rr); out.port != 1 || !bytes.Equal(out.frame, w) {
+		t.Fatalf("record route: port %d\n got %x\nwant %x", out.port, out.frame, w)
+	}
+	// Configured to forward them, source routes are forwarded like any
+	// other option (edge does not act on them: the destination is not
+	// rewritten).
+	cur := *tp.e.cur.Load()
+	cur.ForwardSourceRouted = true
+	tp.e.cur.Store(&cur)
+	if out, r := tp.send(0, frame(7406, lsrr)); out == nil || out.port != 1 {
+		t.Fatalf("source route with forward_source_routed: dropped (%v)", r)
+	}
+	if _, r := tp.send(0, frame(7407, []byte{7, 1})); r != drop.BadIPOptions {
+		t.Fatalf("malformed options with forward_source_routed: %v, want %v", r, drop.BadIPOptions)
+	}
+}

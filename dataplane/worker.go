@@ -406,6 +406,7 @@ func (w *worker) process(in int, descs []xdp.Desc, now conntrack.Time) {
 // (w.txq). Golden tests drive it directly.
 func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	w.now = now
+	cfg := w.e.cur.Load()
 	n := 0
 	for _, frame := range frames {
 		if len(frame) < header.EthernetLen {
@@ -427,7 +428,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.drop(r)
 			continue
 		}
-		if r := checkIP(frame[header.EthernetLen:], &w.pkts[n]); r != drop.None {
+		if r := checkIP(frame[header.EthernetLen:], &w.pkts[n], cfg); r != drop.None {
 			w.dropPkt(r, in, &w.pkts[n])
 			continue
 		}
@@ -567,15 +568,28 @@ func ipVersionMatches(frame []byte) bool {
 //
 //   - IPv4: the header checksum must be right (RFC 1812 5.2.2): a packet
 //     with a wrong one is dropped, never forwarded with the wrong checksum
-//     incrementally "updated".
+//     incrementally "updated". Options are walked only when present (IHL
+//     above 5): malformed ones are dropped, and so are source routes (LSRR,
+//     SSRR; RFC 7126 4.3, 4.4) unless cfg.ForwardSourceRouted. Other
+//     options are forwarded as they are.
 //   - IPv6: no IPv4-mapped or -compatible address, in the header or in the
 //     packet an ICMPv6 error quotes (p.Key): flow keys hold IPv4 in mapped
 //     form, so such a packet would open (or match) an IPv4 flow and take
 //     an IPv4 SNAT port.
-func checkIP(ip []byte, p *conntrack.Packet) drop.Reason {
+func checkIP(ip []byte, p *conntrack.Packet, cfg *Config) drop.Reason {
 	if ip[0]>>4 == 4 {
-		if !header.IPv4(ip).IsChecksumValid() {
+		h := header.IPv4(ip)
+		if !h.IsChecksumValid() {
 			return drop.BadIPChecksum
+		}
+		if h.HeaderLen() > header.IPv4MinLen {
+			routed, valid := h.SourceRouted()
+			switch {
+			case !valid:
+				return drop.BadIPOptions
+			case routed && !cfg.ForwardSourceRouted:
+				return drop.SourceRouted
+			}
 		}
 		return drop.None
 	}

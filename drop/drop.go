@@ -74,6 +74,8 @@ const (
 	BadIPChecksum     // IPv4 header checksum wrong
 	EtherTypeMismatch // the IP version is not the one the EtherType announces
 	BadIPv6Address    // an IPv6 header (or the one an ICMPv6 error quotes) carries an IPv4-mapped or -compatible address
+	SourceRouted      // IPv4 loose or strict source route option (dropped unless configured otherwise)
+	BadIPOptions      // IPv4 options malformed: an option length below 2 or past the header
 
 	NumReasons
 )
@@ -122,6 +124,8 @@ var names = [NumReasons]string{
 	BadIPChecksum:     "bad_ip_checksum",
 	EtherTypeMismatch: "ethertype_mismatch",
 	BadIPv6Address:    "bad_ipv6_address",
+	SourceRouted:      "source_routed",
+	BadIPOptions:      "bad_ip_options",
 }
 
 var help = [NumReasons]string{
@@ -169,6 +173,8 @@ var help = [NumReasons]string{
 	BadIPChecksum:     "IPv4 header checksum wrong: dropped, never forwarded with an updated checksum (RFC 1812 5.2.2)",
 	EtherTypeMismatch: "IP version differs from the EtherType (an IPv4 packet in an IPv6 frame or the reverse), or an EtherType that is not IP",
 	BadIPv6Address:    "IPv6 packet (or the packet an ICMPv6 error quotes) with an IPv4-mapped (::ffff:0:0/96) or IPv4-compatible (::/96) address (RFC 4291 2.5.5)",
+	SourceRouted:      "IPv4 packet with a loose or strict source route option (LSRR, SSRR), dropped by default (RFC 7126 4.3, 4.4; config source_route)",
+	BadIPOptions:      "IPv4 options malformed: an option's length is below 2 or runs past the header (RFC 1812 5.2.4)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
