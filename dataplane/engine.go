@@ -27,7 +27,8 @@ import (
 // Interface names one side of the gateway.
 type Interface struct {
 	Name string
-	MTU  int // 0: the link's MTU
+	MTU  int      // 0: the link's MTU
+	URPF URPFMode // reverse-path check of what arrives here; zero: strict inside, loose outside
 }
 
 // Config is everything the data plane needs, as plain Go values (the

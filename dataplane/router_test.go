@@ -142,8 +142,8 @@ func TestRouterIPv6EmbeddedIPv4(t *testing.T) {
 	}
 }
 
-// v6Pipeline is the test pipeline with an inside IPv6 network (fd00::/64,
-// host fd00::2 known) and a rule letting the outside open flows to it (no
+// v6Pipeline is the test pipeline with inside IPv6 host fd00::2 known (on
+// testRoutes' fd00::/64) and a rule letting the outside open flows to it (no
 // SNAT from the outside).
 func v6Pipeline(t *testing.T) *testPipeline {
 	rules := firewall.RuleSet{Default: firewall.Drop, Rules: []firewall.Rule{
@@ -151,11 +151,6 @@ func v6Pipeline(t *testing.T) *testPipeline {
 		{Name: "to-v6-host", Zone: firewall.Outside, Dst: []netip.Prefix{netip.MustParsePrefix("fd00::2/128")}, Action: firewall.Allow},
 	}}
 	tp := newTestPipeline(t, rules, 1024)
-	rt, err := NewRoutes(append([]Route{{Dst: netip.MustParsePrefix("fd00::/64"), Port: 0}}, testRoutes...), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp.e.routes.Store(rt)
 	tp.e.neigh.store(map[neighKey][6]byte{
 		{1, ipClient.As16()}:                           macClient,
 		{1, netip.MustParseAddr("fd00::2").As16()}:     macClient,
@@ -273,5 +268,107 @@ func TestRouterIPv4Options(t *testing.T) {
 	}
 	if _, r := tp.send(0, frame(7407, []byte{7, 1})); r != drop.BadIPOptions {
 		t.Fatalf("malformed options with forward_source_routed: %v, want %v", r, drop.BadIPOptions)
+	}
+}
+
+// setURPF puts the reverse-path modes inside and outside in force.
+func (tp *testPipeline) setURPF(inside, outside URPFMode) {
+	cur := *tp.e.cur.Load()
+	cur.Inside.URPF, cur.Outside.URPF = inside, outside
+	tp.e.cur.Store(&cur)
+}
+
+// Ingress filtering (RFC 3704, BCP 38): by default strict on the inside (the
+// route back to the source must leave through the inside; a connected inside
+// network passes) and loose on the outside (some route back must exist);
+// edge's own addresses never come from the wire. Before, anything was
+// forwarded whatever its source.
+func TestRouterURPF(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	a := netip.MustParseAddr
+	unrouted := a("192.0.2.77")
+	fromIn := func(src netip.Addr, sport uint16) []byte {
+		return eth(udpSpec(src, ipServer, sport), macClient, macEdgeIn)
+	}
+	fromOut := func(src netip.Addr, sport uint16) []byte {
+		return eth(udpSpec(src, a("10.0.0.9"), sport), macServer, macEdgeOut)
+	}
+	// A flow, and ICMP errors about it from a router on the outside.
+	if out, r := tp.send(0, fromIn(ipClient, 7501)); out == nil {
+		t.Fatalf("flow: dropped (%v)", r)
+	}
+	nat := tp.natPort(conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, 7501), netip.AddrPortFrom(ipServer, 53)))
+	icmpFrom := func(router netip.Addr) []byte {
+		return eth(headertest.Spec{Src: router, Dst: ipSNAT, Proto: header.ProtoICMP, ICMPType: header.ICMPv4DestUnreachable,
+			ICMPCode: 1, Quote: headertest.Build(udpSpec(ipSNAT, ipServer, nat))}, macServer, macEdgeOut)
+	}
+	flows := tp.w.shard.Len()
+	runRouterCases(t, tp, []routerCase{
+		{name: "inside, strict: source in an outside prefix", in: 0, frame: fromIn(a("203.0.113.50"), 7502), reason: drop.URPF},
+		{name: "inside, strict: source with no route", in: 0, frame: fromIn(unrouted, 7503), reason: drop.URPF},
+		{name: "inside: edge's own inside address (in the connected inside network)", in: 0,
+			frame: fromIn(ipEdgeIn, 7504), reason: drop.OwnAddressSource},
+		{name: "inside: edge's outside (SNAT) address", in: 0, frame: fromIn(ipSNAT, 7505), reason: drop.OwnAddressSource},
+		{name: "outside, loose: source with no route", in: 1, frame: fromOut(unrouted, 53), reason: drop.URPF},
+		{name: "outside: edge's own outside address", in: 1, frame: fromOut(ipSNAT, 53), reason: drop.OwnAddressSource},
+		{name: "outside: edge's own inside address", in: 1, frame: fromOut(ipEdgeIn, 53), reason: drop.OwnAddressSource},
+		{name: "outside, loose: ICMP error from an unrouted router (the outer source is checked)", in: 1,
+			frame: icmpFrom(a("192.0.2.1")), reason: drop.URPF},
+	})
+	if n := tp.w.shard.Len(); n != flows {
+		t.Errorf("%d flows created by spoofed sources", n-flows)
+	}
+	// What passes: any host of the connected inside network, an ICMP error
+	// from a routed outside router (translated to the client).
+	if out, r := tp.send(0, fromIn(a("10.0.0.77"), 7506)); out == nil || out.port != 1 {
+		t.Errorf("inside host 10.0.0.77: dropped (%v)", r)
+	}
+	if out, r := tp.send(1, icmpFrom(a("203.0.113.9"))); out == nil || out.port != 0 {
+		t.Errorf("ICMP error from a routed router: dropped (%v)", r)
+	}
+
+	// Strict outside: an inside source arriving from the outside.
+	tp.setURPF(URPFDefault, URPFStrict)
+	runRouterCases(t, tp, []routerCase{
+		{name: "outside, strict: an inside source", in: 1, frame: fromOut(ipClient, 53), reason: drop.URPF},
+		{name: "outside, strict: still the own address", in: 1, frame: fromOut(ipSNAT, 53), reason: drop.OwnAddressSource},
+	})
+	// Loose inside: a routed source passes wherever its route leads, an
+	// unrouted one does not.
+	tp.setURPF(URPFLoose, URPFDefault)
+	if out, r := tp.send(0, fromIn(a("203.0.113.51"), 7507)); out == nil {
+		t.Errorf("inside, loose: routed outside source dropped (%v)", r)
+	}
+	runRouterCases(t, tp, []routerCase{
+		{name: "inside, loose: source with no route", in: 0, frame: fromIn(unrouted, 7508), reason: drop.URPF},
+	})
+	// Off: nothing checked, not even the own address.
+	tp.setURPF(URPFOff, URPFOff)
+	if out, r := tp.send(0, fromIn(unrouted, 7509)); out == nil {
+		t.Errorf("inside, off: dropped (%v)", r)
+	}
+	if out, r := tp.send(0, fromIn(ipEdgeIn, 7510)); out == nil {
+		t.Errorf("inside, off: own address dropped (%v)", r)
+	}
+}
+
+// The data plane's defaults: strict inside, loose outside; a mode set
+// replaces the default.
+func TestURPFModeDefaults(t *testing.T) {
+	var c Config
+	if c.urpfMode(0) != URPFStrict || c.urpfMode(1) != URPFLoose {
+		t.Fatalf("defaults: inside %v, outside %v", c.urpfMode(0), c.urpfMode(1))
+	}
+	c.Inside.URPF, c.Outside.URPF = URPFOff, URPFStrict
+	if c.urpfMode(0) != URPFOff || c.urpfMode(1) != URPFStrict {
+		t.Fatalf("set: inside %v, outside %v", c.urpfMode(0), c.urpfMode(1))
+	}
+	for _, m := range []URPFMode{URPFDefault, URPFStrict, URPFLoose, URPFOff} {
+		if got, ok := ParseURPFMode(m.String()); !ok || got != m {
+			t.Errorf("ParseURPFMode(%q) = %v, %v", m.String(), got, ok)
+		}
+	}
+	if _, ok := ParseURPFMode("lenient"); ok {
+		t.Error("ParseURPFMode accepted lenient")
 	}
 }

@@ -436,6 +436,10 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.dropPkt(drop.NotForwardable, in, &w.pkts[n])
 			continue
 		}
+		if r := w.reversePath(in, cfg.urpfMode(in), frame[header.EthernetLen:]); r != drop.None {
+			w.dropPkt(r, in, &w.pkts[n])
+			continue
+		}
 		if w.outbox != nil {
 			// The flow's shard: the same for both directions (SNAT chose
 			// its port so), whatever queue the NIC put the packet on.
@@ -596,6 +600,91 @@ func checkIP(ip []byte, p *conntrack.Packet, cfg *Config) drop.Reason {
 	if header.IsIPv4Embedded((*[16]byte)(ip[8:24])) || header.IsIPv4Embedded((*[16]byte)(ip[24:40])) ||
 		header.IsIPv4Embedded(&p.Key.Src) || header.IsIPv4Embedded(&p.Key.Dst) {
 		return drop.BadIPv6Address
+	}
+	return drop.None
+}
+
+// URPFMode is the reverse-path check (unicast RPF, RFC 3704) applied to
+// the source address of every packet arriving on an interface.
+type URPFMode uint8
+
+const (
+	// URPFDefault is strict on the inside and loose on the outside: on
+	// the inside edge knows every network that may send (RFC 3704 2.4,
+	// BCP 38 for an edge); behind the outside lies the rest of the world.
+	URPFDefault URPFMode = iota
+	// URPFStrict: the route to the source must leave through the
+	// interface the packet arrived on (a connected inside network passes).
+	URPFStrict
+	// URPFLoose: some route to the source must exist (with a default route
+	// only edge's own addresses are refused).
+	URPFLoose
+	// URPFOff: no check.
+	URPFOff
+)
+
+var urpfNames = [...]string{URPFDefault: "", URPFStrict: "strict", URPFLoose: "loose", URPFOff: "off"}
+
+// String returns the mode's configuration name ("" for URPFDefault).
+func (m URPFMode) String() string {
+	if int(m) < len(urpfNames) {
+		return urpfNames[m]
+	}
+	return "unknown"
+}
+
+// ParseURPFMode returns the mode named s ("" is URPFDefault).
+func ParseURPFMode(s string) (URPFMode, bool) {
+	for i, n := range urpfNames {
+		if n == s {
+			return URPFMode(i), true
+		}
+	}
+	return URPFDefault, false
+}
+
+// urpfMode returns the reverse-path mode in force on port (0 inside, 1
+// outside), its default resolved.
+func (c *Config) urpfMode(port int) URPFMode {
+	m := c.Inside.URPF
+	if port == 1 {
+		m = c.Outside.URPF
+	}
+	if m != URPFDefault {
+		return m
+	}
+	if port == 0 {
+		return URPFStrict
+	}
+	return URPFLoose
+}
+
+// reversePath checks the source of the IP packet ip, received on port in,
+// under mode: with any mode but off, a source that is one of the box's own
+// interface addresses is refused (it cannot come from the wire), then
+// strict wants the route back to the source to leave through port in and
+// loose wants a route. The outer header's source is checked (for an ICMP
+// error it is the reporting router, not the flow's key). One route lookup,
+// no allocation.
+func (w *worker) reversePath(in int, mode URPFMode, ip []byte) drop.Reason {
+	if mode == URPFOff {
+		return drop.None
+	}
+	var src [16]byte
+	if ip[0]>>4 == 4 {
+		src[10], src[11] = 0xff, 0xff
+		copy(src[12:], ip[12:16])
+	} else {
+		src = [16]byte(ip[8:24])
+	}
+	for _, p := range w.ports {
+		if src == p.addr4 || src == p.addr6 {
+			return drop.OwnAddressSource
+		}
+	}
+	out, _, ok := w.e.routes.Load().Lookup(&src)
+	if !ok || mode == URPFStrict && out != in {
+		return drop.URPF
 	}
 	return drop.None
 }

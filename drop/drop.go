@@ -76,6 +76,8 @@ const (
 	BadIPv6Address    // an IPv6 header (or the one an ICMPv6 error quotes) carries an IPv4-mapped or -compatible address
 	SourceRouted      // IPv4 loose or strict source route option (dropped unless configured otherwise)
 	BadIPOptions      // IPv4 options malformed: an option length below 2 or past the header
+	URPF              // the source fails the arrival interface's reverse-path check (RFC 3704)
+	OwnAddressSource  // the source is one of the box's own interface addresses
 
 	NumReasons
 )
@@ -126,6 +128,8 @@ var names = [NumReasons]string{
 	BadIPv6Address:    "bad_ipv6_address",
 	SourceRouted:      "source_routed",
 	BadIPOptions:      "bad_ip_options",
+	URPF:              "urpf",
+	OwnAddressSource:  "own_address_source",
 }
 
 var help = [NumReasons]string{
@@ -175,6 +179,8 @@ var help = [NumReasons]string{
 	BadIPv6Address:    "IPv6 packet (or the packet an ICMPv6 error quotes) with an IPv4-mapped (::ffff:0:0/96) or IPv4-compatible (::/96) address (RFC 4291 2.5.5)",
 	SourceRouted:      "IPv4 packet with a loose or strict source route option (LSRR, SSRR), dropped by default (RFC 7126 4.3, 4.4; config source_route)",
 	BadIPOptions:      "IPv4 options malformed: an option's length is below 2 or runs past the header (RFC 1812 5.2.4)",
+	URPF:              "spoofed source: strict uRPF (inside by default): the route back to the source does not leave through the interface the packet came in on; loose (outside by default): there is no route back (RFC 3704, BCP 38)",
+	OwnAddressSource:  "spoofed source: a packet from the wire carrying one of edge's own interface addresses as its source (RFC 1812 5.3.7)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
