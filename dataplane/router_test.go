@@ -11,6 +11,7 @@ import (
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/header/headertest"
+	"github.com/edgegw/edge/icmp"
 )
 
 // Golden packets for the router's checks on what arrives (RFC 1812,
@@ -370,5 +371,99 @@ func TestURPFModeDefaults(t *testing.T) {
 	}
 	if _, ok := ParseURPFMode("lenient"); ok {
 		t.Error("ParseURPFMode accepted lenient")
+	}
+}
+
+// cutOversize returns the frame of spec with a payload making its IP packet
+// size bytes long, cut to rxFrameMax as the XDP program cuts it, and the
+// quote an ICMP error about it carries (its start, length field and IPv4
+// checksum describing the quoted bytes).
+func cutOversize(spec headertest.Spec, size int, smac, dmac [6]byte) (frame, quote []byte) {
+	hl := header.IPv4MinLen
+	if !spec.Src.Is4() {
+		hl = header.IPv6Len
+	}
+	spec.Payload = make([]byte, size-hl-8)
+	full := eth(spec, smac, dmac)
+	frame = full[:rxFrameMax]
+	q := append([]byte(nil), frame[header.EthernetLen:header.EthernetLen+1280]...)
+	if spec.Src.Is4() {
+		h := header.IPv4(q)
+		h.SetTotalLen(uint16(len(q)))
+		h.SetChecksum(h.CalculateChecksum())
+	} else {
+		header.IPv6(q).SetPayloadLen(uint16(len(q) - header.IPv6Len))
+	}
+	return frame, q
+}
+
+// A frame longer than an AF_XDP frame holds (an interface's MTU raised while
+// edge runs) vanished uncounted in the kernel. The XDP program now cuts it
+// (TestXDPCutsOversize); the worker counts it (oversize) and answers as
+// for a packet over the MTU: fragmentation needed with DF, packet too big
+// for IPv6, with the ingress MTU; without DF only the count.
+func TestRouterOversize(t *testing.T) {
+	tp := v6Pipeline(t)
+	v6host, v6far := netip.MustParseAddr("fd00::2"), netip.MustParseAddr("2001:db8::5")
+	edgeOut6 := netip.MustParseAddr("2001:db8::1")
+	tp.w.ports[1].addr6 = edgeOut6.As16()
+	icmpFrame := func(in int, k icmp.Kind, src netip.Addr, quote []byte, mtu uint32, dmac [6]byte) []byte {
+		buf := make([]byte, 2048)
+		n, r := icmp.Build(buf[header.EthernetLen:], k, src.As16(), quote, mtu)
+		if r != drop.None {
+			t.Fatal(r)
+		}
+		f := buf[:header.EthernetLen+n]
+		e := header.Ethernet(f)
+		e.SetDst(dmac)
+		e.SetSrc([2][6]byte{macEdgeIn, macEdgeOut}[in])
+		e.SetEtherType(header.EtherTypeIPv4)
+		if !src.Is4() {
+			e.SetEtherType(header.EtherTypeIPv6)
+		}
+		return f
+	}
+	df := udpSpec(ipClient, ipServer, 7601)
+	df.DF = true
+	dfFrame, dfQuote := cutOversize(df, 3000, macClient, macEdgeIn)
+	noDF, _ := cutOversize(udpSpec(ipClient, ipServer, 7602), 3000, macClient, macEdgeIn)
+	v6Frame, v6Quote := cutOversize(udpSpec(v6far, v6host, 7603), 4000, macServer, macEdgeOut)
+	spoofed := df
+	spoofed.Src = netip.MustParseAddr("192.0.2.77")
+	spoofedFrame, _ := cutOversize(spoofed, 3000, macClient, macEdgeIn)
+	cases := []struct {
+		name  string
+		in    int
+		frame []byte
+		want  []byte // the ICMP error sent back, nil: none
+	}{
+		{"IPv4 with DF: fragmentation needed, MTU 1500", 0, dfFrame, icmpFrame(0, icmp.FragNeeded, ipEdgeIn, dfQuote, 1500, macClient)},
+		{"IPv4 without DF: counted, nothing sent (edge does not fragment)", 0, noDF, nil},
+		{"IPv6: packet too big, MTU 1500", 1, v6Frame, icmpFrame(1, icmp.FragNeeded, edgeOut6, v6Quote, 1500, macServer)},
+		{"spoofed source: counted, nothing sent", 0, spoofedFrame, nil},
+	}
+	for _, c := range cases {
+		out, r := tp.send(c.in, c.frame)
+		switch {
+		case r != drop.Oversize:
+			t.Errorf("%s: reason %v, want %v", c.name, r, drop.Oversize)
+		case c.want == nil && out != nil:
+			t.Errorf("%s: sent %x", c.name, out.frame)
+		case c.want != nil && out == nil:
+			t.Errorf("%s: nothing sent", c.name)
+		case c.want != nil && (out.port != c.in || !bytes.Equal(out.frame, c.want)):
+			t.Errorf("%s: port %d\n got %x\nwant %x", c.name, out.port, out.frame, c.want)
+		}
+	}
+	if n := tp.w.shard.Len(); n != 0 {
+		t.Errorf("%d flows created by oversize frames", n)
+	}
+	// A frame of exactly rxFrameMax bytes whose length field agrees is a
+	// packet like any other.
+	fits := udpSpec(ipClient, ipServer, 7604)
+	fits.Payload = make([]byte, rxFrameMax-header.EthernetLen-header.IPv4MinLen-8)
+	tp.w.ports[1].mtu = MaxMTU
+	if out, r := tp.send(0, eth(fits, macClient, macEdgeIn)); out == nil || out.port != 1 {
+		t.Errorf("a full-size frame: dropped (%v)", r)
 	}
 }

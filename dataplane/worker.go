@@ -136,6 +136,7 @@ type worker struct {
 	ruleLog    spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
 	events     spsc.Ring[Event]      // drops and generated packets (events.go)
 	errBufs    [batchSize][2048]byte // ICMP errors generated in this batch
+	quote      [1280]byte            // the start of an oversize packet, as an ICMP error quotes it (oversize)
 	nerr       int
 
 	ctr workerCounters
@@ -425,6 +426,10 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			continue
 		}
 		if r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n]); r != drop.None {
+			if r == drop.Truncated && isCutOversize(frame) {
+				w.oversize(in, frame[header.EthernetLen:], &w.pkts[n], cfg, now)
+				continue
+			}
 			w.drop(r)
 			continue
 		}
@@ -564,6 +569,94 @@ func ipVersionMatches(frame []byte) bool {
 		return v == 6 || len(frame) == header.EthernetLen
 	}
 	return false
+}
+
+// rxFrameMax is the largest frame an AF_XDP frame receives (MaxMTU plus
+// the Ethernet header); the XDP program cuts a longer one to this length.
+const rxFrameMax = MaxMTU + header.EthernetLen
+
+// isCutOversize reports whether frame, which conntrack.Parse found
+// truncated, is one the XDP program cut to rxFrameMax: an IP header whose
+// length field says the packet is longer than the frame holds.
+func isCutOversize(frame []byte) bool {
+	if len(frame) != rxFrameMax {
+		return false
+	}
+	ip := frame[header.EthernetLen:]
+	switch ip[0] >> 4 {
+	case 4:
+		return int(header.IPv4(ip).TotalLen()) > len(ip) && header.IPv4(ip).HeaderLen() >= header.IPv4MinLen
+	case 6:
+		return header.IPv6Len+int(header.IPv6(ip).PayloadLen()) > len(ip)
+	}
+	return false
+}
+
+// oversize drops the start ip of a packet larger than an AF_XDP frame holds
+// (received on port in; the XDP program cut it, see isCutOversize) and
+// answers it as a packet over the MTU: fragmentation needed when DF is set,
+// packet too big for IPv6, with the ingress interface's MTU (at most
+// MaxMTU), so the sender's path MTU comes down to what edge receives. The
+// error quotes the packet's start with its length field (and IPv4 header
+// checksum) made to describe the quoted bytes, the original's not fitting:
+// what an ICMP error's receiver matches on (addresses, protocol, ports) is
+// unchanged. The quote goes through the same checks as any packet
+// (checkIP, forwardable, reversePath) before anything is sent; p is
+// scratch. Nothing is tracked: the packet is not forwarded.
+func (w *worker) oversize(in int, ip []byte, p *conntrack.Packet, cfg *Config, now conntrack.Time) {
+	if ip[0]>>4 == 4 && !header.IPv4(ip).IsChecksumValid() {
+		w.drop(drop.BadIPChecksum)
+		return
+	}
+	mtu := uint32(min(w.ports[in].mtu, MaxMTU))
+	k, _ := icmp.Check(ip, mtu)
+	q := w.quote[:copy(w.quote[:], ip)]
+	if q[0]>>4 == 4 {
+		h := header.IPv4(q)
+		h.SetTotalLen(uint16(len(q)))
+		h.SetChecksum(h.CalculateChecksum())
+	} else {
+		header.IPv6(q).SetPayloadLen(uint16(len(q) - header.IPv6Len))
+	}
+	cutKey(q, p)
+	if checkIP(q, p, cfg) != drop.None || !forwardable(&p.Key) || w.reversePath(in, cfg.urpfMode(in), q) != drop.None {
+		w.drop(drop.Oversize)
+		return
+	}
+	w.dropPkt(drop.Oversize, in, p)
+	if k != icmp.NoError {
+		w.sendError(in, p, k, drop.Oversize, q, mtu, now)
+	}
+}
+
+// cutKey sets p to a packet with the addresses, protocol and (TCP, UDP)
+// ports of q, the start of an oversize packet with its length field fixed
+// (oversize): conntrack.Parse would refuse its transport header, whose own
+// length still says more than is there.
+func cutKey(q []byte, p *conntrack.Packet) {
+	*p = conntrack.Packet{Kind: conntrack.KindFlow}
+	off := 0
+	if q[0]>>4 == 4 {
+		p.Key.Src[10], p.Key.Src[11], p.Key.Dst[10], p.Key.Dst[11] = 0xff, 0xff, 0xff, 0xff
+		copy(p.Key.Src[12:], q[12:16])
+		copy(p.Key.Dst[12:], q[16:20])
+		h := header.IPv4(q)
+		p.Key.Proto, off = h.Protocol(), h.HeaderLen()
+		if h.FragmentOffset() != 0 {
+			off = len(q) // no transport header
+		}
+	} else {
+		p.Key.Src, p.Key.Dst = [16]byte(q[8:24]), [16]byte(q[24:40])
+		proto, o, frag, ok := header.IPv6(q).Transport()
+		p.Key.Proto, off = proto, o
+		if !ok || frag.Offset != 0 {
+			off = len(q)
+		}
+	}
+	if (p.Key.Proto == header.ProtoTCP || p.Key.Proto == header.ProtoUDP) && off+4 <= len(q) {
+		p.Key.SrcPort = binary.BigEndian.Uint16(q[off:])
+		p.Key.DstPort = binary.BigEndian.Uint16(q[off+2:])
+	}
 }
 
 // checkIP applies the router's checks on the IP header of ip, which

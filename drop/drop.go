@@ -78,6 +78,7 @@ const (
 	BadIPOptions      // IPv4 options malformed: an option length below 2 or past the header
 	URPF              // the source fails the arrival interface's reverse-path check (RFC 3704)
 	OwnAddressSource  // the source is one of the box's own interface addresses
+	Oversize          // a frame larger than an AF_XDP frame holds (the link's MTU was raised while edge runs)
 
 	NumReasons
 )
@@ -130,6 +131,7 @@ var names = [NumReasons]string{
 	BadIPOptions:      "bad_ip_options",
 	URPF:              "urpf",
 	OwnAddressSource:  "own_address_source",
+	Oversize:          "oversize",
 }
 
 var help = [NumReasons]string{
@@ -181,6 +183,7 @@ var help = [NumReasons]string{
 	BadIPOptions:      "IPv4 options malformed: an option's length is below 2 or runs past the header (RFC 1812 5.2.4)",
 	URPF:              "spoofed source: strict uRPF (inside by default): the route back to the source does not leave through the interface the packet came in on; loose (outside by default): there is no route back (RFC 3704, BCP 38)",
 	OwnAddressSource:  "spoofed source: a packet from the wire carrying one of edge's own interface addresses as its source (RFC 1812 5.3.7)",
+	Oversize:          "frame larger than an AF_XDP frame holds (the interface's MTU was raised above edge's while it runs): cut by the XDP program, dropped, answered with fragmentation needed (IPv4 DF) or packet too big (IPv6)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
