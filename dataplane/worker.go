@@ -7,6 +7,9 @@ package dataplane
 //
 //	RX ring (port p) ── up to batchSize frames (then frames other workers handed over)
 //	  parse        conntrack.Parse over header views; a bad packet is a drop reason
+//	  check        IP version = EtherType, IPv4 checksum and options, no IPv4 in IPv6
+//	               addresses (checkIP), source address: uRPF per interface (reversePath);
+//	               a frame the XDP program cut (oversize) is answered as over the MTU
 //	  steer        a flow another worker owns (Table.ShardOf) goes to its hand-off ring
 //	  track        Shard.TrackBatch: one lookup per packet, misses overlapped
 //	  open         first packet of a flow: firewall (zone of p) -> SNAT port -> Shard.Create
