@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/edgegw/edge/conntrack"
@@ -520,5 +521,19 @@ func BenchmarkRouterChecks(b *testing.B) {
 		if routerChecks(tp.w, cfg, i&1, frames[i&1], &pkts[i&1]) != drop.None {
 			b.Fatal("dropped")
 		}
+	}
+}
+
+// The router settings change live (the workers read the configuration in
+// force per batch): Apply reports them among what changed.
+func TestApplyDiffRouterSettings(t *testing.T) {
+	var old Config
+	c := old
+	c.Inside.URPF, c.ForwardSourceRouted = URPFOff, true
+	if got := diff(&old, &c, nil, nil); !slices.Equal(got, []string{"interfaces", "source_route"}) {
+		t.Fatalf("changed %v, want [interfaces source_route]", got)
+	}
+	if got := diff(&old, &old, nil, nil); len(got) != 0 {
+		t.Fatalf("changed %v, want nothing", got)
 	}
 }
