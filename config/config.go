@@ -54,11 +54,18 @@ type File struct {
 		Ring       int   `yaml:"ring"`        // descriptors per ring (default 2048)
 		NeedWakeup *bool `yaml:"need_wakeup"` // default true
 	} `yaml:"xdp"`
+
+	// SourceRoute is what becomes of IPv4 packets with a loose or strict
+	// source route option: drop (the default) or forward.
+	SourceRoute string `yaml:"source_route"`
 }
 
 type Interface struct {
 	Name string `yaml:"name"`
 	MTU  int    `yaml:"mtu"`
+	// URPF is the reverse-path check of sources arriving here (RFC 3704):
+	// strict, loose or off; unset: strict inside, loose outside.
+	URPF string `yaml:"urpf"`
 }
 
 type Route struct {
@@ -173,6 +180,16 @@ func (f *File) convert() (dataplane.Config, error) {
 	}
 	c.Inside = dataplane.Interface{Name: f.Interfaces.Inside.Name, MTU: f.Interfaces.Inside.MTU}
 	c.Outside = dataplane.Interface{Name: f.Interfaces.Outside.Name, MTU: f.Interfaces.Outside.MTU}
+	for _, x := range []struct {
+		name, mode string
+		dst        *dataplane.URPFMode
+	}{{"inside", f.Interfaces.Inside.URPF, &c.Inside.URPF}, {"outside", f.Interfaces.Outside.URPF, &c.Outside.URPF}} {
+		m, ok := dataplane.ParseURPFMode(x.mode)
+		if !ok {
+			return c, ferr("interfaces."+x.name+".urpf", "must be strict, loose or off")
+		}
+		*x.dst = m
+	}
 	if f.Queues < 0 || f.Queues > 16 {
 		return c, ferr("queues", "must be between 1 and 16")
 	}
@@ -227,6 +244,13 @@ func (f *File) convert() (dataplane.Config, error) {
 		c.Routes = append(c.Routes, rt)
 	}
 	c.KernelRoutes = f.RoutesFromKernel
+	switch f.SourceRoute {
+	case "", "drop":
+	case "forward":
+		c.ForwardSourceRouted = true
+	default:
+		return c, ferr("source_route", "must be drop or forward")
+	}
 	c.Conntrack = conntrack.Config{MaxFlows: f.Conntrack.MaxFlows, HistorySize: f.Conntrack.History}
 	profiles := []conntrack.Profile{conntrack.DefaultProfile, conntrack.NSXGatewayProfile}
 	for i, p := range f.Profiles {

@@ -96,7 +96,8 @@ func parse6(b []byte, zone uint8, p *Packet) drop.Reason {
 	if !ok {
 		return drop.BadIPv6ExtHeader
 	}
-	if frag.Present {
+	// An atomic fragment (offset 0, M clear: RFC 6946) is a whole packet.
+	if frag.IsFragment() {
 		return drop.Fragment
 	}
 	*p = Packet{Kind: KindFlow, WScale: -1}

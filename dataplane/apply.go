@@ -54,9 +54,10 @@ import (
 // What changes live: rules and default_action, routes and
 // routes_from_kernel, management (the XDP programs' maps), the conntrack
 // policy (profiles, liberal, pickup, nsx_compat) and snat (on, off, mode,
-// addresses, ports, quarantine). What is fixed while running, refused with
-// an error naming the field and wrapping ErrRestartRequired: the
-// interfaces (names, MTU), queues, cpus, hugepages, xdp.*,
+// addresses, ports, quarantine), the interfaces' urpf modes and
+// source_route (read per batch by the workers). What is fixed while
+// running, refused with an error naming the field and wrapping
+// ErrRestartRequired: the interfaces (names, MTU), queues, cpus, hugepages, xdp.*,
 // conntrack.max_flows and conntrack.history (they size or bind resources
 // made at start).
 //
@@ -329,10 +330,11 @@ var testAfterManagement func()
 // the field, and wraps ErrRestartRequired for fields fixed while running.
 // A dry run changes nothing at all (not even the SNAT addresses interned
 // in conntrack). changed lists the top-level configuration-file fields
-// that differ from the configuration in force ("rules", "default_action",
-// "routes", "routes_from_kernel", "management", "conntrack", "profiles",
-// "nsx_compat", "snat"), in the file's order; with dryRun they are what
-// would change. cfg.Logf is ignored (New's stays). Safe from any goroutine
+// that differ from the configuration in force ("interfaces" for their
+// urpf, "rules", "default_action", "routes", "routes_from_kernel",
+// "management", "conntrack", "profiles", "nsx_compat", "snat",
+// "source_route"), in the file's order; with dryRun they are what would
+// change. cfg.Logf is ignored (New's stays). Safe from any goroutine
 // while the workers run; applies are serialized.
 func (e *Engine) Apply(cfg Config, dryRun bool) (changed []string, err error) {
 	e.applyMu.Lock()
@@ -514,6 +516,7 @@ func diff(old, c *Config, oldNAT, sc *snat.Config) []string {
 		return true
 	}
 	op, cp := old.Conntrack.Policy, c.Conntrack.Policy
+	add("interfaces", old.Inside.URPF != c.Inside.URPF || old.Outside.URPF != c.Outside.URPF) // the rest is fixed
 	add("management", !sameSet(old.Management, c.Management))
 	add("routes", !slices.Equal(old.Routes, c.Routes))
 	add("routes_from_kernel", old.KernelRoutes != c.KernelRoutes)
@@ -523,6 +526,7 @@ func diff(old, c *Config, oldNAT, sc *snat.Config) []string {
 	add("rules", !(len(old.Rules.Rules) == 0 && len(c.Rules.Rules) == 0) && !reflect.DeepEqual(old.Rules.Rules, c.Rules.Rules))
 	add("default_action", old.Rules.Default != c.Rules.Default)
 	add("nsx_compat", op.NSXCompat != cp.NSXCompat)
+	add("source_route", old.ForwardSourceRouted != c.ForwardSourceRouted)
 	return out
 }
 

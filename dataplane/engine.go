@@ -27,7 +27,8 @@ import (
 // Interface names one side of the gateway.
 type Interface struct {
 	Name string
-	MTU  int // 0: the link's MTU
+	MTU  int      // 0: the link's MTU
+	URPF URPFMode // reverse-path check of what arrives here; zero: strict inside, loose outside
 }
 
 // Config is everything the data plane needs, as plain Go values (the
@@ -42,6 +43,9 @@ type Config struct {
 	Rules           firewall.RuleSet
 	SNAT            *snat.Config // nil: no translation
 	Conntrack       conntrack.Config
+	// ForwardSourceRouted forwards IPv4 packets with a loose or strict
+	// source route option; by default they are dropped (source_routed).
+	ForwardSourceRouted bool
 
 	Frames     int  // UMEM frames per socket; default 4096
 	Ring       int  // descriptors per ring; default 2048

@@ -38,6 +38,7 @@ var testRoutes = []Route{
 	{Dst: netip.MustParsePrefix("203.0.113.0/24"), Port: 1},
 	{Dst: netip.MustParsePrefix("198.51.100.0/24"), Via: netip.MustParseAddr("203.0.113.9"), Port: 1},
 	{Dst: netip.MustParsePrefix("2001:db8::/32"), Port: 1},
+	{Dst: netip.MustParsePrefix("fd00::/64"), Port: 0}, // inside IPv6 clients (strict uRPF)
 }
 
 type sent struct {

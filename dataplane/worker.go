@@ -7,6 +7,9 @@ package dataplane
 //
 //	RX ring (port p) ── up to batchSize frames (then frames other workers handed over)
 //	  parse        conntrack.Parse over header views; a bad packet is a drop reason
+//	  check        IP version = EtherType, IPv4 checksum and options, no IPv4 in IPv6
+//	               addresses (checkIP), source address: uRPF per interface (reversePath);
+//	               a frame the XDP program cut (oversize) is answered as over the MTU
 //	  steer        a flow another worker owns (Table.ShardOf) goes to its hand-off ring
 //	  track        Shard.TrackBatch: one lookup per packet, misses overlapped
 //	  open         first packet of a flow: firewall (zone of p) -> SNAT port -> Shard.Create
@@ -136,6 +139,7 @@ type worker struct {
 	ruleLog    spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
 	events     spsc.Ring[Event]      // drops and generated packets (events.go)
 	errBufs    [batchSize][2048]byte // ICMP errors generated in this batch
+	quote      [1280]byte            // the start of an oversize packet, as an ICMP error quotes it (oversize)
 	nerr       int
 
 	ctr workerCounters
@@ -406,6 +410,7 @@ func (w *worker) process(in int, descs []xdp.Desc, now conntrack.Time) {
 // (w.txq). Golden tests drive it directly.
 func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	w.now = now
+	cfg := w.e.cur.Load()
 	n := 0
 	for _, frame := range frames {
 		if len(frame) < header.EthernetLen {
@@ -419,12 +424,28 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.drop(drop.NotForwardable)
 			continue
 		}
+		if !ipVersionMatches(frame) {
+			w.drop(drop.EtherTypeMismatch)
+			continue
+		}
 		if r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n]); r != drop.None {
+			if r == drop.Truncated && isCutOversize(frame) {
+				w.oversize(in, frame[header.EthernetLen:], &w.pkts[n], cfg, now)
+				continue
+			}
 			w.drop(r)
+			continue
+		}
+		if r := checkIP(frame[header.EthernetLen:], &w.pkts[n], cfg); r != drop.None {
+			w.dropPkt(r, in, &w.pkts[n])
 			continue
 		}
 		if !forwardable(&w.pkts[n].Key) {
 			w.dropPkt(drop.NotForwardable, in, &w.pkts[n])
+			continue
+		}
+		if r := w.reversePath(in, cfg.urpfMode(in), frame[header.EthernetLen:]); r != drop.None {
+			w.dropPkt(r, in, &w.pkts[n])
 			continue
 		}
 		if w.outbox != nil {
@@ -532,6 +553,236 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		w.forward(in, p, w.frames[i], out, hop)
 	}
+}
+
+// ipVersionMatches reports whether the IP packet in frame (at least an
+// Ethernet header) has the version its EtherType announces: conntrack.Parse
+// goes by the version nibble alone, and an IPv4 packet in an IPv6 frame
+// must not be forwarded as IPv4. A frame with nothing after the Ethernet
+// header passes (Parse counts it truncated).
+func ipVersionMatches(frame []byte) bool {
+	v := uint8(0)
+	if len(frame) > header.EthernetLen {
+		v = frame[header.EthernetLen] >> 4
+	}
+	switch header.Ethernet(frame).EtherType() {
+	case header.EtherTypeIPv4:
+		return v == 4 || len(frame) == header.EthernetLen
+	case header.EtherTypeIPv6:
+		return v == 6 || len(frame) == header.EthernetLen
+	}
+	return false
+}
+
+// rxFrameMax is the largest frame an AF_XDP frame receives (MaxMTU plus
+// the Ethernet header); the XDP program cuts a longer one to this length.
+const rxFrameMax = MaxMTU + header.EthernetLen
+
+// isCutOversize reports whether frame, which conntrack.Parse found
+// truncated, is one the XDP program cut to rxFrameMax: an IP header whose
+// length field says the packet is longer than the frame holds.
+func isCutOversize(frame []byte) bool {
+	if len(frame) != rxFrameMax {
+		return false
+	}
+	ip := frame[header.EthernetLen:]
+	switch ip[0] >> 4 {
+	case 4:
+		return int(header.IPv4(ip).TotalLen()) > len(ip) && header.IPv4(ip).HeaderLen() >= header.IPv4MinLen
+	case 6:
+		return header.IPv6Len+int(header.IPv6(ip).PayloadLen()) > len(ip)
+	}
+	return false
+}
+
+// oversize drops the start ip of a packet larger than an AF_XDP frame holds
+// (received on port in; the XDP program cut it, see isCutOversize) and
+// answers it as a packet over the MTU: fragmentation needed when DF is set,
+// packet too big for IPv6, with the ingress interface's MTU (at most
+// MaxMTU), so the sender's path MTU comes down to what edge receives. The
+// error quotes the packet's start with its length field (and IPv4 header
+// checksum) made to describe the quoted bytes, the original's not fitting:
+// what an ICMP error's receiver matches on (addresses, protocol, ports) is
+// unchanged. The quote goes through the same checks as any packet
+// (checkIP, forwardable, reversePath) before anything is sent; p is
+// scratch. Nothing is tracked: the packet is not forwarded.
+func (w *worker) oversize(in int, ip []byte, p *conntrack.Packet, cfg *Config, now conntrack.Time) {
+	if ip[0]>>4 == 4 && !header.IPv4(ip).IsChecksumValid() {
+		w.drop(drop.BadIPChecksum)
+		return
+	}
+	mtu := uint32(min(w.ports[in].mtu, MaxMTU))
+	k, _ := icmp.Check(ip, mtu)
+	q := w.quote[:copy(w.quote[:], ip)]
+	if q[0]>>4 == 4 {
+		h := header.IPv4(q)
+		h.SetTotalLen(uint16(len(q)))
+		h.SetChecksum(h.CalculateChecksum())
+	} else {
+		header.IPv6(q).SetPayloadLen(uint16(len(q) - header.IPv6Len))
+	}
+	cutKey(q, p)
+	if checkIP(q, p, cfg) != drop.None || !forwardable(&p.Key) || w.reversePath(in, cfg.urpfMode(in), q) != drop.None {
+		w.drop(drop.Oversize)
+		return
+	}
+	w.dropPkt(drop.Oversize, in, p)
+	if k != icmp.NoError {
+		w.sendError(in, p, k, drop.Oversize, q, mtu, now)
+	}
+}
+
+// cutKey sets p to a packet with the addresses, protocol and (TCP, UDP)
+// ports of q, the start of an oversize packet with its length field fixed
+// (oversize): conntrack.Parse would refuse its transport header, whose own
+// length still says more than is there.
+func cutKey(q []byte, p *conntrack.Packet) {
+	*p = conntrack.Packet{Kind: conntrack.KindFlow}
+	off := 0
+	if q[0]>>4 == 4 {
+		p.Key.Src[10], p.Key.Src[11], p.Key.Dst[10], p.Key.Dst[11] = 0xff, 0xff, 0xff, 0xff
+		copy(p.Key.Src[12:], q[12:16])
+		copy(p.Key.Dst[12:], q[16:20])
+		h := header.IPv4(q)
+		p.Key.Proto, off = h.Protocol(), h.HeaderLen()
+		if h.FragmentOffset() != 0 {
+			off = len(q) // no transport header
+		}
+	} else {
+		p.Key.Src, p.Key.Dst = [16]byte(q[8:24]), [16]byte(q[24:40])
+		proto, o, frag, ok := header.IPv6(q).Transport()
+		p.Key.Proto, off = proto, o
+		if !ok || frag.Offset != 0 {
+			off = len(q)
+		}
+	}
+	if (p.Key.Proto == header.ProtoTCP || p.Key.Proto == header.ProtoUDP) && off+4 <= len(q) {
+		p.Key.SrcPort = binary.BigEndian.Uint16(q[off:])
+		p.Key.DstPort = binary.BigEndian.Uint16(q[off+2:])
+	}
+}
+
+// checkIP applies the router's checks on the IP header of ip, which
+// conntrack.Parse accepted as p (lengths valid, IPv4 not a fragment):
+// fixed offsets, no allocation.
+//
+//   - IPv4: the header checksum must be right (RFC 1812 5.2.2): a packet
+//     with a wrong one is dropped, never forwarded with the wrong checksum
+//     incrementally "updated". Options are walked only when present (IHL
+//     above 5): malformed ones are dropped, and so are source routes (LSRR,
+//     SSRR; RFC 7126 4.3, 4.4) unless cfg.ForwardSourceRouted. Other
+//     options are forwarded as they are.
+//   - IPv6: no IPv4-mapped or -compatible address, in the header or in the
+//     packet an ICMPv6 error quotes (p.Key): flow keys hold IPv4 in mapped
+//     form, so such a packet would open (or match) an IPv4 flow and take
+//     an IPv4 SNAT port.
+func checkIP(ip []byte, p *conntrack.Packet, cfg *Config) drop.Reason {
+	if ip[0]>>4 == 4 {
+		h := header.IPv4(ip)
+		if !h.IsChecksumValid() {
+			return drop.BadIPChecksum
+		}
+		if h.HeaderLen() > header.IPv4MinLen {
+			routed, valid := h.SourceRouted()
+			switch {
+			case !valid:
+				return drop.BadIPOptions
+			case routed && !cfg.ForwardSourceRouted:
+				return drop.SourceRouted
+			}
+		}
+		return drop.None
+	}
+	if header.IsIPv4Embedded((*[16]byte)(ip[8:24])) || header.IsIPv4Embedded((*[16]byte)(ip[24:40])) ||
+		header.IsIPv4Embedded(&p.Key.Src) || header.IsIPv4Embedded(&p.Key.Dst) {
+		return drop.BadIPv6Address
+	}
+	return drop.None
+}
+
+// URPFMode is the reverse-path check (unicast RPF, RFC 3704) applied to
+// the source address of every packet arriving on an interface.
+type URPFMode uint8
+
+const (
+	// URPFDefault is strict on the inside and loose on the outside: on
+	// the inside edge knows every network that may send (RFC 3704 2.4,
+	// BCP 38 for an edge); behind the outside lies the rest of the world.
+	URPFDefault URPFMode = iota
+	// URPFStrict: the route to the source must leave through the
+	// interface the packet arrived on (a connected inside network passes).
+	URPFStrict
+	// URPFLoose: some route to the source must exist (with a default route
+	// only edge's own addresses are refused).
+	URPFLoose
+	// URPFOff: no check.
+	URPFOff
+)
+
+var urpfNames = [...]string{URPFDefault: "", URPFStrict: "strict", URPFLoose: "loose", URPFOff: "off"}
+
+// String returns the mode's configuration name ("" for URPFDefault).
+func (m URPFMode) String() string {
+	if int(m) < len(urpfNames) {
+		return urpfNames[m]
+	}
+	return "unknown"
+}
+
+// ParseURPFMode returns the mode named s ("" is URPFDefault).
+func ParseURPFMode(s string) (URPFMode, bool) {
+	for i, n := range urpfNames {
+		if n == s {
+			return URPFMode(i), true
+		}
+	}
+	return URPFDefault, false
+}
+
+// urpfMode returns the reverse-path mode in force on port (0 inside, 1
+// outside), its default resolved.
+func (c *Config) urpfMode(port int) URPFMode {
+	m := c.Inside.URPF
+	if port == 1 {
+		m = c.Outside.URPF
+	}
+	if m != URPFDefault {
+		return m
+	}
+	if port == 0 {
+		return URPFStrict
+	}
+	return URPFLoose
+}
+
+// reversePath checks the source of the IP packet ip, received on port in,
+// under mode: with any mode but off, a source that is one of the box's own
+// interface addresses is refused (it cannot come from the wire), then
+// strict wants the route back to the source to leave through port in and
+// loose wants a route. The outer header's source is checked (for an ICMP
+// error it is the reporting router, not the flow's key). One route lookup,
+// no allocation.
+func (w *worker) reversePath(in int, mode URPFMode, ip []byte) drop.Reason {
+	if mode == URPFOff {
+		return drop.None
+	}
+	var src [16]byte
+	if ip[0]>>4 == 4 {
+		src[10], src[11] = 0xff, 0xff
+		copy(src[12:], ip[12:16])
+	} else {
+		src = [16]byte(ip[8:24])
+	}
+	for _, p := range w.ports {
+		if src == p.addr4 || src == p.addr6 {
+			return drop.OwnAddressSource
+		}
+	}
+	out, _, ok := w.e.routes.Load().Lookup(&src)
+	if !ok || mode == URPFStrict && out != in {
+		return drop.URPF
+	}
+	return drop.None
 }
 
 // forwardable reports whether a key's addresses may be routed: never

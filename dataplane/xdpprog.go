@@ -19,6 +19,10 @@ import (
 //	IPv6 ICMPv6 types 133-137 (neighbour discovery) -> XDP_PASS
 //	IPv4/IPv6 to a management address (mgmt maps)  -> XDP_PASS
 //	any other IPv4/IPv6                            -> bpf_redirect_map(xsks, rx queue)
+//	  longer than an AF_XDP frame holds (the link's MTU raised while edge
+//	  runs): cut to rxFrameMax first (bpf_xdp_adjust_tail), so the worker
+//	  counts it and answers with fragmentation needed / packet too big
+//	  instead of the kernel dropping it unseen
 //
 // Fail closed: the redirect's fallback action, used when no AF_XDP socket is
 // registered for the queue (edge is not running, or died), is XDP_DROP, not
@@ -161,8 +165,20 @@ func (p *Program) instructions() asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JNE.Imm(asm.R0, 0, "pass"),
 
+		// A frame longer than an AF_XDP frame holds is cut to rxFrameMax
+		// (the kernel would drop it whole, counted only in the socket's
+		// rx_dropped); the worker recognizes it by its IP length field.
+		asm.Mov.Reg(asm.R2, asm.R8).Sym("redirect"),
+		asm.Sub.Reg(asm.R2, asm.R7), // frame length
+		asm.JLE.Imm(asm.R2, rxFrameMax, "xsk"),
+		asm.Mov.Imm(asm.R1, rxFrameMax),
+		asm.Sub.Reg(asm.R1, asm.R2), // negative: shrink
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnXdpAdjustTail.Call(), // on failure the frame stays whole (and the kernel drops it)
+
 		// Everything else IP goes to the queue's socket; with none, drop.
-		asm.LoadMapPtr(asm.R1, p.xsks.FD()).Sym("redirect"),
+		asm.LoadMapPtr(asm.R1, p.xsks.FD()).Sym("xsk"),
 		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word), // ctx->rx_queue_index
 		asm.Mov.Imm(asm.R3, xdpDrop),              // fallback when the slot is empty
 		asm.FnRedirectMap.Call(),

@@ -70,6 +70,16 @@ const (
 	// NSX compatibility mode (conntrack.Policy.NSXCompat; off by default).
 	NSXSynAckOnClosing // a SYN-ACK met a CLOSING entry: dropped (and ICMP 3/3 sent) as the NSX-T gateway firewall does
 
+	// Router checks on the IP header (RFC 1812 5.2.2, 5.3.7; data plane).
+	BadIPChecksum     // IPv4 header checksum wrong
+	EtherTypeMismatch // the IP version is not the one the EtherType announces
+	BadIPv6Address    // an IPv6 header (or the one an ICMPv6 error quotes) carries an IPv4-mapped or -compatible address
+	SourceRouted      // IPv4 loose or strict source route option (dropped unless configured otherwise)
+	BadIPOptions      // IPv4 options malformed: an option length below 2 or past the header
+	URPF              // the source fails the arrival interface's reverse-path check (RFC 3704)
+	OwnAddressSource  // the source is one of the box's own interface addresses
+	Oversize          // a frame larger than an AF_XDP frame holds (the link's MTU was raised while edge runs)
+
 	NumReasons
 )
 
@@ -113,6 +123,15 @@ var names = [NumReasons]string{
 	ICMPBuildFailed:      "icmp_build_failed",
 	ICMPBadChecksum:      "icmp_bad_checksum",
 	NSXSynAckOnClosing:   "nsx_synack_on_closing",
+
+	BadIPChecksum:     "bad_ip_checksum",
+	EtherTypeMismatch: "ethertype_mismatch",
+	BadIPv6Address:    "bad_ipv6_address",
+	SourceRouted:      "source_routed",
+	BadIPOptions:      "bad_ip_options",
+	URPF:              "urpf",
+	OwnAddressSource:  "own_address_source",
+	Oversize:          "oversize",
 }
 
 var help = [NumReasons]string{
@@ -156,6 +175,15 @@ var help = [NumReasons]string{
 	ICMPBuildFailed:      "ICMP error not built: transmit buffer too small, or kind, MTU or source address invalid for the packet's family",
 	ICMPBadChecksum:      "ICMP error not translated: bad ICMP checksum or bad quoted IPv4 header checksum (RFC 5508 REQ-3)",
 	NSXSynAckOnClosing:   "NSX compatibility mode: SYN-ACK on a CLOSING entry dropped and answered with ICMP port unreachable, reproducing the NSX-T incident",
+
+	BadIPChecksum:     "IPv4 header checksum wrong: dropped, never forwarded with an updated checksum (RFC 1812 5.2.2)",
+	EtherTypeMismatch: "IP version differs from the EtherType (an IPv4 packet in an IPv6 frame or the reverse), or an EtherType that is not IP",
+	BadIPv6Address:    "IPv6 packet (or the packet an ICMPv6 error quotes) with an IPv4-mapped (::ffff:0:0/96) or IPv4-compatible (::/96) address (RFC 4291 2.5.5)",
+	SourceRouted:      "IPv4 packet with a loose or strict source route option (LSRR, SSRR), dropped by default (RFC 7126 4.3, 4.4; config source_route)",
+	BadIPOptions:      "IPv4 options malformed: an option's length is below 2 or runs past the header (RFC 1812 5.2.4)",
+	URPF:              "spoofed source: strict uRPF (inside by default): the route back to the source does not leave through the interface the packet came in on; loose (outside by default): there is no route back (RFC 3704, BCP 38)",
+	OwnAddressSource:  "spoofed source: a packet from the wire carrying one of edge's own interface addresses as its source (RFC 1812 5.3.7)",
+	Oversize:          "frame larger than an AF_XDP frame holds (the interface's MTU was raised above edge's while it runs): cut by the XDP program, dropped, answered with fragmentation needed (IPv4 DF) or packet too big (IPv6)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".

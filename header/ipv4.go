@@ -169,3 +169,43 @@ func (b IPv4) CalculateChecksum() uint16 {
 func (b IPv4) IsChecksumValid() bool {
 	return Checksum(b[:b.HeaderLen()], 0) == 0xffff
 }
+
+// IPv4 option types (RFC 791 §3.1; the type octet includes the copied flag
+// and the class).
+const (
+	IPv4OptEOL  = 0   // End of Option List
+	IPv4OptNOP  = 1   // No Operation
+	IPv4OptLSRR = 131 // Loose Source and Record Route
+	IPv4OptSSRR = 137 // Strict Source and Record Route
+)
+
+// SourceRouted walks the options of a header that [IPv4.IsValid] accepted
+// and reports whether they hold a source route (LSRR or SSRR) and whether
+// they are well formed: every option but EOL and NOP has a length octet of
+// at least 2 that does not run past the header. The walk stops at EOL. A
+// header without options (IHL 5) is valid and not source-routed. No
+// allocation.
+func (b IPv4) SourceRouted() (routed, valid bool) {
+	end := b.HeaderLen()
+	for i := IPv4MinLen; i < end; {
+		switch t := b[i]; t {
+		case IPv4OptEOL:
+			return routed, true
+		case IPv4OptNOP:
+			i++
+		default:
+			if i+1 >= end {
+				return routed, false
+			}
+			n := int(b[i+1])
+			if n < 2 || i+n > end {
+				return routed, false
+			}
+			if t == IPv4OptLSRR || t == IPv4OptSSRR {
+				routed = true
+			}
+			i += n
+		}
+	}
+	return routed, true
+}
