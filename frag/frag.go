@@ -234,7 +234,8 @@ func (t *Table[V]) account(s *slot[V], off, n int, more bool) {
 // processes them now, as later fragments that found v. The returned slices
 // stay valid until the next call to Follow. ok is false when the datagram
 // could not be recorded (its bucket is full of live datagrams): its later
-// fragments will find nothing.
+// fragments will find nothing. A datagram's first verdict stands: noting it
+// again changes nothing and returns no frames.
 func (t *Table[V]) Note(k *Key, now int64, v V, n int, more bool) (held [][]byte, ok bool) {
 	i := t.find(k, now)
 	if i < 0 {
@@ -243,6 +244,11 @@ func (t *Table[V]) Note(k *Key, now int64, v V, n int, more bool) (held [][]byte
 		}
 	}
 	s := &t.slots[i]
+	if s.known {
+		// The first verdict stands (a caller that counts one packet's
+		// drop twice, or a duplicated first fragment, changes nothing).
+		return nil, true
+	}
 	t.Stats.Noted++
 	s.value, s.known = v, true
 	s.deadline = now + t.timeout

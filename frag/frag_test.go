@@ -73,6 +73,9 @@ func TestInOrder(t *testing.T) {
 	if !ok || len(held) != 0 {
 		t.Fatalf("Note = %d held, %v; want 0, true", len(held), ok)
 	}
+	if held, ok := tab.Note(&k, 0, verdict{}, 1480, true); !ok || held != nil {
+		t.Fatalf("second Note = %v, %v; want nil, true", held, ok)
+	}
 	got, st := tab.Follow(&k, 1*ms, frame(1, 100), 1480, 1480, true)
 	if st != Known || got != v {
 		t.Fatalf("second fragment: %v %v, want Known %v", st, got, v)
