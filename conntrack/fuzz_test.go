@@ -511,8 +511,19 @@ func FuzzParse(f *testing.F) {
 		if r >= drop.NumReasons {
 			t.Fatalf("Parse returned unknown reason %d", r)
 		}
+		if p.Frag == FragLater {
+			// A later fragment: what the data plane needs to follow it.
+			if r != drop.Fragment || p.FragOff == 0 || !fragmentable(p.Key.Proto) || p.Key.Zone != zone ||
+				int(p.L4Off)+int(p.FragLen) > len(b) {
+				t.Fatalf("later fragment: reason %v, %+v (len %d)", r, p, len(b))
+			}
+			return
+		}
 		if r != drop.None {
 			return
+		}
+		if p.Frag == FragFirst && (!p.FragMore || p.Kind == KindFlow && !fragmentable(p.Key.Proto)) {
+			t.Fatalf("first fragment without MF or of protocol %d: %+v", p.Key.Proto, p)
 		}
 		if p.Key.Zone != zone {
 			t.Fatalf("zone %d, want %d", p.Key.Zone, zone)
@@ -552,7 +563,16 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("window scale %d", p.WScale)
 			}
 		case header.ProtoUDP:
-			if int(p.Payload)+header.UDPLen+l4 > len(b) {
+			if p.Frag == FragFirst {
+				// The UDP length is the datagram's: more than this fragment holds.
+				ipEnd := int(binary.BigEndian.Uint16(b[2:])) // IPv4 total length
+				if b[0]>>4 == 6 {
+					ipEnd = header.IPv6Len + int(binary.BigEndian.Uint16(b[4:]))
+				}
+				if int(p.Payload)+header.UDPLen <= ipEnd-l4 {
+					t.Fatalf("first fragment: UDP payload %d fits in its %d bytes", p.Payload, ipEnd-l4)
+				}
+			} else if int(p.Payload)+header.UDPLen+l4 > len(b) {
 				t.Fatalf("UDP payload %d at %d past the end (len %d)", p.Payload, l4, len(b))
 			}
 		case header.ProtoICMP, header.ProtoICMPv6:

@@ -35,11 +35,43 @@ type Packet struct {
 	L4Off    uint16 // offset of the transport (or ICMP) header in the IP packet
 	InnerOff uint16 // KindRelated: offset of the quoted IP header
 	InnerL4  uint16 // KindRelated: offset of the quoted transport header
+
+	// Fragments of UDP and ICMP datagrams (see Parse).
+	Frag     FragKind
+	FragMore bool   // MF (IPv4) or M (IPv6) flag
+	FragID   uint32 // IPv4 Identification or IPv6 Fragment header Identification
+	FragOff  uint16 // FragLater: offset of the fragment's data in the datagram, in bytes
+	FragLen  uint16 // FragFirst, FragLater: the fragment's data (IP payload) length, in bytes
+}
+
+// FragKind says whether a packet is a fragment the gateway can follow.
+type FragKind uint8
+
+const (
+	FragNone  FragKind = iota // a whole packet (or an IPv6 atomic fragment)
+	FragFirst                 // the first fragment of a UDP or ICMP datagram: tracked like a whole packet
+	FragLater                 // a later fragment of a UDP or ICMP datagram: Parse returns drop.Fragment
+)
+
+// fragmentable reports whether fragments of protocol proto are followed.
+// TCP is not: a TCP segment's length, which window tracking needs, is only
+// known once every fragment arrived, and today's stacks do not fragment TCP
+// (they set DF and discover the path MTU).
+func fragmentable(proto uint8) bool {
+	return proto == header.ProtoUDP || proto == header.ProtoICMP || proto == header.ProtoICMPv6
 }
 
 // Parse fills p from the IP packet b (IPv4 or IPv6, no link header), in zone
 // zone. It returns drop.None or the reason the packet cannot be tracked. It
 // never allocates or panics, whatever b holds.
+//
+// The first fragment of a UDP or ICMP datagram parses like a whole packet,
+// with p.Frag = FragFirst (its UDP Payload is the datagram's, from the UDP
+// length). A later fragment of one returns drop.Fragment with p.Frag =
+// FragLater and p's addresses, protocol, fragment fields and L4Off (the
+// start of its data) set, so the data plane can
+// make it follow its first fragment (package frag). Fragments of other
+// protocols return drop.Fragment with p.Frag = FragNone.
 func Parse(b []byte, zone uint8, p *Packet) drop.Reason {
 	if len(b) < 1 {
 		return drop.Truncated
@@ -64,9 +96,6 @@ func parse4(b []byte, zone uint8, p *Packet) drop.Reason {
 		}
 		return drop.BadIPHeader
 	}
-	if ip.IsFragment() {
-		return drop.Fragment
-	}
 	*p = Packet{Kind: KindFlow, WScale: -1}
 	p.Key.Zone = zone
 	setMapped(&p.Key.Src, b[12:16])
@@ -75,6 +104,17 @@ func parse4(b []byte, zone uint8, p *Packet) drop.Reason {
 	hl := ip.HeaderLen()
 	p.L4Off = uint16(hl)
 	l4 := b[hl:ip.TotalLen()]
+	if ip.IsFragment() {
+		if !fragmentable(p.Key.Proto) {
+			return drop.Fragment
+		}
+		p.FragID, p.FragMore, p.FragLen = uint32(ip.ID()), ip.MoreFragments(), uint16(len(l4))
+		if off := ip.FragmentOffset(); off != 0 {
+			p.Frag, p.FragOff = FragLater, off
+			return drop.Fragment
+		}
+		p.Frag = FragFirst
+	}
 	if p.Key.Proto == header.ProtoICMP {
 		return parseICMP4(l4, p)
 	}
@@ -96,10 +136,6 @@ func parse6(b []byte, zone uint8, p *Packet) drop.Reason {
 	if !ok {
 		return drop.BadIPv6ExtHeader
 	}
-	// An atomic fragment (offset 0, M clear: RFC 6946) is a whole packet.
-	if frag.IsFragment() {
-		return drop.Fragment
-	}
 	*p = Packet{Kind: KindFlow, WScale: -1}
 	p.Key.Zone = zone
 	copy(p.Key.Src[:], b[8:24])
@@ -107,6 +143,18 @@ func parse6(b []byte, zone uint8, p *Packet) drop.Reason {
 	p.Key.Proto = proto
 	p.L4Off = uint16(off)
 	l4 := b[off : header.IPv6Len+int(ip.PayloadLen())]
+	// An atomic fragment (offset 0, M clear: RFC 6946) is a whole packet.
+	if frag.IsFragment() {
+		if !fragmentable(proto) {
+			return drop.Fragment
+		}
+		p.FragID, p.FragMore, p.FragLen = frag.ID, frag.More, uint16(len(l4))
+		if frag.Offset != 0 {
+			p.Frag, p.FragOff = FragLater, frag.Offset
+			return drop.Fragment
+		}
+		p.Frag = FragFirst
+	}
 	if proto == header.ProtoICMPv6 {
 		return parseICMP6(l4, p)
 	}
@@ -150,7 +198,12 @@ func parseL4(l4 []byte, p *Packet) drop.Reason {
 			return drop.Truncated
 		}
 		udp := header.UDP(l4)
-		if !udp.IsValid(len(l4)) {
+		if p.Frag == FragFirst {
+			// The UDP length covers every fragment: more than this one holds.
+			if int(udp.Length()) <= len(l4) {
+				return drop.BadL4Header
+			}
+		} else if !udp.IsValid(len(l4)) {
 			return drop.BadL4Header
 		}
 		p.Key.SrcPort, p.Key.DstPort = udp.SrcPort(), udp.DstPort()

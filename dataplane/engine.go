@@ -692,5 +692,6 @@ func newWorker(e *Engine, q int) *worker {
 	w.pinned.Store(-1)
 	w.ruleLog.Init(1024)
 	w.events.Init(eventRingSize)
+	w.frags = newFragTable()
 	return w
 }

@@ -78,9 +78,11 @@ func (w *worker) drop(r drop.Reason) {
 }
 
 // dropPkt counts the drop of packet p received on port in, with an event.
+// A first fragment's drop is noted: its later fragments follow it.
 func (w *worker) dropPkt(r drop.Reason, in int, p *conntrack.Packet) {
 	w.drops[r]++
 	w.event(EvDropped, r, icmp.NoError, in, p)
+	w.noteFirstDrop(in, p, r)
 }
 
 // count counts a drop conntrack decided: conntrack recorded its event.

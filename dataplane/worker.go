@@ -10,6 +10,8 @@ package dataplane
 //	  check        IP version = EtherType, IPv4 checksum and options, no IPv4 in IPv6
 //	               addresses (checkIP), source address: uRPF per interface (reversePath);
 //	               a frame the XDP program cut (oversize) is answered as over the MTU
+//	  fragments    a later fragment of a UDP/ICMP datagram follows its first fragment's
+//	               verdict and addresses, or waits for it (fragment.go)
 //	  steer        a flow another worker owns (Table.ShardOf) goes to its hand-off ring
 //	  track        Shard.TrackBatch: one lookup per packet, misses overlapped
 //	  open         first packet of a flow: firewall (zone of p) -> SNAT port -> Shard.Create
@@ -42,6 +44,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/internal/spsc"
@@ -122,7 +125,11 @@ type worker struct {
 	now      conntrack.Time // the batch's time (events)
 
 	limiter icmp.Limiter
-	lastHop [2]hopCache // per port: the last next hop resolved
+	frags   *frag.Table[fragVerdict] // datagrams whose later fragments follow their first (fragment.go)
+	fragPkt conntrack.Packet         // a held fragment being released (noteFirst)
+	// fragExpired: frags.Stats.ExpiredHeld already counted as drops
+	fragExpired uint64
+	lastHop     [2]hopCache // per port: the last next hop resolved
 
 	// Hand-off between workers (several queues): outbox[k] carries frames
 	// of flows worker k owns; inbox[j] brings frames from worker j.
@@ -411,6 +418,7 @@ func (w *worker) process(in int, descs []xdp.Desc, now conntrack.Time) {
 func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	w.now = now
 	cfg := w.e.cur.Load()
+	w.expireFragments()
 	n := 0
 	for _, frame := range frames {
 		if len(frame) < header.EthernetLen {
@@ -428,7 +436,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.drop(drop.EtherTypeMismatch)
 			continue
 		}
-		if r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n]); r != drop.None {
+		r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n])
+		later := r == drop.Fragment && w.pkts[n].Frag == conntrack.FragLater
+		if r != drop.None && !later {
 			if r == drop.Truncated && isCutOversize(frame) {
 				w.oversize(in, frame[header.EthernetLen:], &w.pkts[n], cfg, now)
 				continue
@@ -448,6 +458,10 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.dropPkt(r, in, &w.pkts[n])
 			continue
 		}
+		if later {
+			w.laterFragment(in, frame, &w.pkts[n])
+			continue
+		}
 		if w.outbox != nil {
 			// The flow's shard: the same for both directions (SNAT chose
 			// its port so), whatever queue the NIC put the packet on.
@@ -455,6 +469,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				if w.outbox[owner].put(in, frame) {
 					w.handedOff++
 					w.woken |= 1 << owner
+					if w.pkts[n].Frag == conntrack.FragFirst {
+						w.noteFirst(in, &w.pkts[n], fragVerdict{owner: int8(owner)})
+					}
 				} else {
 					w.dropPkt(drop.HandoffFull, in, &w.pkts[n])
 				}
@@ -474,6 +491,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		v := w.shard.TrackPrefetched(i, p, now)
 		if v.Action == conntrack.Drop {
 			w.count(v.Reason) // conntrack recorded the event
+			w.noteFirstDrop(in, p, v.Reason)
 			if v.Reason == drop.NSXSynAckOnClosing {
 				// NSX compatibility mode only: reproduce the gateway
 				// firewall's answer, ICMP port unreachable to the SYN-ACK's
@@ -551,7 +569,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				continue
 			}
 		}
-		w.forward(in, p, w.frames[i], out, hop)
+		if w.forward(in, p, w.frames[i], out, hop) {
+			w.noteFirstForwarded(in, p, ip)
+		}
 	}
 }
 
@@ -941,6 +961,7 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 	v := w.shard.Create(p, nf, now)
 	if v.Action == conntrack.Drop {
 		w.count(v.Reason)
+		w.noteFirstDrop(in, p, v.Reason)
 		if nf.NAT.Addr != 0 {
 			w.nat.Abandon(&p.Key, nf.NAT) // the port was never used
 		}
@@ -952,8 +973,8 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 
 // forward decrements the TTL (hop limit) of the translated IP packet in
 // frame (packet p, received on port in) and queues it on port out toward
-// next hop hop.
-func (w *worker) forward(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) {
+// next hop hop. It reports whether the frame was queued.
+func (w *worker) forward(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) bool {
 	ip := frame[header.EthernetLen:]
 	if ip[0]>>4 == 4 {
 		h := header.IPv4(ip)
@@ -965,7 +986,7 @@ func (w *worker) forward(in int, p *conntrack.Packet, frame []byte, out int, hop
 		h := header.IPv6(ip)
 		h.SetHopLimit(h.HopLimit() - 1)
 	}
-	w.queue(in, p, frame, out, hop)
+	return w.queue(in, p, frame, out, hop)
 }
 
 // queue sets the Ethernet addresses of frame for next hop hop on port out

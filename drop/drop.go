@@ -23,7 +23,7 @@ const (
 	BadIPHeader      // IPv4 version/IHL/total length or IPv6 payload length inconsistent
 	BadIPv6ExtHeader // IPv6 extension-header chain malformed or longer than we walk
 	BadL4Header      // TCP data offset or UDP length inconsistent with the packet
-	Fragment         // a non-first fragment: no L4 header to track (no reassembly yet)
+	Fragment         // a fragment of a TCP segment or of a protocol whose fragments are not followed
 	UnsupportedProto // an L4 protocol the gateway does not forward
 	TCPBadFlags      // impossible TCP flag combination: SYN+FIN, SYN+RST, none, FIN without ACK
 	BadICMP          // ICMP header truncated or an error that quotes too little
@@ -80,6 +80,10 @@ const (
 	OwnAddressSource  // the source is one of the box's own interface addresses
 	Oversize          // a frame larger than an AF_XDP frame holds (the link's MTU was raised while edge runs)
 
+	// Fragments (UDP and ICMP datagrams; dataplane/fragment.go).
+	FragmentNoRoom  // a later fragment arrived before its first and could not be held (table bucket or pool full)
+	FragmentExpired // a held later fragment whose first fragment did not arrive in time
+
 	NumReasons
 )
 
@@ -132,6 +136,8 @@ var names = [NumReasons]string{
 	URPF:              "urpf",
 	OwnAddressSource:  "own_address_source",
 	Oversize:          "oversize",
+	FragmentNoRoom:    "fragment_no_room",
+	FragmentExpired:   "fragment_expired",
 }
 
 var help = [NumReasons]string{
@@ -140,7 +146,7 @@ var help = [NumReasons]string{
 	BadIPHeader:      "IPv4/IPv6 header fields inconsistent with each other or the frame",
 	BadIPv6ExtHeader: "IPv6 extension-header chain malformed or too long",
 	BadL4Header:      "TCP data offset or UDP length inconsistent with the packet",
-	Fragment:         "non-first IP fragment (no reassembly): nothing to match a flow on",
+	Fragment:         "IP fragment of a TCP segment or of a protocol other than UDP and ICMP: not followed (UDP and ICMP fragments follow their first fragment)",
 	UnsupportedProto: "L4 protocol not forwarded by the gateway",
 	TCPBadFlags:      "impossible TCP flag combination (SYN+FIN, SYN+RST, no flags, FIN without ACK)",
 	BadICMP:          "ICMP header truncated, or an ICMP error quoting too little of the original packet",
@@ -184,6 +190,8 @@ var help = [NumReasons]string{
 	URPF:              "spoofed source: strict uRPF (inside by default): the route back to the source does not leave through the interface the packet came in on; loose (outside by default): there is no route back (RFC 3704, BCP 38)",
 	OwnAddressSource:  "spoofed source: a packet from the wire carrying one of edge's own interface addresses as its source (RFC 1812 5.3.7)",
 	Oversize:          "frame larger than an AF_XDP frame holds (the interface's MTU was raised above edge's while it runs): cut by the XDP program, dropped, answered with fragmentation needed (IPv4 DF) or packet too big (IPv6)",
+	FragmentNoRoom:    "later IP fragment that arrived before its first fragment and could not be held: the fragment table's bucket or its pool of held frames was full",
+	FragmentExpired:   "later IP fragment held for its first fragment, which did not arrive within the fragment timeout (2 s)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".

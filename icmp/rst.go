@@ -30,7 +30,7 @@ func BuildRST(out []byte, ip []byte) (n int, r drop.Reason) {
 			return 0, drop.ICMPBuildFailed
 		}
 		proto, off, frag, ok := h.Transport()
-		if !ok || frag.Present || proto != header.ProtoTCP {
+		if !ok || frag.IsFragment() || proto != header.ProtoTCP {
 			return 0, drop.ICMPBuildFailed
 		}
 		hl = header.IPv6Len
