@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/internal/mailbox"
 	"github.com/edgegw/edge/internal/spsc"
 )
 
@@ -372,14 +373,14 @@ type Shard struct {
 	events     spsc.Ring[Event] // lossy: a full ring loses events (counted), never blocks
 	ctr        counters
 	live       atomic.Int64
-	mbox       atomic.Pointer[request] // pending control request, served by the owner
-	ctlMu      sync.Mutex              // serializes control requests to this shard (control side)
-	onRelease  ReleaseFunc             // called for every flow released (SNAT port bookkeeping)
-	sink       uint64                  // keeps TrackBatch's prefetching loads alive
-	hs         [MaxBatch]uint64        // TrackBatch's hashes (a field: not zeroed per call)
-	pos        [MaxBatch]int32         // TrackBatch's probe start per packet
-	prefetched int                     // packets prepared by the last Prefetch
-	removesAt  uint64                  // ix.removes when they were
+	mbox       mailbox.Mailbox[request] // pending control request, served by the owner
+	ctlMu      sync.Mutex               // serializes control requests to this shard (control side)
+	onRelease  ReleaseFunc              // called for every flow released (SNAT port bookkeeping)
+	sink       uint64                   // keeps TrackBatch's prefetching loads alive
+	hs         [MaxBatch]uint64         // TrackBatch's hashes (a field: not zeroed per call)
+	pos        [MaxBatch]int32          // TrackBatch's probe start per packet
+	prefetched int                      // packets prepared by the last Prefetch
+	removesAt  uint64                   // ix.removes when they were
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
