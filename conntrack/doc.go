@@ -107,8 +107,8 @@
 //	TIME_WAIT,   R SYN                               entry released, packet judged as new
 //	CLOSE
 //	any synced   RST, seq == next                    CLOSE (TIME_WAIT: pass, kept; RFC 1337)
-//	any synced   RST in window, seq != next          pass, state kept (rst_inexact; RFC 5961 3.2)
-//	any synced   RST outside the window              drop rst_out_of_window
+//	any synced   RST in window, seq after next       pass, state kept (rst_inexact; RFC 5961 3.2)
+//	any synced   RST before next or past the window  drop rst_out_of_window
 //	CLOSE        pure ACK; RST in window             pass; data or FIN: drop data_on_closed
 //
 // A SYN-ACK that acknowledges the SYN edge forwarded is never dropped as a
