@@ -2,7 +2,7 @@
 // flow table with no lock on the packet path, TCP/UDP/ICMP-echo trackers,
 // timer profiles, incremental expiry, and the history of every tuple's
 // recent incarnations. It imports only the standard library, xxhash, the
-// header views and the drop reasons; it never reads the clock (time is
+// header views, the drop reasons and internal/spsc and internal/mailbox; it never reads the clock (time is
 // passed in as Time) and never allocates per packet.
 //
 // # Table design: single-writer shards
@@ -40,6 +40,28 @@
 //     instead of leaving tombstones (index.go). Each flow has two entries,
 //     original and reply key. Memory: 104 + 24 = 128 bytes per flow slot.
 //   - Free slots are threaded through the records themselves.
+//
+// # Hashing
+//
+// Every tuple is chosen by whoever sends the packet, so both hashes are
+// keyed with secrets drawn per table at New:
+//
+//   - The flow index hashes all 38 bytes of a key with hash/maphash (the
+//     Go runtime's map hash: AES rounds where the CPU has AES-NI, wyhash
+//     otherwise), built to resist hash flooding with a random seed per
+//     table as Go maps use it: without the seed nobody can pick keys that
+//     collide, and no set of keys collides under every seed. It costs a
+//     few nanoseconds and never allocates; SipHash, which Linux conntrack
+//     keys its table with, is a PRF and stronger on paper but costs
+//     several times more per key. As a second line, a probe run is bounded (index.go): a flow whose key
+//     would pass the bound is refused (drop.ProbeLimit), so lookups stay
+//     bounded whatever happens.
+//   - The shard of a flow (Table.ShardOf) is XXH64 (cespare/xxhash) of the
+//     key with its endpoints in canonical order, under a second secret
+//     seed shared by all workers of the table: both directions land on one
+//     shard and a sender cannot aim at a shard. This choice spreads work
+//     over at most 255 workers, each with its own flooding-resistant
+//     index, so a keyed fast hash suffices there.
 //
 // # Concurrency contract
 //

@@ -3,6 +3,8 @@ package conntrack
 import (
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -71,14 +73,15 @@ type policy struct {
 // read flows (Dump, Explain, Flush) hand a request to each shard's owner,
 // which serves it in bounded chunks between batches (Shard.Serve).
 type Table struct {
-	shards []*Shard
-	pol    atomic.Pointer[policy]
-	nat    atomic.Pointer[[][16]byte] // interned NAT addresses; index 0 unused
-	natMu  sync.Mutex                 // serializes InternAddr (control plane)
-	cap    int
-	huge   bool
-	seed   uint64     // hash seed, random per table
-	evMu   sync.Mutex // one event reader at a time
+	shards    []*Shard
+	pol       atomic.Pointer[policy]
+	nat       atomic.Pointer[[][16]byte] // interned NAT addresses; index 0 unused
+	natMu     sync.Mutex                 // serializes InternAddr (control plane)
+	cap       int
+	huge      bool
+	seed      maphash.Seed // flow-index hash seed, random per table
+	shardSeed uint64       // shard hash seed, random per table, shared by all its workers
+	evMu      sync.Mutex   // one event reader at a time
 }
 
 // New allocates a table and all its storage.
@@ -103,7 +106,7 @@ func New(cfg Config) (*Table, error) {
 	case cfg.HistorySize < 0 || cfg.EventRingSize < 1:
 		return nil, errors.New("conntrack: history and event ring sizes must be positive")
 	}
-	t := &Table{seed: randomSeed()}
+	t := &Table{seed: maphash.MakeSeed(), shardSeed: randomSeed()}
 	if err := t.SetPolicy(cfg.Policy); err != nil {
 		return nil, err
 	}
@@ -294,13 +297,16 @@ func (t *Table) NATAddr16(i uint16) [16]byte {
 }
 
 // ShardOf returns the shard that owns an untranslated flow with key k (or its
-// reverse): the symmetric hash modulo the number of shards. SNAT picks ports
-// whose reply keys map to the same shard as their original keys.
+// reverse): a symmetric hash of k under the table's secret shard seed,
+// reduced to the number of shards. Every worker of the table uses it for
+// the hand-off, and SNAT picks ports whose reply keys map to the same shard
+// as their original keys. Safe from any goroutine; it never allocates.
 func (t *Table) ShardOf(k *Key) int {
 	if len(t.shards) == 1 {
 		return 0
 	}
-	return int(k.SymmetricHash() % uint64(len(t.shards)))
+	hi, _ := bits.Mul64(k.symmetricHash(t.shardSeed), uint64(len(t.shards)))
+	return int(hi)
 }
 
 // Stats sums the counters of every shard. Safe at any time.
@@ -451,11 +457,12 @@ func (s *Shard) find(k *Key, h uint64, now Time) (slot uint32, d Dir, ok bool) {
 
 // findFrom is find starting the probe at index position i, which must lie
 // on the key's probe run at or before its entry (TrackBatch passes the first
-// position whose tag matched).
+// position whose tag matched). It looks at most maxProbe positions: no
+// entry lies further from its home.
 func (s *Shard) findFrom(k *Key, h uint64, i int, now Time) (slot uint32, d Dir, ok bool) {
 	e := s.ix.e
 	tag := uint32(h >> 32)
-	for {
+	for range maxProbe {
 		x := e[i]
 		if x == 0 {
 			return 0, 0, false
@@ -475,6 +482,7 @@ func (s *Shard) findFrom(k *Key, h uint64, i int, now Time) (slot uint32, d Dir,
 			i = 0
 		}
 	}
+	return 0, 0, false
 }
 
 // Lookup finds the live flow with key k in either direction. It changes no
@@ -594,10 +602,17 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 	rk := s.replyKey(f)
 	s.ix.remove(s.hash(&f.key), slot, Original)
 	s.ix.remove(s.hash(&rk), slot, Reply)
+	s.freeSlot(slot)
+	s.live.Add(-1)
+}
+
+// freeSlot clears slot, which no index entry names, and puts it on the
+// free list.
+func (s *Shard) freeSlot(slot uint32) {
+	f := &s.flows[slot]
 	*f = flow{}
 	f.end[0] = s.freeHead
 	s.freeHead = slot + 1
-	s.live.Add(-1)
 }
 
 // ReleaseFunc is told about every flow a shard releases (expired, evicted,

@@ -61,8 +61,9 @@ func TestIndexAgainstModel(t *testing.T) {
 			delete(model, slot)
 		} else {
 			h := hash()
-			ix.insert(h, slot, Original)
-			model[slot] = h
+			if ix.insert(h, slot, Original) { // refused past maxProbe
+				model[slot] = h
+			}
 		}
 		if step%1000 == 0 {
 			for slot, h := range model {

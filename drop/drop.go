@@ -70,6 +70,9 @@ const (
 	// NSX compatibility mode (conntrack.Policy.NSXCompat; off by default).
 	NSXSynAckOnClosing // a SYN-ACK met a CLOSING entry: dropped (and ICMP 3/3 sent) as the NSX-T gateway firewall does
 
+	// Connection-tracking hardening (denial of service).
+	ProbeLimit // a new flow refused: its key's run in the flow index would pass the probe bound
+
 	NumReasons
 )
 
@@ -113,6 +116,8 @@ var names = [NumReasons]string{
 	ICMPBuildFailed:      "icmp_build_failed",
 	ICMPBadChecksum:      "icmp_bad_checksum",
 	NSXSynAckOnClosing:   "nsx_synack_on_closing",
+
+	ProbeLimit: "probe_limit",
 }
 
 var help = [NumReasons]string{
@@ -156,6 +161,8 @@ var help = [NumReasons]string{
 	ICMPBuildFailed:      "ICMP error not built: transmit buffer too small, or kind, MTU or source address invalid for the packet's family",
 	ICMPBadChecksum:      "ICMP error not translated: bad ICMP checksum or bad quoted IPv4 header checksum (RFC 5508 REQ-3)",
 	NSXSynAckOnClosing:   "NSX compatibility mode: SYN-ACK on a CLOSING entry dropped and answered with ICMP port unreachable, reproducing the NSX-T incident",
+
+	ProbeLimit: "new flow refused: its key's probe run in the flow index would pass the bound (a hash-flooding defence; with a keyed hash, random keys never reach it)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
