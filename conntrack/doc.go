@@ -82,10 +82,12 @@
 // state each time a packet passes. Lookups treat an expired entry as absent
 // (and release it on the spot); Expire sweeps a bounded number of slots per
 // call to reclaim the rest. When the table is full, Create evicts, from a
-// bounded scan, an expired entry or else a closing TCP entry or an
-// unanswered UDP/ICMP flow past half its timer, counting each removal; it
-// never evicts an established flow or a SYN_SENT entry younger than its
-// timeout. Otherwise the new flow is refused (drop.TableFull) and existing
+// bounded scan of 64 slots, an expired entry, else a closing TCP entry or an
+// unanswered UDP/ICMP flow past half its timer, else the oldest unanswered
+// SYN_SENT entry seen (so a SYN flood cannot hold the table for the
+// SYN_SENT timer), counting and reporting each removal (evicted,
+// evicted_syn_sent, EvEvicted). It never evicts an established flow. If the
+// scan finds nothing, the new flow is refused (drop.TableFull) and existing
 // flows are unaffected.
 //
 // # TCP state machine

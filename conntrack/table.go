@@ -527,39 +527,66 @@ func (s *Shard) alloc(now Time) (uint32, bool) {
 // evictScan bounds the slots one eviction attempt examines.
 const evictScan = 64
 
-// evict frees one slot under table pressure. It takes, in one bounded pass
-// from a rotating cursor, the first entry that has expired, else the first
-// one that is closing (TIME_WAIT, CLOSE, LAST_ACK) or unanswered
-// UDP/ICMP whose timer has run at least half its course. It never takes an
-// established flow or a SYN_SENT entry younger than its timeout. Each
-// removal is counted and recorded (CloseEvicted).
+// evict frees one slot under table pressure, from one bounded pass over
+// evictScan slots from a rotating cursor. It takes the first entry that has
+// expired; else the first that is closing (TIME_WAIT, CLOSE, LAST_ACK) or
+// unanswered UDP/ICMP whose timer has run at least half its course; else
+// the oldest unanswered SYN_SENT entry of the pass (Linux's early drop of
+// unassured entries: a flood of SYNs to black-holed ports must not hold the
+// table for the SYN_SENT timeout). It never takes an established flow. Each
+// removal is counted (evicted, and evicted_syn_sent for a SYN_SENT entry)
+// and reported (EvEvicted).
+//
+// The cursor stops just past the slot it freed, and the new flow takes that
+// slot, right behind the cursor: under steady pressure the cursor sweeps
+// the table like a clock hand and an unanswered SYN_SENT entry lives about
+// one sweep (as many new flows as the shard has slots), oldest first.
 func (s *Shard) evict(now Time) (uint32, bool) {
 	nt := ticks(now)
 	pol := s.t.pol.Load()
 	n := uint32(len(s.flows))
 	victim, found := uint32(0), false
+	syn, synFound := uint32(0), false
+	slot := s.evictAt
 	for i := 0; i < evictScan; i++ {
-		slot := s.evictAt
-		if s.evictAt++; s.evictAt == n {
-			s.evictAt = 0
+		if i > 0 {
+			if slot++; slot == n {
+				slot = 0
+			}
 		}
 		f := &s.flows[slot]
-		if f.state == StateNone {
-			continue
-		}
-		if expired(f.expires, nt) {
+		switch {
+		case f.state == StateNone:
+		case expired(f.expires, nt):
+			s.evictAt = nextSlot(slot, n)
 			s.release(slot, CloseExpired, now)
 			return s.alloc(now)
-		}
-		if !found && evictable(f, nt, pol) {
+		case found:
+		case evictable(f, nt, pol):
 			victim, found = slot, true
+		case f.state == TCPSynSent && (!synFound || int32(f.expires-s.flows[syn].expires) < 0):
+			syn, synFound = slot, true // the oldest: the earliest deadline, all with the SYN_SENT timer
 		}
 	}
-	if !found {
+	switch {
+	case found:
+	case synFound:
+		victim = syn
+		s.count(CtrEvictedSynSent)
+	default:
+		s.evictAt = nextSlot(slot, n)
 		return 0, false
 	}
+	s.evictAt = nextSlot(victim, n)
 	s.release(victim, CloseEvicted, now)
 	return s.alloc(now)
+}
+
+func nextSlot(slot, n uint32) uint32 {
+	if slot++; slot == n {
+		return 0
+	}
+	return slot
 }
 
 func evictable(f *flow, nt uint32, pol *policy) bool {
