@@ -2,8 +2,9 @@
 // flow table with no lock on the packet path, TCP/UDP/ICMP-echo trackers,
 // timer profiles, incremental expiry, and the history of every tuple's
 // recent incarnations. It imports only the standard library, xxhash, the
-// header views, the drop reasons and internal/spsc and internal/mailbox; it never reads the clock (time is
-// passed in as Time) and never allocates per packet.
+// header views, the drop reasons, internal/spsc and internal/mailbox; it
+// never reads the clock (time is passed in as Time) and never allocates per
+// packet.
 //
 // # Table design: single-writer shards
 //
@@ -53,9 +54,9 @@
 //     collide, and no set of keys collides under every seed. It costs a
 //     few nanoseconds and never allocates; SipHash, which Linux conntrack
 //     keys its table with, is a PRF and stronger on paper but costs
-//     several times more per key. As a second line, a probe run is bounded (index.go): a flow whose key
-//     would pass the bound is refused (drop.ProbeLimit), so lookups stay
-//     bounded whatever happens.
+//     several times more per key. As a second line, probe runs are
+//     bounded (index.go): a flow whose key would pass the bound is refused
+//     (drop.ProbeLimit), so lookups stay bounded whatever happens.
 //   - The shard of a flow (Table.ShardOf) is XXH64 (cespare/xxhash) of the
 //     key with its endpoints in canonical order, under a second secret
 //     seed shared by all workers of the table: both directions land on one

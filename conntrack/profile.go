@@ -87,11 +87,12 @@ type Profile struct {
 
 // DefaultProfile meets RFC 5382 REQ-5 (established idle >= 2 h 4 min,
 // transitory >= 4 min), RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended) and
-// RFC 5508 REQ-1 (ICMP query >= 60 s), as RFC 7857 restates them, except
-// for unanswered SYNs: SYN_SENT has Linux's 120 s (nf_conntrack_tcp_timeout_
-// syn_sent), longer than a client retries a SYN (Linux gives up after 127 s
-// of retries, the last sent at 63 s), so that SYNs toward black-holed ports
-// do not hold slots for 4 minutes.
+// RFC 5508 REQ-1 (ICMP query >= 60 s), as RFC 7857 restates them, with one
+// departure: an unanswered SYN (SYN_SENT) is held 120 s, as Linux
+// conntrack and pf (tcp.first) hold it, not REQ-5's 4 minutes, so that
+// SYNs toward black-holed ports do not hold slots that long. 120 s still
+// outlasts a client's SYN retries (Linux sends its last at 63 s).
+// SYN_RECV and the closing states keep the 4-minute transitory timer.
 var DefaultProfile = Profile{
 	Name:        "default",
 	SynSent:     120 * Second,
