@@ -11,7 +11,7 @@ import (
 //
 // Flow storage belongs to the shards' owners, so the control plane never
 // reads it directly. Instead it leaves one request at a time in a shard's
-// mailbox (an atomic pointer); the owner serves it from Serve, called once
+// mailbox (internal/mailbox); the owner serves it from Serve, called once
 // per loop iteration, doing a bounded chunk of work (at most serveBudget
 // slots scanned) and handing back results through the request. A dump of
 // millions of flows is therefore many small chunks interleaved with
@@ -82,7 +82,6 @@ type request struct {
 	hist   []Incarnation
 	n      int  // out: flows flushed
 	done   bool // out: the scan reached the end
-	ack    chan struct{}
 }
 
 // serveBudget bounds the slots one Serve call scans.
@@ -91,7 +90,7 @@ const serveBudget = 4096
 // Serve does one bounded chunk of pending control work, if any. The owner
 // calls it once per loop iteration (a single atomic load when idle).
 func (s *Shard) Serve(now Time) {
-	r := s.mbox.Load()
+	r := s.mbox.Take()
 	if r == nil {
 		return
 	}
@@ -101,8 +100,7 @@ func (s *Shard) Serve(now Time) {
 	case opExplain:
 		s.serveExplain(r, now)
 	}
-	s.mbox.Store(nil)
-	r.ack <- struct{}{}
+	s.mbox.Done()
 }
 
 func (s *Shard) serveScan(r *request, now Time) {
@@ -180,24 +178,11 @@ var ErrNotServed = errors.New("conntrack: shard owner did not serve the request 
 var ServeTimeout = 5 * time.Second
 
 // do hands r to shard s and waits for its owner to serve it, at most until
-// ctx ends or ServeTimeout passes.
+// ctx ends or ServeTimeout passes without the owner taking it.
 func (s *Shard) do(ctx context.Context, r *request) error {
-	if r.ack == nil {
-		r.ack = make(chan struct{}, 1)
-	}
-	t := time.NewTimer(ServeTimeout)
-	defer t.Stop()
-	s.mbox.Store(r)
-	select {
-	case <-r.ack:
-		return nil
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	if s.mbox.CompareAndSwap(r, nil) {
+	if !s.mbox.Call(ctx, r, ServeTimeout) {
 		return ErrNotServed
 	}
-	<-r.ack // the owner took it: it finishes a bounded chunk
 	return nil
 }
 

@@ -110,7 +110,7 @@ func TestControlServeTimeout(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %v", d)
 	}
-	if s := tb.Shard(0); s.mbox.Load() != nil {
+	if s := tb.Shard(0); s.mbox.Take() != nil {
 		t.Fatal("a request was left in the mailbox")
 	}
 }

@@ -27,13 +27,14 @@ const (
 	CtrRSTToChallenge                  // RSTs answering such a challenge ACK: forwarded, state kept
 	CtrSynAckRetransmit                // SYN-ACK retransmissions on an established flow
 	CtrEventsLost                      // events not recorded because the event ring was full
+	CtrEvictedSynSent                  // unanswered SYN_SENT entries evicted under table pressure (also in evicted)
 	NumCounters
 )
 
 var counterNames = [NumCounters]string{
 	"created", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced",
 	"rst_inexact", "rst_in_time_wait", "syn_on_open", "syn_new_isn", "challenge_ack", "rst_to_challenge",
-	"synack_retransmit", "events_lost",
+	"synack_retransmit", "events_lost", "evicted_syn_sent",
 }
 
 func (c Counter) String() string {

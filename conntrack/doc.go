@@ -2,8 +2,9 @@
 // flow table with no lock on the packet path, TCP/UDP/ICMP-echo trackers,
 // timer profiles, incremental expiry, and the history of every tuple's
 // recent incarnations. It imports only the standard library, xxhash, the
-// header views and the drop reasons; it never reads the clock (time is
-// passed in as Time) and never allocates per packet.
+// header views, the drop reasons, internal/spsc and internal/mailbox; it
+// never reads the clock (time is passed in as Time) and never allocates per
+// packet.
 //
 // # Table design: single-writer shards
 //
@@ -41,6 +42,28 @@
 //     original and reply key. Memory: 104 + 24 = 128 bytes per flow slot.
 //   - Free slots are threaded through the records themselves.
 //
+// # Hashing
+//
+// Every tuple is chosen by whoever sends the packet, so both hashes are
+// keyed with secrets drawn per table at New:
+//
+//   - The flow index hashes all 38 bytes of a key with hash/maphash (the
+//     Go runtime's map hash: AES rounds where the CPU has AES-NI, wyhash
+//     otherwise), built to resist hash flooding with a random seed per
+//     table as Go maps use it: without the seed nobody can pick keys that
+//     collide, and no set of keys collides under every seed. It costs a
+//     few nanoseconds and never allocates; SipHash, which Linux conntrack
+//     keys its table with, is a PRF and stronger on paper but costs
+//     several times more per key. As a second line, probe runs are
+//     bounded (index.go): a flow whose key would pass the bound is refused
+//     (drop.ProbeLimit), so lookups stay bounded whatever happens.
+//   - The shard of a flow (Table.ShardOf) is XXH64 (cespare/xxhash) of the
+//     key with its endpoints in canonical order, under a second secret
+//     seed shared by all workers of the table: both directions land on one
+//     shard and a sender cannot aim at a shard. This choice spreads work
+//     over at most 255 workers, each with its own flooding-resistant
+//     index, so a keyed fast hash suffices there.
+//
 // # Concurrency contract
 //
 // Shard methods that take a Packet or a Ref (Track, TrackBatch, Create,
@@ -60,10 +83,12 @@
 // state each time a packet passes. Lookups treat an expired entry as absent
 // (and release it on the spot); Expire sweeps a bounded number of slots per
 // call to reclaim the rest. When the table is full, Create evicts, from a
-// bounded scan, an expired entry or else a closing TCP entry or an
-// unanswered UDP/ICMP flow past half its timer, counting each removal; it
-// never evicts an established flow or a SYN_SENT entry younger than its
-// timeout. Otherwise the new flow is refused (drop.TableFull) and existing
+// bounded scan of 64 slots, an expired entry, else a closing TCP entry or an
+// unanswered UDP/ICMP flow past half its timer, else the oldest unanswered
+// SYN_SENT entry seen (so a SYN flood cannot hold the table for the
+// SYN_SENT timer), counting and reporting each removal (evicted,
+// evicted_syn_sent, EvEvicted). It never evicts an established flow. If the
+// scan finds nothing, the new flow is refused (drop.TableFull) and existing
 // flows are unaffected.
 //
 // # TCP state machine
@@ -107,8 +132,8 @@
 //	TIME_WAIT,   R SYN                               entry released, packet judged as new
 //	CLOSE
 //	any synced   RST, seq == next                    CLOSE (TIME_WAIT: pass, kept; RFC 1337)
-//	any synced   RST in window, seq != next          pass, state kept (rst_inexact; RFC 5961 3.2)
-//	any synced   RST outside the window              drop rst_out_of_window
+//	any synced   RST in window, seq after next       pass, state kept (rst_inexact; RFC 5961 3.2)
+//	any synced   RST before next or past the window  drop rst_out_of_window
 //	CLOSE        pure ACK; RST in window             pass; data or FIN: drop data_on_closed
 //
 // A SYN-ACK that acknowledges the SYN edge forwarded is never dropped as a

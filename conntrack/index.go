@@ -12,6 +12,13 @@ import "math/bits"
 // the index needs no power-of-two size and is sized at 3 entries per flow
 // (load factor at most 2/3 when the table is full: 24 bytes per flow).
 //
+// A probe run is bounded: every entry lies fewer than maxProbe positions
+// after its home. Insert refuses to go further (the flow is refused,
+// drop.ProbeLimit) and deletion only moves entries toward their home, so
+// a lookup gives up after maxProbe positions. The index hash is keyed
+// (hashKey), so runs that long come only from chance: at the index's
+// largest load (2/3) the longest run among 8M random entries is about 120.
+//
 // Only the owning worker touches an index.
 type index struct {
 	e       []uint64
@@ -36,17 +43,35 @@ func (ix *index) home(tag uint32) int {
 	return int(hi)
 }
 
-// insert adds an entry; the caller guarantees the key is absent and that the
-// index has room (it is sized for 3 entries per slot).
-func (ix *index) insert(h uint64, slot uint32, d Dir) {
+// maxProbe bounds the distance from an entry's home to the entry.
+const maxProbe = 256
+
+// free returns the first empty position of hash h's probe run, or -1 if
+// there is none within maxProbe positions of its home.
+func (ix *index) free(h uint64) int {
 	e := ix.e
 	i := ix.home(uint32(h >> 32))
-	for e[i] != 0 {
+	for n := 0; n < maxProbe; n++ {
+		if e[i] == 0 {
+			return i
+		}
 		if i++; i == len(e) {
 			i = 0
 		}
 	}
-	e[i] = makeEntry(h, slot, d)
+	return -1
+}
+
+// insert adds an entry, or reports false if h's probe run has no empty
+// position within maxProbe of its home. The caller guarantees the key is
+// absent (the index is sized for 3 entries per slot, so it is never full).
+func (ix *index) insert(h uint64, slot uint32, d Dir) bool {
+	i := ix.free(h)
+	if i < 0 {
+		return false
+	}
+	ix.e[i] = makeEntry(h, slot, d)
+	return true
 }
 
 // remove deletes the entry for (slot, d) reached from hash h and closes the
@@ -58,8 +83,8 @@ func (ix *index) remove(h uint64, slot uint32, d Dir) {
 	ix.removes++
 	want := makeEntry(h, slot, d)
 	i := ix.home(uint32(h >> 32))
-	for e[i] != want {
-		if e[i] == 0 {
+	for probes := 0; e[i] != want; probes++ {
+		if e[i] == 0 || probes == maxProbe {
 			return // not present: nothing to do
 		}
 		if i++; i == n {

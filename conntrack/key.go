@@ -1,7 +1,8 @@
 package conntrack
 
 import (
-	"math/bits"
+	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
 	"strconv"
 	"unsafe"
@@ -75,43 +76,12 @@ func (k *Key) words() (w0, w1, w2, w3 uint64, w4 uint32, w5 uint16) {
 		*(*uint32)(unsafe.Add(p, 32)), *(*uint16)(unsafe.Add(p, 36))
 }
 
-// hashKey returns the table hash of k under seed: XXH64 of the key folded
-// into three 8-byte words. The fold is lossless for IPv4 keys (whose address
-// words have 48 constant bits, where the ports, protocol and zone go) and
-// mixes the upper halves of IPv6 addresses together; the seed (random per
-// table) keeps an outsider from choosing tuples that collide.
-func hashKey(k *Key, seed uint64) uint64 {
-	w0, w1, w2, w3, w4, w5 := k.words()
-	return xxh64x3(w0^bits.RotateLeft64(w2, 31)^seed, w1^uint64(w4), w3^uint64(w5))
-}
-
-// XXH64 constants (Yann Collet's xxHash specification).
-const (
-	xxPrime1 uint64 = 11400714785074694791
-	xxPrime2 uint64 = 14029467366897019727
-	xxPrime3 uint64 = 1609587929392839161
-	xxPrime4 uint64 = 9650029242287828579
-	xxPrime5 uint64 = 2870177450012600261
-)
-
-// xxh64x3 is XXH64 (seed 0) of the 24 bytes a, b, c in little-endian order,
-// unrolled so it inlines: the same value as xxhash.Sum64 of those bytes
-// (TestHashIsXXH64 checks it against github.com/cespare/xxhash).
-func xxh64x3(a, b, c uint64) uint64 {
-	h := xxPrime5 + 24
-	h ^= bits.RotateLeft64(a*xxPrime2, 31) * xxPrime1
-	h = bits.RotateLeft64(h, 27)*xxPrime1 + xxPrime4
-	h ^= bits.RotateLeft64(b*xxPrime2, 31) * xxPrime1
-	h = bits.RotateLeft64(h, 27)*xxPrime1 + xxPrime4
-	h ^= bits.RotateLeft64(c*xxPrime2, 31) * xxPrime1
-	h = bits.RotateLeft64(h, 27)*xxPrime1 + xxPrime4
-	h ^= h >> 33
-	h *= xxPrime2
-	h ^= h >> 29
-	h *= xxPrime3
-	h ^= h >> 32
-	return h
-}
+// hashKey returns the flow-index hash of k: hash/maphash (the runtime's
+// AES-based hash, wyhash where the CPU lacks AES) of all 38 bytes under the
+// table's random seed. Every byte counts and the seed is secret, so an
+// outsider can neither find keys that collide nor make a set of keys that
+// collide under every seed (see "Hashing" in doc.go).
+func hashKey(k *Key, seed maphash.Seed) uint64 { return maphash.Bytes(seed, k.bytes()) }
 
 // equal reports whether a and b are the same key, comparing words.
 func (a *Key) equal(b *Key) bool {
@@ -120,23 +90,29 @@ func (a *Key) equal(b *Key) bool {
 	return (a0^b0)|(a1^b1)|(a2^b2)|(a3^b3)|uint64(a4^b4)|uint64(a5^b5) == 0
 }
 
-// SymmetricHash returns a hash that is the same for a key and its Reverse.
-// The data plane uses it to steer both directions of an untranslated flow to
-// the shard that owns it; SNAT chooses ports so that translated replies land
-// on the same shard (see Table.ShardOf).
-func (k *Key) SymmetricHash() uint64 {
+// symmetricHash returns XXH64 under seed of k with its endpoints in
+// canonical order (the smaller address:port first), so a key and its
+// Reverse hash alike. Table.ShardOf reduces it to a shard.
+func (k *Key) symmetricHash(seed uint64) uint64 {
 	c := *k
 	if less(&c.Dst, c.DstPort, &c.Src, c.SrcPort) {
 		c = c.Reverse()
 	}
-	return xxhash.Sum64(c.bytes())
+	var d xxhash.Digest
+	d.ResetWithSeed(seed)
+	_, _ = d.Write(c.bytes())
+	return d.Sum64()
 }
 
+// less reports whether address:port a sorts before b.
 func less(a *[16]byte, ap uint16, b *[16]byte, bp uint16) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
+	a0, b0 := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])
+	if a0 != b0 {
+		return a0 < b0
+	}
+	a1, b1 := binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:])
+	if a1 != b1 {
+		return a1 < b1
 	}
 	return ap < bp
 }

@@ -87,10 +87,15 @@ type Profile struct {
 
 // DefaultProfile meets RFC 5382 REQ-5 (established idle >= 2 h 4 min,
 // transitory >= 4 min), RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended) and
-// RFC 5508 REQ-1 (ICMP query >= 60 s), as RFC 7857 restates them.
+// RFC 5508 REQ-1 (ICMP query >= 60 s), as RFC 7857 restates them, with one
+// departure: an unanswered SYN (SYN_SENT) is held 120 s, as Linux
+// conntrack and pf (tcp.first) hold it, not REQ-5's 4 minutes, so that
+// SYNs toward black-holed ports do not hold slots that long. 120 s still
+// outlasts a client's SYN retries (Linux sends its last at 63 s).
+// SYN_RECV and the closing states keep the 4-minute transitory timer.
 var DefaultProfile = Profile{
 	Name:        "default",
-	SynSent:     240 * Second,
+	SynSent:     120 * Second,
 	SynRecv:     240 * Second,
 	Established: 7440 * Second,
 	FinWait:     240 * Second,

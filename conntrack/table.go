@@ -3,6 +3,8 @@ package conntrack
 import (
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/internal/mailbox"
 	"github.com/edgegw/edge/internal/spsc"
 )
 
@@ -70,14 +73,15 @@ type policy struct {
 // read flows (Dump, Explain, Flush) hand a request to each shard's owner,
 // which serves it in bounded chunks between batches (Shard.Serve).
 type Table struct {
-	shards []*Shard
-	pol    atomic.Pointer[policy]
-	nat    atomic.Pointer[[][16]byte] // interned NAT addresses; index 0 unused
-	natMu  sync.Mutex                 // serializes InternAddr (control plane)
-	cap    int
-	huge   bool
-	seed   uint64     // hash seed, random per table
-	evMu   sync.Mutex // one event reader at a time
+	shards    []*Shard
+	pol       atomic.Pointer[policy]
+	nat       atomic.Pointer[[][16]byte] // interned NAT addresses; index 0 unused
+	natMu     sync.Mutex                 // serializes InternAddr (control plane)
+	cap       int
+	huge      bool
+	seed      maphash.Seed // flow-index hash seed, random per table
+	shardSeed uint64       // shard hash seed, random per table, shared by all its workers
+	evMu      sync.Mutex   // one event reader at a time
 }
 
 // New allocates a table and all its storage.
@@ -102,7 +106,7 @@ func New(cfg Config) (*Table, error) {
 	case cfg.HistorySize < 0 || cfg.EventRingSize < 1:
 		return nil, errors.New("conntrack: history and event ring sizes must be positive")
 	}
-	t := &Table{seed: randomSeed()}
+	t := &Table{seed: maphash.MakeSeed(), shardSeed: randomSeed()}
 	if err := t.SetPolicy(cfg.Policy); err != nil {
 		return nil, err
 	}
@@ -293,13 +297,16 @@ func (t *Table) NATAddr16(i uint16) [16]byte {
 }
 
 // ShardOf returns the shard that owns an untranslated flow with key k (or its
-// reverse): the symmetric hash modulo the number of shards. SNAT picks ports
-// whose reply keys map to the same shard as their original keys.
+// reverse): a symmetric hash of k under the table's secret shard seed,
+// reduced to the number of shards. Every worker of the table uses it for
+// the hand-off, and SNAT picks ports whose reply keys map to the same shard
+// as their original keys. Safe from any goroutine; it never allocates.
 func (t *Table) ShardOf(k *Key) int {
 	if len(t.shards) == 1 {
 		return 0
 	}
-	return int(k.SymmetricHash() % uint64(len(t.shards)))
+	hi, _ := bits.Mul64(k.symmetricHash(t.shardSeed), uint64(len(t.shards)))
+	return int(hi)
 }
 
 // Stats sums the counters of every shard. Safe at any time.
@@ -372,14 +379,14 @@ type Shard struct {
 	events     spsc.Ring[Event] // lossy: a full ring loses events (counted), never blocks
 	ctr        counters
 	live       atomic.Int64
-	mbox       atomic.Pointer[request] // pending control request, served by the owner
-	ctlMu      sync.Mutex              // serializes control requests to this shard (control side)
-	onRelease  ReleaseFunc             // called for every flow released (SNAT port bookkeeping)
-	sink       uint64                  // keeps TrackBatch's prefetching loads alive
-	hs         [MaxBatch]uint64        // TrackBatch's hashes (a field: not zeroed per call)
-	pos        [MaxBatch]int32         // TrackBatch's probe start per packet
-	prefetched int                     // packets prepared by the last Prefetch
-	removesAt  uint64                  // ix.removes when they were
+	mbox       mailbox.Mailbox[request] // pending control request, served by the owner
+	ctlMu      sync.Mutex               // serializes control requests to this shard (control side)
+	onRelease  ReleaseFunc              // called for every flow released (SNAT port bookkeeping)
+	sink       uint64                   // keeps TrackBatch's prefetching loads alive
+	hs         [MaxBatch]uint64         // TrackBatch's hashes (a field: not zeroed per call)
+	pos        [MaxBatch]int32          // TrackBatch's probe start per packet
+	prefetched int                      // packets prepared by the last Prefetch
+	removesAt  uint64                   // ix.removes when they were
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
@@ -450,11 +457,12 @@ func (s *Shard) find(k *Key, h uint64, now Time) (slot uint32, d Dir, ok bool) {
 
 // findFrom is find starting the probe at index position i, which must lie
 // on the key's probe run at or before its entry (TrackBatch passes the first
-// position whose tag matched).
+// position whose tag matched). It looks at most maxProbe positions: no
+// entry lies further from its home.
 func (s *Shard) findFrom(k *Key, h uint64, i int, now Time) (slot uint32, d Dir, ok bool) {
 	e := s.ix.e
 	tag := uint32(h >> 32)
-	for {
+	for range maxProbe {
 		x := e[i]
 		if x == 0 {
 			return 0, 0, false
@@ -474,6 +482,7 @@ func (s *Shard) findFrom(k *Key, h uint64, i int, now Time) (slot uint32, d Dir,
 			i = 0
 		}
 	}
+	return 0, 0, false
 }
 
 // Lookup finds the live flow with key k in either direction. It changes no
@@ -518,39 +527,66 @@ func (s *Shard) alloc(now Time) (uint32, bool) {
 // evictScan bounds the slots one eviction attempt examines.
 const evictScan = 64
 
-// evict frees one slot under table pressure. It takes, in one bounded pass
-// from a rotating cursor, the first entry that has expired, else the first
-// one that is closing (TIME_WAIT, CLOSE, LAST_ACK) or unanswered
-// UDP/ICMP whose timer has run at least half its course. It never takes an
-// established flow or a SYN_SENT entry younger than its timeout. Each
-// removal is counted and recorded (CloseEvicted).
+// evict frees one slot under table pressure, from one bounded pass over
+// evictScan slots from a rotating cursor. It takes the first entry that has
+// expired; else the first that is closing (TIME_WAIT, CLOSE, LAST_ACK) or
+// unanswered UDP/ICMP whose timer has run at least half its course; else
+// the oldest unanswered SYN_SENT entry of the pass (Linux's early drop of
+// unassured entries: a flood of SYNs to black-holed ports must not hold the
+// table for the SYN_SENT timeout). It never takes an established flow. Each
+// removal is counted (evicted, and evicted_syn_sent for a SYN_SENT entry)
+// and reported (EvEvicted).
+//
+// The cursor stops just past the slot it freed, and the new flow takes that
+// slot, right behind the cursor: under steady pressure the cursor sweeps
+// the table like a clock hand and an unanswered SYN_SENT entry lives about
+// one sweep (as many new flows as the shard has slots), oldest first.
 func (s *Shard) evict(now Time) (uint32, bool) {
 	nt := ticks(now)
 	pol := s.t.pol.Load()
 	n := uint32(len(s.flows))
 	victim, found := uint32(0), false
+	syn, synFound := uint32(0), false
+	slot := s.evictAt
 	for i := 0; i < evictScan; i++ {
-		slot := s.evictAt
-		if s.evictAt++; s.evictAt == n {
-			s.evictAt = 0
+		if i > 0 {
+			if slot++; slot == n {
+				slot = 0
+			}
 		}
 		f := &s.flows[slot]
-		if f.state == StateNone {
-			continue
-		}
-		if expired(f.expires, nt) {
+		switch {
+		case f.state == StateNone:
+		case expired(f.expires, nt):
+			s.evictAt = nextSlot(slot, n)
 			s.release(slot, CloseExpired, now)
 			return s.alloc(now)
-		}
-		if !found && evictable(f, nt, pol) {
+		case found:
+		case evictable(f, nt, pol):
 			victim, found = slot, true
+		case f.state == TCPSynSent && (!synFound || int32(f.expires-s.flows[syn].expires) < 0):
+			syn, synFound = slot, true // the oldest: the earliest deadline, all with the SYN_SENT timer
 		}
 	}
-	if !found {
+	switch {
+	case found:
+	case synFound:
+		victim = syn
+		s.count(CtrEvictedSynSent)
+	default:
+		s.evictAt = nextSlot(slot, n)
 		return 0, false
 	}
+	s.evictAt = nextSlot(victim, n)
 	s.release(victim, CloseEvicted, now)
 	return s.alloc(now)
+}
+
+func nextSlot(slot, n uint32) uint32 {
+	if slot++; slot == n {
+		return 0
+	}
+	return slot
 }
 
 func evictable(f *flow, nt uint32, pol *policy) bool {
@@ -593,10 +629,17 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 	rk := s.replyKey(f)
 	s.ix.remove(s.hash(&f.key), slot, Original)
 	s.ix.remove(s.hash(&rk), slot, Reply)
+	s.freeSlot(slot)
+	s.live.Add(-1)
+}
+
+// freeSlot clears slot, which no index entry names, and puts it on the
+// free list.
+func (s *Shard) freeSlot(slot uint32) {
+	f := &s.flows[slot]
 	*f = flow{}
 	f.end[0] = s.freeHead
 	s.freeHead = slot + 1
-	s.live.Add(-1)
 }
 
 // ReleaseFunc is told about every flow a shard releases (expired, evicted,

@@ -339,10 +339,14 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 		return tcpDrop(drop.RSTOutOfWindow)
 	}
 	// An RST is checked but never advances the window: an inexact one
-	// changes nothing, an exact one ends the flow.
+	// changes nothing, an exact one ends the flow. RFC 5961 3.2 accepts
+	// an RST only if RCV.NXT <= seq < RCV.NXT+RCV.WND, and end[d] is the
+	// receiver's RCV.NXT as far as edge can tell: unlike a data segment,
+	// which may retransmit bytes before it, an RST below it is outside
+	// the window.
 	liberal := pol.Liberal || f.flags&flagLiberal != 0
 	exact := p.Seq == f.end[d]
-	if !exact && !liberal && !f.windowOK(d, p) {
+	if !exact && !liberal && (seqBefore(p.Seq, f.end[d]) || !f.windowOK(d, p)) {
 		return tcpDrop(staleOr(f, drop.RSTOutOfWindow))
 	}
 	switch {

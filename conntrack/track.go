@@ -221,11 +221,15 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 		s.emitPacket(p, EvRefused, drop.KeyInUse, now)
 		return Verdict{Action: Drop, Reason: drop.KeyInUse}
 	}
+	// Both keys need room in their probe runs. An eviction by alloc
+	// only shortens runs, so the first insert below cannot fail; the
+	// second can, if both keys share a run that has a single free place.
+	if s.ix.free(h) < 0 || s.ix.free(rh) < 0 {
+		return s.refuse(p, drop.ProbeLimit, now)
+	}
 	slot, ok := s.alloc(now)
 	if !ok {
-		s.drop(drop.TableFull)
-		s.emitPacket(p, EvRefused, drop.TableFull, now)
-		return Verdict{Action: Drop, Reason: drop.TableFull}
+		return s.refuse(p, drop.TableFull, now)
 	}
 	f := &s.flows[slot]
 	*f = flow{key: p.Key, natAddr: nf.NAT.Addr, natPort: nf.NAT.Port, profile: nf.Profile, rule: nf.Rule,
@@ -263,11 +267,22 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	f.pkts[Original] = 1
 	f.expires = ticks(now) + pol.set.timeout(f.profile, f.state)
 	s.ix.insert(h, slot, Original)
-	s.ix.insert(rh, slot, Reply)
+	if !s.ix.insert(rh, slot, Reply) {
+		s.ix.remove(h, slot, Original)
+		s.freeSlot(slot)
+		return s.refuse(p, drop.ProbeLimit, now)
+	}
 	s.live.Add(1)
 	s.count(CtrCreated)
 	s.emit(f, EvOpened, drop.None, Original, p.Flags, now)
 	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Original, State: f.state}
+}
+
+// refuse counts the refusal of a new flow for packet p and reports it.
+func (s *Shard) refuse(p *Packet, r drop.Reason, now Time) Verdict {
+	s.drop(r)
+	s.emitPacket(p, EvRefused, r, now)
+	return Verdict{Action: Drop, Reason: r}
 }
 
 // MaxBatch is the largest batch TrackBatch takes.

@@ -84,6 +84,9 @@ const (
 	FragmentNoRoom  // a later fragment arrived before its first and could not be held (table bucket or pool full)
 	FragmentExpired // a held later fragment whose first fragment did not arrive in time
 
+	// Connection-tracking hardening (denial of service).
+	ProbeLimit // a new flow refused: its key's run in the flow index would pass the probe bound
+
 	NumReasons
 )
 
@@ -138,6 +141,7 @@ var names = [NumReasons]string{
 	Oversize:          "oversize",
 	FragmentNoRoom:    "fragment_no_room",
 	FragmentExpired:   "fragment_expired",
+	ProbeLimit:        "probe_limit",
 }
 
 var help = [NumReasons]string{
@@ -192,6 +196,7 @@ var help = [NumReasons]string{
 	Oversize:          "frame larger than an AF_XDP frame holds (the interface's MTU was raised above edge's while it runs): cut by the XDP program, dropped, answered with fragmentation needed (IPv4 DF) or packet too big (IPv6)",
 	FragmentNoRoom:    "later IP fragment that arrived before its first fragment and could not be held: the fragment table's bucket or its pool of held frames was full",
 	FragmentExpired:   "later IP fragment held for its first fragment, which did not arrive within the fragment timeout (2 s)",
+	ProbeLimit:        "new flow refused: its key's probe run in the flow index would pass the bound (a hash-flooding defence; with a keyed hash, random keys never reach it)",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".

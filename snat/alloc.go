@@ -17,6 +17,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/internal/mailbox"
 	"github.com/edgegw/edge/internal/spsc"
 )
 
@@ -413,7 +414,7 @@ type Allocator struct {
 	q     quarantine
 	ev    spsc.Ring[Event]
 	ctr   counters
-	mbox  atomic.Pointer[request]
+	mbox  mailbox.Mailbox[request]
 	ctlMu sync.Mutex // serializes control requests (control side)
 }
 

@@ -14,7 +14,7 @@ import (
 //
 // The destination table belongs to the allocator's owner, so the control
 // plane never reads it directly: as conntrack does for flows, it leaves one
-// request at a time in the allocator's mailbox (an atomic pointer) and the
+// request at a time in the allocator's mailbox (internal/mailbox) and the
 // owner copies a bounded chunk (at most serveBudget table slots) into the
 // request from Serve, between batches. Forwarding never waits for the
 // control plane, and the control plane never races the owner.
@@ -74,7 +74,6 @@ type request struct {
 	cursor int
 	out    []destRaw
 	done   bool
-	ack    chan struct{}
 }
 
 // Serve does a's bounded background work: it drops up to 256 quarantine
@@ -84,7 +83,7 @@ type request struct {
 func (a *Allocator) Serve(now conntrack.Time) {
 	a.refresh(now)
 	a.q.trim(now, trimBudget)
-	r := a.mbox.Load()
+	r := a.mbox.Take()
 	if r == nil {
 		return
 	}
@@ -110,23 +109,16 @@ func (a *Allocator) Serve(now conntrack.Time) {
 	}
 	r.cursor = end
 	r.done = end >= len(a.d.e)
-	a.mbox.Store(nil)
-	r.ack <- struct{}{}
+	a.mbox.Done()
 }
 
-// do hands r to a's owner and waits until it served one chunk.
+// do hands r to a's owner and waits until it served one chunk, or until ctx
+// ends without the owner having taken it.
 func (a *Allocator) do(ctx context.Context, r *request) error {
-	a.mbox.Store(r)
-	select {
-	case <-r.ack:
-		return nil
-	case <-ctx.Done():
-		if a.mbox.CompareAndSwap(r, nil) {
-			return ErrNotServed
-		}
-		<-r.ack // the owner took it: it finishes a bounded chunk
-		return nil
+	if !a.mbox.Call(ctx, r, 0) {
+		return ErrNotServed
 	}
+	return nil
 }
 
 // Destinations returns the port usage of every destination some worker
@@ -144,7 +136,7 @@ func (n *NAT) Destinations(ctx context.Context) ([]DestStat, error) {
 	for _, a := range n.allocs {
 		seen := make(map[tuple]destRaw)
 		a.ctlMu.Lock()
-		r := &request{ack: make(chan struct{}, 1)}
+		r := &request{}
 		for {
 			r.out = buf[:0]
 			if err := a.do(ctx, r); err != nil {

@@ -119,7 +119,7 @@
 // only, without locks. Allocator.Stats reads atomics and is safe anywhere.
 //
 // The control plane reads per-destination counts with NAT.Destinations,
-// which leaves a request in each allocator's mailbox (an atomic pointer);
+// which leaves a request in each allocator's mailbox (internal/mailbox);
 // the owner copies a bounded chunk of its table into the request from
 // Serve, called between batches, like conntrack's Dump. The owner never
 // waits and the control plane never reads memory the owner writes. Events
