@@ -38,7 +38,8 @@ conntrack: {max_flows: 4096}
 	}
 	defer logf.Close()
 	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	cmd := exec.Command("ip", "netns", "exec", edge.Name, bin, "run", "--config", cfg)
+	// Its own control socket: the default one may be another edge's.
+	cmd := exec.Command("ip", "netns", "exec", edge.Name, bin, "run", "--config", cfg, "--socket", filepath.Join(dir, "edge.sock"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
