@@ -162,6 +162,9 @@ func (f *File) convert() (dataplane.Config, error) {
 	if f.Interfaces.Outside.Name == "" {
 		return c, ferr("interfaces.outside.name", "required")
 	}
+	if f.Interfaces.Outside.Name == f.Interfaces.Inside.Name {
+		return c, ferr("interfaces.outside.name", strconv.Quote(f.Interfaces.Outside.Name)+" is the inside interface too; edge forwards between two interfaces")
+	}
 	for _, x := range []struct {
 		name string
 		mtu  int

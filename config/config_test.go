@@ -53,6 +53,7 @@ func TestParseGood(t *testing.T) {
 func TestParseErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct{ edit, want string }{
 		{"interfaces:\n  inside: {name: in}\n  outside: {}\n", "interfaces.outside.name"},
+		{strings.Replace(good, "outside: {name: out", "outside: {name: in", 1), "interfaces.outside.name: \"in\" is the inside interface too"},
 		{strings.Replace(good, "mtu: 1400", "mtu: -1", 1), "interfaces.outside.mtu"},
 		{good + "xdp: {ring: 1000}\n", "xdp.ring"},
 		{good + "xdp: {ring: 1024, frames: 1024}\n", "xdp.frames"},

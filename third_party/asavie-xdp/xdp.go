@@ -437,7 +437,7 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 	}
 	if err != nil {
 		xsk.Close()
-		return nil, fmt.Errorf("syscall.Bind SockaddrXDP failed: %v", err)
+		return nil, fmt.Errorf("syscall.Bind SockaddrXDP failed: %w", err) // edge patch: wrapped (errors.Is(err, unix.EBUSY))
 	}
 
 	xsk.free = make([]uint64, 0, options.NumFrames)
