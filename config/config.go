@@ -38,12 +38,15 @@ type File struct {
 	Routes     []Route  `yaml:"routes"`
 	// RoutesFromKernel adds the kernel's main-table routes through the two
 	// interfaces (re-read every second) to the static routes.
-	RoutesFromKernel bool      `yaml:"routes_from_kernel"`
-	Conntrack        Conntrack `yaml:"conntrack"`
-	Profiles         []Profile `yaml:"profiles"`
-	SNAT             *SNAT     `yaml:"snat"`
-	Rules            []Rule    `yaml:"rules"`
-	Default          string    `yaml:"default_action"`
+	RoutesFromKernel bool `yaml:"routes_from_kernel"`
+	// RoutesFromKernelMax refuses a kernel table with more routes than this
+	// (default 65536); refused whole, the previous routes stay.
+	RoutesFromKernelMax int       `yaml:"routes_from_kernel_max"`
+	Conntrack           Conntrack `yaml:"conntrack"`
+	Profiles            []Profile `yaml:"profiles"`
+	SNAT                *SNAT     `yaml:"snat"`
+	Rules               []Rule    `yaml:"rules"`
+	Default             string    `yaml:"default_action"`
 	// NSXCompat emulates the NSX-T gateway firewall (stray FIN creates a
 	// CLOSING entry; a SYN-ACK on it is dropped with ICMP 3/3). A/B labs
 	// only; off by default.
@@ -230,6 +233,10 @@ func (f *File) convert() (dataplane.Config, error) {
 		c.Routes = append(c.Routes, rt)
 	}
 	c.KernelRoutes = f.RoutesFromKernel
+	if f.RoutesFromKernelMax < 0 || f.RoutesFromKernelMax > 1<<24 {
+		return c, ferr("routes_from_kernel_max", "must be between 1 and 16777216 (0: 65536)")
+	}
+	c.MaxKernelRoutes = f.RoutesFromKernelMax
 	c.Conntrack = conntrack.Config{MaxFlows: f.Conntrack.MaxFlows, HistorySize: f.Conntrack.History}
 	profiles := []conntrack.Profile{conntrack.DefaultProfile, conntrack.NSXGatewayProfile}
 	for i, p := range f.Profiles {

@@ -43,6 +43,9 @@ func TestParseGood(t *testing.T) {
 	if len(c.Rules.Rules) != 3 || c.Rules.Rules[0].Action != firewall.Reject || c.Rules.Default != firewall.Drop {
 		t.Fatalf("rules %+v", c.Rules)
 	}
+	if c, err := Parse([]byte(good + "routes_from_kernel: true\nroutes_from_kernel_max: 1000000\n")); err != nil || !c.KernelRoutes || c.MaxKernelRoutes != 1000000 {
+		t.Fatalf("routes_from_kernel_max: %v %+v", err, c)
+	}
 	if !c.Conntrack.Policy.Liberal || len(c.Conntrack.Policy.Profiles) != 3 {
 		t.Fatalf("conntrack %+v", c.Conntrack)
 	}
@@ -78,6 +81,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{strings.Replace(good, `dst_ports: ["53"]`, `dst_ports: ["99999"]`, 1), "rules[1].dst_ports[0]"},
 		{strings.Replace(good, "profile: short-udp", "profile: nope", 1), "rules[1].profile"},
 		{strings.Replace(good, "default_action: drop", "default_action: shrug", 1), "default_action"},
+		{good + "routes_from_kernel_max: -1\n", "routes_from_kernel_max"},
 	} {
 		c, err := Parse([]byte(tc.edit))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,7 @@ type Config struct {
 	CPUs            []int // CPU for each worker's thread (by queue); empty: not pinned
 	Routes          []Route
 	KernelRoutes    bool         // also use the kernel's main table for the two interfaces (re-read every second)
+	MaxKernelRoutes int          // refuse a kernel table with more routes than this (0: DefaultMaxKernelRoutes)
 	Management      []netip.Addr // addresses whose IP traffic goes to the kernel
 	Rules           firewall.RuleSet
 	SNAT            *snat.Config // nil: no translation
@@ -58,29 +60,32 @@ const MaxMTU = 2048 - 256 - 14
 // Engine is a running data plane: the XDP program on both interfaces, one
 // AF_XDP socket per queue and interface, one worker per queue.
 type Engine struct {
-	cfg        Config                 // as given to New, defaults applied: the fields fixed while running
-	cur        atomic.Pointer[Config] // the configuration in force (Apply replaces it whole)
-	natCfg     *snat.Config           // SNAT in force, automap address resolved; nil: off (under applyMu)
-	gen        atomic.Uint64          // configuration generation: 1 at New, +1 per Apply that changed something
-	applyMu    sync.Mutex             // serializes Apply (and SetRules)
-	routeMu    sync.Mutex             // serializes route compilation and swap (Apply, kernel refresh)
-	table      *conntrack.Table
-	fw         firewall.Active
-	ruleSets   ruleSets // names of the recent rule sets, by epoch
-	routes     atomic.Pointer[Routes]
-	neigh      *Neighbours
-	progs      [2]*Program // one per interface: an xsks slot serves one (interface, queue)
-	nat        *snat.NAT
-	ns         netns.NsHandle   // the namespace New ran in
-	hasNS      bool             // ns is open (false in kernel-free tests)
-	forwarding kernelForwarding // the kernel's forwarding switches as New found them
-	logMu      sync.Mutex       // one rule-log reader at a time
-	evMu       sync.Mutex       // one event reader at a time
-	ports      [2]port
-	workers    []*worker
-	start      time.Time
-	stop       chan struct{}
-	wg         sync.WaitGroup
+	cfg           Config                 // as given to New, defaults applied: the fields fixed while running
+	cur           atomic.Pointer[Config] // the configuration in force (Apply replaces it whole)
+	natCfg        *snat.Config           // SNAT in force, automap address resolved; nil: off (under applyMu)
+	gen           atomic.Uint64          // configuration generation: 1 at New, +1 per Apply that changed something
+	applyMu       sync.Mutex             // serializes Apply (and SetRules)
+	routeMu       sync.Mutex             // serializes route compilation and swap (Apply, kernel refresh)
+	loadedCfg     *Config                // the configuration loadRoutes last built the table from (under routeMu)
+	loadedKernel  []Route                // the kernel routes it last built the table with (under routeMu)
+	routesRefused atomic.Uint64          // kernel-route refreshes refused (too many routes, netlink errors)
+	table         *conntrack.Table
+	fw            firewall.Active
+	ruleSets      ruleSets // names of the recent rule sets, by epoch
+	routes        atomic.Pointer[Routes]
+	neigh         *Neighbours
+	progs         [2]*Program // one per interface: an xsks slot serves one (interface, queue)
+	nat           *snat.NAT
+	ns            netns.NsHandle   // the namespace New ran in
+	hasNS         bool             // ns is open (false in kernel-free tests)
+	forwarding    kernelForwarding // the kernel's forwarding switches as New found them
+	logMu         sync.Mutex       // one rule-log reader at a time
+	evMu          sync.Mutex       // one event reader at a time
+	ports         [2]port
+	workers       []*worker
+	start         time.Time
+	stop          chan struct{}
+	wg            sync.WaitGroup
 }
 
 // now is the engine's monotonic clock in conntrack units.
@@ -274,14 +279,29 @@ func New(cfg Config) (_ *Engine, err error) {
 // loadRoutes compiles the routes of the configuration in force (and the
 // kernel's, when it asks) and swaps them in. It runs on a thread in the
 // interfaces' namespace.
+// The table is rebuilt only when the configuration or the kernel's routes
+// changed since the last load (a refresh of a large kernel table that did
+// not change costs the netlink dump alone).
 func (e *Engine) loadRoutes() error {
 	e.routeMu.Lock()
 	defer e.routeMu.Unlock()
-	rt, err := e.compileRoutes(e.cur.Load())
+	c := e.cur.Load()
+	var kernel []Route
+	if c.KernelRoutes {
+		var err error
+		if kernel, err = kernelRoutes([2]int{e.ports[0].ifindex, e.ports[1].ifindex}, maxKernelRoutes(c)); err != nil {
+			return fmt.Errorf("routes_from_kernel: %w", err)
+		}
+	}
+	if c == e.loadedCfg && slices.Equal(kernel, e.loadedKernel) && e.routes.Load() != nil {
+		return nil
+	}
+	rt, err := NewRoutes(append(slices.Clone(c.Routes), kernel...), 2)
 	if err != nil {
 		return err
 	}
 	e.routes.Store(rt)
+	e.loadedCfg, e.loadedKernel = c, kernel
 	return nil
 }
 
@@ -291,11 +311,18 @@ func (e *Engine) compileRoutes(c *Config) (*Routes, error) {
 	routes := c.Routes
 	if c.KernelRoutes {
 		var err error
-		if routes, err = withKernelRoutes(routes, [2]int{e.ports[0].ifindex, e.ports[1].ifindex}); err != nil {
+		if routes, err = withKernelRoutes(routes, [2]int{e.ports[0].ifindex, e.ports[1].ifindex}, maxKernelRoutes(c)); err != nil {
 			return nil, fmt.Errorf("routes_from_kernel: %w", err)
 		}
 	}
 	return NewRoutes(routes, 2)
+}
+
+func maxKernelRoutes(c *Config) int {
+	if c.MaxKernelRoutes > 0 {
+		return c.MaxKernelRoutes
+	}
+	return DefaultMaxKernelRoutes
 }
 
 // Run starts the workers and the neighbour mirror and returns at once.
@@ -313,6 +340,7 @@ func (e *Engine) Run() error {
 			}
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
+			lastErr := "" // logged when it changes, not every second
 			for {
 				select {
 				case <-e.stop:
@@ -321,8 +349,17 @@ func (e *Engine) Run() error {
 					if !e.cur.Load().KernelRoutes {
 						continue
 					}
-					if err := e.loadRoutes(); err != nil {
-						e.cfg.Logf("dataplane: %v (keeping the previous routes)", err)
+					err := e.loadRoutes()
+					switch {
+					case err != nil:
+						e.routesRefused.Add(1)
+						if err.Error() != lastErr {
+							e.cfg.Logf("dataplane: %v (keeping the previous routes)", err)
+							lastErr = err.Error()
+						}
+					case lastErr != "":
+						e.cfg.Logf("dataplane: routes_from_kernel: imported again")
+						lastErr = ""
 					}
 				}
 			}
@@ -615,6 +652,8 @@ type Stats struct {
 	EventsLost  uint64                // worker events lost to full rings
 	XDP         ProgStats             // both interfaces' programs summed
 
+	KernelRoutesRefused uint64 // refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors)
+
 	Workers []WorkerStats // by worker
 	Ports   [2]PortStats  // 0 inside, 1 outside
 }
@@ -703,6 +742,7 @@ func (e *Engine) Stats() Stats {
 			s.Ports[i].XSK.TxDeviceDrops += p.sock.TxBusy()
 		}
 	}
+	s.KernelRoutesRefused = e.routesRefused.Load()
 	for i, p := range e.progs {
 		s.Ports[i].Name = e.ports[i].name
 		if p == nil {
