@@ -110,11 +110,11 @@ address. Configurations applied with edge config apply are saved to --config
   edge run -c edge.yaml --listen 192.0.2.10:7443 --tls-cert edge.pem --tls-key edge.key --tls-ca ops-ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			doc, err := os.ReadFile(path)
+			doc, err := config.ReadFile(path)
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Parse(doc)
+			cfg, err := config.ParseFile(path, doc)
 			if err != nil {
 				return err
 			}
