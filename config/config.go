@@ -10,10 +10,11 @@ package config
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -38,12 +39,15 @@ type File struct {
 	Routes     []Route  `yaml:"routes"`
 	// RoutesFromKernel adds the kernel's main-table routes through the two
 	// interfaces (re-read every second) to the static routes.
-	RoutesFromKernel bool      `yaml:"routes_from_kernel"`
-	Conntrack        Conntrack `yaml:"conntrack"`
-	Profiles         []Profile `yaml:"profiles"`
-	SNAT             *SNAT     `yaml:"snat"`
-	Rules            []Rule    `yaml:"rules"`
-	Default          string    `yaml:"default_action"`
+	RoutesFromKernel bool `yaml:"routes_from_kernel"`
+	// RoutesFromKernelMax refuses a kernel table with more routes than this
+	// (default 65536); refused whole, the previous routes stay.
+	RoutesFromKernelMax int       `yaml:"routes_from_kernel_max"`
+	Conntrack           Conntrack `yaml:"conntrack"`
+	Profiles            []Profile `yaml:"profiles"`
+	SNAT                *SNAT     `yaml:"snat"`
+	Rules               []Rule    `yaml:"rules"`
+	Default             string    `yaml:"default_action"`
 	// NSXCompat emulates the NSX-T gateway firewall (stray FIN creates a
 	// CLOSING entry; a SYN-ACK on it is dropped with ICMP 3/3). A/B labs
 	// only; off by default.
@@ -121,30 +125,283 @@ type Rule struct {
 	Log       bool     `yaml:"log"`
 }
 
-// Load reads and converts the file at path.
+// MaxDocument is the largest configuration document accepted, in bytes.
+// A YAML parser holds some 30 times a document's size while it reads it;
+// 4 MiB (tens of thousands of rules) keeps that near 150 MB, and is what the
+// control plane's API takes in one message.
+const MaxDocument = 4 << 20
+
+// maxList is the most entries any list may have (firewall.MaxRules: the
+// longest list there is reason to write).
+const maxList = firewall.MaxRules
+
+// Error is a configuration error: the file (or "config" for a document
+// without one), the line (0: the whole document), the field path
+// ("rules[2].dst[0]"; empty for a syntax error) and what is wrong.
+type Error struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	s := e.File
+	if e.Line > 0 {
+		s += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Field != "" {
+		s += ": " + e.Field
+	}
+	return s + ": " + e.Msg
+}
+
+// Load reads and converts the file at path. Errors name it.
 func Load(path string) (dataplane.Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		return dataplane.Config{}, err
 	}
-	return Parse(b)
+	return ParseFile(path, b)
 }
 
-// Parse converts a configuration document: exactly one YAML document
-// (a stream with a second one, even an empty "---", is refused).
-func Parse(doc []byte) (dataplane.Config, error) {
-	var f File
+// ReadFile reads a configuration file, at most MaxDocument bytes and one
+// more (so that ParseFile refuses a longer one without reading it whole).
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxDocument+1))
+}
+
+// Parse converts a configuration document that has no file name (errors
+// say "config:LINE: ..."); see ParseFile.
+func Parse(doc []byte) (dataplane.Config, error) { return ParseFile("config", doc) }
+
+// ParseFile converts a configuration document read from the file name:
+// exactly one YAML document (a stream with a second one, even an empty
+// "---", is refused) of at most MaxDocument bytes. Every error is an *Error
+// naming the file, the line and the field.
+func ParseFile(name string, doc []byte) (dataplane.Config, error) {
+	if len(doc) > MaxDocument {
+		return dataplane.Config{}, &Error{File: name, Msg: "more than " + strconv.Itoa(MaxDocument>>20) + " MiB; a configuration may have no more"}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return dataplane.Config{}, fmt.Errorf("config: %w", err)
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return dataplane.Config{}, &Error{File: name, Msg: "empty document (interfaces.inside and interfaces.outside are required)"}
+		}
+		return dataplane.Config{}, syntaxError(name, err)
 	}
 	// A second document would be ignored silently: refuse it.
 	var more yaml.Node
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		return dataplane.Config{}, errors.New("config: only one YAML document is allowed")
+		return dataplane.Config{}, &Error{File: name, Line: more.Line, Msg: "only one YAML document is allowed"}
 	}
-	return f.Convert()
+	top := &root
+	if top.Kind == yaml.DocumentNode && len(top.Content) == 1 {
+		top = top.Content[0]
+	}
+	if top.Kind == yaml.ScalarNode && top.Tag == "!!null" {
+		return dataplane.Config{}, &Error{File: name, Msg: "empty document (interfaces.inside and interfaces.outside are required)"}
+	}
+	var f File
+	if err := checkNode(top, reflect.TypeOf(f), ""); err != nil {
+		err.File = name
+		return dataplane.Config{}, err
+	}
+	if err := top.Decode(&f); err != nil {
+		// Not reached: checkNode accepts only what decodes.
+		return dataplane.Config{}, syntaxError(name, err)
+	}
+	c, err := f.Convert()
+	if err != nil {
+		return dataplane.Config{}, locate(name, top, err)
+	}
+	return c, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): (.*)$`)
+
+// yamlParserErrors are the messages of yaml.v3's parser (not its scanner).
+// For them yaml.v3 reports the line where the enclosing block or flow
+// collection starts, counted from 0 (and no line at all for line 0): one
+// less than the line an editor shows.
+var yamlParserErrors = []string{
+	"did not find expected <document start>", "did not find expected node content",
+	"did not find expected key", "did not find expected '-' indicator",
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+}
+
+// syntaxError turns a YAML parser error into an *Error with the line an
+// editor shows.
+func syntaxError(name string, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	for _, p := range yamlParserErrors {
+		if msg == p {
+			return &Error{File: name, Line: line + 1, Msg: msg + " (in the block or list that starts on this line)"}
+		}
+	}
+	return &Error{File: name, Line: line, Msg: msg}
+}
+
+// checkNode checks n against the schema type t (field names, kinds of
+// values, list lengths) and names the field and the line of the first
+// mismatch, in the schema's words rather than Go's.
+func checkNode(n *yaml.Node, t reflect.Type, path string) *Error {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil // the zero value
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	at := func(n *yaml.Node, field, msg string) *Error { return &Error{Line: n.Line, Field: field, Msg: msg} }
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return at(n, path, "want a mapping of fields (name: value)")
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			field := k.Value
+			if path != "" {
+				field = path + "." + k.Value
+			}
+			sf, ok := fieldByTag(t, k.Value)
+			if !ok || k.Kind != yaml.ScalarNode {
+				return at(k, field, "unknown field")
+			}
+			if seen[k.Value] {
+				return at(k, field, "given twice")
+			}
+			seen[k.Value] = true
+			if err := checkNode(v, sf.Type, field); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return at(n, path, "want a list")
+		}
+		if len(n.Content) > maxList {
+			return at(n, path, strconv.Itoa(len(n.Content))+" entries, more than "+strconv.Itoa(maxList))
+		}
+		for i, e := range n.Content {
+			if err := checkNode(e, t.Elem(), idx(path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+			return at(n, path, "want true or false")
+		}
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint8, reflect.Uint16, reflect.Uint32:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			return at(n, path, "want a whole number")
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return at(n, path, n.Value+" is out of range")
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			return at(n, path, "want a string")
+		}
+	}
+	return nil
+}
+
+// fieldByTag returns the field of struct t whose yaml tag is name.
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+var fieldPath = regexp.MustCompile(`^[a-z_]+(\[\d+\])*(\.[a-z_]+(\[\d+\])*)*$`)
+
+// locate turns a conversion error ("rules[1].dst[0]: msg", or "snat:
+// ports: msg" from package snat) into an *Error with the line of the
+// field it names (of its closest enclosing field that is in the document).
+func locate(name string, top *yaml.Node, err error) *Error {
+	msg := err.Error()
+	field, rest, ok := strings.Cut(msg, ": ")
+	if !ok || !fieldPath.MatchString(field) {
+		return &Error{File: name, Line: top.Line, Msg: msg}
+	}
+	// "snat: ports: ..." names snat.ports.
+	if sub, rest2, ok := strings.Cut(rest, ": "); ok && fieldPath.MatchString(sub) && !strings.Contains(sub, ".") {
+		if n := lookup(top, field+"."+sub); n != nil && n != top {
+			if _, exact := exactLookup(top, field+"."+sub); exact {
+				return &Error{File: name, Line: n.Line, Field: field + "." + sub, Msg: rest2}
+			}
+		}
+	}
+	return &Error{File: name, Line: lookup(top, field).Line, Field: field, Msg: rest}
+}
+
+// lookup returns the node of path in top, or of its closest ancestor that
+// is present (top itself at worst).
+func lookup(top *yaml.Node, path string) *yaml.Node {
+	n, _ := exactLookup(top, path)
+	return n
+}
+
+// exactLookup walks path ("a.b[2].c") down from top and returns the last
+// node reached and whether it is path's own.
+func exactLookup(top *yaml.Node, path string) (*yaml.Node, bool) {
+	n := top
+	for _, part := range strings.Split(path, ".") {
+		key, indexes, _ := strings.Cut(part, "[")
+		next := mapValue(n, key)
+		if next == nil {
+			return n, false
+		}
+		n = next
+		for indexes != "" {
+			num, after, _ := strings.Cut(indexes, "]")
+			indexes = strings.TrimPrefix(after, "[")
+			i, err := strconv.Atoi(num)
+			for n.Kind == yaml.AliasNode && n.Alias != nil {
+				n = n.Alias
+			}
+			if err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				return n, false
+			}
+			n = n.Content[i]
+		}
+	}
+	return n, true
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }
 
 func ferr(field, msg string) error { return errors.New(field + ": " + msg) }
@@ -168,6 +425,9 @@ func (f *File) convert() (dataplane.Config, error) {
 	}
 	if f.Interfaces.Outside.Name == "" {
 		return c, ferr("interfaces.outside.name", "required")
+	}
+	if f.Interfaces.Outside.Name == f.Interfaces.Inside.Name {
+		return c, ferr("interfaces.outside.name", strconv.Quote(f.Interfaces.Outside.Name)+" is the inside interface too; edge forwards between two interfaces")
 	}
 	for _, x := range []struct {
 		name string
@@ -251,6 +511,10 @@ func (f *File) convert() (dataplane.Config, error) {
 	default:
 		return c, ferr("source_route", "must be drop or forward")
 	}
+	if f.RoutesFromKernelMax < 0 || f.RoutesFromKernelMax > 1<<24 {
+		return c, ferr("routes_from_kernel_max", "must be between 1 and 16777216 (0: 65536)")
+	}
+	c.MaxKernelRoutes = f.RoutesFromKernelMax
 	c.Conntrack = conntrack.Config{MaxFlows: f.Conntrack.MaxFlows, HistorySize: f.Conntrack.History}
 	profiles := []conntrack.Profile{conntrack.DefaultProfile, conntrack.NSXGatewayProfile}
 	for i, p := range f.Profiles {

@@ -209,8 +209,8 @@ func TestForwardSNAT(t *testing.T) {
 // (read through netlink) are enough to forward.
 func TestKernelRoutes(t *testing.T) {
 	l := newLab(t, allowOutbound, func(c *Config) { c.Routes, c.KernelRoutes = nil, true })
-	if rt := l.engine.routes.Load(); len(rt.v4) < 2 {
-		t.Fatalf("kernel routes not loaded: %+v", rt.v4)
+	if rt := l.engine.routes.Load(); rt.Len() < 2 {
+		t.Fatalf("kernel routes not loaded: %d prefixes", rt.Len())
 	}
 	var udp *net.UDPConn
 	if err := l.server.Do(func() (err error) {

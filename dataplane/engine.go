@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ type Config struct {
 	CPUs            []int // CPU for each worker's thread (by queue); empty: not pinned
 	Routes          []Route
 	KernelRoutes    bool         // also use the kernel's main table for the two interfaces (re-read every second)
+	MaxKernelRoutes int          // refuse a kernel table with more routes than this (0: DefaultMaxKernelRoutes)
 	Management      []netip.Addr // addresses whose IP traffic goes to the kernel
 	Rules           firewall.RuleSet
 	SNAT            *snat.Config // nil: no translation
@@ -62,28 +64,32 @@ const MaxMTU = 2048 - 256 - 14
 // Engine is a running data plane: the XDP program on both interfaces, one
 // AF_XDP socket per queue and interface, one worker per queue.
 type Engine struct {
-	cfg      Config                 // as given to New, defaults applied: the fields fixed while running
-	cur      atomic.Pointer[Config] // the configuration in force (Apply replaces it whole)
-	natCfg   *snat.Config           // SNAT in force, automap address resolved; nil: off (under applyMu)
-	gen      atomic.Uint64          // configuration generation: 1 at New, +1 per Apply that changed something
-	applyMu  sync.Mutex             // serializes Apply (and SetRules)
-	routeMu  sync.Mutex             // serializes route compilation and swap (Apply, kernel refresh)
-	table    *conntrack.Table
-	fw       firewall.Active
-	ruleSets ruleSets // names of the recent rule sets, by epoch
-	routes   atomic.Pointer[Routes]
-	neigh    *Neighbours
-	progs    [2]*Program // one per interface: an xsks slot serves one (interface, queue)
-	nat      *snat.NAT
-	ns       netns.NsHandle // the namespace New ran in
-	hasNS    bool           // ns is open (false in kernel-free tests)
-	logMu    sync.Mutex     // one rule-log reader at a time
-	evMu     sync.Mutex     // one event reader at a time
-	ports    [2]port
-	workers  []*worker
-	start    time.Time
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	cfg           Config                 // as given to New, defaults applied: the fields fixed while running
+	cur           atomic.Pointer[Config] // the configuration in force (Apply replaces it whole)
+	natCfg        *snat.Config           // SNAT in force, automap address resolved; nil: off (under applyMu)
+	gen           atomic.Uint64          // configuration generation: 1 at New, +1 per Apply that changed something
+	applyMu       sync.Mutex             // serializes Apply (and SetRules)
+	routeMu       sync.Mutex             // serializes route compilation and swap (Apply, kernel refresh)
+	loadedCfg     *Config                // the configuration loadRoutes last built the table from (under routeMu)
+	loadedKernel  []Route                // the kernel routes it last built the table with (under routeMu)
+	routesRefused atomic.Uint64          // kernel-route refreshes refused (too many routes, netlink errors)
+	table         *conntrack.Table
+	fw            firewall.Active
+	ruleSets      ruleSets // names of the recent rule sets, by epoch
+	routes        atomic.Pointer[Routes]
+	neigh         *Neighbours
+	progs         [2]*Program // one per interface: an xsks slot serves one (interface, queue)
+	nat           *snat.NAT
+	ns            netns.NsHandle   // the namespace New ran in
+	hasNS         bool             // ns is open (false in kernel-free tests)
+	forwarding    kernelForwarding // the kernel's forwarding switches as New found them
+	logMu         sync.Mutex       // one rule-log reader at a time
+	evMu          sync.Mutex       // one event reader at a time
+	ports         [2]port
+	workers       []*worker
+	start         time.Time
+	stop          chan struct{}
+	wg            sync.WaitGroup
 }
 
 // now is the engine's monotonic clock in conntrack units.
@@ -93,8 +99,9 @@ func (e *Engine) natAddr16(i uint16) [16]byte { return e.table.NATAddr16(i) }
 
 // New sets the data plane up: it must run on a thread in the network
 // namespace of the interfaces (edge runs wholly inside it). On error
-// everything done so far is undone.
-func New(cfg Config) (e *Engine, err error) {
+// everything done so far is undone (Close), and the error is one line that
+// names the interface at fault.
+func New(cfg Config) (_ *Engine, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -104,7 +111,10 @@ func New(cfg Config) (e *Engine, err error) {
 	if err := checkManagement(cfg.Management); err != nil {
 		return nil, err
 	}
-	e = &Engine{cfg: cfg, start: time.Now(), stop: make(chan struct{})}
+	if cfg.Inside.Name == cfg.Outside.Name {
+		return nil, fmt.Errorf("interfaces: inside and outside are both %q; edge forwards between two interfaces", cfg.Inside.Name)
+	}
+	e := &Engine{cfg: cfg, start: time.Now(), stop: make(chan struct{})}
 	cur := cfg
 	e.cur.Store(&cur)
 	e.gen.Store(1)
@@ -117,26 +127,26 @@ func New(cfg Config) (e *Engine, err error) {
 			e.Close()
 		}
 	}()
-	// Fail closed: the kernel must not forward around edge.
-	for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
-		if err := os.WriteFile(f, []byte("0\n"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("turning kernel forwarding off (%s): %w", f, err)
-		}
+	// Fail closed: the kernel must not forward around edge. Close puts back
+	// what was there.
+	if err := e.forwarding.turnOff(); err != nil {
+		return nil, err
 	}
 	for i, ic := range []Interface{cfg.Inside, cfg.Outside} {
+		side := [2]string{"inside", "outside"}[i]
 		ifc, err := net.InterfaceByName(ic.Name)
 		if err != nil {
-			return nil, fmt.Errorf("interfaces.%s: %w", [2]string{"inside", "outside"}[i], err)
+			return nil, fmt.Errorf("interfaces.%s: no interface %q in this network namespace", side, ic.Name)
+		}
+		if ifc.Flags&net.FlagLoopback != 0 {
+			return nil, fmt.Errorf("interfaces.%s: %s is a loopback interface; edge forwards between two network interfaces", side, ic.Name)
 		}
 		// Only queue 0 gets a socket (see Queues): an interface with more
 		// receive queues would drop (fail closed) what RSS puts elsewhere.
 		if rxq, _ := filepath.Glob("/sys/class/net/" + ic.Name + "/queues/rx-*"); len(rxq) > cfg.Queues {
 			return nil, fmt.Errorf("interfaces.%s: %s has %d receive queues and edge serves %d; reduce them (ethtool -L %s combined %d)",
-				[2]string{"inside", "outside"}[i], ic.Name, len(rxq), cfg.Queues, ic.Name, cfg.Queues)
+				side, ic.Name, len(rxq), cfg.Queues, ic.Name, cfg.Queues)
 		}
-		// Router advertisements reach the kernel (the XDP program passes
-		// ND): the box must not take routes or addresses from them.
-		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+ic.Name+"/accept_ra", []byte("0\n"), 0)
 		p := &e.ports[i]
 		p.name, p.ifindex, p.mtu = ic.Name, ifc.Index, ifc.MTU
 		if ic.MTU != 0 {
@@ -144,8 +154,11 @@ func New(cfg Config) (e *Engine, err error) {
 		}
 		if p.mtu > MaxMTU {
 			return nil, fmt.Errorf("interfaces.%s.mtu: %s's MTU %d is larger than an AF_XDP frame holds (%d); set mtu: %d or lower the link's",
-				[2]string{"inside", "outside"}[i], ic.Name, p.mtu, MaxMTU, MaxMTU)
+				side, ic.Name, p.mtu, MaxMTU, MaxMTU)
 		}
+		// Router advertisements reach the kernel (the XDP program passes
+		// ND): the box must not take routes or addresses from them.
+		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+ic.Name+"/accept_ra", []byte("0\n"), 0)
 		copy(p.mac[:], ifc.HardwareAddr)
 		p.addr4, p.addr6 = ifaceAddrs(ifc)
 		p.zone = [2]firewall.Zone{firewall.Inside, firewall.Outside}[i]
@@ -207,7 +220,11 @@ func New(cfg Config) (e *Engine, err error) {
 				CompletionRingNumDescs: cfg.Ring, RxRingNumDescs: cfg.Ring, TxRingNumDescs: cfg.Ring,
 				NeedWakeup: cfg.NeedWakeup, Hugepages: cfg.Hugepages}
 			if pc.sock, err = xdp.NewSocket(pc.ifindex, q, &opts); err != nil {
-				return nil, fmt.Errorf("AF_XDP socket on %s queue %d: %w", pc.name, q, err)
+				if errors.Is(err, unix.EBUSY) {
+					return nil, fmt.Errorf("interfaces.%s: %s queue %d already has an AF_XDP socket (is another edge running on %s?)",
+						[2]string{"inside", "outside"}[i], pc.name, q, pc.name)
+				}
+				return nil, fmt.Errorf("interfaces.%s: AF_XDP socket on %s queue %d: %w", [2]string{"inside", "outside"}[i], pc.name, q, err)
 			}
 			// Hand the kernel receive frames before any packet can be
 			// redirected to the socket.
@@ -257,7 +274,7 @@ func New(cfg Config) (e *Engine, err error) {
 	}
 	for i := range e.ports {
 		if err := e.progs[i].Attach(e.ports[i].ifindex); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("interfaces.%s: %w", [2]string{"inside", "outside"}[i], err)
 		}
 	}
 	return e, nil
@@ -266,14 +283,29 @@ func New(cfg Config) (e *Engine, err error) {
 // loadRoutes compiles the routes of the configuration in force (and the
 // kernel's, when it asks) and swaps them in. It runs on a thread in the
 // interfaces' namespace.
+// The table is rebuilt only when the configuration or the kernel's routes
+// changed since the last load (a refresh of a large kernel table that did
+// not change costs the netlink dump alone).
 func (e *Engine) loadRoutes() error {
 	e.routeMu.Lock()
 	defer e.routeMu.Unlock()
-	rt, err := e.compileRoutes(e.cur.Load())
+	c := e.cur.Load()
+	var kernel []Route
+	if c.KernelRoutes {
+		var err error
+		if kernel, err = kernelRoutes([2]int{e.ports[0].ifindex, e.ports[1].ifindex}, maxKernelRoutes(c)); err != nil {
+			return fmt.Errorf("routes_from_kernel: %w", err)
+		}
+	}
+	if c == e.loadedCfg && slices.Equal(kernel, e.loadedKernel) && e.routes.Load() != nil {
+		return nil
+	}
+	rt, err := NewRoutes(append(slices.Clone(c.Routes), kernel...), 2)
 	if err != nil {
 		return err
 	}
 	e.routes.Store(rt)
+	e.loadedCfg, e.loadedKernel = c, kernel
 	return nil
 }
 
@@ -283,11 +315,18 @@ func (e *Engine) compileRoutes(c *Config) (*Routes, error) {
 	routes := c.Routes
 	if c.KernelRoutes {
 		var err error
-		if routes, err = withKernelRoutes(routes, [2]int{e.ports[0].ifindex, e.ports[1].ifindex}); err != nil {
+		if routes, err = withKernelRoutes(routes, [2]int{e.ports[0].ifindex, e.ports[1].ifindex}, maxKernelRoutes(c)); err != nil {
 			return nil, fmt.Errorf("routes_from_kernel: %w", err)
 		}
 	}
 	return NewRoutes(routes, 2)
+}
+
+func maxKernelRoutes(c *Config) int {
+	if c.MaxKernelRoutes > 0 {
+		return c.MaxKernelRoutes
+	}
+	return DefaultMaxKernelRoutes
 }
 
 // Run starts the workers and the neighbour mirror and returns at once.
@@ -305,6 +344,7 @@ func (e *Engine) Run() error {
 			}
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
+			lastErr := "" // logged when it changes, not every second
 			for {
 				select {
 				case <-e.stop:
@@ -313,8 +353,17 @@ func (e *Engine) Run() error {
 					if !e.cur.Load().KernelRoutes {
 						continue
 					}
-					if err := e.loadRoutes(); err != nil {
-						e.cfg.Logf("dataplane: %v (keeping the previous routes)", err)
+					err := e.loadRoutes()
+					switch {
+					case err != nil:
+						e.routesRefused.Add(1)
+						if err.Error() != lastErr {
+							e.cfg.Logf("dataplane: %v (keeping the previous routes)", err)
+							lastErr = err.Error()
+						}
+					case lastErr != "":
+						e.cfg.Logf("dataplane: routes_from_kernel: imported again")
+						lastErr = ""
 					}
 				}
 			}
@@ -361,7 +410,9 @@ func (e *Engine) Run() error {
 }
 
 // Close stops the workers, detaches the XDP program (leaving the interfaces
-// as found) and releases sockets and the flow table.
+// as found), releases sockets and the flow table, and sets the kernel's
+// forwarding switches back to what New found. New calls it on a partly
+// built engine when it fails.
 func (e *Engine) Close() error {
 	select {
 	case <-e.stop:
@@ -397,7 +448,52 @@ func (e *Engine) Close() error {
 		e.table.Close()
 	}
 	if e.ns.IsOpen() {
+		// In the interfaces' namespace: the caller's thread may be elsewhere.
+		errs = append(errs, e.inNS(e.forwarding.restore))
 		e.ns.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// forwardingFiles are the kernel's forwarding switches New turns off.
+var forwardingFiles = [2]string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
+
+// kernelForwarding remembers the kernel's forwarding switches as New found
+// them, so that Close leaves them as they were.
+type kernelForwarding struct {
+	found [2][]byte // nil: not read (or absent, e.g. IPv6 disabled)
+}
+
+// turnOff records each switch and writes 0 to it.
+func (k *kernelForwarding) turnOff() error {
+	for i, f := range forwardingFiles {
+		old, err := os.ReadFile(f)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading kernel forwarding (%s): %w", f, err)
+		}
+		k.found[i] = old
+		if err := os.WriteFile(f, []byte("0\n"), 0); err != nil {
+			return fmt.Errorf("turning kernel forwarding off (%s): %w", f, err)
+		}
+	}
+	return nil
+}
+
+// restore writes back what turnOff found; on a thread in the namespace
+// turnOff ran in (/proc/sys/net is the calling thread's namespace's).
+func (k *kernelForwarding) restore() error {
+	var errs []error
+	for i, f := range forwardingFiles {
+		if k.found[i] == nil {
+			continue
+		}
+		if err := os.WriteFile(f, k.found[i], 0); err != nil {
+			errs = append(errs, fmt.Errorf("restoring kernel forwarding (%s): %w", f, err))
+		}
+		k.found[i] = nil
 	}
 	return errors.Join(errs...)
 }
@@ -560,6 +656,8 @@ type Stats struct {
 	EventsLost  uint64                // worker events lost to full rings
 	XDP         ProgStats             // both interfaces' programs summed
 
+	KernelRoutesRefused uint64 // refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors)
+
 	Workers []WorkerStats // by worker
 	Ports   [2]PortStats  // 0 inside, 1 outside
 }
@@ -648,6 +746,7 @@ func (e *Engine) Stats() Stats {
 			s.Ports[i].XSK.TxDeviceDrops += p.sock.TxBusy()
 		}
 	}
+	s.KernelRoutesRefused = e.routesRefused.Load()
 	for i, p := range e.progs {
 		s.Ports[i].Name = e.ports[i].name
 		if p == nil {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -8,12 +9,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// DefaultMaxKernelRoutes is how many kernel routes edge imports when the
+// configuration sets no limit (Config.MaxKernelRoutes).
+const DefaultMaxKernelRoutes = 65536
+
 // kernelRoutes reads the main routing table's routes through edge's two
 // interfaces (ifindexes[0] inside, [1] outside) as Routes: connected
 // networks, gateways and the default route. Multipath routes are skipped.
-// It runs on a thread in the interfaces' network namespace.
-func kernelRoutes(ifindexes [2]int) ([]Route, error) {
+// More than max routes are refused whole (a table missing some of the
+// kernel's prefixes would send their packets by shorter ones). It runs on a
+// thread in the interfaces' network namespace.
+func kernelRoutes(ifindexes [2]int, max int) ([]Route, error) {
 	var out []Route
+	total := 0
 	for port, ifindex := range ifindexes {
 		link, err := netlink.LinkByIndex(ifindex)
 		if err != nil {
@@ -49,6 +57,10 @@ func kernelRoutes(ifindexes [2]int) ([]Route, error) {
 			if dst.Addr().Is6() && dst.Addr().IsLinkLocalUnicast() {
 				continue // fe80::/64 on every interface: not a forwarding route
 			}
+			total++
+			if total > max {
+				continue // counted, not kept
+			}
 			rt := Route{Dst: dst, Port: port}
 			if gw, ok := netip.AddrFromSlice(r.Gw); ok {
 				rt.Via = gw.Unmap()
@@ -56,14 +68,24 @@ func kernelRoutes(ifindexes [2]int) ([]Route, error) {
 			out = append(out, rt)
 		}
 	}
+	if total > max {
+		return nil, &tooManyRoutesError{total: total, max: max}
+	}
 	return out, nil
+}
+
+// tooManyRoutesError refuses a kernel table larger than the limit.
+type tooManyRoutesError struct{ total, max int }
+
+func (e *tooManyRoutesError) Error() string {
+	return fmt.Sprintf("the kernel has %d routes through edge's interfaces, more than routes_from_kernel_max (%d): none imported", e.total, e.max)
 }
 
 // withKernelRoutes returns the static routes followed by the kernel's (so a
 // static route wins over a kernel route for the same prefix: the table's
 // sort is stable).
-func withKernelRoutes(static []Route, ifindexes [2]int) ([]Route, error) {
-	kr, err := kernelRoutes(ifindexes)
+func withKernelRoutes(static []Route, ifindexes [2]int, max int) ([]Route, error) {
+	kr, err := kernelRoutes(ifindexes, max)
 	if err != nil {
 		return nil, err
 	}

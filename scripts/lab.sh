@@ -2,8 +2,8 @@
 # lab.sh: run edge between a client and a server namespace, send it real
 # traffic, show what crossed, and tear everything down (also on failure).
 #
-#   sudo ./scripts/lab.sh              edge in the middle: one 20 MB HTTP download, an unsolicited
-#                                      inbound connection (refused), edge's counters
+#   ./scripts/lab.sh                   edge in the middle: one 20 MB HTTP download, an unsolicited
+#                                      inbound connection (dropped: checked on the wire), edge's counters
 #   PEER=linux ./scripts/lab.sh        the same with Linux in the middle instead: nftables
 #                                      masquerade + conntrack + a stateful forward rule
 #   SIZE=200000000 ./scripts/lab.sh    download size in bytes
@@ -19,27 +19,25 @@
 #
 # The server has no route back to 10.0.0.0/24: it can only answer because
 # edge translates the client to 203.0.113.1 (SNAT automap). Needs root;
-# installs ethtool if missing (apt).
+# installs ethtool, curl, tcpdump (and nftables for PEER=linux) if missing
+# (apt, scripts/need.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "lab.sh: needs root (network namespaces, XDP)" >&2; exit 1; }
 PEER=${PEER:-edge}
 SIZE=${SIZE:-20000000}
-need=""
-command -v ethtool >/dev/null || need="$need ethtool"
-command -v curl >/dev/null || need="$need curl"
-[ "$PEER" = linux ] && ! command -v nft >/dev/null && need="$need nftables"
-if [ -n "$need" ]; then
-	(apt-get update -qq && apt-get install -y -qq $need) >/dev/null 2>&1 || { echo "lab.sh: cannot install$need" >&2; exit 1; }
-fi
+. scripts/need.sh
+need ethtool curl tcpdump python3
+[ "$PEER" = linux ] && need nft:nftables
 
 id=$$
 C=edgelab-c-$id E=edgelab-e-$id S=edgelab-s-$id
 tmp=$(mktemp -d /tmp/edgelab.XXXXXX)
-edge_pid= http_pid=
+edge_pid= http_pid= capture_pid=
 cleanup() {
 	[ -n "$http_pid" ] && kill "$http_pid" 2>/dev/null || true
+	[ -n "$capture_pid" ] && kill "$capture_pid" 2>/dev/null || true
 	if [ -n "$edge_pid" ] && kill -0 "$edge_pid" 2>/dev/null; then
 		kill -INT "$edge_pid"; wait "$edge_pid" 2>/dev/null || true
 	fi
@@ -128,11 +126,31 @@ echo "  the file arrived intact"
 if [ -n "${RESULT:-}" ]; then grep -o '([0-9.]* B/s)' "$tmp/curl.out" | tr -d '()B/s ' >"$RESULT"; fi
 echo "  the server saw the request from: $(grep -o '^[0-9.]*' "$tmp/http.log" | sort -u | tr '\n' ' ')(the SNAT address; the client is 10.0.0.2)"
 
-echo "== unsolicited connection from the server side to the SNAT address (must fail)"
+echo "== unsolicited connection from the server side to the SNAT address (must fail; checked on the wire)"
+# What comes back is captured on the server's interface: with edge in the
+# middle nothing may (default_action: drop); Linux answers for its own
+# address with the kernel's TCP reset (nothing listens on port 22, and the
+# forward chain's policy does not see traffic to the box itself).
+ip netns exec $S tcpdump -i s0 -n -U --immediate-mode -w "$tmp/inbound.pcap" "tcp port 22 and host 203.0.113.1" 2>"$tmp/tcpdump.log" &
+capture_pid=$!
+for _ in $(seq 50); do grep -q "listening on" "$tmp/tcpdump.log" && break; sleep 0.1; done
 if ip netns exec $S timeout 2 bash -c 'exec 3<>/dev/tcp/203.0.113.1/22' 2>/dev/null; then
 	echo "lab.sh: an inbound connection got through" >&2; exit 1
 fi
-echo "  refused by policy, as configured (default_action: drop)"
+sleep 0.5 # a reset or a retransmission still on its way
+kill -INT "$capture_pid"; wait "$capture_pid" 2>/dev/null || true; capture_pid=
+count() { tcpdump -r "$tmp/inbound.pcap" -n "$1" 2>/dev/null | wc -l; }
+syns=$(count "src 203.0.113.2 and tcp[tcpflags] & tcp-syn != 0")
+answers=$(count "src 203.0.113.1")
+resets=$(count "src 203.0.113.1 and tcp[tcpflags] & tcp-rst != 0")
+[ "$syns" -gt 0 ] || { echo "lab.sh: the capture saw no SYN from the server" >&2; exit 1; }
+if [ "$PEER" = linux ]; then
+	[ "$resets" -gt 0 ] || { echo "lab.sh: Linux sent no reset for its closed port ($answers packets back)" >&2; exit 1; }
+	echo "  refused by the Linux box's own stack: $syns SYN(s), $resets TCP reset(s) from 203.0.113.1 (its closed port 22, not a policy)"
+else
+	[ "$answers" -eq 0 ] || { echo "lab.sh: edge let $answers packet(s) answer an unsolicited connection" >&2; tcpdump -r "$tmp/inbound.pcap" -n >&2; exit 1; }
+	echo "  dropped by policy (default_action: drop): $syns SYN(s) from the server, nothing came back on the wire"
+fi
 
 if [ "$PEER" = edge ]; then
 	# The control plane, as an operator drives it (README "Operating edge").

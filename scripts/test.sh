@@ -6,12 +6,39 @@
 #                              benchmark and the short NSX A/B
 #   FUZZTIME=60s scripts/test.sh   fuzz longer (default 150000 executions per target)
 #
-# It installs what it needs (Go comes with the machine; apt packages are
-# added here as later stages need them). Tests that need root create and
+# It installs what it needs first (Go comes with the machine; the apt packages
+# of every stage, see scripts/need.sh: it waits for the dpkg lock and shows
+# apt's error). Each stage prints its time, and a summary ends the run (also
+# on failure, naming the stage that failed). Tests that need root create and
 # remove their own resources and skip, saying why, without root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
+. scripts/need.sh
+
+# stage NAME: ends the running stage (printing its time) and starts NAME.
+stages=() stage_name="" stage_start=0 run_start=$SECONDS
+stage_end() {
+	[ -n "$stage_name" ] || return 0
+	local d=$((SECONDS - stage_start))
+	echo "   ($stage_name: ${d} s)"
+	stages+=("$(printf '%5d s  %s' "$d" "$stage_name")")
+	stage_name=""
+}
+stage() {
+	stage_end
+	stage_name=$1 stage_start=$SECONDS
+	echo "== $1"
+}
+summary() {
+	local rc=$? failed=$stage_name
+	stage_end
+	echo "== stage times"
+	printf '  %s\n' "${stages[@]}"
+	printf '  %5d s  total\n' $((SECONDS - run_start))
+	[ "$rc" -eq 0 ] || echo "test.sh: FAILED in stage: ${failed:-setup} (exit $rc)" >&2
+}
+trap summary EXIT
 # A count, not a duration: with -fuzztime=Ns the fuzzer sometimes ends with a
 # spurious "context deadline exceeded" when the clock runs out while a
 # worker is minimizing a new input; a count has no deadline.
@@ -20,14 +47,21 @@ FUZZTIME=${FUZZTIME:-150000x}
 command -v go >/dev/null || { echo "test.sh: Go not found (expected /usr/local/go)" >&2; exit 1; }
 go version
 
-echo "== go mod verify"
+if [ "$(id -u)" -eq 0 ]; then
+	stage "packages (apt-get, only what is missing)"
+	# genproto: protoc; lab: ethtool curl tcpdump python3; pps/topo: nft
+	# taskset; NSX A/B: nginx conntrack.
+	need protoc:protobuf-compiler ethtool curl tcpdump python3 nft:nftables taskset:util-linux nginx conntrack
+fi
+
+stage "go mod verify"
 go mod verify
 
-echo "== gofmt"
+stage "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '^third_party/'))
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 
-echo "== generated code is current (scripts/genproto.sh, pinned generators)"
+stage "generated code is current (scripts/genproto.sh, pinned generators)"
 ./scripts/genproto.sh
 if [ -n "$(git status --porcelain -- ctl/edgepb)" ]; then
 	echo "ctl/edgepb differs from what scripts/genproto.sh generates from edge.proto:"
@@ -35,16 +69,16 @@ if [ -n "$(git status --porcelain -- ctl/edgepb)" ]; then
 	exit 1
 fi
 
-echo "== go vet"
+stage "go vet"
 go vet ./...
 
-echo "== go test"
+stage "go test"
 go test -count=1 ./...
 
-echo "== go test -race (per-packet and concurrent packages)"
+stage "go test -race (per-packet and concurrent packages)"
 go test -count=1 -race ./conntrack/... ./header/... ./drop/... ./firewall/... ./snat/... ./icmp/... ./dataplane/... ./ctl/...
 
-echo "== fuzz smoke ($FUZZTIME per target)"
+stage "fuzz smoke ($FUZZTIME per target)"
 fuzz() { # package target
 	for attempt in 1 2; do
 		if go test -run XXX -fuzz "^$2\$" -fuzztime "$FUZZTIME" "$1" >/tmp/edge-fuzz.log 2>&1; then
@@ -65,18 +99,19 @@ for pkg in ./header ./conntrack ./firewall ./snat ./icmp ./config ./ctl ./datapl
 	done
 done
 
-echo "== benchmark smoke (they run; figures come from bench/conntrack.sh)"
+stage "benchmark smoke (they run; figures come from bench/conntrack.sh)"
 go test -count=1 -run XXX -bench . -benchtime 200x -short ./conntrack/ ./header/ ./firewall/ ./snat/ ./icmp/ ./dataplane/ | grep -E '^(Benchmark|ok|FAIL)'
 
-echo "== the lab: edge forwarding real traffic between namespaces (scripts/lab.sh)"
+stage "the lab: edge forwarding real traffic between namespaces (scripts/lab.sh)"
 if [ "$(id -u)" -eq 0 ]; then
 	./scripts/lab.sh
-	echo "== pps benchmark, short (bench/pps.sh SHORT=1: fails if edge forwards nearly nothing)"
+	stage "pps benchmark, short (bench/pps.sh SHORT=1: fails if edge forwards nearly nothing)"
 	SHORT=1 OUT=/tmp/edge-ci-bench ./bench/pps.sh
-	echo "== NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any 502 through edge's default mode)"
+	stage "NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any 502 through edge's default mode)"
 	SHORT=1 ./bench/nsx-ab.sh
 else
 	echo "skipped: needs root (CI runs as root)"
 fi
 
+stage_end
 echo "all tests passed"

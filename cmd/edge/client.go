@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/edgegw/edge/config"
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl"
 	pb "github.com/edgegw/edge/ctl/edgepb"
@@ -560,12 +561,19 @@ could not.`,
 		RunE: func(*cobra.Command, []string) error {
 			var doc []byte
 			var err error
+			name := file
 			if file == "-" {
-				doc, err = io.ReadAll(os.Stdin)
+				name = "stdin"
+				doc, err = io.ReadAll(io.LimitReader(os.Stdin, config.MaxDocument+1))
 			} else {
-				doc, err = os.ReadFile(file)
+				doc, err = config.ReadFile(file)
 			}
 			if err != nil {
+				return err
+			}
+			// Checked here first, so that errors name the file (the daemon
+			// sees a document without a name).
+			if _, err := config.ParseFile(name, doc); err != nil {
 				return err
 			}
 			return call(func(ctx context.Context, cc *grpc.ClientConn) error {

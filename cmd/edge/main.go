@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
@@ -109,15 +110,14 @@ address. Configurations applied with edge config apply are saved to --config
   edge run -c edge.yaml --listen 192.0.2.10:7443 --tls-cert edge.pem --tls-key edge.key --tls-ca ops-ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			doc, err := os.ReadFile(path)
+			doc, err := config.ReadFile(path)
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Parse(doc)
+			cfg, err := config.ParseFile(path, doc)
 			if err != nil {
 				return err
 			}
-			cfg.Logf = log.Printf
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -128,11 +128,16 @@ address. Configurations applied with edge config apply are saved to --config
 				}
 				defer pprof.StopCPUProfile()
 			}
+			// What the data plane logs while it starts is printed once it
+			// has started: a refusal is the error line alone.
+			var startLog heldLog
+			cfg.Logf = startLog.Logf
 			e, err := dataplane.New(cfg)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
+			startLog.release()
 
 			// The control plane is up before forwarding starts, and stops
 			// after it (deferred calls run last in, first out).
@@ -205,6 +210,33 @@ address. Configurations applied with edge config apply are saved to --config
 	c.Flags().StringSliceVar(&tlsAllow, "tls-allow", nil, "with --listen: client certificate identities allowed (DNS/URI SAN or CN; default: any certificate from --tls-ca)")
 	c.MarkFlagRequired("config")
 	return c
+}
+
+// heldLog holds log lines until release, then prints them and logs
+// directly.
+type heldLog struct {
+	mu    sync.Mutex
+	held  []string
+	ready bool
+}
+
+func (l *heldLog) Logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ready {
+		log.Printf(format, args...)
+		return
+	}
+	l.held = append(l.held, fmt.Sprintf(format, args...))
+}
+
+func (l *heldLog) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.held {
+		log.Print(s)
+	}
+	l.held, l.ready = nil, true
 }
 
 func serve(srv *ctl.Server, l net.Listener, what string) {

@@ -25,9 +25,11 @@ Fedora Linux, this can be done by running `ulimit -l <new-limit>` command, or
 to make it permanent, by creating a file at
 `/etc/security/limits.d/50-lockedmem.conf` with e.g. the following contents
 (1MiB should be enough for this package):
-	* - lockedmem 1048576
+  - - lockedmem 1048576
+
 logging out and logging back in.
 When you hit this limit, you'll get an error that looks like this:
+
 	error: failed to create an XDP socket: ebpf.NewMap qidconf_map failed: map create: operation not permitted
 
 Here is a minimal example of a program which receives network frames,
@@ -154,10 +156,11 @@ type Socket struct {
 	options        SocketOptions
 	rxDescs        []Desc
 	getDescs       []Desc
-	zeroCopy       bool   // edge patch: bound in zero-copy mode
-	hugeUMEM       bool   // edge patch: UMEM on hugepages
-	lastErr        error  // edge patch: the last sendto error (Transmit no longer panics)
-	busy           uint64 // edge patch: sendto calls answered EBUSY (device drops)
+	zeroCopy       bool     // edge patch: bound in zero-copy mode
+	hugeUMEM       bool     // edge patch: UMEM on hugepages
+	lastErr        error    // edge patch: the last sendto error (Transmit no longer panics)
+	busy           uint64   // edge patch: sendto calls answered EBUSY (device drops)
+	ringMaps       [][]byte // edge patch: the rings' mappings, unmapped by Close (they hold the socket)
 }
 
 // SocketOptions are configuration settings used to bind an XDP socket.
@@ -324,6 +327,7 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 	}
 
 	if !(rxRing || txRing) {
+		xsk.Close() // edge patch: the socket and UMEM were leaked
 		return nil, fmt.Errorf("RxRingNumDescs and TxRingNumDescs cannot both be set to zero")
 	}
 
@@ -347,6 +351,7 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 		xsk.Close()
 		return nil, fmt.Errorf("syscall.Mmap XDP_UMEM_PGOFF_FILL_RING failed: %v", err)
 	}
+	xsk.ringMaps = append(xsk.ringMaps, fillRingSlice) // edge patch
 
 	xsk.fillRing.Producer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&fillRingSlice[0])) + uintptr(offsets.Fr.Producer)))
 	xsk.fillRing.Consumer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&fillRingSlice[0])) + uintptr(offsets.Fr.Consumer)))
@@ -364,6 +369,7 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 		xsk.Close()
 		return nil, fmt.Errorf("syscall.Mmap XDP_UMEM_PGOFF_COMPLETION_RING failed: %v", err)
 	}
+	xsk.ringMaps = append(xsk.ringMaps, completionRingSlice) // edge patch
 
 	xsk.completionRing.Producer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&completionRingSlice[0])) + uintptr(offsets.Cr.Producer)))
 	xsk.completionRing.Consumer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&completionRingSlice[0])) + uintptr(offsets.Cr.Consumer)))
@@ -382,10 +388,11 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 			xsk.Close()
 			return nil, fmt.Errorf("syscall.Mmap XDP_PGOFF_RX_RING failed: %v", err)
 		}
+		xsk.ringMaps = append(xsk.ringMaps, rxRingSlice) // edge patch
 
 		xsk.rxRing.Producer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&rxRingSlice[0])) + uintptr(offsets.Rx.Producer)))
 		xsk.rxRing.Consumer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&rxRingSlice[0])) + uintptr(offsets.Rx.Consumer)))
-	xsk.rxRing.Flags = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&rxRingSlice[0])) + uintptr(offsets.Rx.Flags)))
+		xsk.rxRing.Flags = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&rxRingSlice[0])) + uintptr(offsets.Rx.Flags)))
 		sh = (*reflect.SliceHeader)(unsafe.Pointer(&xsk.rxRing.Descs))
 		sh.Data = uintptr(unsafe.Pointer(&rxRingSlice[0])) + uintptr(offsets.Rx.Desc)
 		sh.Len = options.RxRingNumDescs
@@ -403,10 +410,11 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 			xsk.Close()
 			return nil, fmt.Errorf("syscall.Mmap XDP_PGOFF_TX_RING failed: %v", err)
 		}
+		xsk.ringMaps = append(xsk.ringMaps, txRingSlice) // edge patch
 
 		xsk.txRing.Producer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&txRingSlice[0])) + uintptr(offsets.Tx.Producer)))
 		xsk.txRing.Consumer = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&txRingSlice[0])) + uintptr(offsets.Tx.Consumer)))
-	xsk.txRing.Flags = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&txRingSlice[0])) + uintptr(offsets.Tx.Flags)))
+		xsk.txRing.Flags = (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&txRingSlice[0])) + uintptr(offsets.Tx.Flags)))
 		sh = (*reflect.SliceHeader)(unsafe.Pointer(&xsk.txRing.Descs))
 		sh.Data = uintptr(unsafe.Pointer(&txRingSlice[0])) + uintptr(offsets.Tx.Desc)
 		sh.Len = options.TxRingNumDescs
@@ -437,7 +445,7 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 	}
 	if err != nil {
 		xsk.Close()
-		return nil, fmt.Errorf("syscall.Bind SockaddrXDP failed: %v", err)
+		return nil, fmt.Errorf("syscall.Bind SockaddrXDP failed: %w", err) // edge patch: wrapped (errors.Is(err, unix.EBUSY))
 	}
 
 	xsk.free = make([]uint64, 0, options.NumFrames)
@@ -677,14 +685,27 @@ func (xsk *Socket) Release(descs []Desc) {
 // GetFrame returns the buffer containing the frame corresponding to the given
 // descriptor. The returned byte slice points to the actual buffer of the
 // corresponding frame, so modiyfing this slice modifies the frame contents.
+//
+// edge patch: the slice's capacity ends with the descriptor's frame (it ran
+// to the end of the UMEM, so appending to a frame wrote into the next ones).
 func (xsk *Socket) GetFrame(d Desc) []byte {
-	return xsk.umem[d.Addr : d.Addr+uint64(d.Len)]
+	end := d.Addr&^uint64(xsk.options.FrameSize-1) + uint64(xsk.options.FrameSize)
+	return xsk.umem[d.Addr : d.Addr+uint64(d.Len) : end]
 }
 
 // Close closes and frees the resources allocated by the Socket.
 func (xsk *Socket) Close() error {
 	allErrors := []error{}
 	var err error
+
+	// edge patch: the rings' mappings hold the socket (it stays bound to
+	// its queue, and its memory stays mapped) until they are unmapped.
+	for _, m := range xsk.ringMaps {
+		if err := syscall.Munmap(m); err != nil {
+			allErrors = append(allErrors, fmt.Errorf("failed to unmap a ring: %v", err))
+		}
+	}
+	xsk.ringMaps = nil
 
 	if xsk.fd != -1 {
 		if err = unix.Close(xsk.fd); err != nil {
