@@ -48,6 +48,7 @@ const (
 	ttPendCloseWait                     // ttPendFinWait, R ACKs the FIN
 	ttPendLastAck                       // ttPendCloseWait, R FIN
 	ttPendTimeWait                      // ttPendLastAck, O ACKs it
+	ttSynSentChallenged                 // SYN_SENT, R pure ACK of an old connection (challenge ACK, ack +500)
 	ttNumStarts
 )
 
@@ -55,7 +56,7 @@ var ttStartNames = [ttNumStarts]string{
 	"NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
 	"TIME_WAIT", "CLOSE", "ESTABLISHED+noted_SYN", "SYN_SENT(gen1)", "SYN_RECV(gen1)", "ESTABLISHED+inexact_RST",
 	"SYN_SENT(SYN+data)", "noted_SYN+FIN_WAIT", "noted_SYN+FIN_WAIT(reply_FIN)", "noted_SYN+CLOSE_WAIT",
-	"noted_SYN+LAST_ACK", "noted_SYN+TIME_WAIT",
+	"noted_SYN+LAST_ACK", "noted_SYN+TIME_WAIT", "SYN_SENT+challenge_ACK",
 }
 
 func (s ttStart) String() string { return ttStartNames[s] }
@@ -124,6 +125,8 @@ var ttSetups = [ttNumStarts][]ttStep{
 	ttPendCloseWait:  ttToPendCloseWait,
 	ttPendLastAck:    ttToPendLastAck,
 	ttPendTimeWait:   ttCat(ttToPendLastAck, []ttStep{{Original, ACK, 2, 2, 0, TCPTimeWait}}),
+
+	ttSynSentChallenged: {ttHandshake[0], {Reply, ACK, 1000, 500, 0, TCPSynSent}},
 }
 
 // ttPacket builds the segment of c in direction d with ISN-relative numbers.
@@ -224,6 +227,15 @@ func ttRows() []ttRow {
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN+1", flags: RSTACK, ack: 1, act: Forward, state: TCPClose},
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN", flags: RSTACK, ack: 0, act: Drop, reason: drop.RSTOutOfWindow},
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN+2", flags: RSTACK, ack: 2, act: Drop, reason: drop.RSTOutOfWindow},
+
+		// SYN_SENT after one challenge ACK (RFC 5961 4): the client's RST
+		// of the old connection, at that ACK's ack, passes; nothing else
+		// from the server but the SYN-ACK does.
+		{from: ttSynSentChallenged, dir: R, name: "a second pure ACK", flags: ACK, seq: 1000, ack: 500, act: Drop, reason: drop.InvalidState},
+		{from: ttSynSentChallenged, dir: O, name: "RST at the challenge ACK's ack", flags: RST, seq: 500, act: Forward, state: TCPSynSent, ctr: CtrRSTToChallenge},
+		{from: ttSynSentChallenged, dir: O, name: "RST elsewhere", flags: RST, seq: 700, act: Drop, reason: drop.RSTOutOfWindow},
+		{from: ttSynSentChallenged, dir: O, name: "SYN retransmitted", flags: SYN, act: Forward, state: TCPSynSent},
+		{from: ttSynSentChallenged, dir: R, name: "SYN-ACK acking ISN+1", flags: SYNACK, ack: 1, act: Forward, state: TCPSynRecv},
 
 		// SYN_SENT after a SYN with data (TCP Fast Open): a server that
 		// does not take the data acknowledges the SYN only (RFC 7413 4.2).
@@ -737,6 +749,16 @@ func TestTCPValidSequences(t *testing.T) {
 			{R, SYNACK, N, N + 1, 0, X, TCPSynRecv},
 			{O, ACK, N + 1, N + 1, 0, F, TCPEstablished},
 			{R, ACK | PSH, N + 1, N + 1, 100, F, TCPEstablished},
+		}},
+		{"port reuse on a tuple the server still holds: challenge ACK, RST lost, SYN again (RFC 5961 4)", []ttSeqStep{
+			{O, SYN, 0, 0, 0, F, TCPSynSent},
+			{R, ACK, 1000, 500, 0, F, TCPSynSent},
+			{O, SYN, 0, 0, 0, F, TCPSynSent},
+			{R, ACK, 1000, 500, 0, F, TCPSynSent},
+			{O, RST, 500, 0, 0, F, TCPSynSent},
+			{O, SYN, 0, 0, 0, F, TCPSynSent},
+			{R, SYNACK, 0, 1, 0, F, TCPSynRecv},
+			{O, ACK, 1, 1, 0, F, TCPEstablished},
 		}},
 		{"port reuse after RST", []ttSeqStep{
 			{O, SYN, 0, 0, 0, F, TCPSynSent},
