@@ -49,6 +49,8 @@ const (
 	ttPendLastAck                       // ttPendCloseWait, R FIN
 	ttPendTimeWait                      // ttPendLastAck, O ACKs it
 	ttSynSentChallenged                 // SYN_SENT, R pure ACK of an old connection (challenge ACK, ack +500)
+	ttPickupEst                         // Policy.PickUp: O bare ACK picked up (ESTABLISHED, liberal)
+	ttPickupFinWait                     // ttPickupEst, O FIN
 	ttNumStarts
 )
 
@@ -56,7 +58,8 @@ var ttStartNames = [ttNumStarts]string{
 	"NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
 	"TIME_WAIT", "CLOSE", "ESTABLISHED+noted_SYN", "SYN_SENT(gen1)", "SYN_RECV(gen1)", "ESTABLISHED+inexact_RST",
 	"SYN_SENT(SYN+data)", "noted_SYN+FIN_WAIT", "noted_SYN+FIN_WAIT(reply_FIN)", "noted_SYN+CLOSE_WAIT",
-	"noted_SYN+LAST_ACK", "noted_SYN+TIME_WAIT", "SYN_SENT+challenge_ACK",
+	"noted_SYN+LAST_ACK", "noted_SYN+TIME_WAIT", "SYN_SENT+challenge_ACK", "ESTABLISHED(picked_up)",
+	"FIN_WAIT(picked_up)",
 }
 
 func (s ttStart) String() string { return ttStartNames[s] }
@@ -127,6 +130,8 @@ var ttSetups = [ttNumStarts][]ttStep{
 	ttPendTimeWait:   ttCat(ttToPendLastAck, []ttStep{{Original, ACK, 2, 2, 0, TCPTimeWait}}),
 
 	ttSynSentChallenged: {ttHandshake[0], {Reply, ACK, 1000, 500, 0, TCPSynSent}},
+	ttPickupEst:         {{Original, ACK, 1, 1, 0, TCPEstablished}},
+	ttPickupFinWait:     {{Original, ACK, 1, 1, 0, TCPEstablished}, {Original, FINACK, 1, 1, 0, TCPFinWait}},
 }
 
 // ttPacket builds the segment of c in direction d with ISN-relative numbers.
@@ -227,6 +232,14 @@ func ttRows() []ttRow {
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN+1", flags: RSTACK, ack: 1, act: Forward, state: TCPClose},
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN", flags: RSTACK, ack: 0, act: Drop, reason: drop.RSTOutOfWindow},
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN+2", flags: RSTACK, ack: 2, act: Drop, reason: drop.RSTOutOfWindow},
+
+		// A flow picked up mid-stream knows no windows: it is tracked
+		// liberally for its life, on the fast path too; and once closing it
+		// cannot judge a handshake, so a SYN-ACK releases it (the NSX
+		// orphan) and is looked at as a packet without state.
+		{from: ttPickupEst, dir: O, name: "pickup: data far beyond any window", flags: ACK | PSH, seq: 1 + 1<<20, ack: 1, payload: 100, pickup: true, act: Forward, state: TCPEstablished},
+		{from: ttPickupEst, dir: R, name: "pickup: data far beyond any window", flags: ACK | PSH, seq: 1 + 1<<20, ack: 1, payload: 100, pickup: true, act: Forward, state: TCPEstablished},
+		{from: ttPickupFinWait, dir: R, name: "pickup: SYN-ACK releases the orphan", flags: SYNACK, seq: N, ack: N + 1, pickup: true, act: Open, state: StateNone, ctr: CtrReplaced},
 
 		// SYN_SENT after one challenge ACK (RFC 5961 4): the client's RST
 		// of the old connection, at that ACK's ack, passes; nothing else
