@@ -251,3 +251,48 @@ func TestTCPWindowOverrunWidens(t *testing.T) {
 		})
 	}
 }
+
+// TestReincarnationForgetsOldWindows: a new incarnation of a tuple starts
+// with no window state of the old one. The old connection's server
+// advertised 1000<<7 bytes; the new one offers 65535 unscaled in its
+// SYN-ACK, so client data 100000 bytes ahead is out of the new window.
+func TestReincarnationForgetsOldWindows(t *testing.T) {
+	const N = ttNewISN
+	for _, isn := range edgeISNs {
+		t.Run(isn.name, func(t *testing.T) {
+			h := newHarness(t, Policy{})
+			e := &edgeConn{t: t, cisn: isn.cisn, sisn: isn.sisn, wscale: 7}
+			e.handshake(h, 1024, 1000)
+			steps := []struct {
+				d        Dir
+				flags    uint8
+				seq, ack int64
+				act      Action
+				state    State
+			}{
+				{Original, FINACK, 1, 1, Forward, TCPFinWait},
+				{Reply, FINACK, 1, 2, Forward, TCPLastAck},
+				{Original, ACK, 2, 2, Forward, TCPTimeWait},
+				{Original, SYN, N, 0, Reopened, TCPSynSent},
+				{Reply, SYNACK, N, N + 1, Forward, TCPSynRecv},
+				{Original, ACK, N + 1, N + 1, Forward, TCPEstablished},
+			}
+			for i, s := range steps {
+				if s.flags == SYN {
+					e.wscale = -1 // the new SYNs offer no scaling
+				}
+				v := h.send(e.seg(s.d, s.flags, s.seq, s.ack, 0, 1024, 1000), 1025)
+				if v.Action != s.act || v.State != s.state {
+					t.Fatalf("step %d: %v %v (%v), want %v %v", i, v.Action, v.State, v.Reason, s.act, s.state)
+				}
+			}
+			v := h.send(e.seg(Original, ACK|PSH, N+1+100000, N+1, 10, 1024, 1000), 1025)
+			if v.Action != Drop || v.Reason != drop.OutOfWindow {
+				t.Fatalf("client data 100000 bytes into the new connection: %v (%v), want drop %v", v.Action, v.Reason, drop.OutOfWindow)
+			}
+			if v := h.send(e.seg(Original, ACK|PSH, N+1+65535-10, N+1, 10, 1024, 1000), 1025); v.Action != Forward {
+				t.Fatalf("client data inside the new SYN-ACK's window: %v (%v)", v.Action, v.Reason)
+			}
+		})
+	}
+}
