@@ -152,3 +152,40 @@ func TestMatchesIsExact(t *testing.T) {
 		}
 	}
 }
+
+// TestParseTCPFlagsAndOptions: URG never goes with RST (as Linux's
+// tcp_valid_flags), with SYN or ACK it is fine; the window scale option
+// counts only on a SYN or SYN-ACK (RFC 7323 2.2), elsewhere Packet.WScale
+// stays -1.
+func TestParseTCPFlagsAndOptions(t *testing.T) {
+	const URG = header.TCPFlagURG
+	for _, fam := range [][2]string{{"10.0.0.2", "192.0.2.80"}, {"fd00::2", "2001:db8::80"}} {
+		for _, c := range []struct {
+			flags uint8
+			want  drop.Reason
+		}{
+			{RST | URG, drop.TCPBadFlags},
+			{RST | ACK | URG, drop.TCPBadFlags},
+			{SYN | URG, drop.None},
+			{ACK | URG, drop.None},
+			{FIN | ACK | URG, drop.None},
+		} {
+			spec := headertest.Spec{Src: netip4(fam[0]), Dst: netip4(fam[1]), Proto: header.ProtoTCP, SrcPort: 40000, DstPort: 80,
+				Flags: c.flags, Seq: 1, Ack: 2}
+			var p Packet
+			if r := Parse(headertest.Build(spec), 0, &p); r != c.want {
+				t.Errorf("%s flags %#x: Parse = %v, want %v", fam[0], c.flags, r, c.want)
+			}
+		}
+		for _, c := range []struct {
+			flags uint8
+			want  int8
+		}{{SYN, 7}, {SYNACK, 7}, {ACK, -1}, {ACK | PSH, -1}, {FINACK, -1}} {
+			spec := headertest.Spec{Src: netip4(fam[0]), Dst: netip4(fam[1]), Proto: header.ProtoTCP, SrcPort: 40000, DstPort: 80,
+				Flags: c.flags, Seq: 1, Ack: 2, HasWScale: true, WScale: 7}
+			if p := pkt(t, spec); p.WScale != c.want {
+				t.Errorf("%s flags %#x with the window scale option: WScale = %d, want %d", fam[0], c.flags, p.WScale, c.want)
+			}
+		}
+	}
+}
