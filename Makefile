@@ -17,6 +17,6 @@ ab-short:
 	SHORT=1 ./bench/nsx-ab.sh
 fuzz:
 	FUZZTIME=120s ./scripts/test.sh
-# mutation testing over named mutants (scripts/mutants/), not part of test (about 30 min)
+# mutation testing over named mutants (scripts/mutants/), not part of test (minutes; JOBS=2 to halve)
 mutate:
 	./scripts/mutate.sh
