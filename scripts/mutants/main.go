@@ -143,12 +143,19 @@ func main() {
 	}
 
 	copies := make(chan string, *jobs)
+	var trees []string
+	removeTrees := func() {
+		for _, t := range trees {
+			os.RemoveAll(t)
+		}
+	}
 	for i := 0; i < *jobs; i++ {
 		tree, err := copyTree(".")
 		if err != nil {
+			removeTrees()
 			fatal(err)
 		}
-		defer os.RemoveAll(tree)
+		trees = append(trees, tree)
 		copies <- tree
 	}
 	fmt.Printf("%d mutants (%d stale), %d at a time, tests of the mutated package + ./dataplane -run '%s'\n",
@@ -172,6 +179,7 @@ func main() {
 		}(m)
 	}
 	wg.Wait()
+	removeTrees()
 	if report(results, equiv) {
 		os.Exit(1)
 	}
