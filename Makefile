@@ -1,5 +1,5 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate
 test:
 	./scripts/test.sh
 # pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
@@ -17,3 +17,6 @@ ab-short:
 	SHORT=1 ./bench/nsx-ab.sh
 fuzz:
 	FUZZTIME=120s ./scripts/test.sh
+# mutation testing over named mutants (scripts/mutants/), not part of test (minutes; JOBS=2 to halve)
+mutate:
+	./scripts/mutate.sh

@@ -43,13 +43,23 @@ const (
 	ttSynRecvGen1                       // ttSynSentGen1, R SYN-ACK answering it
 	ttEstAfterInexactRST                // ESTABLISHED, O RST in window with an inexact seq
 	ttSynSentData                       // O SYN carrying 100 bytes (TCP Fast Open, RFC 7413)
+	ttPendFinWait                       // ttEstPending, then the old connection's O FIN
+	ttPendFinWaitRep                    // ttEstPending, then the old connection's R FIN
+	ttPendCloseWait                     // ttPendFinWait, R ACKs the FIN
+	ttPendLastAck                       // ttPendCloseWait, R FIN
+	ttPendTimeWait                      // ttPendLastAck, O ACKs it
+	ttSynSentChallenged                 // SYN_SENT, R pure ACK of an old connection (challenge ACK, ack +500)
+	ttPickupEst                         // Policy.PickUp: O bare ACK picked up (ESTABLISHED, liberal)
+	ttPickupFinWait                     // ttPickupEst, O FIN
 	ttNumStarts
 )
 
 var ttStartNames = [ttNumStarts]string{
 	"NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
 	"TIME_WAIT", "CLOSE", "ESTABLISHED+noted_SYN", "SYN_SENT(gen1)", "SYN_RECV(gen1)", "ESTABLISHED+inexact_RST",
-	"SYN_SENT(SYN+data)",
+	"SYN_SENT(SYN+data)", "noted_SYN+FIN_WAIT", "noted_SYN+FIN_WAIT(reply_FIN)", "noted_SYN+CLOSE_WAIT",
+	"noted_SYN+LAST_ACK", "noted_SYN+TIME_WAIT", "SYN_SENT+challenge_ACK", "ESTABLISHED(picked_up)",
+	"FIN_WAIT(picked_up)",
 }
 
 func (s ttStart) String() string { return ttStartNames[s] }
@@ -86,6 +96,13 @@ var (
 	ttToLastAck   = ttCat(ttToCloseWait, []ttStep{{Reply, FINACK, 1, 2, 0, TCPLastAck}})
 	ttToTimeWait  = ttCat(ttToLastAck, []ttStep{{Original, ACK, 2, 2, 0, TCPTimeWait}})
 	ttToSynSentG1 = ttCat(ttToTimeWait, []ttStep{{Original, SYN, ttNewISN, 0, 0, TCPSynSent}})
+
+	// The incident: a SYN with a new ISN is noted on an ESTABLISHED flow,
+	// then the old connection closes before the SYN-ACK comes back.
+	ttToEstPending    = ttCat(ttHandshake, []ttStep{{Original, SYN, ttNewISN, 0, 0, TCPEstablished}})
+	ttToPendFinWait   = ttCat(ttToEstPending, []ttStep{{Original, FINACK, 1, 1, 0, TCPFinWait}})
+	ttToPendCloseWait = ttCat(ttToPendFinWait, []ttStep{{Reply, ACK, 1, 2, 0, TCPCloseWait}})
+	ttToPendLastAck   = ttCat(ttToPendCloseWait, []ttStep{{Reply, FINACK, 1, 2, 0, TCPLastAck}})
 )
 
 var ttSetups = [ttNumStarts][]ttStep{
@@ -99,12 +116,22 @@ var ttSetups = [ttNumStarts][]ttStep{
 	ttLastAck:     ttToLastAck,
 	ttTimeWait:    ttToTimeWait,
 	ttClose:       ttCat(ttHandshake, []ttStep{{Original, RST, 1, 0, 0, TCPClose}}),
-	ttEstPending:  ttCat(ttHandshake, []ttStep{{Original, SYN, ttNewISN, 0, 0, TCPEstablished}}),
+	ttEstPending:  ttToEstPending,
 	ttSynSentGen1: ttToSynSentG1,
 	ttSynRecvGen1: ttCat(ttToSynSentG1, []ttStep{{Reply, SYNACK, ttNewISN, ttNewISN + 1, 0, TCPSynRecv}}),
 	ttEstAfterInexactRST: ttCat(ttHandshake,
 		[]ttStep{{Original, RST, 1 + 1000, 0, 0, TCPEstablished}}),
 	ttSynSentData: {{Original, SYN, 0, 0, 100, TCPSynSent}},
+
+	ttPendFinWait:    ttToPendFinWait,
+	ttPendFinWaitRep: ttCat(ttToEstPending, []ttStep{{Reply, FINACK, 1, 1, 0, TCPFinWait}}),
+	ttPendCloseWait:  ttToPendCloseWait,
+	ttPendLastAck:    ttToPendLastAck,
+	ttPendTimeWait:   ttCat(ttToPendLastAck, []ttStep{{Original, ACK, 2, 2, 0, TCPTimeWait}}),
+
+	ttSynSentChallenged: {ttHandshake[0], {Reply, ACK, 1000, 500, 0, TCPSynSent}},
+	ttPickupEst:         {{Original, ACK, 1, 1, 0, TCPEstablished}},
+	ttPickupFinWait:     {{Original, ACK, 1, 1, 0, TCPEstablished}, {Original, FINACK, 1, 1, 0, TCPFinWait}},
 }
 
 // ttPacket builds the segment of c in direction d with ISN-relative numbers.
@@ -206,6 +233,23 @@ func ttRows() []ttRow {
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN", flags: RSTACK, ack: 0, act: Drop, reason: drop.RSTOutOfWindow},
 		{from: ttSynSent, dir: R, name: "RST+ACK acking ISN+2", flags: RSTACK, ack: 2, act: Drop, reason: drop.RSTOutOfWindow},
 
+		// A flow picked up mid-stream knows no windows: it is tracked
+		// liberally for its life, on the fast path too; and once closing it
+		// cannot judge a handshake, so a SYN-ACK releases it (the NSX
+		// orphan) and is looked at as a packet without state.
+		{from: ttPickupEst, dir: O, name: "pickup: data far beyond any window", flags: ACK | PSH, seq: 1 + 1<<20, ack: 1, payload: 100, pickup: true, act: Forward, state: TCPEstablished},
+		{from: ttPickupEst, dir: R, name: "pickup: data far beyond any window", flags: ACK | PSH, seq: 1 + 1<<20, ack: 1, payload: 100, pickup: true, act: Forward, state: TCPEstablished},
+		{from: ttPickupFinWait, dir: R, name: "pickup: SYN-ACK releases the orphan", flags: SYNACK, seq: N, ack: N + 1, pickup: true, act: Open, state: StateNone, ctr: CtrReplaced},
+
+		// SYN_SENT after one challenge ACK (RFC 5961 4): the client's RST
+		// of the old connection, at that ACK's ack, passes; nothing else
+		// from the server but the SYN-ACK does.
+		{from: ttSynSentChallenged, dir: R, name: "a second pure ACK", flags: ACK, seq: 1000, ack: 500, act: Drop, reason: drop.InvalidState},
+		{from: ttSynSentChallenged, dir: O, name: "RST at the challenge ACK's ack", flags: RST, seq: 500, act: Forward, state: TCPSynSent, ctr: CtrRSTToChallenge},
+		{from: ttSynSentChallenged, dir: O, name: "RST elsewhere", flags: RST, seq: 700, act: Drop, reason: drop.RSTOutOfWindow},
+		{from: ttSynSentChallenged, dir: O, name: "SYN retransmitted", flags: SYN, act: Forward, state: TCPSynSent},
+		{from: ttSynSentChallenged, dir: R, name: "SYN-ACK acking ISN+1", flags: SYNACK, ack: 1, act: Forward, state: TCPSynRecv},
+
 		// SYN_SENT after a SYN with data (TCP Fast Open): a server that
 		// does not take the data acknowledges the SYN only (RFC 7413 4.2).
 		{from: ttSynSentData, dir: R, name: "SYN-ACK acking ISN+1 (data not accepted)", flags: SYNACK, ack: 1, act: Forward, state: TCPSynRecv},
@@ -297,6 +341,19 @@ func ttRows() []ttRow {
 		{from: ttEstPending, dir: R, name: "challenge ACK of the old connection", flags: ACK, seq: 1, ack: 1, act: Forward, state: TCPEstablished},
 		{from: ttEstPending, dir: O, name: "old connection's ACK", flags: ACK, seq: 1, ack: 1, act: Forward, state: TCPEstablished},
 		{from: ttEstPending, dir: O, name: "RST exact", flags: RST, seq: 1, act: Forward, state: TCPClose},
+
+		// The incident (N2): a SYN with a new ISN was noted, then the old
+		// connection closed (its delayed FINs), then the server answers the
+		// new SYN. The SYN-ACK acks the forwarded SYN's ISN+1, so it starts
+		// the new incarnation whatever closing state the old one reached;
+		// NSX drops it here, edge's default mode must not.
+		{from: ttPendFinWait, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
+		{from: ttPendFinWaitRep, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
+		{from: ttPendCloseWait, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
+		{from: ttPendLastAck, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
+		{from: ttPendTimeWait, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
+		{from: ttPendTimeWait, dir: R, name: "SYN-ACK acking the noted SYN+2", flags: SYNACK, seq: N, ack: N + 2, act: Drop, reason: drop.SynAckBadAck},
+		{from: ttPendLastAck, dir: R, name: "SYN-ACK of the old handshake retransmitted", flags: SYNACK, ack: 1, act: Forward, state: TCPLastAck, ctr: CtrSynAckRetransmit},
 
 		// FIN_WAIT (the originator sent FIN: its next is ISN+2).
 		{from: ttFinWait, dir: O, name: "SYN with a new ISN", flags: SYN, seq: N, act: Reopened, state: TCPSynSent},
@@ -693,6 +750,28 @@ func TestTCPValidSequences(t *testing.T) {
 			{O, SYN, N, 0, 0, F, TCPEstablished},
 			{R, SYNACK, N, N + 1, 0, X, TCPSynRecv},
 			{O, ACK, N + 1, N + 1, 0, F, TCPEstablished},
+		}},
+		{"port reuse: SYN noted, the old connection closes, then the new SYN-ACK (the incident)", []ttSeqStep{
+			{O, SYN, 0, 0, 0, F, TCPSynSent},
+			{R, SYNACK, 0, 1, 0, F, TCPSynRecv},
+			{O, ACK, 1, 1, 0, F, TCPEstablished},
+			{O, SYN, N, 0, 0, F, TCPEstablished},
+			{O, FINACK, 1, 1, 0, F, TCPFinWait},
+			{R, FINACK, 1, 2, 0, F, TCPLastAck},
+			{O, ACK, 2, 2, 0, F, TCPTimeWait},
+			{R, SYNACK, N, N + 1, 0, X, TCPSynRecv},
+			{O, ACK, N + 1, N + 1, 0, F, TCPEstablished},
+			{R, ACK | PSH, N + 1, N + 1, 100, F, TCPEstablished},
+		}},
+		{"port reuse on a tuple the server still holds: challenge ACK, RST lost, SYN again (RFC 5961 4)", []ttSeqStep{
+			{O, SYN, 0, 0, 0, F, TCPSynSent},
+			{R, ACK, 1000, 500, 0, F, TCPSynSent},
+			{O, SYN, 0, 0, 0, F, TCPSynSent},
+			{R, ACK, 1000, 500, 0, F, TCPSynSent},
+			{O, RST, 500, 0, 0, F, TCPSynSent},
+			{O, SYN, 0, 0, 0, F, TCPSynSent},
+			{R, SYNACK, 0, 1, 0, F, TCPSynRecv},
+			{O, ACK, 1, 1, 0, F, TCPEstablished},
 		}},
 		{"port reuse after RST", []ttSeqStep{
 			{O, SYN, 0, 0, 0, F, TCPSynSent},

@@ -20,12 +20,15 @@ func TestSwapWhileMatching(t *testing.T) {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var seen [2]atomic.Int64
+	var running atomic.Int32 // workers still matching (one that saw a wrong verdict stops)
+	running.Store(2)
 	iters := 200000
 	if raceEnabled {
 		iters = 20000
 	}
 	for w := range 2 {
 		wg.Go(func() {
+			defer running.Add(-1)
 			k := key(ProtoTCP, "10.1.2.3", uint16(1000+w), "1.1.1.1", 443)
 			for !stop.Load() {
 				c := act.Load()
@@ -53,7 +56,7 @@ func TestSwapWhileMatching(t *testing.T) {
 			a = mustCompile(t, RuleSet{Rules: []Rule{{Src: pfx("10.0.0.0/8"), Action: Allow}}})
 		}
 	}
-	for seen[0].Load() == 0 || seen[1].Load() == 0 {
+	for (seen[0].Load() == 0 || seen[1].Load() == 0) && running.Load() == 2 {
 		act.Store(a)
 		act.Store(b)
 	}
