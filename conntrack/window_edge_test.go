@@ -12,7 +12,8 @@ import (
 // TestTCPWindowEdges puts a segment exactly on the edge of each of the four
 // window conditions (accepted) and one byte beyond it (dropped), from both
 // sides, with and without window scaling, for data and ACKs (the fused check
-// of inWindow) and for inexact RSTs (windowOK). The edges are worked out
+// of inWindow) and for inexact RSTs (windowOK; an RST's left edge is
+// RCV.NXT, RFC 5961 3.2). The edges are worked out
 // here from the handshake's advertised windows and the conditions as
 // doc.go states them, not read from the tracker:
 //
@@ -87,8 +88,11 @@ func TestTCPWindowEdges(t *testing.T) {
 					out: edgeCase{"ack lagging a byte more", ACK, s.next, edgeIV - 1, 0}},
 				{cond: "I RST", rst: true, in: edgeCase{"RST at the right edge", RST, edgeI, 0, 0},
 					out: edgeCase{"RST one past the right edge", RST, edgeI + 1, 0, 0}},
-				{cond: "II RST", rst: true, in: edgeCase{"RST one window old", RST, edgeII, 0, 0},
-					out: edgeCase{"RST one window and a byte old", RST, edgeII - 1, 0, 0}},
+				// An RST's left edge is RCV.NXT, not condition II (RFC 5961
+				// 3.2): at RCV.NXT it is exact and closes; just above it
+				// is in the window (inexact); one below is outside.
+				{cond: "RCV.NXT RST", rst: true, in: edgeCase{"RST a byte above RCV.NXT", RST, s.next + 1, 0, 0},
+					out: edgeCase{"RST a byte below RCV.NXT", RST, s.next - 1, 0, 0}},
 				{cond: "III RST+ACK", rst: true, in: edgeCase{"RST+ACK, inexact, acking all sent", RSTACK, s.next + 100, edgeIII, 0},
 					out: edgeCase{"RST+ACK, inexact, acking a byte never sent", RSTACK, s.next + 100, edgeIII + 1, 0}},
 				{cond: "IV RST+ACK", rst: true, in: edgeCase{"RST+ACK, inexact, ack lagging the full allowance", RSTACK, s.next + 100, edgeIV, 0},
