@@ -648,6 +648,7 @@ func TestPipelineSynAckOnClosing(t *testing.T) {
 					if out.port != port || !bytes.Equal(out.frame, want) {
 						t.Fatalf("%s: out on port %d\n got %x\nwant %x", step, out.port, out.frame, want)
 					}
+					checkGopacket(t, step, out.frame)
 				}
 				state := func() conntrack.FlowInfo {
 					t.Helper()
