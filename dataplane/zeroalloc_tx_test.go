@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,25 +28,7 @@ func TestPipelineZeroAllocsRealTX(t *testing.T) {
 	_, edgeNS, server := netnstest.Gateway(t, "za")
 
 	// The server counts the datagrams it receives on 203.0.113.2:7011.
-	var srv *net.UDPConn
-	if err := server.Do(func() (err error) {
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7011})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	_ = srv.SetReadBuffer(1 << 20)
-	var got atomic.Int64
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := srv.ReadFromUDP(buf); err != nil {
-				return
-			}
-			got.Add(1)
-		}
-	}()
+	srv := listenCounting(t, server, net.IPv4(203, 0, 113, 2), 7011)
 
 	// The worker's outside port is an AF_XDP socket on edge's "out".
 	var sock *xdp.Socket
@@ -102,10 +83,10 @@ func TestPipelineZeroAllocsRealTX(t *testing.T) {
 	if tp.w.tx[1] != uint32(sent) {
 		t.Errorf("%d of %d packets submitted to the socket", tp.w.tx[1], sent)
 	}
-	if !waitFor(2*time.Second, func() bool { return got.Load() >= int64(sent) }) {
-		t.Errorf("the server received %d of the %d datagrams", got.Load(), sent)
+	if !waitFor(2*time.Second, func() bool { return srv.got.Load() >= int64(sent) }) {
+		t.Errorf("the server received %d of the %d datagrams", srv.got.Load(), sent)
 	}
-	t.Logf("%d datagrams through the socket, %d received, %v allocs per packet", sent, got.Load(), allocs)
+	t.Logf("%d datagrams through the socket, %d received, %v allocs per packet", sent, srv.got.Load(), allocs)
 	if allocs != 0 {
 		t.Errorf("established-flow pipeline through the AF_XDP socket: %v allocs per packet", allocs)
 	}
