@@ -255,6 +255,24 @@ func TestPipelineIPv6TimeExceeded(t *testing.T) {
 	if got := tp.w.ctr.icmp[icmp.TimeExceeded].Load(); got != 2 {
 		t.Errorf("time exceeded sent %d times, want 2", got)
 	}
+
+	// Rule N3 holds for IPv6 too: no error about a TCP segment that is
+	// not a SYN (here on an open flow).
+	seg := func(flags uint8, seq, ack uint32, hop uint8) []byte {
+		return eth(headertest.Spec{Src: ip6Client, Dst: ip6Server, Proto: header.ProtoTCP, SrcPort: 40002, DstPort: 443,
+			Flags: flags, Seq: seq, Ack: ack, TTL: hop}, macClient, macEdgeIn)
+	}
+	if out, r := tp.send(0, seg(header.TCPFlagSYN, 5, 0, 64)); out == nil {
+		t.Fatalf("SYN dropped: %v", r)
+	}
+	nport := tp.natPort(conntrack.MakeKey(header.ProtoTCP, netip.AddrPortFrom(ip6Client, 40002), netip.AddrPortFrom(ip6Server, 443)))
+	if out, r := tp.send(1, eth(headertest.Spec{Src: ip6Server, Dst: ip6SNAT, Proto: header.ProtoTCP, SrcPort: 443, DstPort: nport,
+		Flags: header.TCPFlagSYN | header.TCPFlagACK, Seq: 100, Ack: 6}, macServer, macEdgeOut)); out == nil {
+		t.Fatalf("SYN-ACK dropped: %v", r)
+	}
+	if out, rs := tp.sendAll(0, seg(header.TCPFlagACK, 6, 101, 1)); out != nil || !rs[drop.TTLExceeded] || !rs[drop.ICMPNotSentTCPNotSYN] {
+		t.Errorf("TCP ACK, hop limit 1: out %v reasons %v; want no output, ttl_exceeded and icmp_not_sent_tcp_not_syn", out != nil, rs)
+	}
 }
 
 // An IPv6 packet larger than the egress link's MTU is never fragmented by
