@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -394,24 +395,47 @@ func TestPipelineRelatedICMP(t *testing.T) {
 	}
 }
 
-// The per-packet pipeline allocates nothing.
+// The per-packet pipeline allocates nothing, and every packet it is
+// measured on is forwarded (a packet dropped early allocates nothing
+// either). TestPipelineZeroAllocsRealTX does the same through an AF_XDP
+// socket.
 func TestPipelineZeroAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation test")
 	}
 	tp := newTestPipeline(t, allowOutbound, 1024)
-	tp.w.testTX = func(int, []byte) {}
 	frame := eth(headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoUDP, SrcPort: 5000, DstPort: 53,
 		Payload: []byte("x")}, macClient, macEdgeIn)
+	var want []byte // the first packet as it left
+	forwarded := 0
+	tp.w.testTX = func(port int, f []byte) {
+		if port == 1 && (want == nil || bytes.Equal(f, want)) {
+			forwarded++
+		}
+		if want == nil {
+			want = append([]byte(nil), f...)
+		}
+	}
 	buf := make([]byte, len(frame))
 	frames := [][]byte{buf}
+	runs := 0
 	run := func() {
 		copy(buf, frame)
 		tp.w.pipeline(0, frames, tp.now)
 		tp.w.transmit(1)
+		runs++
 	}
 	run() // opens the flow
-	if n := testing.AllocsPerRun(200, run); n != 0 {
+	n := testing.AllocsPerRun(200, run)
+	for r, d := range tp.w.drops {
+		if d != 0 {
+			t.Errorf("%d packets dropped: %v", d, drop.Reason(r))
+		}
+	}
+	if forwarded != runs {
+		t.Fatalf("%d of %d packets forwarded on the outside port as the first one was", forwarded, runs)
+	}
+	if n != 0 {
 		t.Fatalf("established-flow pipeline: %v allocs per packet", n)
 	}
 }
@@ -499,7 +523,7 @@ func TestPipelineNSXSequence(t *testing.T) {
 				if out == nil || out.port != 0 {
 					t.Fatalf("default mode dropped the SYN-ACK (%v): the incident edge exists to prevent", r)
 				}
-				if tp.w.icmpSent[icmp.PortUnreachable] != 0 {
+				if tp.w.ctr.icmp[icmp.PortUnreachable].Load() != 0 {
 					t.Fatal("default mode sent an ICMP error")
 				}
 				if out, r := step("ACK", 0, c2s(ACK, 90001, 70001)); out == nil {
@@ -516,6 +540,161 @@ func TestPipelineNSXSequence(t *testing.T) {
 				t.Fatalf("nsx mode answer is not ICMP 3/3 to the server: %x", out.frame)
 			}
 		})
+	}
+}
+
+// Rule N2 through the pipeline, in edge's default mode with SNAT: whatever
+// closing state the old connection's entry is in (FIN_WAIT, CLOSE_WAIT,
+// LAST_ACK, TIME_WAIT, CLOSE), the client's new SYN on the same tuple and
+// the server's SYN-ACK acknowledging its ISN+1 are forwarded, translated,
+// and no ICMP error is ever sent. Two orders:
+//
+//   - reuse after close: the entry is closing, the server's stray FIN of
+//     the old connection arrives, then the new SYN, then its SYN-ACK;
+//   - noted SYN: the new SYN arrives while the old connection is still
+//     established (noted, syn_on_open), the old connection's close then
+//     moves the entry to a closing state, then the SYN-ACK of the noted
+//     SYN arrives (RST: the server resets the old connection first).
+func TestPipelineSynAckOnClosing(t *testing.T) {
+	const SYN, ACK, FIN, RST = header.TCPFlagSYN, header.TCPFlagACK, header.TCPFlagFIN, header.TCPFlagRST
+	const oldISN, srvISN, newISN, newSrvISN = 100, 500, 90000, 70000
+	type seg struct {
+		in       int // 0: from the client, 1: from the server
+		flags    uint8
+		seq, ack uint32
+	}
+	// Segments of the old connection after its handshake that take the
+	// entry to each closing state (the server closes first).
+	closes := []struct {
+		state conntrack.State
+		segs  []seg
+	}{
+		{conntrack.TCPFinWait, []seg{{1, FIN | ACK, srvISN + 1, oldISN + 1}}},
+		{conntrack.TCPCloseWait, []seg{{1, FIN | ACK, srvISN + 1, oldISN + 1}, {0, ACK, oldISN + 1, srvISN + 2}}},
+		{conntrack.TCPLastAck, []seg{{1, FIN | ACK, srvISN + 1, oldISN + 1}, {0, ACK, oldISN + 1, srvISN + 2},
+			{0, FIN | ACK, oldISN + 1, srvISN + 2}}},
+		{conntrack.TCPTimeWait, []seg{{1, FIN | ACK, srvISN + 1, oldISN + 1}, {0, ACK, oldISN + 1, srvISN + 2},
+			{0, FIN | ACK, oldISN + 1, srvISN + 2}, {1, ACK, srvISN + 2, oldISN + 2}}},
+		{conntrack.TCPClose, []seg{{1, RST, srvISN + 1, 0}}},
+	}
+	for _, order := range []string{"reuse-after-close", "noted-syn"} {
+		for _, cl := range closes {
+			t.Run(order+"/"+cl.state.String(), func(t *testing.T) {
+				tp := newTestPipeline(t, allowOutbound, 1024)
+				const cport = 42000
+				orig := conntrack.MakeKey(header.ProtoTCP, netip.AddrPortFrom(ipClient, cport), netip.AddrPortFrom(ipServer, 80))
+				var nport uint16 // the SNAT port, once the flow exists
+				spec := func(s seg, translated bool) headertest.Spec {
+					sp := headertest.Spec{Src: ipClient, Dst: ipServer, Proto: header.ProtoTCP, SrcPort: cport, DstPort: 80,
+						Flags: s.flags, Seq: s.seq, Ack: s.ack, Window: 64240}
+					if s.in == 1 {
+						sp.Src, sp.Dst, sp.SrcPort, sp.DstPort = ipServer, ipClient, 80, cport
+					}
+					if translated { // as it travels outside
+						if s.in == 0 {
+							sp.Src, sp.SrcPort = ipSNAT, nport
+						} else {
+							sp.Dst, sp.DstPort = ipSNAT, nport
+						}
+					}
+					return sp
+				}
+				// frame is s as it arrives at edge.
+				frame := func(s seg) []byte {
+					if s.in == 0 {
+						return eth(spec(s, false), macClient, macEdgeIn)
+					}
+					return eth(spec(s, true), macServer, macEdgeOut)
+				}
+				// forwarded is s as edge must forward it: translated on the
+				// way out, untranslated on the way in, TTL one lower.
+				forwarded := func(s seg) (int, []byte) {
+					sp := spec(s, s.in == 0)
+					sp.TTL = 63
+					if s.in == 0 {
+						return 1, eth(sp, macEdgeOut, macServer)
+					}
+					return 0, eth(sp, macEdgeIn, macClient)
+				}
+				noICMP := func(step string, out *sent) {
+					t.Helper()
+					if out != nil && header.IPv4(out.frame[header.EthernetLen:]).Protocol() != header.ProtoTCP {
+						t.Fatalf("%s: edge sent %x, not the TCP segment", step, out.frame)
+					}
+					for k := range tp.w.ctr.icmp {
+						if n := tp.w.ctr.icmp[k].Load(); n != 0 {
+							t.Fatalf("%s: %d ICMP %v sent in default mode", step, n, icmp.Kind(k))
+						}
+					}
+				}
+				// Known gap, in conntrack (tcpRST): an exact RST forgets the
+				// noted SYN, so the SYN-ACK answering it is dropped
+				// (synack_bad_ack) until the client retransmits its SYN.
+				// Remove this once conntrack keeps the noted SYN.
+				knownGap := order == "noted-syn" && cl.state == conntrack.TCPClose
+				mustForward := func(step string, s seg) {
+					t.Helper()
+					out, r := tp.send(s.in, frame(s))
+					noICMP(step, out)
+					if knownGap && s.flags == SYN|ACK && s.ack == newISN+1 && r == drop.SynAckBadAck {
+						t.Skipf("known gap: %s dropped (%v) after an exact RST cleared the noted SYN (conntrack tcpRST)", step, r)
+					}
+					if out == nil || r != drop.None {
+						t.Fatalf("%s: dropped (%v)", step, r)
+					}
+					if nport == 0 {
+						nport = tp.natPort(orig)
+					}
+					port, want := forwarded(s)
+					if out.port != port || !bytes.Equal(out.frame, want) {
+						t.Fatalf("%s: out on port %d\n got %x\nwant %x", step, out.port, out.frame, want)
+					}
+					checkGopacket(t, step, out.frame)
+				}
+				state := func() conntrack.FlowInfo {
+					t.Helper()
+					r, _, ok := tp.w.shard.Lookup(&orig, tp.now)
+					if !ok {
+						t.Fatal("the flow is gone")
+					}
+					return tp.w.shard.Info(r, tp.now)
+				}
+
+				mustForward("old SYN", seg{0, SYN, oldISN, 0})
+				oldPort := nport
+				mustForward("old SYN-ACK", seg{1, SYN | ACK, srvISN, oldISN + 1})
+				mustForward("old ACK", seg{0, ACK, oldISN + 1, srvISN + 1})
+				newSYN := seg{0, SYN, newISN, 0}
+				if order == "noted-syn" {
+					mustForward("new SYN on the established entry", newSYN)
+					if fi := state(); !fi.Pending {
+						t.Fatalf("the new SYN was not noted: %+v", fi)
+					}
+				}
+				for i, s := range cl.segs {
+					mustForward("old connection closing, segment "+strconv.Itoa(i), s)
+				}
+				if fi := state(); fi.State != cl.state || fi.Gen != 0 {
+					t.Fatalf("entry in %v gen %d, want %v gen 0 (the test did not reach the state it is about)", fi.State, fi.Gen, cl.state)
+				}
+				if order == "reuse-after-close" {
+					// The server's FIN of the old connection, repeated late:
+					// forwarded or dropped, never answered.
+					out, _ := tp.send(1, frame(seg{1, FIN | ACK, srvISN + 1, oldISN + 1}))
+					noICMP("stray FIN of the old connection", out)
+					mustForward("new SYN, same tuple", newSYN)
+				}
+				if nport != oldPort {
+					t.Fatalf("the new incarnation changed SNAT port %d -> %d", oldPort, nport)
+				}
+				mustForward("SYN-ACK acking the new ISN+1", seg{1, SYN | ACK, newSrvISN, newISN + 1})
+				mustForward("final ACK", seg{0, ACK, newISN + 1, newSrvISN + 1})
+				if fi := state(); fi.State != conntrack.TCPEstablished || fi.Gen != 1 || fi.ISN != [2]uint32{newISN, newSrvISN} {
+					t.Fatalf("after the new handshake: %v gen %d ISNs %v; want ESTABLISHED gen 1 ISNs [%d %d]",
+						fi.State, fi.Gen, fi.ISN, newISN, newSrvISN)
+				}
+			})
+		}
 	}
 }
 
