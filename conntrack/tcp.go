@@ -358,8 +358,9 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 		// RFC 1337: an RST must not assassinate TIME-WAIT.
 		s.count(CtrRSTInTimeWait)
 	default:
+		// A SYN noted before keeps waiting for its SYN-ACK (N2): the RST
+		// ends the old connection, not the new one's handshake.
 		f.state = TCPClose
-		f.flags &^= flagPendingSYN
 	}
 	return tcpPass
 }

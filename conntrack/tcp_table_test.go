@@ -48,6 +48,7 @@ const (
 	ttPendCloseWait                     // ttPendFinWait, R ACKs the FIN
 	ttPendLastAck                       // ttPendCloseWait, R FIN
 	ttPendTimeWait                      // ttPendLastAck, O ACKs it
+	ttPendClose                         // ttEstPending, then R's exact RST closes the old connection
 	ttSynSentChallenged                 // SYN_SENT, R pure ACK of an old connection (challenge ACK, ack +500)
 	ttPickupEst                         // Policy.PickUp: O bare ACK picked up (ESTABLISHED, liberal)
 	ttPickupFinWait                     // ttPickupEst, O FIN
@@ -58,7 +59,7 @@ var ttStartNames = [ttNumStarts]string{
 	"NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
 	"TIME_WAIT", "CLOSE", "ESTABLISHED+noted_SYN", "SYN_SENT(gen1)", "SYN_RECV(gen1)", "ESTABLISHED+inexact_RST",
 	"SYN_SENT(SYN+data)", "noted_SYN+FIN_WAIT", "noted_SYN+FIN_WAIT(reply_FIN)", "noted_SYN+CLOSE_WAIT",
-	"noted_SYN+LAST_ACK", "noted_SYN+TIME_WAIT", "SYN_SENT+challenge_ACK", "ESTABLISHED(picked_up)",
+	"noted_SYN+LAST_ACK", "noted_SYN+TIME_WAIT", "noted_SYN+CLOSE(RST)", "SYN_SENT+challenge_ACK", "ESTABLISHED(picked_up)",
 	"FIN_WAIT(picked_up)",
 }
 
@@ -128,6 +129,7 @@ var ttSetups = [ttNumStarts][]ttStep{
 	ttPendCloseWait:  ttToPendCloseWait,
 	ttPendLastAck:    ttToPendLastAck,
 	ttPendTimeWait:   ttCat(ttToPendLastAck, []ttStep{{Original, ACK, 2, 2, 0, TCPTimeWait}}),
+	ttPendClose:      ttCat(ttToEstPending, []ttStep{{Reply, RST, 1, 0, 0, TCPClose}}),
 
 	ttSynSentChallenged: {ttHandshake[0], {Reply, ACK, 1000, 500, 0, TCPSynSent}},
 	ttPickupEst:         {{Original, ACK, 1, 1, 0, TCPEstablished}},
@@ -353,6 +355,9 @@ func ttRows() []ttRow {
 		{from: ttPendLastAck, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
 		{from: ttPendTimeWait, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
 		{from: ttPendTimeWait, dir: R, name: "SYN-ACK acking the noted SYN+2", flags: SYNACK, seq: N, ack: N + 2, act: Drop, reason: drop.SynAckBadAck},
+		// The old connection ended by an exact RST: the noted SYN still
+		// waits for its answer.
+		{from: ttPendClose, dir: R, name: "SYN-ACK acking the noted SYN", flags: SYNACK, seq: N, ack: N + 1, act: Reopened, state: TCPSynRecv},
 		{from: ttPendLastAck, dir: R, name: "SYN-ACK of the old handshake retransmitted", flags: SYNACK, ack: 1, act: Forward, state: TCPLastAck, ctr: CtrSynAckRetransmit},
 
 		// FIN_WAIT (the originator sent FIN: its next is ISN+2).
