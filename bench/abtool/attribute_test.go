@@ -43,6 +43,8 @@ func TestParseNginxErrorLine(t *testing.T) {
 		{nginxLine("alert", "socket() failed (24: Too many open files) while connecting to upstream", 16), "alert", 16, CauseNginxLimits},
 		{nginxLine("error", `upstream sent invalid header: "\x00" while reading response header from upstream`, 18), "error", 18, CauseOtherUpstream},
 		{nginxLine("error", "no live upstreams while connecting to upstream", 19), "error", 19, CauseOtherUpstream},
+		// A line of the lab's own nginx (nsx-ab.sh, Linux in the middle, unpaced).
+		{`2026/12/06 05:35:19 [crit] 19731#19731: *6 connect() to 203.0.113.2:8080 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.9.1.2, server: , request: "GET /?ab=5394 HTTP/1.1", upstream: "http://203.0.113.2:8080/?ab=5394", host: "10.9.1.1"`, "crit", 5394, CauseOwnPorts},
 		// Without the lab's ab= id: a real log's request line, and lines
 		// about no request at all.
 		{`2016/03/18 09:08:37 [crit] 1888#1888: *13 connect() to 10.2.2.77:8081 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.2.2.42, server: , request: "GET / HTTP/1.1", upstream: "http://10.2.2.77:8081/", host: "10.2.2.77"`, "crit", -1, CauseOwnPorts},
