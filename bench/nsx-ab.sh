@@ -196,7 +196,9 @@ start_middle() { # $1: edge|edge-nsx|linux
 	case $1 in
 	edge | edge-nsx)
 		write_edge_conf "$([ "$1" = edge-nsx ] && echo true || echo false)"
-		ip netns exec $M "$tmp/edge" run --config "$tmp/edge.yaml" --stats "${STATS:-5s}" >"$tmp/middle.log" 2>&1 &
+		# Its own control socket: another edge on the machine (a lab, a test)
+		# holds the default one.
+		ip netns exec $M "$tmp/edge" run --config "$tmp/edge.yaml" --socket "$tmp/edge.sock" --stats "${STATS:-5s}" >"$tmp/middle.log" 2>&1 &
 		edge_pid=$!
 		for _ in $(seq 100); do grep -q "forwarding between" "$tmp/middle.log" && break; sleep 0.1; done
 		grep -q "forwarding between" "$tmp/middle.log" || { cat "$tmp/middle.log"; echo "nsx-ab.sh: edge did not start" >&2; exit 1; }
