@@ -12,6 +12,9 @@
 #   ./bench/nsx-ab.sh                      all three, REQUESTS=10000 each
 #   SHORT=1 ./bench/nsx-ab.sh              CI: REQUESTS=2000, edge and edge-nsx only
 #   REQUESTS=N CONC=C RATE=R MIDDLES="edge linux" DELAY=300ms PORTS=20000-20063 ...
+#   PCAP=DIR                               keep a capture of the backend's interface per middle
+#   EDGE_BIN=/path/to/edge                 use this edge binary instead of building ./cmd/edge
+#   OUT=bench/out/nsx-ab.txt               where the table is written too (full runs only)
 #
 # Every failed request (a status other than 200, a transport error) is
 # attributed to a cause (abtool attribute): the load client gives each
@@ -29,9 +32,6 @@
 # lab's reasons (the run measured too little to say anything); or if a
 # middle box in REPRO (default "edge-nsx") shows no middle box failure (the
 # lab did not reproduce the incident, so a clean run proves nothing).
-#   PCAP=DIR                               keep a capture of the backend's interface per middle
-#   EDGE_BIN=/path/to/edge                 use this edge binary instead of building ./cmd/edge
-#   OUT=bench/out/nsx-ab.txt               where the table is written too (full runs only)
 #
 #   client ns  c0 10.9.1.2 ── n0 10.9.1.1 [nginx ns] n1 10.0.0.2 ── in 10.0.0.1 [middle ns] out 203.0.113.1 ── s0 203.0.113.2 [server ns]
 #                                                                                                   backend :8080, injector on s0
@@ -40,7 +40,7 @@
 # (HTTP/1.0 upstream: every request is a new upstream connection), so every
 # failure reaches the client. The backend closes first (keep-alive off), so
 # its FIN is the one delayed. Needs root; installs nginx, nftables, ethtool,
-# conntrack with apt-get only if missing. Tears everything down on exit.
+# conntrack, tcpdump with apt-get only if missing. Tears everything down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
