@@ -9,14 +9,29 @@
 #   edge-nsx  edge run, nsx_compat: true (same file otherwise)
 #   linux     nftables masquerade (same port range) + conntrack + a stateful rule
 #
-#   sudo ./bench/nsx-ab.sh                 all three, REQUESTS=10000 each
-#   SHORT=1 sudo ./bench/nsx-ab.sh         CI: REQUESTS=2000, edge and edge-nsx only;
-#                                          exits non-zero if edge shows a 502 (or a 504)
-#                                          or no request succeeded
-#   REQUESTS=N CONC=C MIDDLES="edge linux" DELAY=300ms PORTS=20000-20063 ...
+#   ./bench/nsx-ab.sh                      all three, REQUESTS=10000 each
+#   SHORT=1 ./bench/nsx-ab.sh              CI: REQUESTS=2000, edge and edge-nsx only
+#   REQUESTS=N CONC=C RATE=R MIDDLES="edge linux" DELAY=300ms PORTS=20000-20063 ...
 #   PCAP=DIR                               keep a capture of the backend's interface per middle
 #   EDGE_BIN=/path/to/edge                 use this edge binary instead of building ./cmd/edge
 #   OUT=bench/out/nsx-ab.txt               where the table is written too (full runs only)
+#
+# Every failed request (a status other than 200, a transport error) is
+# attributed to a cause (abtool attribute): the load client gives each
+# request an id (?ab=N), nginx's error log names it in the line it writes
+# about that request, and the errno or words of that line say what
+# happened. Reset, refused, timed out, premature close, ICMP unreachable:
+# the middle box's. nginx's own source ports exhausted (EADDRNOTAVAIL),
+# nginx's own limits, the load client unable to reach nginx: the lab's. A
+# failure with no such line is unattributed and counts as the middle box's.
+# The table has a column for each side.
+#
+# Exit status (any mode): non-zero if a middle box in GATE (default "edge")
+# has a failure attributed to the middle box, or no request succeeded
+# through it, or more than LAB_MAX_PCT (1) % of its requests failed for the
+# lab's reasons (the run measured too little to say anything); or if a
+# middle box in REPRO (default "edge-nsx") shows no middle box failure (the
+# lab did not reproduce the incident, so a clean run proves nothing).
 #
 #   client ns  c0 10.9.1.2 ── n0 10.9.1.1 [nginx ns] n1 10.0.0.2 ── in 10.0.0.1 [middle ns] out 203.0.113.1 ── s0 203.0.113.2 [server ns]
 #                                                                                                   backend :8080, injector on s0
@@ -25,7 +40,7 @@
 # (HTTP/1.0 upstream: every request is a new upstream connection), so every
 # failure reaches the client. The backend closes first (keep-alive off), so
 # its FIN is the one delayed. Needs root; installs nginx, nftables, ethtool,
-# conntrack with apt-get only if missing. Tears everything down on exit.
+# conntrack, tcpdump with apt-get only if missing. Tears everything down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -40,6 +55,10 @@ else
 	MIDDLES=${MIDDLES:-"edge edge-nsx linux"}
 fi
 CONC=${CONC:-16}                 # concurrent client requests
+RATE=${RATE:-400}                # client requests started per second, at most (0: unpaced)
+GATE=${GATE-edge}                # middles that must show 0 middle-box failures
+REPRO=${REPRO-edge-nsx}          # middles that must show middle-box failures (when run)
+LAB_MAX_PCT=${LAB_MAX_PCT:-1}    # a gated middle's lab failures above this % of its requests: inconclusive, fail
 PORTS=${PORTS:-20000-20063}      # SNAT port range (64 ports)
 QUARANTINE=${QUARANTINE:-100ms}  # SNAT quarantine (edge)
 DELAY=${DELAY:-1s}            # injector: re-send each backend FIN this long after it
@@ -51,12 +70,17 @@ EVERY=${EVERY:-1}                # injector: one FIN in EVERY
 # original) meets the new connection on the same tuple.
 T_FIN_WAIT=${T_FIN_WAIT:-900s} T_LAST_ACK=${T_LAST_ACK:-4s} T_TIME_WAIT=${T_TIME_WAIT:-4s} T_CLOSE=${T_CLOSE:-2s}
 # nginx's own ephemeral ports toward the backend ("source ports get reused
-# under load"): as many as SNAT has.
+# under load"): as many as SNAT has, so the middle box sees each nginx port
+# come back every 64 connections (every 160 ms at 400 requests/s).
+# The budget: a port is busy while its request is in flight (at most CONC),
+# then, if nginx closed first, in TIME_WAIT until TW_REUSE_DELAY has passed;
+# ports busy <= CONC + RATE * TW_REUSE_DELAY = 16 + 400 * 0.01 = 20 of 64,
+# so nginx's connect() does not run out (EADDRNOTAVAIL) at the offered rate.
 NGINX_PORTS=${NGINX_PORTS:-"40000 40063"}
-TW_REUSE_DELAY=${TW_REUSE_DELAY:-100}   # ms, nginx ns net.ipv4.tcp_tw_reuse_delay
+TW_REUSE_DELAY=${TW_REUSE_DELAY:-10}    # ms, nginx ns net.ipv4.tcp_tw_reuse_delay
 CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-5s}  # nginx proxy_connect_timeout (its 504 for a handshake that never completes)
 READ_TIMEOUT=${READ_TIMEOUT:-10s}
-RUN_LIMIT=${RUN_LIMIT:-$([ -n "$SHORT" ] && echo 25 || echo 60)}  # seconds: a load run starts no request after this (stopped_early=1)
+RUN_LIMIT=${RUN_LIMIT:-$([ -n "$SHORT" ] && echo 15 || echo 60)}  # seconds: a load run starts no request after this (stopped_early=1)
 OUT=${OUT-bench/out/nsx-ab.txt}
 
 need=""
@@ -64,6 +88,7 @@ command -v nginx >/dev/null || need="$need nginx"
 command -v nft >/dev/null || need="$need nftables"
 command -v ethtool >/dev/null || need="$need ethtool"
 command -v conntrack >/dev/null || need="$need conntrack"
+command -v tcpdump >/dev/null || need="$need tcpdump"
 if [ -n "$need" ]; then
 	echo "== installing$need"
 	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need) >/dev/null 2>&1 ||
@@ -171,7 +196,9 @@ start_middle() { # $1: edge|edge-nsx|linux
 	case $1 in
 	edge | edge-nsx)
 		write_edge_conf "$([ "$1" = edge-nsx ] && echo true || echo false)"
-		ip netns exec $M "$tmp/edge" run --config "$tmp/edge.yaml" --stats "${STATS:-5s}" >"$tmp/middle.log" 2>&1 &
+		# Its own control socket: another edge on the machine (a lab, a test)
+		# holds the default one.
+		ip netns exec $M "$tmp/edge" run --config "$tmp/edge.yaml" --socket "$tmp/edge.sock" --stats "${STATS:-5s}" >"$tmp/middle.log" 2>&1 &
 		edge_pid=$!
 		for _ in $(seq 100); do grep -q "forwarding between" "$tmp/middle.log" && break; sleep 0.1; done
 		grep -q "forwarding between" "$tmp/middle.log" || { cat "$tmp/middle.log"; echo "nsx-ab.sh: edge did not start" >&2; exit 1; }
@@ -284,6 +311,7 @@ kv() { # kv KEY FILE: the value of KEY=... in a key=value line
 
 rows=()
 details=()
+verdicts=()
 fail=0
 for mid in $MIDDLES; do
 	echo "== $mid: lab up, $REQUESTS requests, $CONC concurrent, SNAT ports $PORTS, injector delay $DELAY"
@@ -304,8 +332,9 @@ for mid in $MIDDLES; do
 		pids+=($!)
 	fi
 	sleep 0.5
-	timeout $((RUN_LIMIT + 60)) ip netns exec $C "$tmp/abtool" load -url http://10.9.1.1/ -n "$REQUESTS" -c "$CONC" \
-		-timeout 30s -max-time "${RUN_LIMIT}s" >"$tmp/load.out" 2>"$tmp/load.err" || echo "  load: exit $?"
+	: >"$tmp/failures.txt"
+	timeout $((RUN_LIMIT + 60)) ip netns exec $C "$tmp/abtool" load -url http://10.9.1.1/ -n "$REQUESTS" -c "$CONC" -rate "$RATE" \
+		-timeout 30s -max-time "${RUN_LIMIT}s" -failures "$tmp/failures.txt" >"$tmp/load.out" 2>"$tmp/load.err" || echo "  load: exit $?"
 	sed 's/^/  /' "$tmp/load.err" | tail -3
 	# Let delayed FINs and retransmissions settle, then collect.
 	sleep 1
@@ -317,25 +346,44 @@ for mid in $MIDDLES; do
 	[ -s "$tmp/load.out" ] || echo "requests=0 ok=0 s502=0 s504=0 other_status=0 errors=0" >"$tmp/load.out"
 	l="$tmp/load.out" i="$tmp/inject.out"
 	[ -s "$i" ] || echo "injected=? icmp3_3=?" >"$i"
-	ngx_502_reset=$(grep -c "reset by peer" "$tmp/nginx-error.log" || true)
-	ngx_refused=$(grep -c "Connection refused" "$tmp/nginx-error.log" || true)
-	ngx_timeout=$(grep -c "timed out" "$tmp/nginx-error.log" || true)
-	ngx_premature=$(grep -c "prematurely closed" "$tmp/nginx-error.log" || true)
-	ngx_noport=$(grep -c "Cannot assign requested address" "$tmp/nginx-error.log" || true)
-	rows+=("$(printf '%-9s %8s %7s %6s %6s %6s %7s %9s %9s %7s' "$mid" "$(kv requests $l)" "$(kv ok $l)" "$(kv s502 $l)" \
-		"$(kv s504 $l)" "$(kv other_status $l)" "$(kv errors $l)" "$(kv injected $i)" "$(kv icmp3_3 $i)" "$(kv slow_over_1s $l)")")
+	# Every failed request to its cause (see the header); the attribution
+	# line is key=value: failed, middle, lab, then mb_CAUSE and lab_CAUSE.
+	"$tmp/abtool" attribute -failures "$tmp/failures.txt" -nginx-log "$tmp/nginx-error.log" >"$tmp/attr.out" ||
+		echo "failed=? middle=? lab=?" >"$tmp/attr.out"
+	a="$tmp/attr.out"
+	rows+=("$(printf '%-9s %8s %7s %6s %6s %6s %7s %7s %7s %9s %9s %7s' "$mid" "$(kv requests $l)" "$(kv ok $l)" "$(kv s502 $l)" \
+		"$(kv s504 $l)" "$(kv other_status $l)" "$(kv errors $l)" "$(kv middle $a)" "$(kv lab $a)" \
+		"$(kv injected $i)" "$(kv icmp3_3 $i)" "$(kv slow_over_1s $l)")")
 	details+=("$mid: client: $(cat $l)"
+		"$mid: failures by cause: $(cat $a)"
 		"$mid: injector: $(cat $i); tcpdump icmp 3/3 at the backend: $pcap_icmp"
-		"$mid: nginx error log: reset_by_peer=$ngx_502_reset refused=$ngx_refused timed_out=$ngx_timeout premature_close=$ngx_premature own_ports_exhausted=$ngx_noport"
 		"$mid: middle: $mc")
 	if [ -s "$tmp/nginx-error.log" ]; then
 		details+=("$mid: nginx first errors: $(grep -v '^$' "$tmp/nginx-error.log" | sed 's/^[0-9/]* [0-9:]* //' | cut -c1-200 | head -2 | tr '\n' '|' || true)")
 	fi
-	if [ "$mid" = edge ]; then
-		if [ "$(kv s502 $l)" != 0 ]; then echo "  edge default mode: $(kv s502 $l) responses were 502" >&2; fail=1; fi
-		if [ "$(kv s504 $l)" != 0 ]; then echo "  edge default mode: $(kv s504 $l) responses were 504 (a handshake that never completed)" >&2; fail=1; fi
-		if [ "$(kv ok $l)" = 0 ] || [ -z "$(kv ok $l)" ]; then echo "  edge default mode: no request succeeded" >&2; fail=1; fi
+	verdict=-
+	mb=$(kv middle $a) lab=$(kv lab $a) req=$(kv requests $l) ok=$(kv ok $l)
+	if [[ " $GATE " == *" $mid "* ]]; then
+		verdict=pass
+		if [ "$mb" != 0 ]; then
+			echo "  $mid: $mb failed requests attributed to the middle box ($(tr ' ' '\n' <"$a" | grep '^mb_' | grep -v '=0$' | tr '\n' ' '))" >&2
+			verdict=fail-middle
+		elif [ "$ok" = 0 ] || [ -z "$ok" ] || [ "$ok" = "?" ]; then
+			echo "  $mid: no request succeeded" >&2
+			verdict=fail-no-ok
+		elif [ "$lab" = "?" ] || [ $((lab * 100)) -gt $((req * LAB_MAX_PCT)) ]; then
+			echo "  $mid: $lab of $req requests failed for the lab's reasons (over $LAB_MAX_PCT%): inconclusive" >&2
+			verdict=fail-lab
+		fi
+	elif [[ " $REPRO " == *" $mid "* ]]; then
+		verdict=repro
+		if [ "$mb" = 0 ] || [ "$mb" = "?" ]; then
+			echo "  $mid: no failure attributed to the middle box: the lab did not reproduce the incident" >&2
+			verdict=fail-no-repro
+		fi
 	fi
+	[[ "$verdict" == fail* ]] && fail=1
+	verdicts+=("$mid=$verdict")
 	for ns in $C $N $M $S; do ip netns del "$ns" 2>/dev/null || true; done
 done
 
@@ -344,12 +392,16 @@ done
 	echo "client -> nginx (proxy, one upstream, proxy_next_upstream off, no upstream keep-alive, connect timeout $CONNECT_TIMEOUT)"
 	echo "  -> middle (SNAT automap, ports $PORTS, quarantine $QUARANTINE; closing timers fin_wait $T_FIN_WAIT last_ack $T_LAST_ACK time_wait $T_TIME_WAIT close $T_CLOSE)"
 	echo "  -> backend 203.0.113.2:8080 (closes first); injector re-sends each backend FIN after $DELAY (one in $EVERY)"
-	echo "$REQUESTS requests per middle, $CONC concurrent"
+	echo "$REQUESTS requests per middle, $CONC concurrent, at most $RATE/s; nginx source ports $NGINX_PORTS, tcp_tw_reuse_delay ${TW_REUSE_DELAY} ms"
+	echo "failed requests by cause: mb_fail = the middle box's (reset, refused, timed out, premature close, ICMP, unattributed),"
+	echo "  lab_fail = the lab's (nginx's own ports or limits, the load client), from nginx's error log line for each request"
 	echo
-	printf '%-9s %8s %7s %6s %6s %6s %7s %9s %9s %7s\n' middle requests ok 502 504 other errors inj_FINs icmp3/3 slow\>1s
+	printf '%-9s %8s %7s %6s %6s %6s %7s %7s %7s %9s %9s %7s\n' middle requests ok 502 504 other errors mb_fail lab_fail inj_FINs icmp3/3 slow\>1s
 	for r in "${rows[@]}"; do echo "$r"; done
 	echo
 	for d in "${details[@]}"; do echo "$d"; done
+	echo
+	echo "verdicts (gate: $GATE; must reproduce: $REPRO): ${verdicts[*]}"
 } | tee "$tmp/table.txt"
 if [ -z "$SHORT" ] && [ -n "$OUT" ]; then
 	mkdir -p "$(dirname "$OUT")"

@@ -107,7 +107,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	./scripts/lab.sh
 	stage "pps benchmark, short (bench/pps.sh SHORT=1: fails if edge forwards nearly nothing)"
 	SHORT=1 OUT=/tmp/edge-ci-bench ./bench/pps.sh
-	stage "NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any 502 through edge's default mode)"
+	stage "NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any failed request through edge's default mode not attributed to the lab)"
 	SHORT=1 ./bench/nsx-ab.sh
 else
 	echo "skipped: needs root (CI runs as root)"

@@ -6,7 +6,16 @@
 //	                                  the backend sends the first FIN
 //	abtool load -url URL -n N -c C    an HTTP load client; counts statuses
 //	                                  (200, 502, 504, others) and transport
-//	                                  errors separately, prints one key=value line
+//	                                  errors separately, prints one key=value line;
+//	                                  -rate paces it, each request carries its id
+//	                                  (?ab=N) and -failures lists the failed ones
+//	abtool attribute -failures F -nginx-log L
+//	                                  gives each failed request its cause from
+//	                                  nginx's error log line for that id: the
+//	                                  middle box's (reset, refused, timed out,
+//	                                  premature close, ICMP; no line at all counts
+//	                                  here too) or the lab's (nginx's own source
+//	                                  ports or limits, the client's own dial error)
 //	abtool inject -iface IF ...       the fault injector, run on the backend's
 //	                                  interface: it captures the backend's FINs
 //	                                  (AF_PACKET) and re-sends each one after a
@@ -20,6 +29,6 @@
 //
 // No netem on the lab's kernel, hence a user-space injector. The frame
 // logic (which frames are the backend's FINs, the rewrite of a re-sent FIN,
-// ICMP classification) and the client's counting are plain functions with
-// unit tests that need no root.
+// ICMP classification), the client's counting and the nginx error log
+// attribution are plain functions with unit tests that need no root.
 package main

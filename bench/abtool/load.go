@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,22 +153,178 @@ func (s Summary) Line() string {
 	return b.String()
 }
 
+// RequestURL is the URL of request id: base with the query parameter
+// ab=id, which nginx's error log repeats in its "request:" field, so a
+// failed request can be matched with what nginx logged about it.
+func RequestURL(base string, id int64) string {
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "ab=" + strconv.FormatInt(id, 10)
+}
+
+// FailureRecord is one failed request as the load client saw it: a status
+// other than 200, or a transport error (Status 0) of class Err. Dial is
+// true when the client could not connect to the proxy at all, so the
+// request never reached it (the load client's own failure).
+type FailureRecord struct {
+	ID     int64
+	Status int
+	Err    ErrClass
+	Dial   bool
+}
+
+// NewFailureRecord files request id's outcome.
+func NewFailureRecord(id int64, status int, err error) FailureRecord {
+	r := FailureRecord{ID: id, Status: status, Err: numErrClasses}
+	if err != nil {
+		r.Status = 0
+		r.Err = Classify(err)
+		var op *net.OpError
+		r.Dial = errors.As(err, &op) && op.Op == "dial"
+	}
+	return r
+}
+
+// String is the record's line in the failures file: "ID STATUS CLASS DIAL",
+// CLASS "-" for a status.
+func (r FailureRecord) String() string {
+	class := "-"
+	if r.Err < numErrClasses {
+		class = r.Err.String()
+	}
+	dial := 0
+	if r.Dial {
+		dial = 1
+	}
+	return fmt.Sprintf("%d %d %s %d", r.ID, r.Status, class, dial)
+}
+
+// ParseFailureRecord reads a line written by FailureRecord.String.
+func ParseFailureRecord(line string) (FailureRecord, error) {
+	f := strings.Fields(line)
+	if len(f) != 4 {
+		return FailureRecord{}, fmt.Errorf("failure record %q: want 4 fields", line)
+	}
+	id, err1 := strconv.ParseInt(f[0], 10, 64)
+	status, err2 := strconv.Atoi(f[1])
+	if err := errors.Join(err1, err2); err != nil {
+		return FailureRecord{}, fmt.Errorf("failure record %q: %w", line, err)
+	}
+	r := FailureRecord{ID: id, Status: status, Err: numErrClasses, Dial: f[3] == "1"}
+	if f[2] != "-" {
+		i := slices.Index(errClassNames[:], f[2])
+		if i < 0 {
+			return FailureRecord{}, fmt.Errorf("failure record %q: unknown error class", line)
+		}
+		r.Err = ErrClass(i)
+	}
+	return r, nil
+}
+
+// failureLog collects FailureRecords from the load workers.
+type failureLog struct {
+	mu      sync.Mutex
+	records []FailureRecord
+}
+
+func (l *failureLog) add(r FailureRecord) {
+	l.mu.Lock()
+	l.records = append(l.records, r)
+	l.mu.Unlock()
+}
+
+func (l *failureLog) write(path string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, r := range l.records {
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// loadPlan is one load run: N requests to URL (each with its id, see
+// RequestURL), Conc at a time, started no faster than Rate per second if
+// Rate > 0, none started after MaxTime if MaxTime > 0.
+type loadPlan struct {
+	URL              string
+	N, Conc          int
+	Rate             float64
+	Timeout, MaxTime time.Duration
+}
+
+// run makes the requests, counting each in counts and each failure (a
+// status other than 200, a transport error) in failures; done counts
+// finished requests as they finish. It reports whether MaxTime stopped it
+// before all N were made.
+func (p loadPlan) run(counts *Counts, failures *failureLog, done *atomic.Int64) (stoppedEarly bool) {
+	tr := &http.Transport{MaxIdleConnsPerHost: p.Conc, MaxConnsPerHost: p.Conc, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: p.Timeout}
+	var next atomic.Int64
+	var stopped atomic.Bool
+	start := time.Now()
+	if p.MaxTime > 0 {
+		t := time.AfterFunc(p.MaxTime, func() { stopped.Store(true) })
+		defer t.Stop()
+	}
+	var wg sync.WaitGroup
+	for range p.Conc {
+		wg.Go(func() {
+			for !stopped.Load() {
+				id := next.Add(1)
+				if id > int64(p.N) {
+					return
+				}
+				if p.Rate > 0 {
+					// Request id starts at start + (id-1)/Rate: a paced
+					// schedule, never faster than Rate however fast the lab is.
+					time.Sleep(time.Until(start.Add(time.Duration(float64(id-1) / p.Rate * float64(time.Second)))))
+					if stopped.Load() {
+						return
+					}
+				}
+				t0 := time.Now()
+				resp, err := cl.Get(RequestURL(p.URL, id))
+				status := 0
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				counts.Add(status, err, time.Since(t0))
+				if err != nil || status != 200 {
+					failures.add(NewFailureRecord(id, status, err))
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return stopped.Load() && done.Load() < int64(p.N)
+}
+
 func runLoad(args []string) error {
 	fs := flag.NewFlagSet("load", flag.ExitOnError)
-	url := fs.String("url", "", "URL to GET (required)")
-	n := fs.Int("n", 10000, "requests")
-	conc := fs.Int("c", 16, "concurrent requests")
-	timeout := fs.Duration("timeout", 20*time.Second, "per-request timeout")
-	maxTime := fs.Duration("max-time", 0, "start no request after this long (0: no limit); the summary says stopped_early=1")
+	var p loadPlan
+	fs.StringVar(&p.URL, "url", "", "URL to GET (required); each request adds ab=ID to its query")
+	fs.IntVar(&p.N, "n", 10000, "requests")
+	fs.IntVar(&p.Conc, "c", 16, "concurrent requests")
+	fs.DurationVar(&p.Timeout, "timeout", 20*time.Second, "per-request timeout")
+	fs.DurationVar(&p.MaxTime, "max-time", 0, "start no request after this long (0: no limit); the summary says stopped_early=1")
+	fs.Float64Var(&p.Rate, "rate", 0, "start at most this many requests per second (0: as fast as the c workers go)")
+	failuresPath := fs.String("failures", "", "write one line per failed request to this file (FailureRecord), for abtool attribute")
 	progress := fs.Duration("progress", 5*time.Second, "print progress to stderr this often (0: never)")
 	fs.Parse(args)
-	if *url == "" {
+	if p.URL == "" {
 		return errors.New("load: -url is required")
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: *conc, MaxConnsPerHost: *conc, DisableCompression: true}
-	cl := &http.Client{Transport: tr, Timeout: *timeout}
 	var counts Counts
-	var next, done atomic.Int64
+	var failures failureLog
+	var done atomic.Int64
 	start := time.Now()
 	stop := make(chan struct{})
 	if *progress > 0 {
@@ -179,44 +337,25 @@ func runLoad(args []string) error {
 					return
 				case <-t.C:
 					s := counts.Summary()
-					fmt.Fprintf(os.Stderr, "load: %d/%d done, ok %d, 502 %d, 504 %d, errors %d\n", done.Load(), *n, s.OK, s.S502, s.S504, s.Errors)
+					fmt.Fprintf(os.Stderr, "load: %d/%d done, ok %d, 502 %d, 504 %d, errors %d\n", done.Load(), p.N, s.OK, s.S502, s.S504, s.Errors)
 				}
 			}
 		}()
 	}
-	var stopped atomic.Bool
-	if *maxTime > 0 {
-		t := time.AfterFunc(*maxTime, func() { stopped.Store(true) })
-		defer t.Stop()
-	}
-	var wg sync.WaitGroup
-	for range *conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stopped.Load() && next.Add(1) <= int64(*n) {
-				t0 := time.Now()
-				resp, err := cl.Get(*url)
-				status := 0
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					status = resp.StatusCode
-				}
-				counts.Add(status, err, time.Since(t0))
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	stoppedEarly := p.run(&counts, &failures, &done)
 	close(stop)
 	el := time.Since(start)
 	s := counts.Summary()
 	early := 0
-	if stopped.Load() && s.Requests < uint64(*n) {
+	if stoppedEarly {
 		early = 1
 	}
 	fmt.Printf("%s seconds=%.1f rps=%.0f stopped_early=%d\n", s.Line(), el.Seconds(), float64(s.Requests)/el.Seconds(), early)
+	if *failuresPath != "" {
+		if err := failures.write(*failuresPath); err != nil {
+			return err
+		}
+	}
 	if s.FirstError != "" {
 		fmt.Fprintf(os.Stderr, "load: first error: %s\n", s.FirstError)
 	}

@@ -7,7 +7,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: abtool server|load|inject [flags]")
+		fmt.Fprintln(os.Stderr, "usage: abtool server|load|inject|attribute [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -18,6 +18,8 @@ func main() {
 		err = runLoad(os.Args[2:])
 	case "inject":
 		err = runInject(os.Args[2:])
+	case "attribute":
+		err = runAttribute(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
