@@ -107,3 +107,28 @@ func BenchmarkBuildSYN(b *testing.B) {
 		bl.Build(buf[s*2048:], s, uint64(i), 0)
 	}
 }
+
+// TestPacerBurst: with Burst, nothing goes until a whole burst is due, then
+// all that is due goes at once; without, each packet goes when due.
+func TestPacerBurst(t *testing.T) {
+	const us = int64(1000)
+	p := newPacer(TxConfig{Rate: 20000, Burst: 32}, 0) // a packet every 50 us
+	for _, c := range []struct {
+		now    int64
+		queued uint64
+		want   int
+	}{
+		{1000 * us, 0, 0},   // 20 due
+		{1600 * us, 0, 32},  // 32 due
+		{1700 * us, 32, 0},  // 2 more due
+		{4000 * us, 32, 48}, // 80 due
+	} {
+		if got := p.allow(c.now, c.queued, 64); got != c.want {
+			t.Fatalf("burst 32, at %d us with %d queued: allow %d, want %d", c.now/us, c.queued, got, c.want)
+		}
+	}
+	p = newPacer(TxConfig{Rate: 20000}, 0)
+	if got := p.allow(60*us, 0, 64); got != 1 {
+		t.Fatalf("no burst, 60 us in: allow %d, want 1", got)
+	}
+}

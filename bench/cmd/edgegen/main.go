@@ -103,6 +103,7 @@ func tx(args []string) error {
 	dstMAC := fs.String("dst-mac", "", "destination MAC (required)")
 	queues := fs.Int("queues", 1, "AF_XDP transmit queues (flows spread over them by hash, like RSS)")
 	batch := fs.Int("batch", 64, "frames per kernel call")
+	burst := fs.Int("burst", 1, "with --rate: send packets in bursts of this many once all are due (sleeps instead of spinning at low rates)")
 	summary := fs.String("summary", "", "also write the JSON summary to this file")
 	cpu := fs.Int("cpu", -1, "pin the process to this CPU")
 	fs.Parse(args)
@@ -147,7 +148,7 @@ func tx(args []string) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sig; stop.Store(true) }()
 	st, err := gen.Transmit(gen.TxConfig{Dev: *dev, Engine: *engine, Frame: fc, Rate: *rate,
-		Duration: *dur, Count: *count, Batch: *batch, Stop: &stop})
+		Duration: *dur, Count: *count, Batch: *batch, Burst: *burst, Stop: &stop})
 	if err != nil {
 		return err
 	}
