@@ -142,6 +142,16 @@ NFT
 	wait "$spid" || die "streamgap send failed: $(cat "$d/send.err")"
 	wait "$rpid" || die "streamgap recv failed: $(cat "$d/recv.err")"
 	pids=()
+	# Where the stream lost packets: the sender's retransmissions and
+	# timeouts, and the drops each veth counted (name:rx/tx).
+	local tcpx drops="" ns dev
+	tcpx=$(ip netns exec "$NS_C" nstat -az TcpRetransSegs TcpExtTCPTimeouts 2>/dev/null |
+		awk '$1 == "TcpRetransSegs" {r = $2} $1 == "TcpExtTCPTimeouts" {t = $2} END {printf "%d/%d", r, t}')
+	for x in "$NS_C:$DEV_C" "$NS_M:$DEV_IN" "$NS_M:$DEV_OUT" "$NS_S:$DEV_S"; do
+		ns=${x%%:*} dev=${x#*:}
+		drops="$drops $(ip -n "$ns" -j -s link show "$dev" | jq -r --arg d "${dev: -1}" '.[0].stats64 | "\($d):\(.rx.dropped)/\(.tx.dropped)"')"
+	done
+	echo "$tcpx$drops" >"$d/losses.txt"
 	local fre=-
 	if [ "$mode" = edge ]; then
 		ip netns exec "$NS_M" "$tmp/edge" stats --socket "$EDGE_SOCK" >"$d/edge-stats.txt" 2>&1 || true
@@ -161,7 +171,7 @@ NFT
 		 (if $b.mbps > 0 then ((1 - $f.mbps / $b.mbps) * 1000 | round / 10) else 100 end),
 		 ($f.max_gap_ms | . * 10 | round / 10), ($f.min_window_mbps | . * 10 | round / 10), $fre, ($sent / '"$FLOOD_S"' | round)]
 		| map(tostring) | join(" ")' "$d/recv.json" >>"$tmp/results"
-	tail -1 "$tmp/results" | awk '{printf "   %-9s run %s: no flood %7.1f Mbit/s, flood %7.1f Mbit/s (drop %5.1f%%), largest gap %7.1f ms, lowest 100 ms window %7.1f Mbit/s, SYN/s %s, fill_ring_empty %s\n", $1, "'"$rep"'", $2, $3, $4, $5, $6, $8, $7}'
+	tail -1 "$tmp/results" | awk -v rep="$rep" -v loss="$(cat "$d/losses.txt")" '{printf "   %-9s run %s: no flood %5.1f Mbit/s, flood %5.1f Mbit/s (drop %5.1f%%), largest gap %6.1f ms, lowest 100 ms window %5.1f Mbit/s, SYN/s %s, fill_ring_empty %s, retrans/timeouts %s veth rx/tx drops%s\n", $1, rep, $2, $3, $4, $5, $6, $8, $7, substr(loss, 1, index(loss, " ") - 1), substr(loss, index(loss, " "))}'
 }
 
 echo "== $RUNS round(s) of: ${MODES}; stream ${RATE_MBIT} Mbit/s (0 = bulk), flood $SYN_PPS SYN/s, table $MAX_FLOWS flows, ${BASE_S} s without + ${FLOOD_S} s with flood"
