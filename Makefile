@@ -1,5 +1,5 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood
 test:
 	./scripts/test.sh
 # pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
@@ -20,3 +20,6 @@ fuzz:
 # mutation testing over named mutants (scripts/mutants/), not part of test (minutes; JOBS=2 to halve)
 mutate:
 	./scripts/mutate.sh
+# SYN flood into a full table: a paced TCP stream's throughput and largest gap, edge and Linux (root, ~2 min; exit 1 when edge misses the gate)
+synflood:
+	./bench/synflood.sh

@@ -24,6 +24,11 @@
 //     first N flow indexes give N distinct port pairs. In "new flows" mode
 //     every packet takes the next index, i.e. a new 5-tuple (RFC 9693-style
 //     connection setup rate).
+//   - SYN mode (FrameConfig.SYN, frame.go) builds 64-byte TCP SYNs instead,
+//     each of a new flow: a SYN flood. The source port comes from
+//     Ports.Src, a keyed permutation of the 64,512 source ports (so
+//     consecutive SYNs toward one destination port are distinct flows),
+//     or both ports from Ports.Pair.
 //   - Hist (hist.go) is a fixed-size log-linear latency histogram (32
 //     sub-buckets per power of two, <= 3.2% error), no allocation per record.
 //   - Transmit (tx.go) runs the send loop with optional rate pacing; Sink

@@ -23,6 +23,12 @@ const (
 	offMagic   = HeaderLen
 	offSeq     = HeaderLen + 4
 	offTS      = HeaderLen + 8
+	// TCP SYN frames (FrameConfig.SYN): a 20-byte TCP header, no payload,
+	// padded to the 60-byte minimum frame.
+	tcpLen    = 20
+	offTCPSeq = offUDP + 4
+	offTCPSum = offUDP + 16
+	synLen    = ethLen + ipLen + tcpLen // 54 bytes of headers, IPv4 total length 40
 	// PayloadMin is the payload the sink reads: magic, sequence, timestamp.
 	PayloadMin = 16
 )
@@ -37,6 +43,15 @@ type FrameConfig struct {
 	NewFlows       bool       // every packet a new flow (index = FlowOffset + sequence)
 	Seed           uint64     // port permutation seed
 	Queues         int        // transmit queues to spread flows over; default 1
+	// SYN makes every packet a TCP SYN of a new flow (index FlowOffset +
+	// sequence) in a 64-byte frame (Sizes, Flows and NewFlows are ignored):
+	// a SYN flood. The source port is pseudorandom (Ports.Src: 64,512
+	// consecutive packets have distinct ones) toward SYNDstPort, or both
+	// ports pseudorandom (Ports.Pair) when SYNDstPort is 0. The TCP sequence
+	// number is pseudorandom too; no timestamp is carried (ParsePacket does
+	// not read SYNs).
+	SYN        bool
+	SYNDstPort uint16
 }
 
 // Builder writes generated frames. Not safe for concurrent use.
@@ -50,6 +65,8 @@ type Builder struct {
 	nflows  uint64
 	offset  uint64
 	newFlow bool
+	syn     bool
+	synDst  uint16 // SYN mode: fixed destination port, 0 pseudorandom
 	queues  uint32
 	slots   []int16 // per caller frame slot: the size class its bytes hold, -1 none
 }
@@ -61,8 +78,11 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 	if !c.Src.Is4() || !c.Dst.Is4() {
 		return nil, errors.New("gen: source and destination must be IPv4 addresses")
 	}
-	if len(c.Sizes) == 0 {
+	if len(c.Sizes) == 0 || c.SYN {
 		c.Sizes = []int{MinFrame}
+	}
+	if c.SYN {
+		c.NewFlows, c.Flows = true, 1
 	}
 	if c.Flows <= 0 {
 		c.Flows = 1
@@ -74,7 +94,7 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 		c.Queues = 1
 	}
 	b := &Builder{ports: NewPorts(c.Seed), nflows: uint64(c.Flows), offset: c.FlowOffset,
-		newFlow: c.NewFlows, queues: uint32(c.Queues), slots: make([]int16, slots)}
+		newFlow: c.NewFlows, syn: c.SYN, synDst: c.SYNDstPort, queues: uint32(c.Queues), slots: make([]int16, slots)}
 	for i := range b.slots {
 		b.slots[i] = -1
 	}
@@ -88,6 +108,9 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 			cl = uint8(len(b.tmpl))
 			classOf[sz] = cl
 			t, sum := template(c, sz-fcsLen)
+			if c.SYN {
+				t, sum = synTemplate(c, sz-fcsLen)
+			}
 			b.tmpl = append(b.tmpl, t)
 			b.base = append(b.base, sum)
 		}
@@ -144,6 +167,36 @@ func template(c FrameConfig, n int) ([]byte, uint32) {
 	return f, sum
 }
 
+// synTemplate builds a TCP SYN frame of length n (padded after the TCP
+// header) with ports, sequence number and TCP checksum zero, and returns it
+// with its TCP checksum partial sum (pseudo-header included).
+func synTemplate(c FrameConfig, n int) ([]byte, uint32) {
+	f := make([]byte, n)
+	copy(f[0:6], c.DstMAC[:])
+	copy(f[6:12], c.SrcMAC[:])
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[offIP:]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], ipLen+tcpLen)
+	binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
+	ip[8] = 64
+	ip[9] = 6
+	s4, d4 := c.Src.As4(), c.Dst.As4()
+	copy(ip[12:16], s4[:])
+	copy(ip[16:20], d4[:])
+	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip[:ipLen], 0)))
+	tcp := f[offUDP : offUDP+tcpLen]
+	tcp[12] = tcpLen / 4 << 4 // data offset
+	tcp[13] = 0x02            // SYN
+	binary.BigEndian.PutUint16(tcp[14:], 64240)
+	var ph [12]byte
+	copy(ph[0:4], s4[:])
+	copy(ph[4:8], d4[:])
+	ph[9] = 6
+	binary.BigEndian.PutUint16(ph[10:], tcpLen)
+	return f, sum16(tcp, sum16(ph[:], 0))
+}
+
 // sum16 adds b as big-endian 16-bit words to sum (odd tail padded).
 func sum16(b []byte, sum uint32) uint32 {
 	for len(b) >= 2 {
@@ -174,7 +227,7 @@ func (b *Builder) Queue(seq uint64) int {
 		return 0
 	}
 	if b.newFlow {
-		s, d := b.ports.Pair(b.offset + seq)
+		s, d := b.flowPorts(b.offset + seq)
 		return int(queueOf(s, d, b.queues))
 	}
 	return int(b.queue[(b.offset+seq)%b.nflows])
@@ -194,6 +247,9 @@ func (b *Builder) Build(frame []byte, slot int, seq uint64, ts int64) int {
 		b.slots[slot] = int16(cl)
 	}
 	var sp, dp uint16
+	if b.syn {
+		return b.buildSYN(f, cl, b.offset+seq)
+	}
 	if b.newFlow {
 		sp, dp = b.ports.Pair(b.offset + seq)
 	} else {
@@ -214,6 +270,26 @@ func (b *Builder) Build(frame []byte, slot int, seq uint64, ts int64) int {
 	}
 	binary.BigEndian.PutUint16(f[offUDPSum:], c)
 	return n
+}
+
+// flowPorts returns the ports of new flow i.
+func (b *Builder) flowPorts(i uint64) (src, dst uint16) {
+	if b.syn && b.synDst != 0 {
+		return b.ports.Src(i), b.synDst
+	}
+	return b.ports.Pair(i)
+}
+
+// buildSYN patches the SYN of flow i into f (holding template class cl).
+func (b *Builder) buildSYN(f []byte, cl uint8, i uint64) int {
+	sp, dp := b.flowPorts(i)
+	isn := uint32(i) * 0x9e3779b1
+	binary.BigEndian.PutUint16(f[offSrcPort:], sp)
+	binary.BigEndian.PutUint16(f[offDstPort:], dp)
+	binary.BigEndian.PutUint32(f[offTCPSeq:], isn)
+	sum := b.base[cl] + uint32(sp) + uint32(dp) + isn>>16 + isn&0xffff
+	binary.BigEndian.PutUint16(f[offTCPSum:], ^fold(sum))
+	return len(f)
 }
 
 // Packet is what the sink reads from a generated frame.

@@ -62,3 +62,31 @@ func (p *Ports) Pair(i uint64) (src, dst uint16) {
 	}
 	return uint16(SrcPortMin + x%srcSpan), uint16(DstPortMin + x/srcSpan)
 }
+
+// permute16 is permute32's Feistel network on 16 bits (8-bit halves).
+func (p *Ports) permute16(x uint16) uint16 {
+	l, r := uint8(x>>8), uint8(x)
+	for _, k := range p.keys {
+		f := uint32(r)*0x9e3b + k
+		f ^= f >> 15
+		f *= 0x2c1b3c6d
+		f ^= f >> 12
+		l, r = r, l^uint8(f>>8)
+	}
+	return uint16(l)<<8 | uint16(r)
+}
+
+// Src returns a pseudorandom source port for index i (taken modulo the
+// 64,512 source ports): a keyed permutation of the 16-bit space cycle-walked
+// into the source range, so the first 64,512 indexes give distinct ports
+// (for flows whose other fields are fixed: a SYN flood toward one port).
+func (p *Ports) Src(i uint64) uint16 {
+	x := uint16(i % srcSpan)
+	for {
+		x = p.permute16(x)
+		if x < srcSpan {
+			break
+		}
+	}
+	return SrcPortMin + x
+}

@@ -29,7 +29,12 @@ type TxConfig struct {
 	Duration time.Duration // 0: until Count or Stop
 	Count    uint64        // packets to send; 0: until Duration or Stop
 	Batch    int           // frames per kernel call, default 64
-	Stop     *atomic.Bool  // optional: set to stop early
+	// Burst, with Rate, waits until this many packets are due and sends
+	// them together (default 1: each packet on time). At low rates the
+	// pacer then sleeps between bursts instead of spinning between
+	// packets, leaving the CPU to the rest of a lab.
+	Burst int
+	Stop  *atomic.Bool // optional: set to stop early
 }
 
 // TxStats is what Transmit did. Sent counts frames the kernel took (AF_XDP:
@@ -105,6 +110,7 @@ type pacer struct {
 	t0       int64
 	deadline int64
 	count    uint64
+	burst    int64 // packets due before any is queued (>= 1)
 }
 
 // allow returns how many of want may be queued when queued have been, or
@@ -122,9 +128,9 @@ func (p *pacer) allow(now int64, queued uint64, want int) int {
 	if p.rate > 0 {
 		due := int64(p.rate * float64(now-p.t0) / 1e9)
 		a := due - int64(queued)
-		if a <= 0 {
-			// Sleep when the next packet is far, else spin.
-			gap := int64((1 - float64(a)) * 1e9 / p.rate)
+		if a < p.burst {
+			// Sleep when the burst's last packet is far, else spin.
+			gap := int64((float64(p.burst) - float64(a)) * 1e9 / p.rate)
 			if gap > 200_000 {
 				time.Sleep(time.Duration(gap - 100_000))
 			}
@@ -136,7 +142,7 @@ func (p *pacer) allow(now int64, queued uint64, want int) int {
 }
 
 func newPacer(c TxConfig, now int64) pacer {
-	p := pacer{rate: c.Rate, t0: now, count: c.Count}
+	p := pacer{rate: c.Rate, t0: now, count: c.Count, burst: int64(max(c.Burst, 1))}
 	if c.Duration > 0 {
 		p.deadline = now + int64(c.Duration)
 	}

@@ -1,7 +1,7 @@
 // Command edgegen is edge's packet generator and sink for the pps lab
 // (bench/pps.sh). It is a thin front end to package bench/gen.
 //
-//	edgegen tx   --dev IF --dst-mac MAC [--rate PPS] [--size 64|imix|N,...] [--flows N | --new-flows]
+//	edgegen tx   --dev IF --dst-mac MAC [--rate PPS] [--size 64|imix|N,...] [--flows N | --new-flows | --syn [--syn-dst-port P]]
 //	             [--duration D] [--count N] [--src IP] [--dst IP] [--engine auto|afxdp|afpacket]
 //	             [--queues N] [--seed S] [--flow-offset K] [--summary FILE]
 //	edgegen sink --dev IF [--engine auto|afxdp|afpacket] [--queues N] [--duration D]
@@ -91,6 +91,8 @@ func tx(args []string) error {
 	size := fs.String("size", "64", `frame size 64..1518 (FCS included), "imix" (7:4:1 of 64/576/1500) or a list "64,1500"`)
 	flows := fs.Int("flows", 1, "UDP flows (pseudorandom ports per RFC 4814 4.5), visited in turn")
 	newFlows := fs.Bool("new-flows", false, "every packet a new 5-tuple (connection setup rate)")
+	syn := fs.Bool("syn", false, "SYN flood: every packet a 64-byte TCP SYN of a new flow, pseudorandom source port")
+	synDst := fs.Uint("syn-dst-port", 0, "with --syn: the destination port (0: pseudorandom, a new port pair per packet)")
 	seed := fs.Uint64("seed", 1, "port permutation seed")
 	offset := fs.Uint64("flow-offset", 0, "first flow index")
 	dur := fs.Duration("duration", 0, "how long to send (0: until --count or SIGINT)")
@@ -101,6 +103,7 @@ func tx(args []string) error {
 	dstMAC := fs.String("dst-mac", "", "destination MAC (required)")
 	queues := fs.Int("queues", 1, "AF_XDP transmit queues (flows spread over them by hash, like RSS)")
 	batch := fs.Int("batch", 64, "frames per kernel call")
+	burst := fs.Int("burst", 1, "with --rate: send packets in bursts of this many once all are due (sleeps instead of spinning at low rates)")
 	summary := fs.String("summary", "", "also write the JSON summary to this file")
 	cpu := fs.Int("cpu", -1, "pin the process to this CPU")
 	fs.Parse(args)
@@ -117,8 +120,11 @@ func tx(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *synDst > 65535 {
+		return fmt.Errorf("tx: --syn-dst-port %d out of range", *synDst)
+	}
 	fc := gen.FrameConfig{Sizes: sizes, Flows: *flows, NewFlows: *newFlows, Seed: *seed,
-		FlowOffset: *offset, Queues: *queues}
+		FlowOffset: *offset, Queues: *queues, SYN: *syn, SYNDstPort: uint16(*synDst)}
 	if fc.Src, err = netip.ParseAddr(*src); err != nil {
 		return err
 	}
@@ -142,7 +148,7 @@ func tx(args []string) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sig; stop.Store(true) }()
 	st, err := gen.Transmit(gen.TxConfig{Dev: *dev, Engine: *engine, Frame: fc, Rate: *rate,
-		Duration: *dur, Count: *count, Batch: *batch, Stop: &stop})
+		Duration: *dur, Count: *count, Batch: *batch, Burst: *burst, Stop: &stop})
 	if err != nil {
 		return err
 	}
