@@ -139,6 +139,7 @@ type worker struct {
 	handedOff  uint32
 	woken      uint32                // bit k: frames were handed to worker k this loop (wakeOwners)
 	kickAt     [2]conntrack.Time     // per port: no TX kick before this time (kick: device-drop backoff)
+	expiredAt  conntrack.Time        // the last conntrack expiry pass (run)
 	kickWait   [2]conntrack.Time     // per port: the current backoff, 0 when the last kick saw no drop
 	kickFailed [2]bool               // per port: transmit failing (logged once per change)
 	wakeFD     int                   // eventfd other workers write to wake this one from poll(); -1: none
@@ -174,6 +175,12 @@ const (
 	pollTimeoutMs = 10
 	// workerSliceNs: the worker thread's scheduler slice request (run).
 	workerSliceNs = 100_000
+	// Expiry: expireSlots flow slots visited every expireEvery, at most
+	// (2.56 million slots a second: a 1M-flow table every 0.4 s; lookups
+	// treat expired flows as absent meanwhile). Once per loop iteration,
+	// idle ones included, it took 12-18% of a lightly loaded worker's CPU.
+	expireEvery = conntrack.Time(100 * time.Microsecond)
+	expireSlots = 256
 	// TX kick backoff while the device drops (kick), in conntrack.Time
 	// (nanoseconds).
 	kickBackoffMin = conntrack.Time(8 * time.Microsecond)
@@ -290,7 +297,10 @@ func (w *worker) run(stop <-chan struct{}) {
 		}
 		w.flush()
 		w.shard.Serve(now)
-		w.shard.Expire(now, 256)
+		if now-w.expiredAt >= expireEvery {
+			w.shard.Expire(now, expireSlots)
+			w.expiredAt = now
+		}
 		if w.nat != nil {
 			w.nat.Serve(now)
 		}
