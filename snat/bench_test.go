@@ -67,7 +67,7 @@ func BenchmarkRelease(b *testing.B) {
 	for b.Loop() {
 		port++
 		now += conntrack.Millisecond
-		a.Release(&k, conntrack.Translation{Addr: 1, Port: port}, now)
+		a.Release(&k, conntrack.Translation{Addr: 1, Port: port}, true, now)
 	}
 }
 
