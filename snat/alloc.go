@@ -26,15 +26,16 @@ const (
 	// back to a linear scan (RFC 6056 section 3.3.2, then 3.3.1).
 	RandomProbes = 64
 	// ScanProbes is how many ports of the destination's pass over the
-	// range Allocate examines after RandomProbes random ones failed.
-	ScanProbes = 128
+	// range Allocate examines after RandomProbes random ones failed (and
+	// the port last given back toward it without quarantine, if any).
+	ScanProbes = 256
 	// ReuseProbes is how many entries of the destination's quarantine list
 	// Allocate looks at for the least recently released port.
 	ReuseProbes = 64
 	// MaxProbes bounds the candidate ports one Allocate examines, whatever
 	// the quarantine holds: beyond it the flow is refused
 	// (drop.SNATProbeLimit).
-	MaxProbes = RandomProbes + ScanProbes + ReuseProbes
+	MaxProbes = RandomProbes + 1 + ScanProbes + ReuseProbes
 	// fullRetry is how long a destination found exhausted by a full pass
 	// is refused without scanning again while none of its ports was
 	// released.
@@ -574,11 +575,12 @@ func (a *Allocator) dent(k *tuple) int {
 //
 // Cost: at most MaxProbes candidates (each a ShardOf hash with several
 // shards, a conntrack Lookup and a quarantine lookup) whatever the
-// quarantine holds: RandomProbes random ports, then ScanProbes ports of
-// the destination's pass over the range, which the next allocations
-// toward it continue, then, when the counts say that every port is in use
-// or quarantined, up to ReuseProbes entries of its quarantine list. It
-// never allocates.
+// quarantine holds: RandomProbes random ports, the port last given back
+// toward the destination without quarantine, ScanProbes ports of the
+// destination's pass over the range, which the next allocations toward
+// it continue, then, when the counts say that every port is in use or
+// quarantined, up to ReuseProbes entries of its quarantine list. It never
+// allocates.
 func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
 	n := a.refresh(now)
 	if n.off {
@@ -646,6 +648,22 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 		}
 	}
 	a.ctr.add(CtrProbes, RandomProbes)
+
+	// The last port given back toward k without quarantine, if it is
+	// still free: in a nearly full range, flows that end unanswered (or
+	// are abandoned) hand their port on in O(1) instead of leaving it
+	// for the scan to find.
+	if j := a.d.find(&k); j >= 0 && a.d.e[j].freed {
+		port := a.d.e[j].freedPort
+		a.d.e[j].freed = false
+		rk.DstPort = port
+		a.ctr.add(CtrProbes, 1)
+		if a.inRange(port) && a.lands(&rk) {
+			if free, quar, _ := a.check(&rk, &k, port, now); free && !quar {
+				return a.commit(&k, port)
+			}
+		}
+	}
 
 	// RFC 6056 section 3.3.1 (Algorithm 1): each port in turn from a
 	// random start, wrapping from max_ephemeral to min_ephemeral, until
@@ -906,7 +924,9 @@ func (a *Allocator) allocEcho(addrs []natAddr, first int, orig *conntrack.Key, n
 func (a *Allocator) Abandon(orig *conntrack.Key, tr conntrack.Translation) {
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: tr.Addr, proto: orig.Proto, zone: orig.Zone}
 	if j := a.dent(&k); j >= 0 {
-		a.d.e[j].countOut(a.inRange(tr.Port))
+		e := &a.d.e[j]
+		e.countOut(a.inRange(tr.Port))
+		e.freed, e.freedPort = true, tr.Port
 		a.d.tidy(j)
 	}
 	a.ctr.add(CtrAbandoned, 1)
@@ -948,13 +968,17 @@ func (a *Allocator) Release(orig *conntrack.Key, nat conntrack.Translation, carr
 		e := &a.d.e[j]
 		in := a.inRange(nat.Port)
 		e.countOut(in)
-		if in && carried {
+		switch {
+		case in && carried:
 			// Counted only in the range: a port outside it (released
 			// after a reconfigure) is never chosen, so it is not part of
 			// the destination's ports; it is still quarantined.
 			e.quar++
 			counted = true
-		} else {
+		case in:
+			e.freed, e.freedPort = true, nat.Port
+			a.d.tidy(j)
+		default:
 			a.d.tidy(j)
 		}
 	}

@@ -69,27 +69,29 @@
 //
 // The work of Allocate is bounded whatever the quarantine holds: at most
 // MaxProbes candidate ports (each a ShardOf hash with several shards, a
-// conntrack lookup and a quarantine lookup): RandomProbes random ones,
-// then ScanProbes ports of the destination's pass over the range, then,
+// conntrack lookup and a quarantine lookup): RandomProbes random ones;
+// the port last given back toward the destination without quarantine
+// (Abandon, or a flow that carried no connection, hands its port on in
+// O(1)); ScanProbes ports of the destination's pass over the range; and,
 // when its counts say that every port is in use or quarantined, up to
 // ReuseProbes entries of its quarantine list. Beyond that the flow is
 // refused with drop.SNATProbeLimit (counted: snat_probe_limit; the
 // counters probes and allocated give the cost per new flow). The pass
 // keeps its position in the destination's entry, so the next allocations
-// toward it continue where this one stopped: every free port is found
-// within one pass (about 500 allocations over the default range), and
-// a nearly full range costs each new flow a bounded number of probes
-// instead of a scan of 64,512 ports. When a pass ends it counts the ports
-// of the range that land on the worker's shard and those in use; while
-// the destination's counts then say that every such port is in use or
-// in quarantine, the least recently released port is taken from the head
-// of its quarantine list in O(1) (so under churn faster than the
-// quarantine drains, ports are reused oldest first, not at random), and
-// the counts are trusted for 10 s before a new pass recounts them. A
-// destination a pass found exhausted is refused after a table lookup
-// until one of its ports is released or a second has passed. The
-// recount also bounds the effect of counts that drift (a caller that
-// forgot Abandon) to 10 s.
+// toward it continue where this one stopped: a port free for the whole
+// pass is found within it (about 250 allocations over the default
+// range), and a nearly full range costs each new flow a bounded number
+// of probes instead of a scan of 64,512 ports. When a pass ends it counts
+// the ports of the range that land on the worker's shard and those in
+// use; while the destination's counts then say that every such port is
+// in use or in quarantine, the least recently released port is taken
+// from the head of its quarantine list in O(1) (so under churn faster
+// than the quarantine drains, ports are reused oldest first, not at
+// random), and the counts are trusted for 10 s before a new pass
+// recounts them. A destination a pass found exhausted is refused after a
+// table lookup until one of its ports is released or a second has
+// passed. The recount also bounds the effect of counts that drift (a
+// caller that forgot Abandon) to 10 s.
 //
 // # Memory
 //

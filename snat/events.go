@@ -18,7 +18,7 @@ const (
 	CtrQuarantineForgotten                // quarantine entries dropped, still running, because the quarantine was full
 	CtrDestOverflow                       // allocations not counted per destination: the destination table was full
 	CtrEventsLost                         // events not recorded because the event ring was full
-	CtrScans                              // allocations that fell back to the linear scan
+	CtrScans                              // allocations that fell back to the pass over the range (ScanProbes ports of it)
 	CtrProbes                             // candidate ports examined (probes / allocated: the cost of a new flow)
 	CtrProbeLimit                         // flows refused: no free port within MaxProbes candidates (drop.SNATProbeLimit)
 	CtrReleasedUnheld                     // released ports not quarantined: their flows carried no connection

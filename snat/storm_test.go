@@ -222,3 +222,29 @@ func BenchmarkAllocateFullQuarantine(b *testing.B) {
 		})
 	}
 }
+
+// Allocate toward a destination whose quarantine is full does not allocate
+// either, on any of its paths (refusal at the bound, the pass, overrides).
+func TestStormZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	h, a, next := stormSetup(t, nil)
+	k := next()
+	st0 := a.Stats()
+	if n := testing.AllocsPerRun(2000, func() {
+		h.advance(conntrack.Millisecond)
+		if tr, r := a.Allocate(&k, h.now); r == drop.None {
+			a.Abandon(&k, tr)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocs per Allocate", n)
+	}
+	st := a.Stats()
+	if st.Counters[CtrProbeLimit] == st0.Counters[CtrProbeLimit] || st.Counters[CtrQuarantineOverride] == st0.Counters[CtrQuarantineOverride] {
+		t.Errorf("refusals and overrides not both exercised: %+v", st)
+	}
+	if st.Counters[CtrAbandoned]-st0.Counters[CtrAbandoned] < 1000 {
+		t.Errorf("the abandoned port was not handed on: %+v", st)
+	}
+}

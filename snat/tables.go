@@ -103,6 +103,8 @@ type dent struct {
 	scanOwned uint32 // ports examined so far that land on this worker
 	scanLive  uint32 // of those, in use (or allocated by this pass)
 	scanQuar  bool   // a quarantined port was seen
+	freed     bool   // freedPort holds a port given back without quarantine
+	freedPort uint16 // the last such port (Abandon, or a flow that carried no connection)
 }
 
 // dests is the per-destination table. At most max entries are used (load
