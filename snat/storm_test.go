@@ -248,3 +248,57 @@ func TestStormZeroAllocs(t *testing.T) {
 		t.Errorf("the abandoned port was not handed on: %+v", st)
 	}
 }
+
+// Issue 16's two floods, back to back, into a small table: unanswered SYNs
+// from one inside host on random ports, then from random inside addresses,
+// toward one destination. conntrack evicts the unanswered SYN_SENT flows
+// under pressure; their ports carried no connection, so none is
+// quarantined, and new flows keep finding a free port at the first probes
+// (with the old allocator the first flood filled the quarantine toward the
+// destination and the second paid for it).
+func TestFloodsIntoSmallTable(t *testing.T) {
+	const perFlood = 70000
+	h := newHarness(t, 1, 4096, Config{Automap: natIP})
+	a := h.n.Allocator(0)
+	sh := h.tb.Shard(0)
+	var maxProbes uint64
+	flood := func(name string, key func(i int) conntrack.Key) {
+		st0 := a.Stats()
+		for i := range perFlood {
+			h.advance(10 * conntrack.Millisecond / 1000)
+			k := key(i)
+			before := a.Stats().Counters[CtrProbes]
+			tr, r := a.Allocate(&k, h.now)
+			maxProbes = max(maxProbes, a.Stats().Counters[CtrProbes]-before)
+			if r != drop.None {
+				t.Fatalf("%s, flow %d: %v", name, i, r)
+			}
+			p := packet(k)
+			if v := sh.Create(&p, conntrack.NewFlow{NAT: tr}, h.now); v.Action != conntrack.Forward {
+				a.Abandon(&k, tr)
+			}
+		}
+		st := a.Stats()
+		probes := st.Counters[CtrProbes] - st0.Counters[CtrProbes]
+		allocated := st.Counters[CtrAllocated] - st0.Counters[CtrAllocated]
+		t.Logf("%s: %d allocated, %.2f probes per new flow, %d released without quarantine, quarantine holds %d",
+			name, allocated, float64(probes)/float64(allocated), st.Counters[CtrReleasedUnheld]-st0.Counters[CtrReleasedUnheld], a.q.len())
+		if float64(probes)/float64(allocated) > 2 {
+			t.Errorf("%s: %.2f probes per new flow", name, float64(probes)/float64(allocated))
+		}
+	}
+	flood("random ports", func(i int) conntrack.Key { return tcpKey(client, uint16(1024+i%64000), server, 443) })
+	flood("random inside addresses", func(i int) conntrack.Key {
+		return tcpKey(netip.AddrFrom4([4]byte{10, byte(1 + i>>16), byte(i >> 8), byte(i)}), 40000, server, 443)
+	})
+	st := a.Stats()
+	if q := a.q.len(); q != 0 || st.Counters[CtrQuarantineForgotten] != 0 {
+		t.Errorf("the quarantine holds %d ports of flows that carried no connection", q)
+	}
+	if st.Counters[CtrReleasedUnheld] < 2*perFlood-4096 {
+		t.Errorf("%d released without quarantine, want nearly %d", st.Counters[CtrReleasedUnheld], 2*perFlood)
+	}
+	if maxProbes > MaxProbes {
+		t.Errorf("an allocation examined %d ports, the bound is %d", maxProbes, MaxProbes)
+	}
+}
