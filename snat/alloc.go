@@ -679,12 +679,10 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	if sc.found {
 		return a.commit(&k, sc.port)
 	}
-	j := a.d.find(&k)
-	if j >= 0 && !reused && a.countsFull(&a.d.e[j]) {
+	if j := a.d.find(&k); j >= 0 && !reused && a.countsFull(&a.d.e[j]) {
 		if tr, ok := a.reuseOldest(&k, &rk, orig, now); ok {
 			return tr, drop.None
 		}
-		j = a.d.find(&k)
 	}
 	switch {
 	case sc.ended && !sc.quar:
