@@ -624,7 +624,7 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 		s.emit(f, EvReplaced, drop.None, Original, 0, now)
 	}
 	if s.onRelease != nil {
-		s.onRelease(&f.key, Translation{Addr: f.natAddr, Port: f.natPort}, now)
+		s.onRelease(&f.key, Translation{Addr: f.natAddr, Port: f.natPort}, f.carried(), now)
 	}
 	rk := s.replyKey(f)
 	s.ix.remove(s.hash(&f.key), slot, Original)
@@ -643,10 +643,35 @@ func (s *Shard) freeSlot(slot uint32) {
 }
 
 // ReleaseFunc is told about every flow a shard releases (expired, evicted,
-// flushed, deleted, replaced): its original key and translation, at time now.
-// It runs on the owner's goroutine, inside the packet path: it must be quick
-// and must not allocate or call back into the shard.
-type ReleaseFunc func(orig *Key, nat Translation, now Time)
+// flushed, deleted, replaced): its original key and translation, whether it
+// carried a connection (see below), at time now. It runs on the owner's
+// goroutine, inside the packet path: it must be quick and must not allocate
+// or call back into the shard.
+//
+// A flow carried a connection when the far side took part in it: a TCP
+// flow that reached ESTABLISHED, in this or an earlier incarnation of the
+// tuple (or was closed by an RST after the SYN-ACK was seen), a UDP flow
+// or ICMP echo that saw a reply. SYN_SENT, SYN_SENT2 and SYN_RECV
+// flows, flows reset in SYN_SENT and unanswered datagrams did not: no
+// state on the far side can still send toward their translated port.
+type ReleaseFunc func(orig *Key, nat Translation, carried bool, now Time)
+
+// carried reports whether f carried a connection (ReleaseFunc).
+func (f *flow) carried() bool {
+	switch f.state {
+	case TCPEstablished, TCPFinWait, TCPCloseWait, TCPLastAck, TCPTimeWait, UDPMultiple, ICMPReplied:
+		return true
+	case TCPClose:
+		// The reply side is initialized by the SYN-ACK (initSide sets
+		// maxWin to at least 1): an RST before it ended a handshake.
+		return f.gen > 0 || f.maxWin[Reply] != 0
+	case TCPSynSent, TCPSynSent2, TCPSynRecv:
+		// An earlier incarnation of the tuple ended closing (N2): it
+		// may have carried one.
+		return f.gen > 0
+	}
+	return false
+}
 
 // OnRelease installs fn as the shard's release hook (the SNAT allocator uses
 // it to quarantine released ports). Owner only, before traffic starts.

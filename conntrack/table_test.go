@@ -355,7 +355,7 @@ func TestConcurrentControlAndData(t *testing.T) {
 func TestReleaseHook(t *testing.T) {
 	h := newHarness(t, Policy{})
 	var got []Translation
-	h.s.OnRelease(func(orig *Key, nat Translation, now Time) { got = append(got, nat) })
+	h.s.OnRelease(func(orig *Key, nat Translation, carried bool, now Time) { got = append(got, nat) })
 	c := &conn{t: t, cport: 41000, sport: 7000, cisn: 1, sisn: 2}
 	h.send(c.out(SYN, 1, 0, 0), c.sport)
 	h.clk.Advance(DefaultProfile.SynSent + Second)

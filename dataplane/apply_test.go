@@ -421,14 +421,22 @@ func TestApplySNATWhileFlowsRun(t *testing.T) {
 		t.Fatalf("reply to the old flow: %v", r)
 	}
 	// New flows: the pool's address and the new range, two ports only.
+	// Each is answered, so that its port is quarantined when it ends
+	// (an unanswered flow's is not).
 	for _, sport := range []uint16{6001, 6002} {
 		out, r := tp.send(0, udpOut(sport, ipServer, 53))
 		if out == nil {
 			t.Fatal(r)
 		}
 		ip := header.IPv4(out.frame[header.EthernetLen:])
-		if port := header.UDP(ip.Payload()).SrcPort(); ip.SrcAddr() != ipPool || port < 3000 || port > 3001 {
+		port := header.UDP(ip.Payload()).SrcPort()
+		if ip.SrcAddr() != ipPool || port < 3000 || port > 3001 {
 			t.Fatalf("new flow leaves as %v:%d", ip.SrcAddr(), port)
+		}
+		reply := eth(headertest.Spec{Src: ipServer, Dst: ipPool, Proto: header.ProtoUDP, SrcPort: 53, DstPort: port,
+			Payload: []byte("y")}, macServer, macEdgeOut)
+		if out, r := tp.send(1, reply); out == nil || out.port != 0 {
+			t.Fatalf("reply to new flow %d: %v", sport, r)
 		}
 	}
 	if out, r := tp.send(0, udpOut(6003, ipServer, 53)); out != nil || r != drop.SNATExhausted {

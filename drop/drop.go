@@ -87,6 +87,9 @@ const (
 	// Connection-tracking hardening (denial of service).
 	ProbeLimit // a new flow refused: its key's run in the flow index would pass the probe bound
 
+	// SNAT allocation bound (snat.MaxProbes).
+	SNATProbeLimit // a new flow refused: no free SNAT port found within the probe bound (the range toward its destination is nearly full)
+
 	NumReasons
 )
 
@@ -142,6 +145,7 @@ var names = [NumReasons]string{
 	FragmentNoRoom:    "fragment_no_room",
 	FragmentExpired:   "fragment_expired",
 	ProbeLimit:        "probe_limit",
+	SNATProbeLimit:    "snat_probe_limit",
 }
 
 var help = [NumReasons]string{
@@ -197,6 +201,7 @@ var help = [NumReasons]string{
 	FragmentNoRoom:    "later IP fragment that arrived before its first fragment and could not be held: the fragment table's bucket or its pool of held frames was full",
 	FragmentExpired:   "later IP fragment held for its first fragment, which did not arrive within the fragment timeout (2 s)",
 	ProbeLimit:        "new flow refused: its key's probe run in the flow index would pass the bound (a hash-flooding defence; with a keyed hash, random keys never reach it)",
+	SNATProbeLimit:    "new flow refused: the SNAT allocator examined its bound of candidate ports (snat.MaxProbes) without finding a free one; the range toward the destination is nearly all in use or in quarantine, and later flows continue the search where this one stopped",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".

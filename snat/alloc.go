@@ -23,9 +23,19 @@ import (
 
 const (
 	// RandomProbes is how many random ports Allocate tries before falling
-	// back to a linear scan of the range (RFC 6056 section 3.3.2, then
-	// 3.3.1).
+	// back to a linear scan (RFC 6056 section 3.3.2, then 3.3.1).
 	RandomProbes = 64
+	// ScanProbes is how many ports of the destination's pass over the
+	// range Allocate examines after RandomProbes random ones failed (and
+	// the port last given back toward it without quarantine, if any).
+	ScanProbes = 256
+	// ReuseProbes is how many entries of the destination's quarantine list
+	// Allocate looks at for the least recently released port.
+	ReuseProbes = 64
+	// MaxProbes bounds the candidate ports one Allocate examines, whatever
+	// the quarantine holds: beyond it the flow is refused
+	// (drop.SNATProbeLimit).
+	MaxProbes = RandomProbes + 1 + ScanProbes + ReuseProbes
 	// fullRetry is how long a destination found exhausted by a full pass
 	// is refused without scanning again while none of its ports was
 	// released.
@@ -525,6 +535,7 @@ func (a *Allocator) migrate(j int) bool {
 	e.qtail = prev
 	e.rlo, e.rn = a.lo, a.nr
 	e.passed, e.full = false, false
+	e.scanLeft = 0
 	return true
 }
 
@@ -556,19 +567,20 @@ func (a *Allocator) dent(k *tuple) int {
 // Translation and drop.None: the flow is not translated.
 //
 // It returns drop.SNATExhausted if no port is free toward the destination
-// (counted, per destination too, with an event), drop.SNATNoAddress if the
-// pool has no address of orig's family (or there is no such pool), and
-// drop.UnsupportedProto for a protocol other than TCP, UDP and ICMP echo.
+// (counted, per destination too, with an event), drop.SNATProbeLimit if
+// none was found within the probe bound (counted: snat_probe_limit),
+// drop.SNATNoAddress if the pool has no address of orig's family (or there
+// is no such pool), and drop.UnsupportedProto for a protocol other than
+// TCP, UDP and ICMP echo.
 //
-// Cost: up to RandomProbes random candidates, then (when the range toward
-// this destination is nearly full) a linear scan of at most the whole
-// range. Each candidate costs a ShardOf hash (several shards only), a
-// conntrack Lookup and a quarantine lookup. The worst case, a full pass
-// over a 64,512-port range, is a few milliseconds; when the counts say that
-// no port is free outside the quarantine the least recently released port
-// is taken in O(1) instead, and a destination a full pass found exhausted
-// is refused after a table lookup until one of its ports is released or a
-// second has passed (see the package doc). It never allocates.
+// Cost: at most MaxProbes candidates (each a ShardOf hash with several
+// shards, a conntrack Lookup and a quarantine lookup) whatever the
+// quarantine holds: RandomProbes random ports, the port last given back
+// toward the destination without quarantine, ScanProbes ports of the
+// destination's pass over the range, which the next allocations toward
+// it continue, then, when the counts say that every port is in use or
+// quarantined, up to ReuseProbes entries of its quarantine list. It never
+// allocates.
 func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
 	n := a.refresh(now)
 	if n.off {
@@ -601,13 +613,14 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 
 	// When the counts of a recent full pass say that no port is free
 	// outside the quarantine, take the least recently released one from
-	// the destination's list at once instead of probing and scanning the
-	// range for it; and a destination a full pass found exhausted less
-	// than fullRetry ago is refused at once while all its ports are still
-	// in use.
+	// the destination's list at once instead of probing for one; and a
+	// destination a full pass found exhausted less than fullRetry ago is
+	// refused at once while all its ports are still in use.
+	reused := false
 	if j := a.dent(&k); j >= 0 {
 		e := &a.d.e[j]
-		if e.passed && e.passAt > a.since && e.inUse+e.quar >= e.owned && now-e.passAt < recountEvery {
+		if a.countsFull(e) && now-e.passAt < recountEvery {
+			reused = true
 			if tr, ok := a.reuseOldest(&k, &rk, orig, now); ok {
 				return tr, drop.None
 			}
@@ -623,10 +636,8 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	// RFC 6056 section 3.3.2 (Algorithm 2): "next_ephemeral = min_ephemeral
 	// + (random() % num_ephemeral)", tried until a suitable port is found,
 	// here at most RandomProbes times.
-	var probes uint64
-	for range RandomProbes {
+	for probes := uint64(1); probes <= RandomProbes; probes++ {
 		port := n.portStart + uint16(a.below(n.nports))
-		probes++
 		rk.DstPort = port
 		if !a.lands(&rk) {
 			continue
@@ -636,65 +647,147 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 			return a.commit(&k, port)
 		}
 	}
+	a.ctr.add(CtrProbes, RandomProbes)
 
-	// RFC 6056 section 3.3.1 (Algorithm 1): from a random start
-	// "next_ephemeral = min_ephemeral + (random() % num_ephemeral)", each
-	// port in turn, wrapping from max_ephemeral to min_ephemeral, until
-	// check_suitable_port succeeds or num_ephemeral ports were tried.
+	// The last port given back toward k without quarantine, if it is
+	// still free: in a nearly full range, flows that end unanswered (or
+	// are abandoned) hand their port on in O(1) instead of leaving it
+	// for the scan to find.
+	if j := a.d.find(&k); j >= 0 && a.d.e[j].freed {
+		port := a.d.e[j].freedPort
+		a.d.e[j].freed = false
+		rk.DstPort = port
+		a.ctr.add(CtrProbes, 1)
+		if a.inRange(port) && a.lands(&rk) {
+			if free, quar, _ := a.check(&rk, &k, port, now); free && !quar {
+				return a.commit(&k, port)
+			}
+		}
+	}
+
+	// RFC 6056 section 3.3.1 (Algorithm 1): each port in turn from a
+	// random start, wrapping from max_ephemeral to min_ephemeral, until
+	// check_suitable_port succeeds or num_ephemeral ports were tried; here
+	// one pass per destination, ScanProbes ports per allocation.
 	// Quarantined ports are remembered: RFC 6888 REQ-8 ("Once an external
 	// port is deallocated, it SHOULD NOT be reallocated to a new mapping
 	// until at least 120 seconds have passed") yields to RFC 4787 REQ-3
 	// (no port overloading) only when nothing else is free, and then the
 	// least recently released port is taken.
 	a.ctr.add(CtrScans, 1)
-	start := a.below(n.nports)
-	var (
-		best   uint16
-		bestAt conntrack.Time
-		haveQ  bool
-		owned  uint32
-		live   uint32
-	)
-	for j := uint32(0); j < n.nports; j++ {
-		off := start + j
-		if off >= n.nports {
-			off -= n.nports
+	sc := a.scan(&k, &rk, n, now)
+	if sc.found {
+		return a.commit(&k, sc.port)
+	}
+	if j := a.d.find(&k); j >= 0 && !reused && a.countsFull(&a.d.e[j]) {
+		if tr, ok := a.reuseOldest(&k, &rk, orig, now); ok {
+			return tr, drop.None
 		}
-		port := n.portStart + uint16(off)
+	}
+	switch {
+	case sc.ended && !sc.quar:
+		return a.exhausted(&k, orig, now)
+	case sc.ended && sc.best.ok:
+		// A pass that ended here found no free port and the list did not
+		// give one (ports quarantined under another range, a destination
+		// not counted, or counts that drifted): the least recently
+		// released port this chunk saw.
+		k.nport = sc.best.port
+		a.q.remove(&k)
+		k.nport = 0
+		return a.override(&k, sc.best.port, orig, now)
+	}
+	a.ctr.add(CtrProbeLimit, 1)
+	return conntrack.Translation{}, drop.SNATProbeLimit
+}
+
+// countsFull reports whether destination e's counts, brought up to date by
+// a full pass under the configuration in force, say that every port of the
+// range landing on this worker is in use or in quarantine.
+func (a *Allocator) countsFull(e *dent) bool {
+	return e.passed && e.passAt > a.since && e.inUse+e.quar >= e.owned
+}
+
+// scanResult is what one chunk of a pass found.
+type scanResult struct {
+	port  uint16 // a free port (found)
+	found bool
+	ended bool // the pass over the whole range ended in this chunk
+	quar  bool // the pass (whole, if ended) saw a quarantined port
+	best  struct {
+		port uint16
+		at   conntrack.Time
+		ok   bool
+	} // the least recently released quarantined port of this chunk
+}
+
+// scan examines up to ScanProbes ports of destination k's pass over the
+// range (rk the candidate reply key), starting one from a random offset if
+// none is in progress, and stops at the first free port that is not
+// quarantined. The pass's position and counts live in k's destination
+// entry; when it ends they become the destination's counts (owned, inUse,
+// passed), which corrects any drift. Without an entry (the destination
+// table is full) the chunk starts at a random offset and counts nothing.
+func (a *Allocator) scan(k *tuple, rk *conntrack.Key, n *settings, now conntrack.Time) (r scanResult) {
+	var next, left, owned, live uint32
+	var quar bool
+	j := a.d.find(k)
+	if j >= 0 && a.d.e[j].scanLeft > 0 {
+		e := &a.d.e[j]
+		next, left, owned, live, quar = e.scanNext, e.scanLeft, e.scanOwned, e.scanLive, e.scanQuar
+	} else {
+		next, left = a.below(n.nports), n.nports
+	}
+	var examined uint64
+	for left > 0 && examined < ScanProbes {
+		port := n.portStart + uint16(next)
+		if next++; next == n.nports {
+			next = 0
+		}
+		left--
+		examined++
 		rk.DstPort = port
-		if !a.lands(&rk) {
+		if !a.lands(rk) {
 			continue
 		}
 		owned++
-		free, quar, t := a.check(&rk, &k, port, now)
+		free, q, t := a.check(rk, k, port, now)
 		if !free {
 			live++
 		}
-		if free && !quar {
-			a.ctr.add(CtrProbes, probes+uint64(j)+1)
-			return a.commit(&k, port)
+		if free && !q {
+			live++ // allocated now
+			r.port, r.found = port, true
+			break
 		}
-		if quar && (!haveQ || t < bestAt) {
-			best, bestAt, haveQ = port, t, true
+		if q {
+			quar = true
+			if !r.best.ok || t < r.best.at {
+				r.best.port, r.best.at, r.best.ok = port, t, true
+			}
 		}
 	}
-	a.ctr.add(CtrProbes, probes+uint64(n.nports))
-	// A full pass: it counted the ports of the range that land on this
-	// shard and, exactly, those in use (conntrack's Lookup released the
-	// expired ones), which corrects any drift in the counts; the live
-	// flows counted toward k beyond those have ports outside the range.
-	if j := a.dent(&k); j >= 0 {
-		e := &a.d.e[j]
+	a.ctr.add(CtrProbes, examined)
+	r.ended, r.quar = left == 0, quar
+	// check may have released expired flows, which moves or deletes
+	// destination entries: find k's again.
+	if j = a.d.find(k); j < 0 {
+		return r
+	}
+	e := &a.d.e[j]
+	e.scanNext, e.scanLeft, e.scanOwned, e.scanLive, e.scanQuar = next, left, owned, live, quar
+	if r.ended {
+		// The pass counted the ports of the range that land on this
+		// shard and, as of when it looked at each, those in use (the
+		// live flows counted toward k beyond those have ports outside the
+		// range). The port found here is counted by commit.
+		if r.found {
+			live--
+		}
 		e.other = max(e.inUse+e.other, live) - live
-		e.owned, e.inUse, e.passed, e.passAt, e.full = owned, live, true, now, !haveQ
+		e.owned, e.inUse, e.passed, e.passAt, e.full = owned, live, true, now, !quar && !r.found
 	}
-	if !haveQ {
-		return a.exhausted(&k, orig, now)
-	}
-	k.nport = best
-	a.q.remove(&k)
-	k.nport = 0
-	return a.override(&k, best, orig, now)
+	return r
 }
 
 // override commits port, a quarantined port reused because no other port
@@ -711,14 +804,14 @@ func (a *Allocator) override(k *tuple, port uint16, orig *conntrack.Key, now con
 
 // reuseOldest takes the least recently released port of destination k's
 // quarantine list (k.nport 0, rk the candidate reply key) that is not in
-// use and is in the range in force, looking at no more than RandomProbes
+// use and is in the range in force, looking at no more than ReuseProbes
 // entries. An entry whose quarantine has ended is taken as a plain
 // allocation; one still running is an override. An entry of a port
 // outside the range (released under an earlier configuration) is never
 // taken: it leaves the list and the count, and stays quarantined. (Its
 // address is k's, one of the pool in force: k came from it.)
 func (a *Allocator) reuseOldest(k *tuple, rk *conntrack.Key, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, bool) {
-	budget := RandomProbes
+	budget := ReuseProbes
 	for {
 		s, ok := a.q.oldest(k, &budget)
 		if !ok {
@@ -829,7 +922,9 @@ func (a *Allocator) allocEcho(addrs []natAddr, first int, orig *conntrack.Key, n
 func (a *Allocator) Abandon(orig *conntrack.Key, tr conntrack.Translation) {
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: tr.Addr, proto: orig.Proto, zone: orig.Zone}
 	if j := a.dent(&k); j >= 0 {
-		a.d.e[j].countOut(a.inRange(tr.Port))
+		e := &a.d.e[j]
+		e.countOut(a.inRange(tr.Port))
+		e.freed, e.freedPort = true, tr.Port
 		a.d.tidy(j)
 	}
 	a.ctr.add(CtrAbandoned, 1)
@@ -853,34 +948,44 @@ func (e *dent) countOut(inRange bool) {
 
 // Release is a's conntrack release hook (conntrack.ReleaseFunc, installed
 // by New): the flow with original key orig and translation nat ended at
-// now, so its port is no longer in use toward orig's destination and is
-// quarantined there. Untranslated flows and addresses of other NATs are
-// ignored. It runs on the owner's goroutine, never allocates, and does
-// bounded work (it touches at most four quarantine entries: the one it
-// supersedes, two ended ones and, when the quarantine is full, the oldest).
-func (a *Allocator) Release(orig *conntrack.Key, nat conntrack.Translation, now conntrack.Time) {
+// now, so its port is no longer in use toward orig's destination. If the
+// flow carried a connection the port is quarantined there; otherwise it
+// is free at once (counted: released_unheld; see the package doc).
+// Untranslated flows and addresses of other NATs are ignored. It runs on
+// the owner's goroutine, never allocates, and does bounded work (it
+// touches at most four quarantine entries: the one it supersedes, two
+// ended ones and, when the quarantine is full, the oldest).
+func (a *Allocator) Release(orig *conntrack.Key, nat conntrack.Translation, carried bool, now conntrack.Time) {
 	if nat.Addr == 0 || !a.n.ours(nat.Addr) {
 		return
 	}
+	a.ctr.add(CtrReleased, 1)
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: nat.Addr, proto: orig.Proto, zone: orig.Zone}
 	counted := false
 	if j := a.dent(&k); j >= 0 {
 		e := &a.d.e[j]
 		in := a.inRange(nat.Port)
 		e.countOut(in)
-		if in {
+		switch {
+		case in && carried:
 			// Counted only in the range: a port outside it (released
 			// after a reconfigure) is never chosen, so it is not part of
 			// the destination's ports; it is still quarantined.
 			e.quar++
 			counted = true
-		} else {
+		case in:
+			e.freed, e.freedPort = true, nat.Port
+			a.d.tidy(j)
+		default:
 			a.d.tidy(j)
 		}
+	}
+	if !carried {
+		a.ctr.add(CtrReleasedUnheld, 1)
+		return
 	}
 	k.nport = nat.Port
 	if a.q.insert(&k, now, counted) {
 		a.ctr.add(CtrQuarantineForgotten, 1)
 	}
-	a.ctr.add(CtrReleased, 1)
 }

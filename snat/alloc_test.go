@@ -225,7 +225,7 @@ func TestShardOwnership(t *testing.T) {
 		k := tcpKey(src, uint16(1024+i), server, 443)
 		s := h.tb.ShardOf(&k)
 		tr, _, r := h.open(k)
-		if r == drop.SNATExhausted {
+		if r == drop.SNATExhausted || r == drop.SNATProbeLimit {
 			continue
 		}
 		if r != drop.None {
@@ -353,8 +353,8 @@ func TestReleaseAndAbandon(t *testing.T) {
 	h := newHarness(t, 1, 1024, automap(PortRange{50000, 50000}))
 	a := h.n.Allocator(0)
 	k := tcpKey(client, 1000, server, 443)
-	a.Release(&k, conntrack.Translation{}, h.now)
-	a.Release(&k, conntrack.Translation{Addr: 999, Port: 50000}, h.now)
+	a.Release(&k, conntrack.Translation{}, true, h.now)
+	a.Release(&k, conntrack.Translation{Addr: 999, Port: 50000}, true, h.now)
 	if st := h.stats(); st.Counters[CtrReleased] != 0 {
 		t.Fatalf("released %d", st.Counters[CtrReleased])
 	}
@@ -371,7 +371,7 @@ func TestReleaseAndAbandon(t *testing.T) {
 		t.Fatalf("abandoned port not free at once: %+v %+v", tr2, h.stats())
 	}
 	// A flow that conntrack expires is released through the hook.
-	h.advance(conntrack.DefaultProfile.SynSent + conntrack.Second)
+	h.advance(conntrack.DefaultProfile.Established + conntrack.Second)
 	if n := h.tb.Shard(0).Expire(h.now, 100); n != 1 {
 		t.Fatalf("expired %d", n)
 	}

@@ -76,7 +76,7 @@ type Config struct {
 	// the oldest is forgotten. Default 65,536 (about 3.5 MiB per worker).
 	QuarantinePorts int
 	// Destinations is how many (pool address, destination, protocol)
-	// entries each worker counts ports for. Default 16,384 (about 2.5 MiB
+	// entries each worker counts ports for. Default 16,384 (about 3.25 MiB
 	// per worker).
 	Destinations int
 	// EventRingSize is the capacity of each worker's event ring. Default 1,024.

@@ -32,10 +32,11 @@
 //     keyed hash of the inside source address, the same on every worker,
 //     so one inside host keeps one outside address.
 //   - Randomized ports (RFC 6056): up to RandomProbes uniformly random
-//     ports (section 3.3.2, Algorithm 2), then a linear scan from a random
-//     start (section 3.3.1, Algorithm 1). The generator is a per-allocator
-//     ChaCha8 (math/rand/v2) seeded from getrandom(2): cryptographically
-//     strong, so ports cannot be predicted from earlier ones.
+//     ports (section 3.3.2, Algorithm 2), then a linear scan (section
+//     3.3.1, Algorithm 1) spread over allocations (below). The generator
+//     is a per-allocator ChaCha8 (math/rand/v2) seeded from getrandom(2):
+//     cryptographically strong, so ports cannot be predicted from earlier
+//     ones.
 //   - Shard ownership: a port qualifies only if its reply key lands on the
 //     allocating worker's shard (conntrack.Table.ShardOf), so both
 //     directions of a flow are handled by one worker; with n shards about
@@ -49,25 +50,46 @@
 //     conntrack's release hook (Allocator.Release). Both the time and the
 //     number of ports held (Config.QuarantinePorts) are configurable; when
 //     the quarantine is full its oldest entries are forgotten (counted:
-//     quarantine_forgotten). The exception REQ-8 allows for TCP connections
-//     that closed properly is not taken: every released port is held.
+//     quarantine_forgotten). Only ports of flows that carried a
+//     connection are held (conntrack.ReleaseFunc: TCP that reached
+//     ESTABLISHED, UDP or ICMP echo that saw a reply). REQ-8's rationale
+//     is that the far end of a mapping that carried a connection may
+//     still send toward its port (late or retransmitted segments, a peer
+//     in TIME_WAIT), and a new mapping must not receive them; a SYN that
+//     was never answered, refused with an RST or evicted, or an
+//     unanswered datagram, left no state beyond the NAT that can, so its
+//     port is free at once (counted: released_unheld). Otherwise a flood
+//     of unanswered flows would fill the quarantine with ports that
+//     protect nothing. The exception REQ-8 allows for TCP connections
+//     that closed properly is not taken: every port that carried one is
+//     held.
 //   - ICMP echo: the identifier is the port (Key.SrcPort of a request) and
 //     follows the same rules; with Config.KeepEchoID only the address is
 //     translated and the identifier kept.
 //
-// The work of Allocate is bounded: RandomProbes candidates, then at most
-// one pass over the range (each candidate a ShardOf hash with several
-// shards, a conntrack lookup and a quarantine lookup), a few milliseconds
-// for the full 64,512-port range. Two shortcuts keep a saturated
-// destination from making every new flow pay that pass. A full pass counts
-// the ports of the range that land on the worker's shard and those in use;
-// for 10 s after it, while the destination's counts say that every such
-// port is in use or in quarantine, the least recently released port is
-// taken from the head of the destination's quarantine list in O(1) (so
-// under churn faster than the quarantine drains, ports are reused oldest
-// first, not at random, and at most one full pass per destination is paid
-// every 10 s). And a destination a full pass found exhausted is refused
-// after a table lookup until one of its ports is released or a second has
+// The work of Allocate is bounded whatever the quarantine holds: at most
+// MaxProbes candidate ports (each a ShardOf hash with several shards, a
+// conntrack lookup and a quarantine lookup): RandomProbes random ones;
+// the port last given back toward the destination without quarantine
+// (Abandon, or a flow that carried no connection, hands its port on in
+// O(1)); ScanProbes ports of the destination's pass over the range; and,
+// when its counts say that every port is in use or quarantined, up to
+// ReuseProbes entries of its quarantine list. Beyond that the flow is
+// refused with drop.SNATProbeLimit (counted: snat_probe_limit; the
+// counters probes and allocated give the cost per new flow). The pass
+// keeps its position in the destination's entry, so the next allocations
+// toward it continue where this one stopped: a port free for the whole
+// pass is found within it (about 250 allocations over the default
+// range), and a nearly full range costs each new flow a bounded number
+// of probes instead of a scan of 64,512 ports. When a pass ends it counts
+// the ports of the range that land on the worker's shard and those in
+// use; while the destination's counts then say that every such port is
+// in use or in quarantine, the least recently released port is taken
+// from the head of its quarantine list in O(1) (so under churn faster
+// than the quarantine drains, ports are reused oldest first, not at
+// random), and the counts are trusted for 10 s before a new pass
+// recounts them. A destination a pass found exhausted is refused after a
+// table lookup until one of its ports is released or a second has
 // passed. The recount also bounds the effect of counts that drift (a
 // caller that forgot Abandon) to 10 s.
 //
@@ -83,10 +105,11 @@
 //     per entry (40 in the ring, 16 of index): 3.5 MiB for the default
 //     65,536 entries.
 //   - the destination counts: ports in use and in quarantine, refusals and
-//     overrides, and the head and tail of the quarantine list, per
-//     (translated address, destination address and port, protocol, zone):
-//     at most Config.Destinations entries of 80 bytes at load <= 1/2
-//     (2.5 MiB for the default 16,384). An entry lives while it counts a
+//     overrides, the head and tail of the quarantine list, and the
+//     position of its pass over the range (see above), per (translated
+//     address, destination address and port, protocol, zone):
+//     at most Config.Destinations entries of 104 bytes at load <= 1/2
+//     (3.25 MiB for the default 16,384). An entry lives while it counts a
 //     port. Allocations toward destinations beyond that are still correct
 //     (uniqueness comes from conntrack) but not counted (dest_overflow).
 //

@@ -12,20 +12,23 @@ type Counter uint8
 const (
 	CtrAllocated           Counter = iota // translations handed out
 	CtrAbandoned                          // translations given back unused (Abandon)
-	CtrReleased                           // translated flows released by conntrack (their ports quarantined)
+	CtrReleased                           // translated flows released by conntrack
 	CtrExhausted                          // flows refused: no free port toward the destination (drop.SNATExhausted)
 	CtrQuarantineOverride                 // quarantined ports reused because no other port was free
 	CtrQuarantineForgotten                // quarantine entries dropped, still running, because the quarantine was full
 	CtrDestOverflow                       // allocations not counted per destination: the destination table was full
 	CtrEventsLost                         // events not recorded because the event ring was full
-	CtrScans                              // allocations that fell back to the linear scan
-	CtrProbes                             // candidate ports examined
+	CtrScans                              // allocations that fell back to the pass over the range (ScanProbes ports of it)
+	CtrProbes                             // candidate ports examined (probes / allocated: the cost of a new flow)
+	CtrProbeLimit                         // flows refused: no free port within MaxProbes candidates (drop.SNATProbeLimit)
+	CtrReleasedUnheld                     // released ports not quarantined: their flows carried no connection
 	NumCounters
 )
 
 var counterNames = [NumCounters]string{
 	"allocated", "abandoned", "released", "snat_exhausted", "quarantine_override",
 	"quarantine_forgotten", "dest_overflow", "events_lost", "scans", "probes",
+	"snat_probe_limit", "released_unheld",
 }
 
 // String returns the counter's name, e.g. "quarantine_override".

@@ -52,9 +52,22 @@ func packet(k conntrack.Key) conntrack.Packet {
 	return p
 }
 
-// open allocates a translation for k on the shard that owns k and creates
-// the flow. It returns the translation, the flow and the drop reason.
+// open allocates a translation for k on the shard that owns k, creates the
+// flow and answers it (a completed TCP handshake, a UDP or ICMP reply), so
+// that its port carried a connection and is quarantined when it ends. It
+// returns the translation, the flow and the drop reason.
 func (h *harness) open(k conntrack.Key) (conntrack.Translation, conntrack.Ref, drop.Reason) {
+	h.t.Helper()
+	tr, ref, r := h.openUnanswered(k)
+	if r == drop.None {
+		h.answer(k, tr)
+	}
+	return tr, ref, r
+}
+
+// openUnanswered is open without the answer: the flow stays SYN_SENT (UDP
+// or ICMP: unanswered), and its port is not quarantined when it ends.
+func (h *harness) openUnanswered(k conntrack.Key) (conntrack.Translation, conntrack.Ref, drop.Reason) {
 	h.t.Helper()
 	s := h.tb.ShardOf(&k)
 	a := h.n.Allocator(s)
@@ -69,6 +82,31 @@ func (h *harness) open(k conntrack.Key) (conntrack.Translation, conntrack.Ref, d
 		h.t.Fatalf("create %v with %+v: %v", k, tr, v.Reason)
 	}
 	return tr, v.Flow, drop.None
+}
+
+// answer sends the far side's reply to flow k translated to tr (and, for
+// TCP, the handshake's final ACK).
+func (h *harness) answer(k conntrack.Key, tr conntrack.Translation) {
+	h.t.Helper()
+	sh := h.tb.Shard(h.tb.ShardOf(&k))
+	rep := conntrack.Packet{Key: sh.ReplyKey(&k, tr), WScale: -1, Window: 1000}
+	switch k.Proto {
+	case header.ProtoTCP:
+		rep.Flags, rep.Seq, rep.Ack = header.TCPFlagSYN|header.TCPFlagACK, 1000, 2
+	case header.ProtoICMP:
+		rep.ICMPType = header.ICMPv4EchoReply
+	case header.ProtoICMPv6:
+		rep.ICMPType = header.ICMPv6EchoReply
+	}
+	if v := sh.Track(&rep, h.now); v.Action != conntrack.Forward {
+		h.t.Fatalf("reply to %v: %v %v", k, v.Action, v.Reason)
+	}
+	if k.Proto == header.ProtoTCP {
+		ack := conntrack.Packet{Key: k, WScale: -1, Window: 1000, Flags: header.TCPFlagACK, Seq: 2, Ack: 1001}
+		if v := sh.Track(&ack, h.now); v.Action != conntrack.Forward || v.State != conntrack.TCPEstablished {
+			h.t.Fatalf("ack of %v: %v %v %v", k, v.Action, v.Reason, v.State)
+		}
+	}
 }
 
 // mustOpen is open that fails the test on a drop.

@@ -96,6 +96,15 @@ type dent struct {
 	passAt    conntrack.Time // when
 	exhausted uint64         // flows refused for lack of a port
 	overrides uint64         // quarantined ports reused because nothing else was free
+	// The pass in progress: Allocate examines at most ScanProbes ports of
+	// it, so a pass over the range spreads over many allocations.
+	scanNext  uint32 // offset in the range of the next port to examine
+	scanLeft  uint32 // ports of the range not examined yet; 0: no pass in progress
+	scanOwned uint32 // ports examined so far that land on this worker
+	scanLive  uint32 // of those, in use (or allocated by this pass)
+	scanQuar  bool   // a quarantined port was seen
+	freed     bool   // freedPort holds a port given back without quarantine
+	freedPort uint16 // the last such port (Abandon, or a flow that carried no connection)
 }
 
 // dests is the per-destination table. At most max entries are used (load

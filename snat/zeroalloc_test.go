@@ -62,7 +62,7 @@ func TestZeroAllocs(t *testing.T) {
 		}},
 		{"Release", func() {
 			port++
-			a.Release(&k, conntrack.Translation{Addr: 1, Port: port}, now)
+			a.Release(&k, conntrack.Translation{Addr: 1, Port: port}, true, now)
 		}},
 		{"Serve/idle", func() { a.Serve(now) }},
 		{"NAT.Addr", func() { _ = h.n.Addr(1) }},
