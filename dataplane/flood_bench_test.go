@@ -212,3 +212,27 @@ func TestSYNFloodZeroAlloc(t *testing.T) {
 		t.Fatalf("only %d SYNs refused or created", n)
 	}
 }
+
+// TestSYNFloodSNATScansOnce: a flood toward one server port through a table
+// larger than the SNAT port range takes every port toward that destination
+// within 3.2 s; SNAT's scans while the last ports go must walk the range
+// about once between them, not once per port (a random start cost
+// 64,512/free probes per port: 1.2 million in that second, batches of 32
+// SYNs taking 80-140 ms of CPU and the worker losing its RX ring). Failed
+// with 1.4 million probes before scans kept their position.
+func TestSYNFloodSNATScansOnce(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1<<17)
+	tp.w.testTX = func(int, []byte) {}
+	f := &synFlood{tp: tp}
+	for i := 0; i < 100_000; i += 32 { // 5 s of flood
+		f.send()
+	}
+	tp.w.flush()
+	nat := tp.e.nat.Stats()
+	if ex := nat.Counters[snat.CtrExhausted] + nat.Counters[snat.CtrProbeLimit]; ex < 20_000 {
+		t.Fatalf("%d SYNs refused by SNAT, want the range toward port 9 used up", ex)
+	}
+	if probes := nat.Counters[snat.CtrProbes]; probes > 12*64512 {
+		t.Fatalf("%d SNAT probes for 100,000 SYNs, want at most 12 passes over the range", probes)
+	}
+}
