@@ -109,6 +109,8 @@ if [ "$(id -u)" -eq 0 ]; then
 	SHORT=1 OUT=/tmp/edge-ci-bench ./bench/pps.sh
 	stage "NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any failed request through edge's default mode not attributed to the lab)"
 	SHORT=1 ./bench/nsx-ab.sh
+	stage "SYN flood into a full table (bench/synflood.sh, edge only, medians of 3: fails if a paced TCP stream loses > 20% or stalls > 100 ms)"
+	RUNS=3 MODES=edge ./bench/synflood.sh
 else
 	echo "skipped: needs root (CI runs as root)"
 fi
