@@ -24,8 +24,9 @@
 #              Binding request to the first one's mapping), and bench/cmd/hairpin
 #              (host B sends to host A's mapping learnt via STUN; prints the
 #              source A saw: RFC 4787 REQ-9 wants B's external mapping)
-#   counts     edge: the drop reasons `edge stats` counted during the hairpin
-#              probes; Linux: UdpNoPorts of the middle's own stack
+#   counts     what the middle box counted during the -m -f run and during the
+#              hairpin probes: edge's drop reasons (`edge stats`), the Linux
+#              middle's UdpNoPorts (datagrams to its own address no socket took)
 #
 #   ./bench/natlab.sh                    (root; about 1 minute; make natlab)
 #   MODES=edge ./bench/natlab.sh
@@ -38,7 +39,8 @@
 # edge's mapping must be endpoint-independent, address-dependent or
 # address-and-port-dependent), EDGE_SNAT (a YAML flow mapping replacing
 # edge's snat section), EDGE_BIN (an edge binary; default: built from
-# ./cmd/edge), KEEP (keep the work directory with every tool's output).
+# ./cmd/edge), QUEUES (1: edge's queues and workers, veth queues; with 2,
+# flows of one client port may land on different workers), KEEP (keep the work directory with every tool's output).
 #
 # Exit status: 0 when every middle box was classified (a measurement, not a
 # gate, unless GATE is set); 1 when GATE is set and edge missed it; 2 when
@@ -49,6 +51,7 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 
 MODES=${MODES:-"edge linux-nft"}
+QUEUES=${QUEUES:-1}
 GATE=${GATE:-}
 SRV=203.0.113.2 SRV_ALT=203.0.113.3 PORT=3478 ALT_PORT=3479
 HOST_A=10.0.0.2 HOST_B=10.0.0.3
@@ -102,13 +105,31 @@ short() {
 	esac
 }
 
+# snapshot MODE: the middle box's drop counters as a JSON object: edge's
+# drop reasons (edge stats), or the Linux middle's UdpNoPorts (datagrams to
+# its own address that no socket took: what becomes of a hairpinned packet
+# or of an answer its filter refused).
+snapshot() {
+	if [ "$1" = edge ]; then
+		"$EDGE_BIN" --socket "$EDGE_SOCK" stats -o json | jq -c '.drops // {}'
+	else
+		ip netns exec "$NS_M" nstat -az UdpNoPorts | awk '$1 == "UdpNoPorts" {printf "{\"UdpNoPorts\": %s}\n", $2}'
+	fi
+}
+# grown BEFORE AFTER: the counters that grew, "name +n, ...".
+grown() {
+	jq -nr --argjson a "$1" --argjson b "$2" \
+		'[$b | to_entries[] | select((.value | tonumber) > (($a[.key] // 0) | tonumber)) |
+		  "\(.key) +\((.value | tonumber) - (($a[.key] // 0) | tonumber))"] | join(", ")'
+}
+
 # run_mode MODE: one middle box, measured; writes $tmp/MODE.result (shell
 # variables) and returns non-zero when something could not be classified.
 run_mode() {
 	local mode=$1 out=$tmp/$1
 	mkdir -p "$out"
 	echo "== $mode: topology"
-	topo_id=$(./scripts/topo.sh up "$mode" --max-flows 65536 | tail -n 1) || { topo_id=; return 2; }
+	topo_id=$(./scripts/topo.sh up "$mode" --max-flows 65536 --queues "$QUEUES" --middle-cpus 0,1 | tail -n 1) || { topo_id=; return 2; }
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
 	local mac_c mac_s
@@ -123,7 +144,8 @@ run_mode() {
 	ip -n "$NS_M" neigh replace "$HOST_B" lladdr "$mac_c" dev "$DEV_IN" nud permanent || return 2
 	echo "   namespaces $NS_C $NS_M $NS_S"
 
-	local ctl=("$EDGE_BIN" --socket "${EDGE_SOCK:-}")
+	EDGE_SOCK=${EDGE_SOCK:-}
+	local ctl=("$EDGE_BIN" --socket "$EDGE_SOCK")
 	if [ "$mode" = edge ] && [ -n "${EDGE_SNAT:-}" ]; then
 		sed "s|^snat: .*|snat: $EDGE_SNAT|" "$EDGE_CONFIG" >"$out/edge-snat.yaml"
 		"${ctl[@]}" config apply -f "$out/edge-snat.yaml" | sed 's/^/   /' || return 2
@@ -162,7 +184,8 @@ EOF
 	[ -n "$ok" ] || { echo "natlab.sh: turnserver is not listening on $want" >&2; tail -20 "$out/turnserver.log" >&2; return 2; }
 
 	echo "== $mode: turnutils_natdiscovery -m -f (client $HOST_A, server $SRV:$PORT)"
-	local t0=$SECONDS
+	local t0=$SECONDS before after
+	before=$(snapshot "$mode") || return 2
 	ip netns exec "$NS_C" timeout 60 turnutils_natdiscovery -m -f -L "$HOST_A" -p "$PORT" "$SRV" >"$out/natdiscovery.txt" 2>&1 ||
 		{ echo "natlab.sh: turnutils_natdiscovery failed:" >&2; tail -20 "$out/natdiscovery.txt" >&2; return 2; }
 	local mapping filtering
@@ -170,7 +193,10 @@ EOF
 	filtering=$(verdict "$out/natdiscovery.txt" Filtering)
 	echo "   ${mapping:-no mapping verdict}"
 	echo "   ${filtering:-no filtering verdict}"
-	echo "   ($((SECONDS - t0)) s)"
+	after=$(snapshot "$mode") || return 2
+	local counted_mf
+	counted_mf=$(grown "$before" "$after")
+	echo "   ($((SECONDS - t0)) s; counted by the middle box meanwhile: ${counted_mf:-nothing})"
 	# The mapping test's three answers, for the report: the local address
 	# and the mapping each request got.
 	local locals mappeds
@@ -178,15 +204,7 @@ EOF
 	mappeds=$(awk '/^-= Mapping/ {on=1} /^-= Filtering/ {on=0} on && /UDP reflexive addr/ {print $NF}' "$out/natdiscovery.txt" | tr '\n' ' ')
 	echo "   mapping test: local $locals-> mapped $mappeds"
 
-	local before after
-	snapshot() {
-		if [ "$mode" = edge ]; then
-			"${ctl[@]}" stats -o json | jq -c '.drops // {}'
-		else
-			ip netns exec "$NS_M" nstat -az UdpNoPorts | awk '$1 == "UdpNoPorts" {printf "{\"UdpNoPorts\": %s}\n", $2}'
-		fi
-	}
-	before=$(snapshot)
+	before=$(snapshot "$mode") || return 2
 	echo "== $mode: hairpin, coturn (turnutils_natdiscovery -H: A's second socket to A's first socket's mapping)"
 	ip netns exec "$NS_C" timeout 30 turnutils_natdiscovery -H -L "$HOST_A" -p "$PORT" "$SRV" >"$out/natdiscovery-H.txt" 2>&1 ||
 		{ echo "natlab.sh: turnutils_natdiscovery -H failed:" >&2; tail -20 "$out/natdiscovery-H.txt" >&2; return 2; }
@@ -204,12 +222,9 @@ EOF
 	jq -r '"   A \(.a_local) -> \(.a_mapped), B \(.b_local) -> \(.b_mapped)"' "$out/hairpin.json"
 	if [ "$hp" = yes ]; then echo "   hairpin: yes, A saw B as $hp_src"; else echo "   hairpin: no"; fi
 	sleep 0.2
-	after=$(snapshot)
-	# What the middle box counted during both hairpin probes: counters that grew.
+	after=$(snapshot "$mode") || return 2
 	local counted
-	counted=$(jq -nr --argjson a "$before" --argjson b "$after" \
-		'[$b | to_entries[] | select((.value | tonumber) > (($a[.key] // 0) | tonumber)) |
-		  "\(.key) +\((.value | tonumber) - (($a[.key] // 0) | tonumber))"] | join(", ")')
+	counted=$(grown "$before" "$after")
 	echo "   counted by the middle box during the hairpin probes: ${counted:-nothing}"
 
 	local local_port mapped_port preserved
@@ -226,6 +241,7 @@ R_HP_COTURN='$hp_coturn'
 R_HP='$hp'
 R_HP_SRC='$hp_src'
 R_COUNTED='${counted:-nothing}'
+R_COUNTED_MF='${counted_mf:-nothing}'
 EOF
 	teardown
 	[ -n "$(short "$mapping")" ] && [ -n "$(short "$filtering")" ] || {
@@ -245,12 +261,12 @@ done
 echo
 echo "== NAT behaviour (RFC 4787 / RFC 5780; coturn $(dpkg-query -W -f '${Version}' coturn 2>/dev/null) turnutils_natdiscovery and bench/cmd/hairpin; $((SECONDS - start)) s)"
 {
-	printf 'MIDDLE\tMAPPING\tFILTERING\tSRC PORT KEPT\tHAIRPIN (coturn -H)\tHAIRPIN (B->A)\tA SAW B AS\tCOUNTED DURING HAIRPIN\n'
+	printf 'MIDDLE\tMAPPING\tFILTERING\tSRC PORT KEPT\tHAIRPIN (coturn -H)\tHAIRPIN (B->A)\tA SAW B AS\tCOUNTED: -m -f\tCOUNTED: HAIRPIN\n'
 	for mode in $MODES; do
 		if [ -f "$tmp/$mode.result" ]; then
 			# shellcheck disable=SC1090
 			. "$tmp/$mode.result"
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "${R_MAPPING:-?}" "${R_FILTERING:-?}" "$R_PORT" "$R_HP_COTURN" "$R_HP" "$R_HP_SRC" "$R_COUNTED"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "${R_MAPPING:-?}" "${R_FILTERING:-?}" "$R_PORT" "$R_HP_COTURN" "$R_HP" "$R_HP_SRC" "$R_COUNTED_MF" "$R_COUNTED"
 		else
 			printf '%s\t%s\n' "$mode" "(not measured)"
 		fi
