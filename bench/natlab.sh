@@ -86,8 +86,10 @@ if [ -z "${EDGE_BIN:-}" ]; then go build -o "$tmp/bin/edge" ./cmd/edge; EDGE_BIN
 go build -o "$tmp/bin/hairpin" ./bench/cmd/hairpin
 export EDGE_BIN
 
-# verdict FILE TITLE: the decision turnutils_natdiscovery printed after TITLE
-# ("Mapping", "Filtering"): the line after the "=====" that follows it.
+# verdict FILE TITLE: the decision turnutils_natdiscovery printed in its
+# TITLE section ("Mapping", "Filtering"): the first "NAT with ..." or
+# "No NAT! ..." line there; none when the test could not decide (no RFC
+# 5780 answer, or the first request unanswered).
 verdict() {
 	awk -v t="-= $2 Behavior Discovery =-" '
 		$0 == t { on = 1; next }
