@@ -51,14 +51,6 @@ import (
 	"github.com/edgegw/edge/snat"
 )
 
-// hopCache is one worker's memory of the last next hop it resolved on a
-// port.
-type hopCache struct {
-	table *neighTable
-	hop   [16]byte
-	mac   [6]byte
-}
-
 // RuleLog records a flow's first packet that matched a rule with log set.
 type RuleLog struct {
 	Time   conntrack.Time
@@ -129,7 +121,8 @@ type worker struct {
 	fragPkt conntrack.Packet         // a held fragment being released (noteFirst)
 	// fragExpired: frags.Stats.ExpiredHeld already counted as drops
 	fragExpired uint64
-	lastHop     [2]hopCache // per port: the last next hop resolved
+	lastHop     [2]hopCache  // per port: the last next hop resolved
+	resolves    resolveLimit // neighbour resolution requests
 
 	// Hand-off between workers (several queues): outbox[k] carries frames
 	// of flows worker k owns; inbox[j] brings frames from worker j.
@@ -1001,23 +994,19 @@ func (w *worker) forward(in int, p *conntrack.Packet, frame []byte, out int, hop
 
 // queue sets the Ethernet addresses of frame for next hop hop on port out
 // and queues it for transmission. Without the next hop's MAC address it asks
-// for resolution and drops the frame (counted against packet p, received
-// on port in): never a guessed or stale address.
+// for resolution, within the worker's budget, and drops the frame (counted
+// against packet p, received on port in): never a guessed address (the
+// mirror's, which may outlive the kernel's entry for a bounded time: see
+// Neighbours).
 func (w *worker) queue(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) bool {
 	egress := w.ports[out]
-	// Most traffic on a port goes to one next hop (the gateway): remember
-	// the last one per port, valid while the snapshot is the same.
-	t := w.e.neigh.cur.Load()
-	c := &w.lastHop[out]
-	mac, ok := c.mac, c.table == t && c.hop == hop
+	mac, ok := w.lastHop[out].nextHop(w.e.neigh.cur.Load(), int32(egress.ifindex), &hop)
 	if !ok {
-		if mac, ok = t.lookup(int32(egress.ifindex), &hop); ok {
-			*c = hopCache{table: t, hop: hop, mac: mac}
+		r := drop.NeighbourResolveLimited
+		if w.resolves.allow(w.now) && w.e.neigh.Resolve(egress.ifindex, hop) {
+			r = drop.NoNeighbour
 		}
-	}
-	if !ok {
-		w.e.neigh.Resolve(egress.ifindex, hop)
-		w.dropPkt(drop.NoNeighbour, in, p)
+		w.dropPkt(r, in, p)
 		return false
 	}
 	eth := header.Ethernet(frame)

@@ -90,6 +90,9 @@ const (
 	// SNAT allocation bound (snat.MaxProbes).
 	SNATProbeLimit // a new flow refused: no free SNAT port found within the probe bound (the range toward its destination is nearly full)
 
+	// Neighbour resolution (dataplane/neigh.go).
+	NeighbourResolveLimited // next hop's MAC address unknown and its resolution refused: edge's bound on resolutions reached
+
 	NumReasons
 )
 
@@ -146,6 +149,8 @@ var names = [NumReasons]string{
 	FragmentExpired:   "fragment_expired",
 	ProbeLimit:        "probe_limit",
 	SNATProbeLimit:    "snat_probe_limit",
+
+	NeighbourResolveLimited: "neighbour_resolve_limited",
 }
 
 var help = [NumReasons]string{
@@ -202,6 +207,8 @@ var help = [NumReasons]string{
 	FragmentExpired:   "later IP fragment held for its first fragment, which did not arrive within the fragment timeout (2 s)",
 	ProbeLimit:        "new flow refused: its key's probe run in the flow index would pass the bound (a hash-flooding defence; with a keyed hash, random keys never reach it)",
 	SNATProbeLimit:    "new flow refused: the SNAT allocator examined its bound of candidate ports (snat.MaxProbes) without finding a free one; the range toward the destination is nearly all in use or in quarantine, and later flows continue the search where this one stopped",
+
+	NeighbourResolveLimited: "next hop's MAC address not known and its resolution not requested: the worker's resolution rate (a window's budget) or edge's bound on unanswered resolutions was reached (a flood toward many unresolvable addresses must not fill the kernel's neighbour table); packet dropped",
 }
 
 // String returns the counter name of r, e.g. "out_of_window".
