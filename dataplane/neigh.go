@@ -157,13 +157,13 @@ func (e *Engine) NeighbourStats() NeighbourStats { return e.neigh.Stats() }
 
 // neighTable is an immutable open-addressing table (linear probing, load
 // at most 1/2) of a snapshot: a per-packet lookup is a multiply, one or two
-// slot reads and a compare, where a Go map cost several times that. hits
-// is its one mutable part: a flag per slot a worker sets (once: it reads
-// before writing) when it sends through the entry, which the mirror reads
-// when it builds the next snapshot.
+// slot reads and a compare, where a Go map cost several times that. A
+// slot's hit flag is its one mutable part: a worker sets it (once: it reads
+// before writing) when it sends through the entry, and the mirror reads it
+// when it builds the next snapshot. It shares the slot's cache line, which
+// the lookup reads anyway.
 type neighTable struct {
 	slots []neighSlot
-	hits  []atomic.Bool
 	mask  uint64
 
 	entries, kept int
@@ -175,6 +175,7 @@ type neighSlot struct {
 	ifindex int32
 	mac     [6]byte
 	used    bool
+	hit     uint32 // atomic: a worker sent through the entry
 }
 
 func neighHash(ifindex int32, a *[16]byte) uint64 {
@@ -196,7 +197,7 @@ func newNeighTable(m map[neighKey][6]byte) *neighTable {
 	for n < 2*len(m) {
 		n <<= 1
 	}
-	t := &neighTable{slots: make([]neighSlot, n), hits: make([]atomic.Bool, n), mask: uint64(n - 1), entries: len(m)}
+	t := &neighTable{slots: make([]neighSlot, n), mask: uint64(n - 1), entries: len(m)}
 	for k, mac := range m {
 		i := neighHash(k.ifindex, &k.addr) & t.mask
 		for t.slots[i].used {
@@ -232,8 +233,8 @@ func (t *neighTable) lookup(ifindex int32, a *[16]byte) ([6]byte, bool) {
 // markHit notes that a worker sent through slot i. Read before write: the
 // slot's cache line is written once per snapshot, not once per packet.
 func (t *neighTable) markHit(i int) {
-	if h := &t.hits[i]; !h.Load() {
-		h.Store(true)
+	if h := &t.slots[i].hit; atomic.LoadUint32(h) == 0 {
+		atomic.StoreUint32(h, 1)
 	}
 }
 
@@ -346,7 +347,7 @@ func (n *Neighbours) rebuild(d []kernelNeigh, now time.Time) {
 	// Which entries did the workers use since the last snapshot?
 	old := n.cur.Load()
 	for i := range old.slots {
-		if s := &old.slots[i]; s.used && old.hits[i].Load() {
+		if s := &old.slots[i]; s.used && atomic.LoadUint32(&s.hit) != 0 {
 			if e := n.known[neighKey{s.ifindex, s.addr}]; e != nil {
 				e.used = now
 			}
