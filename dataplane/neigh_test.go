@@ -124,6 +124,18 @@ func TestNeighbourInUseKept(t *testing.T) {
 				delete(k.hidden, client)
 			}
 		}, 20, NeighbourStats{KeptTotal: 1, KeptRecovered: 1}},
+		{"skipped by every other dump", func(k *fakeKernel, s int) {
+			k.hidden[client] = s%2 == 1
+		}, 20, NeighbourStats{KeptTotal: 10, KeptRecovered: 10}},
+		{"INCOMPLETE for 3 s, then answered", func(k *fakeKernel, s int) {
+			switch s {
+			case 1: // the kernel lost it and resolves it again
+				delete(k.hidden, client)
+				k.entries[client] = &fakeEntry{state: netlink.NUD_INCOMPLETE, since: k.now}
+			case 4:
+				k.answers[client] = macClientA
+			}
+		}, 20, NeighbourStats{KeptTotal: 1, KeptRecovered: 1}},
 		{"FAILED after 4 s", func(k *fakeKernel, s int) {
 			if s == 4 {
 				delete(k.hidden, client)
