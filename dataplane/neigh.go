@@ -31,9 +31,11 @@ import (
 //     kept, with its last good MAC, while the kernel's dumps lack it, for
 //     at most neighKeepFor, and revalidated (probed) meanwhile. A dump walks
 //     a hash table that changes under it and can skip live entries, and the
-//     kernel's forced garbage collection drops entries not confirmed in the
-//     last 5 s, REACHABLE or not, once the table is at gc_thresh3. Only the
-//     kernel saying FAILED, or the bound, ends it.
+//     kernel's garbage collection removes STALE entries when its table
+//     fills (forced, at gc_thresh3: those not updated in the last 5 s);
+//     STALE is where every entry edge sends through ends up, since edge's
+//     frames bypass the kernel, which never confirms it. Only the kernel
+//     saying FAILED, or the bound, ends it.
 //   - Resolutions of new addresses are bounded: a worker asks at most
 //     resolveBudget times per resolveWindow, and at most maxUnanswered
 //     requests are outstanding (asked, neither answered nor given up) at a
