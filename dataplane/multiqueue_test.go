@@ -1,11 +1,13 @@
 package dataplane
 
 import (
+	"bytes"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/internal/netnstest"
 	"github.com/edgegw/edge/snat"
 )
@@ -15,6 +17,47 @@ import (
 // the same worker, and packets that arrive on the other worker's queue are
 // handed over. Every one of 64 UDP flows must get its echo back.
 func TestTwoQueues(t *testing.T) {
+	client, eng := twoQueueEcho(t, 1)
+	const flows = 64
+	answered := echoFlows(t, client, flows, []byte("q"))
+	st := eng.Stats()
+	if answered != flows {
+		t.Fatalf("%d of %d flows answered through two workers; stats %+v", answered, flows, st)
+	}
+	if st.Handoff == 0 {
+		t.Fatalf("no packet was handed between workers: the test did not exercise the hand-off (stats %+v)", st)
+	}
+	t.Logf("handed off %d frames; per-shard flows %d/%d", st.Handoff, eng.table.ShardStats(0).Counters[conntrack.CtrCreated], eng.table.ShardStats(1).Counters[conntrack.CtrCreated])
+}
+
+// TestTwoQueuesFragments: fragmented datagrams (3,000 bytes, three
+// fragments each way) cross two workers. A later fragment carries no ports,
+// so the worker that receives a datagram steers its later fragments to the
+// worker it handed the first one to (dataplane/fragment.go).
+func TestTwoQueuesFragments(t *testing.T) {
+	client, eng := twoQueueEcho(t, 8192)
+	msg := make([]byte, 3000)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	const flows = 32
+	answered := echoFlows(t, client, flows, msg)
+	st := eng.Stats()
+	if answered != flows {
+		t.Fatalf("%d of %d fragmented flows answered through two workers; drops %v", answered, flows, st.Drops)
+	}
+	for _, r := range []drop.Reason{drop.Fragment, drop.FragmentNoRoom, drop.FragmentExpired, drop.HandoffFull} {
+		if st.Drops[r] != 0 {
+			t.Errorf("%d packets dropped as %v", st.Drops[r], r)
+		}
+	}
+	t.Logf("handed off %d frames", st.Handoff)
+}
+
+// twoQueueEcho makes client -- edge (two queues, two workers, SNAT) --
+// server on two-queue veths, with a UDP echo server on 203.0.113.2:7009
+// reading datagrams of up to bufSize bytes.
+func twoQueueEcho(t *testing.T, bufSize int) (*netnstest.NS, *Engine) {
 	netnstest.Require(t)
 	client, edge, server := netnstest.New(t, "mqc"), netnstest.New(t, "mqe"), netnstest.New(t, "mqs")
 	netnstest.VethQueues(t, 2, client, "c0", "10.0.0.2/24", edge, "in", "10.0.0.1/24")
@@ -33,9 +76,9 @@ func TestTwoQueues(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer udp.Close()
+	t.Cleanup(func() { udp.Close() })
 	go func() {
-		buf := make([]byte, 64)
+		buf := make([]byte, bufSize)
 		for {
 			n, from, err := udp.ReadFromUDP(buf)
 			if err != nil {
@@ -44,20 +87,27 @@ func TestTwoQueues(t *testing.T) {
 			udp.WriteToUDP(buf[:n], from)
 		}
 	}()
-	const flows = 64
+	return client, eng
+}
+
+// echoFlows sends msg from flows new client sockets (one flow each) and
+// returns how many got msg back, retrying each up to 10 times.
+func echoFlows(t *testing.T, client *netnstest.NS, flows int, msg []byte) int {
 	answered := 0
 	err := client.Do(func() error {
+		buf := make([]byte, len(msg)+64)
 		for f := 0; f < flows; f++ {
 			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7009})
 			if err != nil {
 				return err
 			}
-			buf := make([]byte, 64)
 			for try := 0; try < 10; try++ {
-				c.Write([]byte("q"))
+				c.Write(msg)
 				c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-				if _, err := c.Read(buf); err == nil {
-					answered++
+				if n, err := c.Read(buf); err == nil {
+					if bytes.Equal(buf[:n], msg) {
+						answered++
+					}
 					break
 				}
 			}
@@ -68,12 +118,5 @@ func TestTwoQueues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := eng.Stats()
-	if answered != flows {
-		t.Fatalf("%d of %d flows answered through two workers; stats %+v", answered, flows, st)
-	}
-	if st.Handoff == 0 {
-		t.Fatalf("no packet was handed between workers: the test did not exercise the hand-off (stats %+v)", st)
-	}
-	t.Logf("handed off %d frames; per-shard flows %d/%d", st.Handoff, eng.table.ShardStats(0).Counters[conntrack.CtrCreated], eng.table.ShardStats(1).Counters[conntrack.CtrCreated])
+	return answered
 }
