@@ -659,8 +659,7 @@ type Stats struct {
 
 	KernelRoutesRefused uint64 // refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors)
 
-	Neighbours NeighbourStats // the neighbour mirror
-	Fragments  frag.Stats     // the workers' fragment tables, summed
+	Neighbours NeighbourStats // the neighbour mirror (fragments: per worker)
 
 	Workers []WorkerStats // by worker
 	Ports   [2]PortStats  // 0 inside, 1 outside
@@ -731,7 +730,6 @@ func (e *Engine) Stats() Stats {
 		s.RuleLogLost += ws.RuleLogLost
 		s.Handoff += ws.Handoff
 		s.EventsLost += ws.EventsLost
-		addFragStats(&s.Fragments, &ws.Fragments)
 		s.Workers = append(s.Workers, ws)
 	}
 	for _, w := range e.workers {

@@ -146,15 +146,3 @@ func (c *fragCounters) load() frag.Stats {
 	s.Refused, s.ExpiredState = c.refused.Load(), c.expiredState.Load()
 	return s
 }
-
-// addFragStats adds s to sum.
-func addFragStats(sum, s *frag.Stats) {
-	sum.Noted += s.Noted
-	sum.Followed += s.Followed
-	sum.Held += s.Held
-	sum.Released += s.Released
-	sum.ExpiredHeld += s.ExpiredHeld
-	sum.Completed += s.Completed
-	sum.Refused += s.Refused
-	sum.ExpiredState += s.ExpiredState
-}

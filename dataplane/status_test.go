@@ -17,7 +17,7 @@ func TestStatsFragmentsAndNeighbours(t *testing.T) {
 	// Later fragments first: held.
 	tp.sendFrames(0, frags[1], frags[2])
 	got := tp.e.Stats()
-	if f := got.Fragments; f.Held != 2 || f.Released != 0 || f.Noted != 0 {
+	if f := got.Workers[0].Fragments; f.Held != 2 || f.Released != 0 || f.Noted != 0 {
 		t.Errorf("two later fragments held: fragments %+v", f)
 	}
 	// The first: noted, the two released, the datagram completed.
@@ -27,8 +27,8 @@ func TestStatsFragmentsAndNeighbours(t *testing.T) {
 	if want.Noted != 1 || want.Released != 2 || want.Completed != 1 {
 		t.Fatalf("the table counted %+v; the test expects a noted, released and completed datagram", want)
 	}
-	if got.Fragments != want || len(got.Workers) != 1 || got.Workers[0].Fragments != want {
-		t.Errorf("Stats fragments %+v, worker %+v; the table has %+v", got.Fragments, got.Workers[0].Fragments, want)
+	if len(got.Workers) != 1 || got.Workers[0].Fragments != want {
+		t.Errorf("Stats workers %+v; the table has fragments %+v", got.Workers, want)
 	}
 	if n := got.Neighbours; n.Entries != 2 || n != tp.e.NeighbourStats() {
 		t.Errorf("Stats neighbours %+v, the mirror's %+v (2 entries)", n, tp.e.NeighbourStats())
