@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/snat"
 )
@@ -131,7 +132,55 @@ type Stats struct {
 	// SNATDestinations is the port usage toward each destination.
 	SNATDestinations []snat.DestStat
 	EventsLost       uint64 // events lost to full rings (data plane side)
-	Warnings         []string
+	Neighbours       NeighbourStats
+	// KernelRoutesRefused counts refreshes of routes_from_kernel refused
+	// (more routes than routes_from_kernel_max, netlink errors).
+	KernelRoutesRefused uint64
+	Warnings            []string
+}
+
+// NeighbourStats are the neighbour mirror's counters (the data plane's
+// copy of the kernel's neighbour tables).
+type NeighbourStats struct {
+	Entries    int // in the snapshot the workers use
+	Kept       int // of them, in use and served from memory because the kernel's dump lacks them
+	Unanswered int // resolutions asked of the kernel and outstanding
+
+	KeptTotal     uint64 // times an in-use entry was kept when a dump lacked it
+	KeptRecovered uint64 // kept entries the kernel had again
+	KeptExpired   uint64 // kept entries dropped at the keep bound
+	KeptFailed    uint64 // kept entries dropped because the kernel reported the neighbour failed
+	Requests      uint64 // resolutions asked of the kernel
+	Refused       uint64 // resolutions refused: too many outstanding (the packets count as drop neighbour_resolve_limited)
+	GivenUp       uint64 // resolutions given up: failed, or unanswered too long
+	Deleted       uint64 // failed or stuck kernel entries of edge's own requests deleted
+}
+
+// Fragments sums the workers' fragment-table counters.
+func (s *Stats) Fragments() frag.Stats {
+	var f frag.Stats
+	for i := range s.Workers {
+		w := &s.Workers[i].Fragments
+		f.Noted += w.Noted
+		f.Followed += w.Followed
+		f.Held += w.Held
+		f.Released += w.Released
+		f.ExpiredHeld += w.ExpiredHeld
+		f.Completed += w.Completed
+		f.Refused += w.Refused
+		f.ExpiredState += w.ExpiredState
+	}
+	return f
+}
+
+// fragFramesHeld is how many of the frames f counted as held wait now for
+// their datagram's first fragment. Counters read while a worker publishes
+// can show more frames leaving than entering: that is 0.
+func fragFramesHeld(f *frag.Stats) uint64 {
+	if f.Released >= f.Held || f.ExpiredHeld >= f.Held-f.Released {
+		return 0 // not a wrapped difference
+	}
+	return f.Held - f.Released - f.ExpiredHeld
 }
 
 // Drops sums the workers' drops by reason.
@@ -155,6 +204,10 @@ type WorkerStats struct {
 	ICMP    [icmp.NumKinds]uint64
 	RST     uint64
 	Flows   int64 // live flows in this worker's shard
+	// Fragments are the worker's fragment table's counters: later
+	// fragments following their first fragment's verdict, and frames held
+	// until it comes.
+	Fragments frag.Stats
 }
 
 // InterfaceStats are one interface's counters.

@@ -20,6 +20,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl/edgepb"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/snat"
 )
@@ -500,7 +501,12 @@ func statsToPB(s *Stats, maxDest int) *edgepb.GetStatsResponse {
 		Workers:    make([]*edgepb.WorkerStats, 0, len(s.Workers)),
 		Interfaces: make([]*edgepb.InterfaceStats, 0, len(s.Interfaces)),
 		Warnings:   s.Warnings,
+
+		Neighbours:          neighboursToPB(&s.Neighbours),
+		KernelRoutesRefused: s.KernelRoutesRefused,
 	}
+	frags := s.Fragments()
+	out.Fragments = fragmentsToPB(&frags)
 	for i := range s.Workers {
 		w := &s.Workers[i]
 		for k, n := range w.ICMP {
@@ -519,6 +525,7 @@ func statsToPB(s *Stats, maxDest int) *edgepb.GetStatsResponse {
 			Flows:     w.Flows,
 			IcmpSent:  counterMap(w.ICMP[:], icmp.Kind.String),
 			RstSent:   w.RST,
+			Fragments: fragmentsToPB(&w.Fragments),
 		})
 	}
 	out.IcmpSent = counterMap(icmpSent[:], icmp.Kind.String)
@@ -561,6 +568,36 @@ func statsToPB(s *Stats, maxDest int) *edgepb.GetStatsResponse {
 		}
 	}
 	return out
+}
+
+func neighboursToPB(n *NeighbourStats) *edgepb.NeighbourStats {
+	return &edgepb.NeighbourStats{
+		Entries:              uint64(max(n.Entries, 0)),
+		Kept:                 uint64(max(n.Kept, 0)),
+		Unanswered:           uint64(max(n.Unanswered, 0)),
+		KeptTotal:            n.KeptTotal,
+		KeptRecovered:        n.KeptRecovered,
+		KeptExpired:          n.KeptExpired,
+		KeptFailed:           n.KeptFailed,
+		ResolutionsRequested: n.Requests,
+		ResolutionsRefused:   n.Refused,
+		ResolutionsGivenUp:   n.GivenUp,
+		KernelEntriesDeleted: n.Deleted,
+	}
+}
+
+func fragmentsToPB(f *frag.Stats) *edgepb.FragmentStats {
+	return &edgepb.FragmentStats{
+		FirstNoted:   f.Noted,
+		Followed:     f.Followed,
+		Held:         f.Held,
+		Released:     f.Released,
+		ExpiredHeld:  f.ExpiredHeld,
+		Completed:    f.Completed,
+		Refused:      f.Refused,
+		ExpiredState: f.ExpiredState,
+		HeldNow:      fragFramesHeld(f),
+	}
 }
 
 func addrStrings(as []netip.Addr) []string {

@@ -13,6 +13,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl/edgepb"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/snat"
 )
 
@@ -300,6 +301,7 @@ func TestStatsConversion(t *testing.T) {
 	if len(r.SnatDestinations) != 0 || r.SnatDestinationsTotal != 0 {
 		t.Errorf("destinations not asked for: %v", r.SnatDestinations)
 	}
+	checkNewStats(t, r)
 	r = statsToPB(&fb.stats, 1000)
 	want := &edgepb.SNATDestination{Address: "198.51.100.1", Destination: "203.0.113.5", Port: 80, Protocol: "tcp",
 		InUse: 1, Free: 64510, Range: 64511, Exhausted: 2}
@@ -319,6 +321,53 @@ func TestStatsConversion(t *testing.T) {
 	if r.SnatDestinationsTotal != 10 || len(r.SnatDestinations) != 3 || r.SnatDestinations[0].InUse != 9 ||
 		r.SnatDestinations[2].InUse != 7 || r.SnatDestinations[0].Zone != 1 || len(r.Warnings) != 1 {
 		t.Errorf("busiest 3 of 10: total %d, %v, warnings %v", r.SnatDestinationsTotal, r.SnatDestinations, r.Warnings)
+	}
+}
+
+// checkNewStats checks the neighbour, fragment and kernel-route counters of
+// r, the fake backend's stats as GetStats answers them.
+func checkNewStats(t *testing.T, r *edgepb.GetStatsResponse) {
+	t.Helper()
+	wantNeigh := &edgepb.NeighbourStats{Entries: 21, Kept: 22, Unanswered: 23, KeptTotal: 24, KeptRecovered: 25,
+		KeptExpired: 26, KeptFailed: 27, ResolutionsRequested: 28, ResolutionsRefused: 29, ResolutionsGivenUp: 30,
+		KernelEntriesDeleted: 31}
+	if !proto.Equal(r.Neighbours, wantNeigh) {
+		t.Errorf("neighbours: %v, want %v", r.Neighbours, wantNeigh)
+	}
+	if r.KernelRoutesRefused != 32 {
+		t.Errorf("kernel_routes_refused %d, want 32", r.KernelRoutesRefused)
+	}
+	// Worker 0, worker 1 and their sum; held_now is held - released - expired_held.
+	wantFrags := []*edgepb.FragmentStats{
+		{FirstNoted: 41, Followed: 42, Held: 43, Released: 14, ExpiredHeld: 15, Completed: 46, Refused: 47, ExpiredState: 48, HeldNow: 14},
+		{FirstNoted: 1, Followed: 2, Held: 3, Released: 1, ExpiredHeld: 1, Completed: 6, Refused: 7, ExpiredState: 8, HeldNow: 1},
+		{FirstNoted: 42, Followed: 44, Held: 46, Released: 15, ExpiredHeld: 16, Completed: 52, Refused: 54, ExpiredState: 56, HeldNow: 15},
+	}
+	if len(r.Workers) != 2 {
+		t.Fatalf("%d workers", len(r.Workers))
+	}
+	for i, got := range []*edgepb.FragmentStats{r.Workers[0].Fragments, r.Workers[1].Fragments, r.Fragments} {
+		if !proto.Equal(got, wantFrags[i]) {
+			t.Errorf("fragments %d: %v, want %v", i, got, wantFrags[i])
+		}
+	}
+}
+
+// The frames held now, derived from the counters, are never negative: a
+// read between two of a worker's stores can see more leave than entered.
+func TestFragFramesHeld(t *testing.T) {
+	for _, c := range []struct {
+		s    frag.Stats
+		want uint64
+	}{
+		{frag.Stats{Held: 5, Released: 2, ExpiredHeld: 1}, 2},
+		{frag.Stats{Held: 3, Released: 2, ExpiredHeld: 1}, 0},
+		{frag.Stats{Held: 3, Released: 3, ExpiredHeld: 1}, 0},
+		{frag.Stats{Held: 1 << 63, Released: 1 << 63, ExpiredHeld: 1 << 63}, 0},
+	} {
+		if got := fragFramesHeld(&c.s); got != c.want {
+			t.Errorf("%+v: %d held, want %d", c.s, got, c.want)
+		}
 	}
 }
 

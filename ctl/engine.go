@@ -399,12 +399,16 @@ func (b *EngineBackend) Stats(ctx context.Context, destinations bool) (Stats, er
 	defer b.life.RUnlock()
 	ds := b.e.Stats()
 	t := b.e.Table()
-	s := Stats{Conntrack: t.Stats(), EventsLost: ds.EventsLost}
+	s := Stats{Conntrack: t.Stats(), EventsLost: ds.EventsLost, KernelRoutesRefused: ds.KernelRoutesRefused}
+	n := &ds.Neighbours
+	s.Neighbours = NeighbourStats{Entries: n.Entries, Kept: n.Kept, Unanswered: n.Unanswered,
+		KeptTotal: n.KeptTotal, KeptRecovered: n.KeptRecovered, KeptExpired: n.KeptExpired, KeptFailed: n.KeptFailed,
+		Requests: n.Requests, Refused: n.Refused, GivenUp: n.GivenUp, Deleted: n.Deleted}
 	s.EventsLost += s.Conntrack.Counters[conntrack.CtrEventsLost]
 	for _, w := range ds.Workers {
 		s.Workers = append(s.Workers, WorkerStats{
 			ID: w.ID, RX: w.RX, TX: w.TX, Drops: w.Drops, Created: w.Created, Handoff: w.Handoff,
-			ICMP: w.ICMP, RST: w.RST, Flows: w.Flows,
+			ICMP: w.ICMP, RST: w.RST, Flows: w.Flows, Fragments: w.Fragments,
 		})
 	}
 	for i, p := range ds.Ports {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/snat"
 )
@@ -116,6 +117,14 @@ func newFake() *fakeBackend {
 	f.stats.Conntrack.Flows = 3
 	f.stats.Conntrack.Capacity = 1024
 	f.stats.SNAT.Counters[snat.CtrAllocated] = 1
+	// Every counter distinct, so a field read for another shows.
+	f.stats.Neighbours = NeighbourStats{Entries: 21, Kept: 22, Unanswered: 23, KeptTotal: 24, KeptRecovered: 25,
+		KeptExpired: 26, KeptFailed: 27, Requests: 28, Refused: 29, GivenUp: 30, Deleted: 31}
+	f.stats.KernelRoutesRefused = 32
+	f.stats.Workers[0].Fragments = frag.Stats{Noted: 41, Followed: 42, Held: 43, Released: 14, ExpiredHeld: 15,
+		Completed: 46, Refused: 47, ExpiredState: 48}
+	f.stats.Workers[1].Fragments = frag.Stats{Noted: 1, Followed: 2, Held: 3, Released: 1, ExpiredHeld: 1,
+		Completed: 6, Refused: 7, ExpiredState: 8}
 	f.status = Status{
 		Version: "edge test-1.2.3",
 		Started: time.Now().Add(-90 * time.Second),

@@ -55,6 +55,9 @@ type Collector struct {
 	snatCounter, snatPorts, snatExhausted  *prometheus.Desc
 	snatOverrides, snatDests               *prometheus.Desc
 	icmpSent, rstSent, eventsLost          *prometheus.Desc
+	neighEntries, neighKept, neighPending  *prometheus.Desc
+	neighEvents, kernelRoutesRefused       *prometheus.Desc
+	fragEvents, fragHeld                   *prometheus.Desc
 }
 
 // NewCollector returns a collector over b; a scrape waits at most timeout
@@ -91,6 +94,15 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 		icmpSent:      d("icmp_errors_sent_total", "ICMP errors edge generated, by kind.", "kind"),
 		rstSent:       d("tcp_resets_sent_total", "TCP resets edge generated for reject rules."),
 		eventsLost:    d("events_lost_total", "Events the data plane could not queue (full rings)."),
+		neighEntries:  d("neighbour_entries", "Neighbour (ARP, NDP) entries the workers use, both interfaces."),
+		neighKept:     d("neighbour_kept_entries", "Neighbour entries in use served from memory because the kernel's dump lacks them."),
+		neighPending:  d("neighbour_resolutions_outstanding", "Neighbour resolutions asked of the kernel and not answered yet."),
+		neighEvents: d("neighbour_events_total", "Neighbour mirror counters (kept, kept_recovered, kept_expired, kept_failed, "+
+			"resolutions_requested, resolutions_refused, resolutions_given_up, kernel_entries_deleted).", "counter"),
+		kernelRoutesRefused: d("kernel_routes_refused_total", "Refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors)."),
+		fragEvents: d("worker_fragments_total", "A worker's fragment table counters (first_noted, followed, held, released, "+
+			"expired_held, completed, refused, expired_state).", "worker", "counter"),
+		fragHeld: d("worker_fragments_held", "Later fragments a worker holds now for their datagram's first fragment.", "worker"),
 	}
 }
 
@@ -98,7 +110,8 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.partial, c.snatDests, c.info, c.start, c.drops, c.rx, c.tx, c.created,
 		c.handoff, c.flows, c.ifRX, c.ifTX, c.xdp, c.xsk, c.ctFlows, c.ctCap, c.ctCounter, c.ctDrops,
-		c.snatCounter, c.snatPorts, c.snatExhausted, c.snatOverrides, c.icmpSent, c.rstSent, c.eventsLost} {
+		c.snatCounter, c.snatPorts, c.snatExhausted, c.snatOverrides, c.icmpSent, c.rstSent, c.eventsLost,
+		c.neighEntries, c.neighKept, c.neighPending, c.neighEvents, c.kernelRoutesRefused, c.fragEvents, c.fragHeld} {
 		ch <- d
 	}
 }
@@ -150,6 +163,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.created, w.Created, id)
 		counter(c.handoff, w.Handoff, id)
 		gauge(c.flows, float64(w.Flows), id)
+		f := &w.Fragments
+		for _, x := range [...]struct {
+			name string
+			n    uint64
+		}{{"first_noted", f.Noted}, {"followed", f.Followed}, {"held", f.Held}, {"released", f.Released},
+			{"expired_held", f.ExpiredHeld}, {"completed", f.Completed}, {"refused", f.Refused}, {"expired_state", f.ExpiredState}} {
+			counter(c.fragEvents, x.n, id, x.name)
+		}
+		gauge(c.fragHeld, float64(fragFramesHeld(f)), id)
 		for k := range w.ICMP {
 			icmpSent[k] += w.ICMP[k]
 		}
@@ -201,6 +223,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.rstSent, rst)
 	counter(c.eventsLost, s.EventsLost)
+	n := &s.Neighbours
+	gauge(c.neighEntries, float64(n.Entries))
+	gauge(c.neighKept, float64(n.Kept))
+	gauge(c.neighPending, float64(n.Unanswered))
+	for _, x := range [...]struct {
+		name string
+		n    uint64
+	}{{"kept", n.KeptTotal}, {"kept_recovered", n.KeptRecovered}, {"kept_expired", n.KeptExpired}, {"kept_failed", n.KeptFailed},
+		{"resolutions_requested", n.Requests}, {"resolutions_refused", n.Refused}, {"resolutions_given_up", n.GivenUp},
+		{"kernel_entries_deleted", n.Deleted}} {
+		counter(c.neighEvents, x.n, x.name)
+	}
+	counter(c.kernelRoutesRefused, s.KernelRoutesRefused)
 }
 
 // cachedStatus returns the backend's Status, read again when the one it

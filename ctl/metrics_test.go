@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -216,4 +217,118 @@ func TestBusiestDestinations(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("busiest of 200,000 took %v", d)
 	}
+}
+
+// The neighbour mirror's, the fragment tables' and the kernel routes'
+// counters, with the fake backend's values (all distinct).
+func TestMetricsNeighboursFragmentsRoutes(t *testing.T) {
+	b := &statsBackend{status: Status{Version: "v"}, stats: newFake().stats}
+	c := NewCollector(b, time.Second)
+	want := `
+# HELP edge_neighbour_entries Neighbour (ARP, NDP) entries the workers use, both interfaces.
+# TYPE edge_neighbour_entries gauge
+edge_neighbour_entries 21
+# HELP edge_neighbour_kept_entries Neighbour entries in use served from memory because the kernel's dump lacks them.
+# TYPE edge_neighbour_kept_entries gauge
+edge_neighbour_kept_entries 22
+# HELP edge_neighbour_resolutions_outstanding Neighbour resolutions asked of the kernel and not answered yet.
+# TYPE edge_neighbour_resolutions_outstanding gauge
+edge_neighbour_resolutions_outstanding 23
+# HELP edge_neighbour_events_total Neighbour mirror counters (kept, kept_recovered, kept_expired, kept_failed, resolutions_requested, resolutions_refused, resolutions_given_up, kernel_entries_deleted).
+# TYPE edge_neighbour_events_total counter
+edge_neighbour_events_total{counter="kept"} 24
+edge_neighbour_events_total{counter="kept_recovered"} 25
+edge_neighbour_events_total{counter="kept_expired"} 26
+edge_neighbour_events_total{counter="kept_failed"} 27
+edge_neighbour_events_total{counter="resolutions_requested"} 28
+edge_neighbour_events_total{counter="resolutions_refused"} 29
+edge_neighbour_events_total{counter="resolutions_given_up"} 30
+edge_neighbour_events_total{counter="kernel_entries_deleted"} 31
+# HELP edge_kernel_routes_refused_total Refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors).
+# TYPE edge_kernel_routes_refused_total counter
+edge_kernel_routes_refused_total 32
+# HELP edge_worker_fragments_total A worker's fragment table counters (first_noted, followed, held, released, expired_held, completed, refused, expired_state).
+# TYPE edge_worker_fragments_total counter
+edge_worker_fragments_total{counter="first_noted",worker="0"} 41
+edge_worker_fragments_total{counter="followed",worker="0"} 42
+edge_worker_fragments_total{counter="held",worker="0"} 43
+edge_worker_fragments_total{counter="released",worker="0"} 14
+edge_worker_fragments_total{counter="expired_held",worker="0"} 15
+edge_worker_fragments_total{counter="completed",worker="0"} 46
+edge_worker_fragments_total{counter="refused",worker="0"} 47
+edge_worker_fragments_total{counter="expired_state",worker="0"} 48
+edge_worker_fragments_total{counter="first_noted",worker="1"} 1
+edge_worker_fragments_total{counter="followed",worker="1"} 2
+edge_worker_fragments_total{counter="held",worker="1"} 3
+edge_worker_fragments_total{counter="released",worker="1"} 1
+edge_worker_fragments_total{counter="expired_held",worker="1"} 1
+edge_worker_fragments_total{counter="completed",worker="1"} 6
+edge_worker_fragments_total{counter="refused",worker="1"} 7
+edge_worker_fragments_total{counter="expired_state",worker="1"} 8
+# HELP edge_worker_fragments_held Later fragments a worker holds now for their datagram's first fragment.
+# TYPE edge_worker_fragments_held gauge
+edge_worker_fragments_held{worker="0"} 14
+edge_worker_fragments_held{worker="1"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "edge_neighbour_entries", "edge_neighbour_kept_entries",
+		"edge_neighbour_resolutions_outstanding", "edge_neighbour_events_total", "edge_kernel_routes_refused_total",
+		"edge_worker_fragments_total", "edge_worker_fragments_held"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Drop reasons and SNAT counters are exported by name, whichever they
+// are: the ones added for floods, fragments, neighbours and header checks
+// among them, in the metrics and in GetStats.
+func TestMetricsEveryDropReasonAndSNATCounter(t *testing.T) {
+	b := &statsBackend{status: Status{Version: "v", SNAT: &SNATStatus{Mode: "automap"}}}
+	w := WorkerStats{ID: 3}
+	for r := drop.Reason(1); r < drop.NumReasons; r++ {
+		w.Drops[r] = 1000 + uint64(r)
+	}
+	b.stats.Workers = []WorkerStats{w}
+	for i := snat.Counter(0); i < snat.NumCounters; i++ {
+		b.stats.SNAT.Counters[i] = 2000 + uint64(i)
+	}
+	body := exposition(t, NewCollector(b, time.Second))
+	r := statsToPB(&b.stats, 0)
+	for _, name := range []string{"probe_limit", "snat_probe_limit", "fragment_no_room", "fragment_expired",
+		"neighbour_resolve_limited", "bad_ip_checksum", "urpf", "own_address_source", "oversize"} {
+		reason, ok := drop.ByName(name)
+		if !ok {
+			t.Errorf("no drop reason %s", name)
+			continue
+		}
+		line := fmt.Sprintf(`edge_worker_drops_total{reason="%s",worker="3"} %d`, name, 1000+int(reason))
+		if !strings.Contains(body, line) {
+			t.Errorf("metrics lack %s", line)
+		}
+		if r.Drops[name] != 1000+uint64(reason) || r.Workers[0].Drops[name] != 1000+uint64(reason) {
+			t.Errorf("GetStats drops[%s] = %d, worker %d", name, r.Drops[name], r.Workers[0].Drops[name])
+		}
+	}
+	for _, name := range []string{"snat_probe_limit", "released_unheld", "probes", "scans"} {
+		var ctr snat.Counter
+		for ctr = 0; ctr < snat.NumCounters && ctr.String() != name; ctr++ {
+		}
+		if ctr == snat.NumCounters {
+			t.Errorf("no SNAT counter %s", name)
+			continue
+		}
+		line := fmt.Sprintf(`edge_snat_events_total{counter="%s"} %d`, name, 2000+int(ctr))
+		if !strings.Contains(body, line) {
+			t.Errorf("metrics lack %s", line)
+		}
+		if r.Snat[name] != 2000+uint64(ctr) {
+			t.Errorf("GetStats snat[%s] = %d", name, r.Snat[name])
+		}
+	}
+}
+
+// exposition is what a scrape of c returns.
+func exposition(t *testing.T, c *Collector) string {
+	t.Helper()
+	srv := httptest.NewServer(MetricsHandler(c))
+	defer srv.Close()
+	return scrape(t, srv.URL)
 }

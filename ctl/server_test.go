@@ -300,6 +300,7 @@ func TestGetStats(t *testing.T) {
 	if w := r.Workers[0]; w.IcmpSent["time_exceeded"] != 2 || w.RstSent != 2 {
 		t.Fatalf("worker 0: %v", w)
 	}
+	checkNewStats(t, r) // after the wire
 	// Without destinations the workers are not asked.
 	r, err = ts.client.Stats.GetStats(ctxT(t), &edgepb.GetStatsRequest{})
 	if err != nil || fb.lastDests || len(r.SnatDestinations) != 0 {

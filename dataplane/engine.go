@@ -21,6 +21,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/snat"
 )
@@ -658,6 +659,8 @@ type Stats struct {
 
 	KernelRoutesRefused uint64 // refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors)
 
+	Neighbours NeighbourStats // the neighbour mirror (fragments: per worker)
+
 	Workers []WorkerStats // by worker
 	Ports   [2]PortStats  // 0 inside, 1 outside
 }
@@ -673,7 +676,8 @@ type WorkerStats struct {
 	RuleLogLost uint64
 	Handoff     uint64
 	EventsLost  uint64
-	Flows       int64 // live flows in the worker's conntrack shard
+	Flows       int64      // live flows in the worker's conntrack shard
+	Fragments   frag.Stats // its fragment table's counters (published once per batch)
 }
 
 // PortStats are one interface's counters.
@@ -747,6 +751,9 @@ func (e *Engine) Stats() Stats {
 		}
 	}
 	s.KernelRoutesRefused = e.routesRefused.Load()
+	if e.neigh != nil {
+		s.Neighbours = e.neigh.Stats()
+	}
 	for i, p := range e.progs {
 		s.Ports[i].Name = e.ports[i].name
 		if p == nil {
@@ -778,6 +785,7 @@ func (w *worker) stats() WorkerStats {
 	}
 	ws.Created, ws.RST, ws.RuleLogLost = c.created.Load(), c.rst.Load(), c.ruleLogLost.Load()
 	ws.Handoff, ws.EventsLost = c.handoff.Load(), c.eventsLost.Load()
+	ws.Fragments = c.frags.load()
 	if w.shard != nil {
 		ws.Flows = w.e.table.ShardStats(w.shard.ID()).Flows
 	}

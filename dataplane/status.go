@@ -3,9 +3,11 @@ package dataplane
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/snat"
 )
 
@@ -102,5 +104,45 @@ func (e *Engine) Status() Status {
 	for _, w := range e.workers {
 		s.Workers = append(s.Workers, WorkerStatus{ID: w.id, Queue: w.id, CPU: int(w.pinned.Load())})
 	}
+	return s
+}
+
+// fragCounters publish a worker's frag.Stats (the table's plain counters,
+// which only the worker may read) to other goroutines: flush copies them
+// once per batch.
+type fragCounters struct {
+	noted, followed, held, released, expiredHeld, completed, refused, expiredState atomic.Uint64
+}
+
+// publish copies s. The owning worker only. held is stored before
+// released and expiredHeld, so a reader loading them in the opposite order
+// (load) never sees more frames leave than entered.
+func (c *fragCounters) publish(s *frag.Stats) {
+	storeChanged(&c.held, s.Held)
+	storeChanged(&c.released, s.Released)
+	storeChanged(&c.expiredHeld, s.ExpiredHeld)
+	storeChanged(&c.noted, s.Noted)
+	storeChanged(&c.followed, s.Followed)
+	storeChanged(&c.completed, s.Completed)
+	storeChanged(&c.refused, s.Refused)
+	storeChanged(&c.expiredState, s.ExpiredState)
+}
+
+// storeChanged stores v in a unless a holds it already (the load of the
+// worker's own cache line is cheaper than a store, and most batches see no
+// fragment).
+func storeChanged(a *atomic.Uint64, v uint64) {
+	if a.Load() != v {
+		a.Store(v)
+	}
+}
+
+// load reads what publish stored. Any goroutine.
+func (c *fragCounters) load() frag.Stats {
+	var s frag.Stats
+	s.Released, s.ExpiredHeld = c.released.Load(), c.expiredHeld.Load()
+	s.Held = c.held.Load()
+	s.Noted, s.Followed, s.Completed = c.noted.Load(), c.followed.Load(), c.completed.Load()
+	s.Refused, s.ExpiredState = c.refused.Load(), c.expiredState.Load()
 	return s
 }

@@ -87,6 +87,7 @@ type workerCounters struct {
 	ruleLogLost atomic.Uint64                // rule log records lost to a full ring
 	handoff     atomic.Uint64                // frames handed to the worker owning their flow
 	eventsLost  atomic.Uint64                // events lost to a full event ring
+	frags       fragCounters                 // w.frags.Stats as of the last flush
 	_           [64]byte
 }
 
@@ -1163,5 +1164,6 @@ func (w *worker) flush() {
 		w.ctr.eventsLost.Add(uint64(w.evLost))
 		w.evLost = 0
 	}
+	w.ctr.frags.publish(&w.frags.Stats)
 	w.nerr = 0
 }

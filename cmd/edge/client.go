@@ -806,6 +806,9 @@ func printStats(w io.Writer, r *pb.GetStatsResponse, zero bool) {
 	if r.GetEventsLost() > 0 {
 		fmt.Fprintf(w, ", events lost %d", r.GetEventsLost())
 	}
+	if n := r.GetKernelRoutesRefused(); n > 0 {
+		fmt.Fprintf(w, ", kernel route refreshes refused %d", n)
+	}
 	fmt.Fprintln(w)
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(t, "\nINTERFACE\tZONE\tRX\tTX\tXDP REDIRECTED\tNO SOCKET\tPASSED\tOTHER\tLOST: FILL EMPTY\tRX FULL\tTX DEVICE")
@@ -814,14 +817,14 @@ func printStats(w io.Writer, r *pb.GetStatsResponse, zero bool) {
 			i.GetXdpRedirected(), i.GetXdpNoSocket(), i.GetXdpPassed(), i.GetXdpOther(),
 			i.GetXskFillRingEmpty(), i.GetXskRxRingFull(), i.GetXskTxDeviceDrops())
 	}
-	fmt.Fprintln(t, "\nWORKER\tRX IN\tRX OUT\tTX IN\tTX OUT\tCREATED\tHANDOFF\tFLOWS\tDROPS")
+	fmt.Fprintln(t, "\nWORKER\tRX IN\tRX OUT\tTX IN\tTX OUT\tCREATED\tHANDOFF\tFLOWS\tDROPS\tFRAGMENTS HELD")
 	for _, x := range r.GetWorkers() {
 		var d uint64
 		for _, n := range x.GetDrops() {
 			d += n
 		}
-		fmt.Fprintf(t, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", x.GetId(), x.GetRxInside(), x.GetRxOutside(),
-			x.GetTxInside(), x.GetTxOutside(), x.GetCreated(), x.GetHandoff(), x.GetFlows(), d)
+		fmt.Fprintf(t, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", x.GetId(), x.GetRxInside(), x.GetRxOutside(),
+			x.GetTxInside(), x.GetTxOutside(), x.GetCreated(), x.GetHandoff(), x.GetFlows(), d, x.GetFragments().GetHeldNow())
 	}
 	t.Flush()
 	section := func(title string, m map[string]uint64) {
@@ -851,6 +854,20 @@ func printStats(w io.Writer, r *pb.GetStatsResponse, zero bool) {
 		icmp["tcp_rst"] = r.GetRstSent()
 	}
 	section("SENT BY EDGE (ICMP errors, TCP resets)", icmp)
+	n := r.GetNeighbours()
+	section("NEIGHBOURS", map[string]uint64{
+		"entries": n.GetEntries(), "kept_entries": n.GetKept(), "resolutions_outstanding": n.GetUnanswered(),
+		"kept": n.GetKeptTotal(), "kept_recovered": n.GetKeptRecovered(), "kept_expired": n.GetKeptExpired(),
+		"kept_failed": n.GetKeptFailed(), "resolutions_requested": n.GetResolutionsRequested(),
+		"resolutions_refused": n.GetResolutionsRefused(), "resolutions_given_up": n.GetResolutionsGivenUp(),
+		"kernel_entries_deleted": n.GetKernelEntriesDeleted(),
+	})
+	f := r.GetFragments()
+	section("FRAGMENTS (all workers)", map[string]uint64{
+		"first_noted": f.GetFirstNoted(), "followed": f.GetFollowed(), "held": f.GetHeld(), "released": f.GetReleased(),
+		"expired_held": f.GetExpiredHeld(), "completed": f.GetCompleted(), "refused": f.GetRefused(),
+		"expired_state": f.GetExpiredState(), "held_now": f.GetHeldNow(),
+	})
 	if ds := r.GetSnatDestinations(); len(ds) > 0 {
 		if tot := int(r.GetSnatDestinationsTotal()); tot > len(ds) {
 			fmt.Fprintf(w, "\n(the %d busiest of %d SNAT destinations; --max to see more)\n", len(ds), tot)

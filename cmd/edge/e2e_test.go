@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,6 +165,10 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if n := sinks[9002].get(); n != 0 {
 		t.Fatalf("%d datagrams crossed a drop rule", n)
 	}
+	// The datagrams that crossed went through a neighbour entry.
+	if out := mustCLI("stats"); !regexp.MustCompile(`(?m)^NEIGHBOURS[^\n]*\n(  .*\n)*  entries +[1-9]`).MatchString(out) {
+		t.Fatalf("stats show no neighbour entry:\n%s", out)
+	}
 	if !events.waitFor(5*time.Second, func(e map[string]any) bool {
 		return e["kind"] == "dropped" && e["reason"] == "firewall_drop" && tupleDst(e) == 9002
 	}) {
@@ -204,6 +209,13 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if !strings.Contains(body, `edge_worker_drops_total{reason="firewall_drop",worker="0"} 5`) ||
 		!strings.Contains(body, "edge_conntrack_flows ") {
 		t.Fatalf("metrics lack the drop counter:\n%.3000s", body)
+	}
+	for _, m := range []string{`edge_neighbour_entries `, `edge_neighbour_events_total{counter="resolutions_refused"} 0`,
+		`edge_worker_fragments_total{counter="held",worker="0"} 0`, `edge_worker_fragments_held{worker="0"} 0`,
+		`edge_kernel_routes_refused_total 0`} {
+		if !strings.Contains(body, m) {
+			t.Errorf("metrics lack %s", m)
+		}
 	}
 
 	// JSON output is one object per line.

@@ -1726,10 +1726,15 @@ type GetStatsResponse struct {
 	RstSent          uint64                 `protobuf:"varint,11,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`
 	// Parts that could not be collected (e.g. a worker that did not answer
 	// for its SNAT destinations); the counters above are still complete.
-	Warnings              []string `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	SnatDestinationsTotal uint32   `protobuf:"varint,13,opt,name=snat_destinations_total,json=snatDestinationsTotal,proto3" json:"snat_destinations_total,omitempty"` // destinations before max_destinations was applied
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	Warnings              []string        `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	SnatDestinationsTotal uint32          `protobuf:"varint,13,opt,name=snat_destinations_total,json=snatDestinationsTotal,proto3" json:"snat_destinations_total,omitempty"` // destinations before max_destinations was applied
+	Neighbours            *NeighbourStats `protobuf:"bytes,14,opt,name=neighbours,proto3" json:"neighbours,omitempty"`
+	Fragments             *FragmentStats  `protobuf:"bytes,15,opt,name=fragments,proto3" json:"fragments,omitempty"` // all workers
+	// Refreshes of routes_from_kernel refused (more routes than
+	// routes_from_kernel_max, netlink errors): the routes in force are older.
+	KernelRoutesRefused uint64 `protobuf:"varint,16,opt,name=kernel_routes_refused,json=kernelRoutesRefused,proto3" json:"kernel_routes_refused,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1853,6 +1858,263 @@ func (x *GetStatsResponse) GetSnatDestinationsTotal() uint32 {
 	return 0
 }
 
+func (x *GetStatsResponse) GetNeighbours() *NeighbourStats {
+	if x != nil {
+		return x.Neighbours
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetFragments() *FragmentStats {
+	if x != nil {
+		return x.Fragments
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetKernelRoutesRefused() uint64 {
+	if x != nil {
+		return x.KernelRoutesRefused
+	}
+	return 0
+}
+
+// The neighbour mirror: the data plane's copy of the kernel's neighbour
+// tables (ARP, NDP) of both interfaces.
+type NeighbourStats struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Entries              uint64                 `protobuf:"varint,1,opt,name=entries,proto3" json:"entries,omitempty"`                                                          // now, in the snapshot the workers use
+	Kept                 uint64                 `protobuf:"varint,2,opt,name=kept,proto3" json:"kept,omitempty"`                                                                // now: entries in use served from memory because the kernel's dump lacks them
+	Unanswered           uint64                 `protobuf:"varint,3,opt,name=unanswered,proto3" json:"unanswered,omitempty"`                                                    // now: resolutions asked of the kernel and outstanding
+	KeptTotal            uint64                 `protobuf:"varint,4,opt,name=kept_total,json=keptTotal,proto3" json:"kept_total,omitempty"`                                     // times an in-use entry was kept when a dump lacked it
+	KeptRecovered        uint64                 `protobuf:"varint,5,opt,name=kept_recovered,json=keptRecovered,proto3" json:"kept_recovered,omitempty"`                         // kept entries the kernel had again
+	KeptExpired          uint64                 `protobuf:"varint,6,opt,name=kept_expired,json=keptExpired,proto3" json:"kept_expired,omitempty"`                               // kept entries dropped at the keep bound
+	KeptFailed           uint64                 `protobuf:"varint,7,opt,name=kept_failed,json=keptFailed,proto3" json:"kept_failed,omitempty"`                                  // kept entries dropped because the kernel reported the neighbour failed
+	ResolutionsRequested uint64                 `protobuf:"varint,8,opt,name=resolutions_requested,json=resolutionsRequested,proto3" json:"resolutions_requested,omitempty"`    // resolutions asked of the kernel
+	ResolutionsRefused   uint64                 `protobuf:"varint,9,opt,name=resolutions_refused,json=resolutionsRefused,proto3" json:"resolutions_refused,omitempty"`          // refused: too many outstanding (their packets: drop neighbour_resolve_limited)
+	ResolutionsGivenUp   uint64                 `protobuf:"varint,10,opt,name=resolutions_given_up,json=resolutionsGivenUp,proto3" json:"resolutions_given_up,omitempty"`       // failed, or unanswered too long
+	KernelEntriesDeleted uint64                 `protobuf:"varint,11,opt,name=kernel_entries_deleted,json=kernelEntriesDeleted,proto3" json:"kernel_entries_deleted,omitempty"` // failed or stuck kernel entries of edge's own requests deleted
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *NeighbourStats) Reset() {
+	*x = NeighbourStats{}
+	mi := &file_edge_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NeighbourStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NeighbourStats) ProtoMessage() {}
+
+func (x *NeighbourStats) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NeighbourStats.ProtoReflect.Descriptor instead.
+func (*NeighbourStats) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *NeighbourStats) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetKept() uint64 {
+	if x != nil {
+		return x.Kept
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetUnanswered() uint64 {
+	if x != nil {
+		return x.Unanswered
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetKeptTotal() uint64 {
+	if x != nil {
+		return x.KeptTotal
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetKeptRecovered() uint64 {
+	if x != nil {
+		return x.KeptRecovered
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetKeptExpired() uint64 {
+	if x != nil {
+		return x.KeptExpired
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetKeptFailed() uint64 {
+	if x != nil {
+		return x.KeptFailed
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetResolutionsRequested() uint64 {
+	if x != nil {
+		return x.ResolutionsRequested
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetResolutionsRefused() uint64 {
+	if x != nil {
+		return x.ResolutionsRefused
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetResolutionsGivenUp() uint64 {
+	if x != nil {
+		return x.ResolutionsGivenUp
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetKernelEntriesDeleted() uint64 {
+	if x != nil {
+		return x.KernelEntriesDeleted
+	}
+	return 0
+}
+
+// A worker's fragment table: later fragments of a datagram follow its
+// first fragment's verdict; those that arrive before it are held.
+type FragmentStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FirstNoted    uint64                 `protobuf:"varint,1,opt,name=first_noted,json=firstNoted,proto3" json:"first_noted,omitempty"`       // first fragments whose verdict was recorded
+	Followed      uint64                 `protobuf:"varint,2,opt,name=followed,proto3" json:"followed,omitempty"`                             // later fragments that found their datagram's verdict
+	Held          uint64                 `protobuf:"varint,3,opt,name=held,proto3" json:"held,omitempty"`                                     // later fragments held for a first fragment not yet seen
+	Released      uint64                 `protobuf:"varint,4,opt,name=released,proto3" json:"released,omitempty"`                             // held fragments handed on when their first came
+	ExpiredHeld   uint64                 `protobuf:"varint,5,opt,name=expired_held,json=expiredHeld,proto3" json:"expired_held,omitempty"`    // held fragments freed at their datagram's timeout (drop fragment_expired)
+	Completed     uint64                 `protobuf:"varint,6,opt,name=completed,proto3" json:"completed,omitempty"`                           // datagrams forgotten because all their bytes were seen
+	Refused       uint64                 `protobuf:"varint,7,opt,name=refused,proto3" json:"refused,omitempty"`                               // fragments of a new datagram that found no free slot in its bucket (a later one: drop fragment_no_room)
+	ExpiredState  uint64                 `protobuf:"varint,8,opt,name=expired_state,json=expiredState,proto3" json:"expired_state,omitempty"` // datagram states that reached their timeout
+	HeldNow       uint64                 `protobuf:"varint,9,opt,name=held_now,json=heldNow,proto3" json:"held_now,omitempty"`                // fragments waiting now: held - released - expired_held
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FragmentStats) Reset() {
+	*x = FragmentStats{}
+	mi := &file_edge_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FragmentStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FragmentStats) ProtoMessage() {}
+
+func (x *FragmentStats) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FragmentStats.ProtoReflect.Descriptor instead.
+func (*FragmentStats) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FragmentStats) GetFirstNoted() uint64 {
+	if x != nil {
+		return x.FirstNoted
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetFollowed() uint64 {
+	if x != nil {
+		return x.Followed
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetHeld() uint64 {
+	if x != nil {
+		return x.Held
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetReleased() uint64 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetExpiredHeld() uint64 {
+	if x != nil {
+		return x.ExpiredHeld
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetCompleted() uint64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetRefused() uint64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetExpiredState() uint64 {
+	if x != nil {
+		return x.ExpiredState
+	}
+	return 0
+}
+
+func (x *FragmentStats) GetHeldNow() uint64 {
+	if x != nil {
+		return x.HeldNow
+	}
+	return 0
+}
+
 type WorkerStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1866,13 +2128,14 @@ type WorkerStats struct {
 	Flows         int64                  `protobuf:"varint,9,opt,name=flows,proto3" json:"flows,omitempty"`
 	IcmpSent      map[string]uint64      `protobuf:"bytes,10,rep,name=icmp_sent,json=icmpSent,proto3" json:"icmp_sent,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	RstSent       uint64                 `protobuf:"varint,11,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`
+	Fragments     *FragmentStats         `protobuf:"bytes,12,opt,name=fragments,proto3" json:"fragments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerStats) Reset() {
 	*x = WorkerStats{}
-	mi := &file_edge_proto_msgTypes[25]
+	mi := &file_edge_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2147,7 @@ func (x *WorkerStats) String() string {
 func (*WorkerStats) ProtoMessage() {}
 
 func (x *WorkerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[25]
+	mi := &file_edge_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2160,7 @@ func (x *WorkerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStats.ProtoReflect.Descriptor instead.
 func (*WorkerStats) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{25}
+	return file_edge_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WorkerStats) GetId() int32 {
@@ -1977,6 +2240,13 @@ func (x *WorkerStats) GetRstSent() uint64 {
 	return 0
 }
 
+func (x *WorkerStats) GetFragments() *FragmentStats {
+	if x != nil {
+		return x.Fragments
+	}
+	return nil
+}
+
 type InterfaceStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1999,7 +2269,7 @@ type InterfaceStats struct {
 
 func (x *InterfaceStats) Reset() {
 	*x = InterfaceStats{}
-	mi := &file_edge_proto_msgTypes[26]
+	mi := &file_edge_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2281,7 @@ func (x *InterfaceStats) String() string {
 func (*InterfaceStats) ProtoMessage() {}
 
 func (x *InterfaceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[26]
+	mi := &file_edge_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2294,7 @@ func (x *InterfaceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterfaceStats.ProtoReflect.Descriptor instead.
 func (*InterfaceStats) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{26}
+	return file_edge_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *InterfaceStats) GetName() string {
@@ -2123,7 +2393,7 @@ type SNATDestination struct {
 
 func (x *SNATDestination) Reset() {
 	*x = SNATDestination{}
-	mi := &file_edge_proto_msgTypes[27]
+	mi := &file_edge_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2405,7 @@ func (x *SNATDestination) String() string {
 func (*SNATDestination) ProtoMessage() {}
 
 func (x *SNATDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[27]
+	mi := &file_edge_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2418,7 @@ func (x *SNATDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SNATDestination.ProtoReflect.Descriptor instead.
 func (*SNATDestination) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{27}
+	return file_edge_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SNATDestination) GetAddress() string {
@@ -2382,7 +2652,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x04zone\x18\f \x01(\tR\x04zone\"i\n" +
 	"\x0fGetStatsRequest\x12+\n" +
 	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\x12)\n" +
-	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\xf5\x06\n" +
+	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\x98\b\n" +
 	"\x10GetStatsResponse\x12:\n" +
 	"\x05drops\x18\x01 \x03(\v2$.edge.v1.GetStatsResponse.DropsEntryR\x05drops\x12.\n" +
 	"\aworkers\x18\x02 \x03(\v2\x14.edge.v1.WorkerStatsR\aworkers\x127\n" +
@@ -2400,7 +2670,12 @@ const file_edge_proto_rawDesc = "" +
 	" \x03(\v2'.edge.v1.GetStatsResponse.IcmpSentEntryR\bicmpSent\x12\x19\n" +
 	"\brst_sent\x18\v \x01(\x04R\arstSent\x12\x1a\n" +
 	"\bwarnings\x18\f \x03(\tR\bwarnings\x126\n" +
-	"\x17snat_destinations_total\x18\r \x01(\rR\x15snatDestinationsTotal\x1a8\n" +
+	"\x17snat_destinations_total\x18\r \x01(\rR\x15snatDestinationsTotal\x127\n" +
+	"\n" +
+	"neighbours\x18\x0e \x01(\v2\x17.edge.v1.NeighbourStatsR\n" +
+	"neighbours\x124\n" +
+	"\tfragments\x18\x0f \x01(\v2\x16.edge.v1.FragmentStatsR\tfragments\x122\n" +
+	"\x15kernel_routes_refused\x18\x10 \x01(\x04R\x13kernelRoutesRefused\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2413,7 +2688,35 @@ const file_edge_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a;\n" +
 	"\rIcmpSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xe9\x03\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb6\x03\n" +
+	"\x0eNeighbourStats\x12\x18\n" +
+	"\aentries\x18\x01 \x01(\x04R\aentries\x12\x12\n" +
+	"\x04kept\x18\x02 \x01(\x04R\x04kept\x12\x1e\n" +
+	"\n" +
+	"unanswered\x18\x03 \x01(\x04R\n" +
+	"unanswered\x12\x1d\n" +
+	"\n" +
+	"kept_total\x18\x04 \x01(\x04R\tkeptTotal\x12%\n" +
+	"\x0ekept_recovered\x18\x05 \x01(\x04R\rkeptRecovered\x12!\n" +
+	"\fkept_expired\x18\x06 \x01(\x04R\vkeptExpired\x12\x1f\n" +
+	"\vkept_failed\x18\a \x01(\x04R\n" +
+	"keptFailed\x123\n" +
+	"\x15resolutions_requested\x18\b \x01(\x04R\x14resolutionsRequested\x12/\n" +
+	"\x13resolutions_refused\x18\t \x01(\x04R\x12resolutionsRefused\x120\n" +
+	"\x14resolutions_given_up\x18\n" +
+	" \x01(\x04R\x12resolutionsGivenUp\x124\n" +
+	"\x16kernel_entries_deleted\x18\v \x01(\x04R\x14kernelEntriesDeleted\"\x97\x02\n" +
+	"\rFragmentStats\x12\x1f\n" +
+	"\vfirst_noted\x18\x01 \x01(\x04R\n" +
+	"firstNoted\x12\x1a\n" +
+	"\bfollowed\x18\x02 \x01(\x04R\bfollowed\x12\x12\n" +
+	"\x04held\x18\x03 \x01(\x04R\x04held\x12\x1a\n" +
+	"\breleased\x18\x04 \x01(\x04R\breleased\x12!\n" +
+	"\fexpired_held\x18\x05 \x01(\x04R\vexpiredHeld\x12\x1c\n" +
+	"\tcompleted\x18\x06 \x01(\x04R\tcompleted\x12\x18\n" +
+	"\arefused\x18\a \x01(\x04R\arefused\x12#\n" +
+	"\rexpired_state\x18\b \x01(\x04R\fexpiredState\x12\x19\n" +
+	"\bheld_now\x18\t \x01(\x04R\aheldNow\"\x9f\x04\n" +
 	"\vWorkerStats\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x1b\n" +
 	"\trx_inside\x18\x02 \x01(\x04R\brxInside\x12\x1d\n" +
@@ -2428,7 +2731,8 @@ const file_edge_proto_rawDesc = "" +
 	"\x05flows\x18\t \x01(\x03R\x05flows\x12?\n" +
 	"\ticmp_sent\x18\n" +
 	" \x03(\v2\".edge.v1.WorkerStats.IcmpSentEntryR\bicmpSent\x12\x19\n" +
-	"\brst_sent\x18\v \x01(\x04R\arstSent\x1a8\n" +
+	"\brst_sent\x18\v \x01(\x04R\arstSent\x124\n" +
+	"\tfragments\x18\f \x01(\v2\x16.edge.v1.FragmentStatsR\tfragments\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2492,7 +2796,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_edge_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: edge.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: edge.v1.GetStatusResponse
@@ -2519,33 +2823,35 @@ var file_edge_proto_goTypes = []any{
 	(*Event)(nil),                 // 22: edge.v1.Event
 	(*GetStatsRequest)(nil),       // 23: edge.v1.GetStatsRequest
 	(*GetStatsResponse)(nil),      // 24: edge.v1.GetStatsResponse
-	(*WorkerStats)(nil),           // 25: edge.v1.WorkerStats
-	(*InterfaceStats)(nil),        // 26: edge.v1.InterfaceStats
-	(*SNATDestination)(nil),       // 27: edge.v1.SNATDestination
-	nil,                           // 28: edge.v1.GetStatsResponse.DropsEntry
-	nil,                           // 29: edge.v1.GetStatsResponse.ConntrackEntry
-	nil,                           // 30: edge.v1.GetStatsResponse.SnatEntry
-	nil,                           // 31: edge.v1.GetStatsResponse.IcmpSentEntry
-	nil,                           // 32: edge.v1.WorkerStats.DropsEntry
-	nil,                           // 33: edge.v1.WorkerStats.IcmpSentEntry
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*NeighbourStats)(nil),        // 25: edge.v1.NeighbourStats
+	(*FragmentStats)(nil),         // 26: edge.v1.FragmentStats
+	(*WorkerStats)(nil),           // 27: edge.v1.WorkerStats
+	(*InterfaceStats)(nil),        // 28: edge.v1.InterfaceStats
+	(*SNATDestination)(nil),       // 29: edge.v1.SNATDestination
+	nil,                           // 30: edge.v1.GetStatsResponse.DropsEntry
+	nil,                           // 31: edge.v1.GetStatsResponse.ConntrackEntry
+	nil,                           // 32: edge.v1.GetStatsResponse.SnatEntry
+	nil,                           // 33: edge.v1.GetStatsResponse.IcmpSentEntry
+	nil,                           // 34: edge.v1.WorkerStats.DropsEntry
+	nil,                           // 35: edge.v1.WorkerStats.IcmpSentEntry
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	34, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	35, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	36, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	37, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	35, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	37, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
 	10, // 7: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	14, // 8: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
 	13, // 9: edge.v1.Flow.original:type_name -> edge.v1.Tuple
 	13, // 10: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	34, // 11: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	34, // 12: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	35, // 13: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	36, // 11: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	36, // 12: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	37, // 13: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
 	10, // 14: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	13, // 15: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
 	14, // 16: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
@@ -2553,38 +2859,41 @@ var file_edge_proto_depIdxs = []int32{
 	10, // 18: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
 	19, // 19: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
 	22, // 20: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	34, // 21: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	36, // 21: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
 	13, // 22: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	28, // 23: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
-	25, // 24: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
-	26, // 25: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	29, // 26: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	30, // 27: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
-	27, // 28: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	31, // 29: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
-	32, // 30: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	33, // 31: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
-	0,  // 32: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 33: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 34: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 35: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	15, // 36: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	17, // 37: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	20, // 38: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	23, // 39: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	1,  // 40: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 41: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 42: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 43: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	16, // 44: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	18, // 45: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	21, // 46: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	24, // 47: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	40, // [40:48] is the sub-list for method output_type
-	32, // [32:40] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	30, // 23: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	27, // 24: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
+	28, // 25: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
+	31, // 26: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	32, // 27: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	29, // 28: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
+	33, // 29: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	25, // 30: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
+	26, // 31: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
+	34, // 32: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	35, // 33: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	26, // 34: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
+	0,  // 35: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 36: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 37: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 38: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	15, // 39: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	17, // 40: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	20, // 41: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	23, // 42: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	1,  // 43: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 44: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 45: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 46: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	16, // 47: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	18, // 48: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	21, // 49: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	24, // 50: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	43, // [43:51] is the sub-list for method output_type
+	35, // [35:43] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -2598,7 +2907,7 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   5,
 		},
