@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -27,7 +28,9 @@ func kernelRoutes(ifindexes [2]int, max int) ([]Route, error) {
 		if err != nil {
 			return nil, err
 		}
-		list, err := netlink.RouteList(link, unix.AF_UNSPEC)
+		list, err := redumpInterrupted(func() ([]netlink.Route, error) {
+			return netlink.RouteList(link, unix.AF_UNSPEC)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -72,6 +75,23 @@ func kernelRoutes(ifindexes [2]int, max int) ([]Route, error) {
 		return nil, &tooManyRoutesError{total: total, max: max}
 	}
 	return out, nil
+}
+
+// dumpAttempts bounds how often a netlink dump is read again when the
+// kernel marks it interrupted (the table changed while it was read).
+const dumpAttempts = 5
+
+// redumpInterrupted runs dump again while it fails with
+// netlink.ErrDumpInterrupted (its results may then be inconsistent or
+// incomplete), at most dumpAttempts times; after the last it returns that
+// error.
+func redumpInterrupted[T any](dump func() ([]T, error)) ([]T, error) {
+	for attempt := 1; ; attempt++ {
+		list, err := dump()
+		if err == nil || !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == dumpAttempts {
+			return list, err
+		}
+	}
 }
 
 // tooManyRoutesError refuses a kernel table larger than the limit.

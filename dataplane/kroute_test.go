@@ -1,11 +1,16 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgegw/edge/internal/netnstest"
 )
@@ -61,5 +66,42 @@ func TestKernelRoutesLimit(t *testing.T) {
 	err = ns.Do(e.loadRoutes)
 	if err == nil || !strings.Contains(err.Error(), "62 routes") || e.routes.Load() != kept {
 		t.Fatalf("refresh with 62 routes and a limit of 60: %v, table replaced %v", err, e.routes.Load() != kept)
+	}
+}
+
+// TestRedumpInterrupted: a netlink dump the kernel marks interrupted is read
+// again (its partial result is not used), a bounded number of times; other
+// errors are returned at once.
+func TestRedumpInterrupted(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		interrupted int   // answers with ErrDumpInterrupted before the last
+		last        error // the last answer's error
+		wantCalls   int
+		wantErr     error
+		wantList    bool
+	}{
+		{"complete", 0, nil, 1, nil, true},
+		{"interrupted twice", 2, nil, 3, nil, true},
+		{"always interrupted", dumpAttempts + 3, nil, dumpAttempts, netlink.ErrDumpInterrupted, false},
+		{"other error", 0, unix.ENOBUFS, 1, unix.ENOBUFS, false},
+	} {
+		calls := 0
+		list, err := redumpInterrupted(func() ([]int, error) {
+			calls++
+			if calls <= tc.interrupted {
+				return []int{-1}, netlink.ErrDumpInterrupted
+			}
+			if tc.last != nil {
+				return nil, tc.last
+			}
+			return []int{1, 2}, nil
+		})
+		if calls != tc.wantCalls || !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+			t.Errorf("%s: %d calls, error %v; want %d calls, error %v", tc.name, calls, err, tc.wantCalls, tc.wantErr)
+		}
+		if tc.wantList && !slices.Equal(list, []int{1, 2}) {
+			t.Errorf("%s: list %v, want [1 2]", tc.name, list)
+		}
 	}
 }

@@ -478,7 +478,9 @@ func (k netlinkKernel) dump() ([]kernelNeigh, error) {
 	var d []kernelNeigh
 	for _, ifindex := range k.n.ifindexes {
 		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-			list, err := netlink.NeighList(ifindex, fam)
+			list, err := redumpInterrupted(func() ([]netlink.Neigh, error) {
+				return netlink.NeighList(ifindex, fam)
+			})
 			if err != nil {
 				return nil, err
 			}
