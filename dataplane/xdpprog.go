@@ -102,7 +102,7 @@ func (p *Program) instructions() asm.Instructions {
 	// count(slot) increments stats[slot]; it clobbers r0-r5.
 	count := func(slot int32, label string) asm.Instructions {
 		return asm.Instructions{
-			asm.StoreImm(asm.RFP, -8, int64(slot), asm.Word).Sym(label),
+			asm.StoreImm(asm.RFP, -8, int64(slot), asm.Word).WithSymbol(label),
 			asm.LoadMapPtr(asm.R1, p.stats.FD()),
 			asm.Mov.Reg(asm.R2, asm.RFP),
 			asm.Add.Imm(asm.R2, -8),
@@ -111,7 +111,7 @@ func (p *Program) instructions() asm.Instructions {
 			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 			asm.Add.Imm(asm.R1, 1),
 			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, 0).Sym(label + "_done"),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol(label + "_done"),
 		}
 	}
 	var ins asm.Instructions
@@ -130,7 +130,7 @@ func (p *Program) instructions() asm.Instructions {
 		asm.Ja.Label("other"),
 
 		// IPv4: management destination?
-		asm.Mov.Reg(asm.R2, asm.R7).Sym("ipv4"),
+		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("ipv4"),
 		asm.Add.Imm(asm.R2, 34),
 		asm.JGT.Reg(asm.R2, asm.R8, "redirect"), // too short: edge's parser counts it
 		asm.LoadMem(asm.R1, asm.R7, 30, asm.Word),
@@ -143,7 +143,7 @@ func (p *Program) instructions() asm.Instructions {
 		asm.Ja.Label("redirect"),
 
 		// IPv6: neighbour discovery or a management destination?
-		asm.Mov.Reg(asm.R2, asm.R7).Sym("ipv6"),
+		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("ipv6"),
 		asm.Add.Imm(asm.R2, 55),
 		asm.JGT.Reg(asm.R2, asm.R8, "redirect"),
 		asm.LoadMem(asm.R1, asm.R7, 20, asm.Byte), // next header
@@ -151,7 +151,7 @@ func (p *Program) instructions() asm.Instructions {
 		asm.LoadMem(asm.R1, asm.R7, 54, asm.Byte), // ICMPv6 type
 		asm.JLT.Imm(asm.R1, 133, "mgmt6"),
 		asm.JLE.Imm(asm.R1, 137, "pass"),
-		asm.LoadMem(asm.R1, asm.R7, 38, asm.Word).Sym("mgmt6"), // destination address, 4 words
+		asm.LoadMem(asm.R1, asm.R7, 38, asm.Word).WithSymbol("mgmt6"), // destination address, 4 words
 		asm.StoreMem(asm.RFP, -16, asm.R1, asm.Word),
 		asm.LoadMem(asm.R1, asm.R7, 42, asm.Word),
 		asm.StoreMem(asm.RFP, -12, asm.R1, asm.Word),
@@ -168,7 +168,7 @@ func (p *Program) instructions() asm.Instructions {
 		// A frame longer than an AF_XDP frame holds is cut to rxFrameMax
 		// (the kernel would drop it whole, counted only in the socket's
 		// rx_dropped); the worker recognizes it by its IP length field.
-		asm.Mov.Reg(asm.R2, asm.R8).Sym("redirect"),
+		asm.Mov.Reg(asm.R2, asm.R8).WithSymbol("redirect"),
 		asm.Sub.Reg(asm.R2, asm.R7), // frame length
 		asm.JLE.Imm(asm.R2, rxFrameMax, "xsk"),
 		asm.Mov.Imm(asm.R1, rxFrameMax),
@@ -178,7 +178,7 @@ func (p *Program) instructions() asm.Instructions {
 		asm.FnXdpAdjustTail.Call(), // on failure the frame stays whole (and the kernel drops it)
 
 		// Everything else IP goes to the queue's socket; with none, drop.
-		asm.LoadMapPtr(asm.R1, p.xsks.FD()).Sym("xsk"),
+		asm.LoadMapPtr(asm.R1, p.xsks.FD()).WithSymbol("xsk"),
 		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word), // ctx->rx_queue_index
 		asm.Mov.Imm(asm.R3, xdpDrop),              // fallback when the slot is empty
 		asm.FnRedirectMap.Call(),
