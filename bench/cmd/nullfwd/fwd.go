@@ -279,3 +279,18 @@ func kick(p *port, now time.Duration) int {
 	}
 	return pending
 }
+
+// lossReport says where frames were lost, per port, in the terms of edge's
+// stats (xdp: the program's redirects; the socket's kernel counters; tx_busy:
+// sendto calls the device answered EBUSY, a dropped frame each).
+func (f *forwarder) lossReport() string {
+	s := ""
+	for _, p := range f.ports {
+		ps, _ := p.prog.Stats()
+		ks, _ := p.sock.Stats()
+		k := ks.KernelStats
+		s += fmt.Sprintf(" %s: xdp redirected %d, rx_dropped %d, rx_ring_full %d, fill_ring_empty %d, tx_busy %d;",
+			p.name, ps.Redirected, k.Rx_dropped, k.Rx_ring_full, k.Rx_fill_ring_empty_descs, p.sock.TxBusy())
+	}
+	return s
+}

@@ -92,5 +92,6 @@ func runMain(args []string) error {
 	log.Printf("nullfwd: stats: rx %s %d %s %d, tx %s %d %s %d, tx_full %d",
 		*in, c.rx[0].Load(), *out, c.rx[1].Load(), *in, c.tx[0].Load(), *out, c.tx[1].Load(),
 		c.txFull[0].Load()+c.txFull[1].Load())
+	log.Printf("nullfwd: stats: losses:%s", f.lossReport())
 	return nil
 }
