@@ -5,6 +5,9 @@
 #   direct     generator -> sink, no middle: the ceiling
 #   linux-fwd  Linux ip_forward
 #   linux-nft  Linux nftables masquerade + conntrack + stateful forward rule
+#   nullfwd    the null AF_XDP forwarder (bench/cmd/nullfwd): edge's sockets,
+#              XDP program, copy and loop, no parsing, MACs rewritten: the
+#              floor of edge's design on this machine (one worker, CPU 1)
 #   edge-1w    edge, 1 worker (one vCPU)
 #   edge-2w    edge, 2 workers, 2-queue veths
 #
@@ -17,8 +20,9 @@
 # (every trial and the medians) and pps.csv (medians).
 #
 #   sudo ./bench/pps.sh                     full set, about 4-5 minutes (TRIAL=1 s per trial)
-#   sudo SHORT=1 ./bench/pps.sh             64 B, 1 and 1k flows, direct/linux-nft/edge-1w, one
-#                                           repeat (< 60 s); exits 1 if edge forwards (nearly) nothing
+#   sudo SHORT=1 ./bench/pps.sh             64 B, 1 and 1k flows, direct/linux-nft/nullfwd/edge-1w,
+#                                           one repeat (< 60 s); exits 1 if edge or nullfwd forwards
+#                                           (nearly) nothing
 #   REPEAT=5 TRIAL=2 MIDDLES="direct edge-1w" SIZES="64" FLOWS="1 1000" ./bench/pps.sh
 #   EDGE_BIN=/path/to/edge ./bench/pps.sh   use this edge binary (default: built from the
 #                                           working tree, or from git HEAD if that fails to build)
@@ -34,7 +38,7 @@
 #   cpu_own: CPU time (utime+stime from /proc/PID/stat) of the middle's own
 #            threads over the trial: the NAPI kthreads of its receive veth
 #            (Linux: the whole forwarding/conntrack/NAT path, which runs there)
-#            plus the edge process (all threads, its sendto included). Other
+#            plus the edge (or nullfwd) process (all threads, its sendto included). Other
 #            tenants of the machine do not pollute it.
 #   cpu_sys: /proc/stat busy time (user+nice+system+irq+softirq, all CPUs)
 #            over the trial minus the generator's CPU (its rusage) and the
@@ -52,10 +56,10 @@ export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "pps.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 
 if [ -n "${SHORT:-}" ]; then
-	: "${MIDDLES:=direct linux-nft edge-1w}" "${SIZES:=64}" "${FLOWS:=1 1000}" "${REPEAT:=1}"
+	: "${MIDDLES:=direct linux-nft nullfwd edge-1w}" "${SIZES:=64}" "${FLOWS:=1 1000}" "${REPEAT:=1}"
 	: "${LAT:=0}" "${NEWFLOW:=0}"
 fi
-MIDDLES=${MIDDLES:-direct linux-fwd linux-nft edge-1w edge-2w}
+MIDDLES=${MIDDLES:-direct linux-fwd linux-nft nullfwd edge-1w edge-2w}
 SIZES=${SIZES:-64 imix}
 FLOWS=${FLOWS:-1 1000 100000 1000000}
 REPEAT=${REPEAT:-3}
@@ -89,8 +93,9 @@ if [ -n "$need" ]; then
 fi
 
 t_start=$(date +%s)
-echo "== build (edgegen; edge)"
+echo "== build (edgegen, nullfwd; edge)"
 go build -o "$tmp/edgegen" ./bench/cmd/edgegen
+go build -o "$tmp/nullfwd" ./bench/cmd/nullfwd
 if [ -n "${EDGE_BIN:-}" ]; then
 	edge_src="EDGE_BIN=$EDGE_BIN"
 	cp "$EDGE_BIN" "$tmp/edge"
@@ -161,12 +166,13 @@ for f in $FLOWS; do [ "$f" -gt "$maxflows" ] && maxflows=$f; done
 for middle in $MIDDLES; do
 	case $middle in
 	direct | linux-fwd | linux-nft) args=("$middle") ;;
+	nullfwd) args=(nullfwd --middle-cpus 1) ;;
 	edge-1w) args=(edge --queues 1 --middle-cpus 1) ;;
 	edge-2w) args=(edge --queues 2 --middle-cpus 1,0) ;;
 	*) echo "pps.sh: unknown middle $middle" >&2; exit 1 ;;
 	esac
 	echo "== $middle"
-	topo_id=$(EDGE_BIN="$tmp/edge" ./scripts/topo.sh up "${args[@]}" | tail -1)
+	topo_id=$(EDGE_BIN="$tmp/edge" NULLFWD_BIN="$tmp/nullfwd" ./scripts/topo.sh up "${args[@]}" | tail -1)
 	EDGE_PID=
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
@@ -177,7 +183,7 @@ for middle in $MIDDLES; do
 	for _ in $(seq 100); do [ -s "$tmp/ready" ] && break; sleep 0.05; done
 	[ -s "$tmp/ready" ] || { cat "$tmp/sink.err"; echo "pps.sh: the sink did not start" >&2; exit 1; }
 	./scripts/topo.sh pin "$topo_id"
-	if [ "$maxflows" -ge 100000 ] && [ "$middle" != direct ] && [ "$middle" != linux-fwd ]; then
+	if [ "$maxflows" -ge 100000 ] && [ "$middle" != direct ] && [ "$middle" != linux-fwd ] && [ "$middle" != nullfwd ]; then
 		# Every flow once, slowly enough for the middle to create it, so that the
 		# measured trials see established flows (timeouts are 300 s in both).
 		rm -f "$tmp/tx.json"
@@ -212,7 +218,7 @@ for middle in $MIDDLES; do
 	if [ -n "${EDGE_LOG:-}" ]; then
 		kill -INT "$EDGE_PID" 2>/dev/null || true
 		for _ in $(seq 50); do kill -0 "$EDGE_PID" 2>/dev/null || break; sleep 0.1; done
-		grep "stats:" "$EDGE_LOG" | sed 's/^.*stats: /   edge: /' | head -12 || true
+		grep "stats:" "$EDGE_LOG" | sed "s/^.*stats: /   ${middle%%-*}: /" | head -12 || true
 	fi
 	./scripts/topo.sh down "$topo_id"; topo_id=
 	unset EDGE_LOG EDGE_PID
@@ -236,12 +242,12 @@ for k, rs in groups.items():
          ("pps", "loss_pct", "p50_us", "p99_us", "cpu_own_ns", "cpu_sys_ns", "offered_pps")}
     m["n"] = len(rs)
     med[k] = m
-order = {"direct": 0, "linux-fwd": 1, "linux-nft": 2, "edge-1w": 3, "edge-2w": 4}
+order = {"direct": 0, "linux-fwd": 1, "linux-nft": 2, "nullfwd": 3, "edge-1w": 4, "edge-2w": 5}
 tests = {"pps": 0, "lat": 1, "newflow": 2}
 keys.sort(key=lambda k: (tests.get(k[0], 9), k[1] != "64", k[1], k[2], order.get(k[3], 9)))
-hdr = ("%-7s %-5s %7s %-9s %8s %7s %9s %9s %8s %8s %8s %8s %8s %8s" %
+hdr = ("%-7s %-5s %7s %-9s %8s %7s %9s %9s %8s %8s %8s %8s %8s %8s %8s" %
        ("test", "size", "flows", "middle", "Mpps", "loss%", "p50 us", "p99 us", "+p50", "+p99",
-        "cpu own", "cpu sys", "/nft", "/ceil"))
+        "cpu own", "cpu sys", "/nft", "/ceil", "cpu/null"))
 lines = [hdr, "-" * len(hdr)]
 csvrows = []
 for k in keys:
@@ -249,28 +255,34 @@ for k in keys:
     m = med[k]
     d = med.get((t, size, flows, "direct"))
     n = med.get((t, size, flows, "linux-nft"))
+    z = med.get((t, size, flows, "nullfwd"))
     add50 = m["p50_us"] - d["p50_us"] if d else None
     add99 = m["p99_us"] - d["p99_us"] if d else None
     rn = m["pps"] / n["pps"] if mid.startswith("edge") and n and n["pps"] > 0 else None
     rc = m["pps"] / d["pps"] if mid != "direct" and d and d["pps"] > 0 else None
+    # CPU per packet over the null forwarder's (cpu own): edge's own cost.
+    rz = m["cpu_own_ns"] / z["cpu_own_ns"] if mid.startswith("edge") and z and z["cpu_own_ns"] > 0 else None
     f = lambda v, fmt: (fmt % v) if v is not None else "-"
-    lines.append("%-7s %-5s %7s %-9s %8.3f %7.2f %9.1f %9.1f %8s %8s %8.0f %8.0f %8s %8s" % (
+    lines.append("%-7s %-5s %7s %-9s %8.3f %7.2f %9.1f %9.1f %8s %8s %8.0f %8.0f %8s %8s %8s" % (
         t, size, "new" if t == "newflow" else flows, mid, m["pps"] / 1e6, m["loss_pct"], m["p50_us"], m["p99_us"],
         f(add50, "%.1f") if mid != "direct" else "-", f(add99, "%.1f") if mid != "direct" else "-",
-        m["cpu_own_ns"], m["cpu_sys_ns"], f(rn, "%.2fx"), ("%.0f%%" % (100 * rc)) if rc is not None else "-"))
+        m["cpu_own_ns"], m["cpu_sys_ns"], f(rn, "%.2fx"), ("%.0f%%" % (100 * rc)) if rc is not None else "-",
+        f(rz, "%.2fx")))
     csvrows.append(dict(test=t, size=size, flows=flows, middle=mid, pps=round(m["pps"]), loss_pct=round(m["loss_pct"], 3),
                         p50_us=round(m["p50_us"], 1), p99_us=round(m["p99_us"], 1),
                         added_p50_us=None if add50 is None or mid == "direct" else round(add50, 1),
                         added_p99_us=None if add99 is None or mid == "direct" else round(add99, 1),
                         cpu_own_ns=round(m["cpu_own_ns"]), cpu_sys_ns=round(m["cpu_sys_ns"]),
                         edge_over_nft=None if rn is None else round(rn, 3),
-                        over_ceiling=None if rc is None else round(rc, 3), trials=m["n"],
+                        over_ceiling=None if rc is None else round(rc, 3),
+                        cpu_over_null=None if rz is None else round(rz, 3), trials=m["n"],
                         offered_pps=round(m["offered_pps"])))
 head = ["pps.sh %s: %s, median of %s trial(s) of %s s each, edge from %s, %s s wall" % (
             "SHORT" if short else "full", time.strftime("%Y-%m-%d %H:%M:%S"), repeat, trial_s, edge_src, elapsed),
         "Mpps: delivered to the sink (unique packets / the generator's sending time). loss%: 1 - unique/sent. p50/p99: one-way latency;",
         "+p50/+p99: minus direct's in the same cell. cpu own/sys: middle CPU ns per delivered packet (see pps.sh).",
-        "/nft: edge Mpps over linux-nft's; /ceil: over direct's. lat rows: 64 B, 1 flow, paced; newflow rows: every packet a new flow.", ""]
+        "/nft: edge Mpps over linux-nft's; /ceil: over direct's. cpu/null: edge cpu own over the null forwarder's (nullfwd: the floor).",
+        "lat rows: 64 B, 1 flow, paced; newflow rows: every packet a new flow.", ""]
 text = "\n".join(head + lines) + "\n"
 # Targets (the 1-vCPU ones): edge-1w >= 2x linux-nft and >= 85% of the ceiling, 64 B.
 tl = []
@@ -280,6 +292,14 @@ for fl in sorted({k[2] for k in keys if k[0] == "pps" and k[1] == "64"}):
         tl.append("target 64 B %7d flows: edge-1w %.3f Mpps = %.2fx linux-nft (target >= 2x: %s), %.0f%% of ceiling (target >= 85%%: %s)" % (
             fl, e["pps"] / 1e6, e["pps"] / n["pps"], "met" if e["pps"] >= 2 * n["pps"] else "NOT met",
             100 * e["pps"] / d["pps"], "met" if e["pps"] >= 0.85 * d["pps"] else "NOT met"))
+# Target (later): 64 B CPU per packet <= 1.2x the null forwarder's at every flow count.
+for fl in sorted({k[2] for k in keys if k[0] == "pps" and k[1] == "64"}):
+    e, z = med.get(("pps", "64", fl, "edge-1w")), med.get(("pps", "64", fl, "nullfwd"))
+    if e and z and z["cpu_own_ns"] > 0:
+        tl.append("floor  64 B %7d flows: edge-1w %4.0f ns/pkt, nullfwd %4.0f ns/pkt: %.2fx (target <= 1.2x: %s); Mpps %.3f vs %.3f (%.0f%%)" % (
+            fl, e["cpu_own_ns"], z["cpu_own_ns"], e["cpu_own_ns"] / z["cpu_own_ns"],
+            "met" if e["cpu_own_ns"] <= 1.2 * z["cpu_own_ns"] else "NOT met",
+            e["pps"] / 1e6, z["pps"] / 1e6, 100 * e["pps"] / z["pps"] if z["pps"] > 0 else 0))
 if tl:
     text += "\n" + "\n".join(tl) + "\n"
 print()
@@ -294,12 +314,12 @@ print("written: %s/pps.txt, pps.json, pps.csv" % out)
 if short:
     bad = []
     for k, m in med.items():
-        if k[3].startswith("edge") and k[0] == "pps":
+        if (k[3].startswith("edge") or k[3] == "nullfwd") and k[0] == "pps":
             d = med.get((k[0], k[1], k[2], "direct"))
             if d is None or m["pps"] < float(min_frac) * d["pps"]:
                 bad.append("%s %s B %d flows: %.3f Mpps" % (k[3], k[1], k[2], m["pps"] / 1e6))
     if bad:
-        print("pps.sh SHORT: edge forwards (nearly) nothing (< %s of the ceiling): %s" % (min_frac, "; ".join(bad)), file=sys.stderr)
+        print("pps.sh SHORT: edge or nullfwd forwards (nearly) nothing (< %s of the ceiling): %s" % (min_frac, "; ".join(bad)), file=sys.stderr)
         sys.exit(1)
-    print("SHORT check: edge delivered >= %s of the ceiling in every cell" % min_frac)
+    print("SHORT check: edge and nullfwd delivered >= %s of the ceiling in every cell" % min_frac)
 PY

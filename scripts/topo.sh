@@ -6,6 +6,9 @@
 #              linux-fwd  Linux ip_forward in the middle
 #              linux-nft  Linux forwarding + nftables masquerade + conntrack + a stateful rule
 #              edge       edge run in the middle (built from ./cmd/edge, or EDGE_BIN=path)
+#              nullfwd    the null AF_XDP forwarder in the middle (bench/cmd/nullfwd, or
+#                         NULLFWD_BIN=path): edge's sockets and XDP program, no parsing, MACs
+#                         rewritten; one queue, its worker on the first --middle-cpus CPU
 #        prints the topology's ID on the last line of stdout; its variables are in
 #        /tmp/edgetopo/ID/env (shell syntax: NS_C NS_M NS_S DEV_C DEV_IN DEV_OUT DEV_S
 #        SRC_IP DST_IP DST_MAC EDGE_PID EDGE_SOCK EDGE_CONFIG ...)
@@ -116,7 +119,8 @@ cmd_up() {
 		*) die "unknown option $1" ;;
 		esac
 	done
-	case $mode in direct | linux-fwd | linux-nft | edge) ;; *) die "MODE must be direct, linux-fwd, linux-nft or edge" ;; esac
+	case $mode in direct | linux-fwd | linux-nft | edge | nullfwd) ;; *) die "MODE must be direct, linux-fwd, linux-nft, edge or nullfwd" ;; esac
+	[ "$mode" != nullfwd ] || [ "$queues" = 1 ] || die "nullfwd serves one queue (--queues 1)"
 	need_tools "$mode"
 	mkdir -p "$BASE"
 	local id dir
@@ -266,6 +270,27 @@ EOF
 			sleep 0.1
 		done
 		[ -n "$ok" ] || { sed 's/^/  edge: /' "$dir/edge.log" >&2; false; }
+	fi
+	if [ "$mode" = nullfwd ]; then
+		local nbin=${NULLFWD_BIN:-}
+		if [ -z "$nbin" ]; then
+			nbin=$dir/nullfwd
+			go build -o "$nbin" ./bench/cmd/nullfwd
+		fi
+		# Run and stopped as edge is: EDGE_PID and EDGE_LOG name the middle's
+		# process and log, so `down` and pps.sh's CPU accounting treat it alike.
+		setsid ip netns exec "$M" taskset -c "$middle_cpus" "$nbin" --in "$di" --out "$do" \
+			--in-hop "$(mac "$C" "$dc")" --out-hop "$(mac "$S" "$ds")" --cpu "${middle_cpus%%,*}" \
+			>"$dir/edge.log" 2>&1 </dev/null &
+		echo "EDGE_PID=$!" >>"$dir/env"
+		echo "EDGE_LOG=$dir/edge.log" >>"$dir/env"
+		local ok=
+		for _ in $(seq 300); do
+			grep -q "forwarding between" "$dir/edge.log" && { ok=1; break; }
+			kill -0 "$!" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ -n "$ok" ] || { sed 's/^/  nullfwd: /' "$dir/edge.log" >&2; false; }
 	fi
 	cmd_pin "$id"
 	trap - ERR

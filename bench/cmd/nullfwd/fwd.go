@@ -1,0 +1,296 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/asavie/xdp"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgegw/edge/dataplane"
+	"github.com/edgegw/edge/header"
+)
+
+// The loop's constants are edge's worker's (dataplane/worker.go), so the two
+// differ only in what they do per packet.
+const (
+	batchSize      = 64      // frames taken from an RX ring per call
+	spinYields     = 16      // sched_yield calls before sleeping in poll()
+	pollTimeoutMs  = 10      // poll() timeout when nothing is pending
+	workerSliceNs  = 100_000 // EEVDF custom slice (Linux 6.12+)
+	kickBackoffMin = 8 * time.Microsecond
+	kickBackoffMax = time.Millisecond
+)
+
+// config is what the forwarder is built from.
+type config struct {
+	ports      [2]string  // interface names: 0 inside, 1 outside
+	hops       [2][6]byte // next hop's MAC on each port (the destination of frames sent there)
+	cpu        int        // the worker's CPU; -1: not pinned
+	frames     int        // UMEM frames per socket (edge: 4096)
+	ring       int        // descriptors per ring (edge: 2048)
+	needWakeup bool       // edge: true
+}
+
+// port is one interface: its AF_XDP socket on queue 0 and its MAC (the
+// source of frames sent there).
+type port struct {
+	name    string
+	ifindex int
+	mac     [6]byte
+	hop     [6]byte
+	sock    *xdp.Socket
+	prog    *dataplane.Program
+
+	kickAt   time.Duration // no kick before this (backing off a stalled receiver)
+	kickWait time.Duration
+}
+
+// counters are the forwarder's tallies, published once per loop iteration.
+type counters struct {
+	rx, tx, txFull [2]atomic.Uint64
+}
+
+// forwarder relays every frame edge's XDP program redirects from one port
+// to the other: copied into the egress port's UMEM, MACs rewritten, nothing
+// parsed.
+type forwarder struct {
+	cfg   config
+	ports [2]*port
+	start time.Time
+	ctr   counters
+	stop  atomic.Bool
+}
+
+// newForwarder opens the sockets and attaches edge's XDP program to both
+// interfaces, in the calling thread's network namespace.
+func newForwarder(cfg config) (f *forwarder, err error) {
+	if cfg.frames < 2*cfg.ring {
+		return nil, fmt.Errorf("frames %d: must be at least twice ring %d (edge's rule)", cfg.frames, cfg.ring)
+	}
+	f = &forwarder{cfg: cfg, start: time.Now()}
+	defer func() {
+		if err != nil {
+			f.close()
+		}
+	}()
+	for i, name := range cfg.ports {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, err
+		}
+		if len(ifc.HardwareAddr) != 6 {
+			return nil, fmt.Errorf("%s: not an Ethernet interface", name)
+		}
+		p := &port{name: name, ifindex: ifc.Index, mac: [6]byte(ifc.HardwareAddr), hop: cfg.hops[i]}
+		f.ports[i] = p
+		// Edge's program, one per interface as edge has it: it redirects
+		// IPv4/IPv6 to the socket and passes ARP to the kernel.
+		if p.prog, err = dataplane.NewProgram(1); err != nil {
+			return nil, err
+		}
+		opts := xdp.SocketOptions{NumFrames: cfg.frames, FrameSize: 2048, FillRingNumDescs: cfg.ring,
+			CompletionRingNumDescs: cfg.ring, RxRingNumDescs: cfg.ring, TxRingNumDescs: cfg.ring,
+			NeedWakeup: cfg.needWakeup}
+		if p.sock, err = xdp.NewSocket(p.ifindex, 0, &opts); err != nil {
+			return nil, fmt.Errorf("%s: AF_XDP socket on queue 0: %w", name, err)
+		}
+		p.sock.Fill(p.sock.GetDescs(p.sock.NumFreeFillSlots()))
+		if err := p.prog.Register(0, p.sock.FD()); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range f.ports {
+		if err := p.prog.Attach(p.ifindex); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	return f, nil
+}
+
+// close detaches the programs and closes the sockets.
+func (f *forwarder) close() error {
+	var errs []error
+	for _, p := range f.ports {
+		if p == nil {
+			continue
+		}
+		if p.prog != nil {
+			errs = append(errs, p.prog.Close())
+		}
+		if p.sock != nil {
+			errs = append(errs, p.sock.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// zeroCopy reports whether the sockets run in zero-copy mode.
+func (f *forwarder) zeroCopy() bool { return f.ports[0].sock.ZeroCopy() && f.ports[1].sock.ZeroCopy() }
+
+// relay copies frame into out, a frame of the egress port's UMEM, with the
+// Ethernet destination set to hop and the source to egress, and returns the
+// length of the frame written. Nothing else is read or changed. A frame
+// shorter than an Ethernet header (edge's program drops those before they
+// reach a socket) is copied as is.
+func relay(out, frame []byte, hop, egress [6]byte) int {
+	n := copy(out, frame)
+	if n >= header.EthernetLen {
+		eth := header.Ethernet(out)
+		eth.SetDst(hop)
+		eth.SetSrc(egress)
+	}
+	return n
+}
+
+// run is the worker: edge's loop shape (batch receive, copy into the other
+// port's UMEM, fill ring refill, completions, kick with edge's backoff,
+// sched_yield then poll() when idle), pinned and with edge's scheduler slice.
+// It returns once stop is set.
+func (f *forwarder) run(logf func(string, ...any)) {
+	runtime.LockOSThread()
+	if f.cfg.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(f.cfg.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			logf("nullfwd: pinning to CPU %d: %v", f.cfg.cpu, err)
+		}
+	}
+	if a, err := unix.SchedGetAttr(0, 0); err == nil && a.Policy == unix.SCHED_NORMAL {
+		a.Runtime = workerSliceNs
+		_ = unix.SchedSetAttr(0, a, 0)
+	}
+	var pfds [2]unix.PollFd
+	for i, p := range f.ports {
+		pfds[i] = unix.PollFd{Fd: int32(p.sock.FD()), Events: unix.POLLIN}
+	}
+	var rx, tx, txFull [2]uint64
+	idle := 0
+	for !f.stop.Load() {
+		now := time.Since(f.start)
+		got := 0
+		var descs [2][]xdp.Desc
+		for pi, p := range f.ports {
+			descs[pi] = p.sock.Receive(batchSize)
+			if n := len(descs[pi]); n > 0 {
+				got += n
+				rx[pi] += uint64(n)
+				out := 1 - pi
+				sent := f.send(p, f.ports[out], descs[pi], now)
+				tx[out] += uint64(sent)
+				txFull[out] += uint64(n - sent)
+			}
+		}
+		pending := 0
+		for pi, p := range f.ports {
+			p.sock.Fill(descs[pi])
+			if len(descs[pi]) == 0 && p.sock.FillNeedsWakeup() {
+				p.sock.Wakeup()
+			}
+			if n := p.sock.NumCompleted(); n > 0 {
+				p.sock.Complete(n)
+			}
+			pending += kick(p, now)
+		}
+		for i := range rx {
+			publish(&f.ctr.rx[i], &rx[i])
+			publish(&f.ctr.tx[i], &tx[i])
+			publish(&f.ctr.txFull[i], &txFull[i])
+		}
+		if got > 0 {
+			idle = 0
+			continue
+		}
+		if idle++; idle <= spinYields {
+			_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
+		}
+		idle = 0
+		timeout := pollTimeoutMs
+		if pending > 0 {
+			timeout = 1
+		}
+		_, _ = unix.Poll(pfds[:], timeout)
+	}
+}
+
+func publish(c *atomic.Uint64, n *uint64) {
+	if *n != 0 {
+		c.Add(*n)
+		*n = 0
+	}
+}
+
+// send copies the frames of descs (received on in) into out's UMEM and
+// queues them on its TX ring, as edge's transmit does: when the ring or the
+// free frames lack room it takes completions and kicks once, then drops
+// what still does not fit. It returns how many were queued.
+func (f *forwarder) send(in, out *port, descs []xdp.Desc, now time.Duration) int {
+	s := out.sock
+	done := 0
+	for try := 0; done < len(descs) && try < 2; try++ {
+		if try > 0 {
+			if c := s.NumCompleted(); c > 0 {
+				s.Complete(c)
+			}
+			kick(out, now)
+			if c := s.NumCompleted(); c > 0 {
+				s.Complete(c)
+			}
+		}
+		tx := s.GetDescs(min(len(descs)-done, s.NumFreeTxSlots()))
+		for i := range tx {
+			tx[i].Len = uint32(relay(s.GetFrame(tx[i]), in.sock.GetFrame(descs[done+i]), out.hop, out.mac))
+		}
+		done += s.Submit(tx)
+	}
+	return done
+}
+
+// kick asks the kernel to send what p's TX ring holds, with edge's backoff
+// (dataplane worker.kick): after a sendto whose only progress was a frame the
+// device dropped (veth: the peer's ring full), wait 8 us doubling to 1 ms;
+// after one that sent frames before the drop, 8 us. It returns the frames
+// still pending.
+func kick(p *port, now time.Duration) int {
+	s := p.sock
+	if now < p.kickAt {
+		return s.TxPending()
+	}
+	busy, before := s.TxBusy(), s.TxPending()
+	pending := s.Kick()
+	failing := s.TxBusy() == busy && pending > 0 && pending >= before && s.Err() != nil
+	switch {
+	case failing: // sendto failing without a drop (link down): back off
+		p.kickWait = min(max(2*p.kickWait, kickBackoffMin), kickBackoffMax)
+		p.kickAt = now + p.kickWait
+	case s.TxBusy() == busy:
+		p.kickWait = 0
+	case before-pending > 1:
+		p.kickWait = kickBackoffMin
+		p.kickAt = now + p.kickWait
+	default:
+		p.kickWait = min(max(2*p.kickWait, kickBackoffMin), kickBackoffMax)
+		p.kickAt = now + p.kickWait
+	}
+	return pending
+}
+
+// lossReport says where frames were lost, per port, in the terms of edge's
+// stats (xdp: the program's redirects; the socket's kernel counters; tx_busy:
+// sendto calls the device answered EBUSY, a dropped frame each).
+func (f *forwarder) lossReport() string {
+	s := ""
+	for _, p := range f.ports {
+		ps, _ := p.prog.Stats()
+		ks, _ := p.sock.Stats()
+		k := ks.KernelStats
+		s += fmt.Sprintf(" %s: xdp redirected %d, rx_dropped %d, rx_ring_full %d, fill_ring_empty %d, tx_busy %d;",
+			p.name, ps.Redirected, k.Rx_dropped, k.Rx_ring_full, k.Rx_fill_ring_empty_descs, p.sock.TxBusy())
+	}
+	return s
+}
