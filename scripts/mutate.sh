@@ -30,4 +30,4 @@ if [[ -n "${GREMLINS:-}" ]]; then
 	done
 	exit 0
 fi
-exec go run ./scripts/mutants -j "${JOBS:-1}" -run "${RUN:-}" -timeout "${MUTANT_TIMEOUT:-5m}" "$@"
+exec go run ./scripts/mutants -j "${JOBS:-1}" -run "${RUN:-}" -skip "${SKIP:-}" -timeout "${MUTANT_TIMEOUT:-5m}" "$@"
