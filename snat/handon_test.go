@@ -6,6 +6,7 @@ import (
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/header"
 )
 
 // The port last given back without quarantine is handed on only while it
@@ -78,5 +79,66 @@ func TestUncountedDestinationOverridesOldest(t *testing.T) {
 	}
 	if st.Counters[CtrQuarantineOverride]-st0.Counters[CtrQuarantineOverride] != 1 {
 		t.Fatalf("override not counted")
+	}
+}
+
+// The quarantine list reuseOldest walks is bounded by ReuseProbes: when
+// its oldest entries are ports whose reply keys are live flows after all
+// (here flows opened from the outside toward the translated address, which
+// the counts do not know of), one allocation still examines at most
+// MaxProbes ports, and is refused at the bound rather than walking the
+// whole list.
+func TestReuseOldestBounded(t *testing.T) {
+	const nports = 2000
+	h := newHarness(t, 1, 8192, automap(PortRange{20000, 20000 + nports - 1}))
+	a := h.n.Allocator(0)
+	sh := h.tb.Shard(0)
+	var order []uint16 // ports in the order they were released
+	type flow struct {
+		k   conntrack.Key
+		ref conntrack.Ref
+		tr  conntrack.Translation
+	}
+	var flows []flow
+	for i := 0; len(flows) < nports; i++ {
+		k := tcpKey(client, uint16(1024+i), server, 443)
+		tr, ref, r := h.open(k)
+		switch r {
+		case drop.None:
+			flows = append(flows, flow{k, ref, tr})
+		case drop.SNATProbeLimit: // the pass goes on at the next flow
+		default:
+			t.Fatalf("flow %d: %v", i, r)
+		}
+	}
+	for _, f := range flows {
+		h.advance(conntrack.Millisecond)
+		h.close(f.k, f.ref)
+		order = append(order, f.tr.Port)
+	}
+	// New flows until a pass over the whole range ended: the last one
+	// takes the oldest quarantined port, and the counts say full.
+	next := 30000
+	for took := false; !took; next++ {
+		if next > 30000+nports {
+			t.Fatal("no pass over the range ended")
+		}
+		_, _, r := h.open(tcpKey(client, uint16(next), server, 443))
+		took = r == drop.None
+	}
+	// Flows from the destination to the translated address on the next
+	// oldest ports.
+	for _, port := range order[1:1501] {
+		p := packet(conntrack.MakeKey(header.ProtoTCP, netip.AddrPortFrom(server, 443), netip.AddrPortFrom(natIP, port)))
+		if v := sh.Create(&p, conntrack.NewFlow{}, h.now); v.Action != conntrack.Forward {
+			t.Fatalf("inbound flow to port %d: %+v", port, v)
+		}
+	}
+	st0 := a.Stats()
+	k := tcpKey(client, uint16(next), server, 443)
+	_, r := a.Allocate(&k, h.now)
+	st := a.Stats()
+	if probes := st.Counters[CtrProbes] - st0.Counters[CtrProbes]; probes > MaxProbes {
+		t.Fatalf("one allocation examined %d ports (%v), the bound is %d", probes, r, MaxProbes)
 	}
 }
