@@ -60,3 +60,22 @@ func TestCompleteAtTheLastFragmentsEnd(t *testing.T) {
 		t.Fatalf("Completed = %d after every byte, want 1", tab.Stats.Completed)
 	}
 }
+
+// Expire visits the buckets round robin: a budget of every bucket frees
+// the expired datagrams of all of them, wherever their keys hash.
+func TestExpireVisitsEveryBucket(t *testing.T) {
+	tab := newTable(t, small)
+	for i := range small.HoldFrames {
+		k := key(uint32(100 + i))
+		if _, st := tab.Follow(&k, 0, frame(1, 10), 8, 8, true); st != Held && st != TableFull {
+			t.Fatalf("datagram %d: %v", i, st)
+		}
+	}
+	_, held := tab.Len()
+	tab.Expire(small.Timeout, len(tab.slots)/Ways)
+	if n, h := tab.Len(); n != 0 || h != 0 || tab.Stats.ExpiredHeld != uint64(held) {
+		t.Fatalf("after one sweep at the deadline: %d datagrams, %d of %d frames held (%d counted expired); want none",
+			n, h, held, tab.Stats.ExpiredHeld)
+	}
+	checkPool(t, tab)
+}
