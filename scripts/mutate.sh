@@ -6,7 +6,7 @@
 # equivalent are listed in scripts/mutants/equivalent.txt; see
 # scripts/mutants/README.md.
 #
-# Not part of ./scripts/test.sh: 202 mutants take 10 to 12 minutes with
+# Not part of ./scripts/test.sh: 202 mutants take 8 to 12 minutes with
 # JOBS=2 on 2 shared vCPUs (longer when many survive: a survivor runs every
 # test).
 # Exits non-zero if a mutant survives unexplained or is STALE (its source
