@@ -12,7 +12,7 @@
 //
 // Usage (from the repository root; scripts/mutate.sh wraps it):
 //
-//	go run ./scripts/mutants [-j jobs] [-run regexp] [-timeout 5m] [-list]
+//	go run ./scripts/mutants [-j jobs] [-run regexp] [-skip regexp] [-timeout 5m] [-list]
 package main
 
 import (
@@ -32,9 +32,15 @@ import (
 )
 
 // pipelineTests are the data plane's tests that need no root: the worker's
-// pipeline on golden packets, routing, apply. Every mutant runs them too, so
-// that a bug in conntrack, snat or icmp is also judged by the pipeline.
-const pipelineTests = "TestPipeline|TestRoutes|TestNeighbour|TestApply|TestEvents|TestDropPath|TestHandoff"
+// pipeline on golden packets, routing, the router's checks, fragments,
+// apply. Every mutant runs them too, so that a bug in conntrack, snat, icmp
+// or frag is also judged by the pipeline. pipelineSkip leaves out those of
+// their names that build namespaces (TestPipelineSelection checks both
+// against the data plane's test files).
+const (
+	pipelineTests = "TestPipeline|TestRoutes|TestNeighbour|TestApply|TestEvents|TestDropPath|TestHandoff|TestFragments|TestRouter"
+	pipelineSkip  = "TestPipelineZeroAllocsRealTX"
+)
 
 // mutant is one entry of mutants.txt.
 type mutant struct {
@@ -94,6 +100,7 @@ func main() {
 	jobs := flag.Int("j", 1, "mutants run at once (each in its own copy of the tree)")
 	runRE := flag.String("run", "", "only mutants whose name matches this regexp")
 	timeout := flag.Duration("timeout", 5*time.Minute, "time limit of one mutant's tests")
+	skip := flag.String("skip", "", "go test -skip regexp for every test run: tests known to be flaky (the run says which it left out)")
 	list := flag.Bool("list", false, "check and list the mutants without running them")
 	dir := flag.String("dir", "scripts/mutants", "folder of mutants.txt and equivalent.txt")
 	flag.Parse()
@@ -158,8 +165,11 @@ func main() {
 		trees = append(trees, tree)
 		copies <- tree
 	}
-	fmt.Printf("%d mutants (%d stale), %d at a time, tests of the mutated package + ./dataplane -run '%s'\n",
-		len(ms), len(results), *jobs, pipelineTests)
+	fmt.Printf("%d mutants (%d stale), %d at a time, tests of the mutated package + ./dataplane -run '%s' -skip '%s'\n",
+		len(ms), len(results), *jobs, pipelineTests, pipelineSkip)
+	if *skip != "" {
+		fmt.Printf("left out of every package's tests (-skip): %s\n", *skip)
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range runnable {
@@ -168,7 +178,7 @@ func main() {
 			defer wg.Done()
 			tree := <-copies
 			defer func() { copies <- tree }()
-			r := runMutant(tree, m, *timeout)
+			r := runMutant(tree, m, *timeout, *skip)
 			if r.out == survived && equiv[m.name] != "" {
 				r.out = equivalent
 			}
@@ -219,7 +229,7 @@ func report(results []result, equiv map[string]string) bool {
 		pkgs = append(pkgs, p)
 	}
 	sort.Strings(pkgs)
-	fmt.Printf("\n%-10s %6s %7s %6s %8s %9s %6s %6s %8s %13s\n", "package", "total", "killed", "build", "timeout", "survived", "equiv", "stale", "killed", "net")
+	fmt.Printf("\n%-16s %6s %7s %6s %8s %9s %6s %6s %8s %13s\n", "package", "total", "killed", "build", "timeout", "survived", "equiv", "stale", "killed", "net")
 	line := func(name string, c *counts) {
 		k := c.killed + c.build + c.timeout
 		ran := c.total - c.stale
@@ -229,7 +239,7 @@ func report(results []result, equiv map[string]string) bool {
 			}
 			return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(d))
 		}
-		fmt.Printf("%-10s %6d %7d %6d %8d %9d %6d %6d %8s %13s\n", name, c.total, c.killed, c.build, c.timeout,
+		fmt.Printf("%-16s %6d %7d %6d %8d %9d %6d %6d %8s %13s\n", name, c.total, c.killed, c.build, c.timeout,
 			c.survived, c.equivalent, c.stale, pct(k, ran), pct(k, ran-c.equivalent))
 	}
 	for _, p := range pkgs {
@@ -260,7 +270,7 @@ func report(results []result, equiv map[string]string) bool {
 }
 
 // runMutant applies m in tree, runs the tests, and restores the file.
-func runMutant(tree string, m *mutant, limit time.Duration) (r result) {
+func runMutant(tree string, m *mutant, limit time.Duration, skip string) (r result) {
 	r.m = m
 	start := time.Now()
 	defer func() { r.took = time.Since(start) }()
@@ -283,18 +293,27 @@ func runMutant(tree string, m *mutant, limit time.Duration) (r result) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	own := []string{"test", "-count=1", "-vet=off", "-failfast", "-timeout", limit.String()}
+	pipeSkip := pipelineSkip
+	if skip != "" {
+		pipeSkip += "|" + skip
+	}
 	switch {
+	case m.pkg() == "./dataplane" && m.tests == "":
+		// Its other tests need root, build namespaces and take minutes.
+		own = append(own, "-run", pipelineTests, "-skip", pipeSkip)
 	case m.tests != "":
 		own = append(own, "-run", m.tests)
-	case m.pkg() == "./dataplane":
-		// Its other tests need root, build namespaces and take minutes.
-		own = append(own, "-run", pipelineTests)
+		fallthrough
+	default:
+		if skip != "" {
+			own = append(own, "-skip", skip)
+		}
 	}
 	own = append(own, m.pkg())
 	cmds := [][]string{own}
 	if m.pkg() != "./dataplane" {
 		cmds = append(cmds, []string{"test", "-count=1", "-vet=off", "-failfast", "-timeout", limit.String(),
-			"-run", pipelineTests, "./dataplane"})
+			"-run", pipelineTests, "-skip", pipeSkip, "./dataplane"})
 	}
 	for _, args := range cmds {
 		cmd := exec.CommandContext(ctx, "go", args...)

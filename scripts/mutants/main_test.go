@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -135,5 +136,49 @@ func TestFirstFailure(t *testing.T) {
 	build := "# pkg\npkg/a.go:3:1: syntax error: unexpected #\nFAIL\tpkg [build failed]\n"
 	if got := buildError(build); got != "pkg/a.go:3:1: syntax error: unexpected #" {
 		t.Fatalf("buildError = %q", got)
+	}
+}
+
+// TestPipelineSelection checks the data plane tests every mutant runs
+// against the data plane's test files: the fragment and router tests are
+// in, and no test that needs root (netnstest) is.
+func TestPipelineSelection(t *testing.T) {
+	run := regexp.MustCompile(pipelineTests)
+	skip := regexp.MustCompile(pipelineSkip)
+	files, err := filepath.Glob("../../dataplane/*_test.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("data plane test files: %v %v", files, err)
+	}
+	// A top-level test function and its body, up to the next one.
+	fnRE := regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\) \{`)
+	selected := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := string(b)
+		locs := fnRE.FindAllStringSubmatchIndex(src, -1)
+		for i, l := range locs {
+			name := src[l[2]:l[3]]
+			end := len(src)
+			if i+1 < len(locs) {
+				end = locs[i+1][0]
+			}
+			// go test's -run and -skip match unanchored.
+			if !run.MatchString(name) || skip.MatchString(name) {
+				continue
+			}
+			selected[name] = true
+			if strings.Contains(src[l[0]:end], "netnstest.") {
+				t.Errorf("%s (%s) needs root and namespaces but is in the pipeline selection", name, filepath.Base(f))
+			}
+		}
+	}
+	for _, name := range []string{"TestFragmentsFollowTheirFirst", "TestFragmentsIPv6", "TestFragmentsOfADroppedFirst",
+		"TestFragmentsExpireAndTCP", "TestRouterIPv4Checksum", "TestRouterURPF", "TestPipelineGolden"} {
+		if !selected[name] {
+			t.Errorf("%s is not in the pipeline selection", name)
+		}
 	}
 }
