@@ -696,7 +696,7 @@ func TestApplyConcurrent(t *testing.T) {
 				}
 				for r := range rs {
 					switch {
-					case r == drop.FirewallDrop && dport == 53, r == drop.SNATExhausted, r == drop.TableFull:
+					case r == drop.FirewallDrop && dport == 53, r == drop.SNATExhausted, r == drop.SNATProbeLimit, r == drop.TableFull:
 					default:
 						t.Fatalf("packet %d->%d: dropped as %v, which no configuration explains", sport, dport, r)
 					}
