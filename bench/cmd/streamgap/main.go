@@ -1,6 +1,7 @@
 // Command streamgap measures how steadily one TCP stream flows through a
 // middle box: a sender (paced or bulk) and a receiver that reports, per
-// phase, throughput, the lowest throughput of any window and the longest
+// phase, throughput, the lowest throughput of any window and of any full
+// second (min_1s_mbps) and the longest
 // gap between two arrivals. The SYN-flood lab (bench/synflood.sh) runs it
 // before and during a flood.
 //
