@@ -65,7 +65,10 @@
 # Per phase: throughput, lowest full second, largest gap. Gate (edge only;
 # exit 1 when missed), in EVERY run: during each flood the stream keeps at
 # least (100-MAX_DROP_PCT)% of the run's no-flood throughput and no full
-# second of a flood falls below MIN_SECOND_PCT% of it. Each run prints the
+# second of a flood falls below MIN_SECOND_PCT% of it. A run whose
+# no-flood phase carried under (100-MAX_DROP_PCT)% of RATE_MBIT measured
+# the machine's load, not the floods: it is counted inconclusive, neither
+# passed nor failed (and a series with no conclusive run fails). Each run prints the
 # counters that say why: edge's SNAT probes per allocated port, SYN_SENT
 # entries evicted and SYNs refused (table_full), drops no_neighbour and
 # neighbour_resolve_limited (resolutions edge refused to ask), AF_XDP
@@ -346,12 +349,14 @@ NFT
 	# The run's figures: the base and each flood's throughput, lowest
 	# second and largest gap, and whether the gate holds.
 	local line
-	line=$(jq -r --arg m "$mode" --arg rep "$rep" --argjson nf "$nf" --argjson drop "$MAX_DROP_PCT" --argjson sec "$MIN_SECOND_PCT" '
+	line=$(jq -r --arg m "$mode" --arg rep "$rep" --argjson nf "$nf" --argjson drop "$MAX_DROP_PCT" --argjson sec "$MIN_SECOND_PCT" \
+		--argjson rate "$RATE_MBIT" '
 		def r1: . * 10 | round / 10;
 		.phases[1].mbps as $b |
 		[range(2; 2 + $nf) as $i | .phases[$i]] as $f |
 		([$f[] | .mbps >= $b * (100 - $drop) / 100 and .min_1s_mbps >= $b * $sec / 100] | all) as $ok |
-		[$m, $rep, ($b | r1)] + ([$f[] | (.mbps | r1), (.min_1s_mbps | r1), (.max_gap_ms | r1)]) + [(if $ok then "pass" else "FAIL" end)]
+		(if $rate > 0 and $b < $rate * (100 - $drop) / 100 then "inconclusive" elif $ok then "pass" else "FAIL" end) as $v |
+		[$m, $rep, ($b | r1)] + ([$f[] | (.mbps | r1), (.min_1s_mbps | r1), (.max_gap_ms | r1)]) + [$v]
 		| map(tostring) | join(" ")' "$d/recv.json")
 	echo "$line" >>"$tmp/results"
 	local b
@@ -409,15 +414,18 @@ if [ -n "$FLOODS" ]; then
 		done
 		n=$(awk -v m="$mode" '$1 == m' "$tmp/results" | wc -l)
 		p=$(awk -v m="$mode" '$1 == m && $NF == "pass"' "$tmp/results" | wc -l)
-		printf ' | %s of %s\n' "$p" "$n"
-		if [ "$mode" = edge ] && [ "$p" -ne "$n" ]; then fail=1; fi
+		x=$(awk -v m="$mode" '$1 == m && $NF == "FAIL"' "$tmp/results" | wc -l)
+		printf ' | %s of %s' "$p" "$n"
+		if [ "$p" -ne $((n - x)) ]; then printf ' (%s inconclusive)' $((n - x - p)); fi
+		echo
+		if [ "$mode" = edge ] && { [ "$x" -gt 0 ] || [ "$p" -eq 0 ]; }; then fail=1; fi
 	done
 	echo
 	if [ "$fail" = 1 ]; then
-		echo "FAIL: in some run edge's stream fell below $((100 - MAX_DROP_PCT))% of its no-flood throughput during a flood, or below ${MIN_SECOND_PCT}% in a second of it"
+		echo "FAIL: in some run edge's stream fell below $((100 - MAX_DROP_PCT))% of its no-flood throughput during a flood, or below ${MIN_SECOND_PCT}% in a second of it (or no run was conclusive)"
 		exit 1
 	fi
-	case " $MODES " in *" edge "*) echo "PASS: in every run edge's stream kept >= $((100 - MAX_DROP_PCT))% of its no-flood throughput during each flood and >= ${MIN_SECOND_PCT}% in every second of it" ;; esac
+	case " $MODES " in *" edge "*) echo "PASS: in every conclusive run edge's stream kept >= $((100 - MAX_DROP_PCT))% of its no-flood throughput during each flood and >= ${MIN_SECOND_PCT}% in every second of it" ;; esac
 	exit 0
 fi
 
