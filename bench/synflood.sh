@@ -72,7 +72,9 @@
 # counters that say why: edge's SNAT probes per allocated port, SYN_SENT
 # entries evicted and SYNs refused (table_full), drops no_neighbour and
 # neighbour_resolve_limited (resolutions edge refused to ask), AF_XDP
-# fill_ring_empty; for both middles the most kernel neighbour entries seen
+# fill_ring_empty (the counters are read as each flood ends, while the
+# next starts: a few packets of the next flood may count in the earlier
+# one); for both middles the most kernel neighbour entries seen
 # on the inside interface during the flood (sampled every 200 ms), whether
 # the client's entry was ever missing, and the host's neighbour-table
 # overflows (table_fulls, host-wide: other labs count too). Defaults in
@@ -151,6 +153,21 @@ if [ -n "${EDGE_BIN:-}" ]; then cp "$EDGE_BIN" "$tmp/edge"; else go build -o "$t
 printf '#!/bin/sh\nexec %s "$@" $EDGE_RUN_ARGS\n' "$tmp/edge" >"$tmp/edge-run"
 chmod +x "$tmp/edge-run"
 
+# stream_losses: where the stream lost packets: the sender's TCP
+# retransmissions and timeouts, then the drops each veth counted
+# (letter:rx/tx; c: the client's, i/o: the middle's inside/outside, s:
+# the server's).
+stream_losses() {
+	local drops="" x ns dev
+	ip netns exec "$NS_C" nstat -az TcpRetransSegs TcpExtTCPTimeouts 2>/dev/null |
+		awk '$1 == "TcpRetransSegs" {r = $2} $1 == "TcpExtTCPTimeouts" {t = $2} END {printf "%d/%d", r, t}'
+	for x in "$NS_C:$DEV_C" "$NS_M:$DEV_IN" "$NS_M:$DEV_OUT" "$NS_S:$DEV_S"; do
+		ns=${x%%:*} dev=${x#*:}
+		drops="$drops $(ip -n "$ns" -j -s link show "$dev" | jq -r --arg d "${dev: -1}" '.[0].stats64 | "\($d):\(.rx.dropped)/\(.tx.dropped)"')"
+	done
+	echo "$drops"
+}
+
 # trial MODE REP: one stream, BASE_S without flood then FLOOD_S with it;
 # appends "mode base_mbps flood_mbps drop_pct gap_ms flood_min_window_mbps
 # fill_ring_empty" to $tmp/results.
@@ -199,16 +216,7 @@ NFT
 	wait "$spid" || die "streamgap send failed: $(cat "$d/send.err")"
 	wait "$rpid" || die "streamgap recv failed: $(cat "$d/recv.err")"
 	pids=()
-	# Where the stream lost packets: the sender's retransmissions and
-	# timeouts, and the drops each veth counted (name:rx/tx).
-	local tcpx drops="" ns dev
-	tcpx=$(ip netns exec "$NS_C" nstat -az TcpRetransSegs TcpExtTCPTimeouts 2>/dev/null |
-		awk '$1 == "TcpRetransSegs" {r = $2} $1 == "TcpExtTCPTimeouts" {t = $2} END {printf "%d/%d", r, t}')
-	for x in "$NS_C:$DEV_C" "$NS_M:$DEV_IN" "$NS_M:$DEV_OUT" "$NS_S:$DEV_S"; do
-		ns=${x%%:*} dev=${x#*:}
-		drops="$drops $(ip -n "$ns" -j -s link show "$dev" | jq -r --arg d "${dev: -1}" '.[0].stats64 | "\($d):\(.rx.dropped)/\(.tx.dropped)"')"
-	done
-	echo "$tcpx$drops" >"$d/losses.txt"
+	stream_losses >"$d/losses.txt"
 	local fre=-
 	if [ "$mode" = edge ]; then
 		ip netns exec "$NS_M" "$tmp/edge" stats --socket "$EDGE_SOCK" >"$d/edge-stats.txt" 2>&1 || true
@@ -341,9 +349,8 @@ NFT
 	wait "$smp" 2>/dev/null || true
 	wait
 	pids=()
-	local tcpx
-	tcpx=$(ip netns exec "$NS_C" nstat -az TcpRetransSegs TcpExtTCPTimeouts 2>/dev/null |
-		awk '$1 == "TcpRetransSegs" {r = $2} $1 == "TcpExtTCPTimeouts" {t = $2} END {printf "%d/%d", r, t}')
+	local loss
+	loss=$(stream_losses)
 	LOGDIR=$d ./scripts/topo.sh down "$topo_id" >/dev/null
 	topo_id=
 	# The run's figures: the base and each flood's throughput, lowest
@@ -361,7 +368,7 @@ NFT
 	echo "$line" >>"$tmp/results"
 	local b
 	b=$(awk '{print $3}' <<<"$line")
-	echo "   $mode run $rep: no flood $b Mbit/s (paced at $RATE_MBIT), retrans/timeouts $tcpx, gate $(awk '{print $NF}' <<<"$line")"
+	echo "   $mode run $rep: no flood $b Mbit/s (paced at $RATE_MBIT), gate $(awk '{print $NF}' <<<"$line"); whole run: retrans/timeouts ${loss%% *}, veth rx/tx drops ${loss#* }"
 	k=0
 	for fl in $FLOODS; do
 		k=$((k + 1))
