@@ -68,8 +68,8 @@
 # second of a flood falls below MIN_SECOND_PCT% of it. A run whose
 # no-flood phase carried under (100-MAX_DROP_PCT)% of RATE_MBIT measured
 # the machine's load, not the floods: it is counted inconclusive, neither
-# passed nor failed (and a series with no conclusive run fails). Each run prints the
-# counters that say why: edge's SNAT probes per allocated port, SYN_SENT
+# passed nor failed (and a series with no conclusive run fails). Each run
+# prints the counters that say why: edge's SNAT probes per allocated port, SYN_SENT
 # entries evicted and SYNs refused (table_full), drops no_neighbour and
 # neighbour_resolve_limited (resolutions edge refused to ask), AF_XDP
 # fill_ring_empty (the counters are read as each flood ends, while the
@@ -82,7 +82,10 @@
 # stream's rate: the 200 Mbit/s is more than the 2 vCPUs carry
 # with the lab's other work (a stream paced at 200 delivered 104-108
 # Mbit/s without flood through either middle, with thousands of
-# retransmissions), so RATE_MBIT stays 100 as above.
+# retransmissions), so RATE_MBIT stays 100 as above. Linux's table keeps
+# the host's size here too (LINUX_CT_MAX applies to the single flood
+# only); masquerading toward one server port caps it at the 64,513
+# entries of the port range.
 #
 # Environment: RUNS (3), MODES ("edge linux-nft"), RATE_MBIT (100),
 # SYN_PPS (20000), MAX_FLOWS (4096), BASE_S (4), FLOOD_S (8), FLOOD_DPORT
