@@ -111,6 +111,8 @@ if [ "$(id -u)" -eq 0 ]; then
 	SHORT=1 ./bench/nsx-ab.sh
 	stage "SYN flood into a full table (bench/synflood.sh, edge only, medians of 3: fails if a paced TCP stream loses > 20% or stalls > 100 ms)"
 	RUNS=3 MODES=edge ./bench/synflood.sh
+	stage "two SYN floods back to back, random ports then random inside sources (bench/synflood.sh FLOODS, edge only, 5 runs: fails if in any run a paced TCP stream keeps < 80% during a flood or < 20% in a second of it)"
+	FLOODS="ports addrs" RUNS=5 MODES=edge ./bench/synflood.sh
 else
 	echo "skipped: needs root (CI runs as root)"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # topo.sh: the pps lab's topology: client ns (generator) -- middle ns -- server ns (sink).
 #
-#   topo.sh up MODE [--queues N] [--max-flows N] [--middle-cpus LIST] [--other-cpu C]
+#   topo.sh up MODE [--queues N] [--max-flows N] [--middle-cpus LIST] [--other-cpu C] [--client-prefix LEN]
 #        MODE: direct     generator veth straight to the sink veth (no middle: the ceiling)
 #              linux-fwd  Linux ip_forward in the middle
 #              linux-nft  Linux forwarding + nftables masquerade + conntrack + a stateful rule
@@ -17,6 +17,10 @@
 #   topo.sh list       topologies still up
 #
 #   client ns  DEV_C 10.0.0.2 ── DEV_IN 10.0.0.1 [ middle ] DEV_OUT 203.0.113.1 ── DEV_S 203.0.113.2  server ns
+#
+# --client-prefix LEN (default 24) widens the client's subnet to 10.0.0.0/LEN
+# (both its addresses and edge's inside route), e.g. 16 for a lab whose
+# traffic comes from many inside addresses.
 #
 # Names are unique per run (namespaces egtID-{c,m,s}, links eID{c,i,o,s}), so
 # several topologies (and other labs) can coexist. A failed `up` removes what
@@ -109,18 +113,20 @@ cmd_down() {
 
 cmd_up() {
 	local mode=$1; shift
-	local queues=1 maxflows=4194304 middle_cpus=1 other_cpu=0
+	local queues=1 maxflows=4194304 middle_cpus=1 other_cpu=0 cprefix=24
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--queues) queues=$2; shift 2 ;;
 		--max-flows) maxflows=$2; shift 2 ;;
 		--middle-cpus) middle_cpus=$2; shift 2 ;;
 		--other-cpu) other_cpu=$2; shift 2 ;;
+		--client-prefix) cprefix=$2; shift 2 ;;
 		*) die "unknown option $1" ;;
 		esac
 	done
 	case $mode in direct | linux-fwd | linux-nft | edge | nullfwd) ;; *) die "MODE must be direct, linux-fwd, linux-nft, edge or nullfwd" ;; esac
 	[ "$mode" != nullfwd ] || [ "$queues" = 1 ] || die "nullfwd serves one queue (--queues 1)"
+	[[ $cprefix =~ ^[0-9]+$ ]] && [ "$cprefix" -ge 8 ] && [ "$cprefix" -le 24 ] || die "--client-prefix must be 8 to 24"
 	need_tools "$mode"
 	mkdir -p "$BASE"
 	local id dir
@@ -164,7 +170,7 @@ EOF
 		ip link set "$dc" netns "$C"; ip link set "$di" netns "$M"
 		ip link set "$do" netns "$M"; ip link set "$ds" netns "$S"
 		ip -n "$M" link set lo up
-		set -- "$C $dc 10.0.0.2/24" "$M $di 10.0.0.1/24" "$M $do 203.0.113.1/24" "$S $ds 203.0.113.2/24"
+		set -- "$C $dc 10.0.0.2/$cprefix" "$M $di 10.0.0.1/$cprefix" "$M $do 203.0.113.1/24" "$S $ds 203.0.113.2/24"
 	fi
 	ip -n "$C" link set lo up; ip -n "$S" link set lo up
 	local x
@@ -244,7 +250,7 @@ interfaces:
   inside: {name: $di}
   outside: {name: $do}
 routes:
-  - {dst: 10.0.0.0/24, interface: inside}
+  - {dst: 10.0.0.0/$cprefix, interface: inside}
   - {dst: 203.0.113.0/24, interface: outside}
 snat: {mode: automap, ports: "1024-65535"}
 rules:

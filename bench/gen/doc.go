@@ -28,7 +28,8 @@
 //     each of a new flow: a SYN flood. The source port comes from
 //     Ports.Src, a keyed permutation of the 64,512 source ports (so
 //     consecutive SYNs toward one destination port are distinct flows),
-//     or both ports from Ports.Pair.
+//     or both ports from Ports.Pair. With SYNSrcPrefix the source address
+//     is drawn per SYN from a prefix too (a keyed hash of the flow index).
 //   - Hist (hist.go) is a fixed-size log-linear latency histogram (32
 //     sub-buckets per power of two, <= 3.2% error), no allocation per record.
 //   - Transmit (tx.go) runs the send loop with optional rate pacing; Sink

@@ -52,6 +52,12 @@ type FrameConfig struct {
 	// not read SYNs).
 	SYN        bool
 	SYNDstPort uint16
+	// SYNSrcPrefix, when valid (IPv4, /8 to /30), replaces Src in SYN
+	// mode: each SYN's source address is drawn pseudorandomly (from
+	// Seed and the flow index, so repeatable) from the prefix's hosts,
+	// never its first or last address: a flood from many addresses of a
+	// subnet, as from a misbehaving or spoofing host behind the gateway.
+	SYNSrcPrefix netip.Prefix
 }
 
 // Builder writes generated frames. Not safe for concurrent use.
@@ -67,8 +73,16 @@ type Builder struct {
 	newFlow bool
 	syn     bool
 	synDst  uint16 // SYN mode: fixed destination port, 0 pseudorandom
-	queues  uint32
-	slots   []int16 // per caller frame slot: the size class its bytes hold, -1 none
+	// SYN mode with SYNSrcPrefix: source addresses are srcNet + 1 +
+	// (a hash of the flow index, keyed by srcKey) mod srcHosts; the
+	// template's source address is zero and ipBase is its IPv4 header's
+	// partial checksum.
+	srcNet   uint32
+	srcHosts uint32 // 0: the fixed Src
+	srcKey   uint64
+	ipBase   uint32
+	queues   uint32
+	slots    []int16 // per caller frame slot: the size class its bytes hold, -1 none
 }
 
 // NewBuilder prepares templates and the flow table; slots is the number of
@@ -84,6 +98,17 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 	if c.SYN {
 		c.NewFlows, c.Flows = true, 1
 	}
+	var srcNet, srcHosts uint32
+	if c.SYN && c.SYNSrcPrefix.IsValid() {
+		p := c.SYNSrcPrefix.Masked()
+		if !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30 {
+			return nil, errors.New("gen: the SYN source prefix must be IPv4, /8 to /30")
+		}
+		a := p.Addr().As4()
+		srcNet = binary.BigEndian.Uint32(a[:])
+		srcHosts = 1<<(32-p.Bits()) - 2
+		c.Src = netip.IPv4Unspecified()
+	}
 	if c.Flows <= 0 {
 		c.Flows = 1
 	}
@@ -94,7 +119,8 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 		c.Queues = 1
 	}
 	b := &Builder{ports: NewPorts(c.Seed), nflows: uint64(c.Flows), offset: c.FlowOffset,
-		newFlow: c.NewFlows, syn: c.SYN, synDst: c.SYNDstPort, queues: uint32(c.Queues), slots: make([]int16, slots)}
+		newFlow: c.NewFlows, syn: c.SYN, synDst: c.SYNDstPort, queues: uint32(c.Queues), slots: make([]int16, slots),
+		srcNet: srcNet, srcHosts: srcHosts, srcKey: mix64(c.Seed ^ 0x5bd1e9955bd1e995)}
 	for i := range b.slots {
 		b.slots[i] = -1
 	}
@@ -110,6 +136,10 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 			t, sum := template(c, sz-fcsLen)
 			if c.SYN {
 				t, sum = synTemplate(c, sz-fcsLen)
+				if srcHosts != 0 {
+					// The header's words but its checksum (the source address is zero).
+					b.ipBase = sum16(t[offIP+12:offIP+ipLen], sum16(t[offIP:offIP+10], 0))
+				}
 			}
 			b.tmpl = append(b.tmpl, t)
 			b.base = append(b.base, sum)
@@ -288,8 +318,30 @@ func (b *Builder) buildSYN(f []byte, cl uint8, i uint64) int {
 	binary.BigEndian.PutUint16(f[offDstPort:], dp)
 	binary.BigEndian.PutUint32(f[offTCPSeq:], isn)
 	sum := b.base[cl] + uint32(sp) + uint32(dp) + isn>>16 + isn&0xffff
+	if b.srcHosts != 0 {
+		src := b.synSrc(i)
+		binary.BigEndian.PutUint32(f[offIP+12:], src)
+		binary.BigEndian.PutUint16(f[offIP+10:], ^fold(b.ipBase+src>>16+src&0xffff))
+		sum += src>>16 + src&0xffff // the pseudo-header's source address
+	}
 	binary.BigEndian.PutUint16(f[offTCPSum:], ^fold(sum))
 	return len(f)
+}
+
+// synSrc returns the source address of SYN flow i drawn from the prefix
+// (SYNSrcPrefix): neither its first nor its last address.
+func (b *Builder) synSrc(i uint64) uint32 {
+	return b.srcNet + 1 + uint32(mix64(i^b.srcKey)%uint64(b.srcHosts))
+}
+
+// mix64 is a 64-bit finalizer (splitmix64's): consecutive inputs give
+// unrelated outputs.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // Packet is what the sink reads from a generated frame.

@@ -1,7 +1,7 @@
 // Command edgegen is edge's packet generator and sink for the pps lab
 // (bench/pps.sh). It is a thin front end to package bench/gen.
 //
-//	edgegen tx   --dev IF --dst-mac MAC [--rate PPS] [--size 64|imix|N,...] [--flows N | --new-flows | --syn [--syn-dst-port P]]
+//	edgegen tx   --dev IF --dst-mac MAC [--rate PPS] [--size 64|imix|N,...] [--flows N | --new-flows | --syn [--syn-dst-port P] [--syn-src-prefix PFX]]
 //	             [--duration D] [--count N] [--src IP] [--dst IP] [--engine auto|afxdp|afpacket]
 //	             [--queues N] [--seed S] [--flow-offset K] [--summary FILE]
 //	edgegen sink --dev IF [--engine auto|afxdp|afpacket] [--queues N] [--duration D]
@@ -93,6 +93,7 @@ func tx(args []string) error {
 	newFlows := fs.Bool("new-flows", false, "every packet a new 5-tuple (connection setup rate)")
 	syn := fs.Bool("syn", false, "SYN flood: every packet a 64-byte TCP SYN of a new flow, pseudorandom source port")
 	synDst := fs.Uint("syn-dst-port", 0, "with --syn: the destination port (0: pseudorandom, a new port pair per packet)")
+	synSrc := fs.String("syn-src-prefix", "", "with --syn: each SYN from a pseudorandom address of this IPv4 prefix (not its first or last), e.g. 10.0.128.0/17, instead of --src")
 	seed := fs.Uint64("seed", 1, "port permutation seed")
 	offset := fs.Uint64("flow-offset", 0, "first flow index")
 	dur := fs.Duration("duration", 0, "how long to send (0: until --count or SIGINT)")
@@ -130,6 +131,14 @@ func tx(args []string) error {
 	}
 	if fc.Dst, err = netip.ParseAddr(*dst); err != nil {
 		return err
+	}
+	if *synSrc != "" {
+		if !*syn {
+			return fmt.Errorf("tx: --syn-src-prefix needs --syn")
+		}
+		if fc.SYNSrcPrefix, err = netip.ParsePrefix(*synSrc); err != nil {
+			return err
+		}
 	}
 	m, err := net.ParseMAC(*dstMAC)
 	if err != nil {

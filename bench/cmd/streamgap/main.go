@@ -1,8 +1,9 @@
 // Command streamgap measures how steadily one TCP stream flows through a
 // middle box: a sender (paced or bulk) and a receiver that reports, per
-// phase, throughput, the lowest throughput of any window and the longest
-// gap between two arrivals. The SYN-flood lab (bench/synflood.sh) runs it
-// before and during a flood.
+// phase, throughput, the lowest throughput of any window (--window) and of
+// any full second (min_1s_mbps), and the longest gap between two
+// arrivals. The SYN-flood lab (bench/synflood.sh) runs it before and
+// during floods.
 //
 //	streamgap recv [--listen :5201] [--window 100ms] [--duration D] [--out FILE] [--ready FILE]
 //	streamgap send --to HOST:PORT [--rate MBIT/S] [--duration D] [--chunk BYTES]

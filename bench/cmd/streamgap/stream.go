@@ -15,6 +15,11 @@ type Phase struct {
 	// MinWindowMbps is the lowest throughput of the phase's full windows
 	// (Recorder.Window long).
 	MinWindowMbps float64 `json:"min_window_mbps"`
+	// MinSecondMbps is the lowest throughput of the phase's full seconds
+	// (consecutive 1 s windows from the phase's start; 0 when the phase
+	// is shorter than a second): the floor a stall or a slow second
+	// shows, where Mbps averages it away.
+	MinSecondMbps float64 `json:"min_1s_mbps"`
 	// MaxGapMs is the longest time between two arrivals (reads that
 	// returned data) in the phase, counting from the phase's start to its
 	// first arrival and from its last arrival to its end: a phase with no
@@ -31,12 +36,35 @@ type Phase struct {
 type Recorder struct {
 	Window int64 // window for MinWindowMbps, ns; default 100 ms
 
-	phases   []Phase
-	start    int64 // current phase's start
-	last     int64 // last arrival, 0 none yet
-	winStart int64
-	winBytes uint64
-	minWin   float64 // current phase's lowest full window, -1 none
+	phases []Phase
+	start  int64 // current phase's start
+	last   int64 // last arrival, 0 none yet
+	win    windowMin
+	second windowMin
+}
+
+// windowMin tracks the lowest throughput of consecutive windows of length
+// size from a phase's start.
+type windowMin struct {
+	size  int64
+	start int64
+	bytes uint64
+	min   float64 // lowest full window, -1 none
+}
+
+func (w *windowMin) begin(now int64) { w.start, w.bytes, w.min = now, 0, -1 }
+
+// close accounts the full windows that ended before now (at now too if
+// atEnd: an arrival at a window's end belongs to that window).
+func (w *windowMin) close(now int64, atEnd bool) {
+	for now-w.start > w.size || (atEnd && now-w.start == w.size) {
+		m := mbps(w.bytes, w.size)
+		if w.min < 0 || m < w.min {
+			w.min = m
+		}
+		w.start += w.size
+		w.bytes = 0
+	}
 }
 
 // NewRecorder starts the first phase at now.
@@ -45,13 +73,16 @@ func NewRecorder(now int64, window time.Duration) *Recorder {
 	if r.Window <= 0 {
 		r.Window = int64(100 * time.Millisecond)
 	}
+	r.win.size, r.second.size = r.Window, int64(time.Second)
 	r.begin(now)
 	return r
 }
 
 func (r *Recorder) begin(now int64) {
 	r.phases = append(r.phases, Phase{})
-	r.start, r.winStart, r.winBytes, r.minWin = now, now, 0, -1
+	r.start = now
+	r.win.begin(now)
+	r.second.begin(now)
 }
 
 func mbps(bytes uint64, ns int64) float64 {
@@ -62,16 +93,10 @@ func mbps(bytes uint64, ns int64) float64 {
 }
 
 // closeWindows accounts the full windows that ended before now (at now
-// too if atEnd: an arrival at a window's end belongs to that window).
+// too if atEnd: the phase ends at now, so a window ending there is full).
 func (r *Recorder) closeWindows(now int64, atEnd bool) {
-	for now-r.winStart > r.Window || (atEnd && now-r.winStart == r.Window) {
-		m := mbps(r.winBytes, r.Window)
-		if r.minWin < 0 || m < r.minWin {
-			r.minWin = m
-		}
-		r.winStart += r.Window
-		r.winBytes = 0
-	}
+	r.win.close(now, atEnd)
+	r.second.close(now, atEnd)
 }
 
 // Add records n bytes that arrived at now.
@@ -86,12 +111,13 @@ func (r *Recorder) Add(now int64, n int) {
 	r.last = now
 	p.Bytes += uint64(n)
 	p.Reads++
-	r.winBytes += uint64(n)
+	r.win.bytes += uint64(n)
+	r.second.bytes += uint64(n)
 }
 
 // finish closes the current phase at now.
 func (r *Recorder) finish(now int64) {
-	r.closeWindows(now, false)
+	r.closeWindows(now, true)
 	p := &r.phases[len(r.phases)-1]
 	from := max(r.last, r.start)
 	if g := now - from; float64(g)/1e6 > p.MaxGapMs {
@@ -100,7 +126,8 @@ func (r *Recorder) finish(now int64) {
 	}
 	p.Seconds = float64(now-r.start) / 1e9
 	p.Mbps = mbps(p.Bytes, now-r.start)
-	p.MinWindowMbps = max(r.minWin, 0)
+	p.MinWindowMbps = max(r.win.min, 0)
+	p.MinSecondMbps = max(r.second.min, 0)
 }
 
 // Mark ends the current phase at now and starts the next.

@@ -103,3 +103,40 @@ func TestSendBulk(t *testing.T) {
 		t.Fatalf("bulk: %d bytes, %v; want 50,000", n, err)
 	}
 }
+
+// TestRecorderLowestSecond: the 1 s floor of a phase is its slowest full
+// second from the phase's start. A 3.5 s phase at 80 Mbit/s with nothing
+// for 700 ms of its second second (24 Mbit/s there) and a trailing half
+// second nearly empty (not a full second: not counted); then a phase of
+// exactly 2 s whose last second carries 100 ms of data (8 Mbit/s): the
+// second ending with the phase counts.
+func TestRecorderLowestSecond(t *testing.T) {
+	now := 10 * ms
+	r := NewRecorder(now, 100*time.Millisecond)
+	start := now
+	for i := 1; i <= 3000; i++ {
+		if i > 1200 && i <= 1900 {
+			continue
+		}
+		r.Add(start+int64(i)*ms, 10_000)
+	}
+	r.Add(start+3200*ms, 1000)
+	now = start + 3500*ms
+	r.Mark(now)
+	start = now
+	for i := 1; i <= 1100; i++ {
+		r.Add(start+int64(i)*ms, 10_000)
+	}
+	ph := r.Phases(start + 2000*ms)
+	if p := ph[0]; !near(p.MinSecondMbps, 24, 0.01) || p.MinWindowMbps != 0 {
+		t.Fatalf("phase with a 700 ms stall: lowest second %v Mbit/s (want 24), lowest 100 ms %v (want 0)", p.MinSecondMbps, p.MinWindowMbps)
+	}
+	if p := ph[1]; !near(p.MinSecondMbps, 8, 0.01) {
+		t.Fatalf("2 s phase, last second 100 ms of data: lowest second %v Mbit/s, want 8", p.MinSecondMbps)
+	}
+	short := NewRecorder(0, 0)
+	short.Add(500*ms, 1000)
+	if p := short.Phases(900 * ms)[0]; p.MinSecondMbps != 0 {
+		t.Fatalf("a 0.9 s phase has no full second, got a floor of %v", p.MinSecondMbps)
+	}
+}
