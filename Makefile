@@ -1,5 +1,5 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood natlab
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab
 test:
 	./scripts/test.sh
 # pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
@@ -23,6 +23,9 @@ mutate:
 # SYN flood into a full table: a paced TCP stream's throughput and largest gap, edge and Linux (root, ~2 min; exit 1 when edge misses the gate)
 synflood:
 	./bench/synflood.sh
+# two floods back to back (random ports, then random inside sources) while a paced TCP stream crosses (root, ~5.5 min)
+synflood2:
+	FLOODS="ports addrs" RUNS=5 ./bench/synflood.sh
 # NAT behaviour as a STUN client sees it (coturn turnutils_natdiscovery, RFC 5780): mapping, filtering, hairpin, edge and Linux (root, < 1 min; GATE=eim: exit 1 unless edge maps endpoint-independently)
 natlab:
 	./bench/natlab.sh
