@@ -211,15 +211,7 @@ func TestPipelineGolden(t *testing.T) {
 			0, drop.SNATNoAddress, nil},
 	}
 	for _, c := range cases {
-		out, r := tp.send(c.in, c.frame)
-		switch {
-		case c.want == nil && (out != nil || r != c.reason):
-			t.Errorf("%s: got output %v reason %v; want drop %v", c.name, out != nil, r, c.reason)
-		case c.want != nil && out == nil:
-			t.Errorf("%s: dropped (%v)", c.name, r)
-		case c.want != nil && (out.port != c.port || !bytes.Equal(out.frame, c.want)):
-			t.Errorf("%s: port %d\n got %s\nwant %s", c.name, out.port, hex.EncodeToString(out.frame), hex.EncodeToString(c.want))
-		}
+		runRouterCases(t, tp, []routerCase{{name: c.name, in: c.in, frame: c.frame, reason: c.reason, port: c.port, want: c.want}})
 	}
 
 	if _, rs := tp.sendAll(0, eth(tcp(ipClient, ipServer, 40000, 80, ACK, 1001, 5001, 1), macClient, macEdgeIn)); !rs[drop.ICMPNotSentTCPNotSYN] {
