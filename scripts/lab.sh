@@ -177,14 +177,17 @@ if [ "$PEER" = edge ]; then
 	ip netns exec $C curl -sS --max-time 10 -o /dev/null -w '  after restoring the rules: HTTP %{http_code}\n' http://203.0.113.2:8080/blob
 	wait "$events_pid" || true
 	echo "== edge events (during the above)"
-	sed 's/^/  /' "$tmp/events.txt" | head -20
+	head -20 "$tmp/events.txt" | sed 's/^/  /'
 	grep -q "dropped tcp 10.0.0.2:[0-9]* -> 203.0.113.2:8080 .*reason firewall_drop" "$tmp/events.txt" ||
 		{ echo "lab.sh: no firewall_drop event for the dropped connection" >&2; exit 1; }
 	echo "== edge stats"
 	ctl stats | sed 's/^/  /'
 	echo "== /metrics (Prometheus; edge run --metrics 127.0.0.1:9100, in $E)"
-	ip netns exec $E curl -sS http://127.0.0.1:9100/metrics | grep -E '^edge_(worker_drops_total|conntrack_flows|interface_rx_packets_total)' | sed 's/^/  /'
-	ip netns exec $E curl -sS http://127.0.0.1:9100/metrics | grep -q 'edge_worker_drops_total{reason="firewall_drop"' ||
+	# Fetched whole into a file first: `curl | grep -q` fails under pipefail
+	# when grep exits at its first match while curl still writes (curl 23).
+	ip netns exec $E curl -sS -o "$tmp/metrics" http://127.0.0.1:9100/metrics
+	grep -E '^edge_(worker_drops_total|conntrack_flows|interface_rx_packets_total)' "$tmp/metrics" | sed 's/^/  /'
+	grep -q 'edge_worker_drops_total{reason="firewall_drop"' "$tmp/metrics" ||
 		{ echo "lab.sh: /metrics lacks the firewall_drop counter" >&2; exit 1; }
 	echo "== edge's counters"
 	kill -INT "$edge_pid"; wait "$edge_pid" || true; edge_pid=
