@@ -664,10 +664,8 @@ func cutKey(q []byte, p *conntrack.Packet) {
 	*p = conntrack.Packet{Kind: conntrack.KindFlow}
 	off := 0
 	if q[0]>>4 == 4 {
-		p.Key.Src[10], p.Key.Src[11], p.Key.Dst[10], p.Key.Dst[11] = 0xff, 0xff, 0xff, 0xff
-		copy(p.Key.Src[12:], q[12:16])
-		copy(p.Key.Dst[12:], q[16:20])
 		h := header.IPv4(q)
+		p.Key.Src, p.Key.Dst = mapped4(h.Src()), mapped4(h.Dst())
 		p.Key.Proto, off = h.Protocol(), h.HeaderLen()
 		if h.FragmentOffset() != 0 {
 			off = len(q) // no transport header
@@ -717,8 +715,12 @@ func checkIP(ip []byte, p *conntrack.Packet, cfg *Config) drop.Reason {
 		}
 		return drop.None
 	}
-	if header.IsIPv4Embedded((*[16]byte)(ip[8:24])) || header.IsIPv4Embedded((*[16]byte)(ip[24:40])) ||
-		header.IsIPv4Embedded(&p.Key.Src) || header.IsIPv4Embedded(&p.Key.Dst) {
+	if header.IsIPv4Embedded((*[16]byte)(ip[8:24])) || header.IsIPv4Embedded((*[16]byte)(ip[24:40])) {
+		return drop.BadIPv6Address
+	}
+	// An ICMPv6 error's key is the quoted packet's (a flow's key is the
+	// header's addresses, checked above).
+	if p.Kind == conntrack.KindRelated && (header.IsIPv4Embedded(&p.Key.Src) || header.IsIPv4Embedded(&p.Key.Dst)) {
 		return drop.BadIPv6Address
 	}
 	return drop.None
@@ -792,8 +794,7 @@ func (w *worker) reversePath(in int, mode URPFMode, ip []byte) drop.Reason {
 	}
 	var src [16]byte
 	if ip[0]>>4 == 4 {
-		src[10], src[11] = 0xff, 0xff
-		copy(src[12:], ip[12:16])
+		src = mapped4(header.IPv4(ip).Src())
 	} else {
 		src = [16]byte(ip[8:24])
 	}
