@@ -109,6 +109,14 @@ type SNAT struct {
 	Pool       []string `yaml:"pool"`    // pools: addresses and "a-b" ranges
 	Ports      string   `yaml:"ports"`   // "1024-65535"
 	Quarantine string   `yaml:"quarantine"`
+	// Mapping: endpoint-independent (default) | endpoint-dependent.
+	Mapping string `yaml:"mapping"`
+	// Filtering: address-and-port-dependent (default) | address-dependent
+	// | endpoint-independent (UDP toward endpoint-independent mappings).
+	Filtering string `yaml:"filtering"`
+	// MappingTimeout: how long a UDP mapping outlives its last flow
+	// (default 2m, RFC 4787 REQ-5).
+	MappingTimeout string `yaml:"mapping_timeout"`
 }
 
 type Rule struct {
@@ -649,6 +657,27 @@ func (s *SNAT) convert() (*snat.Config, error) {
 			return nil, ferr("snat.quarantine", strconv.Quote(s.Quarantine)+" is not a duration")
 		}
 		c.Quarantine = d
+	}
+	if s.Mapping != "" {
+		m, ok := snat.ParseMapping(s.Mapping)
+		if !ok {
+			return nil, ferr("snat.mapping", strconv.Quote(s.Mapping)+": must be endpoint-independent or endpoint-dependent")
+		}
+		c.Mapping = m
+	}
+	if s.Filtering != "" {
+		f, ok := snat.ParseFiltering(s.Filtering)
+		if !ok {
+			return nil, ferr("snat.filtering", strconv.Quote(s.Filtering)+": must be address-and-port-dependent, address-dependent or endpoint-independent")
+		}
+		c.Filtering = f
+	}
+	if s.MappingTimeout != "" {
+		d, err := time.ParseDuration(s.MappingTimeout)
+		if err != nil {
+			return nil, ferr("snat.mapping_timeout", strconv.Quote(s.MappingTimeout)+" is not a duration")
+		}
+		c.MappingTimeout = d
 	}
 	check := *c
 	if check.Mode == snat.Automap && !check.Automap.IsValid() {

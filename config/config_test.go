@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/snat"
@@ -44,6 +45,14 @@ func TestParseGood(t *testing.T) {
 		len(c.SNAT.Pools[0].Ranges) != 1 || len(c.SNAT.Pools[0].Addrs) != 1 {
 		t.Fatalf("snat %+v", c.SNAT)
 	}
+	if c.SNAT.Mapping != snat.MappingDefault || c.SNAT.Filtering != snat.FilteringDefault {
+		t.Fatalf("snat behaviour %v %v, want the defaults", c.SNAT.Mapping, c.SNAT.Filtering)
+	}
+	eimCfg := strings.Replace(good, "quarantine: 60s", "mapping: endpoint-dependent, filtering: address-dependent, mapping_timeout: 5m", 1)
+	if c, err := Parse([]byte(eimCfg)); err != nil || c.SNAT.Mapping != snat.EndpointDependent || c.SNAT.Filtering != snat.AddressDependent ||
+		c.SNAT.MappingTimeout != 5*time.Minute {
+		t.Fatalf("snat behaviour: %v %+v", err, c)
+	}
 	if len(c.Rules.Rules) != 3 || c.Rules.Rules[0].Action != firewall.Reject || c.Rules.Default != firewall.Drop {
 		t.Fatalf("rules %+v", c.Rules)
 	}
@@ -77,6 +86,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{strings.Replace(good, "name: short-udp", "name: default", 1), "profiles[0].name"},
 		{strings.Replace(good, `"2000-3000"`, `"3000-x"`, 1), "snat.ports"},
 		{strings.Replace(good, "mode: pools", "mode: magic", 1), "snat.mode"},
+		{strings.Replace(good, "quarantine: 60s", "mapping: symmetric", 1), "snat.mapping"},
+		{strings.Replace(good, "quarantine: 60s", "filtering: open", 1), "snat.filtering"},
+		{strings.Replace(good, "quarantine: 60s", "mapping_timeout: long", 1), "snat.mapping_timeout"},
 		{strings.Replace(good, `"198.51.100.20"`, `"198.51.100.x"`, 1), "snat.pool[1]"},
 		{strings.Replace(good, "zone: inside, proto: tcp", "zone: upstairs, proto: tcp", 1), "rules[0].zone"},
 		{strings.Replace(good, "action: reject", "action: maybe", 1), "rules[0].action"},

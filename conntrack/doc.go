@@ -19,11 +19,12 @@
 //   - Expiry, eviction and deletion are then trivially race-free: the owner
 //     frees a slot and no other thread can hold a pointer to it.
 //   - SNAT needs it anyway: to keep a flow's two directions on one worker,
-//     the SNAT port is chosen so that the reply tuple maps to the same shard
-//     as the original (Table.ShardOf: a symmetric hash for untranslated flows;
-//     the snat package searches ports whose reply key lands on the owning
-//     shard). A packet that arrives on another worker's queue is handed to
-//     the owner over a lock-free ring (package dataplane).
+//     a flow belongs to the shard of its inside endpoint (Table.ShardOfSrc
+//     for packets from the inside, ShardOfDst from the outside), and the
+//     snat package picks translated ports whose endpoint lands on the same
+//     shard, so all flows of one inside endpoint and its NAT mapping live
+//     on one worker. A packet that arrives on another worker's queue is
+//     handed to the owner over a lock-free ring (package dataplane).
 //
 // A shard's storage is preallocated at New and holds no pointers, so the Go
 // garbage collector never scans it. It lives outside the Go heap (mmap),
@@ -57,10 +58,10 @@
 //     several times more per key. As a second line, probe runs are
 //     bounded (index.go): a flow whose key would pass the bound is refused
 //     (drop.ProbeLimit), so lookups stay bounded whatever happens.
-//   - The shard of a flow (Table.ShardOf) is XXH64 (cespare/xxhash) of the
-//     key with its endpoints in canonical order, under a second secret
-//     seed shared by all workers of the table: both directions land on one
-//     shard and a sender cannot aim at a shard. This choice spreads work
+//   - The shard of a flow (Table.ShardOfEndpoint) is XXH64 (cespare/xxhash)
+//     of its inside endpoint (address, port, protocol, zone), under a
+//     second secret seed shared by all workers of the table: both
+//     directions land on one shard and a sender cannot aim at a shard. This choice spreads work
 //     over at most 255 workers, each with its own flooding-resistant
 //     index, so a keyed fast hash suffices there.
 //

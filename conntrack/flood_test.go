@@ -96,7 +96,8 @@ func longestRun(ix *index) int {
 }
 
 // The shard hash is keyed per table (a sender cannot choose its shard),
-// symmetric, and spreads keys that collided under the old fold evenly.
+// puts both directions of a flow on the shard of its inside endpoint, and
+// spreads keys that collided under the old fold evenly.
 func TestShardOfKeyedAndSymmetric(t *testing.T) {
 	const shards = 4
 	mk := func() *Table {
@@ -114,12 +115,19 @@ func TestShardOfKeyedAndSymmetric(t *testing.T) {
 	for i := range keys {
 		k := &keys[i]
 		r := k.Reverse()
-		sa := a.ShardOf(k)
-		if sa != a.ShardOf(&r) {
-			t.Fatalf("%v and its reverse are on shards %d and %d", k, sa, a.ShardOf(&r))
+		sa := a.ShardOfSrc(k)
+		if sa != a.ShardOfDst(&r) {
+			t.Fatalf("%v from the inside and its reverse from the outside are on shards %d and %d", k, sa, a.ShardOfDst(&r))
+		}
+		// Only the inside endpoint counts: any remote end, same shard.
+		other := *k
+		other.Dst[15] ^= 0x5a
+		other.DstPort ^= 0xa5a5
+		if a.ShardOfSrc(&other) != sa {
+			t.Fatalf("%v and %v share an inside endpoint but not a shard", k, other)
 		}
 		count[sa]++
-		if sa == b.ShardOf(k) {
+		if sa == b.ShardOfSrc(k) {
 			same++
 		}
 	}
@@ -143,7 +151,7 @@ func TestHashesDoNotAllocate(t *testing.T) {
 	k := floodKeys(t, 1)[0]
 	s := tb.Shard(0)
 	var sink uint64
-	if n := testing.AllocsPerRun(100, func() { sink += s.hash(&k) + uint64(tb.ShardOf(&k)) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { sink += s.hash(&k) + uint64(tb.ShardOfSrc(&k)) }); n != 0 {
 		t.Fatalf("%v allocations per hash", n)
 	}
 	_ = sink
@@ -243,7 +251,7 @@ func BenchmarkHash(b *testing.B) {
 	b.Run("shard", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			sink += uint64(tb.ShardOf(&keys[i&1023]))
+			sink += uint64(tb.ShardOfSrc(&keys[i&1023]))
 		}
 	})
 	_ = sink

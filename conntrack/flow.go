@@ -49,6 +49,7 @@ const (
 	flagSimOpen     = 0x40 // TCP: the handshake was a simultaneous open
 	flagClosedSeen  = 0x80 // TCP: the close (TIME_WAIT or CLOSE) was already counted
 	flagUDPReply    = 0x08 // UDP/ICMP: a reply was seen
+	flagInbound     = 0x10 // UDP: opened by a datagram from the remote end that a NAT mapping's filter admitted (CreateInbound)
 )
 
 // Creator says what kind of packet created a flow incarnation.

@@ -90,31 +90,18 @@ func (a *Key) equal(b *Key) bool {
 	return (a0^b0)|(a1^b1)|(a2^b2)|(a3^b3)|uint64(a4^b4)|uint64(a5^b5) == 0
 }
 
-// symmetricHash returns XXH64 under seed of k with its endpoints in
-// canonical order (the smaller address:port first), so a key and its
-// Reverse hash alike. Table.ShardOf reduces it to a shard.
-func (k *Key) symmetricHash(seed uint64) uint64 {
-	c := *k
-	if less(&c.Dst, c.DstPort, &c.Src, c.SrcPort) {
-		c = c.Reverse()
-	}
+// endpointHash returns XXH64 under seed of one endpoint of a flow: address,
+// port (an ICMP echo identifier), protocol and zone. Table.ShardOfEndpoint reduces
+// it to a shard.
+func endpointHash(addr *[16]byte, port uint16, proto, zone uint8, seed uint64) uint64 {
+	var b [20]byte
+	copy(b[:16], addr[:])
+	binary.BigEndian.PutUint16(b[16:], port)
+	b[18], b[19] = proto, zone
 	var d xxhash.Digest
 	d.ResetWithSeed(seed)
-	_, _ = d.Write(c.bytes())
+	_, _ = d.Write(b[:])
 	return d.Sum64()
-}
-
-// less reports whether address:port a sorts before b.
-func less(a *[16]byte, ap uint16, b *[16]byte, bp uint16) bool {
-	a0, b0 := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])
-	if a0 != b0 {
-		return a0 < b0
-	}
-	a1, b1 := binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:])
-	if a1 != b1 {
-		return a1 < b1
-	}
-	return ap < bp
 }
 
 func protoName(p uint8) string {

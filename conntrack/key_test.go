@@ -5,14 +5,17 @@ import (
 	"testing"
 )
 
-func TestKeyReverseAndSymmetricHash(t *testing.T) {
+func TestKeyReverseAndEndpointHash(t *testing.T) {
 	k := MakeKey(6, netip.MustParseAddrPort("10.0.0.1:1234"), netip.MustParseAddrPort("192.0.2.1:80"))
 	if k.Reverse().Reverse() != k {
 		t.Fatal("Reverse is not an involution")
 	}
 	r := k.Reverse()
-	if k.symmetricHash(7) != r.symmetricHash(7) {
-		t.Fatal("symmetricHash differs between directions")
+	if endpointHash(&k.Src, k.SrcPort, k.Proto, k.Zone, 7) != endpointHash(&r.Dst, r.DstPort, r.Proto, r.Zone, 7) {
+		t.Fatal("endpointHash differs between directions")
+	}
+	if endpointHash(&k.Src, k.SrcPort, k.Proto, k.Zone, 7) == endpointHash(&k.Src, k.SrcPort+1, k.Proto, k.Zone, 7) {
+		t.Fatal("endpointHash ignores the port")
 	}
 	if !k.IsIPv4() || k.String() != "tcp 10.0.0.1:1234 -> 192.0.2.1:80" {
 		t.Fatalf("%v %v", k.IsIPv4(), k)

@@ -296,16 +296,37 @@ func (t *Table) NATAddr16(i uint16) [16]byte {
 	return cur[i]
 }
 
-// ShardOf returns the shard that owns an untranslated flow with key k (or its
-// reverse): a symmetric hash of k under the table's secret shard seed,
-// reduced to the number of shards. Every worker of the table uses it for
-// the hand-off, and SNAT picks ports whose reply keys map to the same shard
-// as their original keys. Safe from any goroutine; it never allocates.
-func (t *Table) ShardOf(k *Key) int {
+// ShardOfSrc returns the shard that owns the flow of a packet with key k
+// that arrived from the inside: the shard of its source endpoint
+// (ShardOfEndpoint). ShardOfDst is its counterpart for a packet from the
+// outside. A flow is owned by the shard of its inside endpoint, so both
+// directions of an untranslated flow land on one shard (the inside
+// endpoint is the source one way and the destination the other), and so
+// do all the flows of one inside endpoint, whatever their remote ends: the
+// snat package keeps an endpoint's mapping there and picks translated
+// ports whose endpoint lands on the same shard. Safe from any goroutine;
+// it never allocates.
+func (t *Table) ShardOfSrc(k *Key) int {
+	return t.ShardOfEndpoint(&k.Src, k.SrcPort, k.Proto, k.Zone)
+}
+
+// ShardOfDst returns the shard that owns the flow of a packet with key k
+// that arrived from the outside: the shard of its destination endpoint
+// (see ShardOfSrc).
+func (t *Table) ShardOfDst(k *Key) int {
+	return t.ShardOfEndpoint(&k.Dst, k.DstPort, k.Proto, k.Zone)
+}
+
+// ShardOfEndpoint returns the shard of an endpoint: a keyed hash (XXH64
+// under the table's secret shard seed) of address, port (ICMP echo
+// identifier), protocol and zone, reduced to the number of shards. Every
+// worker of the table uses it for the hand-off. Safe from any goroutine;
+// it never allocates.
+func (t *Table) ShardOfEndpoint(addr *[16]byte, port uint16, proto, zone uint8) int {
 	if len(t.shards) == 1 {
 		return 0
 	}
-	hi, _ := bits.Mul64(k.symmetricHash(t.shardSeed), uint64(len(t.shards)))
+	hi, _ := bits.Mul64(endpointHash(addr, port, proto, zone, t.shardSeed), uint64(len(t.shards)))
 	return int(hi)
 }
 

@@ -116,9 +116,15 @@ func (s *Shard) track(p *Packet, h uint64, pos int, pol *policy, now Time) Verdi
 }
 
 // trackUDP: UDP_FIRST -> UDP_SINGLE on the originator's second datagram;
-// any reply -> UDP_MULTIPLE.
+// any reply -> UDP_MULTIPLE. In a flow the remote end opened
+// (CreateInbound) the roles are swapped: its datagrams are the
+// originator's.
 func trackUDP(f *flow, d Dir) {
-	if d == Reply {
+	answer := d == Reply
+	if f.flags&flagInbound != 0 {
+		answer = !answer
+	}
+	if answer {
 		f.state = UDPMultiple
 	} else if f.state == UDPFirst {
 		f.state = UDPSingle
@@ -276,6 +282,56 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	s.count(CtrCreated)
 	s.emit(f, EvOpened, drop.None, Original, p.Flags, now)
 	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Original, State: f.state}
+}
+
+// CreateInbound opens a UDP flow for packet p, a datagram from the remote
+// end toward a translated endpoint that no flow matched and that a NAT
+// mapping's filter admitted (endpoint-independent or address-dependent
+// filtering, package snat). The flow is the inside endpoint's: its
+// original key is orig (inside endpoint -> p's source) and nf.NAT the
+// mapping, so its reply key is p's key, and p is counted as its first
+// packet, in the Reply direction (the Verdict says so). It refuses what
+// Create refuses, and with drop.NoState anything but a UDP datagram whose
+// key is orig's reply under nf.NAT. Owner only.
+func (s *Shard) CreateInbound(p *Packet, orig *Key, nf NewFlow, now Time) Verdict {
+	if p.Kind != KindFlow || p.Key.Proto != header.ProtoUDP || nf.NAT.Addr == 0 {
+		return s.refuse(p, drop.NoState, now)
+	}
+	rk := s.ReplyKey(orig, nf.NAT)
+	if rk != p.Key {
+		return s.refuse(p, drop.NoState, now)
+	}
+	h, rh := s.hash(orig), s.hash(&rk)
+	if _, _, dup := s.find(orig, h, now); dup {
+		return s.refuse(p, drop.KeyInUse, now)
+	}
+	if _, _, dup := s.find(&rk, rh, now); dup {
+		return s.refuse(p, drop.KeyInUse, now)
+	}
+	if s.ix.free(h) < 0 || s.ix.free(rh) < 0 {
+		return s.refuse(p, drop.ProbeLimit, now)
+	}
+	pol := s.t.pol.Load()
+	slot, ok := s.alloc(now)
+	if !ok {
+		return s.refuse(p, drop.TableFull, now)
+	}
+	f := &s.flows[slot]
+	*f = flow{key: *orig, natAddr: nf.NAT.Addr, natPort: nf.NAT.Port, profile: nf.Profile, rule: nf.Rule,
+		flags: uint8(CreatedByFirst) | flagInbound, created: seconds(now), wscale: wscaleNone<<4 | wscaleNone,
+		state: UDPFirst}
+	f.pkts[Reply] = 1
+	f.expires = ticks(now) + pol.set.timeout(f.profile, f.state)
+	s.ix.insert(h, slot, Original)
+	if !s.ix.insert(rh, slot, Reply) {
+		s.ix.remove(h, slot, Original)
+		s.freeSlot(slot)
+		return s.refuse(p, drop.ProbeLimit, now)
+	}
+	s.live.Add(1)
+	s.count(CtrCreated)
+	s.emit(f, EvOpened, drop.None, Reply, 0, now)
+	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Reply, State: f.state}
 }
 
 // refuse counts the refusal of a new flow for packet p and reports it.

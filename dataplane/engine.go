@@ -240,24 +240,28 @@ func New(cfg Config) (_ *Engine, err error) {
 		}
 		w.nat = e.nat.Allocator(q)
 	}
-	if len(e.workers) > 1 {
-		// Every worker can hand frames to every other one.
-		for _, w := range e.workers {
-			w.outbox = make([]*handoff, len(e.workers))
-			w.inbox = make([]*handoff, len(e.workers))
-		}
-		for _, from := range e.workers {
-			for _, to := range e.workers {
-				if from != to {
-					// 1,024 frames of 2 KiB (2 MiB) per ordered pair of
-					// workers: 128 filled in under half a millisecond at
-					// the rates a worker forwards, less than one
-					// scheduling slice of the owner's CPU (handoff_full).
-					r := newHandoff(handoffSlots(cfg.Queues))
-					from.outbox[to.id], to.inbox[from.id] = r, r
-				}
+	// Every worker can hand frames to every other one, and to itself (the
+	// loop ring of hairpinned packets).
+	for _, w := range e.workers {
+		w.outbox = make([]*handoff, len(e.workers))
+		w.inbox = make([]*handoff, len(e.workers))
+	}
+	for _, from := range e.workers {
+		for _, to := range e.workers {
+			// 1,024 frames of 2 KiB (2 MiB) per ordered pair of
+			// workers: 128 filled in under half a millisecond at
+			// the rates a worker forwards, less than one
+			// scheduling slice of the owner's CPU (handoff_full).
+			// A worker's own loop ring takes only hairpinned packets.
+			n := handoffSlots(cfg.Queues)
+			if from == to {
+				n = loopSlots
 			}
+			r := newHandoff(n)
+			from.outbox[to.id], to.inbox[from.id] = r, r
 		}
+	}
+	if len(e.workers) > 1 {
 		// A worker sleeping in poll() is woken by the workers handing it
 		// frames (worker.wakeIfSleeping) through this eventfd.
 		for _, w := range e.workers {
@@ -593,6 +597,10 @@ func (e *Engine) FlowRuleName(rule uint32) string { return e.ruleSets.name(rule)
 // handoffSlots sizes the hand-off ring of each ordered pair of workers:
 // 1,024 frames (2 MiB) with 2 queues, fewer with more queues so that all
 // rings together stay within 64 MiB (q*(q-1) rings), never below 128.
+// loopSlots is the size of a worker's own loop ring: hairpinned packets
+// looped back within one loop (256 frames of 2 KiB: 512 KiB per worker).
+const loopSlots = 256
+
 func handoffSlots(queues int) int {
 	n := 1024
 	for n > 128 && queues*(queues-1)*n*2048 > 64<<20 {

@@ -21,9 +21,14 @@ type handoff struct {
 
 type handoffSlot struct {
 	n    uint16 // frame length
-	port uint8  // ingress port
+	port uint8  // ingress port, with handoffLooped for a hairpinned packet
 	buf  [2048]byte
 }
+
+// handoffLooped marks a hand-off slot's port: the frame is a hairpinned
+// packet, translated on the inside and looped back as if it arrived on the
+// port.
+const handoffLooped = 0x80
 
 func newHandoff(n int) *handoff {
 	size := 1

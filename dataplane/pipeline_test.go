@@ -103,6 +103,8 @@ func newTestPipeline(t testing.TB, rules firewall.RuleSet, maxFlows int) *testPi
 	tp.w.testTX = func(port int, frame []byte) {
 		tp.out = append(tp.out, sent{port, append([]byte(nil), frame...)})
 	}
+	loop := newHandoff(loopSlots) // as New makes it: the worker's own loop ring
+	tp.w.outbox, tp.w.inbox = []*handoff{loop}, []*handoff{loop}
 	return tp
 }
 
@@ -125,8 +127,13 @@ func (tp *testPipeline) sendAll(in int, frame []byte) (out *sent, reasons map[dr
 	tp.out = tp.out[:0]
 	before := tp.w.drops
 	tp.w.pipeline(in, [][]byte{frame}, tp.now)
+	tp.w.drainInbox(tp.now) // a hairpinned packet comes back through the loop ring
 	tp.w.transmit(0)
 	tp.w.transmit(1)
+	for j, r := range tp.w.inbox {
+		r.release(tp.w.taken[j])
+		tp.w.taken[j] = 0
+	}
 	reasons = map[drop.Reason]bool{}
 	for r := range tp.w.drops {
 		if tp.w.drops[r] != before[r] {
@@ -432,12 +439,14 @@ func TestPipelineZeroAllocs(t *testing.T) {
 	}
 }
 
-// With two SNAT ports, a third flow toward the same destination is refused
-// and counted (no port overloading, RFC 4787 / RFC 6888 exhaustion), while
-// another destination still gets the whole range.
+// With two SNAT ports and endpoint-dependent mapping, a third flow toward
+// the same destination is refused and counted (no port overloading, RFC
+// 4787 / RFC 6888 exhaustion), while another destination still gets the
+// whole range.
 func TestPipelineSNATExhaustion(t *testing.T) {
 	tp := newTestPipeline(t, allowOutbound, 1024)
-	nat, err := snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT, Ports: snat.PortRange{Start: 2000, End: 2001}}, tp.e.table)
+	nat, err := snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT, Ports: snat.PortRange{Start: 2000, End: 2001},
+		Mapping: snat.EndpointDependent}, tp.e.table)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,16 @@ package dataplane
 //	               a frame the XDP program cut (oversize) is answered as over the MTU
 //	  fragments    a later fragment of a UDP/ICMP datagram follows its first fragment's
 //	               verdict and addresses, or waits for it (fragment.go)
-//	  steer        a flow another worker owns (Table.ShardOf) goes to its hand-off ring
+//	  steer        a flow another worker owns goes to its hand-off ring: a flow is owned
+//	               by the shard of its inside endpoint (Table.ShardOfSrc from the inside,
+//	               ShardOfDst from the outside), where that endpoint's NAT mapping lives
 //	  track        Shard.TrackBatch: one lookup per packet, misses overlapped
+//	  admit        from the outside, no flow, toward a NAT mapping: the mapping's filter
+//	               (snat.Allocator.Admit) -> firewall as the inside endpoint's flow ->
+//	               Shard.CreateInbound
 //	  open         first packet of a flow: firewall (zone of p) -> SNAT port -> Shard.Create
+//	  hairpin      from the inside toward a NAT mapping: translated, then looped back as if
+//	               it arrived on the outside, to the worker that owns the mapping
 //	  translate    SNAT rewrite of the original or reply direction (incremental checksums)
 //	  forward      TTL/hop limit, route, MTU, neighbour MAC, Ethernet rewrite
 //	  TX ring      copied into a frame of the egress port's UMEM, sent once per batch
@@ -127,8 +134,9 @@ type worker struct {
 
 	// Hand-off between workers (several queues): outbox[k] carries frames
 	// of flows worker k owns; inbox[j] brings frames from worker j.
-	outbox     []*handoff
+	outbox     []*handoff // outbox[w.id] is the worker's own loop ring (hairpinned packets)
 	inbox      []*handoff
+	looped     bool    // the frames in the pipeline were hairpinned (drainInbox)
 	taken      [64]int // slots taken from each inbox this loop, released after transmit
 	handedOff  uint32
 	woken      uint32                // bit k: frames were handed to worker k this loop (wakeOwners)
@@ -397,7 +405,9 @@ func (w *worker) drainInbox(now conntrack.Time) int {
 				sl := r.slot(i)
 				frames = append(frames, sl.buf[:sl.n])
 			}
-			w.pipeline(port, frames, now)
+			w.looped = port&handoffLooped != 0
+			w.pipeline(port&^handoffLooped, frames, now)
+			w.looped = false
 		}
 		w.taken[j] = n
 		total += n
@@ -458,7 +468,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.dropPkt(drop.NotForwardable, in, &w.pkts[n])
 			continue
 		}
-		if r := w.reversePath(in, cfg.urpfMode(in), frame[header.EthernetLen:]); r != drop.None {
+		// A hairpinned packet (looped) has one of edge's own addresses as
+		// its source: it was checked when it arrived on the inside.
+		if r := w.reversePath(in, cfg.urpfMode(in), frame[header.EthernetLen:]); r != drop.None && !w.looped {
 			w.dropPkt(r, in, &w.pkts[n])
 			continue
 		}
@@ -466,10 +478,15 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.laterFragment(in, frame, &w.pkts[n])
 			continue
 		}
-		if w.outbox != nil {
-			// The flow's shard: the same for both directions (SNAT chose
-			// its port so), whatever queue the NIC put the packet on.
-			if owner := w.e.table.ShardOf(&w.pkts[n].Key); owner != w.id {
+		if len(w.e.workers) > 1 {
+			// The flow's shard: that of its inside endpoint, the same for
+			// both directions (SNAT chose its port so), whatever queue the
+			// NIC put the packet on.
+			owner := w.e.table.ShardOfDst(&w.pkts[n].Key)
+			if w.ports[in].zone == firewall.Inside {
+				owner = w.e.table.ShardOfSrc(&w.pkts[n].Key)
+			}
+			if owner != w.id {
 				if w.outbox[owner].put(in, frame) {
 					w.handedOff++
 					w.woken |= 1 << owner
@@ -512,6 +529,22 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		var natAddr, natPort uint16
 		if v.Action != conntrack.Open {
 			natAddr, natPort = w.shard.NAT(v.Flow)
+		} else if w.nat != nil && w.ports[in].zone != firewall.Inside {
+			// From the outside toward a NAT mapping, no flow: the
+			// mapping's filter decides (RFC 4787 section 5).
+			av, toward := w.admit(in, p, now)
+			if toward {
+				if av.Action == conntrack.Drop {
+					continue
+				}
+				v = av
+				natAddr, natPort = w.shard.NAT(v.Flow)
+			}
+		}
+		if w.nat != nil && p.Kind == conntrack.KindFlow && w.ports[in].zone == firewall.Inside &&
+			(v.Action == conntrack.Open || v.Dir == conntrack.Original) && w.e.nat.IsAddr(&p.Key.Dst) {
+			w.hairpin(in, p, v, w.frames[i], now)
+			continue
 		}
 		var dst [16]byte
 		if natAddr != 0 && v.Dir == conntrack.Reply {
@@ -974,6 +1007,85 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 	}
 	w.ctr.created.Add(1)
 	return v
+}
+
+// admit decides a packet p from the outside (port in) that opens no flow
+// and may be toward a NAT mapping (snat.Allocator.Admit). toward is false
+// when it is not (the packet goes on as any new flow); otherwise the
+// verdict is the flow made through the mapping (Reply direction: the flow
+// is the inside endpoint's), or a counted drop: refused by the mapping's
+// filter (drop.SNATFiltered), by the firewall (which judges it as the
+// inside endpoint's flow, from the inside zone), or by conntrack.
+func (w *worker) admit(in int, p *conntrack.Packet, now conntrack.Time) (v conntrack.Verdict, toward bool) {
+	orig, tr, toward, r := w.nat.Admit(&p.Key, now)
+	if !toward {
+		return v, false
+	}
+	if r != drop.None {
+		w.dropPkt(r, in, p)
+		return conntrack.Verdict{Action: conntrack.Drop, Reason: r}, true
+	}
+	fw := w.e.fw.Load()
+	fv := fw.Match(firewall.Inside, &orig, 0)
+	if fv.Action != firewall.Allow {
+		w.nat.Abandon(&orig, tr)
+		w.dropPkt(drop.FirewallDrop, in, p)
+		return conntrack.Verdict{Action: conntrack.Drop, Reason: drop.FirewallDrop}, true
+	}
+	v = w.shard.CreateInbound(p, &orig, conntrack.NewFlow{NAT: tr, Profile: fv.Profile, Rule: fw.FlowRule(fv.Rule)}, now)
+	if v.Action == conntrack.Drop {
+		w.nat.Abandon(&orig, tr)
+		w.count(v.Reason)
+		w.noteFirstDrop(in, p, v.Reason)
+		return v, true
+	}
+	w.ctr.created.Add(1)
+	return v, true
+}
+
+// hairpin handles packet p from the inside (port in, in frame) toward a NAT
+// mapping (RFC 4787 REQ-9, RFC 5382 REQ-8): its flow (opened here if v is
+// Open) translates its source to the sender's own mapping, and the packet
+// is handed, as if it had arrived on the outside, to the worker that owns
+// the destination mapping, which translates it back to the inside
+// endpoint (or filters it) like any packet from the outside. The receiver
+// thus sees the sender's external address and port.
+func (w *worker) hairpin(in int, p *conntrack.Packet, v conntrack.Verdict, frame []byte, now conntrack.Time) {
+	if v.Action == conntrack.Open {
+		if v = w.open(in, p, now); v.Action == conntrack.Drop {
+			return
+		}
+	}
+	natAddr, natPort := w.shard.NAT(v.Flow)
+	if natAddr == 0 {
+		w.dropPkt(drop.SNATNoAddress, in, p)
+		return
+	}
+	ip := frame[header.EthernetLen:]
+	if r := snat.RewriteOriginal(ip, p, conntrack.Translation{Addr: natAddr, Port: natPort}, w.e.natAddr16(natAddr)); r != drop.None {
+		w.dropPkt(r, in, p)
+		return
+	}
+	out := w.outsidePort()
+	owner := w.e.table.ShardOfDst(&p.Key) // the destination is not translated: still the mapping's
+	if !w.outbox[owner].put(out|handoffLooped, frame) {
+		w.dropPkt(drop.HairpinFull, in, p)
+		return
+	}
+	w.nat.CountHairpin()
+	if owner != w.id {
+		w.woken |= 1 << owner
+	}
+}
+
+// outsidePort returns the index of the outside port.
+func (w *worker) outsidePort() int {
+	for i, p := range w.ports {
+		if p.zone != firewall.Inside {
+			return i
+		}
+	}
+	return 1
 }
 
 // forward decrements the TTL (hop limit) of the translated IP packet in

@@ -93,6 +93,12 @@ const (
 	// Neighbour resolution (dataplane/neigh.go).
 	NeighbourResolveLimited // next hop's MAC address unknown and its resolution refused: edge's bound on resolutions reached
 
+	// NAT mappings (endpoint-independent mapping, filtering; package snat).
+	SNATFiltered        // an unsolicited datagram toward a NAT mapping that the mapping's filter refused
+	SNATMappingConflict // a new flow refused: its endpoint's mapping is in use toward that destination by another flow
+	SNATMappingsFull    // a new flow refused: the worker's NAT mapping table is full
+	HairpinFull         // a packet from the inside to a NAT mapping (hairpinning) dropped: the ring that loops it back was full
+
 	NumReasons
 )
 
@@ -151,6 +157,11 @@ var names = [NumReasons]string{
 	SNATProbeLimit:    "snat_probe_limit",
 
 	NeighbourResolveLimited: "neighbour_resolve_limited",
+
+	SNATFiltered:        "snat_filtered",
+	SNATMappingConflict: "snat_mapping_conflict",
+	SNATMappingsFull:    "snat_mappings_full",
+	HairpinFull:         "hairpin_full",
 }
 
 var help = [NumReasons]string{
@@ -208,6 +219,10 @@ var help = [NumReasons]string{
 	ProbeLimit:        "new flow refused: its key's probe run in the flow index would pass the bound (a hash-flooding defence; with a keyed hash, random keys never reach it)",
 	SNATProbeLimit:    "new flow refused: the SNAT allocator examined its bound of candidate ports (snat.MaxProbes) without finding a free one; the range toward the destination is nearly all in use or in quarantine, and later flows continue the search where this one stopped",
 
+	SNATFiltered:            "an unsolicited datagram from the outside toward a NAT mapping (an inside endpoint's external address and port) that no flow matched, refused by the mapping's filtering behaviour (address-and-port-dependent: only endpoints the inside endpoint sent to; address-dependent: only addresses it sent to; RFC 4787 section 5)",
+	SNATMappingConflict:     "new flow refused: its inside endpoint's NAT mapping (external address and port) is already used toward the same destination by a flow of another endpoint (possible only after a change of mapping behaviour or with pools of different behaviours sharing an address)",
+	SNATMappingsFull:        "new flow refused: the worker's table of NAT mappings (snat.Config.Mappings) is full",
+	HairpinFull:             "a packet from the inside to a NAT mapping (hairpinning, RFC 4787 REQ-9) dropped: the ring that loops it back to its owning worker was full",
 	NeighbourResolveLimited: "next hop's MAC address not known and its resolution not requested: the worker's resolution rate (a window's budget) or edge's bound on unanswered resolutions was reached (a flood toward many unresolvable addresses must not fill the kernel's neighbour table); packet dropped",
 }
 

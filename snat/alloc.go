@@ -57,7 +57,9 @@ type NAT struct {
 	// NAT's configurations has had (zero: not one of ours). It only grows,
 	// so a flow translated to an address a later configuration dropped is
 	// still released (its port counted out and quarantined).
-	known  atomic.Pointer[[][16]byte]
+	known atomic.Pointer[[][16]byte]
+	// addrs maps every address of known to its index (addrIndex).
+	addrs  atomic.Pointer[map[[16]byte]uint16]
 	sizes  sizes      // the tables' sizes, fixed at New
 	mu     sync.Mutex // serializes Intern and Install (interning, n.known)
 	allocs []*Allocator
@@ -65,7 +67,7 @@ type NAT struct {
 }
 
 // sizes are the Config fields that size preallocated tables: fixed at New.
-type sizes struct{ quarantinePorts, destinations, eventRing int }
+type sizes struct{ quarantinePorts, destinations, eventRing, mappings int }
 
 // settings is one immutable configuration snapshot (Snapshot's contents).
 type settings struct {
@@ -76,11 +78,13 @@ type settings struct {
 	portStart  uint16
 	nports     uint32
 	hold       conntrack.Time
+	mapHold    conntrack.Time
 	keepEchoID bool
 }
 
 type pool struct {
 	v4, v6 []natAddr
+	b      behaviour
 }
 
 type natAddr struct {
@@ -130,18 +134,21 @@ func NewOff(t *conntrack.Table) *NAT {
 	_ = size(&c.QuarantinePorts, DefaultQuarantinePorts, MaxQuarantinePorts, "")
 	_ = size(&c.Destinations, DefaultDestinations, MaxDestinations, "")
 	_ = size(&c.EventRingSize, DefaultEventRingSize, 1<<20, "")
+	_ = size(&c.Mappings, DefaultMappings, MaxMappings, "")
 	n := newNAT(t, &c)
 	n.cur.Store(&settings{off: true})
 	return n
 }
 
 func newNAT(t *conntrack.Table, c *Config) *NAT {
-	n := &NAT{table: t, sizes: sizes{c.QuarantinePorts, c.Destinations, c.EventRingSize}}
+	n := &NAT{table: t, sizes: sizes{c.QuarantinePorts, c.Destinations, c.EventRingSize, c.Mappings}}
 	var seed [32]byte
 	randomBytes(seed[:])
 	n.pairKey = [2]uint64{binary.LittleEndian.Uint64(seed[0:]), binary.LittleEndian.Uint64(seed[8:])}
 	empty := make([][16]byte, 0)
 	n.known.Store(&empty)
+	noAddrs := map[[16]byte]uint16{}
+	n.addrs.Store(&noAddrs)
 	for i := 0; i < t.Shards(); i++ {
 		a := newAllocator(n, c, i)
 		n.allocs = append(n.allocs, a)
@@ -178,6 +185,7 @@ func (n *NAT) Prepare(cfg *Config) (*Snapshot, error) {
 		{"quarantine_ports", r.cfg.QuarantinePorts, n.sizes.quarantinePorts},
 		{"destinations", r.cfg.Destinations, n.sizes.destinations},
 		{"event_ring_size", r.cfg.EventRingSize, n.sizes.eventRing},
+		{"mappings", r.cfg.Mappings, n.sizes.mappings},
 	} {
 		if f.got != f.want {
 			return nil, &fixedErr{field: f.name, got: f.got, want: f.want}
@@ -208,6 +216,7 @@ func (n *NAT) settings(r *resolved) (*settings, error) {
 		portStart:  r.cfg.Ports.Start,
 		nports:     uint32(r.cfg.Ports.End-r.cfg.Ports.Start) + 1,
 		hold:       r.quarantine,
+		mapHold:    r.mapTimeout,
 		keepEchoID: r.cfg.KeepEchoID,
 	}
 	idx, err := n.table.InternAddrs(r.addrs())
@@ -223,7 +232,7 @@ func (n *NAT) settings(r *resolved) (*settings, error) {
 	copy(known, old)
 	k := 0
 	for i, addrs := range r.pools {
-		var p pool
+		p := pool{b: r.behaviour[i]}
 		for _, a := range addrs {
 			na := natAddr{idx: idx[k], addr: a.As16()}
 			k++
@@ -243,6 +252,13 @@ func (n *NAT) settings(r *resolved) (*settings, error) {
 	}
 	// Published before the settings that use the addresses: a worker
 	// releasing a flow translated under s finds its address known.
+	index := make(map[[16]byte]uint16, len(known))
+	for i, a := range known {
+		if a != [16]byte{} {
+			index[a] = uint16(i)
+		}
+	}
+	n.addrs.Store(&index)
 	n.known.Store(&known)
 	return s, nil
 }
@@ -362,6 +378,22 @@ func (n *NAT) Addr(i uint16) [16]byte {
 	return [16]byte{}
 }
 
+// addrIndex returns the interned index of translated address addr, if it
+// is an address some configuration of n has had. Any goroutine; never
+// allocates.
+func (n *NAT) addrIndex(addr *[16]byte) (uint16, bool) {
+	i, ok := (*n.addrs.Load())[*addr]
+	return i, ok
+}
+
+// IsAddr reports whether addr (16-byte form, IPv4 mapped) is a translated
+// address of n: a packet from the inside toward it is hairpinned. Any
+// goroutine; never allocates.
+func (n *NAT) IsAddr(addr *[16]byte) bool {
+	_, ok := n.addrIndex(addr)
+	return ok
+}
+
 // ours reports whether i is an address some configuration of n has had.
 func (n *NAT) ours(i uint16) bool {
 	k := *n.known.Load()
@@ -422,10 +454,15 @@ type Allocator struct {
 	rng   rand.ChaCha8
 	d     dests
 	q     quarantine
-	ev    spsc.Ring[Event]
-	ctr   counters
-	mbox  mailbox.Mailbox[request]
-	ctlMu sync.Mutex // serializes control requests (control side)
+	m     mappings
+	// mapScan is the position in the range of the scan for new mappings'
+	// ports (mappingPort).
+	mapScan uint32
+	now     conntrack.Time // the owner's last call's time (Abandon has none)
+	ev      spsc.Ring[Event]
+	ctr     counters
+	mbox    mailbox.Mailbox[request]
+	ctlMu   sync.Mutex // serializes control requests (control side)
 }
 
 func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
@@ -439,6 +476,7 @@ func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
 	}
 	a.d.init(cfg.Destinations, key)
 	a.q.init(cfg.QuarantinePorts, conntrack.Time(DefaultQuarantine), key, &a.d)
+	a.m.init(cfg.Mappings, key)
 	a.ev.Init(cfg.EventRingSize)
 	return a
 }
@@ -479,6 +517,7 @@ func (a *Allocator) refresh(now conntrack.Time) *settings {
 		a.c = c
 		if !c.off {
 			a.q.hold = c.hold
+			a.m.hold = c.mapHold
 			a.lo, a.nr = c.portStart, c.nports
 		}
 	}
@@ -582,6 +621,7 @@ func (a *Allocator) dent(k *tuple) int {
 // quarantined, up to ReuseProbes entries of its quarantine list. It never
 // allocates.
 func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Time) (conntrack.Translation, drop.Reason) {
+	a.now = now
 	n := a.refresh(now)
 	if n.off {
 		return conntrack.Translation{}, drop.None
@@ -610,6 +650,9 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 	rk := orig.Reverse()
 	rk.Dst = na.addr
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: na.idx, proto: orig.Proto, zone: orig.Zone}
+	if n.pools[pool].b.mapping == EndpointIndependent {
+		return a.allocMapped(n.pools[pool].b, na, &k, &rk, orig, now)
+	}
 
 	// When the counts of a recent full pass say that no port is free
 	// outside the quarantine, take the least recently released one from
@@ -844,7 +887,7 @@ func (a *Allocator) reuseOldest(k *tuple, rk *conntrack.Key, orig *conntrack.Key
 // lands reports whether the reply key rk lands on a's shard
 // (conntrack.Table.ShardOf, a hash; every key does with one shard).
 func (a *Allocator) lands(rk *conntrack.Key) bool {
-	return !a.multi || a.t.ShardOf(rk) == a.id
+	return !a.multi || a.t.ShardOfDst(rk) == a.id
 }
 
 // check reports whether port (rk.DstPort) is free toward k, that is rk is
@@ -855,6 +898,9 @@ func (a *Allocator) lands(rk *conntrack.Key) bool {
 func (a *Allocator) check(rk *conntrack.Key, k *tuple, port uint16, now conntrack.Time) (free, quar bool, released conntrack.Time) {
 	if _, _, live := a.s.Lookup(rk, now); live {
 		return false, false, 0
+	}
+	if a.mappedPort(k.naddr, port, k.proto, k.zone, now) {
+		return false, false, 0 // an endpoint-independent mapping's port
 	}
 	k.nport = port
 	released, quar = a.q.lookup(k, now)
@@ -920,11 +966,14 @@ func (a *Allocator) allocEcho(addrs []natAddr, first int, orig *conntrack.Key, n
 // uses (conntrack.Shard.Create refused the flow). The port is not
 // quarantined: no packet left with it. Owner only; never allocates.
 func (a *Allocator) Abandon(orig *conntrack.Key, tr conntrack.Translation) {
+	mapped := a.abandonMapped(orig, tr, a.now)
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: tr.Addr, proto: orig.Proto, zone: orig.Zone}
 	if j := a.dent(&k); j >= 0 {
 		e := &a.d.e[j]
 		e.countOut(a.inRange(tr.Port))
-		e.freed, e.freedPort = true, tr.Port
+		if !mapped {
+			e.freed, e.freedPort = true, tr.Port
+		}
 		a.d.tidy(j)
 	}
 	a.ctr.add(CtrAbandoned, 1)
@@ -959,7 +1008,9 @@ func (a *Allocator) Release(orig *conntrack.Key, nat conntrack.Translation, carr
 	if nat.Addr == 0 || !a.n.ours(nat.Addr) {
 		return
 	}
+	a.now = now
 	a.ctr.add(CtrReleased, 1)
+	a.releaseMapped(orig, nat, carried, now)
 	k := tuple{dst: orig.Dst, dport: orig.DstPort, naddr: nat.Addr, proto: orig.Proto, zone: orig.Zone}
 	counted := false
 	if j := a.dent(&k); j >= 0 {

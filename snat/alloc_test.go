@@ -223,7 +223,7 @@ func TestShardOwnership(t *testing.T) {
 	for i := range 3000 {
 		src := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
 		k := tcpKey(src, uint16(1024+i), server, 443)
-		s := h.tb.ShardOf(&k)
+		s := h.tb.ShardOfSrc(&k)
 		tr, _, r := h.open(k)
 		if r == drop.SNATExhausted || r == drop.SNATProbeLimit {
 			continue
@@ -232,7 +232,7 @@ func TestShardOwnership(t *testing.T) {
 			t.Fatal(r)
 		}
 		rk := h.tb.Shard(s).ReplyKey(&k, tr)
-		if got := h.tb.ShardOf(&rk); got != s {
+		if got := h.tb.ShardOfDst(&rk); got != s {
 			t.Fatalf("flow %v on shard %d: reply %v lands on shard %d", k, s, rk, got)
 		}
 		perShard[s]++
@@ -242,7 +242,7 @@ func TestShardOwnership(t *testing.T) {
 	k := tcpKey(client, 1, server, 443)
 	for p := 10000; p <= 10999; p++ {
 		rk := h.tb.Shard(0).ReplyKey(&k, conntrack.Translation{Addr: 1, Port: uint16(p)})
-		owned[h.tb.ShardOf(&rk)]++
+		owned[h.tb.ShardOfDst(&rk)]++
 	}
 	if perShard != owned {
 		t.Fatalf("allocated %v, ports owned per shard %v", perShard, owned)
@@ -479,7 +479,7 @@ func TestConcurrentControl(t *testing.T) {
 				}
 				now += conntrack.Millisecond
 				k := tcpKey(netip.AddrFrom4([4]byte{10, 0, byte(s), byte(i)}), uint16(1024+i%60000), server, uint16(443+i%4))
-				if h.tb.ShardOf(&k) != s {
+				if h.tb.ShardOfSrc(&k) != s {
 					a.Serve(now)
 					continue
 				}
@@ -542,7 +542,7 @@ func TestChurnReusesOldest(t *testing.T) {
 			for {
 				i++
 				k := tcpKey(client, uint16(1024+i), server, 443)
-				if h.tb.ShardOf(&k) == 0 {
+				if h.tb.ShardOfSrc(&k) == 0 {
 					return k
 				}
 			}

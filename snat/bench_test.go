@@ -28,7 +28,7 @@ func BenchmarkAllocate(b *testing.B) {
 			for i, n := 0, 0; n < want; i++ {
 				src.SrcPort = uint16(i)
 				src.Src[15] = byte(i >> 16)
-				if h.tb.ShardOf(&src) != 0 {
+				if h.tb.ShardOfSrc(&src) != 0 {
 					continue
 				}
 				if _, _, r := h.open(src); r != drop.None {
@@ -38,7 +38,7 @@ func BenchmarkAllocate(b *testing.B) {
 			}
 			k := tcpKey(client, 1, server, 443)
 			k.Src[14] = 0xee
-			for h.tb.ShardOf(&k) != 0 {
+			for h.tb.ShardOfSrc(&k) != 0 {
 				k.SrcPort++
 			}
 			now := h.now

@@ -31,6 +31,86 @@ func (m Mode) String() string {
 	return "mode" + strconv.Itoa(int(m))
 }
 
+// Mapping is a NAT's mapping behaviour (RFC 4787 section 4.1): how the
+// external address and port of a new flow depend on its destination.
+type Mapping uint8
+
+const (
+	// MappingDefault is endpoint-independent for a Config and the
+	// Config's behaviour for a Pool.
+	MappingDefault Mapping = iota
+	// EndpointIndependent: one external address and port per inside
+	// endpoint (address, port, protocol) while any of its flows lives,
+	// whatever the destination (RFC 4787 REQ-1, RFC 5382 REQ-1).
+	EndpointIndependent
+	// EndpointDependent: each flow gets a port of its own, unique per
+	// destination (address-and-port-dependent mapping): a port serves
+	// every destination, so many flows of one host toward one backend
+	// never run out of ports while others use them.
+	EndpointDependent
+)
+
+var mappingNames = [...]string{"", "endpoint-independent", "endpoint-dependent"}
+
+// String returns the configuration name ("" for MappingDefault).
+func (m Mapping) String() string {
+	if int(m) < len(mappingNames) {
+		return mappingNames[m]
+	}
+	return "mapping" + strconv.Itoa(int(m))
+}
+
+// ParseMapping returns the behaviour named s ("" is MappingDefault).
+func ParseMapping(s string) (Mapping, bool) {
+	for i, n := range mappingNames {
+		if n == s {
+			return Mapping(i), true
+		}
+	}
+	return 0, false
+}
+
+// Filtering is a NAT's filtering behaviour (RFC 4787 section 5): which
+// unsolicited datagrams from the outside toward an endpoint-independent
+// mapping pass. It applies to UDP: an unsolicited TCP SYN or ICMP message
+// toward a mapping meets the firewall as any other new inbound flow.
+type Filtering uint8
+
+const (
+	// FilteringDefault is address-and-port-dependent for a Config and
+	// the Config's behaviour for a Pool.
+	FilteringDefault Filtering = iota
+	// AddressPortDependent: only from an endpoint (address and port) the
+	// inside endpoint has a flow with: no flow, no entry.
+	AddressPortDependent
+	// AddressDependent: from any port of an address the inside endpoint
+	// has a flow with (RFC 4787 REQ-8 recommends this or EndpointIndependent
+	// where application transparency matters).
+	AddressDependent
+	// EndpointIndependent: from anywhere, while the mapping lives.
+	EndpointIndependentFiltering
+)
+
+var filteringNames = [...]string{"", "address-and-port-dependent", "address-dependent", "endpoint-independent"}
+
+// String returns the configuration name ("" for FilteringDefault).
+func (f Filtering) String() string {
+	if int(f) < len(filteringNames) {
+		return filteringNames[f]
+	}
+	return "filtering" + strconv.Itoa(int(f))
+}
+
+// ParseFiltering returns the behaviour named s ("" is FilteringDefault).
+func ParseFiltering(s string) (Filtering, bool) {
+	for i, n := range filteringNames {
+		if n == s {
+			return Filtering(i), true
+		}
+	}
+	return 0, false
+}
+
 // Defaults and limits of Config.
 const (
 	DefaultPortStart       = 1024
@@ -39,6 +119,8 @@ const (
 	DefaultQuarantinePorts = 1 << 16           // per worker
 	DefaultDestinations    = 1 << 14           // per worker
 	DefaultEventRingSize   = 1 << 10           // per worker
+	DefaultMappings        = 1 << 16           // per worker
+	DefaultMappingTimeout  = 120 * time.Second // RFC 4787 REQ-5
 
 	// MaxAddrs is the most translated addresses a Config may hold, over all
 	// pools (conntrack interns at most 65,535 in all).
@@ -47,6 +129,8 @@ const (
 	MaxQuarantinePorts = 1 << 24
 	// MaxDestinations bounds Config.Destinations.
 	MaxDestinations = 1 << 22
+	// MaxMappings bounds Config.Mappings.
+	MaxMappings = 1 << 22
 )
 
 // Config describes source NAT. It is validated whole (Validate, New): an
@@ -81,6 +165,24 @@ type Config struct {
 	Destinations int
 	// EventRingSize is the capacity of each worker's event ring. Default 1,024.
 	EventRingSize int
+	// Mapping is the mapping behaviour of every pool that does not set
+	// its own. Default EndpointIndependent (RFC 4787 REQ-1).
+	Mapping Mapping
+	// Filtering is the filtering behaviour of the endpoint-independent
+	// mappings of every pool that does not set its own. Default
+	// AddressPortDependent.
+	Filtering Filtering
+	// MappingTimeout is how long a UDP mapping outlives its last flow, so
+	// that it lives at least 2 minutes after the last outbound datagram
+	// (RFC 4787 REQ-5; flows themselves expire by their profile's
+	// timers). Default 120 s; at most conntrack.MaxTimeout. TCP and ICMP
+	// mappings end with their last flow.
+	MappingTimeout time.Duration
+	// Mappings is how many endpoint-independent mappings each worker
+	// holds (a mapping is about 40 bytes with its indexes); a new flow
+	// that needs one more is refused (drop.SNATMappingsFull). Default
+	// 65,536.
+	Mappings int
 	// KeepEchoID turns ICMP echo identifier translation off: the
 	// identifier is kept and only the address is translated. Translation
 	// is on by default: the identifier plays the part of the source port
@@ -95,6 +197,10 @@ type Pool struct {
 	Name   string
 	Addrs  []netip.Addr
 	Ranges []AddrRange
+	// Mapping and Filtering override the Config's for this pool (zero:
+	// the Config's).
+	Mapping   Mapping
+	Filtering Filtering
 }
 
 // AddrRange is an inclusive range of addresses of one family.
@@ -118,7 +224,15 @@ func (c *Config) Validate() error {
 type resolved struct {
 	cfg        Config
 	pools      [][]netip.Addr // per pool, in configuration order
+	behaviour  []behaviour    // per pool
 	quarantine conntrack.Time
+	mapTimeout conntrack.Time
+}
+
+// behaviour is one pool's mapping and filtering, defaults applied.
+type behaviour struct {
+	mapping Mapping
+	filter  Filtering
 }
 
 func cfgErr(field, msg string) error { return errors.New("snat: " + field + ": " + msg) }
@@ -152,6 +266,32 @@ func (c *Config) resolve() (*resolved, error) {
 	if err := size(&rc.EventRingSize, DefaultEventRingSize, 1<<20, "event_ring_size"); err != nil {
 		return nil, err
 	}
+	if err := size(&rc.Mappings, DefaultMappings, MaxMappings, "mappings"); err != nil {
+		return nil, err
+	}
+	switch {
+	case rc.MappingTimeout == 0:
+		rc.MappingTimeout = DefaultMappingTimeout
+	case rc.MappingTimeout < 0:
+		return nil, cfgErr("mapping_timeout", "negative")
+	case rc.MappingTimeout > time.Duration(conntrack.MaxTimeout):
+		return nil, cfgErr("mapping_timeout", "longer than "+time.Duration(conntrack.MaxTimeout).String())
+	}
+	r.mapTimeout = conntrack.Time(rc.MappingTimeout)
+	def := behaviour{rc.Mapping, rc.Filtering}
+	if int(def.mapping) >= len(mappingNames) {
+		return nil, cfgErr("mapping", "unknown behaviour "+strconv.Itoa(int(def.mapping)))
+	}
+	if int(def.filter) >= len(filteringNames) {
+		return nil, cfgErr("filtering", "unknown behaviour "+strconv.Itoa(int(def.filter)))
+	}
+	if def.mapping == MappingDefault {
+		def.mapping = EndpointIndependent
+	}
+	if def.filter == FilteringDefault {
+		def.filter = AddressPortDependent
+	}
+	rc.Mapping, rc.Filtering = def.mapping, def.filter
 	switch rc.Mode {
 	case Automap:
 		if len(rc.Pools) != 0 {
@@ -161,6 +301,7 @@ func (c *Config) resolve() (*resolved, error) {
 			return nil, cfgErr("automap", msg)
 		}
 		r.pools = [][]netip.Addr{{rc.Automap}}
+		r.behaviour = []behaviour{def}
 	case Pools:
 		if rc.Automap.IsValid() {
 			return nil, cfgErr("automap", "set in pools mode")
@@ -183,6 +324,20 @@ func (c *Config) resolve() (*resolved, error) {
 			}
 			total += len(addrs)
 			r.pools = append(r.pools, addrs)
+			b := def
+			if p.Mapping != MappingDefault {
+				if int(p.Mapping) >= len(mappingNames) {
+					return nil, cfgErr(field+".mapping", "unknown behaviour "+strconv.Itoa(int(p.Mapping)))
+				}
+				b.mapping = p.Mapping
+			}
+			if p.Filtering != FilteringDefault {
+				if int(p.Filtering) >= len(filteringNames) {
+					return nil, cfgErr(field+".filtering", "unknown behaviour "+strconv.Itoa(int(p.Filtering)))
+				}
+				b.filter = p.Filtering
+			}
+			r.behaviour = append(r.behaviour, b)
 		}
 	default:
 		return nil, cfgErr("mode", "unknown mode "+strconv.Itoa(int(rc.Mode)))

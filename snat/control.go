@@ -81,8 +81,10 @@ type request struct {
 // request. The owner calls it once per loop iteration, beside
 // conntrack.Shard.Serve. It never allocates.
 func (a *Allocator) Serve(now conntrack.Time) {
+	a.now = now
 	a.refresh(now)
 	a.q.trim(now, trimBudget)
+	a.sweepMappings(now, trimBudget)
 	r := a.mbox.Take()
 	if r == nil {
 		return

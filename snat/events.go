@@ -22,13 +22,25 @@ const (
 	CtrProbes                             // candidate ports examined (probes / allocated: the cost of a new flow)
 	CtrProbeLimit                         // flows refused: no free port within MaxProbes candidates (drop.SNATProbeLimit)
 	CtrReleasedUnheld                     // released ports not quarantined: their flows carried no connection
+	CtrMappingsMade                       // endpoint-independent mappings made
+	CtrMappingsEnded                      // mappings ended (their last flow ended; UDP: MappingTimeout later)
+	CtrMappingReused                      // new flows that took their endpoint's existing mapping
+	CtrPortPreserved                      // mappings whose external port is the inside port
+	CtrMappingConflict                    // flows refused: the mapping's port is in use toward the destination by another flow (drop.SNATMappingConflict)
+	CtrMappingsFull                       // flows refused: the mapping table was full (drop.SNATMappingsFull)
+	CtrAdmitted                           // unsolicited datagrams a mapping's filter let in (a flow was made for each)
+	CtrFiltered                           // unsolicited datagrams a mapping's filter refused (drop.SNATFiltered)
+	CtrFilterOverflow                     // flows not counted for address-dependent filtering: its table was full (their address is not let in)
+	CtrHairpinned                         // packets from the inside toward a mapping, translated and looped back (RFC 4787 REQ-9)
 	NumCounters
 )
 
 var counterNames = [NumCounters]string{
 	"allocated", "abandoned", "released", "snat_exhausted", "quarantine_override",
 	"quarantine_forgotten", "dest_overflow", "events_lost", "scans", "probes",
-	"snat_probe_limit", "released_unheld",
+	"snat_probe_limit", "released_unheld", "mappings_made", "mappings_ended", "mapping_reused",
+	"port_preserved", "snat_mapping_conflict", "snat_mappings_full", "filter_admitted", "snat_filtered",
+	"filter_overflow", "hairpinned",
 }
 
 // String returns the counter's name, e.g. "quarantine_override".

@@ -18,8 +18,16 @@ type harness struct {
 	now conntrack.Time
 }
 
+// The allocator's per-destination machinery (ports unique per destination,
+// the pass over the range, the quarantine lists) is endpoint-dependent
+// mapping's: a cfg that leaves Mapping to its default gets
+// EndpointDependent here, and the tests of endpoint-independent mapping
+// (mapping_test.go) ask for it.
 func newHarness(t testing.TB, shards, maxFlows int, cfg Config) *harness {
 	t.Helper()
+	if cfg.Mapping == MappingDefault {
+		cfg.Mapping = EndpointDependent
+	}
 	tb, err := conntrack.New(conntrack.Config{MaxFlows: maxFlows, Shards: shards, Memory: conntrack.MemoryHeap,
 		HistorySize: 16, EventRingSize: 16})
 	if err != nil {
@@ -69,7 +77,7 @@ func (h *harness) open(k conntrack.Key) (conntrack.Translation, conntrack.Ref, d
 // or ICMP: unanswered), and its port is not quarantined when it ends.
 func (h *harness) openUnanswered(k conntrack.Key) (conntrack.Translation, conntrack.Ref, drop.Reason) {
 	h.t.Helper()
-	s := h.tb.ShardOf(&k)
+	s := h.tb.ShardOfSrc(&k)
 	a := h.n.Allocator(s)
 	tr, r := a.Allocate(&k, h.now)
 	if r != drop.None {
@@ -88,7 +96,7 @@ func (h *harness) openUnanswered(k conntrack.Key) (conntrack.Translation, conntr
 // TCP, the handshake's final ACK).
 func (h *harness) answer(k conntrack.Key, tr conntrack.Translation) {
 	h.t.Helper()
-	sh := h.tb.Shard(h.tb.ShardOf(&k))
+	sh := h.tb.Shard(h.tb.ShardOfSrc(&k))
 	rep := conntrack.Packet{Key: sh.ReplyKey(&k, tr), WScale: -1, Window: 1000}
 	switch k.Proto {
 	case header.ProtoTCP:
@@ -121,7 +129,7 @@ func (h *harness) mustOpen(k conntrack.Key) (conntrack.Translation, conntrack.Re
 
 // close deletes flow ref of key k (its port is released and quarantined).
 func (h *harness) close(k conntrack.Key, ref conntrack.Ref) {
-	h.tb.Shard(h.tb.ShardOf(&k)).Delete(ref, h.now)
+	h.tb.Shard(h.tb.ShardOfSrc(&k)).Delete(ref, h.now)
 }
 
 func tcpKey(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) conntrack.Key {

@@ -37,7 +37,7 @@ func TestReconfigureRangeQuarantine(t *testing.T) {
 		h.advance(conntrack.Millisecond)
 		h.close(f.k, f.ref)
 	}
-	if err := h.n.Reconfigure(&Config{Automap: natIP, Ports: PortRange{2000, 2001}, Quarantine: time.Minute}); err != nil {
+	if err := h.n.Reconfigure(&Config{Automap: natIP, Ports: PortRange{2000, 2001}, Quarantine: time.Minute, Mapping: EndpointDependent}); err != nil {
 		t.Fatal(err)
 	}
 	var got []uint16
@@ -68,7 +68,7 @@ func TestReconfigureRangeQuarantine(t *testing.T) {
 		t.Fatalf("destinations %+v; want range 2, 2 in use, 0 quarantined", ds)
 	}
 	// The old ports are still quarantined (the range may come back).
-	h.n.Reconfigure(&Config{Automap: natIP, Ports: PortRange{1000, 1009}, Quarantine: time.Minute})
+	h.n.Reconfigure(&Config{Automap: natIP, Ports: PortRange{1000, 1009}, Quarantine: time.Minute, Mapping: EndpointDependent})
 	for i := range 10 {
 		tr, _, r := h.open(tcpKey(client, uint16(42000+i), server, 443))
 		if r != drop.None {
@@ -87,7 +87,7 @@ func TestReconfigureOldFlowCounts(t *testing.T) {
 	h := newHarness(t, 1, 1024, Config{Automap: natIP, Ports: PortRange{1000, 1009}})
 	k := tcpKey(client, 40000, server, 443)
 	_, ref := h.mustOpen(k)
-	if err := h.n.Reconfigure(&Config{Automap: natIP, Ports: PortRange{2000, 2009}}); err != nil {
+	if err := h.n.Reconfigure(&Config{Automap: natIP, Ports: PortRange{2000, 2009}, Mapping: EndpointDependent}); err != nil {
 		t.Fatal(err)
 	}
 	k2 := tcpKey(client, 40001, server, 443)

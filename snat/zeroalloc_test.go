@@ -16,14 +16,14 @@ func TestZeroAllocs(t *testing.T) {
 	h := newHarness(t, 2, 1<<12, automap(PortRange{1024, 1099}))
 	a := h.n.Allocator(0)
 	k := tcpKey(client, 1000, server, 443)
-	for h.tb.ShardOf(&k) != 0 {
+	for h.tb.ShardOfSrc(&k) != 0 {
 		k.SrcPort++
 	}
 	// Fill most of the range so that Allocate also scans and overrides.
 	full := tcpKey(client, 2000, server, 8443)
 	for range 200 {
 		full.SrcPort++
-		if h.tb.ShardOf(&full) == 0 {
+		if h.tb.ShardOfSrc(&full) == 0 {
 			h.open(full)
 		}
 	}
