@@ -71,10 +71,21 @@ type destRaw struct {
 }
 
 type request struct {
+	kind   requestKind
 	cursor int
 	out    []destRaw
+	maps   []MappingStat // kind mappingsReq
+	now    conntrack.Time
 	done   bool
 }
+
+type requestKind uint8
+
+const (
+	destinationsReq requestKind = iota
+	mappingsReq                 // copy mappings
+	flushIdleReq                // end idle mappings (no live flow)
+)
 
 // Serve does a's bounded background work: it drops up to 256 quarantine
 // entries whose time has passed, and serves one chunk of a pending control
@@ -87,6 +98,11 @@ func (a *Allocator) Serve(now conntrack.Time) {
 	a.sweepMappings(now, trimBudget)
 	r := a.mbox.Take()
 	if r == nil {
+		return
+	}
+	if r.kind != destinationsReq {
+		a.serveMappings(r, now)
+		a.mbox.Done()
 		return
 	}
 	end := min(r.cursor+serveBudget, len(a.d.e))
@@ -181,4 +197,108 @@ func (n *NAT) Destinations(ctx context.Context) ([]DestStat, error) {
 		return cmp.Or(x.Addr.Compare(y.Addr), x.Dst.Compare(y.Dst), cmp.Compare(x.Proto, y.Proto), cmp.Compare(x.Zone, y.Zone))
 	})
 	return out, nil
+}
+
+// MappingStat is one endpoint-independent mapping.
+type MappingStat struct {
+	Inside   netip.AddrPort // the inside endpoint (port: ICMP echo identifier)
+	External netip.AddrPort // its external address and port
+	Proto    uint8
+	Zone     uint8
+	Shard    int
+	Flows    int // live flows using it; 0: idle (a UDP mapping kept MappingTimeout after its last flow)
+	// IdleUntil is when an idle mapping ends (0 while Flows > 0), in the
+	// data plane's clock (conntrack.Time).
+	IdleUntil conntrack.Time
+	Filtering Filtering
+	Carried   bool // a flow of it carried a connection: its port is quarantined when it ends
+}
+
+// serveMappings serves one chunk of a mappings or flush request: at most
+// serveBudget slots of the mapping table. It allocates nothing: r.maps has
+// its capacity from the caller.
+func (a *Allocator) serveMappings(r *request, now conntrack.Time) {
+	end := min(r.cursor+serveBudget, len(a.m.e))
+	for i := r.cursor; i < end; i++ {
+		e := &a.m.e[i]
+		if !e.used {
+			continue
+		}
+		if r.kind == flushIdleReq {
+			if e.flows == 0 {
+				a.endMapping(i, now)
+			}
+			continue
+		}
+		if len(r.maps) == cap(r.maps) {
+			end = i
+			break
+		}
+		r.maps = append(r.maps, MappingStat{
+			Inside:    netip.AddrPortFrom(netip.AddrFrom16(e.in.addr).Unmap(), e.in.port),
+			External:  netip.AddrPortFrom(netip.AddrFrom16(a.n.Addr(e.naddr)).Unmap(), e.nport),
+			Proto:     e.in.proto,
+			Zone:      e.in.zone,
+			Shard:     a.id,
+			Flows:     int(e.flows),
+			IdleUntil: e.idleUntil,
+			Filtering: e.filter,
+			Carried:   e.carried,
+		})
+		if e.flows > 0 {
+			r.maps[len(r.maps)-1].IdleUntil = 0
+		}
+	}
+	r.cursor = end
+	r.done = end >= len(a.m.e)
+}
+
+// Mappings returns every endpoint-independent mapping of every worker,
+// sorted by inside endpoint and protocol. Like Destinations it is copied in
+// bounded chunks from Serve, not a snapshot of one instant. Safe from any
+// goroutine; it fails with ErrNotServed if a worker does not call Serve
+// before ctx ends.
+func (n *NAT) Mappings(ctx context.Context) ([]MappingStat, error) {
+	var out []MappingStat
+	buf := make([]MappingStat, 0, serveBudget)
+	for _, a := range n.allocs {
+		a.ctlMu.Lock()
+		r := &request{kind: mappingsReq}
+		for {
+			r.maps = buf[:0]
+			if err := a.do(ctx, r); err != nil {
+				a.ctlMu.Unlock()
+				return nil, err
+			}
+			out = append(out, r.maps...)
+			if r.done {
+				break
+			}
+		}
+		a.ctlMu.Unlock()
+	}
+	slices.SortFunc(out, func(x, y MappingStat) int {
+		return cmp.Or(x.Inside.Compare(y.Inside), cmp.Compare(x.Proto, y.Proto), cmp.Compare(x.Zone, y.Zone))
+	})
+	return out, nil
+}
+
+// FlushIdleMappings ends every mapping no live flow uses (UDP mappings
+// kept after their last flow) at once, on every worker, and returns how
+// many mappings were left (in use: they end with their flows, which
+// conntrack's flush removes). Safe from any goroutine.
+func (n *NAT) FlushIdleMappings(ctx context.Context) (left int, err error) {
+	for _, a := range n.allocs {
+		a.ctlMu.Lock()
+		r := &request{kind: flushIdleReq}
+		for !r.done {
+			if err := a.do(ctx, r); err != nil {
+				a.ctlMu.Unlock()
+				return 0, err
+			}
+		}
+		a.ctlMu.Unlock()
+	}
+	ms, err := n.Mappings(ctx)
+	return len(ms), err
 }

@@ -16,6 +16,33 @@
 // then, per packet, RewriteOriginal on packets from inside and RewriteReply
 // on their answers.
 //
+// Mapping behaviour (RFC 4787 section 4.1) is chosen per pool
+// (Config.Mapping, Pool.Mapping):
+//
+//   - Endpoint-independent (the default; RFC 4787 REQ-1, RFC 5382 REQ-1;
+//     mapping.go): one external address and port per inside endpoint
+//     (address, port, protocol, zone) while any of its flows lives, for
+//     every destination; a UDP mapping outlives its last flow by
+//     Config.MappingTimeout (REQ-5). The inside port is kept when it is
+//     free (port preservation), else a random one is chosen as below. An
+//     external endpoint belongs to one mapping at a time, so unsolicited
+//     UDP toward it can be filtered per mapping (Allocator.Admit,
+//     Config.Filtering: address-and-port-dependent by default,
+//     address-dependent, endpoint-independent; RFC 4787 section 5) and a
+//     packet from the inside toward it can be hairpinned (REQ-9; the data
+//     plane loops it back). When a mapping that carried a connection ends,
+//     its port is quarantined for every other inside endpoint. Conntrack
+//     puts all flows of an inside endpoint on one shard
+//     (conntrack.Table.ShardOfSrc), and the external port is chosen so
+//     that its endpoint lands there too, so the mapping table is per
+//     worker. Ports are never shared between mappings, so one address
+//     serves at most its port range of inside endpoints per protocol.
+//   - Endpoint-dependent (address-and-port-dependent mapping): each flow
+//     gets a port of its own, unique per destination, as described below.
+//     Good for many flows of few hosts toward few backends (a proxy's
+//     connection pool toward its upstreams): each destination offers the
+//     whole range.
+//
 // Allocation (alloc.go) enforces, beside the code:
 //
 //   - Endpoint-dependent uniqueness: a (translated address, port) is unique
@@ -112,6 +139,11 @@
 //     (3.25 MiB for the default 16,384). An entry lives while it counts a
 //     port. Allocations toward destinations beyond that are still correct
 //     (uniqueness comes from conntrack) but not counted (dest_overflow).
+//   - the mappings (mapping.go): Config.Mappings entries of 48 bytes, two
+//     indexes of 4-byte slots at load <= 1/2 (by inside and by external
+//     endpoint), and the address-dependent filter's counts (Config.Mappings
+//     entries of 28 bytes at load <= 1/2): about 7.5 MiB for the default
+//     65,536. A new mapping beyond that is refused (snat_mappings_full).
 //
 // # Concurrency contract
 //
@@ -141,7 +173,8 @@
 // and which conntrack calls on the owner's goroutine) run on that goroutine
 // only, without locks. Allocator.Stats reads atomics and is safe anywhere.
 //
-// The control plane reads per-destination counts with NAT.Destinations,
+// The control plane reads per-destination counts with NAT.Destinations
+// and mappings with NAT.Mappings (NAT.FlushIdleMappings ends idle ones),
 // which leaves a request in each allocator's mailbox (internal/mailbox);
 // the owner copies a bounded chunk of its table into the request from
 // Serve, called between batches, like conntrack's Dump. The owner never
@@ -155,7 +188,7 @@
 //
 // # Per packet
 //
-// Allocate, AllocateFrom, Abandon, Release, Serve, RewriteOriginal,
+// Allocate, AllocateFrom, Admit, Abandon, Release, Serve, RewriteOriginal,
 // RewriteReply and NAT.Addr take time as a conntrack.Time argument (never
 // the clock), never allocate (tests assert it) and report problems as a
 // drop.Reason, never an error value.

@@ -1,6 +1,7 @@
 package snat
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -275,5 +276,55 @@ func TestMappingZeroAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per round", n)
+	}
+}
+
+// served runs fn (a control-plane call) with the test goroutine serving
+// every allocator, as the workers do between batches.
+func (h *harness) served(fn func()) {
+	h.t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+			for _, a := range h.n.allocs {
+				a.Serve(h.now)
+			}
+		}
+	}
+}
+
+// The control plane lists mappings and ends the idle ones.
+func TestMappingsListAndFlush(t *testing.T) {
+	h := newHarness(t, 2, 1<<12, eim(PortRange{}, AddressDependent))
+	busy := udpKey(client, 5000, server, 53)
+	h.mustOpen(busy)
+	h.mustOpen(udpKey(client, 5000, server2, 53))
+	idle := udpKey(netip.MustParseAddr("10.0.0.3"), 6000, server, 53)
+	_, ref := h.mustOpen(idle)
+	h.close(idle, ref)
+	var ms []MappingStat
+	var err error
+	h.served(func() { ms, err = h.n.Mappings(context.Background()) })
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("mappings %+v, %v", ms, err)
+	}
+	if m := ms[0]; m.Inside != netip.AddrPortFrom(client, 5000) || m.External != netip.AddrPortFrom(natIP, 5000) ||
+		m.Flows != 2 || m.Filtering != AddressDependent || m.Proto != header.ProtoUDP || m.IdleUntil != 0 {
+		t.Fatalf("busy mapping %+v", m)
+	}
+	if m := ms[1]; m.Flows != 0 || m.IdleUntil != h.now+conntrack.Time(DefaultMappingTimeout) || !m.Carried {
+		t.Fatalf("idle mapping %+v", m)
+	}
+	var left int
+	h.served(func() { left, err = h.n.FlushIdleMappings(context.Background()) })
+	if err != nil || left != 1 {
+		t.Fatalf("flush: %d left, %v", left, err)
 	}
 }

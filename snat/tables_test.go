@@ -263,4 +263,10 @@ func TestEntrySizes(t *testing.T) {
 	if s := unsafe.Sizeof(dent{}); s != 104 {
 		t.Errorf("dent: %d bytes (the doc says 104)", s)
 	}
+	if s := unsafe.Sizeof(mapEntry{}); s != 48 {
+		t.Errorf("mapEntry: %d bytes (the doc says 48)", s)
+	}
+	if s := unsafe.Sizeof(countEntry{}); s != 28 {
+		t.Errorf("countEntry: %d bytes (the doc says 28)", s)
+	}
 }
