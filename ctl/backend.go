@@ -41,6 +41,13 @@ type Backend interface {
 	// maxHistory of its ended incarnations.
 	Explain(ctx context.Context, k conntrack.Key, maxHistory int) (conntrack.Explanation, error)
 
+	// Mappings returns the NAT's endpoint-independent mappings, sorted by
+	// inside endpoint (none without SNAT).
+	Mappings(ctx context.Context) ([]Mapping, error)
+	// FlushIdleMappings ends the mappings no live flow uses and returns
+	// how many are left (in use).
+	FlushIdleMappings(ctx context.Context) (int, error)
+
 	// Stats returns the counters, summed at the time of the call. With
 	// destinations it also asks the workers for SNAT port usage per
 	// destination; if they do not answer before ctx ends, the counters are
@@ -113,6 +120,9 @@ type SNATStatus struct {
 	PortFirst  uint16
 	PortLast   uint16
 	Quarantine time.Duration
+	// Mapping and Filtering: the NAT behaviour (of pools that set none).
+	Mapping, Filtering string
+	MappingTimeout     time.Duration
 }
 
 // SNATPool is one named set of translated addresses.
@@ -284,4 +294,11 @@ type Event struct {
 	Flags  uint8       // TCP flags of the packet, for dropped
 	Worker int
 	Zone   uint8 // zone the packet arrived on (0 unknown, 1 inside, 2 outside)
+}
+
+// Mapping is one NAT mapping (snat.MappingStat with the time left of an
+// idle one).
+type Mapping struct {
+	snat.MappingStat
+	IdleLeft time.Duration // idle (Flows 0): how long it is kept
 }

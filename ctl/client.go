@@ -45,6 +45,7 @@ type Client struct {
 	Flows  edgepb.FlowServiceClient
 	Events edgepb.EventServiceClient
 	Stats  edgepb.StatsServiceClient
+	NAT    edgepb.NATServiceClient
 	Health healthpb.HealthClient
 }
 
@@ -188,6 +189,7 @@ func dial(ctx context.Context, target, where string, timeout time.Duration, opts
 		Flows:  edgepb.NewFlowServiceClient(conn),
 		Events: edgepb.NewEventServiceClient(conn),
 		Stats:  edgepb.NewStatsServiceClient(conn),
+		NAT:    edgepb.NewNATServiceClient(conn),
 		Health: healthpb.NewHealthClient(conn),
 	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)

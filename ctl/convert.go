@@ -645,7 +645,8 @@ func statusToPB(s *Status, now time.Time) *edgepb.GetStatusResponse {
 			PortFirst:  uint32(sn.PortFirst),
 			PortLast:   uint32(sn.PortLast),
 			Quarantine: durationpb.New(sn.Quarantine),
-			Pools:      make([]*edgepb.SNATPool, 0, len(sn.Pools)),
+			Mapping:    sn.Mapping, Filtering: sn.Filtering, MappingTimeout: durationpb.New(sn.MappingTimeout),
+			Pools: make([]*edgepb.SNATPool, 0, len(sn.Pools)),
 		}
 		for _, p := range sn.Pools {
 			ps.Pools = append(ps.Pools, &edgepb.SNATPool{Name: p.Name, Addresses: addrStrings(p.Addrs), Ranges: p.Ranges})

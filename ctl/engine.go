@@ -158,7 +158,8 @@ func (b *EngineBackend) Status(ctx context.Context) (Status, error) {
 const maxListedAddrs = 16
 
 func snatStatus(c *snat.Config) *SNATStatus {
-	st := &SNATStatus{Mode: c.Mode.String(), PortFirst: c.Ports.Start, PortLast: c.Ports.End, Quarantine: c.Quarantine}
+	st := &SNATStatus{Mode: c.Mode.String(), PortFirst: c.Ports.Start, PortLast: c.Ports.End, Quarantine: c.Quarantine,
+		Mapping: c.Mapping.String(), Filtering: c.Filtering.String(), MappingTimeout: c.MappingTimeout}
 	if c.Mode == snat.Automap {
 		st.Pools = []SNATPool{{Name: "automap", Addrs: []netip.Addr{c.Automap}}}
 		return st

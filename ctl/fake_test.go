@@ -36,6 +36,8 @@ type fakeBackend struct {
 	gen     uint64
 	stats   Stats
 	status  Status
+	// mappings: what Mappings returns (FlushIdleMappings keeps those in use).
+	mappings []Mapping
 
 	// Generated flows: when nGen > 0, Flows yields nGen flows made by
 	// genFlow instead of flows; visited counts the ones yielded.
@@ -430,3 +432,22 @@ func ctxT(t *testing.T) context.Context {
 }
 
 var errFake = errors.New("fake failure")
+
+func (f *fakeBackend) Mappings(ctx context.Context) ([]Mapping, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Mapping(nil), f.mappings...), nil
+}
+
+func (f *fakeBackend) FlushIdleMappings(ctx context.Context) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kept := f.mappings[:0]
+	for _, m := range f.mappings {
+		if m.Flows > 0 {
+			kept = append(kept, m)
+		}
+	}
+	f.mappings = kept
+	return len(kept), nil
+}

@@ -156,7 +156,8 @@ func printStatus(w io.Writer, r *pb.GetStatusResponse) {
 		fmt.Fprintln(w, "NSX compatibility mode: ON (stray FINs create CLOSING entries; lab use only)")
 	}
 	if s := r.GetSnat(); s != nil {
-		fmt.Fprintf(w, "SNAT %s, ports %d-%d, quarantine %s\n", s.GetMode(), s.GetPortFirst(), s.GetPortLast(), s.GetQuarantine().AsDuration())
+		fmt.Fprintf(w, "SNAT %s, ports %d-%d, quarantine %s, mapping %s, filtering %s\n", s.GetMode(), s.GetPortFirst(), s.GetPortLast(),
+			s.GetQuarantine().AsDuration(), s.GetMapping(), s.GetFiltering())
 		for _, p := range s.GetPools() {
 			as := p.GetRanges()
 			if len(as) == 0 {

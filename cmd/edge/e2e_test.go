@@ -79,7 +79,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("control socket %s: %v, mode %v (want 0600)", sock, err, fi.Mode().Perm())
 	}
-	if out := mustCLI("status"); !strings.Contains(out, "in ") || !strings.Contains(out, "automap") {
+	if out := mustCLI("status"); !strings.Contains(out, "in ") || !strings.Contains(out, "automap") ||
+		!strings.Contains(out, "mapping endpoint-independent, filtering address-and-port-dependent") {
 		t.Fatalf("status lacks the interfaces or SNAT:\n%s", out)
 	}
 
@@ -122,8 +123,15 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Fatalf("before the rule change 9001 got %d of 5", sinks[9001].get())
 	}
 
+	// The client's two sockets have a mapping each, their ports kept
+	// (RFC 4787 endpoint-independent mapping, port preservation).
+	out := mustCLI("mappings")
+	if !strings.Contains(out, "10.0.0.2:40000") || !strings.Contains(out, "203.0.113.1:40000") || !strings.Contains(out, "2 mappings") {
+		t.Fatalf("mappings:\n%s", out)
+	}
+
 	// flows and explain.
-	out := mustCLI("flows", "proto=udp", "port=9000")
+	out = mustCLI("flows", "proto=udp", "port=9000")
 	if !strings.Contains(out, "10.0.0.2:40000 -> 203.0.113.2:9000") || !strings.Contains(out, "1 flows") {
 		t.Fatalf("flows:\n%s", out)
 	}

@@ -360,14 +360,17 @@ func (x *WorkerStatus) GetCpu() int32 {
 }
 
 type SNATStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Mode          string                 `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"` // automap | pools
-	Pools         []*SNATPool            `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty"`
-	PortFirst     uint32                 `protobuf:"varint,3,opt,name=port_first,json=portFirst,proto3" json:"port_first,omitempty"`
-	PortLast      uint32                 `protobuf:"varint,4,opt,name=port_last,json=portLast,proto3" json:"port_last,omitempty"`
-	Quarantine    *durationpb.Duration   `protobuf:"bytes,5,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Mode           string                 `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"` // automap | pools
+	Pools          []*SNATPool            `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty"`
+	PortFirst      uint32                 `protobuf:"varint,3,opt,name=port_first,json=portFirst,proto3" json:"port_first,omitempty"`
+	PortLast       uint32                 `protobuf:"varint,4,opt,name=port_last,json=portLast,proto3" json:"port_last,omitempty"`
+	Quarantine     *durationpb.Duration   `protobuf:"bytes,5,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
+	Mapping        string                 `protobuf:"bytes,6,opt,name=mapping,proto3" json:"mapping,omitempty"`     // endpoint-independent | endpoint-dependent
+	Filtering      string                 `protobuf:"bytes,7,opt,name=filtering,proto3" json:"filtering,omitempty"` // address-and-port-dependent | address-dependent | endpoint-independent
+	MappingTimeout *durationpb.Duration   `protobuf:"bytes,8,opt,name=mapping_timeout,json=mappingTimeout,proto3" json:"mapping_timeout,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SNATStatus) Reset() {
@@ -431,6 +434,27 @@ func (x *SNATStatus) GetPortLast() uint32 {
 func (x *SNATStatus) GetQuarantine() *durationpb.Duration {
 	if x != nil {
 		return x.Quarantine
+	}
+	return nil
+}
+
+func (x *SNATStatus) GetMapping() string {
+	if x != nil {
+		return x.Mapping
+	}
+	return ""
+}
+
+func (x *SNATStatus) GetFiltering() string {
+	if x != nil {
+		return x.Filtering
+	}
+	return ""
+}
+
+func (x *SNATStatus) GetMappingTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.MappingTimeout
 	}
 	return nil
 }
@@ -2498,6 +2522,307 @@ func (x *SNATDestination) GetZone() uint32 {
 	return 0
 }
 
+type ListMappingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max: at most this many (0: all).
+	Max           uint32 `protobuf:"varint,1,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMappingsRequest) Reset() {
+	*x = ListMappingsRequest{}
+	mi := &file_edge_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMappingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMappingsRequest) ProtoMessage() {}
+
+func (x *ListMappingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMappingsRequest.ProtoReflect.Descriptor instead.
+func (*ListMappingsRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListMappingsRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+type Mapping struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	InsideAddress   string                 `protobuf:"bytes,1,opt,name=inside_address,json=insideAddress,proto3" json:"inside_address,omitempty"`
+	InsidePort      uint32                 `protobuf:"varint,2,opt,name=inside_port,json=insidePort,proto3" json:"inside_port,omitempty"` // ICMP echo: the identifier
+	ExternalAddress string                 `protobuf:"bytes,3,opt,name=external_address,json=externalAddress,proto3" json:"external_address,omitempty"`
+	ExternalPort    uint32                 `protobuf:"varint,4,opt,name=external_port,json=externalPort,proto3" json:"external_port,omitempty"`
+	Protocol        string                 `protobuf:"bytes,5,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Zone            uint32                 `protobuf:"varint,6,opt,name=zone,proto3" json:"zone,omitempty"`
+	Worker          uint32                 `protobuf:"varint,7,opt,name=worker,proto3" json:"worker,omitempty"`
+	Flows           uint32                 `protobuf:"varint,8,opt,name=flows,proto3" json:"flows,omitempty"`                      // live flows using it; 0: idle
+	IdleLeft        *durationpb.Duration   `protobuf:"bytes,9,opt,name=idle_left,json=idleLeft,proto3" json:"idle_left,omitempty"` // idle: how long it is kept
+	Filtering       string                 `protobuf:"bytes,10,opt,name=filtering,proto3" json:"filtering,omitempty"`
+	Carried         bool                   `protobuf:"varint,11,opt,name=carried,proto3" json:"carried,omitempty"` // carried a connection: its port is quarantined when it ends
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Mapping) Reset() {
+	*x = Mapping{}
+	mi := &file_edge_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mapping) ProtoMessage() {}
+
+func (x *Mapping) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mapping.ProtoReflect.Descriptor instead.
+func (*Mapping) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Mapping) GetInsideAddress() string {
+	if x != nil {
+		return x.InsideAddress
+	}
+	return ""
+}
+
+func (x *Mapping) GetInsidePort() uint32 {
+	if x != nil {
+		return x.InsidePort
+	}
+	return 0
+}
+
+func (x *Mapping) GetExternalAddress() string {
+	if x != nil {
+		return x.ExternalAddress
+	}
+	return ""
+}
+
+func (x *Mapping) GetExternalPort() uint32 {
+	if x != nil {
+		return x.ExternalPort
+	}
+	return 0
+}
+
+func (x *Mapping) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *Mapping) GetZone() uint32 {
+	if x != nil {
+		return x.Zone
+	}
+	return 0
+}
+
+func (x *Mapping) GetWorker() uint32 {
+	if x != nil {
+		return x.Worker
+	}
+	return 0
+}
+
+func (x *Mapping) GetFlows() uint32 {
+	if x != nil {
+		return x.Flows
+	}
+	return 0
+}
+
+func (x *Mapping) GetIdleLeft() *durationpb.Duration {
+	if x != nil {
+		return x.IdleLeft
+	}
+	return nil
+}
+
+func (x *Mapping) GetFiltering() string {
+	if x != nil {
+		return x.Filtering
+	}
+	return ""
+}
+
+func (x *Mapping) GetCarried() bool {
+	if x != nil {
+		return x.Carried
+	}
+	return false
+}
+
+type ListMappingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mappings      []*Mapping             `protobuf:"bytes,1,rep,name=mappings,proto3" json:"mappings,omitempty"`
+	Total         uint64                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"` // before max
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMappingsResponse) Reset() {
+	*x = ListMappingsResponse{}
+	mi := &file_edge_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMappingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMappingsResponse) ProtoMessage() {}
+
+func (x *ListMappingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMappingsResponse.ProtoReflect.Descriptor instead.
+func (*ListMappingsResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListMappingsResponse) GetMappings() []*Mapping {
+	if x != nil {
+		return x.Mappings
+	}
+	return nil
+}
+
+func (x *ListMappingsResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type FlushMappingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushMappingsRequest) Reset() {
+	*x = FlushMappingsRequest{}
+	mi := &file_edge_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushMappingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushMappingsRequest) ProtoMessage() {}
+
+func (x *FlushMappingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushMappingsRequest.ProtoReflect.Descriptor instead.
+func (*FlushMappingsRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{33}
+}
+
+type FlushMappingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          uint64                 `protobuf:"varint,1,opt,name=left,proto3" json:"left,omitempty"` // mappings still in use
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushMappingsResponse) Reset() {
+	*x = FlushMappingsResponse{}
+	mi := &file_edge_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushMappingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushMappingsResponse) ProtoMessage() {}
+
+func (x *FlushMappingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushMappingsResponse.ProtoReflect.Descriptor instead.
+func (*FlushMappingsResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *FlushMappingsResponse) GetLeft() uint64 {
+	if x != nil {
+		return x.Left
+	}
+	return 0
+}
+
 var File_edge_proto protoreflect.FileDescriptor
 
 const file_edge_proto_rawDesc = "" +
@@ -2534,7 +2859,7 @@ const file_edge_proto_rawDesc = "" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\x05R\x05queue\x12\x10\n" +
-	"\x03cpu\x18\x03 \x01(\x05R\x03cpu\"\xc0\x01\n" +
+	"\x03cpu\x18\x03 \x01(\x05R\x03cpu\"\xbc\x02\n" +
 	"\n" +
 	"SNATStatus\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12'\n" +
@@ -2544,7 +2869,10 @@ const file_edge_proto_rawDesc = "" +
 	"\tport_last\x18\x04 \x01(\rR\bportLast\x129\n" +
 	"\n" +
 	"quarantine\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"quarantine\"T\n" +
+	"quarantine\x12\x18\n" +
+	"\amapping\x18\x06 \x01(\tR\amapping\x12\x1c\n" +
+	"\tfiltering\x18\a \x01(\tR\tfiltering\x12B\n" +
+	"\x0fmapping_timeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\x0emappingTimeout\"T\n" +
 	"\bSNATPool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x16\n" +
@@ -2768,7 +3096,29 @@ const file_edge_proto_rawDesc = "" +
 	"\texhausted\x18\t \x01(\x04R\texhausted\x12\x1c\n" +
 	"\toverrides\x18\n" +
 	" \x01(\x04R\toverrides\x12\x12\n" +
-	"\x04zone\x18\v \x01(\rR\x04zone2S\n" +
+	"\x04zone\x18\v \x01(\rR\x04zone\"'\n" +
+	"\x13ListMappingsRequest\x12\x10\n" +
+	"\x03max\x18\x01 \x01(\rR\x03max\"\xef\x02\n" +
+	"\aMapping\x12%\n" +
+	"\x0einside_address\x18\x01 \x01(\tR\rinsideAddress\x12\x1f\n" +
+	"\vinside_port\x18\x02 \x01(\rR\n" +
+	"insidePort\x12)\n" +
+	"\x10external_address\x18\x03 \x01(\tR\x0fexternalAddress\x12#\n" +
+	"\rexternal_port\x18\x04 \x01(\rR\fexternalPort\x12\x1a\n" +
+	"\bprotocol\x18\x05 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04zone\x18\x06 \x01(\rR\x04zone\x12\x16\n" +
+	"\x06worker\x18\a \x01(\rR\x06worker\x12\x14\n" +
+	"\x05flows\x18\b \x01(\rR\x05flows\x126\n" +
+	"\tidle_left\x18\t \x01(\v2\x19.google.protobuf.DurationR\bidleLeft\x12\x1c\n" +
+	"\tfiltering\x18\n" +
+	" \x01(\tR\tfiltering\x12\x18\n" +
+	"\acarried\x18\v \x01(\bR\acarried\"Z\n" +
+	"\x14ListMappingsResponse\x12,\n" +
+	"\bmappings\x18\x01 \x03(\v2\x10.edge.v1.MappingR\bmappings\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\"\x16\n" +
+	"\x14FlushMappingsRequest\"+\n" +
+	"\x15FlushMappingsResponse\x12\x12\n" +
+	"\x04left\x18\x01 \x01(\x04R\x04left2S\n" +
 	"\rStatusService\x12B\n" +
 	"\tGetStatus\x12\x19.edge.v1.GetStatusRequest\x1a\x1a.edge.v1.GetStatusResponse2\x9d\x01\n" +
 	"\rConfigService\x12B\n" +
@@ -2782,7 +3132,11 @@ const file_edge_proto_rawDesc = "" +
 	"\fEventService\x12D\n" +
 	"\tSubscribe\x12\x19.edge.v1.SubscribeRequest\x1a\x1a.edge.v1.SubscribeResponse0\x012O\n" +
 	"\fStatsService\x12?\n" +
-	"\bGetStats\x12\x18.edge.v1.GetStatsRequest\x1a\x19.edge.v1.GetStatsResponseB#Z!github.com/edgegw/edge/ctl/edgepbb\x06proto3"
+	"\bGetStats\x12\x18.edge.v1.GetStatsRequest\x1a\x19.edge.v1.GetStatsResponse2\xa9\x01\n" +
+	"\n" +
+	"NATService\x12K\n" +
+	"\fListMappings\x12\x1c.edge.v1.ListMappingsRequest\x1a\x1d.edge.v1.ListMappingsResponse\x12N\n" +
+	"\rFlushMappings\x12\x1d.edge.v1.FlushMappingsRequest\x1a\x1e.edge.v1.FlushMappingsResponseB#Z!github.com/edgegw/edge/ctl/edgepbb\x06proto3"
 
 var (
 	file_edge_proto_rawDescOnce sync.Once
@@ -2796,7 +3150,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_edge_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: edge.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: edge.v1.GetStatusResponse
@@ -2828,72 +3182,84 @@ var file_edge_proto_goTypes = []any{
 	(*WorkerStats)(nil),           // 27: edge.v1.WorkerStats
 	(*InterfaceStats)(nil),        // 28: edge.v1.InterfaceStats
 	(*SNATDestination)(nil),       // 29: edge.v1.SNATDestination
-	nil,                           // 30: edge.v1.GetStatsResponse.DropsEntry
-	nil,                           // 31: edge.v1.GetStatsResponse.ConntrackEntry
-	nil,                           // 32: edge.v1.GetStatsResponse.SnatEntry
-	nil,                           // 33: edge.v1.GetStatsResponse.IcmpSentEntry
-	nil,                           // 34: edge.v1.WorkerStats.DropsEntry
-	nil,                           // 35: edge.v1.WorkerStats.IcmpSentEntry
-	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
+	(*ListMappingsRequest)(nil),   // 30: edge.v1.ListMappingsRequest
+	(*Mapping)(nil),               // 31: edge.v1.Mapping
+	(*ListMappingsResponse)(nil),  // 32: edge.v1.ListMappingsResponse
+	(*FlushMappingsRequest)(nil),  // 33: edge.v1.FlushMappingsRequest
+	(*FlushMappingsResponse)(nil), // 34: edge.v1.FlushMappingsResponse
+	nil,                           // 35: edge.v1.GetStatsResponse.DropsEntry
+	nil,                           // 36: edge.v1.GetStatsResponse.ConntrackEntry
+	nil,                           // 37: edge.v1.GetStatsResponse.SnatEntry
+	nil,                           // 38: edge.v1.GetStatsResponse.IcmpSentEntry
+	nil,                           // 39: edge.v1.WorkerStats.DropsEntry
+	nil,                           // 40: edge.v1.WorkerStats.IcmpSentEntry
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	36, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	37, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	41, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	42, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	37, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
-	10, // 7: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
-	14, // 8: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
-	13, // 9: edge.v1.Flow.original:type_name -> edge.v1.Tuple
-	13, // 10: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	36, // 11: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	36, // 12: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	37, // 13: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
-	10, // 14: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
-	13, // 15: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
-	14, // 16: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
-	14, // 17: edge.v1.ExplainFlowResponse.history:type_name -> edge.v1.Flow
-	10, // 18: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
-	19, // 19: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
-	22, // 20: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	36, // 21: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
-	13, // 22: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	30, // 23: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
-	27, // 24: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
-	28, // 25: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	31, // 26: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	32, // 27: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
-	29, // 28: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	33, // 29: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
-	25, // 30: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
-	26, // 31: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
-	34, // 32: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	35, // 33: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
-	26, // 34: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
-	0,  // 35: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 36: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 37: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 38: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	15, // 39: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	17, // 40: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	20, // 41: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	23, // 42: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	1,  // 43: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 44: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 45: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 46: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	16, // 47: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	18, // 48: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	21, // 49: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	24, // 50: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	43, // [43:51] is the sub-list for method output_type
-	35, // [35:43] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	42, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	42, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
+	10, // 8: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
+	14, // 9: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
+	13, // 10: edge.v1.Flow.original:type_name -> edge.v1.Tuple
+	13, // 11: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
+	41, // 12: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	41, // 13: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	42, // 14: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	10, // 15: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
+	13, // 16: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
+	14, // 17: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
+	14, // 18: edge.v1.ExplainFlowResponse.history:type_name -> edge.v1.Flow
+	10, // 19: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
+	19, // 20: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
+	22, // 21: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
+	41, // 22: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	13, // 23: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
+	35, // 24: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	27, // 25: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
+	28, // 26: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
+	36, // 27: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	37, // 28: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	29, // 29: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
+	38, // 30: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	25, // 31: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
+	26, // 32: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
+	39, // 33: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	40, // 34: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	26, // 35: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
+	42, // 36: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
+	31, // 37: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
+	0,  // 38: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 39: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 40: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 41: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	15, // 42: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	17, // 43: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	20, // 44: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	23, // 45: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	30, // 46: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	33, // 47: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	1,  // 48: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 49: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 50: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 51: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	16, // 52: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	18, // 53: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	21, // 54: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	24, // 55: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	32, // 56: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	34, // 57: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	48, // [48:58] is the sub-list for method output_type
+	38, // [38:48] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -2907,9 +3273,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

@@ -696,3 +696,155 @@ var StatsService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "edge.proto",
 }
+
+const (
+	NATService_ListMappings_FullMethodName  = "/edge.v1.NATService/ListMappings"
+	NATService_FlushMappings_FullMethodName = "/edge.v1.NATService/FlushMappings"
+)
+
+// NATServiceClient is the client API for NATService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// NATService lists and flushes the NAT's endpoint-independent mappings
+// (RFC 4787): one external address and port per inside endpoint.
+type NATServiceClient interface {
+	// ListMappings returns the mappings, sorted by inside endpoint.
+	ListMappings(ctx context.Context, in *ListMappingsRequest, opts ...grpc.CallOption) (*ListMappingsResponse, error)
+	// FlushMappings ends every mapping no live flow uses (UDP mappings kept
+	// after their last flow); mappings in use end with their flows.
+	FlushMappings(ctx context.Context, in *FlushMappingsRequest, opts ...grpc.CallOption) (*FlushMappingsResponse, error)
+}
+
+type nATServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewNATServiceClient(cc grpc.ClientConnInterface) NATServiceClient {
+	return &nATServiceClient{cc}
+}
+
+func (c *nATServiceClient) ListMappings(ctx context.Context, in *ListMappingsRequest, opts ...grpc.CallOption) (*ListMappingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMappingsResponse)
+	err := c.cc.Invoke(ctx, NATService_ListMappings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nATServiceClient) FlushMappings(ctx context.Context, in *FlushMappingsRequest, opts ...grpc.CallOption) (*FlushMappingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FlushMappingsResponse)
+	err := c.cc.Invoke(ctx, NATService_FlushMappings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NATServiceServer is the server API for NATService service.
+// All implementations must embed UnimplementedNATServiceServer
+// for forward compatibility.
+//
+// NATService lists and flushes the NAT's endpoint-independent mappings
+// (RFC 4787): one external address and port per inside endpoint.
+type NATServiceServer interface {
+	// ListMappings returns the mappings, sorted by inside endpoint.
+	ListMappings(context.Context, *ListMappingsRequest) (*ListMappingsResponse, error)
+	// FlushMappings ends every mapping no live flow uses (UDP mappings kept
+	// after their last flow); mappings in use end with their flows.
+	FlushMappings(context.Context, *FlushMappingsRequest) (*FlushMappingsResponse, error)
+	mustEmbedUnimplementedNATServiceServer()
+}
+
+// UnimplementedNATServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedNATServiceServer struct{}
+
+func (UnimplementedNATServiceServer) ListMappings(context.Context, *ListMappingsRequest) (*ListMappingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMappings not implemented")
+}
+func (UnimplementedNATServiceServer) FlushMappings(context.Context, *FlushMappingsRequest) (*FlushMappingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FlushMappings not implemented")
+}
+func (UnimplementedNATServiceServer) mustEmbedUnimplementedNATServiceServer() {}
+func (UnimplementedNATServiceServer) testEmbeddedByValue()                    {}
+
+// UnsafeNATServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to NATServiceServer will
+// result in compilation errors.
+type UnsafeNATServiceServer interface {
+	mustEmbedUnimplementedNATServiceServer()
+}
+
+func RegisterNATServiceServer(s grpc.ServiceRegistrar, srv NATServiceServer) {
+	// If the following call panics, it indicates UnimplementedNATServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&NATService_ServiceDesc, srv)
+}
+
+func _NATService_ListMappings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMappingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NATServiceServer).ListMappings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NATService_ListMappings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NATServiceServer).ListMappings(ctx, req.(*ListMappingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NATService_FlushMappings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FlushMappingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NATServiceServer).FlushMappings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NATService_FlushMappings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NATServiceServer).FlushMappings(ctx, req.(*FlushMappingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// NATService_ServiceDesc is the grpc.ServiceDesc for NATService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var NATService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "edge.v1.NATService",
+	HandlerType: (*NATServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListMappings",
+			Handler:    _NATService_ListMappings_Handler,
+		},
+		{
+			MethodName: "FlushMappings",
+			Handler:    _NATService_FlushMappings_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "edge.proto",
+}
