@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
+	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/header/headertest"
 	"github.com/edgegw/edge/snat"
@@ -128,54 +129,77 @@ func frameOf(s *sent) []byte {
 	return s.frame
 }
 
-// RFC 4787 REQ-9, RFC 5382 REQ-8: hosts A and B behind edge reach each other
-// through their external mappings; each sees the other's external address
-// and port. Under the default filtering B's mapping lets A in only once B
-// has sent to A's mapping (as ICE connectivity checks do).
+// RFC 4787 REQ-9: hosts A and B behind edge reach each other through their
+// external mappings; each sees the other's external address and port. A
+// hairpinned datagram comes from an inside endpoint: the receiving
+// mapping's filter (here the default, address-and-port-dependent) does not
+// apply to it, so A's first datagram reaches B, and B's answer reaches A
+// through the flow A's datagram made.
 func TestPipelineHairpin(t *testing.T) {
-	tp := natPipeline(t, snat.Config{})
-	pa := tp.mapping(ipClient, macClient, 5000, ipServer, 3478)
-	pb := tp.mapping(ipClientB, macHostB, 6000, ipServer, 3478)
-	// The pipeline rewrites frames in place: a fresh one per send.
-	toB := func() []byte { return eth(natUDP(ipClient, 5000, ipSNAT, pb, 64), macClient, macEdgeIn) }
-	if out, r := tp.send(0, toB()); out != nil || r != drop.SNATFiltered {
-		t.Fatalf("A -> B's mapping before B sent to A: out %v, %v; want snat_filtered by B's mapping", out != nil, r)
-	}
-	toA := eth(natUDP(ipClientB, 6000, ipSNAT, pa, 64), macHostB, macEdgeIn)
-	out, r := tp.send(0, toA)
-	want := eth(natUDP(ipSNAT, pb, ipClient, 5000, 63), macEdgeIn, macClient)
-	if out == nil || out.port != 0 || !bytes.Equal(out.frame, want) {
-		t.Fatalf("B -> A's mapping: %v\n got %x\nwant %x", r, frameOf(out), want)
-	}
-	out, r = tp.send(0, toB())
-	want = eth(natUDP(ipSNAT, pa, ipClientB, 6000, 63), macEdgeIn, macHostB)
-	if out == nil || out.port != 0 || !bytes.Equal(out.frame, want) {
-		t.Fatalf("A -> B's mapping after B sent to A: %v\n got %x\nwant %x", r, frameOf(out), want)
-	}
-	if n := tp.e.nat.Stats().Counters[snat.CtrHairpinned]; n != 3 {
-		t.Fatalf("hairpinned %d, want 3", n)
-	}
-	// The flows are the hosts' own, through their mappings.
-	for _, k := range []conntrack.Key{
-		conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, 5000), netip.AddrPortFrom(ipSNAT, pb)),
-		conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClientB, 6000), netip.AddrPortFrom(ipSNAT, pa)),
-	} {
-		if _, _, ok := tp.w.shard.Lookup(&k, tp.now); !ok {
-			t.Fatalf("no flow %v", k)
+	for _, f := range []snat.Filtering{snat.FilteringDefault, snat.AddressDependent, snat.EndpointIndependentFiltering} {
+		tp := natPipeline(t, snat.Config{Filtering: f})
+		pa := tp.mapping(ipClient, macClient, 5000, ipServer, 3478)
+		pb := tp.mapping(ipClientB, macHostB, 6000, ipServer, 3478)
+		// The pipeline rewrites frames in place: a fresh one per send.
+		out, r := tp.send(0, eth(natUDP(ipClient, 5000, ipSNAT, pb, 64), macClient, macEdgeIn))
+		want := eth(natUDP(ipSNAT, pa, ipClientB, 6000, 63), macEdgeIn, macHostB)
+		if out == nil || out.port != 0 || !bytes.Equal(out.frame, want) {
+			t.Fatalf("%q: A -> B's mapping: %v\n got %x\nwant %x", f, r, frameOf(out), want)
+		}
+		out, r = tp.send(0, eth(natUDP(ipClientB, 6000, ipSNAT, pa, 64), macHostB, macEdgeIn))
+		want = eth(natUDP(ipSNAT, pb, ipClient, 5000, 63), macEdgeIn, macClient)
+		if out == nil || out.port != 0 || !bytes.Equal(out.frame, want) {
+			t.Fatalf("%q: B -> A's mapping: %v\n got %x\nwant %x", f, r, frameOf(out), want)
+		}
+		if n := tp.e.nat.Stats().Counters[snat.CtrHairpinned]; n != 2 {
+			t.Fatalf("%q: hairpinned %d, want 2", f, n)
+		}
+		// A's datagram made two flows, each a host's own through its
+		// mapping: A's toward B's mapping, and B's (admitted) toward A's.
+		for _, k := range []conntrack.Key{
+			conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, 5000), netip.AddrPortFrom(ipSNAT, pb)),
+			conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClientB, 6000), netip.AddrPortFrom(ipSNAT, pa)),
+		} {
+			if _, _, ok := tp.w.shard.Lookup(&k, tp.now); !ok {
+				t.Fatalf("%q: no flow %v", f, k)
+			}
+		}
+		// An outsider is still filtered by B's mapping.
+		if out, r := tp.send(1, eth(natUDP(ipServer2, 3478, ipSNAT, pb, 64), macServer, macEdgeOut)); f != snat.EndpointIndependentFiltering && (out != nil || r != drop.SNATFiltered) {
+			t.Fatalf("%q: outsider -> B's mapping: out %v, %v; want snat_filtered", f, out != nil, r)
 		}
 	}
 }
 
-// Under endpoint-independent filtering one side's datagram suffices: B's
-// mapping lets A's first datagram in.
-func TestPipelineHairpinEndpointIndependentFiltering(t *testing.T) {
-	tp := natPipeline(t, snat.Config{Filtering: snat.EndpointIndependentFiltering})
-	tp.mapping(ipClient, macClient, 5000, ipServer, 3478)
+// A hairpinned packet still meets the firewall, as the flow of the inside
+// endpoint it reaches: a rule that forbids B to talk to edge's outside
+// address drops A's datagram to B's mapping.
+func TestPipelineHairpinFirewall(t *testing.T) {
+	tp := natPipeline(t, snat.Config{})
 	pb := tp.mapping(ipClientB, macHostB, 6000, ipServer, 3478)
-	out, r := tp.send(0, eth(natUDP(ipClient, 5000, ipSNAT, pb, 64), macClient, macEdgeIn))
-	want := eth(natUDP(ipSNAT, 5000, ipClientB, 6000, 63), macEdgeIn, macHostB)
+	tp.mapping(ipClient, macClient, 5000, ipServer, 3478)
+	rules := firewall.RuleSet{Rules: []firewall.Rule{
+		{Zone: firewall.Inside, Src: []netip.Prefix{netip.PrefixFrom(ipClientB, 32)}, Dst: []netip.Prefix{netip.PrefixFrom(ipSNAT, 32)}, Action: firewall.Drop},
+		{Zone: firewall.Inside, Action: firewall.Allow},
+	}, Default: firewall.Drop}
+	fw, err := firewall.Compile(rules, tp.e.table.ProfileIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.e.fw.Store(fw)
+	if out, r := tp.send(0, eth(natUDP(ipClient, 5000, ipSNAT, pb, 64), macClient, macEdgeIn)); out != nil || r != drop.FirewallDrop {
+		t.Fatalf("A -> B's mapping, B may not talk to %v: out %v, %v; want firewall_drop", ipSNAT, out != nil, r)
+	}
+}
+
+// Under endpoint-independent filtering an outsider's datagram reaches B too.
+func TestPipelineEndpointIndependentFilteringOutsider(t *testing.T) {
+	tp := natPipeline(t, snat.Config{Filtering: snat.EndpointIndependentFiltering})
+	pb := tp.mapping(ipClientB, macHostB, 6000, ipServer, 3478)
+	out, r := tp.send(1, eth(natUDP(ipServer2, 9999, ipSNAT, pb, 64), macServer, macEdgeOut))
+	want := eth(natUDP(ipServer2, 9999, ipClientB, 6000, 63), macEdgeIn, macHostB)
 	if out == nil || !bytes.Equal(out.frame, want) {
-		t.Fatalf("A -> B's mapping: %v\n got %x\nwant %x", r, frameOf(out), want)
+		t.Fatalf("outsider -> B's mapping: %v\n got %x\nwant %x", r, frameOf(out), want)
 	}
 }
 
@@ -212,5 +236,42 @@ func TestPipelineHairpinZeroAllocs(t *testing.T) {
 		if d != 0 {
 			t.Fatalf("%d dropped: %v", d, drop.Reason(r))
 		}
+	}
+}
+
+// TCP hole punching between two inside hosts through their mappings (RFC
+// 5382 REQ-8 hairpinning, with a simultaneous open): each host's SYN to
+// the other's mapping makes its own flow; B's SYN reaches A's mapping
+// before A has a flow toward B and is dropped (an unsolicited inbound SYN
+// meets the firewall), then A's SYN meets B's flow at B's mapping and
+// passes (simultaneous open), and so does B's SYN-ACK.
+func TestPipelineHairpinTCPSimultaneousOpen(t *testing.T) {
+	tp := natPipeline(t, snat.Config{})
+	tcp := func(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, flags uint8, seq, ack uint32, ttl uint8) headertest.Spec {
+		return headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoTCP, SrcPort: sport, DstPort: dport, Flags: flags,
+			Seq: seq, Ack: ack, TTL: ttl, ID: 9, Window: 65535}
+	}
+	mapTCP := func(src netip.Addr, mac [6]byte, sport uint16) uint16 {
+		out, r := tp.send(0, eth(tcp(src, sport, ipServer, 443, header.TCPFlagSYN, 100, 0, 64), mac, macEdgeIn))
+		if out == nil {
+			t.Fatalf("%v:%d SYN to the server: %v", src, sport, r)
+		}
+		return header.TCP(header.IPv4(out.frame[header.EthernetLen:]).Payload()).SrcPort()
+	}
+	pa, pb := mapTCP(ipClient, macClient, 5000), mapTCP(ipClientB, macHostB, 6000)
+	syn := header.TCPFlagSYN
+	if out, r := tp.send(0, eth(tcp(ipClientB, 6000, ipSNAT, pa, syn, 7000, 0, 64), macHostB, macEdgeIn)); out != nil || r != drop.FirewallDrop {
+		t.Fatalf("B's SYN to A's mapping before A sent: out %v, %v; want firewall_drop", out != nil, r)
+	}
+	out, r := tp.send(0, eth(tcp(ipClient, 5000, ipSNAT, pb, syn, 9000, 0, 64), macClient, macEdgeIn))
+	want := eth(tcp(ipSNAT, pa, ipClientB, 6000, syn, 9000, 0, 63), macEdgeIn, macHostB)
+	if out == nil || !bytes.Equal(out.frame, want) {
+		t.Fatalf("A's SYN to B's mapping: %v\n got %x\nwant %x", r, frameOf(out), want)
+	}
+	synAck := header.TCPFlagSYN | header.TCPFlagACK
+	out, r = tp.send(0, eth(tcp(ipClientB, 6000, ipSNAT, pa, synAck, 7000, 9001, 64), macHostB, macEdgeIn))
+	want = eth(tcp(ipSNAT, pb, ipClient, 5000, synAck, 7000, 9001, 63), macEdgeIn, macClient)
+	if out == nil || !bytes.Equal(out.frame, want) {
+		t.Fatalf("B's SYN-ACK to A's mapping: %v\n got %x\nwant %x", r, frameOf(out), want)
 	}
 }

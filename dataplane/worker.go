@@ -1014,10 +1014,11 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 // when it is not (the packet goes on as any new flow); otherwise the
 // verdict is the flow made through the mapping (Reply direction: the flow
 // is the inside endpoint's), or a counted drop: refused by the mapping's
-// filter (drop.SNATFiltered), by the firewall (which judges it as the
-// inside endpoint's flow, from the inside zone), or by conntrack.
+// filter (drop.SNATFiltered; a hairpinned packet is not filtered), by the
+// firewall (which judges it as the inside endpoint's flow, from the inside
+// zone), or by conntrack.
 func (w *worker) admit(in int, p *conntrack.Packet, now conntrack.Time) (v conntrack.Verdict, toward bool) {
-	orig, tr, toward, r := w.nat.Admit(&p.Key, now)
+	orig, tr, toward, r := w.nat.Admit(&p.Key, w.looped, now)
 	if !toward {
 		return v, false
 	}

@@ -498,9 +498,13 @@ func (a *Allocator) sweepMappings(now conntrack.Time, budget int) {
 // remote endpoint) and translation, for conntrack.Shard.CreateInbound; the
 // caller calls Abandon if that refuses the flow. ok is false when k is not
 // toward a mapping (the packet meets the firewall as any other); r is
-// drop.SNATFiltered when the filter refuses it (counted). Owner only;
-// never allocates.
-func (a *Allocator) Admit(k *conntrack.Key, now conntrack.Time) (orig conntrack.Key, tr conntrack.Translation, ok bool, r drop.Reason) {
+// drop.SNATFiltered when the filter refuses it (counted). A hairpinned
+// datagram (from an inside endpoint, translated and looped back) is not
+// filtered: the filtering behaviours of RFC 4787 section 5 are about
+// external endpoints, and REQ-9 wants inside hosts to reach each other
+// through their mappings (the firewall still judges the flow). Owner
+// only; never allocates.
+func (a *Allocator) Admit(k *conntrack.Key, hairpinned bool, now conntrack.Time) (orig conntrack.Key, tr conntrack.Translation, ok bool, r drop.Reason) {
 	if k.Proto != header.ProtoUDP || a.m.n == 0 {
 		return orig, tr, false, drop.None
 	}
@@ -517,9 +521,10 @@ func (a *Allocator) Admit(k *conntrack.Key, now conntrack.Time) (orig conntrack.
 		a.endMapping(j, now)
 		return orig, tr, false, drop.None
 	}
-	switch e.filter {
-	case EndpointIndependentFiltering:
-	case AddressDependent:
+	switch {
+	case hairpinned:
+	case e.filter == EndpointIndependentFiltering:
+	case e.filter == AddressDependent:
 		fk := filterKey(e, &k.Src)
 		if a.m.filter.find(&fk) < 0 {
 			a.ctr.add(CtrFiltered, 1)

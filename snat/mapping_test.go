@@ -132,7 +132,7 @@ func TestMappingFiltering(t *testing.T) {
 			if got := h.tb.ShardOfDst(&ik); got != s {
 				t.Fatalf("%v: datagram toward the mapping lands on shard %d, the mapping on %d", c.f, got, s)
 			}
-			orig, itr, ok, r := a.Admit(&ik, h.now)
+			orig, itr, ok, r := a.Admit(&ik, false, h.now)
 			if !ok {
 				t.Fatalf("%v: %v not seen as toward a mapping", c.f, ik)
 			}
@@ -158,11 +158,11 @@ func TestMappingFiltering(t *testing.T) {
 		}
 		// Not a mapping: a port nobody holds, or TCP.
 		ik := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(third, 1), netip.AddrPortFrom(natIP, tr.Port+1))
-		if _, _, ok, _ := a.Admit(&ik, h.now); ok {
+		if _, _, ok, _ := a.Admit(&ik, false, h.now); ok {
 			t.Fatalf("%v: datagram to an unmapped port seen as toward a mapping", c.f)
 		}
 		ik = conntrack.MakeKey(header.ProtoTCP, netip.AddrPortFrom(third, 1), ext)
-		if _, _, ok, _ := a.Admit(&ik, h.now); ok {
+		if _, _, ok, _ := a.Admit(&ik, false, h.now); ok {
 			t.Fatalf("%v: TCP seen as toward a UDP mapping", c.f)
 		}
 	}
@@ -268,7 +268,7 @@ func TestMappingZeroAllocs(t *testing.T) {
 		}
 		a.Abandon(&k3, tr)
 		ik := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(server2, 1+i), netip.AddrPortFrom(natIP, 9000))
-		orig, tr, ok, r := a.Admit(&ik, h.now)
+		orig, tr, ok, r := a.Admit(&ik, false, h.now)
 		if !ok || r != drop.None {
 			t.Fatal(ok, r)
 		}
