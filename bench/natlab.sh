@@ -31,6 +31,10 @@
 #              mapping 5 times, 100 ms apart (hole punching, as ICE does): passes
 #              when each received the other's datagrams from the other's EXTERNAL
 #              mapping (RFC 4787 REQ-9), whatever the filtering
+#   TCP        bench/cmd/hairpin --tcp-servers: two TCP connections from one local
+#              port of A, open at once, STUN over TCP to 203.0.113.2:3478 and
+#              .3:3479: the same mapping for both is endpoint-independent (RFC 5382
+#              REQ-1), and whether it kept the local port
 #   counts     what the middle box counted during the -m -f run and during the
 #              hairpin probes: edge's drop reasons (`edge stats`), the Linux
 #              middle's UdpNoPorts (datagrams to its own address no socket took)
@@ -43,27 +47,29 @@
 #
 # CI=1 runs edge only, three cases in a row, each gated, each on a new
 # topology (fresh state), and checks that every namespace it made is gone:
-#   edge          the default snat section: endpoint-independent mapping, source
-#                 port kept, address-and-port-dependent filtering, one-way hairpin
-#                 dropped, two-way hairpin through
-#   edge-edm      mapping: endpoint-dependent: address-and-port-dependent mapping,
-#                 address-and-port-dependent filtering, one-way hairpin dropped
+#   edge          the default snat section: endpoint-independent mapping (UDP
+#                 and TCP), source ports kept, address-and-port-dependent
+#                 filtering, one-way hairpin dropped, two-way hairpin through
+#   edge-edm      mapping: endpoint-dependent: address-and-port-dependent mapping
+#                 (TCP: dependent), address-and-port-dependent filtering, one-way
+#                 hairpin dropped
 #   edge-eif      filtering: endpoint-independent: endpoint-independent mapping,
-#                 source port kept, endpoint-independent filtering, one-way and
+#                 source ports kept, endpoint-independent filtering, one-way and
 #                 two-way hairpin through
 # (it ignores MODES, GATE, FGATE, HAIRPIN_GATE, PORT_GATE and EDGE_SNAT).
 #
 # Environment: MODES ("edge linux-nft"); the gates, on edge only:
-#   GATE          "" (none), eim, adm or apdm: edge's mapping (RFC 5780's verdict)
-#                 must be endpoint-independent, address-dependent or
-#                 address-and-port-dependent
+#   GATE          "" (none), eim, adm or apdm: edge's UDP mapping (RFC 5780's
+#                 verdict) must be endpoint-independent, address-dependent or
+#                 address-and-port-dependent, and its TCP mapping endpoint-
+#                 independent (eim) or dependent (adm, apdm)
 #   FGATE         "" (none), eif, adf or apdf: edge's filtering verdict must be
 #                 endpoint-independent, address-dependent or address-and-port-
 #                 dependent; with adf or apdf both one-way hairpin probes must
 #                 also be dropped (a dependent filter admits nothing unsolicited)
 #   HAIRPIN_GATE  1: the two-way hairpin must pass, and with FGATE=eif both
 #                 one-way probes too
-#   PORT_GATE     1: the mapping must keep the client's source port
+#   PORT_GATE     1: the UDP and TCP mappings must keep the client's source port
 # EDGE_SNAT (a YAML flow mapping replacing edge's snat section; with a
 # leading "+", keys added to the topology's own: "+mapping: endpoint-dependent"),
 # EDGE_BIN (an edge binary; default: built from ./cmd/edge), QUEUES (1: edge's
@@ -245,17 +251,19 @@ log-file=stdout
 EOF
 	ip netns exec "$NS_S" turnserver -c "$out/turnserver.conf" >"$out/turnserver.log" 2>&1 </dev/null &
 	turn_pid=$!
+	# (UDP and TCP: the TCP mapping probe uses STUN over TCP.)
 	local ok= want="$SRV:$PORT $SRV:$ALT_PORT $SRV_ALT:$PORT $SRV_ALT:$ALT_PORT" a
 	for _ in $(seq 100); do
 		ok=1
-		local socks
+		local socks tsocks
 		socks=$(ip netns exec "$NS_S" ss -Hlun 2>/dev/null | awk '{print $4}')
-		for a in $want; do grep -qx "$a" <<<"$socks" || ok=; done
+		tsocks=$(ip netns exec "$NS_S" ss -Hltn 2>/dev/null | awk '{print $4}')
+		for a in $want; do grep -qx "$a" <<<"$socks" && grep -qx "$a" <<<"$tsocks" || ok=; done
 		[ -n "$ok" ] && break
 		kill -0 "$turn_pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	[ -n "$ok" ] || { echo "natlab.sh: turnserver is not listening on $want" >&2; tail -20 "$out/turnserver.log" >&2; return 2; }
+	[ -n "$ok" ] || { echo "natlab.sh: turnserver is not listening on $want (UDP and TCP)" >&2; tail -20 "$out/turnserver.log" >&2; return 2; }
 	echo "   ($((SECONDS - t0)) s)"
 
 	echo "== $label: turnutils_natdiscovery -m -f (client $HOST_A, server $SRV:$PORT)"
@@ -314,6 +322,17 @@ EOF
 	counted=$(grown "$before" "$after")
 	echo "   counted by the middle box during the hairpin probes: ${counted:-nothing}"
 
+	echo "== $label: TCP mapping (bench/cmd/hairpin --tcp-servers: one local port of A, STUN over TCP to $SRV:$PORT and $SRV_ALT:$ALT_PORT, both open)"
+	ip netns exec "$NS_C" "$tmp/bin/hairpin" --tcp-servers "$SRV:$PORT,$SRV_ALT:$ALT_PORT" --a "$HOST_A" --json \
+		>"$out/tcp.json" 2>"$out/tcp.err" ||
+		{ echo "natlab.sh: TCP mapping probe failed:" >&2; cat "$out/tcp.err" >&2; return 2; }
+	local tcp_mapping tcp_port tcp_kept
+	tcp_mapping=$(jq -r 'if .endpoint_independent then "endpoint-independent" else "dependent" end' "$out/tcp.json")
+	tcp_port=$(jq -r '"\(.local | split(":")[1])->\(.mapped[0] | split(":")[1])"' "$out/tcp.json")
+	tcp_kept=$(jq -r 'if .port_kept then "yes" else "no" end' "$out/tcp.json")
+	jq -r '"   local \(.local) -> mapped \(.mapped | join(" "))"' "$out/tcp.json"
+	echo "   TCP mapping: $tcp_mapping, port $tcp_port ($tcp_kept)"
+
 	local local_port mapped_port preserved
 	local_port=$(awk '{print $1}' <<<"$locals"); local_port=${local_port##*:}
 	mapped_port=$(awk '{print $1}' <<<"$mappeds"); mapped_port=${mapped_port##*:}
@@ -332,6 +351,9 @@ R_ONE_WAY='$one_way'
 R_A_TO_B='$a_to_b'
 R_B_TO_A='$b_to_a'
 R_COUNTED='${counted:-nothing}'
+R_TCP_MAPPING='$tcp_mapping'
+R_TCP_PORT='$tcp_port'
+R_TCP_KEPT='$tcp_kept'
 R_COUNTED_MF='${counted_mf:-nothing}'
 EOF
 	teardown
@@ -358,8 +380,15 @@ check_gates() {
 		fi
 	}
 	long() { case $1 in eim | eif) echo endpoint-independent ;; adm | adf) echo address-dependent ;; apdm | apdf) echo address-and-port-dependent ;; esac; }
-	[ -z "$gate" ] || expect "mapping (GATE=$gate)" "$R_MAPPING" "$(long "$gate")"
-	[ -z "$pgate" ] || expect "source port kept (PORT_GATE) $R_PORT" "$R_PRESERVED" yes
+	if [ -n "$gate" ]; then
+		expect "UDP mapping (GATE=$gate)" "$R_MAPPING" "$(long "$gate")"
+		# The TCP probe tells endpoint-independent from dependent only.
+		expect "TCP mapping (GATE=$gate)" "$R_TCP_MAPPING" "$([ "$gate" = eim ] && echo endpoint-independent || echo dependent)"
+	fi
+	if [ -n "$pgate" ]; then
+		expect "UDP source port kept (PORT_GATE) $R_PORT" "$R_PRESERVED" yes
+		expect "TCP source port kept (PORT_GATE) $R_TCP_PORT" "$R_TCP_KEPT" yes
+	fi
 	if [ -n "$fgate" ]; then
 		expect "filtering (FGATE=$fgate)" "$R_FILTERING" "$(long "$fgate")"
 		if [ "$fgate" != eif ]; then
@@ -384,14 +413,14 @@ done
 echo
 echo "== NAT behaviour (RFC 4787 / RFC 5780; coturn $(dpkg-query -W -f '${Version}' coturn 2>/dev/null) turnutils_natdiscovery and bench/cmd/hairpin; $((SECONDS - start)) s)"
 {
-	printf 'CASE\tMAPPING\tFILTERING\tSRC PORT KEPT\tONE-WAY (coturn -H)\tONE-WAY B->A\tTWO-WAY A->B\tTWO-WAY B->A\tCOUNTED: -m -f\tCOUNTED: HAIRPIN\n'
+	printf 'CASE\tMAPPING\tFILTERING\tSRC PORT KEPT\tONE-WAY (coturn -H)\tONE-WAY B->A\tTWO-WAY A->B\tTWO-WAY B->A\tTCP MAPPING\tTCP PORT KEPT\tCOUNTED: -m -f\tCOUNTED: HAIRPIN\n'
 	for c in "${cases[@]}"; do
 		IFS='|' read -r label _ <<<"$c"
 		if [ -f "$tmp/$label.result" ]; then
 			# shellcheck disable=SC1090
 			. "$tmp/$label.result"
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${R_MAPPING:-?}" "${R_FILTERING:-?}" "$R_PORT ($R_PRESERVED)" \
-				"$R_HP_COTURN" "$R_ONE_WAY" "$R_A_TO_B" "$R_B_TO_A" "$R_COUNTED_MF" "$R_COUNTED"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${R_MAPPING:-?}" "${R_FILTERING:-?}" "$R_PORT ($R_PRESERVED)" \
+				"$R_HP_COTURN" "$R_ONE_WAY" "$R_A_TO_B" "$R_B_TO_A" "$R_TCP_MAPPING" "$R_TCP_PORT ($R_TCP_KEPT)" "$R_COUNTED_MF" "$R_COUNTED"
 		else
 			printf '%s\t%s\n' "$label" "(not measured)"
 		fi

@@ -11,9 +11,14 @@
 //     mode each one's sends open its own mapping to the other, so both
 //     directions get through once the NAT hairpins (RFC 4787 REQ-9).
 //
+// With --tcp-servers it checks instead the TCP mapping (RFC 5382 REQ-1):
+// from one local port of A, TCP connections to each listed STUN server,
+// all open at once, and the mapping each server saw (TCPResult).
+//
 // The NAT lab (bench/natlab.sh) runs it through edge and through Linux.
 //
 //	hairpin --server 203.0.113.2:3478 --a 10.0.0.2 --b 10.0.0.3 [--timeout 2s] [--count 5] [--interval 100ms] [--wait 500ms] [--json]
+//	hairpin --tcp-servers 203.0.113.2:3478,203.0.113.3:3479 --a 10.0.0.2 [--timeout 2s] [--json]
 //
 // --a and --b are the local addresses of the two hosts (ADDR or ADDR:PORT;
 // port 0 or none: any). It prints what it learnt and the verdicts; with
@@ -39,6 +44,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -97,8 +103,12 @@ func main() {
 	fs.DurationVar(&tm.Interval, "interval", 100*time.Millisecond, "time between a sender's datagrams")
 	fs.DurationVar(&tm.Wait, "wait", 500*time.Millisecond, "how long a receiver listens after the last datagram was sent")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	tcpServers := fs.String("tcp-servers", "", "ADDR:PORT,...: check the TCP mapping from --a toward these STUN servers instead")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
+	}
+	if *tcpServers != "" {
+		os.Exit(tcpMain(*tcpServers, *aFlag, tm.STUN, *asJSON))
 	}
 	srv, err1 := netip.ParseAddrPort(*server)
 	a, err2 := parseLocal(*aFlag)
@@ -132,6 +142,39 @@ func main() {
 	} else {
 		fmt.Println("hairpin: no")
 	}
+}
+
+// tcpMain runs the TCP mapping probe and returns the exit status.
+func tcpMain(serverList, aFlag string, timeout time.Duration, asJSON bool) int {
+	var servers []netip.AddrPort
+	var errs []error
+	for _, s := range strings.Split(serverList, ",") {
+		ap, err := netip.ParseAddrPort(s)
+		errs = append(errs, err)
+		servers = append(servers, ap)
+	}
+	a, err := parseLocal(aFlag)
+	if err := errors.Join(append(errs, err)...); err != nil || len(servers) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: hairpin --tcp-servers ADDR:PORT,ADDR:PORT[,...] --a ADDR[:PORT] [--timeout D] [--json]")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hairpin:", err)
+		}
+		return 2
+	}
+	r, err := TCPMappings(context.Background(), a, servers, timeout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hairpin:", err)
+		return 1
+	}
+	if asJSON {
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return 0
+	}
+	for i := range r.Servers {
+		fmt.Printf("TCP %s -> %s: mapped %s\n", r.Local, r.Servers[i], r.Mapped[i])
+	}
+	fmt.Printf("TCP mapping endpoint-independent: %v, port kept: %v\n", r.EndpointIndependent, r.PortKept)
+	return 0
 }
 
 func (d Direction) String() string {
