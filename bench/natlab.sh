@@ -34,7 +34,10 @@
 #   TCP        bench/cmd/hairpin --tcp-servers: two TCP connections from one local
 #              port of A, open at once, STUN over TCP to 203.0.113.2:3478 and
 #              .3:3479: the same mapping for both is endpoint-independent (RFC 5382
-#              REQ-1), and whether it kept the local port
+#              REQ-1), and whether it kept the local port; then --tcp-hairpin: A and
+#              B learn their TCP mappings over STUN and connect to each other's at
+#              once from the same ports (a simultaneous open, as TCP hole punching
+#              does: RFC 5382 REQ-8)
 #   counts     what the middle box counted during the -m -f run and during the
 #              hairpin probes: edge's drop reasons (`edge stats`), the Linux
 #              middle's UdpNoPorts (datagrams to its own address no socket took)
@@ -49,13 +52,13 @@
 # topology (fresh state), and checks that every namespace it made is gone:
 #   edge          the default snat section: endpoint-independent mapping (UDP
 #                 and TCP), source ports kept, address-and-port-dependent
-#                 filtering, one-way hairpin dropped, two-way hairpin through
+#                 filtering, one-way hairpin dropped, two-way and TCP hairpin through
 #   edge-edm      mapping: endpoint-dependent: address-and-port-dependent mapping
 #                 (TCP: dependent), address-and-port-dependent filtering, one-way
 #                 hairpin dropped
 #   edge-eif      filtering: endpoint-independent: endpoint-independent mapping,
-#                 source ports kept, endpoint-independent filtering, one-way and
-#                 two-way hairpin through
+#                 source ports kept, endpoint-independent filtering, one-way,
+#                 two-way and TCP hairpin through
 # (it ignores MODES, GATE, FGATE, HAIRPIN_GATE, PORT_GATE and EDGE_SNAT).
 #
 # Environment: MODES ("edge linux-nft"); the gates, on edge only:
@@ -67,8 +70,8 @@
 #                 endpoint-independent, address-dependent or address-and-port-
 #                 dependent; with adf or apdf both one-way hairpin probes must
 #                 also be dropped (a dependent filter admits nothing unsolicited)
-#   HAIRPIN_GATE  1: the two-way hairpin must pass, and with FGATE=eif both
-#                 one-way probes too
+#   HAIRPIN_GATE  1: the two-way hairpin and the TCP hairpin must pass, and with
+#                 FGATE=eif both one-way probes too
 #   PORT_GATE     1: the UDP and TCP mappings must keep the client's source port
 # EDGE_SNAT (a YAML flow mapping replacing edge's snat section; with a
 # leading "+", keys added to the topology's own: "+mapping: endpoint-dependent"),
@@ -332,6 +335,16 @@ EOF
 	tcp_kept=$(jq -r 'if .port_kept then "yes" else "no" end' "$out/tcp.json")
 	jq -r '"   local \(.local) -> mapped \(.mapped | join(" "))"' "$out/tcp.json"
 	echo "   TCP mapping: $tcp_mapping, port $tcp_port ($tcp_kept)"
+	echo "== $label: TCP hairpin (bench/cmd/hairpin --tcp-hairpin: A and B connect to each other's TCP mapping at once)"
+	t0=$SECONDS
+	ip netns exec "$NS_C" "$tmp/bin/hairpin" --tcp-hairpin --server "$SRV:$PORT" --a "$HOST_A" --b "$HOST_B" --timeout 3s --json \
+		>"$out/tcp-hairpin.json" 2>"$out/tcp-hairpin.err" ||
+		{ echo "natlab.sh: TCP hairpin probe failed:" >&2; cat "$out/tcp-hairpin.err" >&2; return 2; }
+	local tcp_hp
+	tcp_hp=$(jq -r 'if .hairpin then "yes" else "no" end' "$out/tcp-hairpin.json")
+	jq -r '"   A \(.a_local) -> \(.a_mapped), B \(.b_local) -> \(.b_mapped)",
+		"   A -> B'"'"'s mapping: \(.a_err // "connected"); B -> A'"'"'s mapping: \(.b_err // "connected")"' "$out/tcp-hairpin.json"
+	echo "   TCP hairpin: $tcp_hp ($((SECONDS - t0)) s)"
 
 	local local_port mapped_port preserved
 	local_port=$(awk '{print $1}' <<<"$locals"); local_port=${local_port##*:}
@@ -354,6 +367,7 @@ R_COUNTED='${counted:-nothing}'
 R_TCP_MAPPING='$tcp_mapping'
 R_TCP_PORT='$tcp_port'
 R_TCP_KEPT='$tcp_kept'
+R_TCP_HP='$tcp_hp'
 R_COUNTED_MF='${counted_mf:-nothing}'
 EOF
 	teardown
@@ -399,7 +413,10 @@ check_gates() {
 			expect "one-way hairpin B -> A $R_ONE_WAY (FGATE=eif HAIRPIN_GATE)" "$R_HP_ONE" yes
 		fi
 	fi
-	[ -z "$hpgate" ] || expect "two-way hairpin A -> B $R_A_TO_B, B -> A $R_B_TO_A (HAIRPIN_GATE)" "$R_HP_TWO" yes
+	if [ -n "$hpgate" ]; then
+		expect "two-way hairpin A -> B $R_A_TO_B, B -> A $R_B_TO_A (HAIRPIN_GATE)" "$R_HP_TWO" yes
+		expect "TCP hairpin, simultaneous open (HAIRPIN_GATE)" "$R_TCP_HP" yes
+	fi
 	return "$missed"
 }
 
@@ -413,14 +430,14 @@ done
 echo
 echo "== NAT behaviour (RFC 4787 / RFC 5780; coturn $(dpkg-query -W -f '${Version}' coturn 2>/dev/null) turnutils_natdiscovery and bench/cmd/hairpin; $((SECONDS - start)) s)"
 {
-	printf 'CASE\tMAPPING\tFILTERING\tSRC PORT KEPT\tONE-WAY (coturn -H)\tONE-WAY B->A\tTWO-WAY A->B\tTWO-WAY B->A\tTCP MAPPING\tTCP PORT KEPT\tCOUNTED: -m -f\tCOUNTED: HAIRPIN\n'
+	printf 'CASE\tMAPPING\tFILTERING\tSRC PORT KEPT\tONE-WAY (coturn -H)\tONE-WAY B->A\tTWO-WAY A->B\tTWO-WAY B->A\tTCP MAPPING\tTCP PORT KEPT\tTCP HAIRPIN\tCOUNTED: -m -f\tCOUNTED: HAIRPIN\n'
 	for c in "${cases[@]}"; do
 		IFS='|' read -r label _ <<<"$c"
 		if [ -f "$tmp/$label.result" ]; then
 			# shellcheck disable=SC1090
 			. "$tmp/$label.result"
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${R_MAPPING:-?}" "${R_FILTERING:-?}" "$R_PORT ($R_PRESERVED)" \
-				"$R_HP_COTURN" "$R_ONE_WAY" "$R_A_TO_B" "$R_B_TO_A" "$R_TCP_MAPPING" "$R_TCP_PORT ($R_TCP_KEPT)" "$R_COUNTED_MF" "$R_COUNTED"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${R_MAPPING:-?}" "${R_FILTERING:-?}" "$R_PORT ($R_PRESERVED)" \
+				"$R_HP_COTURN" "$R_ONE_WAY" "$R_A_TO_B" "$R_B_TO_A" "$R_TCP_MAPPING" "$R_TCP_PORT ($R_TCP_KEPT)" "$R_TCP_HP" "$R_COUNTED_MF" "$R_COUNTED"
 		else
 			printf '%s\t%s\n' "$label" "(not measured)"
 		fi

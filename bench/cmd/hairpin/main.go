@@ -13,12 +13,16 @@
 //
 // With --tcp-servers it checks instead the TCP mapping (RFC 5382 REQ-1):
 // from one local port of A, TCP connections to each listed STUN server,
-// all open at once, and the mapping each server saw (TCPResult).
+// all open at once, and the mapping each server saw (TCPResult). With
+// --tcp-hairpin, TCP hairpinning (RFC 5382 REQ-8): A and B learn their TCP
+// mappings over STUN, then connect to each other's mapping at once, a TCP
+// simultaneous open as hole punching does (TCPHairpinResult).
 //
 // The NAT lab (bench/natlab.sh) runs it through edge and through Linux.
 //
 //	hairpin --server 203.0.113.2:3478 --a 10.0.0.2 --b 10.0.0.3 [--timeout 2s] [--count 5] [--interval 100ms] [--wait 500ms] [--json]
 //	hairpin --tcp-servers 203.0.113.2:3478,203.0.113.3:3479 --a 10.0.0.2 [--timeout 2s] [--json]
+//	hairpin --tcp-hairpin --server 203.0.113.2:3478 --a 10.0.0.2 --b 10.0.0.3 [--timeout 2s] [--json]
 //
 // --a and --b are the local addresses of the two hosts (ADDR or ADDR:PORT;
 // port 0 or none: any). It prints what it learnt and the verdicts; with
@@ -104,6 +108,7 @@ func main() {
 	fs.DurationVar(&tm.Wait, "wait", 500*time.Millisecond, "how long a receiver listens after the last datagram was sent")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	tcpServers := fs.String("tcp-servers", "", "ADDR:PORT,...: check the TCP mapping from --a toward these STUN servers instead")
+	tcpHairpin := fs.Bool("tcp-hairpin", false, "check TCP hairpinning between --a and --b instead (a simultaneous open through the mappings)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -118,11 +123,14 @@ func main() {
 		err4 = errors.New("--count must be >= 1, --timeout > 0, --interval and --wait >= 0")
 	}
 	if err := errors.Join(err1, err2, err3, err4); err != nil || fs.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: hairpin --server ADDR:PORT --a ADDR[:PORT] --b ADDR[:PORT] [--timeout D] [--count N] [--interval D] [--wait D] [--json]")
+		fmt.Fprintln(os.Stderr, "usage: hairpin [--tcp-hairpin] --server ADDR:PORT --a ADDR[:PORT] --b ADDR[:PORT] [--timeout D] [--count N] [--interval D] [--wait D] [--json]")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "hairpin:", err)
 		}
 		os.Exit(2)
+	}
+	if *tcpHairpin {
+		os.Exit(tcpHairpinMain(srv, a, b, tm.STUN, *asJSON))
 	}
 	r, err := Probe(context.Background(), srv, a, b, tm)
 	if err != nil {
@@ -175,6 +183,33 @@ func tcpMain(serverList, aFlag string, timeout time.Duration, asJSON bool) int {
 	}
 	fmt.Printf("TCP mapping endpoint-independent: %v, port kept: %v\n", r.EndpointIndependent, r.PortKept)
 	return 0
+}
+
+// tcpHairpinMain runs the TCP hairpin probe and returns the exit status.
+func tcpHairpinMain(server, a, b netip.AddrPort, timeout time.Duration, asJSON bool) int {
+	r, err := TCPHairpin(context.Background(), server, a, b, timeout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hairpin:", err)
+		return 1
+	}
+	if asJSON {
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return 0
+	}
+	fmt.Printf("TCP A %s -> mapped %s\nTCP B %s -> mapped %s\n", r.ALocal, r.AMapped, r.BLocal, r.BMapped)
+	if r.Hairpin {
+		fmt.Println("TCP hairpin: yes (A and B connected through each other's mapping)")
+	} else {
+		fmt.Printf("TCP hairpin: no (A: %s; B: %s)\n", or(r.AErr, "connected"), or(r.BErr, "connected"))
+	}
+	return 0
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func (d Direction) String() string {

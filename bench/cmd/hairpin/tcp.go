@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -113,4 +116,115 @@ func tcpBinding(c *net.TCPConn, timeout time.Duration) (netip.AddrPort, error) {
 			return netip.AddrPort{}, err
 		}
 	}
+}
+
+// TCPHairpinResult is what the TCP hairpin probe found.
+type TCPHairpinResult struct {
+	ALocal  string `json:"a_local"`
+	AMapped string `json:"a_mapped"`
+	BLocal  string `json:"b_local"`
+	BMapped string `json:"b_mapped"`
+	// AErr and BErr: why A's (B's) connection to the other's mapping
+	// failed ("" when it connected).
+	AErr string `json:"a_err,omitempty"`
+	BErr string `json:"b_err,omitempty"`
+	// Hairpin: both connections were established and carried a token each
+	// way. A TCP connection can only be established with the address it
+	// was opened to, so each saw the other's external mapping as its peer.
+	Hairpin bool `json:"hairpin"`
+}
+
+// TCPHairpin checks TCP hairpinning (RFC 5382 REQ-8) the way TCP hole
+// punching does it: A and B learn their TCP mappings from the STUN server
+// over connections they keep open, then, from the same local ports, both
+// open a connection to the other's mapping at once. A NAT whose filter
+// drops the first unsolicited SYN still lets the other side's SYN through
+// (its mapping has sent toward the peer), and the two meet in a TCP
+// simultaneous open. A refused attempt is retried until timeout.
+func TCPHairpin(ctx context.Context, server, aLocal, bLocal netip.AddrPort, timeout time.Duration) (TCPHairpinResult, error) {
+	var r TCPHairpinResult
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type side struct {
+		local, mapped netip.AddrPort
+	}
+	learn := func(local netip.AddrPort) (side, error) {
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Timeout: timeout, Control: reuseAddr}
+		c, err := d.DialContext(ctx, "tcp", server.String())
+		if err != nil {
+			return side{}, err
+		}
+		// The STUN connection stays open until the probe ends: it keeps the
+		// mapping alive.
+		context.AfterFunc(ctx, func() { c.Close() })
+		a := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		m, err := tcpBinding(c.(*net.TCPConn), timeout)
+		return side{netip.AddrPortFrom(a.Addr().Unmap(), a.Port()), m}, err
+	}
+	a, err := learn(aLocal)
+	if err != nil {
+		return r, fmt.Errorf("host A's TCP mapping: %w", err)
+	}
+	b, err := learn(bLocal)
+	if err != nil {
+		return r, fmt.Errorf("host B's TCP mapping: %w", err)
+	}
+	r.ALocal, r.AMapped, r.BLocal, r.BMapped = a.local.String(), a.mapped.String(), b.local.String(), b.mapped.String()
+
+	token := make([]byte, 24)
+	copy(token, "tcp hairpin ")
+	if _, err := rand.Read(token[12:]); err != nil {
+		return r, err
+	}
+	deadline := time.Now().Add(timeout)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, s := range []struct{ from, to side }{{a, b}, {b, a}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = punch(ctx, s.from.local, s.to.mapped, token, deadline)
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil {
+		r.AErr = errs[0].Error()
+	}
+	if errs[1] != nil {
+		r.BErr = errs[1].Error()
+	}
+	r.Hairpin = errs[0] == nil && errs[1] == nil
+	return r, nil
+}
+
+// punch opens a connection from local to peer (again after a refusal, a
+// short pause apart, until deadline), then sends token and reads the
+// peer's.
+func punch(ctx context.Context, local, peer netip.AddrPort, token []byte, deadline time.Time) error {
+	var c net.Conn
+	var err error
+	for {
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Deadline: deadline, Control: reuseAddr}
+		c, err = d.DialContext(ctx, "tcp", peer.String())
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().Add(50*time.Millisecond).After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(deadline)
+	if _, err := c.Write(token); err != nil {
+		return err
+	}
+	got := make([]byte, len(token))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return fmt.Errorf("reading the peer's token: %w", err)
+	}
+	if !bytes.Equal(got, token) {
+		return fmt.Errorf("the peer sent %q, not the token", got)
+	}
+	return nil
 }

@@ -7,9 +7,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgegw/edge/internal/netnstest"
 )
 
 // tcpSTUNServer answers Binding requests over TCP on loopback with
@@ -115,5 +119,72 @@ func TestTCPMappingsNoAnswer(t *testing.T) {
 	l.Close()
 	if _, err := TCPMappings(context.Background(), netip.MustParseAddrPort("127.0.0.1:0"), []netip.AddrPort{closed, good.addr}, time.Second); err == nil {
 		t.Fatal("no error for a closed port")
+	}
+}
+
+// TestTCPHairpinDeadMapping: B's mapping leads nowhere (a port nobody
+// listens on): no hairpin, A's failure said, no error.
+func TestTCPHairpinDeadMapping(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().(*net.TCPAddr).AddrPort()
+	l.Close()
+	var mu sync.Mutex
+	var first netip.AddrPort
+	srv := newTCPSTUNServer(t, false, func(a netip.AddrPort) netip.AddrPort {
+		mu.Lock()
+		defer mu.Unlock()
+		if !first.IsValid() || a == first { // the first connection is A's
+			first = a
+			return a
+		}
+		return dead
+	})
+	lo := netip.MustParseAddrPort("127.0.0.1:0")
+	r, err := TCPHairpin(context.Background(), srv.addr, lo, lo, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Hairpin || r.AErr == "" || r.BMapped != dead.String() {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestTCPHairpinSimultaneousOpen: in a namespace whose loopback drops TCP
+// RSTs (as a NAT's filter drops the first, unsolicited SYN instead of
+// refusing it), A's early SYN is not refused and waits in SYN_SENT; B's
+// SYN meets it and the two connect in a simultaneous open. On a plain
+// loopback the first SYN is refused at once and the two sides rarely
+// overlap, hence the namespace. The probe runs in a child process started
+// in the namespace (a goroutine's sockets would open in whatever namespace
+// its thread is in).
+func TestTCPHairpinSimultaneousOpen(t *testing.T) {
+	if os.Getenv("HAIRPIN_TEST_IN_NETNS") == "1" {
+		srv := newTCPSTUNServer(t, false, identity)
+		lo := netip.MustParseAddrPort("127.0.0.1:0")
+		for i := 0; i < 3; i++ {
+			r, err := TCPHairpin(context.Background(), srv.addr, lo, lo, 3*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Hairpin || r.AErr != "" || r.BErr != "" || r.AMapped != r.ALocal || r.BMapped != r.BLocal {
+				t.Fatalf("%+v", r)
+			}
+		}
+		return
+	}
+	netnstest.Require(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (nftables) to drop RSTs in the test namespace")
+	}
+	ns := netnstest.New(t, "hairpin")
+	ns.Run(t, "nft", "add table inet t; add chain inet t out { type filter hook output priority 0; }; add rule inet t out tcp flags rst drop")
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run", "^TestTCPHairpinSimultaneousOpen$", "-test.count", "1")
+	cmd.Env = append(os.Environ(), "HAIRPIN_TEST_IN_NETNS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("in namespace %s: %v\n%s", ns.Name, err, out)
 	}
 }
