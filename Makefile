@@ -29,6 +29,6 @@ synflood2:
 # NAT behaviour as a STUN client sees it (coturn turnutils_natdiscovery, RFC 5780): mapping, filtering, hairpin, edge and Linux (root, < 1 min; GATE/FGATE/HAIRPIN_GATE/PORT_GATE: exit 1 unless edge meets them)
 natlab:
 	./bench/natlab.sh
-# the NAT gates of CI: edge with its default snat section, with mapping: endpoint-dependent, with filtering: endpoint-independent (root, < 1 min)
+# the NAT gates of CI: edge with its default snat section, with mapping: endpoint-dependent, with filtering: endpoint-independent (root, about 1 min)
 natlab-ci:
 	CI=1 ./bench/natlab.sh
