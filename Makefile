@@ -1,5 +1,5 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab natlab-ci
 test:
 	./scripts/test.sh
 # pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
@@ -26,6 +26,9 @@ synflood:
 # two floods back to back (random ports, then random inside sources) while a paced TCP stream crosses (root, ~5.5 min)
 synflood2:
 	FLOODS="ports addrs" RUNS=5 ./bench/synflood.sh
-# NAT behaviour as a STUN client sees it (coturn turnutils_natdiscovery, RFC 5780): mapping, filtering, hairpin, edge and Linux (root, < 1 min; GATE=eim: exit 1 unless edge maps endpoint-independently)
+# NAT behaviour as a STUN client sees it (coturn turnutils_natdiscovery, RFC 5780): mapping, filtering, hairpin, edge and Linux (root, < 1 min; GATE/FGATE/HAIRPIN_GATE/PORT_GATE: exit 1 unless edge meets them)
 natlab:
 	./bench/natlab.sh
+# the NAT gates of CI: edge with its default snat section, with mapping: endpoint-dependent, with filtering: endpoint-independent (root, about 1 min)
+natlab-ci:
+	CI=1 ./bench/natlab.sh

@@ -2,8 +2,8 @@
 # test.sh: the one command that runs edge's tests on a fresh machine.
 #
 #   scripts/test.sh            generated-code check, vet, format check, unit tests, race tests, fuzz
-#                              smoke, benchmark smoke, then (as root) the lab, the short pps
-#                              benchmark and the short NSX A/B
+#                              smoke, benchmark smoke, then (as root) the lab, the NAT behaviour
+#                              gates, the short pps benchmark and the short NSX A/B
 #   FUZZTIME=60s scripts/test.sh   fuzz longer (default 150000 executions per target)
 #
 # It installs what it needs first (Go comes with the machine; the apt packages
@@ -105,6 +105,8 @@ go test -count=1 -run XXX -bench . -benchtime 200x -short ./conntrack/ ./header/
 stage "the lab: edge forwarding real traffic between namespaces (scripts/lab.sh)"
 if [ "$(id -u)" -eq 0 ]; then
 	./scripts/lab.sh
+	stage "NAT behaviour (bench/natlab.sh CI=1: coturn's RFC 5780 client and a two-host hairpin through edge, default, mapping: endpoint-dependent, filtering: endpoint-independent: fails unless each shows its mapping, filtering and hairpinning)"
+	CI=1 ./bench/natlab.sh
 	stage "pps benchmark, short (bench/pps.sh SHORT=1: fails if edge forwards nearly nothing)"
 	SHORT=1 OUT=/tmp/edge-ci-bench ./bench/pps.sh
 	stage "NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any failed request through edge's default mode not attributed to the lab)"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 )
@@ -143,61 +144,211 @@ func stunServer(t *testing.T, mapping func(netip.AddrPort) netip.AddrPort) netip
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
 
-// TestProbeHairpin: without a NAT every mapping is the host's own address,
-// so B's datagram reaches A, from B's mapping.
-func TestProbeHairpin(t *testing.T) {
-	srv := stunServer(t, func(a netip.AddrPort) netip.AddrPort { return a })
-	r, err := Probe(context.Background(), srv, loopback, loopback, time.Second)
+// fast is the tests' pacing: three datagrams per direction.
+var fast = Timing{STUN: time.Second, Count: 3, Interval: 20 * time.Millisecond, Wait: 200 * time.Millisecond}
+
+// natBehaviour is what fakeNAT does with what reaches a mapping.
+type natBehaviour int
+
+const (
+	filterAPD    natBehaviour = iota // address-and-port-dependent: only from endpoints the mapping sent to
+	filterEI                         // endpoint-independent: from anyone
+	noHairpin                        // drops every hairpinned datagram
+	onlyToFirst                      // hairpins only toward the first host that asked the STUN server (A)
+	strayToFirst                     // hairpins toward A from a port that is not B's mapping
+)
+
+// fakeNAT is a hairpinning NAT on loopback as the probe sees it: the STUN
+// server hands each host a mapping, a socket of the NAT (made at the
+// host's first request). A datagram that host S sends to host R's mapping
+// arrives at that socket; it opens S's mapping toward R's mapping, and is
+// delivered to R, from S's mapping, when R's mapping's filter admits S's
+// mapping.
+type fakeNAT struct {
+	t         *testing.T
+	behaviour natBehaviour
+	mu        sync.Mutex
+	mappingOf map[netip.AddrPort]*net.UDPConn   // host's local address -> its mapping
+	ownerOf   map[netip.AddrPort]netip.AddrPort // mapping -> host's local address
+	sentTo    map[[2]netip.AddrPort]bool        // {mapping, remote}: the mapping sent to remote
+	first     netip.AddrPort                    // the first host's local address
+	stray     *net.UDPConn                      // strayToFirst's source
+	delivered int
+}
+
+func newFakeNAT(t *testing.T, f natBehaviour) (*fakeNAT, netip.AddrPort) {
+	n := &fakeNAT{t: t, behaviour: f, mappingOf: map[netip.AddrPort]*net.UDPConn{},
+		ownerOf: map[netip.AddrPort]netip.AddrPort{}, sentTo: map[[2]netip.AddrPort]bool{}}
+	stray, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Hairpin || r.SeenFrom != r.BMapped || r.SourceKind != "external" || r.AMapped != r.ALocal {
+	t.Cleanup(func() { stray.Close() })
+	n.stray = stray
+	return n, stunServer(t, n.mapping)
+}
+
+// mapping is the STUN server's view: host's mapping, made at its first
+// request.
+func (n *fakeNAT) mapping(host netip.AddrPort) netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c, ok := n.mappingOf[host]; ok {
+		return localOf(c)
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		n.t.Error(err)
+		return netip.AddrPort{}
+	}
+	n.t.Cleanup(func() { c.Close() })
+	n.mappingOf[host], n.ownerOf[localOf(c)] = c, host
+	if !n.first.IsValid() {
+		n.first = host
+	}
+	go n.serve(c)
+	return localOf(c)
+}
+
+// serve hairpins what reaches mapping c.
+func (n *fakeNAT) serve(c *net.UDPConn) {
+	buf := make([]byte, 1500)
+	for {
+		k, sender, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		senderMapping, ok := n.mappingOf[sender]
+		if !ok {
+			n.mu.Unlock()
+			continue
+		}
+		from, to := localOf(senderMapping), localOf(c)
+		n.sentTo[[2]netip.AddrPort{from, to}] = true
+		owner := n.ownerOf[to]
+		admit := n.behaviour == filterEI || n.behaviour == filterAPD && n.sentTo[[2]netip.AddrPort{to, from}] ||
+			n.behaviour == onlyToFirst && owner == n.first || n.behaviour == strayToFirst
+		if n.behaviour == strayToFirst && owner == n.first {
+			senderMapping = n.stray
+		}
+		if admit {
+			n.delivered++
+		}
+		n.mu.Unlock()
+		if admit {
+			_, _ = senderMapping.WriteToUDPAddrPort(buf[:k], owner)
+		}
+	}
+}
+
+func (n *fakeNAT) deliveredCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.delivered
+}
+
+func probe(t *testing.T, srv netip.AddrPort) Result {
+	t.Helper()
+	r, err := Probe(context.Background(), srv, loopback, loopback, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OneWay.Sent != fast.Count || r.AToB.Sent != fast.Count || r.BToA.Sent != fast.Count {
+		t.Fatalf("sent %d, %d, %d; want %d each: %+v", r.OneWay.Sent, r.AToB.Sent, r.BToA.Sent, fast.Count, r)
+	}
+	return r
+}
+
+// TestProbeNoNAT: without a NAT every mapping is the host's own address,
+// so everything arrives, from the sender's mapping.
+func TestProbeNoNAT(t *testing.T) {
+	r := probe(t, stunServer(t, func(a netip.AddrPort) netip.AddrPort { return a }))
+	if !r.Hairpin || !r.OneWayHairpin || r.AMapped != r.ALocal || r.BToA.SeenFrom != r.BMapped ||
+		r.AToB.SeenFrom != r.AMapped || r.OneWay.Received != fast.Count || r.AToB.Received != fast.Count {
 		t.Fatalf("%+v", r)
 	}
 }
 
-// TestProbeNoHairpin: A's reported mapping leads nowhere (a port nothing
-// listens on), as when the NAT drops B's datagram: no hairpin, no error.
+// TestProbeDependentFiltering: a NAT that hairpins under address-and-port-
+// dependent filtering drops the one-way datagrams and lets the two-way
+// exchange through, each from the sender's mapping.
+func TestProbeDependentFiltering(t *testing.T) {
+	nat, srv := newFakeNAT(t, filterAPD)
+	r := probe(t, srv)
+	if r.OneWay.Received != 0 || r.OneWayHairpin || r.OneWay.SeenFrom != "" {
+		t.Fatalf("one-way got through a dependent filter: %+v", r)
+	}
+	if !r.Hairpin || r.AToB.SeenFrom != r.AMapped || r.BToA.SeenFrom != r.BMapped || r.AMapped == r.ALocal ||
+		r.AToB.Received+r.BToA.Received != nat.deliveredCount() {
+		t.Fatalf("two-way: %+v (the NAT delivered %d)", r, nat.deliveredCount())
+	}
+}
+
+// TestProbeIndependentFiltering: under endpoint-independent filtering the
+// one-way datagrams arrive too.
+func TestProbeIndependentFiltering(t *testing.T) {
+	_, srv := newFakeNAT(t, filterEI)
+	r := probe(t, srv)
+	if !r.OneWayHairpin || r.OneWay.Received != fast.Count || r.OneWay.SeenFrom != r.BMapped || !r.Hairpin {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestProbeNoHairpin: a NAT that drops hairpinned datagrams: nothing
+// arrives, no hairpin, no error.
 func TestProbeNoHairpin(t *testing.T) {
+	_, srv := newFakeNAT(t, noHairpin)
+	r := probe(t, srv)
+	if r.Hairpin || r.OneWayHairpin || r.OneWay.Received+r.AToB.Received+r.BToA.Received != 0 || r.BToA.SeenFrom != "" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestProbeOneDirection: a NAT that hairpins toward A only: B's datagrams
+// arrive, A's do not, and that is no hairpin.
+func TestProbeOneDirection(t *testing.T) {
+	_, srv := newFakeNAT(t, onlyToFirst)
+	r := probe(t, srv)
+	if r.Hairpin || !r.OneWayHairpin || r.BToA.SourceKind != "external" || r.AToB.Received != 0 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestProbeStraySource: both directions arrive, but A sees B's datagrams
+// from a port that is not B's mapping: no hairpin.
+func TestProbeStraySource(t *testing.T) {
+	_, srv := newFakeNAT(t, strayToFirst)
+	r := probe(t, srv)
+	if r.Hairpin || r.OneWayHairpin || r.BToA.SourceKind != "other" || r.AToB.SourceKind != "external" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestProbeInternalSource: B's datagrams reach A from B's local address,
+// not from the mapping the server reported (a NAT hairpinning without
+// translating the source): not a hairpin in REQ-9's sense.
+func TestProbeInternalSource(t *testing.T) {
 	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadAddr := localOf(dead)
 	dead.Close()
+	var mu sync.Mutex
 	var aPort uint16
 	srv := stunServer(t, func(a netip.AddrPort) netip.AddrPort {
+		mu.Lock()
+		defer mu.Unlock()
 		if aPort == 0 || a.Port() == aPort { // the first request is A's
-			aPort = a.Port()
-			return deadAddr
-		}
-		return a
-	})
-	r, err := Probe(context.Background(), srv, loopback, loopback, 400*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Hairpin || r.SeenFrom != "" || r.AMapped != deadAddr.String() {
-		t.Fatalf("%+v", r)
-	}
-}
-
-// TestProbeOtherSource: B's mapping toward the server is not what A sees
-// (an endpoint-dependent mapping for the hairpin destination).
-func TestProbeOtherSource(t *testing.T) {
-	var aPort uint16
-	srv := stunServer(t, func(a netip.AddrPort) netip.AddrPort {
-		if aPort == 0 || a.Port() == aPort {
 			aPort = a.Port()
 			return a
 		}
-		return netip.AddrPortFrom(a.Addr(), a.Port()^1) // B "mapped" elsewhere
+		return deadAddr // B "mapped" where nothing listens
 	})
-	r, err := Probe(context.Background(), srv, loopback, loopback, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !r.Hairpin || r.SourceKind != "internal" || r.SeenFrom != r.BLocal {
+	r := probe(t, srv)
+	if r.Hairpin || r.OneWayHairpin || r.OneWay.SourceKind != "internal" || r.BToA.SeenFrom != r.BLocal ||
+		r.AToB.Received != 0 {
 		t.Fatalf("%+v", r)
 	}
 	if got := sourceKind(netip.MustParseAddrPort("203.0.113.1:2000"), netip.MustParseAddrPort("10.0.0.3:5000"),
@@ -227,7 +378,7 @@ func TestMappingNoAnswer(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("gave up after %v", d)
 	}
-	if _, err := Probe(context.Background(), localOf(mute), loopback, loopback, 200*time.Millisecond); !errors.Is(err, errNoAnswer) {
+	if _, err := Probe(context.Background(), localOf(mute), loopback, loopback, Timing{STUN: 200 * time.Millisecond, Count: 1}); !errors.Is(err, errNoAnswer) {
 		t.Fatalf("Probe: err %v, want no answer", err)
 	}
 }
