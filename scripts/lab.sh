@@ -2,13 +2,29 @@
 # lab.sh: run edge between a client and a server namespace, send it real
 # traffic, show what crossed, and tear everything down (also on failure).
 #
-#   ./scripts/lab.sh                   edge in the middle: one 20 MB HTTP download, an unsolicited
-#                                      inbound connection (dropped: checked on the wire), edge's counters
-#   PEER=linux ./scripts/lab.sh        the same with Linux in the middle instead: nftables
-#                                      masquerade + conntrack + a stateful forward rule
-#   SIZE=200000000 ./scripts/lab.sh    download size in bytes
+#   ./scripts/lab.sh                   edge in the middle: a timed 256 MiB download from nginx, an
+#                                      unsolicited inbound connection (dropped: checked on the wire),
+#                                      the control plane, edge's counters
+#   COMPARE=linux ./scripts/lab.sh     then the same download with Linux in the middle (nftables
+#                                      masquerade + conntrack + a stateful forward rule) in the same
+#                                      namespaces, and both throughputs side by side with their ratio
+#   COMPARE=linux ROUNDS=3 ./scripts/lab.sh   edge and Linux alternated 3 times (edge restarted
+#                                      each round), each run and the medians, their ratio
+#   PEER=linux ./scripts/lab.sh        the lab with Linux in the middle instead of edge
+#   SIZE=1073741824 ./scripts/lab.sh   size of the timed download in bytes (default 268435456)
+#   STREAMS=8 ./scripts/lab.sh         that many downloads of SIZE bytes at once (default 1)
 #   KEEP=1 ./scripts/lab.sh            leave the lab up afterwards (prints how to remove it)
+#   RESULT=FILE ./scripts/lab.sh       write the timed download's bytes per second to FILE
 #   EDGE_ARGS="--cpuprofile /tmp/edge.prof" ./scripts/lab.sh   extra flags for edge run
+#
+# The server is nginx (sendfile; its configuration, logs and pid in a temp
+# directory, no system configuration read or written, stopped at the end).
+# The timed file is sparse in tmpfs (/dev/shm): zeros that take no memory and
+# no disk, so the figure is the path's, not the server's. Its integrity is
+# not checked (zeros); a 4 MiB random file is, first (it also warms edge's
+# neighbour entries). Throughput is bytes over the wall time of all the
+# downloads; the server's TCP retransmissions during them and, with edge,
+# what edge dropped or lost (AF_XDP rings) during them are printed beside it.
 #
 # With edge in the middle it then drives the control plane as an operator
 # would: edge status, edge flows, edge config apply (a rule that drops new
@@ -18,34 +34,47 @@
 #   client ns  c0 10.0.0.2/24 ── in 10.0.0.1/24 [ edge ns: edge run ] out 203.0.113.1/24 ── s0 203.0.113.2/24  server ns
 #
 # The server has no route back to 10.0.0.0/24: it can only answer because
-# edge translates the client to 203.0.113.1 (SNAT automap). Needs root;
-# installs ethtool, curl, tcpdump (and nftables for PEER=linux) if missing
-# (apt, scripts/need.sh).
+# the middle translates the client to 203.0.113.1 (SNAT automap), which the
+# lab checks in nginx's access log. Needs root; installs ethtool, curl,
+# tcpdump, nginx, jq (and nftables for PEER=linux or COMPARE=linux) if
+# missing (apt, scripts/need.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH"
+export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "lab.sh: needs root (network namespaces, XDP)" >&2; exit 1; }
 PEER=${PEER:-edge}
-SIZE=${SIZE:-20000000}
+COMPARE=${COMPARE:-}
+SIZE=${SIZE:-268435456}
+STREAMS=${STREAMS:-1}
+ROUNDS=${ROUNDS:-1}
+case $PEER in edge | linux) ;; *) echo "lab.sh: PEER is edge or linux, not '$PEER'" >&2; exit 1 ;; esac
+case $COMPARE in "" | linux) ;; *) echo "lab.sh: COMPARE is linux (or unset), not '$COMPARE'" >&2; exit 1 ;; esac
+[ -z "$COMPARE" ] || [ "$PEER" = edge ] || { echo "lab.sh: COMPARE=linux compares edge with Linux: leave PEER unset" >&2; exit 1; }
+[[ $SIZE =~ ^[1-9][0-9]*$ && $STREAMS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "lab.sh: SIZE, STREAMS and ROUNDS are positive integers" >&2; exit 1; }
 . scripts/need.sh
-need ethtool curl tcpdump python3
-[ "$PEER" = linux ] && need nft:nftables
+need ethtool curl tcpdump nginx jq
+if [ "$PEER" = linux ] || [ -n "$COMPARE" ]; then need nft:nftables; fi
 
 id=$$
 C=edgelab-c-$id E=edgelab-e-$id S=edgelab-s-$id
 tmp=$(mktemp -d /tmp/edgelab.XXXXXX)
-edge_pid= http_pid= capture_pid=
+www=$(mktemp -d /dev/shm/edgelab.XXXXXX 2>/dev/null || mktemp -d /tmp/edgelab-www.XXXXXX)
+edge_pid= nginx_pid= capture_pid= curl_pids=
 cleanup() {
-	[ -n "$http_pid" ] && kill "$http_pid" 2>/dev/null || true
-	[ -n "$capture_pid" ] && kill "$capture_pid" 2>/dev/null || true
+	for p in $curl_pids $capture_pid; do kill "$p" 2>/dev/null || true; done
 	if [ -n "$edge_pid" ] && kill -0 "$edge_pid" 2>/dev/null; then
 		kill -INT "$edge_pid"; wait "$edge_pid" 2>/dev/null || true
 	fi
+	if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
+		kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+	fi
+	rm -rf "$www"
 	if [ -z "${KEEP:-}" ]; then
 		for ns in $C $E $S; do ip netns del "$ns" 2>/dev/null || true; done
 		rm -rf "$tmp"
 	else
-		echo "lab kept: namespaces $C $E $S; remove with: ip netns del $C; ip netns del $E; ip netns del $S"
+		echo "lab kept: namespaces $C $E $S, files in $tmp; remove with: ip netns del $C; ip netns del $E; ip netns del $S; rm -r $tmp"
 	fi
 }
 trap cleanup EXIT
@@ -86,8 +115,9 @@ rules:
 default_action: drop
 EOF
 
-if [ "$PEER" = linux ]; then
-	echo "== Linux in the middle (in $E): forwarding, nftables masquerade + conntrack + stateful rule"
+# linux_middle: Linux forwards in $E instead of edge: nftables masquerade,
+# conntrack and a stateful forward rule (what edge's configuration says).
+linux_middle() {
 	ip netns exec $E sysctl -qw net.ipv4.ip_forward=1
 	ip netns exec $E nft -f - <<NFT
 table ip lab {
@@ -102,29 +132,161 @@ table ip lab {
 	}
 }
 NFT
+}
+
+# The server: nginx in $S, one process (master_process off: nothing forks,
+# nothing outlives its pid), everything it writes in $tmp/ngx.
+echo "== nginx (in $S): $SIZE bytes of zeros (sparse, tmpfs) and a 4 MiB random file"
+truncate -s "$SIZE" "$www/zeros"
+head -c 4194304 /dev/urandom >"$www/check"
+mkdir -p "$tmp/ngx"
+cat >"$tmp/ngx/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $tmp/ngx/nginx.pid;
+error_log $tmp/ngx/error.log error;
+events { worker_connections 256; }
+http {
+	log_format lab '\$remote_addr \$status \$body_bytes_sent \$request_uri';
+	access_log $tmp/ngx/access.log lab;
+	client_body_temp_path $tmp/ngx/body;
+	proxy_temp_path $tmp/ngx/proxy;
+	fastcgi_temp_path $tmp/ngx/fastcgi;
+	uwsgi_temp_path $tmp/ngx/uwsgi;
+	scgi_temp_path $tmp/ngx/scgi;
+	default_type application/octet-stream;
+	sendfile on;
+	tcp_nopush on;
+	server {
+		listen 203.0.113.2:8080;
+		root $www;
+	}
+}
+NGINX
+ip netns exec $S nginx -c "$tmp/ngx/nginx.conf" -p "$tmp/ngx" -e "$tmp/ngx/error.log" >"$tmp/ngx/nginx.out" 2>&1 &
+nginx_pid=$!
+for _ in $(seq 50); do ip netns exec $S bash -c 'exec 3<>/dev/tcp/203.0.113.2/8080' 2>/dev/null && break; sleep 0.1; done
+ip netns exec $S bash -c 'exec 3<>/dev/tcp/203.0.113.2/8080' 2>/dev/null ||
+	{ cat "$tmp/ngx/nginx.out" "$tmp/ngx/error.log" >&2; echo "lab.sh: nginx did not start" >&2; exit 1; }
+
+# start_edge LOG: edge run in $E, logging to LOG; returns once it forwards.
+start_edge() {
+	ip netns exec $E "$tmp/edge" run --config "$tmp/edge.yaml" --socket "$tmp/edge.sock" \
+		--metrics 127.0.0.1:9100 ${EDGE_ARGS:-} >"$1" 2>&1 &
+	edge_pid=$!
+	for _ in $(seq 50); do grep -q "forwarding between" "$1" && break; sleep 0.1; done
+	grep -q "forwarding between" "$1" || { cat "$1"; echo "lab.sh: edge did not start" >&2; exit 1; }
+}
+
+# stop_edge: edge stopped (it logs its counters as it exits), and nothing of
+# it left on the interfaces for Linux to forward through.
+stop_edge() {
+	kill -INT "$edge_pid"; wait "$edge_pid" || true; edge_pid=
+	for dev in in out; do
+		if ip -n $E link show dev $dev | grep -q xdp; then
+			ip -n $E link show dev $dev >&2; echo "lab.sh: edge left its XDP program on $dev" >&2; exit 1
+		fi
+	done
+}
+
+# linux_off: Linux stops forwarding in $E (for edge to take over).
+linux_off() {
+	ip netns exec $E nft delete table ip lab
+	ip netns exec $E sysctl -qw net.ipv4.ip_forward=0
+}
+
+if [ "$PEER" = linux ]; then
+	echo "== Linux in the middle (in $E): forwarding, nftables masquerade + conntrack + stateful rule"
+	linux_middle
 else
 	echo "== edge run (in $E)"
-	ip netns exec $E ip link set lo up
-	ip netns exec $E "$tmp/edge" run --config "$tmp/edge.yaml" --socket "$tmp/edge.sock" \
-		--metrics 127.0.0.1:9100 ${EDGE_ARGS:-} >"$tmp/edge.log" 2>&1 &
-	edge_pid=$!
-	for _ in $(seq 50); do grep -q "forwarding between" "$tmp/edge.log" && break; sleep 0.1; done
-	grep -q "forwarding between" "$tmp/edge.log" || { cat "$tmp/edge.log"; echo "lab.sh: edge did not start" >&2; exit 1; }
+	start_edge "$tmp/edge.log"
 	sed 's/^/  edge: /' "$tmp/edge.log"
 fi
 
-echo "== HTTP server (in $S) and a $SIZE-byte download from the client"
-mkdir -p "$tmp/www" && head -c "$SIZE" /dev/urandom >"$tmp/www/blob"
-ip netns exec $S python3 -m http.server 8080 --bind 203.0.113.2 --directory "$tmp/www" >"$tmp/http.log" 2>&1 &
-http_pid=$!
-for _ in $(seq 50); do ip netns exec $S bash -c 'exec 3<>/dev/tcp/203.0.113.2/8080' 2>/dev/null && break; sleep 0.1; done
-ip netns exec $C curl -sS --retry 3 --retry-connrefused --max-time 120 -o "$tmp/got" \
-	-w '  curl: HTTP %{http_code}, %{size_download} bytes in %{time_total} s (%{speed_download} B/s)\n' \
-	http://203.0.113.2:8080/blob | tee "$tmp/curl.out"
-cmp -s "$tmp/got" "$tmp/www/blob" || { echo "lab.sh: the file arrived damaged or incomplete" >&2; exit 1; }
-echo "  the file arrived intact"
-if [ -n "${RESULT:-}" ]; then grep -o '([0-9.]* B/s)' "$tmp/curl.out" | tr -d '()B/s ' >"$RESULT"; fi
-echo "  the server saw the request from: $(grep -o '^[0-9.]*' "$tmp/http.log" | sort -u | tr '\n' ' ')(the SNAT address; the client is 10.0.0.2)"
+# check_file WHO: the random file, downloaded and compared (the first
+# connection through a fresh middle also resolves its neighbours).
+check_file() {
+	ip netns exec $C curl -sS --retry 3 --retry-connrefused --max-time 30 -o "$tmp/got" \
+		-w "  $1: the 4 MiB random file: HTTP %{http_code}, %{size_download} bytes in %{time_total} s" \
+		http://203.0.113.2:8080/check
+	cmp -s "$tmp/got" "$www/check" || { echo; echo "lab.sh: the file arrived damaged or incomplete through $1" >&2; exit 1; }
+	echo ", intact"
+}
+
+# seen_by_server: the addresses nginx saw requests from; only the SNAT
+# address may appear.
+seen_by_server() {
+	local from
+	from=$(awk '{print $1}' "$tmp/ngx/access.log" | sort -u | tr '\n' ' ')
+	[ "$from" = "203.0.113.1 " ] ||
+		{ echo "lab.sh: the server saw requests from '$from', not only from the SNAT address 203.0.113.1" >&2; exit 1; }
+	echo "  the server saw every request from 203.0.113.1 (the SNAT address; the client is 10.0.0.2)"
+}
+
+# retransmits: TCP segments the server has retransmitted (its namespace's
+# /proc/net/snmp, Tcp RetransSegs).
+retransmits() {
+	ip netns exec $S awk '/^Tcp:/ { if (!c) { for (i = 1; i <= NF; i++) if ($i == "RetransSegs") c = i } else print $c }' /proc/net/snmp
+}
+
+# edge_stats FILE: edge's counters, as JSON.
+edge_stats() { "$tmp/edge" --socket "$tmp/edge.sock" -o json stats >"$1"; }
+
+# edge_during BEFORE AFTER: what edge forwarded, lost and dropped between two
+# edge_stats snapshots.
+edge_during() {
+	jq -rs '
+		def n: (. // "0") | tonumber;
+		def sum(f): [f | n] | add // 0;
+		def tx: sum(.workers[]? | .tx_inside, .tx_outside);
+		def lost(f): sum(.interfaces[]? | f);
+		.[0] as $a | .[1] as $b |
+		"forwarded \(($b | tx) - ($a | tx)) packets; AF_XDP losses: fill ring empty \(($b | lost(.xsk_fill_ring_empty)) - ($a | lost(.xsk_fill_ring_empty))), rx ring full \(($b | lost(.xsk_rx_ring_full)) - ($a | lost(.xsk_rx_ring_full))), tx device \(($b | lost(.xsk_tx_device_drops)) - ($a | lost(.xsk_tx_device_drops))); drops: " +
+		([($b.drops // {}) | to_entries[] | ((.value | n) - (($a.drops // {})[.key] | n)) as $d | select($d > 0) | "\(.key) \($d)"]
+			| if length == 0 then "none" else join(", ") end)' "$1" "$2"
+}
+
+# download WHO: the timed download, STREAMS downloads of SIZE bytes at once,
+# with WHO in the middle; throughput is their bytes over their wall time.
+# Prints the figures and leaves "MB/s Gbit/s seconds retransmits B/s" in
+# $tmp/dl-WHO.
+download() {
+	local who=$1 i p r0 r1 t0 t1 bad=0 mbs gbs secs rtx
+	[ "$who" != edge ] || edge_stats "$tmp/stats-before.json"
+	r0=$(retransmits)
+	t0=$(date +%s%N)
+	for i in $(seq "$STREAMS"); do
+		ip netns exec $C curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{size_download}' \
+			http://203.0.113.2:8080/zeros >"$tmp/dl-$who.$i" 2>&1 &
+		curl_pids="$curl_pids $!"
+	done
+	for p in $curl_pids; do wait "$p" || bad=1; done
+	curl_pids=
+	t1=$(date +%s%N)
+	r1=$(retransmits)
+	for i in $(seq "$STREAMS"); do
+		[ "$(cat "$tmp/dl-$who.$i")" = "200 $SIZE" ] ||
+			{ echo "lab.sh: download $i through $who: $(cat "$tmp/dl-$who.$i") (want: 200 $SIZE)" >&2; bad=1; }
+	done
+	[ $bad = 0 ] || exit 1
+	awk -v b=$((SIZE * STREAMS)) -v ns=$((t1 - t0)) -v r=$((r1 - r0)) \
+		'BEGIN { s = ns / 1e9; printf "%.1f %.2f %.2f %d %.0f\n", b / s / 1e6, b * 8 / s / 1e9, s, r, b / s }' >"$tmp/dl-$who"
+	cat "$tmp/dl-$who" >>"$tmp/runs-$who"
+	read -r mbs gbs secs rtx _ <"$tmp/dl-$who"
+	echo "  $who: $STREAMS x $SIZE bytes in $secs s: $mbs MB/s, $gbs Gbit/s; the server retransmitted $rtx TCP segment(s)"
+	if [ "$who" = edge ]; then
+		edge_stats "$tmp/stats-after.json"
+		echo "  edge during the download: $(edge_during "$tmp/stats-before.json" "$tmp/stats-after.json")"
+	fi
+}
+
+echo "== downloads from nginx (in $S) to the client (in $C) through $PEER"
+check_file "$PEER"
+download "$PEER"
+seen_by_server
+if [ -n "${RESULT:-}" ]; then cut -d' ' -f5 "$tmp/dl-$PEER" >"$RESULT"; fi
 
 echo "== unsolicited connection from the server side to the SNAT address (must fail; checked on the wire)"
 # What comes back is captured on the server's interface: with edge in the
@@ -168,13 +330,13 @@ if [ "$PEER" = edge ]; then
 	sed 's/^rules:$/rules:\n  - {name: block-http, zone: inside, proto: tcp, dst: [203.0.113.2], dst_ports: ["8080"], action: drop}/' \
 		"$tmp/edge.yaml" >"$tmp/edge-block.yaml"
 	ctl config apply -f "$tmp/edge-block.yaml" | sed 's/^/  /'
-	if ip netns exec $C curl -sS --max-time 2 -o /dev/null http://203.0.113.2:8080/blob 2>/dev/null; then
+	if ip netns exec $C curl -sS --max-time 2 -o /dev/null http://203.0.113.2:8080/check 2>/dev/null; then
 		echo "lab.sh: a connection crossed the rule applied to drop it" >&2; exit 1
 	fi
 	echo "  a new download now fails (dropped by rule block-http)"
 	grep -q block-http "$tmp/edge.yaml" || { echo "lab.sh: the applied configuration was not saved to --config" >&2; exit 1; }
 	ctl config apply -f "$tmp/edge-orig.yaml" | sed 's/^/  /'
-	ip netns exec $C curl -sS --max-time 10 -o /dev/null -w '  after restoring the rules: HTTP %{http_code}\n' http://203.0.113.2:8080/blob
+	ip netns exec $C curl -sS --max-time 10 -o /dev/null -w '  after restoring the rules: HTTP %{http_code}\n' http://203.0.113.2:8080/check
 	wait "$events_pid" || true
 	echo "== edge events (during the above)"
 	head -20 "$tmp/events.txt" | sed 's/^/  /'
@@ -190,7 +352,37 @@ if [ "$PEER" = edge ]; then
 	grep -q 'edge_worker_drops_total{reason="firewall_drop"' "$tmp/metrics" ||
 		{ echo "lab.sh: /metrics lacks the firewall_drop counter" >&2; exit 1; }
 	echo "== edge's counters"
-	kill -INT "$edge_pid"; wait "$edge_pid" || true; edge_pid=
+	stop_edge
 	grep "stats:" "$tmp/edge.log" | sed 's/^.*stats: /  /'
+fi
+
+if [ -n "$COMPARE" ]; then
+	echo "== the same downloads with Linux in the middle (in $E, edge stopped): nftables masquerade + conntrack + stateful rule"
+	linux_middle
+	check_file linux
+	download linux
+	for round in $(seq 2 "$ROUNDS"); do
+		echo "== round $round of $ROUNDS: edge, then Linux"
+		linux_off
+		start_edge "$tmp/edge-$round.log"
+		check_file edge
+		download edge
+		stop_edge
+		linux_middle
+		check_file linux
+		download linux
+	done
+	seen_by_server
+	echo "== edge vs Linux: $STREAMS x $SIZE bytes from nginx to the client, same namespaces, $ROUNDS round(s) alternated"
+	median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+	{
+		echo "MIDDLE MB/s Gbit/s SECONDS SERVER-TCP-RETRANSMITS"
+		for who in edge linux; do
+			awk -v w="$who" '{ print w, $1, $2, $3, $4 }' "$tmp/runs-$who"
+			[ "$ROUNDS" -eq 1 ] || echo "$who-median $(cut -d' ' -f1 "$tmp/runs-$who" | median) $(cut -d' ' -f2 "$tmp/runs-$who" | median) - -"
+		done
+	} | column -t | sed 's/^/  /'
+	awk -v e="$(cut -d' ' -f1 "$tmp/runs-edge" | median)" -v l="$(cut -d' ' -f1 "$tmp/runs-linux" | median)" -v r="$ROUNDS" \
+		'BEGIN { printf "  edge / linux: %.2fx%s\n", e / l, (r > 1 ? " (medians)" : "") }'
 fi
 echo "lab: OK"
