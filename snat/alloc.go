@@ -455,9 +455,6 @@ type Allocator struct {
 	d     dests
 	q     quarantine
 	m     mappings
-	// mapScan is the position in the range of the scan for new mappings'
-	// ports (mappingPort).
-	mapScan uint32
 	now     conntrack.Time // the owner's last call's time (Abandon has none)
 	ev      spsc.Ring[Event]
 	ctr     counters
@@ -477,6 +474,11 @@ func newAllocator(n *NAT, cfg *Config, i int) *Allocator {
 	a.d.init(cfg.Destinations, key)
 	a.q.init(cfg.QuarantinePorts, conntrack.Time(DefaultQuarantine), key, &a.d)
 	a.m.init(cfg.Mappings, key)
+	// The scans for new mappings' ports start at a random place: mapped
+	// ports cluster (kept inside ports: the hosts' ephemeral ranges).
+	for i := range a.m.full {
+		a.m.full[i].scan = uint32(a.rng.Uint64())
+	}
 	a.ev.Init(cfg.EventRingSize)
 	return a
 }

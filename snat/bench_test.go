@@ -1,6 +1,7 @@
 package snat
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/edgegw/edge/conntrack"
@@ -120,5 +121,73 @@ func BenchmarkRewriteOriginal(b *testing.B) {
 func BenchmarkRewriteReply(b *testing.B) {
 	for _, c := range benchSpecs {
 		b.Run(c.name, func(b *testing.B) { benchRewrite(b, c.spec, true) })
+	}
+}
+
+// BenchmarkAllocateMapped measures endpoint-independent mapping: a new
+// endpoint's mapping (made and, through Abandon, removed again) with the
+// range empty or 90% mapped, and a new flow of an endpoint whose mapping
+// exists (one shard; the inside port is taken so that port preservation
+// fails and the search runs).
+func BenchmarkAllocateMapped(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		fill     float64
+		existing bool
+	}{{"new-empty", 0, false}, {"new-90pct", 0.9, false}, {"existing", 0, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := newHarness(b, 1, 1<<17, Config{Automap: natIP, Mapping: EndpointIndependent})
+			a := h.n.Allocator(0)
+			want := int(c.fill * (DefaultPortEnd - DefaultPortStart + 1))
+			src := udpKey(client, 0, server, 53)
+			for i := 0; i < want; i++ {
+				src.SrcPort = uint16(1024 + i)
+				src.Src[14] = byte(i >> 8)
+				if _, _, r := h.open(src); r != drop.None {
+					b.Fatal(r)
+				}
+			}
+			k := udpKey(client, 1024, server, 443) // its port is mapped when fill > 0
+			k.Src[13] = 0xee
+			if c.existing {
+				h.mustOpen(udpKey(client, 7, server, 53))
+				k = udpKey(client, 7, server, 443)
+			}
+			now := h.now
+			st0 := a.Stats()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				tr, r := a.Allocate(&k, now)
+				switch r {
+				case drop.None:
+					a.Abandon(&k, tr)
+				case drop.SNATExhausted: // counted below
+				default:
+					b.Fatal(r)
+				}
+			}
+			st := a.Stats()
+			b.ReportMetric(float64(st.Counters[CtrProbes]-st0.Counters[CtrProbes])/float64(b.N), "probes/op")
+			b.ReportMetric(float64(st.Counters[CtrExhausted]-st0.Counters[CtrExhausted])/float64(b.N), "refused/op")
+		})
+	}
+}
+
+// BenchmarkAdmit measures the filter of an unsolicited datagram toward a
+// mapping (endpoint-independent filtering: admitted, then Abandon).
+func BenchmarkAdmit(b *testing.B) {
+	h := newHarness(b, 1, 1<<12, Config{Automap: natIP, Mapping: EndpointIndependent, Filtering: EndpointIndependentFiltering})
+	a := h.n.Allocator(0)
+	tr, _ := h.mustOpen(udpKey(client, 5000, server, 3478))
+	ik := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(server2, 9), netip.AddrPortFrom(natIP, tr.Port))
+	now := h.now
+	b.ReportAllocs()
+	for b.Loop() {
+		orig, tr, ok, r := a.Admit(&ik, false, now)
+		if !ok || r != drop.None {
+			b.Fatal(ok, r)
+		}
+		a.Abandon(&orig, tr)
 	}
 }

@@ -47,8 +47,10 @@ type mapEntry struct {
 }
 
 type mapFull struct {
+	scan  uint32 // the scan's position in the range
+	miss  uint32 // ports the scan examined since it last found one
 	at    conntrack.Time
-	ended uint64 // mappings.ended when the search failed
+	ended uint64 // mappings.ended when a whole pass found nothing
 	naddr uint16
 	proto uint8
 	zone  uint8
@@ -82,10 +84,11 @@ type mappings struct {
 	key   hashKey
 	sweep int    // next entry the idle sweep looks at
 	ended uint64 // mappings removed so far (a port may be free again)
-	// full remembers, per protocol, the last search for a new mapping's
-	// port that found none: until a mapping ends or fullRetry passes,
-	// new endpoints of that address, protocol and zone are refused at
-	// once instead of probing MaxProbes ports each.
+	// full holds, per protocol, the scan over the range for new mappings'
+	// ports (it continues where the last search stopped) and remembers a
+	// pass that found the whole range taken: until a mapping ends or
+	// fullRetry passes, new endpoints of that address, protocol and zone
+	// are then refused at once instead of probing MaxProbes ports each.
 	full   [4]mapFull
 	hold   conntrack.Time
 	filter counts // address-dependent filtering: live flows per (mapping, remote address)
@@ -362,9 +365,16 @@ func (a *Allocator) allocMapped(b behaviour, na *natAddr, k *tuple, rk *conntrac
 	if f.ok && f.naddr == k.naddr && f.zone == k.zone && f.ended == a.m.ended && now-f.at < fullRetry {
 		return a.exhausted(k, orig, now)
 	}
-	port, ok := a.mappingPort(k, rk, orig, now)
+	port, ok := a.mappingPort(f, k, rk, orig, now)
 	if !ok {
-		*f = mapFull{at: now, ended: a.m.ended, naddr: k.naddr, proto: k.proto, zone: k.zone, ok: true}
+		if f.miss < a.c.nports {
+			// The pass over the range goes on with the next new
+			// endpoint: a port free for the whole pass is found within
+			// about nports/ScanProbes searches.
+			a.ctr.add(CtrProbeLimit, 1)
+			return conntrack.Translation{}, drop.SNATProbeLimit
+		}
+		f.at, f.ended, f.naddr, f.proto, f.zone, f.ok = now, a.m.ended, k.naddr, k.proto, k.zone, true
 		return a.exhausted(k, orig, now)
 	}
 	j := a.m.add(&mk, k.naddr, port, b.filter)
@@ -395,7 +405,7 @@ func (a *Allocator) useMapping(j int, remote *[16]byte) {
 // qualifies when its external endpoint lands on this worker, no mapping
 // holds it, no mapping released it within the quarantine, and toward the
 // flow's destination it is neither in use nor quarantined.
-func (a *Allocator) mappingPort(k *tuple, rk *conntrack.Key, orig *conntrack.Key, now conntrack.Time) (uint16, bool) {
+func (a *Allocator) mappingPort(f *mapFull, k *tuple, rk *conntrack.Key, orig *conntrack.Key, now conntrack.Time) (uint16, bool) {
 	n := a.c
 	try := func(port uint16) bool {
 		rk.DstPort = port
@@ -422,14 +432,16 @@ func (a *Allocator) mappingPort(k *tuple, rk *conntrack.Key, orig *conntrack.Key
 	}
 	for i := 0; i < ScanProbes; i++ {
 		probes++
-		if a.mapScan >= n.nports {
-			a.mapScan = 0
+		if f.scan >= n.nports {
+			f.scan %= n.nports
 		}
-		port := n.portStart + uint16(a.mapScan)
-		a.mapScan++
+		port := n.portStart + uint16(f.scan)
+		f.scan++
 		if try(port) {
+			f.miss = 0
 			return port, true
 		}
+		f.miss++
 	}
 	return 0, false
 }

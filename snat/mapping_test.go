@@ -328,3 +328,41 @@ func TestMappingsListAndFlush(t *testing.T) {
 		t.Fatalf("flush: %d left, %v", left, err)
 	}
 }
+
+// A search that misses (random probes and one chunk of the scan over
+// mapped ports) refuses the flow at the probe bound, not as exhausted; the
+// scan goes on with the next endpoints and finds the free ports, and the
+// range is called exhausted only after a whole pass found nothing.
+func TestMappingScanPass(t *testing.T) {
+	h := newHarness(t, 1, 1<<13, eim(PortRange{1024, 2047}, 0))
+	for i := range 1000 { // ports 1024-2023 kept: mapped ports in one block
+		h.mustOpen(udpKey(client, uint16(1024+i), server, 53))
+	}
+	got, limited := 0, 0
+	for i := 0; ; i++ {
+		if i > 2000 {
+			t.Fatalf("no end: %d mapped, %d refused at the probe bound", got, limited)
+		}
+		k := udpKey(netip.MustParseAddr("10.0.0.9"), uint16(30000+i), server2, 53)
+		tr, _, r := h.open(k)
+		switch r {
+		case drop.None:
+			if tr.Port < 2024 {
+				t.Fatalf("port %d was mapped", tr.Port)
+			}
+			got++
+		case drop.SNATProbeLimit:
+			limited++
+		case drop.SNATExhausted:
+			if got != 24 {
+				t.Fatalf("exhausted with %d of the 24 free ports mapped", got)
+			}
+			if limited > 1024/ScanProbes+2 {
+				t.Fatalf("%d searches refused at the probe bound before the pass ended", limited)
+			}
+			return
+		default:
+			t.Fatal(r)
+		}
+	}
+}
