@@ -455,11 +455,11 @@ type Allocator struct {
 	d     dests
 	q     quarantine
 	m     mappings
-	now     conntrack.Time // the owner's last call's time (Abandon has none)
-	ev      spsc.Ring[Event]
-	ctr     counters
-	mbox    mailbox.Mailbox[request]
-	ctlMu   sync.Mutex // serializes control requests (control side)
+	now   conntrack.Time // the owner's last call's time (Abandon has none)
+	ev    spsc.Ring[Event]
+	ctr   counters
+	mbox  mailbox.Mailbox[request]
+	ctlMu sync.Mutex // serializes control requests (control side)
 }
 
 func newAllocator(n *NAT, cfg *Config, i int) *Allocator {

@@ -162,14 +162,15 @@ func BenchmarkAllocateMapped(b *testing.B) {
 				switch r {
 				case drop.None:
 					a.Abandon(&k, tr)
-				case drop.SNATExhausted: // counted below
+				case drop.SNATExhausted, drop.SNATProbeLimit: // counted below
 				default:
 					b.Fatal(r)
 				}
 			}
 			st := a.Stats()
 			b.ReportMetric(float64(st.Counters[CtrProbes]-st0.Counters[CtrProbes])/float64(b.N), "probes/op")
-			b.ReportMetric(float64(st.Counters[CtrExhausted]-st0.Counters[CtrExhausted])/float64(b.N), "refused/op")
+			refused := st.Counters[CtrExhausted] + st.Counters[CtrProbeLimit] - st0.Counters[CtrExhausted] - st0.Counters[CtrProbeLimit]
+			b.ReportMetric(float64(refused)/float64(b.N), "refused/op")
 		})
 	}
 }
