@@ -162,6 +162,9 @@ func snatStatus(c *snat.Config) *SNATStatus {
 		Mapping: c.Mapping.String(), Filtering: c.Filtering.String(), MappingTimeout: c.MappingTimeout}
 	if c.Mode == snat.Automap {
 		st.Pools = []SNATPool{{Name: "automap", Addrs: []netip.Addr{c.Automap}}}
+		if c.Automap6.IsValid() {
+			st.Pools[0].Addrs = append(st.Pools[0].Addrs, c.Automap6)
+		}
 		return st
 	}
 	for _, p := range c.Pools {

@@ -193,7 +193,7 @@ func checkManagementSNAT(ms []netip.Addr, sc *snat.Config) error {
 		return nil
 	}
 	for _, m := range ms {
-		if sc.Mode == snat.Automap && m == sc.Automap {
+		if sc.Mode == snat.Automap && (m == sc.Automap || m == sc.Automap6) {
 			return fmt.Errorf("management: %v is the SNAT automap address; use another address for management", m)
 		}
 		for _, pool := range sc.Pools {
@@ -212,14 +212,16 @@ func checkManagementSNAT(ms []netip.Addr, sc *snat.Config) error {
 	return nil
 }
 
-// resolveSNAT returns a copy of c with the automap address filled in from
-// interface outside when c names none.
+// resolveSNAT returns a copy of c with the automap addresses filled in from
+// interface outside when c names none: its first IPv4 address and its
+// first global IPv6 address, either or both (a dual-stack outside
+// interface translates both families).
 func (e *Engine) resolveSNAT(c *snat.Config, outside string) (*snat.Config, error) {
 	sc := *c
 	sc.Pools = slices.Clone(c.Pools)
 	if sc.Mode == snat.Automap && !sc.Automap.IsValid() {
 		err := e.inNS(func() (err error) {
-			sc.Automap, err = firstAddr(outside)
+			sc.Automap, sc.Automap6, err = automapAddrs(outside)
 			return err
 		})
 		if err != nil {

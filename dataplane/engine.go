@@ -503,36 +503,24 @@ func (k *kernelForwarding) restore() error {
 	return errors.Join(errs...)
 }
 
-// firstAddr returns the first IPv4 address of interface name (else its
-// first global IPv6 address): the automap SNAT address.
-func firstAddr(name string) (netip.Addr, error) {
+// automapAddrs returns the addresses SNAT automap translates to on
+// interface name: its first IPv4 address and its first global IPv6 one
+// (v6 zero without both), or the IPv6 one alone.
+func automapAddrs(name string) (v4, v6 netip.Addr, err error) {
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
-		return netip.Addr{}, err
+		return v4, v6, err
 	}
-	addrs, err := ifc.Addrs()
-	if err != nil {
-		return netip.Addr{}, err
+	a4, a6 := ifaceAddrs(ifc)
+	switch {
+	case a4 != [16]byte{} && a6 != [16]byte{}:
+		return netip.AddrFrom16(a4).Unmap(), netip.AddrFrom16(a6), nil
+	case a4 != [16]byte{}:
+		return netip.AddrFrom16(a4).Unmap(), v6, nil
+	case a6 != [16]byte{}:
+		return netip.AddrFrom16(a6), v6, nil
 	}
-	var v6 netip.Addr
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, _ := netip.AddrFromSlice(ipn.IP)
-		ip = ip.Unmap()
-		if ip.Is4() {
-			return ip, nil
-		}
-		if ip.IsGlobalUnicast() && !v6.IsValid() {
-			v6 = ip
-		}
-	}
-	if v6.IsValid() {
-		return v6, nil
-	}
-	return netip.Addr{}, errors.New("interface " + name + " has no address")
+	return v4, v6, errors.New("interface " + name + " has no address")
 }
 
 // ifaceAddrs returns the first IPv4 and the first global IPv6 address of

@@ -315,3 +315,41 @@ func TestPipelineIPv6PacketTooBig(t *testing.T) {
 	}
 	checkGopacket(t, "IPv6 at the MTU", out.frame)
 }
+
+// snat automap on a dual-stack outside interface (Automap and Automap6):
+// an IPv6 flow takes the IPv6 address. With an IPv4 address alone, an IPv6
+// flow is refused (snat_no_address) and its sender told so with ICMPv6
+// administratively prohibited, not left to retry into silence.
+func TestPipelineAutomapDualStack(t *testing.T) {
+	for _, dual := range []bool{true, false} {
+		tp := newTestPipeline6(t)
+		cfg := snat.Config{Mode: snat.Automap, Automap: ipSNAT}
+		if dual {
+			cfg.Automap6 = ip6SNAT
+		}
+		nat, err := snat.New(cfg, tp.e.table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp.e.nat, tp.w.nat = nat, nat.Allocator(0)
+		in := headertest.Spec{Src: ip6Client, Dst: ip6Server, Proto: header.ProtoUDP, SrcPort: 5000, DstPort: 53, Payload: []byte("q")}
+		out, r := tp.send(0, eth(in, macClient, macEdgeIn))
+		if dual {
+			if out == nil || out.port != 1 {
+				t.Fatalf("dual stack: IPv6 flow not forwarded: %v", r)
+			}
+			if src := netip.AddrFrom16([16]byte(out.frame[header.EthernetLen+8 : header.EthernetLen+24])); src != ip6SNAT {
+				t.Fatalf("dual stack: IPv6 flow translated to %v, want %v", src, ip6SNAT)
+			}
+			continue
+		}
+		if out == nil || out.port != 0 || r != drop.SNATNoAddress {
+			t.Fatalf("IPv4-only automap: out %v, %v; want snat_no_address and an ICMPv6 error back inside", out != nil, r)
+		}
+		ip := out.frame[header.EthernetLen:]
+		if ip[0]>>4 != 6 || ip[6] != header.ProtoICMPv6 || ip[header.IPv6Len] != 1 || ip[header.IPv6Len+1] != 1 {
+			t.Fatalf("want ICMPv6 destination unreachable, administratively prohibited (1/1): %x", ip[:header.IPv6Len+2])
+		}
+		checkGopacket(t, "admin prohibited", out.frame)
+	}
+}

@@ -576,7 +576,8 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		if v.Action == conntrack.Open {
 			if v = w.open(in, p, now); v.Action == conntrack.Drop {
-				if v.Reason == drop.FirewallReject {
+				switch v.Reason {
+				case drop.FirewallReject:
 					// Reject: TCP gets the reset a closed port would send,
 					// everything else ICMP administratively prohibited.
 					if p.Key.Proto == header.ProtoTCP {
@@ -584,6 +585,12 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 					} else {
 						w.sendError(in, p, icmp.AdminProhibited, v.Reason, ip, 0, now)
 					}
+				case drop.SNATNoAddress:
+					// No translated address of the flow's family (an IPv6
+					// flow through an IPv4-only pool): refused the way a
+					// policy refuses, so the sender gives up at once
+					// instead of retrying into silence (rate limited).
+					w.sendError(in, p, icmp.AdminProhibited, v.Reason, ip, 0, now)
 				}
 				continue
 			}

@@ -144,6 +144,10 @@ type Config struct {
 	Mode Mode
 	// Automap is the outside interface's address (Automap mode only).
 	Automap netip.Addr
+	// Automap6 is the outside interface's IPv6 address when Automap is its
+	// IPv4 one (a dual-stack interface: each flow takes the address of its
+	// own family). Automap mode only; optional.
+	Automap6 netip.Addr
 	// Pools are the address pools (Pools mode only). A flow is translated
 	// with one pool, chosen by the caller (Allocator.AllocateFrom); pool 0
 	// is the default (Allocator.Allocate).
@@ -301,9 +305,18 @@ func (c *Config) resolve() (*resolved, error) {
 			return nil, cfgErr("automap", msg)
 		}
 		r.pools = [][]netip.Addr{{rc.Automap}}
+		if rc.Automap6.IsValid() {
+			if msg := checkAddr(rc.Automap6); msg != "" {
+				return nil, cfgErr("automap6", msg)
+			}
+			if !rc.Automap6.Is6() || !rc.Automap.Is4() {
+				return nil, cfgErr("automap6", "must be IPv6, beside an IPv4 automap address")
+			}
+			r.pools[0] = append(r.pools[0], rc.Automap6)
+		}
 		r.behaviour = []behaviour{def}
 	case Pools:
-		if rc.Automap.IsValid() {
+		if rc.Automap.IsValid() || rc.Automap6.IsValid() {
 			return nil, cfgErr("automap", "set in pools mode")
 		}
 		if len(rc.Pools) == 0 {
