@@ -5,7 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
-	"syscall"
+
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -504,36 +504,21 @@ func (k netlinkKernel) dump() ([]kernelNeigh, error) {
 	return d, nil
 }
 
-// probe makes the kernel resolve k's address on k's interface by sending
-// one datagram toward it on the discard port (RFC 863), bound to that
-// interface (and, for a link-local address, with its zone): the kernel
-// queues it, resolves the neighbour, and the netlink update refreshes the
-// snapshot.
+// probe makes the kernel resolve k's address on k's interface: an
+// RTM_NEWNEIGH with NTF_USE (as `ip neigh replace ADDR dev DEV use`) creates
+// the entry if needed and starts resolution as a packet sent toward it
+// would (ARP request or neighbour solicitation); the netlink update then
+// refreshes the snapshot. No packet is sent to the neighbour itself: a
+// datagram to its discard port, as before, drew an ICMP port unreachable
+// that arrived at edge and was counted as icmp_no_flow. The entry's state
+// is left to the kernel (not permanent: it can be garbage collected).
 func (netlinkKernel) probe(k neighKey) {
-	ifc, err := net.InterfaceByIndex(int(k.ifindex))
-	if err != nil {
-		return
-	}
 	a := netip.AddrFrom16(k.addr).Unmap()
-	if a.Is6() && a.IsLinkLocalUnicast() {
-		a = a.WithZone(ifc.Name)
+	fam := unix.AF_INET
+	if a.Is6() {
+		fam = unix.AF_INET6
 	}
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifc.Name)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	c, err := d.Dial("udp", netip.AddrPortFrom(a, 9).String())
-	if err != nil {
-		return
-	}
-	_, _ = c.Write(nil)
-	c.Close()
+	_ = netlink.NeighSet(&netlink.Neigh{LinkIndex: int(k.ifindex), Family: fam, IP: net.IP(a.AsSlice()), Flags: netlink.NTF_USE})
 }
 
 // del deletes k's entry from the kernel's table.

@@ -98,3 +98,54 @@ func TestNeighboursKernelResolveFlood(t *testing.T) {
 		t.Errorf("%d kernel entries of given-up resolutions left after 6 s", last)
 	}
 }
+
+// TestNeighboursProbeResolves: a resolution request makes the kernel
+// resolve the neighbour (ARP) without sending the neighbour anything else.
+// The old probe, a datagram to its discard port, drew an ICMP port
+// unreachable (the peer's Udp NoPorts counter) that edge then counted as
+// icmp_no_flow.
+func TestNeighboursProbeResolves(t *testing.T) {
+	netnstest.Require(t)
+	a, b := netnstest.New(t, "nb"), netnstest.New(t, "nb")
+	netnstest.Veth(t, a, "v0", "10.77.0.1/16", b, "v1", "10.77.0.2/16")
+	var ifindex int
+	if err := a.Do(func() error {
+		ifc, err := net.InterfaceByName("v0")
+		if ifc != nil {
+			ifindex = ifc.Index
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n := NewNeighbours(ifindex)
+	done := make(chan struct{})
+	ran := make(chan error, 1)
+	go func() { ran <- a.Do(func() error { return n.Run(done) }) }()
+	t.Cleanup(func() {
+		close(done)
+		if err := <-ran; err != nil {
+			t.Error(err)
+		}
+	})
+	noPorts := func() string {
+		for _, l := range strings.Split(b.Run(t, "nstat", "-az", "UdpNoPorts"), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "UdpNoPorts" {
+				return f[1]
+			}
+		}
+		return "?"
+	}
+	before := noPorts()
+	addr := netip.MustParseAddr("10.77.0.2").As16()
+	if !n.Resolve(ifindex, addr) {
+		t.Fatal("request refused")
+	}
+	if !netnstest.WaitFor(3*time.Second, func() bool { _, ok := n.Lookup(ifindex, addr); return ok }) {
+		t.Fatalf("10.77.0.2 not resolved in 3 s: %s", a.Run(t, "ip", "neigh", "show", "dev", "v0"))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if after := noPorts(); after != before {
+		t.Fatalf("the resolution sent the neighbour a datagram (its UdpNoPorts %s -> %s)", before, after)
+	}
+}
