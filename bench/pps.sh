@@ -26,6 +26,15 @@
 #   REPEAT=5 TRIAL=2 MIDDLES="direct edge-1w" SIZES="64" FLOWS="1 1000" ./bench/pps.sh
 #   EDGE_BIN=/path/to/edge ./bench/pps.sh   use this edge binary (default: built from the
 #                                           working tree, or from git HEAD if that fails to build)
+#   ALTERNATE=1 REPEAT=8 ./bench/pps.sh     flow counts in turn within each repeat (1, 1k, ...,
+#                                           1, 1k, ...) instead of all repeats of one count in a
+#                                           row: on a shared machine a burst of other work then
+#                                           lands on every count alike instead of on one cell
+#   PERF_DIR=/tmp/p ./bench/pps.sh          perf record -g on the middle's CPUs during each trial,
+#                                           into PERF_DIR/MIDDLE-TEST-SIZE-FLOWS-REP.data (needs
+#                                           perf: Debian's linux-perf), the middle's own PIDs (NAPI
+#                                           kthread, process) in .pids beside it: perf report -i
+#                                           X.data --pid $(cat X.pids) leaves out other tenants
 #
 # CPU placement (2 vCPUs): CPU 0 runs the generator, the sink and the sink
 # veth's NAPI kthread; CPU 1 is the middle box: its receive veth's NAPI
@@ -63,6 +72,8 @@ MIDDLES=${MIDDLES:-direct linux-fwd linux-nft nullfwd edge-1w edge-2w}
 SIZES=${SIZES:-64 imix}
 FLOWS=${FLOWS:-1 1000 100000 1000000}
 REPEAT=${REPEAT:-3}
+ALTERNATE=${ALTERNATE:-0}  # 1: flow counts in turn within each repeat (see the header)
+PERF_DIR=${PERF_DIR:-}     # a directory: perf record -g of the middle's CPUs per trial there
 TRIAL=${TRIAL:-1}          # seconds per trial
 LAT=${LAT:-1}              # unloaded-latency trial
 LAT_RATE=${LAT_RATE:-50000}
@@ -86,6 +97,10 @@ need=""
 command -v ethtool >/dev/null || need="$need ethtool"
 command -v nft >/dev/null || need="$need nftables"
 command -v python3 >/dev/null || need="$need python3"
+if [ -n "$PERF_DIR" ]; then
+	mkdir -p "$PERF_DIR"
+	command -v perf >/dev/null || need="$need linux-perf"
+fi
 if [ -n "$need" ]; then
 	echo "pps.sh: installing$need"
 	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need) >/dev/null 2>&1 ||
@@ -132,11 +147,19 @@ trial() {
 	trial_no=$((trial_no + 1))
 	local mid_pids="$(napi_pids $MIDDLE_RX) ${EDGE_PID:-}" sink_pids="$sink_pid $(napi_pids $SINK_RX)"
 	local b0 m0 s0 b1 m1 s1
+	local perf_pid=
+	if [ -n "$PERF_DIR" ]; then
+		local pf=$PERF_DIR/$middle-$test-$size-$flows-$rep
+		echo $mid_pids | tr ' ' , >"$pf.pids"
+		perf record -q -g -C "$MIDDLE_CPUS" -o "$pf.data" -- sleep "$TRIAL" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	b0=$(busy); m0=$(ticks $mid_pids); s0=$(ticks $sink_pids)
 	ip netns exec "$NS_C" taskset -c 0 "$tmp/edgegen" tx --dev "$DEV_C" --dst-mac "$DST_MAC" \
 		--src "$SRC_IP" --dst "$DST_IP" --queues "$QUEUES" --summary "$tmp/tx.json" "$@" >/dev/null
 	sleep 0.15 # drain
 	b1=$(busy); m1=$(ticks $mid_pids); s1=$(ticks $sink_pids)
+	[ -z "$perf_pid" ] || wait "$perf_pid" || true
 	kill -USR1 "$sink_pid"
 	for _ in $(seq 100); do [ -s "$tmp/sink.json" ] && break; sleep 0.02; done
 	[ -s "$tmp/sink.json" ] || { echo "pps.sh: the sink did not report" >&2; exit 1; }
@@ -196,11 +219,18 @@ for middle in $MIDDLES; do
 		python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("   warm-up: %d of %d flows delivered (loss %.1f%%)" % (s["unique"], s["expected"], s["loss_pct"]))' "$tmp/sink.json"
 	fi
 	for size in $SIZES; do
-		for flows in $FLOWS; do
-			for rep in $(seq "$REPEAT"); do
-				trial "$middle" pps "$size" "$flows" "$rep" --size "$size" --flows "$flows" \
-					--flow-offset $(( (rep * 7919 * 127) % flows )) --duration "${TRIAL}s"
+		# trials as FLOWS:REP, all repeats of a flow count in a row, or with
+		# ALTERNATE=1 the flow counts in turn within each repeat
+		cells=()
+		for a in $(if [ "$ALTERNATE" = 1 ]; then seq "$REPEAT"; else echo $FLOWS; fi); do
+			for b in $(if [ "$ALTERNATE" = 1 ]; then echo $FLOWS; else seq "$REPEAT"; fi); do
+				if [ "$ALTERNATE" = 1 ]; then cells+=("$b:$a"); else cells+=("$a:$b"); fi
 			done
+		done
+		for cell in "${cells[@]}"; do
+			flows=${cell%:*} rep=${cell#*:}
+			trial "$middle" pps "$size" "$flows" "$rep" --size "$size" --flows "$flows" \
+				--flow-offset $(( (rep * 7919 * 127) % flows )) --duration "${TRIAL}s"
 		done
 	done
 	if [ "$LAT" = 1 ]; then

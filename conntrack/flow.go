@@ -10,6 +10,12 @@ import "unsafe"
 // with the destination replaced by (natAddr, natPort) when the flow is
 // translated. natAddr indexes the table's interned NAT address list
 // (Table.InternAddr); 0 means "not translated".
+//
+// Field order follows the established path, which meets a slot in DRAM
+// when the table is large: a UDP or ICMP packet reads and writes the first
+// 60 bytes only (key to pkts), a TCP segment the first 84 (to maxWin);
+// what only a flow's first packets, its end or the control plane read comes
+// last (Prefetch touches just the lines the packet will use).
 type flow struct {
 	key     Key    // original direction, 38 bytes
 	natPort uint16 // reply-direction destination port (SNAT port or ICMP id)
@@ -17,10 +23,10 @@ type flow struct {
 	gen     uint16 // incarnation number of this tuple
 	state   State
 	flags   uint8
-	profile uint8  // index into the table's profile set
-	wscale  uint8  // window scale shift: original in the high nibble, reply in the low; 0xf = absent
-	expires uint32 // deadline, millisecond ticks (serial arithmetic)
-	created uint32 // seconds since the clock's epoch
+	profile uint8     // index into the table's profile set
+	wscale  uint8     // window scale shift: original in the high nibble, reply in the low; 0xf = absent
+	expires uint32    // deadline, millisecond ticks (serial arithmetic)
+	pkts    [2]uint32 // packets per direction in this incarnation
 
 	// TCP window tracking per direction (0 = original, 1 = reply), after
 	// Guido van Rooij, "Real Stateful TCP Packet Filtering in IP Filter".
@@ -28,16 +34,24 @@ type flow struct {
 	maxEnd [2]uint32 // highest ack+window the peer allowed: upper bound for seq
 	maxWin [2]uint32 // largest (scaled) window advertised
 
-	synISN uint32    // sequence number of the last SYN from the original side: its SYN-ACK acks synISN+1
-	isn    [2]uint32 // initial sequence numbers of this incarnation
-	pkts   [2]uint32 // packets per direction in this incarnation
-	rule   uint32    // firewall rule that admitted the flow (opaque to conntrack)
+	synISN  uint32    // sequence number of the last SYN from the original side: its SYN-ACK acks synISN+1
+	isn     [2]uint32 // initial sequence numbers of this incarnation
+	created uint32    // seconds since the clock's epoch
+	rule    uint32    // firewall rule that admitted the flow (opaque to conntrack)
 }
 
 const flowSize = 104
 
 var _ [flowSize - unsafe.Sizeof(flow{})]struct{}
 var _ [unsafe.Sizeof(flow{}) - flowSize]struct{}
+
+// What Prefetch relies on: a UDP or ICMP packet's bytes (key to pkts) fit
+// in 64, so their first and last bytes name every line they lie in; a TCP
+// segment's (key to maxWin) span at most 64 bytes beyond the key's
+// protocol byte, which therefore lies in the middle line of any three.
+var _ [64 - (unsafe.Offsetof(flow{}.pkts) + unsafe.Sizeof(flow{}.pkts))]struct{}
+var _ [unsafe.Offsetof(flow{}.key) + unsafe.Offsetof(Key{}.Proto) + 64 -
+	(unsafe.Offsetof(flow{}.maxWin) + unsafe.Sizeof(flow{}.maxWin))]struct{}
 
 // flow.flags bits.
 const (

@@ -363,13 +363,17 @@ func (s *Shard) Prefetch(pkts []Packet) int {
 	}
 	// Touch the flow each key's entry points to: the first entry of its
 	// probe run with the key's tag (usually at or next to home, in the line
-	// just loaded), and remember where it was so tracking starts there. A
-	// flow's 104 bytes may span three cache lines; touch all three.
+	// just loaded), and remember where it was so tracking starts there.
+	// Only the lines the packet's tracking will use (see flow): the first
+	// 60 bytes of a slot (at most two lines: their first and last bytes),
+	// 84 for TCP (at most three: the key's protocol byte lies in the middle
+	// one whenever there are three).
 	pos := &s.pos
 	for i := 0; i < n; i++ {
 		tag := uint32(hs[i] >> 32)
 		j := s.ix.home(tag)
 		pos[i] = int32(j)
+		tcp := pkts[i].Key.Proto == header.ProtoTCP
 		for k := 0; k < 4; k++ {
 			x := e[j]
 			if x == 0 {
@@ -377,7 +381,10 @@ func (s *Shard) Prefetch(pkts []Packet) int {
 			}
 			if entryTag(x) == tag {
 				f := &s.flows[entrySlotOf(x)]
-				sink += uint64(f.key.Proto) + uint64(f.expires) + uint64(f.rule)
+				sink += uint64(f.key.Src[0]) + uint64(f.key.Proto) + uint64(f.pkts[1])
+				if tcp {
+					sink += uint64(f.maxWin[1])
+				}
 				pos[i] = int32(j)
 				break
 			}
