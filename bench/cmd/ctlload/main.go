@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -38,12 +39,25 @@ func main() {
 	applyEvery := flag.Duration("apply-every", time.Second, "interval between config applies (0: none)")
 	dur := flag.Duration("for", 10*time.Second, "how long to run")
 	enc := flag.String("encoding", ctl.FlowEncodingPacked, "flow dump encoding: packed or messages")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of ctlload to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ctlload: --cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *enc != ctl.FlowEncodingPacked && *enc != ctl.FlowEncodingMessages {
 		fmt.Fprintf(os.Stderr, "ctlload: --encoding %q: packed or messages\n", *enc)
 		os.Exit(2)
 	}
 	if err := run(*sock, *cfgPath, *enc, *dumpEvery, *applyEvery, *dur); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "ctlload:", err)
 		os.Exit(1)
 	}
