@@ -85,6 +85,8 @@ const (
 
 var le = binary.LittleEndian
 
+var zeroRecord [FlowRecordSize]byte
+
 // flowPacker makes the packed batches of one ListFlows call. Names are
 // interned per batch by what they name (a state, a creator, a profile
 // index, a rule number), so a flow costs no string work once its names
@@ -129,13 +131,13 @@ func (p *flowPacker) cached(slot *uint16, name func() string) uint16 {
 	return *slot - 1
 }
 
-// add appends live flow fi as one record; the caller takes the batch
-// before it holds PackedFlowBatch records (names stay below 4 per record).
+// add appends live flow fi as one record. A batch takes up to 4 names per
+// record: the caller takes it by PackedFlowBatch records, far below the
+// 65,536 names a record can index.
 func (p *flowPacker) add(fi *conntrack.FlowInfo) {
 	n := len(p.recs)
-	p.recs = p.recs[:n+FlowRecordSize]
+	p.recs = append(p.recs, zeroRecord[:]...)
 	r := p.recs[n : n+FlowRecordSize]
-	clear(r)
 	in := &fi.Incarnation
 	le.PutUint64(r[offPktsOrig:], uint64(in.Packets[0]))
 	le.PutUint64(r[offPktsReply:], uint64(in.Packets[1]))
