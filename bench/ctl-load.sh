@@ -63,27 +63,33 @@ for _ in $(seq 100); do [ -s "$tmp/ready" ] && break; sleep 0.05; done
 [ -s "$tmp/ready" ] || { cat "$tmp/sink.err"; echo "ctl-load.sh: the sink did not start" >&2; exit 1; }
 ./scripts/topo.sh pin "$topo_id"
 
-# edge_tx: frames edge's workers have sent out of the outside interface.
-edge_tx() {
-	"$tmp/edge" --socket "$EDGE_SOCK" stats -o json |
-		python3 -c 'import json,sys; print(sum(int(w.get("tx_outside", 0)) for w in json.load(sys.stdin).get("workers", [])))'
+# edge_counters: frames edge's workers have sent out of the outside
+# interface, frames dropped because a TX ring was full (tx_full), frames
+# lost on receive in the AF_XDP sockets (fill ring empty, RX ring full).
+edge_counters() {
+	"$tmp/edge" --socket "$EDGE_SOCK" stats -o json | python3 -c 'import json,sys
+r = json.load(sys.stdin)
+print(sum(int(w.get("tx_outside", 0)) for w in r.get("workers", [])), int(r.get("drops", {}).get("tx_full", 0)),
+      sum(int(i.get("xsk_fill_ring_empty", 0)) + int(i.get("xsk_rx_ring_full", 0)) for i in r.get("interfaces", [])))'
 }
 
 # gen ARGS...: one generator run; prints the delivered pps (at the sink),
-# the sink's and the generator's counts, the offered pps, and the pps edge
+# the sink's and the generator's counts, the offered pps, the pps edge
 # itself sent (its workers' counters: what edge forwarded, whether or not
-# the sink, which shares CPU 0 with the load, kept up).
+# the sink, which shares CPU 0 with the load, kept up), and edge's losses
+# during the run per second: tx_full drops, AF_XDP receive losses.
 gen() {
 	rm -f "$tmp/tx.json" "$tmp/sink.json"
 	local e0 e1
-	e0=$(edge_tx)
+	e0=$(edge_counters)
 	ip netns exec "$NS_C" taskset -c 0 "$tmp/edgegen" tx --dev "$DEV_C" --dst-mac "$DST_MAC" \
 		--src "$SRC_IP" --dst "$DST_IP" --summary "$tmp/tx.json" "$@" >/dev/null
 	sleep 0.15
-	e1=$(edge_tx)
+	e1=$(edge_counters)
 	kill -USR1 "$sink_pid"
 	for _ in $(seq 100); do [ -s "$tmp/sink.json" ] && break; sleep 0.02; done
-	python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); s=json.load(open(sys.argv[2])); print("%.0f %d %d %.0f %.0f" % (s["unique"]/t["seconds"], s["unique"], t["sent"], t["pps"], (int(sys.argv[4])-int(sys.argv[3]))/t["seconds"]))' \
+	python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); s=json.load(open(sys.argv[2])); a=[int(x) for x in sys.argv[3].split()]; b=[int(x) for x in sys.argv[4].split()]; d=[(y-x)/t["seconds"] for x, y in zip(a, b)]
+print("%.0f %d %d %.0f %.0f %.0f %.0f" % (s["unique"]/t["seconds"], s["unique"], t["sent"], t["pps"], d[0], d[1], d[2]))' \
 		"$tmp/tx.json" "$tmp/sink.json" "$e0" "$e1"
 }
 
@@ -113,22 +119,24 @@ ENCODINGS=${ENCODINGS:-packed}
 for rep in $(seq "$REPEAT"); do
 	for enc in $ENCODINGS; do
 		c0=$(ctl_ticks) t0=$(date +%s.%N)
-		read -r base _ _ off0 ebase < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
+		read -r base _ _ off0 ebase txf0 rxl0 < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
 		ctl0=$(python3 -c "print('%.0f' % (($(ctl_ticks) - $c0) / $hz * 1000 / ($(date +%s.%N) - $t0)))")
 		taskset -c 0 "$tmp/ctlload" --socket "$EDGE_SOCK" --config "$EDGE_CONFIG" --encoding "$enc" \
 			--for "$((TRIAL + 1))s" >"$tmp/load.json" &
 		lp=$!
 		sleep 0.5 # the load is running before the trial starts
 		c0=$(ctl_ticks) t0=$(date +%s.%N)
-		read -r loaded _ _ off1 eloaded < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
+		read -r loaded _ _ off1 eloaded txf1 rxl1 < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
 		ctl1=$(python3 -c "print('%.0f' % (($(ctl_ticks) - $c0) / $hz * 1000 / ($(date +%s.%N) - $t0)))")
 		wait "$lp"
-		echo "$enc $rep $base $loaded $ctl0 $ctl1 $ebase $eloaded $(cat "$tmp/load.json")" >>"$tmp/rows"
-		python3 -c 'import json,sys; r=json.loads(sys.argv[3]); print("   rep %s %s: without %.3f Mpps (offered %.3f), with %.3f Mpps (offered %.3f) (%.1f%%); %d dumps of %.0f flows (p50 %.1f ms), %d applies (p50 %.1f ms), %d errors%s; CPU ms/s: edge off the worker %s without, %s with, ctlload %.0f; edge sent %.3f / %.3f Mpps (%.1f%%)" % (
+		echo "$enc $rep $base $loaded $ctl0 $ctl1 $ebase $eloaded $txf0 $txf1 $rxl0 $rxl1 $(cat "$tmp/load.json")" >>"$tmp/rows"
+		python3 -c 'import json,sys; r=json.loads(sys.argv[3]); print("   rep %s %s: without %.3f Mpps (offered %.3f), with %.3f Mpps (offered %.3f) (%.1f%%); %d dumps of %.0f flows (p50 %.1f ms), %d applies (p50 %.1f ms), %d errors%s; CPU ms/s: edge off the worker %s without, %s with, ctlload %.0f; edge sent %.3f / %.3f Mpps (%.1f%%), tx_full %.0f / %.0f per s, AF_XDP receive losses %.0f / %.0f per s" % (
 		  sys.argv[4], sys.argv[7], float(sys.argv[1])/1e6, float(sys.argv[5])/1e6, float(sys.argv[2])/1e6, float(sys.argv[6])/1e6, 100*float(sys.argv[2])/float(sys.argv[1]), r["dumps"], r["flows_per_dump"], r["dump_p50_ms"], r["applies"], r["apply_p50_ms"], r["errors"],
 		  " (first: %s)" % r["first_error"] if r.get("first_error") else "", sys.argv[8], sys.argv[9], r["cpu_ms"] / r["seconds"],
-		  float(sys.argv[10])/1e6, float(sys.argv[11])/1e6, 100*float(sys.argv[11])/max(float(sys.argv[10]), 1)))' \
-			"$base" "$loaded" "$(cat "$tmp/load.json")" "$rep" "$off0" "$off1" "$enc" "$ctl0" "$ctl1" "$ebase" "$eloaded"
+		  float(sys.argv[10])/1e6, float(sys.argv[11])/1e6, 100*float(sys.argv[11])/max(float(sys.argv[10]), 1),
+		  float(sys.argv[12]), float(sys.argv[13]), float(sys.argv[14]), float(sys.argv[15])))' \
+			"$base" "$loaded" "$(cat "$tmp/load.json")" "$rep" "$off0" "$off1" "$enc" "$ctl0" "$ctl1" "$ebase" "$eloaded" \
+			"$txf0" "$txf1" "$rxl0" "$rxl1"
 	done
 done
 gen_stats=$("$tmp/edge" --socket "$EDGE_SOCK" stats | grep -E 'tx_full|rx_|firewall' || true)
@@ -138,8 +146,9 @@ import json, statistics, sys, time
 rows, out, flows, trial, procs, load = sys.argv[1:]
 by = {}
 for l in open(rows):
-    enc, rep, b, w, c0, c1, e0, e1, js = l.split(" ", 8)
+    enc, rep, b, w, c0, c1, e0, e1, tf0, tf1, rl0, rl1, js = l.split(" ", 12)
     r = json.loads(js)
+    r["tx_full0"], r["tx_full1"], r["rx_lost0"], r["rx_lost1"] = float(tf0), float(tf1), float(rl0), float(rl1)
     r["edge_ctl_cpu0"], r["edge_ctl_cpu1"] = float(c0), float(c1)
     r["edge_tx0"], r["edge_tx1"] = float(e0), float(e1)
     by.setdefault(enc, []).append((float(b), float(w), r))
@@ -161,6 +170,8 @@ for enc, rs in by.items():
             m([r["edge_tx0"] for r in js]) / 1e6, m([r["edge_tx1"] for r in js]) / 1e6,
             100 * m([r["edge_tx1"] / max(r["edge_tx0"], 1) for r in js]),
             " ".join("%.1f%%" % (100 * r["edge_tx1"] / max(r["edge_tx0"], 1)) for r in js)),
+        "edge's losses (per s, medians): tx_full %.0f without, %.0f with; AF_XDP receive losses %.0f without, %.0f with" % (
+            m([r["tx_full0"] for r in js]), m([r["tx_full1"] for r in js]), m([r["rx_lost0"] for r in js]), m([r["rx_lost1"] for r in js])),
         "control plane during the loaded trials: %d dumps of %.0f flows per trial (p50 %.1f ms each), %d applies per trial (p50 %.1f ms), %d errors" % (
             m([r["dumps"] for r in js]), m([r["flows_per_dump"] for r in js]), m([r["dump_p50_ms"] for r in js]),
             m([r["applies"] for r in js]), m([r["apply_p50_ms"] for r in js]), sum(r["errors"] for r in js)),
