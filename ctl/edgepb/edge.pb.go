@@ -789,7 +789,7 @@ type ListFlowsRequest struct {
 	Filter *FlowFilter            `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
 	Limit  uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // 0: all
 	// How the flows are sent: "" or "messages": Flow messages (flows);
-	// "packed": fixed-size records (packed), about ten times cheaper to
+	// "packed": fixed-size records (packed), several times cheaper to
 	// make and read, for clients that dump often.
 	Encoding      string `protobuf:"bytes,3,opt,name=encoding,proto3" json:"encoding,omitempty"`
 	unknownFields protoimpl.UnknownFields
