@@ -96,8 +96,9 @@ print("%.0f %d %d %.0f %.0f %.0f %.0f" % (s["unique"]/t["seconds"], s["unique"],
 # ctl_ticks: CPU time (clock ticks, utime+stime) of edge's threads other
 # than the worker (pinned alone to CPU 1): the control plane, the Go
 # runtime's other threads, the garbage collector. The process's total
-# (exited threads included) minus the worker threads'. With WORKER_ONLY_CPU
-# every thread is on CPU 1 and this is 0.
+# (exited threads included) minus the worker threads'. Not meaningful with
+# WORKER_ONLY_CPU: every thread is then on CPU 1, and only the time of
+# threads that have exited is left.
 ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "$1" 2>/dev/null || echo 0; }
 ctl_ticks() {
 	local t d
