@@ -26,7 +26,14 @@
 // ListFlows streams FlowBatch flows per message, honours the request's
 // limit and stops the backend's dump when the client goes away; a client
 // that reads slowly holds up only its own dump (the shard is not locked
-// while a chunk is sent). FlushFlows with an empty filter needs all=true.
+// while a chunk is sent). With encoding "packed" (packed.go) it sends
+// PackedFlowBatch flows per message as fixed-size records with a names
+// table per message instead of Flow messages: no allocation per flow on
+// either side, some six times cheaper end to end (BenchmarkListFlows).
+// OpenFlowRecords validates a batch and FlowRecords.Record decodes it;
+// FlowRecord.PB gives the very Flow message the default encoding sends,
+// which is how `edge flows` prints it. FlushFlows with an empty filter
+// needs all=true.
 // GetStats asks the workers for SNAT destinations only when the request
 // does, returns the max_destinations busiest (1000 by default), busiest
 // first, with their total, and, when the workers do not answer, the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -309,26 +310,54 @@ func (x flowService) ListFlows(req *edgepb.ListFlowsRequest, stream grpc.ServerS
 	if err != nil {
 		return err
 	}
+	var packed bool
+	switch strings.ToLower(req.Encoding) {
+	case "", FlowEncodingMessages:
+	case FlowEncodingPacked:
+		packed = true
+	default:
+		return invalidArg("encoding", "%q is not a flow encoding (%s, %s)", req.Encoding, FlowEncodingMessages, FlowEncodingPacked)
+	}
 	ctx := stream.Context()
 	c, n := newClock(x.s.b), newNames(x.s.b)
 	limit := int(req.Limit)
-	batch := make([]*edgepb.Flow, 0, FlowBatch)
-	sent := 0
+	// One of the two batches is in use: Flow messages or packed records.
+	var batch []*edgepb.Flow
+	var pack *flowPacker
+	batchMax := FlowBatch
+	if packed {
+		pack, batchMax = newFlowPacker(c, n), PackedFlowBatch
+	} else {
+		batch = make([]*edgepb.Flow, 0, FlowBatch)
+	}
+	inBatch, sent := 0, 0
 	var sendErr error
 	flush := func() bool {
-		if len(batch) == 0 {
+		if inBatch == 0 {
 			return true
 		}
-		if sendErr = stream.Send(&edgepb.ListFlowsResponse{Flows: batch}); sendErr != nil {
+		resp := &edgepb.ListFlowsResponse{Flows: batch}
+		if packed {
+			resp.Packed = pack.take()
+		}
+		if sendErr = stream.Send(resp); sendErr != nil {
 			return false
 		}
-		batch = make([]*edgepb.Flow, 0, FlowBatch)
+		if !packed {
+			batch = make([]*edgepb.Flow, 0, FlowBatch)
+		}
+		inBatch = 0
 		return true
 	}
 	err = x.s.b.Flows(ctx, f, func(fi *conntrack.FlowInfo) bool {
-		batch = append(batch, flowToPB(fi, c, n))
+		if packed {
+			pack.add(fi)
+		} else {
+			batch = append(batch, flowToPB(fi, c, n))
+		}
+		inBatch++
 		sent++
-		if len(batch) == FlowBatch && !flush() {
+		if inBatch == batchMax && !flush() {
 			return false
 		}
 		return limit == 0 || sent < limit

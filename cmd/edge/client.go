@@ -272,7 +272,11 @@ func flowsCmd() *cobra.Command {
 				return err
 			}
 			return stream(context.Background(), func(ctx context.Context, cc *grpc.ClientConn) error {
-				s, err := pb.NewFlowServiceClient(cc).ListFlows(ctx, &pb.ListFlowsRequest{Filter: ff.filter(), Limit: limit})
+				// Packed records: the daemon makes them far more cheaply than
+				// messages; decoded here into the same Flow messages (a daemon
+				// that does not know the encoding sends messages).
+				s, err := pb.NewFlowServiceClient(cc).ListFlows(ctx, &pb.ListFlowsRequest{Filter: ff.filter(), Limit: limit,
+					Encoding: ctl.FlowEncodingPacked})
 				if err != nil {
 					return err
 				}
@@ -294,7 +298,11 @@ func flowsCmd() *cobra.Command {
 					if err != nil {
 						return err
 					}
-					for _, f := range r.GetFlows() {
+					flows, err := ctl.FlowsOf(r)
+					if err != nil {
+						return err
+					}
+					for _, f := range flows {
 						n++
 						if !tab {
 							b, err := jsonOut.Marshal(f)

@@ -809,9 +809,13 @@ func (x *FlowFilter) GetZone() uint32 {
 }
 
 type ListFlowsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Filter        *FlowFilter            `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
-	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // 0: all
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Filter *FlowFilter            `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Limit  uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // 0: all
+	// How the flows are sent: "" or "messages": Flow messages (flows);
+	// "packed": fixed-size records (packed), several times cheaper to
+	// make and read, for clients that dump often.
+	Encoding      string `protobuf:"bytes,3,opt,name=encoding,proto3" json:"encoding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,9 +864,19 @@ func (x *ListFlowsRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *ListFlowsRequest) GetEncoding() string {
+	if x != nil {
+		return x.Encoding
+	}
+	return ""
+}
+
+// ListFlowsResponse carries one batch of flows: in flows, or in packed
+// when the request asked for encoding "packed".
 type ListFlowsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Flows         []*Flow                `protobuf:"bytes,1,rep,name=flows,proto3" json:"flows,omitempty"`
+	Packed        *PackedFlows           `protobuf:"bytes,2,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -904,6 +918,107 @@ func (x *ListFlowsResponse) GetFlows() []*Flow {
 	return nil
 }
 
+func (x *ListFlowsResponse) GetPacked() *PackedFlows {
+	if x != nil {
+		return x.Packed
+	}
+	return nil
+}
+
+// PackedFlows is a batch of live flows as fixed-size little-endian records,
+// each the same Flow a message would carry (closed and close_reason are
+// never set for a live flow). Layout of version 1 (offsets in bytes):
+//
+//	  0 u64 packets_original       8 u64 packets_reply
+//	 16 i64 opened (Unix time, ns) 24 i64 expires_in (ns)
+//	 32 u32 generation            36 u32 shard
+//	 40 u32 isn_original          44 u32 isn_reply
+//	 48 u16 state                 50 u16 creator
+//	 52 u16 profile               54 u16 rule      (indexes into names)
+//	 56 u16 original.src_port     58 u16 original.dst_port
+//	 60 u16 reply.src_port        62 u16 reply.dst_port
+//	 64 u16 nat_port
+//	 66 u8 original.protocol  67 u8 reply.protocol  (IP protocol numbers)
+//	 68 u8 original.zone      69 u8 reply.zone
+//	 70 u8 flags: 1 liberal, 2 pending, 4 translated (nat_address, nat_port)
+//	 71 u8 zero
+//	 72 original.src, 88 original.dst, 104 reply.src, 120 reply.dst,
+//	 136 nat_address: 16 bytes each, IPv4 as IPv4-mapped IPv6
+//	152 end of version 1
+//
+// A newer layout only appends fields and raises version and record_size: a
+// decoder reads the fields it knows from each record_size-byte record and
+// skips the rest. ctl.FlowRecords decodes this (Go).
+type PackedFlows struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Version    uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`                         // layout version: 1
+	RecordSize uint32                 `protobuf:"varint,2,opt,name=record_size,json=recordSize,proto3" json:"record_size,omitempty"` // bytes per record, at least the version's layout
+	Records    []byte                 `protobuf:"bytes,3,opt,name=records,proto3" json:"records,omitempty"`                          // a whole number of records
+	// The strings the records' name fields index, this batch's only: state,
+	// creator, profile and rule names as Flow messages carry them.
+	Names         []string `protobuf:"bytes,4,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackedFlows) Reset() {
+	*x = PackedFlows{}
+	mi := &file_edge_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackedFlows) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackedFlows) ProtoMessage() {}
+
+func (x *PackedFlows) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackedFlows.ProtoReflect.Descriptor instead.
+func (*PackedFlows) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PackedFlows) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PackedFlows) GetRecordSize() uint32 {
+	if x != nil {
+		return x.RecordSize
+	}
+	return 0
+}
+
+func (x *PackedFlows) GetRecords() []byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *PackedFlows) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
 type Tuple struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Protocol      string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
@@ -918,7 +1033,7 @@ type Tuple struct {
 
 func (x *Tuple) Reset() {
 	*x = Tuple{}
-	mi := &file_edge_proto_msgTypes[13]
+	mi := &file_edge_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1045,7 @@ func (x *Tuple) String() string {
 func (*Tuple) ProtoMessage() {}
 
 func (x *Tuple) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[13]
+	mi := &file_edge_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1058,7 @@ func (x *Tuple) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tuple.ProtoReflect.Descriptor instead.
 func (*Tuple) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{13}
+	return file_edge_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Tuple) GetProtocol() string {
@@ -1018,7 +1133,7 @@ type Flow struct {
 
 func (x *Flow) Reset() {
 	*x = Flow{}
-	mi := &file_edge_proto_msgTypes[14]
+	mi := &file_edge_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1145,7 @@ func (x *Flow) String() string {
 func (*Flow) ProtoMessage() {}
 
 func (x *Flow) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[14]
+	mi := &file_edge_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1158,7 @@ func (x *Flow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Flow.ProtoReflect.Descriptor instead.
 func (*Flow) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{14}
+	return file_edge_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Flow) GetOriginal() *Tuple {
@@ -1196,7 +1311,7 @@ type FlushFlowsRequest struct {
 
 func (x *FlushFlowsRequest) Reset() {
 	*x = FlushFlowsRequest{}
-	mi := &file_edge_proto_msgTypes[15]
+	mi := &file_edge_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1323,7 @@ func (x *FlushFlowsRequest) String() string {
 func (*FlushFlowsRequest) ProtoMessage() {}
 
 func (x *FlushFlowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[15]
+	mi := &file_edge_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1336,7 @@ func (x *FlushFlowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushFlowsRequest.ProtoReflect.Descriptor instead.
 func (*FlushFlowsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{15}
+	return file_edge_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FlushFlowsRequest) GetFilter() *FlowFilter {
@@ -1247,7 +1362,7 @@ type FlushFlowsResponse struct {
 
 func (x *FlushFlowsResponse) Reset() {
 	*x = FlushFlowsResponse{}
-	mi := &file_edge_proto_msgTypes[16]
+	mi := &file_edge_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1374,7 @@ func (x *FlushFlowsResponse) String() string {
 func (*FlushFlowsResponse) ProtoMessage() {}
 
 func (x *FlushFlowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[16]
+	mi := &file_edge_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1387,7 @@ func (x *FlushFlowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushFlowsResponse.ProtoReflect.Descriptor instead.
 func (*FlushFlowsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{16}
+	return file_edge_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FlushFlowsResponse) GetFlushed() uint64 {
@@ -1292,7 +1407,7 @@ type ExplainFlowRequest struct {
 
 func (x *ExplainFlowRequest) Reset() {
 	*x = ExplainFlowRequest{}
-	mi := &file_edge_proto_msgTypes[17]
+	mi := &file_edge_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1419,7 @@ func (x *ExplainFlowRequest) String() string {
 func (*ExplainFlowRequest) ProtoMessage() {}
 
 func (x *ExplainFlowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[17]
+	mi := &file_edge_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1432,7 @@ func (x *ExplainFlowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainFlowRequest.ProtoReflect.Descriptor instead.
 func (*ExplainFlowRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{17}
+	return file_edge_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExplainFlowRequest) GetTuple() *Tuple {
@@ -1345,7 +1460,7 @@ type ExplainFlowResponse struct {
 
 func (x *ExplainFlowResponse) Reset() {
 	*x = ExplainFlowResponse{}
-	mi := &file_edge_proto_msgTypes[18]
+	mi := &file_edge_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1472,7 @@ func (x *ExplainFlowResponse) String() string {
 func (*ExplainFlowResponse) ProtoMessage() {}
 
 func (x *ExplainFlowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[18]
+	mi := &file_edge_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1485,7 @@ func (x *ExplainFlowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainFlowResponse.ProtoReflect.Descriptor instead.
 func (*ExplainFlowResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{18}
+	return file_edge_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExplainFlowResponse) GetCurrent() *Flow {
@@ -1406,7 +1521,7 @@ type EventFilter struct {
 
 func (x *EventFilter) Reset() {
 	*x = EventFilter{}
-	mi := &file_edge_proto_msgTypes[19]
+	mi := &file_edge_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1533,7 @@ func (x *EventFilter) String() string {
 func (*EventFilter) ProtoMessage() {}
 
 func (x *EventFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[19]
+	mi := &file_edge_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1546,7 @@ func (x *EventFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventFilter.ProtoReflect.Descriptor instead.
 func (*EventFilter) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{19}
+	return file_edge_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EventFilter) GetKinds() []string {
@@ -1464,7 +1579,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_edge_proto_msgTypes[20]
+	mi := &file_edge_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1591,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[20]
+	mi := &file_edge_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1604,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{20}
+	return file_edge_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscribeRequest) GetFilter() *EventFilter {
@@ -1509,7 +1624,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_edge_proto_msgTypes[21]
+	mi := &file_edge_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1636,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[21]
+	mi := &file_edge_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1649,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{21}
+	return file_edge_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubscribeResponse) GetEvents() []*Event {
@@ -1571,7 +1686,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_edge_proto_msgTypes[22]
+	mi := &file_edge_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1698,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[22]
+	mi := &file_edge_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1711,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{22}
+	return file_edge_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -1693,7 +1808,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_edge_proto_msgTypes[23]
+	mi := &file_edge_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1820,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[23]
+	mi := &file_edge_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1833,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{23}
+	return file_edge_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetStatsRequest) GetSnatDestinations() bool {
@@ -1763,7 +1878,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_edge_proto_msgTypes[24]
+	mi := &file_edge_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1890,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[24]
+	mi := &file_edge_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1903,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{24}
+	return file_edge_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetStatsResponse) GetDrops() map[string]uint64 {
@@ -1924,7 +2039,7 @@ type NeighbourStats struct {
 
 func (x *NeighbourStats) Reset() {
 	*x = NeighbourStats{}
-	mi := &file_edge_proto_msgTypes[25]
+	mi := &file_edge_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2051,7 @@ func (x *NeighbourStats) String() string {
 func (*NeighbourStats) ProtoMessage() {}
 
 func (x *NeighbourStats) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[25]
+	mi := &file_edge_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2064,7 @@ func (x *NeighbourStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeighbourStats.ProtoReflect.Descriptor instead.
 func (*NeighbourStats) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{25}
+	return file_edge_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NeighbourStats) GetEntries() uint64 {
@@ -2048,7 +2163,7 @@ type FragmentStats struct {
 
 func (x *FragmentStats) Reset() {
 	*x = FragmentStats{}
-	mi := &file_edge_proto_msgTypes[26]
+	mi := &file_edge_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2175,7 @@ func (x *FragmentStats) String() string {
 func (*FragmentStats) ProtoMessage() {}
 
 func (x *FragmentStats) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[26]
+	mi := &file_edge_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2188,7 @@ func (x *FragmentStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FragmentStats.ProtoReflect.Descriptor instead.
 func (*FragmentStats) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{26}
+	return file_edge_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FragmentStats) GetFirstNoted() uint64 {
@@ -2159,7 +2274,7 @@ type WorkerStats struct {
 
 func (x *WorkerStats) Reset() {
 	*x = WorkerStats{}
-	mi := &file_edge_proto_msgTypes[27]
+	mi := &file_edge_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2286,7 @@ func (x *WorkerStats) String() string {
 func (*WorkerStats) ProtoMessage() {}
 
 func (x *WorkerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[27]
+	mi := &file_edge_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2299,7 @@ func (x *WorkerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStats.ProtoReflect.Descriptor instead.
 func (*WorkerStats) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{27}
+	return file_edge_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WorkerStats) GetId() int32 {
@@ -2293,7 +2408,7 @@ type InterfaceStats struct {
 
 func (x *InterfaceStats) Reset() {
 	*x = InterfaceStats{}
-	mi := &file_edge_proto_msgTypes[28]
+	mi := &file_edge_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2420,7 @@ func (x *InterfaceStats) String() string {
 func (*InterfaceStats) ProtoMessage() {}
 
 func (x *InterfaceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[28]
+	mi := &file_edge_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2433,7 @@ func (x *InterfaceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterfaceStats.ProtoReflect.Descriptor instead.
 func (*InterfaceStats) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{28}
+	return file_edge_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InterfaceStats) GetName() string {
@@ -2417,7 +2532,7 @@ type SNATDestination struct {
 
 func (x *SNATDestination) Reset() {
 	*x = SNATDestination{}
-	mi := &file_edge_proto_msgTypes[29]
+	mi := &file_edge_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2544,7 @@ func (x *SNATDestination) String() string {
 func (*SNATDestination) ProtoMessage() {}
 
 func (x *SNATDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[29]
+	mi := &file_edge_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2557,7 @@ func (x *SNATDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SNATDestination.ProtoReflect.Descriptor instead.
 func (*SNATDestination) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{29}
+	return file_edge_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SNATDestination) GetAddress() string {
@@ -2532,7 +2647,7 @@ type ListMappingsRequest struct {
 
 func (x *ListMappingsRequest) Reset() {
 	*x = ListMappingsRequest{}
-	mi := &file_edge_proto_msgTypes[30]
+	mi := &file_edge_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2659,7 @@ func (x *ListMappingsRequest) String() string {
 func (*ListMappingsRequest) ProtoMessage() {}
 
 func (x *ListMappingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[30]
+	mi := &file_edge_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2672,7 @@ func (x *ListMappingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMappingsRequest.ProtoReflect.Descriptor instead.
 func (*ListMappingsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{30}
+	return file_edge_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListMappingsRequest) GetMax() uint32 {
@@ -2586,7 +2701,7 @@ type Mapping struct {
 
 func (x *Mapping) Reset() {
 	*x = Mapping{}
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2713,7 @@ func (x *Mapping) String() string {
 func (*Mapping) ProtoMessage() {}
 
 func (x *Mapping) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2726,7 @@ func (x *Mapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mapping.ProtoReflect.Descriptor instead.
 func (*Mapping) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{31}
+	return file_edge_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Mapping) GetInsideAddress() string {
@@ -2701,7 +2816,7 @@ type ListMappingsResponse struct {
 
 func (x *ListMappingsResponse) Reset() {
 	*x = ListMappingsResponse{}
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2828,7 @@ func (x *ListMappingsResponse) String() string {
 func (*ListMappingsResponse) ProtoMessage() {}
 
 func (x *ListMappingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2841,7 @@ func (x *ListMappingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMappingsResponse.ProtoReflect.Descriptor instead.
 func (*ListMappingsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{32}
+	return file_edge_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListMappingsResponse) GetMappings() []*Mapping {
@@ -2751,7 +2866,7 @@ type FlushMappingsRequest struct {
 
 func (x *FlushMappingsRequest) Reset() {
 	*x = FlushMappingsRequest{}
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2878,7 @@ func (x *FlushMappingsRequest) String() string {
 func (*FlushMappingsRequest) ProtoMessage() {}
 
 func (x *FlushMappingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2891,7 @@ func (x *FlushMappingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushMappingsRequest.ProtoReflect.Descriptor instead.
 func (*FlushMappingsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{33}
+	return file_edge_proto_rawDescGZIP(), []int{34}
 }
 
 type FlushMappingsResponse struct {
@@ -2788,7 +2903,7 @@ type FlushMappingsResponse struct {
 
 func (x *FlushMappingsResponse) Reset() {
 	*x = FlushMappingsResponse{}
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2915,7 @@ func (x *FlushMappingsResponse) String() string {
 func (*FlushMappingsResponse) ProtoMessage() {}
 
 func (x *FlushMappingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2928,7 @@ func (x *FlushMappingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushMappingsResponse.ProtoReflect.Descriptor instead.
 func (*FlushMappingsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{34}
+	return file_edge_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FlushMappingsResponse) GetLeft() uint64 {
@@ -2900,12 +3015,20 @@ const file_edge_proto_rawDesc = "" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x12\n" +
-	"\x04zone\x18\x05 \x01(\rR\x04zone\"U\n" +
+	"\x04zone\x18\x05 \x01(\rR\x04zone\"q\n" +
 	"\x10ListFlowsRequest\x12+\n" +
 	"\x06filter\x18\x01 \x01(\v2\x13.edge.v1.FlowFilterR\x06filter\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"8\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1a\n" +
+	"\bencoding\x18\x03 \x01(\tR\bencoding\"f\n" +
 	"\x11ListFlowsResponse\x12#\n" +
-	"\x05flows\x18\x01 \x03(\v2\r.edge.v1.FlowR\x05flows\"\x91\x01\n" +
+	"\x05flows\x18\x01 \x03(\v2\r.edge.v1.FlowR\x05flows\x12,\n" +
+	"\x06packed\x18\x02 \x01(\v2\x14.edge.v1.PackedFlowsR\x06packed\"x\n" +
+	"\vPackedFlows\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1f\n" +
+	"\vrecord_size\x18\x02 \x01(\rR\n" +
+	"recordSize\x12\x18\n" +
+	"\arecords\x18\x03 \x01(\fR\arecords\x12\x14\n" +
+	"\x05names\x18\x04 \x03(\tR\x05names\"\x91\x01\n" +
 	"\x05Tuple\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x10\n" +
 	"\x03src\x18\x02 \x01(\tR\x03src\x12\x19\n" +
@@ -3150,7 +3273,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_edge_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: edge.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: edge.v1.GetStatusResponse
@@ -3165,101 +3288,103 @@ var file_edge_proto_goTypes = []any{
 	(*FlowFilter)(nil),            // 10: edge.v1.FlowFilter
 	(*ListFlowsRequest)(nil),      // 11: edge.v1.ListFlowsRequest
 	(*ListFlowsResponse)(nil),     // 12: edge.v1.ListFlowsResponse
-	(*Tuple)(nil),                 // 13: edge.v1.Tuple
-	(*Flow)(nil),                  // 14: edge.v1.Flow
-	(*FlushFlowsRequest)(nil),     // 15: edge.v1.FlushFlowsRequest
-	(*FlushFlowsResponse)(nil),    // 16: edge.v1.FlushFlowsResponse
-	(*ExplainFlowRequest)(nil),    // 17: edge.v1.ExplainFlowRequest
-	(*ExplainFlowResponse)(nil),   // 18: edge.v1.ExplainFlowResponse
-	(*EventFilter)(nil),           // 19: edge.v1.EventFilter
-	(*SubscribeRequest)(nil),      // 20: edge.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 21: edge.v1.SubscribeResponse
-	(*Event)(nil),                 // 22: edge.v1.Event
-	(*GetStatsRequest)(nil),       // 23: edge.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 24: edge.v1.GetStatsResponse
-	(*NeighbourStats)(nil),        // 25: edge.v1.NeighbourStats
-	(*FragmentStats)(nil),         // 26: edge.v1.FragmentStats
-	(*WorkerStats)(nil),           // 27: edge.v1.WorkerStats
-	(*InterfaceStats)(nil),        // 28: edge.v1.InterfaceStats
-	(*SNATDestination)(nil),       // 29: edge.v1.SNATDestination
-	(*ListMappingsRequest)(nil),   // 30: edge.v1.ListMappingsRequest
-	(*Mapping)(nil),               // 31: edge.v1.Mapping
-	(*ListMappingsResponse)(nil),  // 32: edge.v1.ListMappingsResponse
-	(*FlushMappingsRequest)(nil),  // 33: edge.v1.FlushMappingsRequest
-	(*FlushMappingsResponse)(nil), // 34: edge.v1.FlushMappingsResponse
-	nil,                           // 35: edge.v1.GetStatsResponse.DropsEntry
-	nil,                           // 36: edge.v1.GetStatsResponse.ConntrackEntry
-	nil,                           // 37: edge.v1.GetStatsResponse.SnatEntry
-	nil,                           // 38: edge.v1.GetStatsResponse.IcmpSentEntry
-	nil,                           // 39: edge.v1.WorkerStats.DropsEntry
-	nil,                           // 40: edge.v1.WorkerStats.IcmpSentEntry
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
+	(*PackedFlows)(nil),           // 13: edge.v1.PackedFlows
+	(*Tuple)(nil),                 // 14: edge.v1.Tuple
+	(*Flow)(nil),                  // 15: edge.v1.Flow
+	(*FlushFlowsRequest)(nil),     // 16: edge.v1.FlushFlowsRequest
+	(*FlushFlowsResponse)(nil),    // 17: edge.v1.FlushFlowsResponse
+	(*ExplainFlowRequest)(nil),    // 18: edge.v1.ExplainFlowRequest
+	(*ExplainFlowResponse)(nil),   // 19: edge.v1.ExplainFlowResponse
+	(*EventFilter)(nil),           // 20: edge.v1.EventFilter
+	(*SubscribeRequest)(nil),      // 21: edge.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 22: edge.v1.SubscribeResponse
+	(*Event)(nil),                 // 23: edge.v1.Event
+	(*GetStatsRequest)(nil),       // 24: edge.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),      // 25: edge.v1.GetStatsResponse
+	(*NeighbourStats)(nil),        // 26: edge.v1.NeighbourStats
+	(*FragmentStats)(nil),         // 27: edge.v1.FragmentStats
+	(*WorkerStats)(nil),           // 28: edge.v1.WorkerStats
+	(*InterfaceStats)(nil),        // 29: edge.v1.InterfaceStats
+	(*SNATDestination)(nil),       // 30: edge.v1.SNATDestination
+	(*ListMappingsRequest)(nil),   // 31: edge.v1.ListMappingsRequest
+	(*Mapping)(nil),               // 32: edge.v1.Mapping
+	(*ListMappingsResponse)(nil),  // 33: edge.v1.ListMappingsResponse
+	(*FlushMappingsRequest)(nil),  // 34: edge.v1.FlushMappingsRequest
+	(*FlushMappingsResponse)(nil), // 35: edge.v1.FlushMappingsResponse
+	nil,                           // 36: edge.v1.GetStatsResponse.DropsEntry
+	nil,                           // 37: edge.v1.GetStatsResponse.ConntrackEntry
+	nil,                           // 38: edge.v1.GetStatsResponse.SnatEntry
+	nil,                           // 39: edge.v1.GetStatsResponse.IcmpSentEntry
+	nil,                           // 40: edge.v1.WorkerStats.DropsEntry
+	nil,                           // 41: edge.v1.WorkerStats.IcmpSentEntry
+	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	41, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	42, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	42, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	43, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	42, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
-	42, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
+	43, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	43, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
 	10, // 8: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
-	14, // 9: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
-	13, // 10: edge.v1.Flow.original:type_name -> edge.v1.Tuple
-	13, // 11: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	41, // 12: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	41, // 13: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	42, // 14: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
-	10, // 15: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
-	13, // 16: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
-	14, // 17: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
-	14, // 18: edge.v1.ExplainFlowResponse.history:type_name -> edge.v1.Flow
-	10, // 19: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
-	19, // 20: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
-	22, // 21: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	41, // 22: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
-	13, // 23: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	35, // 24: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
-	27, // 25: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
-	28, // 26: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	36, // 27: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	37, // 28: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
-	29, // 29: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	38, // 30: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
-	25, // 31: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
-	26, // 32: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
-	39, // 33: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	40, // 34: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
-	26, // 35: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
-	42, // 36: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
-	31, // 37: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
-	0,  // 38: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 39: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 40: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 41: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	15, // 42: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	17, // 43: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	20, // 44: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	23, // 45: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	30, // 46: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
-	33, // 47: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
-	1,  // 48: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 49: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 50: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 51: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	16, // 52: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	18, // 53: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	21, // 54: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	24, // 55: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	32, // 56: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
-	34, // 57: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
-	48, // [48:58] is the sub-list for method output_type
-	38, // [38:48] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	15, // 9: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
+	13, // 10: edge.v1.ListFlowsResponse.packed:type_name -> edge.v1.PackedFlows
+	14, // 11: edge.v1.Flow.original:type_name -> edge.v1.Tuple
+	14, // 12: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
+	42, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	42, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	43, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	10, // 16: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
+	14, // 17: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
+	15, // 18: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
+	15, // 19: edge.v1.ExplainFlowResponse.history:type_name -> edge.v1.Flow
+	10, // 20: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
+	20, // 21: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
+	23, // 22: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
+	42, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	14, // 24: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
+	36, // 25: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	28, // 26: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
+	29, // 27: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
+	37, // 28: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	38, // 29: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	30, // 30: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
+	39, // 31: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	26, // 32: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
+	27, // 33: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
+	40, // 34: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	41, // 35: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	27, // 36: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
+	43, // 37: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
+	32, // 38: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
+	0,  // 39: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 40: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 41: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 42: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	16, // 43: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	18, // 44: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	21, // 45: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	24, // 46: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	31, // 47: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	34, // 48: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	1,  // 49: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 50: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 51: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 52: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	17, // 53: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	19, // 54: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	22, // 55: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	25, // 56: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	33, // 57: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	35, // 58: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	49, // [49:59] is the sub-list for method output_type
+	39, // [39:49] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -3273,7 +3398,7 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

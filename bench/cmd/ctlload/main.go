@@ -4,11 +4,14 @@
 // dump every --dump-every (default 100 ms) and a config apply every
 // --apply-every (default 1 s), alternating between two documents that
 // differ in one rule so every apply recompiles and swaps the rule set.
+// Dumps ask for --encoding packed (the default: fixed-size records, each
+// decoded into a ctl.FlowRecord, as a client that dumps often would) or
+// messages (a Flow message per flow, what grpcurl and older clients get).
 //
 //	ctlload --socket /run/edge/edge.sock --config edge.yaml --for 10s
 //
 // It prints one line of JSON: dumps, flows per dump, dump latency p50/max,
-// applies, apply latency p50/max, errors.
+// applies, apply latency p50/max, errors, its own CPU time and run time.
 package main
 
 import (
@@ -18,9 +21,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/edgegw/edge/ctl"
@@ -33,12 +38,33 @@ func main() {
 	dumpEvery := flag.Duration("dump-every", 100*time.Millisecond, "interval between full flow dumps (0: none)")
 	applyEvery := flag.Duration("apply-every", time.Second, "interval between config applies (0: none)")
 	dur := flag.Duration("for", 10*time.Second, "how long to run")
+	enc := flag.String("encoding", ctl.FlowEncodingPacked, "flow dump encoding: packed or messages")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of ctlload to this file")
 	flag.Parse()
-	if err := run(*sock, *cfgPath, *dumpEvery, *applyEvery, *dur); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ctlload: --cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *enc != ctl.FlowEncodingPacked && *enc != ctl.FlowEncodingMessages {
+		fmt.Fprintf(os.Stderr, "ctlload: --encoding %q: packed or messages\n", *enc)
+		os.Exit(2)
+	}
+	if err := run(*sock, *cfgPath, *enc, *dumpEvery, *applyEvery, *dur); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "ctlload:", err)
 		os.Exit(1)
 	}
 }
+
+// callTimeout bounds one dump or apply: one that takes longer is an error.
+const callTimeout = 10 * time.Second
 
 type result struct {
 	Dumps         int     `json:"dumps"`
@@ -49,10 +75,12 @@ type result struct {
 	ApplyP50ms    float64 `json:"apply_p50_ms"`
 	ApplyMaxms    float64 `json:"apply_max_ms"`
 	Errors        int     `json:"errors"`
+	CPUms         float64 `json:"cpu_ms"`  // ctlload's own CPU time (user + system)
+	Seconds       float64 `json:"seconds"` // how long it ran
 	FirstErrorMsg string  `json:"first_error,omitempty"`
 }
 
-func run(sock, cfgPath string, dumpEvery, applyEvery, dur time.Duration) error {
+func run(sock, cfgPath, enc string, dumpEvery, applyEvery, dur time.Duration) error {
 	var docs [2]string
 	if applyEvery > 0 {
 		b, err := os.ReadFile(cfgPath)
@@ -70,9 +98,13 @@ func run(sock, cfgPath string, dumpEvery, applyEvery, dur time.Duration) error {
 		i += len("rules:\n")
 		docs[1] = docs[0][:i] + extra + docs[0][i:]
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	began := time.Now()
+	// Calls run under their own timeout, not the run's end: a call cut
+	// short by the end of the run is not an error, a slow one is.
+	end, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
-	cc, err := ctl.Dial(ctx, ctl.DialOptions{Socket: sock})
+	ctx := context.Background()
+	cc, err := ctl.Dial(end, ctl.DialOptions{Socket: sock})
 	if err != nil {
 		return err
 	}
@@ -84,9 +116,6 @@ func run(sock, cfgPath string, dumpEvery, applyEvery, dur time.Duration) error {
 	var totalFlows int
 	var mu sync.Mutex
 	fail := func(err error) {
-		if ctx.Err() != nil {
-			return
-		}
 		mu.Lock()
 		defer mu.Unlock()
 		r.Errors++
@@ -104,12 +133,15 @@ func run(sock, cfgPath string, dumpEvery, applyEvery, dur time.Duration) error {
 		defer t.Stop()
 		for n := 1; ; n++ {
 			select {
-			case <-ctx.Done():
+			case <-end.Done():
 				return
 			case <-t.C:
 			}
 			start := time.Now()
-			if _, err := conf.ApplyConfig(ctx, &pb.ApplyConfigRequest{Yaml: docs[n%2]}); err != nil {
+			cctx, ccancel := context.WithTimeout(ctx, callTimeout)
+			_, err := conf.ApplyConfig(cctx, &pb.ApplyConfigRequest{Yaml: docs[n%2]})
+			ccancel()
+			if err != nil {
 				fail(err)
 				continue
 			}
@@ -117,38 +149,27 @@ func run(sock, cfgPath string, dumpEvery, applyEvery, dur time.Duration) error {
 		}
 	}()
 	if dumpEvery > 0 {
+		var rec ctl.FlowRecord // packed: every record is decoded into it
 		t := time.NewTicker(dumpEvery)
 	loop:
 		for {
 			select {
-			case <-ctx.Done():
+			case <-end.Done():
 				break loop
 			case <-t.C:
 			}
 			start := time.Now()
-			s, err := flows.ListFlows(ctx, &pb.ListFlowsRequest{})
+			n, err := dump(ctx, flows, enc, &rec)
 			if err != nil {
 				fail(err)
 				continue
-			}
-			n := 0
-			for {
-				m, err := s.Recv()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					fail(err)
-					break
-				}
-				n += len(m.GetFlows())
 			}
 			totalFlows += n
 			dumpT = append(dumpT, time.Since(start))
 		}
 		t.Stop()
 	}
-	<-ctx.Done()
+	<-end.Done()
 	<-done
 	r.Dumps, r.Applies = len(dumpT), len(applyT)
 	if r.Dumps > 0 {
@@ -156,7 +177,44 @@ func run(sock, cfgPath string, dumpEvery, applyEvery, dur time.Duration) error {
 	}
 	r.DumpP50ms, r.DumpMaxms = p50max(dumpT)
 	r.ApplyP50ms, r.ApplyMaxms = p50max(applyT)
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		r.CPUms = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+	}
+	r.Seconds = time.Since(began).Seconds()
 	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// dump lists every flow once and returns how many there were.
+func dump(ctx context.Context, flows pb.FlowServiceClient, enc string, rec *ctl.FlowRecord) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel() // ends the stream if it is left early
+	s, err := flows.ListFlows(ctx, &pb.ListFlowsRequest{Encoding: enc})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		m, err := s.Recv()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if enc == ctl.FlowEncodingMessages {
+			n += len(m.GetFlows())
+			continue
+		}
+		recs, err := ctl.OpenFlowRecords(m.GetPacked())
+		if err != nil {
+			return n, err
+		}
+		for i := range recs.Len() {
+			recs.Record(i, rec)
+		}
+		n += recs.Len()
+	}
 }
 
 func p50max(ds []time.Duration) (float64, float64) {
