@@ -319,6 +319,20 @@ func TestFragmentsExpireAndTCP(t *testing.T) {
 	if len(out) != 0 || drops[drop.Fragment] != 2 {
 		t.Errorf("TCP fragments: %d left, drops %v; want drop fragment x2", len(out), drops)
 	}
+	// Their drop events name the packets' addresses and protocol.
+	n := 0
+	for _, e := range tp.readEvents() {
+		if e.Reason != drop.Fragment {
+			continue
+		}
+		n++
+		if e.Key.SrcAddr() != ipClient || e.Key.DstAddr() != ipServer || e.Key.Proto != header.ProtoTCP {
+			t.Errorf("fragment drop event without the packet's tuple: %+v", e.Key)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d fragment drop events, want 2", n)
+	}
 }
 
 func TestFragmentZeroAllocs(t *testing.T) {

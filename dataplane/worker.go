@@ -457,6 +457,13 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				w.oversize(in, frame[header.EthernetLen:], &w.pkts[n], cfg, now)
 				continue
 			}
+			if r == drop.Fragment {
+				// A fragment of a protocol edge does not reassemble
+				// (TCP): Parse filled its addresses and protocol, which
+				// the event carries.
+				w.dropPkt(r, in, &w.pkts[n])
+				continue
+			}
 			w.drop(r)
 			continue
 		}
