@@ -300,6 +300,10 @@ func TestPipelineIPv6PacketTooBig(t *testing.T) {
 	if tp.e.table.Len() != 0 {
 		t.Errorf("%d flows created by a packet too big", tp.e.table.Len())
 	}
+	// Counted under ICMPv6's name for it.
+	if st := tp.e.Stats(); st.ICMP[icmp.PacketTooBig] != 1 || st.ICMP[icmp.FragNeeded] != 0 {
+		t.Errorf("ICMP sent %v: want one packet_too_big and no frag_needed", st.ICMP)
+	}
 
 	// Exactly the MTU: forwarded, translated, hop limit one lower.
 	spec.Payload = spec.Payload[:len(spec.Payload)-1]

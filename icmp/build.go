@@ -28,6 +28,10 @@ const (
 	// PortUnreachable: ICMPv4 type 3 code 3, ICMPv6 type 1 code 4. Only
 	// for the NSX-compatibility mode; edge's own reject is AdminProhibited.
 	PortUnreachable
+	// PacketTooBig is FragNeeded as ICMPv6 names it (Check returns it for
+	// IPv6, so counters and events say packet_too_big); the two build the
+	// same message of each family.
+	PacketTooBig
 
 	NumKinds // the number of kinds, NoError included
 )
@@ -38,6 +42,7 @@ var kindNames = [NumKinds]string{
 	FragNeeded:      "frag_needed",
 	AdminProhibited: "admin_prohibited",
 	PortUnreachable: "port_unreachable",
+	PacketTooBig:    "packet_too_big",
 }
 
 // String returns the kind's name, e.g. "frag_needed".
@@ -66,7 +71,15 @@ var typeCode = [NumKinds][2][2]uint8{
 		{header.ICMPv4DestUnreachable, header.ICMPv4PortUnreachable},
 		{header.ICMPv6DestUnreachable, header.ICMPv6PortUnreachable},
 	},
+	PacketTooBig: {
+		{header.ICMPv4DestUnreachable, header.ICMPv4FragNeeded},
+		{header.ICMPv6PacketTooBig, 0},
+	},
 }
+
+// tooBig reports whether k says a packet was too big (FragNeeded or
+// PacketTooBig): the message carries an MTU.
+func (k Kind) tooBig() bool { return k == FragNeeded || k == PacketTooBig }
 
 // TypeCode returns the ICMP (v6 false) or ICMPv6 (v6 true) type and code of
 // kind k; 0, 0 for NoError or an unknown kind.
@@ -153,7 +166,7 @@ func build4(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 	if !ip.IsValid(len(off)) {
 		return 0, drop.BadIPHeader
 	}
-	if !header.IsV4Mapped(src) || (k == FragNeeded && (mtu < minMTU4 || mtu > 0xffff)) {
+	if !header.IsV4Mapped(src) || (k.tooBig() && (mtu < minMTU4 || mtu > 0xffff)) {
 		return 0, drop.ICMPBuildFailed
 	}
 	total := int(ip.TotalLen())
@@ -182,7 +195,7 @@ func build4(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 	// that is labelled "unused" ... The high-order 16 bits of the field MUST
 	// be zero" (RFC 1191 4).
 	binary.BigEndian.PutUint32(m[4:], 0)
-	if k == FragNeeded {
+	if k.tooBig() {
 		m.SetMTU(uint16(mtu))
 	}
 	m.SetChecksum(header.ICMPv4Checksum(m))
@@ -198,7 +211,7 @@ func build6(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 	if !ip.IsValid(len(off)) {
 		return 0, drop.BadIPHeader
 	}
-	if header.IsV4Mapped(src) || (k == FragNeeded && mtu < minMTU6) {
+	if header.IsV4Mapped(src) || (k.tooBig() && mtu < minMTU6) {
 		return 0, drop.ICMPBuildFailed
 	}
 	total := header.IPv6Len + int(ip.PayloadLen())
@@ -223,7 +236,7 @@ func build6(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 	// Packet Too Big: "MTU: The Maximum Transmission Unit of the next-hop
 	// link" (RFC 4443 3.2); the other errors' second word is unused (zero).
 	binary.BigEndian.PutUint32(m[4:], 0)
-	if k == FragNeeded {
+	if k.tooBig() {
 		m.SetMTU(mtu)
 	}
 	m.SetChecksum(header.ICMPv6Checksum(o[8:24], o[24:40], m))
@@ -239,7 +252,7 @@ func build6(out []byte, k Kind, src *[16]byte, off []byte, mtu uint32) (int, dro
 //     address the router MUST send an ICMP Time Exceeded message, Code 0";
 //     RFC 4443 3.3 likewise for the hop limit.
 //   - FragNeeded, false: it is larger than mtu and may not be fragmented:
-//     IPv4 with DF set (RFC 1191 4), any IPv6 packet
+//     IPv4 with DF set (RFC 1191 4); PacketTooBig, false: any IPv6 packet
 //     (routers never fragment: RFC 8200 5, RFC 4443 3.2).
 //   - NoError, false: an IPv4 packet larger than mtu without DF (it must be
 //     fragmented; this package does not fragment), or a header too short
@@ -279,7 +292,7 @@ func Check(ip []byte, mtu uint32) (k Kind, forward bool) {
 			return TimeExceeded, false
 		}
 		if header.IPv6Len+uint32(h.PayloadLen()) > mtu {
-			return FragNeeded, false
+			return PacketTooBig, false
 		}
 		return NoError, true
 	}

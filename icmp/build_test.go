@@ -259,7 +259,7 @@ func TestBuildInPlace(t *testing.T) {
 func TestKindString(t *testing.T) {
 	for k, want := range map[icmp.Kind]string{icmp.NoError: "none", icmp.TimeExceeded: "time_exceeded",
 		icmp.FragNeeded: "frag_needed", icmp.AdminProhibited: "admin_prohibited",
-		icmp.PortUnreachable: "port_unreachable", icmp.Kind(200): "unknown"} {
+		icmp.PortUnreachable: "port_unreachable", icmp.PacketTooBig: "packet_too_big", icmp.Kind(200): "unknown"} {
 		if k.String() != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", k, k.String(), want)
 		}
@@ -292,7 +292,7 @@ func TestCheck(t *testing.T) {
 		{"v6 hop limit 1", synPkt(c6, s6, 1), 1500, icmp.TimeExceeded, false},
 		{"v6 hop limit 0", withTTL(synPkt(c6, s6, 1), 0), 1500, icmp.TimeExceeded, false},
 		{"v6 fits exactly", big6, 1448, icmp.NoError, true},
-		{"v6 too big", big6, 1447, icmp.FragNeeded, false},
+		{"v6 too big", big6, 1447, icmp.PacketTooBig, false},
 		{"empty", nil, 1500, icmp.NoError, false},
 		{"v4 short", synPkt(c4, s4, 2)[:19], 1500, icmp.NoError, false},
 		{"v6 short", synPkt(c6, s6, 2)[:39], 1500, icmp.NoError, false},

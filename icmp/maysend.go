@@ -120,7 +120,7 @@ func maySend6(b []byte, k Kind) drop.Reason {
 	// Big Message (Section 3.2) to allow Path MTU discovery to work for IPv6
 	// multicast, ...)". (The other exception, Parameter Problem code 2, is
 	// not a kind edge sends.)
-	if b[24] == 0xff && k != FragNeeded {
+	if b[24] == 0xff && !k.tooBig() {
 		return drop.ICMPNotSentMulticast
 	}
 	return mayL4(b[off:header.IPv6Len+int(ip.PayloadLen())], proto, header.ProtoICMPv6, k)
@@ -155,7 +155,7 @@ func mayL4(l4 []byte, proto, icmpProto uint8, k Kind) drop.Reason {
 		// Destination Unreachable message"; RFC 4443 3.2: "A Packet Too Big
 		// MUST be sent by a router". It is not an answer to a state
 		// mismatch, which is what N3 forbids.
-		if k == FragNeeded {
+		if k.tooBig() {
 			return drop.None
 		}
 		if len(l4) < 14 {

@@ -11,7 +11,7 @@ import (
 	"github.com/edgegw/edge/icmp"
 )
 
-var allKinds = []icmp.Kind{icmp.TimeExceeded, icmp.FragNeeded, icmp.AdminProhibited, icmp.PortUnreachable}
+var allKinds = []icmp.Kind{icmp.TimeExceeded, icmp.FragNeeded, icmp.AdminProhibited, icmp.PortUnreachable, icmp.PacketTooBig}
 
 func udp(src, dst string) []byte {
 	return headertest.Build(headertest.Spec{Src: mustAddr(src), Dst: mustAddr(dst), Proto: header.ProtoUDP,
@@ -152,7 +152,7 @@ func TestMaySend(t *testing.T) {
 	for _, r := range rows {
 		for _, k := range allKinds {
 			want := r.want
-			if k == icmp.FragNeeded && r.diff {
+			if (k == icmp.FragNeeded || k == icmp.PacketTooBig) && r.diff {
 				want = r.frag
 			}
 			if got := icmp.MaySend(r.pkt, k); got != want {
