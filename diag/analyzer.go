@@ -30,7 +30,8 @@ type Options struct {
 	// removed it is an idle-expiry failure (default 1h).
 	IdleWindow time.Duration
 	// SYNAge: a live flow still in SYN_SENT at least this old counts as a
-	// SYN without answer (default 1s, the first SYN retransmit).
+	// SYN without answer (default 3s: past the first SYN retransmit, 1s,
+	// and the second resolution of a flow's opening time).
 	SYNAge time.Duration
 	// FillWarning is the fill level (0-1) of the flow table or of a SNAT
 	// destination's ports that is worth a warning (default 0.8).
@@ -56,7 +57,7 @@ func (o Options) withDefaults() Options {
 	defD(&o.StrayWindow, 2*time.Minute)
 	defD(&o.ReuseWindow, 10*time.Second)
 	defD(&o.IdleWindow, time.Hour)
-	defD(&o.SYNAge, time.Second)
+	defD(&o.SYNAge, 3*time.Second)
 	if o.FillWarning <= 0 || o.FillWarning > 1 {
 		o.FillWarning = 0.8
 	}

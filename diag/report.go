@@ -3,6 +3,7 @@ package diag
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/edgegw/edge/drop"
@@ -155,7 +156,7 @@ func (a *Analyzer) findings(d, extra *destState) []Finding {
 			continue // the failure says more; its counters carry the fill
 		}
 		f := Finding{Pattern: k.p, Severity: k.s, Destination: AllDestinations, Count: t.conns, Packets: t.packets,
-			FirstSeen: t.first, LastSeen: t.last, Examples: t.examples, dst: d.ep.ap}
+			FirstSeen: t.first, LastSeen: t.last, Examples: slices.Clone(t.examples), dst: d.ep.ap}
 		if d.ep.ap.IsValid() {
 			f.Destination, f.Protocol = d.ep.ap.String(), ProtoName(d.ep.proto)
 		}
@@ -265,3 +266,23 @@ func explain(f *Finding, d *destState) {
 // DestinationAddr returns the finding's destination as an address and
 // port (invalid for AllDestinations).
 func (f *Finding) DestinationAddr() netip.AddrPort { return f.dst }
+
+// AttachHistory adds to the examples of the first maxFindings findings the
+// incarnations fn returns for their tuple (a live flow first, then ended
+// ones newest first, as `edge flows explain` lists them). It stops at fn's
+// first error and returns it.
+func (r *Report) AttachHistory(fn func(Tuple) ([]Flow, error), maxFindings int) error {
+	for i := range r.Findings[:min(maxFindings, len(r.Findings))] {
+		for j := range r.Findings[i].Examples {
+			e := &r.Findings[i].Examples[j]
+			fs, err := fn(e.Tuple)
+			if err != nil {
+				return err
+			}
+			for k := range fs {
+				e.History = append(e.History, incarnation(&fs[k]))
+			}
+		}
+	}
+	return nil
+}
