@@ -218,6 +218,18 @@ func TestPatterns(t *testing.T) {
 			fix:  "raise the backend's keep-alive timeout",
 		},
 		{
+			name: "keep-alive race: a reset without ACK answers the client's request",
+			events: []Event{
+				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent), withNAT(nat)),
+				ev(6.5, KindClosed, client, flags(FlagRST), state(conntrack.TCPClose), withNAT(nat)),
+				ev(7, KindOpened, client2, flags(fS), state(conntrack.TCPSynSent), withNAT(nat)),
+				ev(13, KindClosed, client2, flags(FlagRST), state(conntrack.TCPClose), withNAT(nat)),
+			},
+			want: []want{{KeepaliveRace, Failing, backend, 2}},
+			durs: map[string]float64{"connection_age_at_reset": 6.5},
+			fix:  "raise the backend's keep-alive timeout",
+		},
+		{
 			name: "keep-alive race: the server's reset, direction known",
 			events: []Event{
 				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent)),
@@ -243,7 +255,7 @@ func TestPatterns(t *testing.T) {
 			},
 		},
 		{
-			name: "a reset alone, or data long after it, is not a keep-alive race",
+			name: "an abort (RST+ACK) alone, or data long after it, is not a keep-alive race",
 			events: []Event{
 				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent)),
 				ev(5, KindClosed, client, flags(fRA), state(conntrack.TCPClose)),

@@ -20,11 +20,13 @@
 //     firewall would have failed those connections).
 //   - idle_expiry: a flow removed by its idle timer in a synchronized state
 //     (established, closing, answered UDP), then a packet of it dropped.
-//   - keepalive_race: a connection closed by a reset, then a packet of it
-//     (data after the reset) within Options.ReuseWindow; a fresh SYN on the
-//     tuple settles it (port reuse is not a race). When events carry the
-//     closing packet's direction (Event.Dir), a reset from the server is
-//     enough.
+//   - keepalive_race: a connection closed by a reset without ACK (the
+//     answer to a segment that found the connection closed at the other
+//     end: the backend closed it idle, the client sent on it), or by any
+//     reset followed by a packet of it within Options.ReuseWindow; a fresh
+//     SYN on the tuple settles it (port reuse is not a race), and a lone
+//     RST+ACK (an abort) is not counted. When events carry the closing
+//     packet's direction (Event.Dir), a reset from the server is enough.
 //   - syn_unanswered: flows expired or evicted in SYN_SENT, and live flows
 //     still in SYN_SENT after Options.SYNAge or with their SYN sent twice;
 //     some answered connections to the same destination point at a full

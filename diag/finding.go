@@ -100,7 +100,8 @@ type Evidence struct {
 	Missing []string `json:"missing,omitempty"`
 }
 
-// Dist summarises a distribution of durations, in seconds.
+// Dist summarises a distribution of durations, in seconds (to the
+// millisecond).
 type Dist struct {
 	N   int     `json:"n"`
 	Min float64 `json:"min_s"`
@@ -194,8 +195,9 @@ func dist(s *sampler) Dist {
 		return Dist{}
 	}
 	slices.Sort(v)
-	q := func(p float64) float64 { return v[min(len(v)-1, int(p*float64(len(v))))].Seconds() }
-	return Dist{N: int(s.seen), Min: s.min.Seconds(), P50: q(0.5), P90: q(0.9), Max: s.max.Seconds()}
+	ms := func(d time.Duration) float64 { return float64(d.Round(time.Millisecond)) / float64(time.Second) }
+	q := func(p float64) float64 { return ms(v[min(len(v)-1, int(p*float64(len(v))))]) }
+	return Dist{N: int(s.seen), Min: ms(s.min), P50: q(0.5), P90: q(0.9), Max: ms(s.max)}
 }
 
 // sampler keeps a bounded sample of durations and their exact extremes.

@@ -12,6 +12,7 @@ import (
 // WriteJSON writes one JSON object per finding, one a line, ranked.
 func WriteJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // tuples print "->"
 	for i := range r.Findings {
 		if err := enc.Encode(&r.Findings[i]); err != nil {
 			return err
@@ -34,7 +35,7 @@ func WriteText(w io.Writer, r *Report) error {
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		fmt.Fprintf(&b, "\n%d. %s  %s %s  %s: %d connections", i+1, f.Pattern, f.Protocol, f.Destination, f.Severity, f.Count)
+		fmt.Fprintf(&b, "\n%d. %s  %s %s  %s: %s", i+1, f.Pattern, f.Protocol, f.Destination, f.Severity, plural(f.Count, "connection"))
 		if f.Packets > f.Count {
 			fmt.Fprintf(&b, ", %d packets", f.Packets)
 		}
@@ -93,6 +94,14 @@ func WriteText(w io.Writer, r *Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// plural is "1 connection", "2 connections".
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func clock(t time.Time) string { return t.Local().Format("15:04:05.000") }

@@ -218,17 +218,17 @@ func explain(f *Finding, d *destState) {
 		if x, ok := ds["expiry_to_next_packet"]; ok {
 			after = fmt.Sprintf(", the next packet coming up to %s after the expiry (median %s)", secs(x.Max), secs(x.P50))
 		}
-		f.Evidence.Summary = fmt.Sprintf("edge's idle timer removed %d connections to %s that were still in use: %d of their packets were dropped afterwards%s",
-			f.Count, dst, c["packets_after_expiry"], after)
+		f.Evidence.Summary = fmt.Sprintf("edge's idle timer removed %s to %s that were still in use: %d of their packets were dropped afterwards%s",
+			plural(f.Count, "connection"), dst, c["packets_after_expiry"], after)
 		f.Fix = fmt.Sprintf("connections to %s stay idle longer than edge's idle timeout: raise the established (or UDP) timeout of their timer profile above the applications' idle time, or have the endpoints send keepalives more often than it", dst)
 		f.Evidence.Missing = []string{"the idle time before expiry (the flow's last-packet time in the expired event)"}
 	case f.Pattern == KeepaliveRace:
 		reuse := ""
 		if x, ok := ds["reset_to_next_packet"]; ok {
-			reuse = fmt.Sprintf(", the client's next packet following the reset by up to %s (median %s)", secs(x.Max), secs(x.P50))
+			reuse = fmt.Sprintf(" (up to %s after it, median %s)", secs(x.Max), secs(x.P50))
 		}
-		f.Evidence.Summary = fmt.Sprintf("%d connections to %s were reset while the client still used them%s; %d connections to %s ended by a reset in all",
-			f.Count, dst, reuse, d.resets, dst)
+		f.Evidence.Summary = fmt.Sprintf("%s to %s reset while in use: %d resets answered a segment sent on a connection the other end had closed, %d connections sent more after their reset%s; %d connections to %s ended by a reset in all",
+			plural(f.Count, "connection"), dst, c["resets_answering_a_segment"]+c["server_resets"], ds["reset_to_next_packet"].N, reuse, d.resets, dst)
 		f.Fix = fmt.Sprintf("backend %s closes kept-alive connections that clients (the proxy) reuse moments later: raise the backend's keep-alive timeout above the proxy's upstream idle timeout, or lower the proxy's below the backend's", dst)
 		f.Evidence.Missing = []string{
 			"the direction of the closing packet in closed events (conntrack.Event.Dir, not passed to ctl.Event): which side reset",
@@ -237,8 +237,8 @@ func explain(f *Finding, d *destState) {
 		}
 	case f.Pattern == SYNUnanswered:
 		answered := d.opened - min(d.opened, f.Count)
-		f.Evidence.Summary = fmt.Sprintf("%d connections to %s got no SYN-ACK (%d in SYN_SENT still, %d with the SYN sent again, %d expired or evicted unanswered); %d other connections to it opened in the window",
-			f.Count, dst, c["live_in_syn_sent"], c["syn_retransmitted"], c["expired_in_syn_sent"]+c["evicted_in_syn_sent"], answered)
+		f.Evidence.Summary = fmt.Sprintf("%s to %s got no SYN-ACK (%d in SYN_SENT still, %d with the SYN sent again, %d expired or evicted unanswered); %d other connections to it opened in the window",
+			plural(f.Count, "connection"), dst, c["live_in_syn_sent"], c["syn_retransmitted"], c["expired_in_syn_sent"]+c["evicted_in_syn_sent"], answered)
 		if answered > 0 {
 			f.Fix = fmt.Sprintf("backend %s answers some SYNs and drops others: its listen backlog overflows under bursts of new connections; raise its listen backlog (the listen(2) argument and net.core.somaxconn) or make it accept connections faster", dst)
 		} else {
@@ -249,13 +249,13 @@ func explain(f *Finding, d *destState) {
 			"handshake time (SYN to SYN-ACK) per destination",
 		}
 	case f.Pattern == SNATExhaustion && f.Severity == Failing:
-		f.Evidence.Summary = fmt.Sprintf("%d new connections to %s were refused for lack of a SNAT port", f.Count, dst)
+		f.Evidence.Summary = fmt.Sprintf("%s to %s refused for lack of a SNAT port", plural(f.Count, "new connection"), dst)
 		f.Fix = fmt.Sprintf("every SNAT port toward %s was in use or in quarantine: add addresses to the SNAT pool, shorten snat.quarantine, or have clients reuse connections to %s (keep-alive)", dst, dst)
 	case f.Pattern == SNATExhaustion:
 		f.Evidence.Summary = fmt.Sprintf("%d of the %d SNAT ports toward %s are in use or in quarantine", f.Count, c["ports_range"], dst)
 		f.Fix = fmt.Sprintf("SNAT ports toward %s are nearly all taken: add addresses to the SNAT pool or shorten snat.quarantine before new connections are refused", dst)
 	case f.Pattern == TableFull && f.Severity == Failing:
-		f.Evidence.Summary = fmt.Sprintf("%d new flows were refused: the flow table was full (or a probe run at its bound)", f.Count)
+		f.Evidence.Summary = fmt.Sprintf("%s refused: the flow table was full (or a probe run at its bound)", plural(f.Count, "new flow"))
 		f.Fix = "the flow table is full of flows that cannot be evicted: raise conntrack.max_flows, or shorten the timers of the profiles that keep idle flows"
 	case f.Pattern == TableFull:
 		f.Evidence.Summary = fmt.Sprintf("the flow table holds %d flows of %d", c["flows"], c["capacity"])

@@ -19,11 +19,23 @@ func (a *Analyzer) rules(ev *Event, ts *tupleState, d *destState, dir Dir) {
 		if ev.Flags&FlagRST != 0 {
 			ts.resetAt, ts.resetSampled = ev.Time, false
 			d.resets++
-			if dir == DirReply {
+			switch {
+			case dir == DirReply:
 				// The server reset a connection: with the direction
 				// known, that alone is the race's server side.
 				t := a.record(d, KeepaliveRace, Failing, ts, ev.Time)
 				t.counts["server_resets"]++
+			case dir == DirUnknown && ev.Flags&FlagACK == 0:
+				// A reset without ACK answers a segment that found no
+				// connection (RFC 9293 3.10.7.1): its sender had closed
+				// the connection and the other side still sent on it.
+				// An end that aborts (SO_LINGER 0, unread data) sends
+				// RST+ACK instead, and a SYN is answered with RST+ACK.
+				t := a.record(d, KeepaliveRace, Failing, ts, ev.Time)
+				t.counts["resets_answering_a_segment"]++
+				if !ts.opened.IsZero() {
+					t.dur("connection_age_at_reset", ev.Time.Sub(ts.opened))
+				}
 			}
 		}
 	case KindExpired, KindEvicted:
@@ -197,6 +209,9 @@ func (a *Analyzer) AddFlows(flows []Flow, at time.Time) {
 		}
 		d := a.dest(endpoint{f.Orig.Proto, f.Orig.Dst}, true)
 		t := a.record(d, SYNUnanswered, Failing, ts, at)
+		if !f.Opened.IsZero() && f.Opened.Before(t.first) {
+			t.first = f.Opened
+		}
 		t.counts["live_in_syn_sent"]++
 		if f.PacketsOrig >= 2 {
 			t.counts["syn_retransmitted"]++

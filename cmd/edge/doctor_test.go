@@ -127,7 +127,7 @@ func TestDoctorOffline(t *testing.T) {
 	}
 
 	text := runDoctor(t, "table", "--events", "testdata/doctor-keepalive.jsonl")
-	for _, s := range []string{"1. keepalive_race  tcp 10.2.0.2:8080  failing: 1 connections", "fix: backend 10.2.0.2:8080",
+	for _, s := range []string{"1. keepalive_race  tcp 10.2.0.2:8080  failing: 1 connection", "fix: backend 10.2.0.2:8080",
 		"example tcp 10.0.0.2:40000 -> 10.2.0.2:8080 snat 192.0.2.1:40000", "dropped state close reason data_on_closed flags PA"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("no %q in:\n%s", s, text)
