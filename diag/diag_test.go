@@ -197,6 +197,14 @@ func TestPatterns(t *testing.T) {
 			},
 		},
 		{
+			name: "idle expiry, then a new connection's SYN refused by policy, is not idle expiry",
+			events: []Event{
+				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent)),
+				ev(30, KindExpired, client, state(conntrack.TCPEstablished)),
+				ev(31, KindDropped, client, flags(fS), reason(drop.FirewallDrop), zone(ZoneInside)),
+			},
+		},
+		{
 			name: "TIME_WAIT expiry, then a late ACK, is not idle expiry",
 			events: cat(conn(0, client), []Event{
 				ev(121, KindDropped, client, flags(fA), reason(drop.NoState)),
