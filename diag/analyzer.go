@@ -217,7 +217,14 @@ func (a *Analyzer) resolve(ev *Event) (Tuple, Dir) {
 	t := ev.Tuple
 	switch {
 	case ev.Kind.flowKind(), ev.Kind == KindDropped && ev.State != conntrack.StateNone:
-		return t, DirUnknown // conntrack reports the flow's original key
+		// Conntrack reports the flow's original key. One that is the reply
+		// key of a known translated flow belongs to an entry the other
+		// side created (in NSX compatibility mode, the server's stray
+		// FIN): it is about the client's connection.
+		if o, ok := a.replies[t]; ok && !ev.NAT.IsValid() {
+			return o, DirUnknown
+		}
+		return t, DirUnknown
 	case ev.Kind == KindSNATExhausted, ev.Kind == KindSNATQuarantineOverride:
 		return t, DirOriginal // SNAT translates new flows from the inside
 	}

@@ -129,6 +129,15 @@ func TestPatterns(t *testing.T) {
 			fix:  "turn nsx_compat off",
 		},
 		{
+			name: "nsx stray FIN from the server: its CLOSING entry drops the new connection's SYN-ACK",
+			events: cat(conn(0, client), []Event{
+				ev(200, KindOpened, fromServer, flags(fFA), state(conntrack.TCPFinWait)),
+				ev(201, KindDropped, fromServer, flags(fSA), state(conntrack.TCPFinWait), reason(drop.NSXSynAckOnClosing)),
+				ev(201, KindICMPSent, fromServer, reason(drop.NSXSynAckOnClosing), zone(ZoneOutside)),
+			}),
+			want: []want{{StrayFINPortReuse, Failing, backend, 1}},
+		},
+		{
 			name: "edge: stray FIN without state, then the port reused",
 			events: cat(conn(0, client), []Event{
 				ev(130, KindDropped, client, flags(fFA), reason(drop.NoState), zone(ZoneInside)),
