@@ -166,6 +166,21 @@ func TestPatterns(t *testing.T) {
 			want: []want{{StrayFINPortReuse, Prevented, backend, 1}},
 		},
 		{
+			name: "edge: FIN of the previous connection in the new one's handshake (old entry gone)",
+			events: []Event{
+				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent), withNAT(nat)),
+				ev(0.2, KindDropped, client, flags(fFA), state(conntrack.TCPSynSent), reason(drop.InvalidState), withNAT(nat)),
+			},
+			want: []want{{StrayFINPortReuse, Prevented, backend, 1}},
+		},
+		{
+			name: "a FIN out of window on an established connection is not a stray FIN",
+			events: []Event{
+				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent)),
+				ev(5, KindDropped, client, flags(fFA), state(conntrack.TCPEstablished), reason(drop.OutOfWindow)),
+			},
+		},
+		{
 			name: "stray FIN long before the port's reuse is not the pattern",
 			events: []Event{
 				ev(0, KindDropped, client, flags(fFA), reason(drop.NoState)),

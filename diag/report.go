@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgegw/edge/drop"
@@ -206,12 +207,18 @@ func explain(f *Finding, d *destState) {
 	ds := f.Evidence.Durations
 	switch {
 	case f.Pattern == StrayFINPortReuse && f.Severity == Failing:
-		f.Evidence.Summary = fmt.Sprintf("%d SYN-ACKs from %s met CLOSING entries that stray FINs of earlier connections had made on reused ports (%d connections)",
-			c["synack_dropped_on_closing"], dst, f.Count)
+		f.Evidence.Summary = fmt.Sprintf("%d SYN-ACKs from %s met CLOSING entries that FINs of earlier connections had left on reused ports (%s)",
+			c["synack_dropped_on_closing"], dst, plural(f.Count, "connection"))
 		f.Fix = fmt.Sprintf("edge runs in NSX compatibility mode, which drops a new connection's SYN-ACK when a delayed FIN of an old connection on the same port made a CLOSING entry: turn nsx_compat off so that edge tracks each incarnation of a reused port and connections to %s stop failing", dst)
 	case f.Pattern == StrayFINPortReuse:
-		f.Evidence.Summary = fmt.Sprintf("edge dropped %d delayed FINs of earlier connections whose ports %d new connections to %s reused",
-			c["stray_fins_dropped_no_state"]+c["stray_fins_dropped_stale_incarnation"], f.Count, dst)
+		var fins uint64
+		for k, n := range c {
+			if strings.HasPrefix(k, "stray_fins_dropped_") {
+				fins += n
+			}
+		}
+		f.Evidence.Summary = fmt.Sprintf("edge dropped %d delayed FINs of earlier connections whose ports %s to %s reused",
+			fins, plural(f.Count, "new connection"), dst)
 		f.Fix = fmt.Sprintf("nothing to do on edge: it kept these %d connections to %s working, where an NSX-style firewall would have made the stray FINs CLOSING entries and dropped the new connections' SYN-ACKs (502s); the FINs come late from clients or %s, worth a look if they grow", f.Count, dst, dst)
 	case f.Pattern == IdleExpiry:
 		after := ""

@@ -113,7 +113,11 @@ func (a *Analyzer) removed(ev *Event, ts *tupleState, d *destState) {
 	}
 }
 
-// raceReasons are the drops of a packet that comes after its connection
+func inHandshake(s conntrack.State) bool {
+	return s == conntrack.TCPSynSent || s == conntrack.TCPSynSent2 || s == conntrack.TCPSynRecv
+}
+
+// raceReason reports the drops of a packet that comes after its connection
 // was reset.
 func raceReason(r drop.Reason) bool {
 	switch r {
@@ -131,11 +135,12 @@ func (a *Analyzer) dropped(ev *Event, ts *tupleState, d *destState, dir Dir) {
 	case r == drop.NSXSynAckOnClosing:
 		t := a.record(d, StrayFINPortReuse, Failing, ts, ev.Time)
 		t.counts["synack_dropped_on_closing"]++
-	case tcp && r == drop.StaleIncarnation && fl&FlagFIN != 0:
-		// A FIN of an older incarnation of a reused tuple, dropped without
+	case tcp && fl&(FlagFIN|FlagSYN) == FlagFIN && (r == drop.StaleIncarnation || inHandshake(ev.State) && raceReason(r)):
+		// A FIN of an older incarnation of a reused tuple (no FIN can
+		// belong to a connection still in its handshake), dropped without
 		// touching the new one.
 		t := a.record(d, StrayFINPortReuse, Prevented, ts, ev.Time)
-		t.counts["stray_fins_dropped_stale_incarnation"]++
+		t.counts["stray_fins_dropped_"+r.String()]++
 	case !ts.expiredAt.IsZero() && ev.Time.Sub(ts.expiredAt) <= a.opt.IdleWindow && !(tcp && fl&FlagSYN != 0):
 		t := a.record(d, IdleExpiry, Failing, ts, ev.Time)
 		t.counts["packets_after_expiry"]++
