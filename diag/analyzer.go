@@ -217,12 +217,25 @@ func (a *Analyzer) resolve(ev *Event) (Tuple, Dir) {
 	t := ev.Tuple
 	switch {
 	case ev.Kind.flowKind(), ev.Kind == KindDropped && ev.State != conntrack.StateNone:
-		// Conntrack reports the flow's original key. One that is the reply
-		// key of a known translated flow belongs to an entry the other
-		// side created (in NSX compatibility mode, the server's stray
-		// FIN): it is about the client's connection.
+		// Conntrack reports the flow's original key: the client's, unless
+		// the entry was made by the server's packet (in NSX compatibility
+		// mode, its stray FIN), whose key is the client's connection seen
+		// from the server: the reply key of a known translated flow, or
+		// a known tuple reversed.
+		if _, ok := a.tuples[t]; ok {
+			return t, DirUnknown
+		}
 		if o, ok := a.replies[t]; ok && !ev.NAT.IsValid() {
 			return o, DirUnknown
+		}
+		if ev.Kind == KindOpened && ev.Flags&(FlagSYN|FlagFIN) != FlagFIN {
+			return t, DirUnknown // made by the client's SYN or first datagram
+		}
+		if _, ok := a.tuples[t.Reverse()]; ok {
+			return t.Reverse(), DirUnknown
+		}
+		if a.serverSide(t) {
+			return t.Reverse(), DirUnknown
 		}
 		return t, DirUnknown
 	case ev.Kind == KindSNATExhausted, ev.Kind == KindSNATQuarantineOverride:
@@ -237,13 +250,20 @@ func (a *Analyzer) resolve(ev *Event) (Tuple, Dir) {
 	if _, ok := a.tuples[t.Reverse()]; ok {
 		return t.Reverse(), DirReply
 	}
-	if s, d := a.dests[endpoint{t.Proto, t.Src}], a.dests[endpoint{t.Proto, t.Dst}]; s != nil && s.server && (d == nil || !d.server) {
+	if a.serverSide(t) {
 		return t.Reverse(), DirReply
 	}
 	if t.Proto == protoTCP && ev.Flags&(FlagSYN|FlagACK) == FlagSYN|FlagACK {
 		return t.Reverse(), DirReply
 	}
 	return t, DirUnknown
+}
+
+// serverSide reports whether t's source is a known server and its
+// destination is not: t is a packet from the server.
+func (a *Analyzer) serverSide(t Tuple) bool {
+	s, d := a.dests[endpoint{t.Proto, t.Src}], a.dests[endpoint{t.Proto, t.Dst}]
+	return s != nil && s.server && (d == nil || !d.server)
 }
 
 // tuple returns the state of tuple t, making room within MaxTuples.
