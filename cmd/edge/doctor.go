@@ -77,6 +77,9 @@ finding.`,
 				if statsBefore != "" || statsAfter != "" {
 					return errors.New("--stats-before and --stats-after go with --events")
 				}
+				if cf.output == "table" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "watching edge for %s (interrupt to stop early)\n", window)
+				}
 				r, err = doctorLive(opt, window)
 			}
 			if err != nil {
