@@ -225,7 +225,7 @@ func explain(f *Finding, d *destState) {
 		if x, ok := ds["expiry_to_next_packet"]; ok {
 			after = fmt.Sprintf(", the next packet coming up to %s after the expiry (median %s)", secs(x.Max), secs(x.P50))
 		}
-		f.Evidence.Summary = fmt.Sprintf("edge's idle timer removed %s to %s that were still in use: %d of their packets were dropped afterwards%s",
+		f.Evidence.Summary = fmt.Sprintf("edge's idle timer removed %s to %s while still in use: %d of their packets were dropped afterwards%s",
 			plural(f.Count, "connection"), dst, c["packets_after_expiry"], after)
 		f.Fix = fmt.Sprintf("connections to %s stay idle longer than edge's idle timeout: raise the established (or UDP) timeout of their timer profile above the applications' idle time, or have the endpoints send keepalives more often than it", dst)
 		f.Evidence.Missing = []string{"the idle time before expiry (the flow's last-packet time in the expired event)"}
