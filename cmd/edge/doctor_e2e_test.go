@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgegw/edge/internal/netnstest"
+)
+
+const doctorE2EConfig = `
+interfaces: {inside: {name: in}, outside: {name: out}}
+routes:
+  - {dst: 10.0.0.0/24, interface: inside}
+  - {dst: 203.0.113.0/24, interface: outside}
+snat: {mode: automap}
+conntrack: {max_flows: 4096}
+profiles:
+  - {name: short, established: 2s}
+rules:
+  - {name: idle, zone: inside, proto: tcp, dst_ports: ["7001"], action: allow, profile: short}
+  - {name: outbound, zone: inside, action: allow}
+`
+
+// TestDoctorEndToEnd runs the daemon in namespaces with real TCP traffic
+// and `edge doctor --window` beside it: clean traffic gives no finding;
+// a connection idle past its profile's established timer and then used is
+// idle_expiry, and a burst of connections to a listener with a backlog of
+// 1 that never accepts is syn_unanswered (listen backlog), and requests on
+// connections a backend closed idle a moment before are keepalive_race,
+// each toward its own server port, while clean traffic to a fourth port
+// stays clean.
+func TestDoctorEndToEnd(t *testing.T) {
+	netnstest.Require(t)
+	bin := netnstest.BuildEdge(t, ".")
+	dir := t.TempDir()
+	client, edge, server := netnstest.Gateway(t, "dr")
+	cfg := filepath.Join(dir, "edge.yaml")
+	os.WriteFile(cfg, []byte(doctorE2EConfig), 0o644)
+	sock := filepath.Join(dir, "edge.sock")
+	logf, err := os.Create(filepath.Join(dir, "edge.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+	daemon := exec.Command("ip", "netns", "exec", edge.Name, bin, "run", "--config", cfg, "--socket", sock)
+	daemon.Stdout, daemon.Stderr = logf, logf
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { daemon.Process.Signal(os.Interrupt); daemon.Wait() })
+	if !netnstest.WaitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
+		t.Fatalf("edge did not start:\n%s", logText())
+	}
+
+	echo := func(port int) {
+		var l net.Listener
+		if err := server.Do(func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf("203.0.113.2:%d", port)); return err }); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(c, c); c.Close() }()
+			}
+		}()
+	}
+	echo(7001)
+	echo(7004)
+	// A backend that closes a connection idle for 1 s (a keep-alive
+	// timeout shorter than its client's reuse).
+	var ka net.Listener
+	if err := server.Do(func() (err error) { ka, err = net.Listen("tcp4", "203.0.113.2:7002"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ka.Close() })
+	go func() {
+		for {
+			c, err := ka.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 100)
+				for {
+					c.SetReadDeadline(time.Now().Add(time.Second))
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+	// A listener with a backlog of 1 that never accepts: its accept queue
+	// fills with two connections and the kernel drops the SYNs after.
+	var backlogFD int
+	if err := server.Do(func() error {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			return err
+		}
+		backlogFD = fd
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: 7003, Addr: [4]byte{203, 0, 113, 2}}); err != nil {
+			return err
+		}
+		return syscall.Listen(fd, 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(backlogFD) })
+
+	dial := func(port int, timeout time.Duration) (net.Conn, error) {
+		var c net.Conn
+		err := client.Do(func() (err error) {
+			c, err = net.DialTimeout("tcp4", fmt.Sprintf("203.0.113.2:%d", port), timeout)
+			return err
+		})
+		return c, err
+	}
+	roundTrip := func(c net.Conn, msg string) error {
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		_, err := io.ReadFull(c, buf)
+		return err
+	}
+	clean := func(n int) {
+		for range n {
+			c, err := dial(7004, 5*time.Second)
+			if err != nil {
+				t.Errorf("clean connection: %v", err)
+				return
+			}
+			if err := roundTrip(c, "hello"); err != nil {
+				t.Errorf("clean round trip: %v", err)
+			}
+			c.Close()
+		}
+	}
+	clean(1) // edge resolves its neighbours: the first SYN may be dropped
+
+	// doctor runs beside the traffic; started first, it subscribes well
+	// before the traffic below starts.
+	doctor := func(window string, traffic func()) []map[string]any {
+		t.Helper()
+		cmd := exec.Command(bin, "--socket", sock, "doctor", "--window", window, "-o", "json")
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		traffic()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("edge doctor: %v\n%s%s", err, out.String(), errb.String())
+		}
+		var fs []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			if l == "" {
+				continue
+			}
+			var f map[string]any
+			if err := json.Unmarshal([]byte(l), &f); err != nil {
+				t.Fatalf("%v: %s", err, l)
+			}
+			fs = append(fs, f)
+		}
+		t.Logf("edge doctor --window %s: %d findings\n%s%s", window, len(fs), out.String(), errb.String())
+		return fs
+	}
+
+	if fs := doctor("2s", func() { clean(5) }); len(fs) != 0 {
+		t.Fatalf("clean traffic: %d findings", len(fs))
+	}
+
+	fs := doctor("6s", func() {
+		var wg sync.WaitGroup
+		idle, err := dial(7001, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close()
+		if err := roundTrip(idle, "a"); err != nil {
+			t.Fatal(err)
+		}
+		for range 8 {
+			wg.Go(func() {
+				if c, err := dial(7003, 5*time.Second); err == nil {
+					c.Close()
+				}
+			})
+		}
+		clean(3)
+		// The client reuses its kept-alive connections after 1.5 s: the
+		// backend closed them at 1 s and resets the request.
+		var kept []net.Conn
+		for range 2 {
+			c, err := dial(7002, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := roundTrip(c, "req1"); err != nil {
+				t.Fatal(err)
+			}
+			kept = append(kept, c)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		for _, c := range kept {
+			if err := roundTrip(c, "req2"); err == nil {
+				t.Errorf("the backend answered a request on a connection idle past its keep-alive timeout")
+			}
+		}
+		time.Sleep(2000 * time.Millisecond) // past the 2 s established timer
+		idle.SetWriteDeadline(time.Now().Add(time.Second))
+		idle.Write([]byte("b")) // dropped: edge forgot the connection
+		wg.Wait()
+	})
+	byDest := map[string]map[string]any{}
+	for _, f := range fs {
+		byDest[f["destination"].(string)+" "+f["pattern"].(string)] = f
+	}
+	if f := byDest["203.0.113.2:7001 idle_expiry"]; f == nil || f["count"] != 1.0 || f["severity"] != "failing" {
+		t.Errorf("no idle_expiry finding for 203.0.113.2:7001 with count 1")
+	}
+	if f := byDest["203.0.113.2:7003 syn_unanswered"]; f == nil || f["count"].(float64) < 2 ||
+		!strings.Contains(f["fix"].(string), "listen backlog") {
+		t.Errorf("no syn_unanswered finding for 203.0.113.2:7003 naming the listen backlog")
+	}
+	if f := byDest["203.0.113.2:7002 keepalive_race"]; f == nil || f["count"] != 2.0 ||
+		!strings.Contains(f["fix"].(string), "keep-alive timeout") {
+		t.Errorf("no keepalive_race finding for 203.0.113.2:7002 with count 2")
+	}
+	for k := range byDest {
+		if strings.HasPrefix(k, "203.0.113.2:7004 ") {
+			t.Errorf("finding for the clean destination: %s", k)
+		}
+	}
+	if len(byDest) != 3 {
+		t.Errorf("%d findings, want 3", len(byDest))
+	}
+}
