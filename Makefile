@@ -1,5 +1,5 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab tcp
 test:
 	./scripts/test.sh
 # pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
@@ -29,3 +29,6 @@ synflood2:
 # NAT behaviour as a STUN client sees it (coturn turnutils_natdiscovery, RFC 5780): mapping, filtering, hairpin, edge and Linux (root, < 1 min; GATE=eim: exit 1 unless edge maps endpoint-independently)
 natlab:
 	./bench/natlab.sh
+# iperf3 TCP, 1 and 8 streams, through edge and Linux nftables alternated, medians and edge/Linux (root, ~2 min; SHORT=1: a 30 s smoke check)
+tcp:
+	./bench/tcp.sh
