@@ -47,6 +47,10 @@
 #   veth drops: rx+tx dropped over the four veths (both modes), and by veth
 #           (c: client, i/o: the middle's inside/outside, s: server).
 #
+# ACKS_ON_MIDDLE=1 makes the outside veth's NAPI threaded too, its kthread
+# on the middle's CPU and in cpu%: all of the middle box's receive work, both
+# directions, on its CPU and counted, for Linux and edge alike.
+#
 # FAMILY=6: topo.sh's lab is IPv4 only (IPv6 disabled on every veth), so the
 # script adds IPv6 to it: fd00:10::/64 inside, 2001:db8:113::/64 outside,
 # static neighbours, the client's default route; Linux gets an ip6 table like
@@ -57,7 +61,7 @@
 # family), applied live with `edge config apply`.
 #
 # Environment: RUNS (3), DURATION (5), STREAMS ("1 8"), MODES ("edge
-# linux-nft"), FAMILY (4), MIN_FRAC (0.05, SHORT), OUT (bench/out),
+# linux-nft"), FAMILY (4), ACKS_ON_MIDDLE (unset), MIN_FRAC (0.05, SHORT), OUT (bench/out),
 # EDGE_BIN (default: built from the working tree), PORT (5201), KEEP
 # (keep the work directory).
 set -euo pipefail
@@ -298,6 +302,14 @@ run_mode() {
 		sleep 0.05
 	done
 	[ -n "$ok" ] || { cat "$tmp/server.log" >&2; die "iperf3 server did not start"; }
+	if [ -n "${ACKS_ON_MIDDLE:-}" ] && [ "$mode" != direct ]; then
+		# The outside veth's receive (the ACK direction) in a NAPI kthread on
+		# the middle's CPU too, and counted in its CPU.
+		echo 1 | ip netns exec "$NS_M" tee "/sys/class/net/$DEV_OUT/threaded" >/dev/null
+		local pid
+		for pid in $(napi_pids "$DEV_OUT"); do taskset -pc "$MIDDLE_CPUS" "$pid" >/dev/null; done
+		MIDDLE_RX="$MIDDLE_RX $DEV_OUT"
+	fi
 	for p in $STREAMS; do
 		test_one "$mode" "$run" "$p"
 	done
@@ -320,9 +332,9 @@ done
 elapsed=$(( $(date +%s) - t_start ))
 rc=0
 python3 - "$tmp/tests.jsonl" "$OUT" "$elapsed" "$EDGE_SRC" "${SHORT:-}" "$MIN_FRAC" "$DURATION" "$RUNS" "$FAMILY" \
-	"$(cut -d ' ' -f 1-3 /proc/loadavg)" "$(iperf3 --version | awk 'NR == 1 {print $2}')" <<'PY' || rc=$?
+	"$(cut -d ' ' -f 1-3 /proc/loadavg)" "$(iperf3 --version | awk 'NR == 1 {print $2}')" "${ACKS_ON_MIDDLE:-}" <<'PY' || rc=$?
 import json, sys, statistics, os, time
-path, out, elapsed, edge_src, short, min_frac, dur, runs, family, load, iperf = sys.argv[1:]
+path, out, elapsed, edge_src, short, min_frac, dur, runs, family, load, iperf, acks = sys.argv[1:]
 rows = [json.loads(l) for l in open(path) if l.strip()]
 order = {"direct": 0, "linux-nft": 1, "edge": 2}
 keys = sorted({(r["streams"], r["mode"]) for r in rows}, key=lambda k: (k[0], order[k[1]]))
@@ -365,7 +377,7 @@ for k in keys:
     e = m["mode"] == "edge"
     other = ["rx_ring_full=%g" % m["rx_ring_full"]] if e and m["rx_ring_full"] else []
     other += ["tx_device_drops=%g" % m["tx_device_drops"]] if e and m["tx_device_drops"] else []
-    other += ["%s=%g" % kv for kv in m["drops"].items()]
+    other += ["%s=%g" % kv for kv in m["drops"].items() if kv[1]]
     lines.append("%7d %-9s %7.2f %11s %6s %5s %6s %7s %9s %10s %7s %6s %6s  %s" % (
         m["streams"], m["mode"], m["gbps"], "(%.2f-%.2f)" % (m["gbps_min"], m["gbps_max"]),
         f(m["edge_over_linux"], "%.2fx"), f(m["cpu_pct"], "%.0f"), f(m["ns_per_seg"], "%.0f"), f(m["retrans"], "%g"),
@@ -374,8 +386,9 @@ for k in keys:
         "%d/%d" % (m["failed"], m["tests"]), " ".join(other) or ("none" if e else "")))
 head = ["tcp.sh %s: %s, iperf3 %s TCP over IPv%s, median of %s run(s) of %s s per mode and stream count, modes alternated; edge from %s; %s s wall; load average at the end %s" % (
             "SHORT" if short else "full", time.strftime("%Y-%m-%d %H:%M:%S"), iperf, family, runs, dur, edge_src, elapsed, load),
-        "Gbit/s: iperf3's receiver; /linux: edge over linux-nft; cpu%: the middle's own threads (inside veth NAPI kthread + edge) in % of a CPU,",
-        "ns/seg: that per MSS segment delivered (the ACK direction's receive on the outside veth runs on the server's CPU and is in neither);",
+        "Gbit/s: iperf3's receiver; /linux: edge over linux-nft; cpu%: the middle's own threads in % of a CPU, ns/seg: that per MSS segment delivered;",
+        ("ACKS_ON_MIDDLE: both veths' NAPI kthreads (the middle CPU) + edge" if acks else
+         "the inside veth's NAPI kthread + edge (the ACK direction's receive on the outside veth runs on the server's CPU and is in neither)") + ";",
         "retr: TCP retransmissions of the sender; vethdrop: packets the lab's veths dropped (a full receive ring: the next hop's CPU did not keep up);",
         "edge's counters are the test's: AF_XDP fill_ring_empty, drop reason tx_full, the others; busy%: each CPU of the machine (/proc/stat,",
         "every tenant: the machine is shared), CPU 0 the iperf3 ends, CPU 1 the middle box.", ""]
@@ -392,7 +405,7 @@ with open(os.path.join(out, "tcp.tsv"), "w") as fh:
                  cpus_busy_pct=",".join("%s=%d" % kv for kv in sorted(r["cpus_busy_pct"].items())))
         fh.write("\t".join("" if v[c] is None else str(v[c]) for c in cols) + "\n")
 json.dump({"tests": rows, "medians": [meds[k] for k in keys], "edge": edge_src, "family": int(family),
-           "duration_s": int(dur), "runs": int(runs), "iperf3": iperf, "elapsed_s": int(elapsed)},
+           "duration_s": int(dur), "runs": int(runs), "acks_on_middle": bool(acks), "iperf3": iperf, "elapsed_s": int(elapsed)},
           open(os.path.join(out, "tcp.json"), "w"), indent=1)
 print("written: %s/tcp.txt, tcp.tsv, tcp.json" % out)
 failed = [r for r in rows if r["error"]]
