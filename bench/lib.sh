@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh: helpers shared by the bench scripts that run a lab from
 # scripts/topo.sh; sourced from the repository root (". bench/lib.sh").
 #
@@ -15,10 +16,12 @@ build_edge() {
 	local bin=$1
 	if [ -n "${EDGE_BIN:-}" ]; then
 		cp "$EDGE_BIN" "$bin"
+		# shellcheck disable=SC2034 # read by the caller
 		EDGE_SRC="EDGE_BIN=$EDGE_BIN"
 		return
 	fi
 	go build -o "$bin" ./cmd/edge
+	# shellcheck disable=SC2034 # read by the caller
 	EDGE_SRC="working tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
 }
 

@@ -87,12 +87,14 @@ for m in $MODES; do
 	case $m in direct | edge | linux-nft) ;; *) die "MODES: unknown mode $m (direct, edge, linux-nft)" ;; esac
 done
 case $FAMILY in 4 | 6) ;; *) die "FAMILY must be 4 or 6" ;; esac
-[ -n "${SHORT:-}" ] && { [[ " $MODES " == *" edge "* ]] && [[ " $MODES " == *" linux-nft "* ]] || die "SHORT compares edge with linux-nft: MODES must name both"; }
+if [ -n "${SHORT:-}" ] && ! { [[ " $MODES " == *" edge "* ]] && [[ " $MODES " == *" linux-nft "* ]]; }; then
+	die "SHORT compares edge with linux-nft: MODES must name both"
+fi
 
 need iperf3 python3 ethtool nft:nftables || die "cannot install what it needs (apt-get's output above)"
 mkdir -p "$OUT"
 tmp=$(mktemp -d /tmp/tcpbench.XXXXXX)
-topo_id= srv_pid=
+topo_id='' srv_pid=''
 cleanup() {
 	[ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null || true
 	[ -n "$topo_id" ] && LOGDIR=$tmp ./scripts/topo.sh down "$topo_id" >/dev/null 2>&1 || true
@@ -286,7 +288,7 @@ print(s)'
 run_mode() {
 	local mode=$1 run=$2 p
 	topo_id=$(EDGE_BIN="$tmp/edge" ./scripts/topo.sh up "$mode" --middle-cpus 1 --other-cpu 0 | tail -1)
-	EDGE_PID= EDGE_SOCK= EDGE_CONFIG=
+	EDGE_PID='' EDGE_SOCK='' EDGE_CONFIG=''
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
 	if [ "$mode" = direct ]; then
@@ -321,7 +323,7 @@ run_mode() {
 }
 
 echo "== $RUNS run(s) of: $MODES (alternated, in turn first); streams: $STREAMS; ${DURATION} s each; load average $(cut -d ' ' -f 1-3 /proc/loadavg)"
-modes=($MODES)
+read -ra modes <<<"$MODES"
 for run in $(seq "$RUNS"); do
 	n=${#modes[@]}
 	for ((i = 0; i < n; i++)); do
