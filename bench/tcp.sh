@@ -370,8 +370,8 @@ for (p, mode), m in meds.items():
     dct = meds.get((p, "direct"))
     m["over_direct"] = round(m["gbps"] / dct["gbps"], 3) if mode != "direct" and dct and dct["gbps"] > 0 else None
 f = lambda v, fmt="%s": "-" if v is None else fmt % v
-hdr = "%7s %-9s %7s %11s %6s %5s %6s %7s %9s %10s %7s %6s %6s  %s" % (
-    "streams", "mode", "Gbit/s", "(min-max)", "/linux", "cpu%", "ns/seg", "retr", "vethdrop",
+hdr = "%7s %-9s %7s %11s %6s %7s %5s %6s %7s %9s %10s %7s %6s %6s  %s" % (
+    "streams", "mode", "Gbit/s", "(min-max)", "/linux", "/direct", "cpu%", "ns/seg", "retr", "vethdrop",
     "fill_empty", "tx_full", "busy%", "failed", "other edge losses (median per test)")
 lines = [hdr, "-" * len(hdr)]
 for k in keys:
@@ -380,15 +380,15 @@ for k in keys:
     other = ["rx_ring_full=%g" % m["rx_ring_full"]] if e and m["rx_ring_full"] else []
     other += ["tx_device_drops=%g" % m["tx_device_drops"]] if e and m["tx_device_drops"] else []
     other += ["%s=%g" % kv for kv in m["drops"].items() if kv[1]]
-    lines.append("%7d %-9s %7.2f %11s %6s %5s %6s %7s %9s %10s %7s %6s %6s  %s" % (
+    lines.append("%7d %-9s %7.2f %11s %6s %7s %5s %6s %7s %9s %10s %7s %6s %6s  %s" % (
         m["streams"], m["mode"], m["gbps"], "(%.2f-%.2f)" % (m["gbps_min"], m["gbps_max"]),
-        f(m["edge_over_linux"], "%.2fx"), f(m["cpu_pct"], "%.0f"), f(m["ns_per_seg"], "%.0f"), f(m["retrans"], "%g"),
+        f(m["edge_over_linux"], "%.2fx"), f(m["over_direct"] and 100 * m["over_direct"], "%.0f%%"), f(m["cpu_pct"], "%.0f"), f(m["ns_per_seg"], "%.0f"), f(m["retrans"], "%g"),
         f(m["veth_drops"], "%g"), f(m["fill_ring_empty"], "%g") if e else "-", f(m["tx_full"], "%g") if e else "-",
         "/".join("%g" % v for v in m["cpus_busy_pct"].values()) or "-",
         "%d/%d" % (m["failed"], m["tests"]), " ".join(other) or ("none" if e else "")))
 head = ["tcp.sh %s: %s, iperf3 %s TCP over IPv%s, median of %s run(s) of %s s per mode and stream count, modes alternated; edge from %s; %s s wall; load average at the end %s" % (
             "SHORT" if short else "full", time.strftime("%Y-%m-%d %H:%M:%S"), iperf, family, runs, dur, edge_src, elapsed, load),
-        "Gbit/s: iperf3's receiver; /linux: edge over linux-nft; cpu%: the middle's own threads in % of a CPU, ns/seg: that per MSS segment delivered;",
+        "Gbit/s: iperf3's receiver; /linux: edge over linux-nft; /direct: over no middle box (MODES with direct); cpu%: the middle's own threads in % of a CPU, ns/seg: that per MSS segment delivered;",
         ("ACKS_ON_MIDDLE: both veths' NAPI kthreads (the middle CPU) + edge" if acks else
          "the inside veth's NAPI kthread + edge (the ACK direction's receive on the outside veth runs on the server's CPU and is in neither)") + ";",
         "retr: TCP retransmissions of the sender; vethdrop: packets the lab's veths dropped (a full receive ring: the next hop's CPU did not keep up);",
