@@ -1,5 +1,5 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab natlab-ci
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab natlab-ci tcp
 test:
 	./scripts/test.sh
 # pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
@@ -32,3 +32,7 @@ natlab:
 # the NAT gates of CI: edge with its default snat section, with mapping: endpoint-dependent, with filtering: endpoint-independent (root, about 1 min)
 natlab-ci:
 	CI=1 ./bench/natlab.sh
+
+# iperf3 TCP, 1 and 8 streams, through edge and Linux nftables alternated, medians and edge/Linux (root, ~2 min; SHORT=1: a 30 s smoke check)
+tcp:
+	./bench/tcp.sh

@@ -253,7 +253,7 @@ edge_counters() {
 	ip netns exec "$NS_M" "$tmp/edge" stats --socket "$EDGE_SOCK" -o json 2>/dev/null | jq -r '
 		[(.snat.probes // 0), (.snat.allocated // 0), (.conntrack.evicted_syn_sent // 0),
 		 (.drops.table_full // 0), (.drops.no_neighbour // 0), (.drops.neighbour_resolve_limited // 0),
-		 ([.interfaces[]?.xsk_fill_ring_empty // 0] | add // 0)] | map(tostring) | join(" ")' >"$1" || echo "0 0 0 0 0 0 0" >"$1"
+		 ([.interfaces[]?.xsk_fill_ring_empty // 0 | tonumber] | add // 0)] | map(tostring) | join(" ")' >"$1" || echo "0 0 0 0 0 0 0" >"$1"
 }
 
 # host_neigh FILE: the host-wide neighbour-table counters (ARP): forced
