@@ -294,6 +294,10 @@ type Event struct {
 	Flags  uint8       // TCP flags of the packet, for dropped
 	Worker int
 	Zone   uint8 // zone the packet arrived on (0 unknown, 1 inside, 2 outside)
+	// Dir is the direction of the event's packet in its flow, when DirKnown
+	// (conntrack events of a flow).
+	Dir      conntrack.Dir
+	DirKnown bool
 }
 
 // Mapping is one NAT mapping (snat.MappingStat with the time left of an

@@ -458,6 +458,12 @@ func eventToPB(ev *Event, c clock) *edgepb.Event {
 	if int(ev.Zone) < len(eventZones) {
 		out.Zone = eventZones[ev.Zone]
 	}
+	if ev.DirKnown {
+		out.Direction = "original"
+		if ev.Dir == conntrack.Reply {
+			out.Direction = "reply"
+		}
+	}
 	if ev.NAT.IsValid() && !ev.NAT.Addr().IsUnspecified() {
 		out.NatAddress = ev.NAT.Addr().Unmap().String()
 		out.NatPort = uint32(ev.NAT.Port())

@@ -465,7 +465,33 @@ func TestEventConversion(t *testing.T) {
 	if e := eventToPB(&unparsed, c); e.Tuple != nil || e.Zone != "inside" {
 		t.Errorf("unparsed packet's event: %v", e)
 	}
-	if e := eventToPB(&Event{Kind: EvOpened, Zone: 7}, c); e.Zone != "" {
-		t.Errorf("unknown zone: %q", e.Zone)
+	if e := eventToPB(&Event{Kind: EvOpened, Zone: 7}, c); e.Zone != "" || e.Direction != "" {
+		t.Errorf("unknown zone and direction: %q %q", e.Zone, e.Direction)
+	}
+	// A flow's event says which side's packet it was.
+	for _, d := range []struct {
+		dir  conntrack.Dir
+		want string
+	}{{conntrack.Original, "original"}, {conntrack.Reply, "reply"}} {
+		ev := Event{Kind: EvClosed, State: conntrack.TCPClose, Dir: d.dir, DirKnown: true}
+		if e := eventToPB(&ev, c); e.Direction != d.want {
+			t.Errorf("direction %v: %q", d.dir, e.Direction)
+		}
+	}
+}
+
+// conntrackEvent passes a flow event's direction on, and none for a packet
+// without a flow.
+func TestConntrackEventDirection(t *testing.T) {
+	tb, err := conntrack.New(conntrack.Config{MaxFlows: 64, Memory: conntrack.MemoryHeap, HistorySize: 1, EventRingSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tb.Close)
+	if e := conntrackEvent(tb, &conntrack.Event{Kind: conntrack.EvClosed, State: conntrack.TCPClose, Dir: conntrack.Reply}); !e.DirKnown || e.Dir != conntrack.Reply {
+		t.Errorf("closed by a reply: %+v", e)
+	}
+	if e := conntrackEvent(tb, &conntrack.Event{Kind: conntrack.EvDropped, Reason: drop.NoState}); e.DirKnown {
+		t.Errorf("a packet without a flow has a direction: %+v", e)
 	}
 }

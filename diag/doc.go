@@ -55,5 +55,5 @@
 // captured packets) is a new input method beside Add and AddFlows that
 // feeds the same per-destination tallies, or a new Pattern with its rule
 // in rules.go and its sentence in report.go; the rules above need no
-// change. Event.Dir is already read when set.
+// change.
 package diag

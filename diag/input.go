@@ -71,8 +71,10 @@ const (
 )
 
 // Dir is the direction of the packet an event is about, relative to its
-// flow. Events of the control plane do not carry it yet (DirUnknown); the
-// rules use it when it is known and fall back to weaker evidence otherwise.
+// flow. The control plane's conntrack events of a flow carry it (the API's
+// Event.direction); others, and recordings of older daemons, do not
+// (DirUnknown): the rules use it when it is known and fall back to weaker
+// evidence otherwise.
 type Dir uint8
 
 const (

@@ -238,7 +238,6 @@ func explain(f *Finding, d *destState) {
 			plural(f.Count, "connection"), dst, c["resets_answering_a_segment"]+c["server_resets"], ds["reset_to_next_packet"].N, reuse, d.resets, dst)
 		f.Fix = fmt.Sprintf("backend %s closes kept-alive connections that clients (the proxy) reuse moments later: raise the backend's keep-alive timeout above the proxy's upstream idle timeout, or lower the proxy's below the backend's", dst)
 		f.Evidence.Missing = []string{
-			"the direction of the closing packet in closed events (conntrack.Event.Dir, not passed to ctl.Event): which side reset",
 			"an event when the server sends the first FIN, with the flow's idle time then: the distribution of server idle-close times",
 			"the client's idle time before reusing the connection: the distribution of reuse times",
 		}

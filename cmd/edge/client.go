@@ -760,6 +760,9 @@ func formatEvent(e *pb.Event) string {
 	if z := e.GetZone(); z != "" {
 		fmt.Fprintf(&b, " from %s", z)
 	}
+	if d := e.GetDirection(); d != "" {
+		fmt.Fprintf(&b, " dir %s", d)
+	}
 	fmt.Fprintf(&b, " worker %d", e.GetWorker())
 	return b.String()
 }

@@ -339,6 +339,12 @@ func eventFromPB(e *pb.Event) diag.Event {
 	case "outside":
 		ev.Zone = diag.ZoneOutside
 	}
+	switch e.GetDirection() {
+	case "original":
+		ev.Dir = diag.DirOriginal
+	case "reply":
+		ev.Dir = diag.DirReply
+	}
 	return ev
 }
 

@@ -26,7 +26,7 @@ func TestDoctorReadsEventLines(t *testing.T) {
 	in := []*pb.Event{
 		{Time: timestamppb.New(when), Kind: "dropped", Tuple: &pb.Tuple{Protocol: "tcp", Src: "10.0.0.2", SrcPort: 40000,
 			Dst: "10.2.0.2", DstPort: 8080, Zone: 3}, NatAddress: "192.0.2.1", NatPort: 1025, Generation: 2, State: "close",
-			Reason: "data_on_closed", TcpFlags: 0x18, Worker: 1, Zone: "inside"},
+			Reason: "data_on_closed", TcpFlags: 0x18, Worker: 1, Zone: "inside", Direction: "reply"},
 		{Time: timestamppb.New(when), Kind: "icmp_sent", Tuple: &pb.Tuple{Protocol: "tcp", Src: "2001:db8::2", SrcPort: 80,
 			Dst: "2001:db8:1::1", DstPort: 1025}, Reason: "nsx_synack_on_closing", Icmp: "port_unreachable", Zone: "outside"},
 		{Kind: "a_kind_of_the_future", Reason: "a_reason_of_the_future"},
@@ -47,7 +47,7 @@ func TestDoctorReadsEventLines(t *testing.T) {
 	want := []diag.Event{
 		{Time: when, Kind: diag.KindDropped, Tuple: diag.Tuple{Proto: 6, Src: netip.MustParseAddrPort("10.0.0.2:40000"),
 			Dst: netip.MustParseAddrPort("10.2.0.2:8080"), Zone: 3}, NAT: netip.MustParseAddrPort("192.0.2.1:1025"), Gen: 2,
-			State: conntrack.TCPClose, Reason: drop.DataOnClosed, Flags: 0x18, Worker: 1, Zone: diag.ZoneInside},
+			State: conntrack.TCPClose, Reason: drop.DataOnClosed, Flags: 0x18, Worker: 1, Zone: diag.ZoneInside, Dir: diag.DirReply},
 		{Time: when, Kind: diag.KindICMPSent, Tuple: diag.Tuple{Proto: 6, Src: netip.MustParseAddrPort("[2001:db8::2]:80"),
 			Dst: netip.MustParseAddrPort("[2001:db8:1::1]:1025")}, Reason: drop.NSXSynAckOnClosing, ICMP: "port_unreachable",
 			Zone: diag.ZoneOutside},

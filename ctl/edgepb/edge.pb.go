@@ -1667,19 +1667,22 @@ func (x *SubscribeResponse) GetLost() uint64 {
 }
 
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Tuple         *Tuple                 `protobuf:"bytes,3,opt,name=tuple,proto3" json:"tuple,omitempty"`
-	NatAddress    string                 `protobuf:"bytes,4,opt,name=nat_address,json=natAddress,proto3" json:"nat_address,omitempty"`
-	NatPort       uint32                 `protobuf:"varint,5,opt,name=nat_port,json=natPort,proto3" json:"nat_port,omitempty"`
-	Generation    uint32                 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`
-	State         string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
-	Reason        string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
-	Icmp          string                 `protobuf:"bytes,9,opt,name=icmp,proto3" json:"icmp,omitempty"` // icmp_sent: the error sent
-	TcpFlags      uint32                 `protobuf:"varint,10,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
-	Worker        uint32                 `protobuf:"varint,11,opt,name=worker,proto3" json:"worker,omitempty"`
-	Zone          string                 `protobuf:"bytes,12,opt,name=zone,proto3" json:"zone,omitempty"` // the side the packet arrived on: inside | outside; empty: not known
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Time       *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Kind       string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Tuple      *Tuple                 `protobuf:"bytes,3,opt,name=tuple,proto3" json:"tuple,omitempty"`
+	NatAddress string                 `protobuf:"bytes,4,opt,name=nat_address,json=natAddress,proto3" json:"nat_address,omitempty"`
+	NatPort    uint32                 `protobuf:"varint,5,opt,name=nat_port,json=natPort,proto3" json:"nat_port,omitempty"`
+	Generation uint32                 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`
+	State      string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	Reason     string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	Icmp       string                 `protobuf:"bytes,9,opt,name=icmp,proto3" json:"icmp,omitempty"` // icmp_sent: the error sent
+	TcpFlags   uint32                 `protobuf:"varint,10,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
+	Worker     uint32                 `protobuf:"varint,11,opt,name=worker,proto3" json:"worker,omitempty"`
+	Zone       string                 `protobuf:"bytes,12,opt,name=zone,proto3" json:"zone,omitempty"` // the side the packet arrived on: inside | outside; empty: not known
+	// direction: the event's packet relative to its flow: original (from the
+	// flow's originator) | reply; empty: not known (no flow, or not a packet).
+	Direction     string `protobuf:"bytes,13,opt,name=direction,proto3" json:"direction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1794,6 +1797,13 @@ func (x *Event) GetWorker() uint32 {
 func (x *Event) GetZone() string {
 	if x != nil {
 		return x.Zone
+	}
+	return ""
+}
+
+func (x *Event) GetDirection() string {
+	if x != nil {
+		return x.Direction
 	}
 	return ""
 }
@@ -3083,7 +3093,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.edge.v1.EventFilterR\x06filter\"O\n" +
 	"\x11SubscribeResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.edge.v1.EventR\x06events\x12\x12\n" +
-	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xd8\x02\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xf6\x02\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12$\n" +
@@ -3100,7 +3110,8 @@ const file_edge_proto_rawDesc = "" +
 	"\ttcp_flags\x18\n" +
 	" \x01(\rR\btcpFlags\x12\x16\n" +
 	"\x06worker\x18\v \x01(\rR\x06worker\x12\x12\n" +
-	"\x04zone\x18\f \x01(\tR\x04zone\"i\n" +
+	"\x04zone\x18\f \x01(\tR\x04zone\x12\x1c\n" +
+	"\tdirection\x18\r \x01(\tR\tdirection\"i\n" +
 	"\x0fGetStatsRequest\x12+\n" +
 	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\x12)\n" +
 	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\x98\b\n" +
