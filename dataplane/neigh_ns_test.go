@@ -99,12 +99,12 @@ func TestNeighboursKernelResolveFlood(t *testing.T) {
 	}
 }
 
-// TestNeighboursProbeResolves: a resolution request makes the kernel
+// TestNeighboursKernelProbeResolves: a resolution request makes the kernel
 // resolve the neighbour (ARP) without sending the neighbour anything else.
 // The old probe, a datagram to its discard port, drew an ICMP port
 // unreachable (the peer's Udp NoPorts counter) that edge then counted as
 // icmp_no_flow.
-func TestNeighboursProbeResolves(t *testing.T) {
+func TestNeighboursKernelProbeResolves(t *testing.T) {
 	netnstest.Require(t)
 	a, b := netnstest.New(t, "nb"), netnstest.New(t, "nb")
 	netnstest.Veth(t, a, "v0", "10.77.0.1/16", b, "v1", "10.77.0.2/16")
