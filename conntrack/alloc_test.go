@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/edgegw/edge/header"
@@ -18,6 +19,10 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	defer tb.Close()
 	s := tb.Shard(0)
+	natIdx, err := tb.InternAddr(snatAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sy := establish(t, tb, s, 1000, true, Second)
 	now := 2 * Second
 	raw := headertest.Build(headertest.Spec{Src: client, Dst: server, Proto: header.ProtoTCP, SrcPort: 1, DstPort: 2,
@@ -49,6 +54,16 @@ func TestZeroAllocs(t *testing.T) {
 			q := Packet{Key: sy.orig[0].Key, Flags: SYN, Seq: 1, WScale: -1}
 			q.Key.SrcPort = 9
 			v := s.Create(&q, NewFlow{}, now)
+			s.Delete(v.Flow, now)
+		}},
+		{"CreateInbound+Delete", func() {
+			orig := MakeKey(header.ProtoUDP, netip.AddrPortFrom(client, 9), netip.AddrPortFrom(server, 53))
+			nat := Translation{Addr: natIdx, Port: 4000}
+			q := Packet{Kind: KindFlow, Key: s.ReplyKey(&orig, nat), WScale: -1}
+			v := s.CreateInbound(&q, &orig, NewFlow{NAT: nat}, now)
+			if v.Action != Forward {
+				t.Fatalf("CreateInbound: %+v", v)
+			}
 			s.Delete(v.Flow, now)
 		}},
 		{"Expire", func() { s.Expire(now, 64) }},
