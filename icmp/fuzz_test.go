@@ -44,7 +44,7 @@ func FuzzICMP(f *testing.F) {
 	f.Add(make([]byte, 60), uint8(5), uint32(0), uint8(15), uint16(0), uint16(0xffff))
 
 	f.Fuzz(func(t *testing.T, data []byte, kind uint8, mtu uint32, mode uint8, port uint16, offs uint16) {
-		k := icmp.Kind(kind % 6) // 5 is not a kind
+		k := icmp.Kind(kind % 7) // 6 is not a kind
 		data = data[:min(len(data), 2000)]
 		orig := bytes.Clone(data)
 
@@ -64,7 +64,7 @@ func FuzzICMP(f *testing.F) {
 		outLen := [4]int{1500, 600, 60, 28}[mode>>2&3]
 		out := make([]byte, outLen)
 		n, r := icmp.Build(out, k, src.As16(), data, mtu)
-		if ms == drop.None && mode&2 == 0 && outLen >= 1500 && k != icmp.FragNeeded && r != drop.None {
+		if ms == drop.None && mode&2 == 0 && outLen >= 1500 && !tooBig(k) && r != drop.None {
 			t.Fatalf("MaySend allowed but Build refused: %v", r)
 		}
 		if r == drop.None {
@@ -230,7 +230,7 @@ func buildChecks(t *testing.T, e, off []byte, k icmp.Kind, mtu uint32) {
 		t.Fatalf("type/code %d/%d, want %d/%d", msg[0], msg[1], typ, code)
 	}
 	w := binary.BigEndian.Uint32(msg[4:])
-	if k == icmp.FragNeeded && w != mtu || k != icmp.FragNeeded && w != 0 {
+	if tooBig(k) && w != mtu || !tooBig(k) && w != 0 {
 		t.Fatalf("second word %#x (mtu %d)", w, mtu)
 	}
 }
@@ -254,3 +254,7 @@ func transportCkOff(pkt []byte, p *conntrack.Packet) int {
 	}
 	return -1
 }
+
+// tooBig reports whether k carries an MTU (IPv4 frag needed, IPv6 packet
+// too big: each builds the message of the packet's family).
+func tooBig(k icmp.Kind) bool { return k == icmp.FragNeeded || k == icmp.PacketTooBig }
