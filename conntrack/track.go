@@ -214,28 +214,11 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 		s.emitPacket(p, EvRefused, drop.NoState, now)
 		return Verdict{Action: Drop, Reason: drop.NoState}
 	}
-	h := s.hash(&p.Key)
-	if _, _, dup := s.find(&p.Key, h, now); dup {
-		s.drop(drop.KeyInUse)
-		s.emitPacket(p, EvRefused, drop.KeyInUse, now)
-		return Verdict{Action: Drop, Reason: drop.KeyInUse}
-	}
 	rk := s.ReplyKey(&p.Key, nf.NAT)
-	rh := s.hash(&rk)
-	if _, _, dup := s.find(&rk, rh, now); dup {
-		s.drop(drop.KeyInUse)
-		s.emitPacket(p, EvRefused, drop.KeyInUse, now)
-		return Verdict{Action: Drop, Reason: drop.KeyInUse}
-	}
-	// Both keys need room in their probe runs. An eviction by alloc
-	// only shortens runs, so the first insert below cannot fail; the
-	// second can, if both keys share a run that has a single free place.
-	if s.ix.free(h) < 0 || s.ix.free(rh) < 0 {
-		return s.refuse(p, drop.ProbeLimit, now)
-	}
-	slot, ok := s.alloc(now)
+	h, rh := s.hash(&p.Key), s.hash(&rk)
+	slot, v, ok := s.claim(p, &p.Key, &rk, h, rh, now)
 	if !ok {
-		return s.refuse(p, drop.TableFull, now)
+		return v
 	}
 	f := &s.flows[slot]
 	*f = flow{key: p.Key, natAddr: nf.NAT.Addr, natPort: nf.NAT.Port, profile: nf.Profile, rule: nf.Rule,
@@ -270,7 +253,39 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	default:
 		f.state = ICMPFirst
 	}
-	f.pkts[Original] = 1
+	return s.publish(p, slot, h, rh, Original, pol, now)
+}
+
+// claim checks, for a new flow of packet p with original key orig (hash h)
+// and reply key rk (hash rh), that neither key is a live flow's and that
+// both have room in their probe runs, and takes a slot for it. Otherwise
+// it returns the refusal (counted, with an event) and false.
+func (s *Shard) claim(p *Packet, orig, rk *Key, h, rh uint64, now Time) (uint32, Verdict, bool) {
+	if _, _, dup := s.find(orig, h, now); dup {
+		return 0, s.refuse(p, drop.KeyInUse, now), false
+	}
+	if _, _, dup := s.find(rk, rh, now); dup {
+		return 0, s.refuse(p, drop.KeyInUse, now), false
+	}
+	// Both keys need room in their probe runs. An eviction by alloc
+	// only shortens runs, so the first insert of publish cannot fail; the
+	// second can, if both keys share a run that has a single free place.
+	if s.ix.free(h) < 0 || s.ix.free(rh) < 0 {
+		return 0, s.refuse(p, drop.ProbeLimit, now), false
+	}
+	slot, ok := s.alloc(now)
+	if !ok {
+		return 0, s.refuse(p, drop.TableFull, now), false
+	}
+	return slot, Verdict{}, true
+}
+
+// publish completes the flow in slot, opened by packet p travelling in
+// direction d: p is its first packet, its timer starts, and it is indexed
+// under both keys (hashes h and rh) and reported opened.
+func (s *Shard) publish(p *Packet, slot uint32, h, rh uint64, d Dir, pol *policy, now Time) Verdict {
+	f := &s.flows[slot]
+	f.pkts[d] = 1
 	f.expires = ticks(now) + pol.set.timeout(f.profile, f.state)
 	s.ix.insert(h, slot, Original)
 	if !s.ix.insert(rh, slot, Reply) {
@@ -280,8 +295,8 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	}
 	s.live.Add(1)
 	s.count(CtrCreated)
-	s.emit(f, EvOpened, drop.None, Original, p.Flags, now)
-	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Original, State: f.state}
+	s.emit(f, EvOpened, drop.None, d, p.Flags, now)
+	return Verdict{Flow: Ref(slot), Action: Forward, Dir: d, State: f.state}
 }
 
 // CreateInbound opens a UDP flow for packet p, a datagram from the remote
@@ -302,36 +317,15 @@ func (s *Shard) CreateInbound(p *Packet, orig *Key, nf NewFlow, now Time) Verdic
 		return s.refuse(p, drop.NoState, now)
 	}
 	h, rh := s.hash(orig), s.hash(&rk)
-	if _, _, dup := s.find(orig, h, now); dup {
-		return s.refuse(p, drop.KeyInUse, now)
-	}
-	if _, _, dup := s.find(&rk, rh, now); dup {
-		return s.refuse(p, drop.KeyInUse, now)
-	}
-	if s.ix.free(h) < 0 || s.ix.free(rh) < 0 {
-		return s.refuse(p, drop.ProbeLimit, now)
-	}
-	pol := s.t.pol.Load()
-	slot, ok := s.alloc(now)
+	slot, v, ok := s.claim(p, orig, &rk, h, rh, now)
 	if !ok {
-		return s.refuse(p, drop.TableFull, now)
+		return v
 	}
 	f := &s.flows[slot]
 	*f = flow{key: *orig, natAddr: nf.NAT.Addr, natPort: nf.NAT.Port, profile: nf.Profile, rule: nf.Rule,
 		flags: uint8(CreatedByFirst) | flagInbound, created: seconds(now), wscale: wscaleNone<<4 | wscaleNone,
 		state: UDPFirst}
-	f.pkts[Reply] = 1
-	f.expires = ticks(now) + pol.set.timeout(f.profile, f.state)
-	s.ix.insert(h, slot, Original)
-	if !s.ix.insert(rh, slot, Reply) {
-		s.ix.remove(h, slot, Original)
-		s.freeSlot(slot)
-		return s.refuse(p, drop.ProbeLimit, now)
-	}
-	s.live.Add(1)
-	s.count(CtrCreated)
-	s.emit(f, EvOpened, drop.None, Reply, 0, now)
-	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Reply, State: f.state}
+	return s.publish(p, slot, h, rh, Reply, s.t.pol.Load(), now)
 }
 
 // refuse counts the refusal of a new flow for packet p and reports it.

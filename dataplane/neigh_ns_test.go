@@ -13,10 +13,15 @@ import (
 // neighLab is a namespace with interface v0 (10.77.0.1/16) linked to a
 // peer namespace (10.77.0.2), and a mirror of v0's neighbours.
 func neighLab(t *testing.T) (*netnstest.NS, *Neighbours, int) {
+	a, _, n, ifindex := neighLabPeer(t)
+	return a, n, ifindex
+}
+
+// neighLabPeer is neighLab that also returns the peer namespace.
+func neighLabPeer(t *testing.T) (a, b *netnstest.NS, n *Neighbours, ifindex int) {
 	netnstest.Require(t)
-	a, b := netnstest.New(t, "nb"), netnstest.New(t, "nb")
+	a, b = netnstest.New(t, "nb"), netnstest.New(t, "nb")
 	netnstest.Veth(t, a, "v0", "10.77.0.1/16", b, "v1", "10.77.0.2/16")
-	var ifindex int
 	if err := a.Do(func() error {
 		ifc, err := net.InterfaceByName("v0")
 		if ifc != nil {
@@ -26,7 +31,7 @@ func neighLab(t *testing.T) (*netnstest.NS, *Neighbours, int) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return a, NewNeighbours(ifindex), ifindex
+	return a, b, NewNeighbours(ifindex), ifindex
 }
 
 // TestNeighboursKernelLosesInUse: the kernel drops the entry of a neighbour
@@ -105,20 +110,7 @@ func TestNeighboursKernelResolveFlood(t *testing.T) {
 // unreachable (the peer's Udp NoPorts counter) that edge then counted as
 // icmp_no_flow.
 func TestNeighboursKernelProbeResolves(t *testing.T) {
-	netnstest.Require(t)
-	a, b := netnstest.New(t, "nb"), netnstest.New(t, "nb")
-	netnstest.Veth(t, a, "v0", "10.77.0.1/16", b, "v1", "10.77.0.2/16")
-	var ifindex int
-	if err := a.Do(func() error {
-		ifc, err := net.InterfaceByName("v0")
-		if ifc != nil {
-			ifindex = ifc.Index
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	n := NewNeighbours(ifindex)
+	a, b, n, ifindex := neighLabPeer(t)
 	done := make(chan struct{})
 	ran := make(chan error, 1)
 	go func() { ran <- a.Do(func() error { return n.Run(done) }) }()
