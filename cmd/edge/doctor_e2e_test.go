@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,24 +42,7 @@ func TestDoctorEndToEnd(t *testing.T) {
 	bin := netnstest.BuildEdge(t, ".")
 	dir := t.TempDir()
 	client, edge, server := netnstest.Gateway(t, "dr")
-	cfg := filepath.Join(dir, "edge.yaml")
-	os.WriteFile(cfg, []byte(doctorE2EConfig), 0o644)
-	sock := filepath.Join(dir, "edge.sock")
-	logf, err := os.Create(filepath.Join(dir, "edge.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	daemon := exec.Command("ip", "netns", "exec", edge.Name, bin, "run", "--config", cfg, "--socket", sock)
-	daemon.Stdout, daemon.Stderr = logf, logf
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { daemon.Process.Signal(os.Interrupt); daemon.Wait() })
-	if !netnstest.WaitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
-		t.Fatalf("edge did not start:\n%s", logText())
-	}
+	sock, _, _ := runDaemon(t, bin, dir, edge, doctorE2EConfig)
 
 	echo := func(port int) {
 		var l net.Listener

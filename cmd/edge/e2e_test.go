@@ -30,6 +30,48 @@ rules:
 %s  - {name: outbound, zone: inside, action: allow}
 `
 
+// runDaemon writes config to dir/edge.yaml and runs `edge run` in
+// namespace ns with its control socket in dir (and extra arguments) until
+// the test ends, or until stop (SIGINT, then a clean exit expected) is
+// called; it waits until edge forwards. It returns the socket and a
+// function that reads edge's log so far.
+func runDaemon(t *testing.T, bin, dir string, ns *netnstest.NS, config string, extra ...string) (sock string, logText func() string, stop func()) {
+	t.Helper()
+	cfg := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock = filepath.Join(dir, "edge.sock")
+	logf, err := os.Create(filepath.Join(dir, "edge.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	logText = func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+	args := append([]string{"netns", "exec", ns.Name, bin, "run", "--config", cfg, "--socket", sock}, extra...)
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	stop = func() {
+		if done {
+			return
+		}
+		done = true
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("edge run after SIGINT: %v\n%s", err, logText())
+		}
+	}
+	t.Cleanup(stop)
+	if !netnstest.WaitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
+		t.Fatalf("edge did not start:\n%s", logText())
+	}
+	return sock, logText, stop
+}
+
 // TestDaemonEndToEnd runs the real daemon in namespaces and drives it only
 // through the CLI, as an operator would: status, flows, explain, a live
 // rule change that drops a flow, events, stats, flush, metrics, and the
@@ -41,24 +83,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	client, edge, server := netnstest.Gateway(t, "cp")
 
 	cfg := filepath.Join(dir, "edge.yaml")
-	os.WriteFile(cfg, []byte(strings.Replace(e2eConfig, "%s", "", 1)), 0o644)
-	sock := filepath.Join(dir, "edge.sock")
-	logf, err := os.Create(filepath.Join(dir, "edge.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	daemon := exec.Command("ip", "netns", "exec", edge.Name, bin, "run", "--config", cfg,
-		"--socket", sock, "--metrics", "127.0.0.1:9100")
-	daemon.Stdout, daemon.Stderr = logf, logf
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { daemon.Process.Signal(os.Interrupt); daemon.Wait() })
-	if !netnstest.WaitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
-		t.Fatalf("edge did not start:\n%s", logText())
-	}
+	sock, logText, _ := runDaemon(t, bin, dir, edge, strings.Replace(e2eConfig, "%s", "", 1), "--metrics", "127.0.0.1:9100")
 
 	// cli runs a client command against the daemon.
 	cli := func(args ...string) (string, error) {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgegw/edge/internal/netnstest"
 )
@@ -124,35 +123,7 @@ func TestRunRestoresForwarding(t *testing.T) {
 // the function it returns (SIGINT, wait for a clean exit) is called.
 func startDaemon(t *testing.T, bin string, ns *netnstest.NS) (stop func()) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "edge.yaml")
-	os.WriteFile(cfg, []byte(startConfig("in", "out")), 0o644)
-	logf, err := os.Create(filepath.Join(dir, "edge.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, bin, "run", "--config", cfg, "--socket", filepath.Join(dir, "edge.sock"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := false
-	stop = func() {
-		if done {
-			return
-		}
-		done = true
-		cmd.Process.Signal(os.Interrupt)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("edge run after SIGINT: %v\n%s", err, logText())
-		}
-	}
-	t.Cleanup(stop)
-	if !netnstest.WaitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
-		t.Fatalf("edge did not start:\n%s", logText())
-	}
+	_, _, stop = runDaemon(t, bin, t.TempDir(), ns, startConfig("in", "out"))
 	return stop
 }
 
