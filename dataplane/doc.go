@@ -40,6 +40,12 @@
 // With several queues, each worker owns one conntrack shard; a packet that
 // arrives on another worker's queue (the NIC's RSS hash is not edge's shard
 // hash) is copied to the owner over a single-producer single-consumer
-// hand-off ring (handoff.go). SNAT chooses ports so that both directions of
-// a flow hash to the same shard. The zero Engine is not usable: call New.
+// hand-off ring (handoff.go). A flow belongs to the shard of its inside
+// endpoint (conntrack.Table.ShardOfSrc from the inside, ShardOfDst from
+// the outside), so all flows of an endpoint and its NAT mapping meet on one
+// worker; SNAT chooses ports whose endpoint lands there too. A packet from
+// the inside toward a NAT mapping is hairpinned: translated, then handed
+// (through the owner's ring, or the worker's own loop ring) to the worker
+// of the destination mapping as if it arrived on the outside. The zero
+// Engine is not usable: call New.
 package dataplane
