@@ -50,7 +50,7 @@ type Config struct {
 	// source route option; by default they are dropped (source_routed).
 	ForwardSourceRouted bool
 
-	Frames     int  // UMEM frames per socket; default 4096
+	Frames     int  // UMEM frames per queue, shared by its two sockets (xsk.go); default 4 x Ring
 	Ring       int  // descriptors per ring; default 2048
 	NeedWakeup bool // honour AF_XDP need_wakeup (default on via DefaultConfig)
 	Hugepages  bool // UMEM on hugepages when reserved

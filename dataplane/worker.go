@@ -24,7 +24,8 @@ package dataplane
 //	               it arrived on the outside, to the worker that owns the mapping
 //	  translate    SNAT rewrite of the original or reply direction (incremental checksums)
 //	  forward      TTL/hop limit, route, MTU, neighbour MAC, Ethernet rewrite
-//	  TX ring      copied into a frame of the egress port's UMEM, sent once per batch
+//	  TX ring      sent from the frame it arrived in (both ports share the worker's UMEM;
+//	               hand-offs and generated packets are copied, xsk.go), once per batch
 //
 // then, per loop: received frames straight back to the fill ring,
 // completions taken, TX rings kicked until the kernel has taken everything
