@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/asavie/xdp"
 
@@ -228,4 +229,37 @@ func TestXSKSharedUMEM(t *testing.T) {
 	if x := in.NumCompleted(); x != 0 {
 		t.Fatalf("inside completion ring has %d entries; the outside's own ring must take them", x)
 	}
+
+	// The UMEM outlives the socket that registered it while another is
+	// bound to it, and is unmapped with the last one.
+	umemMapped := func() bool { return mapped(uintptr(unsafe.Pointer(&got[:1][0]))) }
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !umemMapped() {
+		t.Fatal("closing the socket that registered the UMEM unmapped it while another socket uses it")
+	}
+	if string(out.GetFrame(xdp.Desc{Addr: addr, Len: uint32(len(got))})[42:]) != string(payload) {
+		t.Fatal("the shared UMEM's frame changed after the first socket closed")
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if umemMapped() {
+		t.Fatal("the UMEM is still mapped after its last socket closed")
+	}
+	in, out = nil, nil
+}
+
+// mapped reports whether address a is in one of this process's mappings
+// (/proc/self/maps).
+func mapped(a uintptr) bool {
+	b, _ := os.ReadFile("/proc/self/maps")
+	for _, line := range strings.Split(string(b), "\n") {
+		var lo, hi uintptr
+		if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err == nil && lo <= a && a < hi {
+			return true
+		}
+	}
+	return false
 }
