@@ -218,10 +218,15 @@ func New(cfg Config) (_ *Engine, err error) {
 		for i := range e.ports {
 			// Each worker has its own socket per port; its two sockets
 			// share one UMEM of cfg.Frames frames (xsk.go), each with its
-			// own fill and completion rings.
+			// own fill and completion rings. The RX ring is twice the
+			// fill ring: the fill ring is topped up every loop while
+			// frames still wait in the RX ring, so a worker descheduled
+			// with a backlog still finds room for a whole fill ring's
+			// worth of frames (with equal rings the RX ring overflowed
+			// first: rx_ring_full).
 			pc := e.ports[i]
 			opts := xdp.SocketOptions{NumFrames: cfg.Frames, FrameSize: 2048, FillRingNumDescs: cfg.Ring,
-				CompletionRingNumDescs: cfg.Ring, RxRingNumDescs: cfg.Ring, TxRingNumDescs: cfg.Ring,
+				CompletionRingNumDescs: cfg.Ring, RxRingNumDescs: 2 * cfg.Ring, TxRingNumDescs: cfg.Ring,
 				NeedWakeup: cfg.NeedWakeup, Hugepages: cfg.Hugepages}
 			if i == 0 {
 				pc.sock, err = xdp.NewSocket(pc.ifindex, q, &opts)
