@@ -54,8 +54,8 @@ type File struct {
 	NSXCompat bool `yaml:"nsx_compat"`
 	Hugepages bool `yaml:"hugepages"`
 	XDP       struct {
-		Frames     int   `yaml:"frames"`      // UMEM frames per socket (default 4096)
-		Ring       int   `yaml:"ring"`        // descriptors per ring (default 2048)
+		Frames     int   `yaml:"frames"`      // UMEM frames per queue, shared by both interfaces (default 4 x ring)
+		Ring       int   `yaml:"ring"`        // descriptors per ring: fill, completion, RX, TX (default 2048)
 		NeedWakeup *bool `yaml:"need_wakeup"` // default true
 	} `yaml:"xdp"`
 
@@ -479,7 +479,7 @@ func (f *File) convert() (dataplane.Config, error) {
 		ring = 2048 // the data plane's default
 	}
 	if f.XDP.Frames != 0 && (f.XDP.Frames < 2*ring || f.XDP.Frames > 1<<20) {
-		return c, ferr("xdp.frames", "must be at least twice xdp.ring (the fill ring's share plus room to transmit) and at most 1048576")
+		return c, ferr("xdp.frames", "must be at least twice xdp.ring (one UMEM per queue serves both interfaces' fill rings and their transmissions) and at most 1048576")
 	}
 	c.Frames, c.Ring = f.XDP.Frames, f.XDP.Ring
 	for i, m := range f.Management {

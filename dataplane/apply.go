@@ -108,15 +108,16 @@ func (c *Config) defaults() error {
 	if c.Queues < 1 || c.Queues > 16 {
 		return errors.New("queues: must be between 1 and 16")
 	}
-	if c.Frames == 0 {
-		c.Frames = 4096
-	}
 	if c.Ring == 0 {
 		c.Ring = 2048
 	}
+	if c.Frames == 0 {
+		// One UMEM per queue serves both ports: two fill rings and two
+		// TX rings, full (fillTarget).
+		c.Frames = 4 * c.Ring
+	}
 	if c.Frames < 2*c.Ring {
-		// The fill ring holds Ring frames for receiving; the rest transmit.
-		return fmt.Errorf("xdp.frames: %d frames cannot serve a %d-descriptor fill ring and transmit too (need at least %d)",
+		return fmt.Errorf("xdp.frames: %d frames cannot serve two %d-descriptor fill rings and transmit too (need at least %d)",
 			c.Frames, c.Ring, 2*c.Ring)
 	}
 	if c.Conntrack.MaxFlows == 0 {

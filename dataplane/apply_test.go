@@ -311,7 +311,7 @@ func TestApplyRefused(t *testing.T) {
 		{"queues", true, func(c *Config) { c.Queues = 2 }},
 		{"cpus", true, func(c *Config) { c.CPUs = []int{1} }},
 		{"hugepages", true, func(c *Config) { c.Hugepages = true }},
-		{"xdp.frames", true, func(c *Config) { c.Frames = 8192 }},
+		{"xdp.frames", true, func(c *Config) { c.Frames = 16384 }},
 		{"xdp.ring", true, func(c *Config) { c.Ring = 1024 }},
 		{"xdp.need_wakeup", true, func(c *Config) { c.NeedWakeup = !c.NeedWakeup }},
 		{"conntrack.max_flows", true, func(c *Config) { c.Conntrack.MaxFlows = 4096 }},

@@ -50,7 +50,7 @@ type Config struct {
 	// source route option; by default they are dropped (source_routed).
 	ForwardSourceRouted bool
 
-	Frames     int  // UMEM frames per socket; default 4096
+	Frames     int  // UMEM frames per queue, shared by its two sockets (xsk.go); default 4 x Ring
 	Ring       int  // descriptors per ring; default 2048
 	NeedWakeup bool // honour AF_XDP need_wakeup (default on via DefaultConfig)
 	Hugepages  bool // UMEM on hugepages when reserved
@@ -216,20 +216,35 @@ func New(cfg Config) (_ *Engine, err error) {
 			w.cpu = cfg.CPUs[q]
 		}
 		for i := range e.ports {
-			pc := e.ports[i] // each worker has its own socket per port
+			// Each worker has its own socket per port; its two sockets
+			// share one UMEM of cfg.Frames frames (xsk.go), each with its
+			// own fill and completion rings. The RX ring is twice the
+			// fill ring: the fill ring is topped up every loop while
+			// frames still wait in the RX ring, so a worker descheduled
+			// with a backlog still finds room for a whole fill ring's
+			// worth of frames (with equal rings the RX ring overflowed
+			// first: rx_ring_full).
+			pc := e.ports[i]
 			opts := xdp.SocketOptions{NumFrames: cfg.Frames, FrameSize: 2048, FillRingNumDescs: cfg.Ring,
-				CompletionRingNumDescs: cfg.Ring, RxRingNumDescs: cfg.Ring, TxRingNumDescs: cfg.Ring,
+				CompletionRingNumDescs: cfg.Ring, RxRingNumDescs: 2 * cfg.Ring, TxRingNumDescs: cfg.Ring,
 				NeedWakeup: cfg.NeedWakeup, Hugepages: cfg.Hugepages}
-			if pc.sock, err = xdp.NewSocket(pc.ifindex, q, &opts); err != nil {
+			if i == 0 {
+				pc.sock, err = xdp.NewSocket(pc.ifindex, q, &opts)
+			} else {
+				pc.sock, err = xdp.NewSharedSocket(pc.ifindex, q, w.ports[0].sock, &opts)
+			}
+			if err != nil {
+				side := [2]string{"inside", "outside"}[i]
 				if errors.Is(err, unix.EBUSY) {
 					return nil, fmt.Errorf("interfaces.%s: %s queue %d already has an AF_XDP socket (is another edge running on %s?)",
-						[2]string{"inside", "outside"}[i], pc.name, q, pc.name)
+						side, pc.name, q, pc.name)
 				}
-				return nil, fmt.Errorf("interfaces.%s: AF_XDP socket on %s queue %d: %w", [2]string{"inside", "outside"}[i], pc.name, q, err)
+				if i == 1 {
+					return nil, fmt.Errorf("interfaces.%s: AF_XDP socket on %s queue %d sharing the UMEM of %s's (XDP_SHARED_UMEM across interfaces needs Linux 5.10 or later): %w",
+						side, pc.name, q, e.ports[0].name, err)
+				}
+				return nil, fmt.Errorf("interfaces.%s: AF_XDP socket on %s queue %d: %w", side, pc.name, q, err)
 			}
-			// Hand the kernel receive frames before any packet can be
-			// redirected to the socket.
-			pc.sock.Fill(pc.sock.GetDescs(pc.sock.NumFreeFillSlots()))
 			if q == 0 {
 				e.ports[i].zeroCopy = pc.sock.ZeroCopy()
 				if !e.ports[i].zeroCopy {
@@ -238,6 +253,9 @@ func New(cfg Config) (_ *Engine, err error) {
 			}
 			w.ports[i] = &pc
 		}
+		// Hand the kernel receive frames before any packet can be
+		// redirected to the sockets.
+		w.initFrames(cfg.Ring)
 		w.nat = e.nat.Allocator(q)
 	}
 	// Every worker can hand frames to every other one, and to itself (the

@@ -24,7 +24,8 @@ package dataplane
 //	               it arrived on the outside, to the worker that owns the mapping
 //	  translate    SNAT rewrite of the original or reply direction (incremental checksums)
 //	  forward      TTL/hop limit, route, MTU, neighbour MAC, Ethernet rewrite
-//	  TX ring      copied into a frame of the egress port's UMEM, sent once per batch
+//	  TX ring      sent from the frame it arrived in (both ports share the worker's UMEM;
+//	               hand-offs and generated packets are copied, xsk.go), once per batch
 //
 // then, per loop: received frames straight back to the fill ring,
 // completions taken, TX rings kicked until the kernel has taken everything
@@ -152,6 +153,8 @@ type worker struct {
 	quote      [1280]byte            // the start of an oversize packet, as an ICMP error quotes it (oversize)
 	nerr       int
 
+	ledger frameLedger // where each frame of the worker's UMEM is (xsk.go)
+
 	ctr workerCounters
 
 	testTX func(port int, frame []byte) // golden tests: receives what would be sent
@@ -253,8 +256,8 @@ func (w *worker) run(stop <-chan struct{}) {
 		now := w.e.now()
 		got := 0
 		var rx [2][]xdp.Desc
-		for pi, p := range w.ports {
-			rx[pi] = p.sock.Receive(batchSize)
+		for pi := range w.ports {
+			rx[pi] = w.receive(pi)
 			if len(rx[pi]) > 0 {
 				got += len(rx[pi])
 				w.process(pi, rx[pi], now)
@@ -276,21 +279,14 @@ func (w *worker) run(stop <-chan struct{}) {
 		w.wakeOwners()
 		pending := 0
 		for pi, p := range w.ports {
-			// The received frames go straight back to the fill ring (their
-			// contents were copied out by transmit), in the same iteration
-			// as they were received, so the fill ring never runs short
-			// while the RX ring is drained. The RX side keeps the share it
-			// was given at start; the rest of the UMEM is for TX, so a
-			// receive backlog can never starve transmission.
-			p.sock.Fill(rx[pi])
+			// Received frames not transmitted are freed, completions
+			// taken (a full completion ring stops the kernel's copy-mode
+			// send), the fill ring topped up, in the iteration that
+			// received them, so it never runs short while the RX ring is
+			// drained (xsk.go).
+			w.recycle(pi, rx[pi])
 			if len(rx[pi]) == 0 && p.sock.FillNeedsWakeup() {
 				p.sock.Wakeup()
-			}
-			// Completions first: a full completion ring stops the kernel's
-			// copy-mode send (EAGAIN), and completed frames are the free
-			// frames the next transmit needs.
-			if n := p.sock.NumCompleted(); n > 0 {
-				p.sock.Complete(n)
 			}
 			// Frames still in the TX ring (one sendto takes 32, and a
 			// receiver's full ring stops it) are kicked again every
@@ -1209,12 +1205,14 @@ func (w *worker) kick(pi int, now conntrack.Time) int {
 	return pending
 }
 
-// transmit copies the frames queued for port pi into its UMEM and sends
-// them. When the TX ring (or the free frames, which are the same frames)
-// lacks room, it first takes the completions and kicks the kernel, which
-// frees slots, and only then drops what still does not fit (counted
-// tx_full): the old code dropped at once although a kick would have made
-// room. Without a socket (golden tests), the frames go to w.testTX.
+// transmit sends the frames queued for port pi: a frame this worker
+// received (held, in its UMEM, which both ports share) from the frame it
+// arrived in, any other (handed over by another worker, generated) copied
+// into a free frame (xsk.go). When the TX ring lacks room, it first takes
+// the completions and kicks the kernel, which frees slots, and only then
+// drops what still does not fit (counted tx_full); a dropped received frame
+// stays held and is freed by recycle. Without a socket (golden tests), the
+// frames go to w.testTX.
 func (w *worker) transmit(pi int) {
 	n := w.ntx[pi]
 	if n == 0 {
@@ -1229,27 +1227,49 @@ func (w *worker) transmit(pi int) {
 		w.ntx[pi] = 0
 		return
 	}
-	done := 0
-	for try := 0; done < n && try < 2; try++ {
-		if try > 0 {
-			if c := p.sock.NumCompleted(); c > 0 {
-				p.sock.Complete(c)
-			}
-			w.kick(pi, w.now)
-			if c := p.sock.NumCompleted(); c > 0 {
-				p.sock.Complete(c)
-			}
+	s, l := p.sock, &w.ledger
+	room := s.NumFreeTxSlots()
+	if room < n {
+		w.complete(pi)
+		w.kick(pi, w.now)
+		w.complete(pi)
+		room = s.NumFreeTxSlots()
+	}
+	ncopy := 0
+	for _, f := range w.txq[pi][:n] {
+		if a, ok := s.Addr(f); !ok || l.state[a>>l.shift] != frameHeld {
+			ncopy++
 		}
-		descs := p.sock.GetDescs(min(n-done, p.sock.NumFreeTxSlots()))
-		if len(descs) == 0 {
+	}
+	var copies []xdp.Desc
+	if ncopy > 0 {
+		copies = s.GetDescs(min(ncopy, room))
+	}
+	descs, c := l.txDesc[:0], 0
+	for _, f := range w.txq[pi][:n] {
+		if len(descs) == room {
+			break
+		}
+		// In place only while held: a frame queued twice is copied the
+		// second time, never put on two rings.
+		if a, ok := s.Addr(f); ok && l.state[a>>l.shift] == frameHeld {
+			l.move(a, frameHeld, frameTx+frameState(pi))
+			descs = append(descs, xdp.Desc{Addr: a, Len: uint32(len(f))})
 			continue
 		}
-		for i := range descs {
-			f := w.txq[pi][done+i]
-			copy(p.sock.GetFrame(descs[i]), f)
-			descs[i].Len = uint32(len(f))
+		if c == len(copies) {
+			continue // no free frame: dropped below (tx_full)
 		}
-		done += p.sock.Submit(descs) // kicked by the loop (kick), after all ports are queued
+		d := copies[c]
+		c++
+		l.move(d.Addr, frameFree, frameTx+frameState(pi))
+		d.Len = uint32(copy(s.GetFrame(d), f))
+		descs = append(descs, d)
+	}
+	s.Release(copies[c:])
+	done := s.Submit(descs) // all of them (room); kicked by the loop (kick), after all ports are queued
+	for _, d := range descs[done:] {
+		l.move(d.Addr, frameTx+frameState(pi), frameFree) // Submit freed them
 	}
 	w.tx[pi] += uint32(done)
 	for i := done; i < n; i++ {

@@ -152,7 +152,7 @@ type Socket struct {
 	ifindex        int
 	numTransmitted int
 	numFilled      int
-	free           []uint64 // edge patch: stack of frame addresses owned by no one
+	frames         *frameStack // edge patch: frames owned by no one, shared by the sockets of one UMEM
 	options        SocketOptions
 	rxDescs        []Desc
 	getDescs       []Desc
@@ -161,6 +161,14 @@ type Socket struct {
 	lastErr        error    // edge patch: the last sendto error (Transmit no longer panics)
 	busy           uint64   // edge patch: sendto calls answered EBUSY (device drops)
 	ringMaps       [][]byte // edge patch: the rings' mappings, unmapped by Close (they hold the socket)
+}
+
+// frameStack is the stack of free frame addresses of one UMEM, shared by
+// every socket bound to it (edge patch 13), and the count of those sockets
+// (the last Close unmaps the UMEM).
+type frameStack struct {
+	free []uint64
+	refs int
 }
 
 // SocketOptions are configuration settings used to bind an XDP socket.
@@ -241,6 +249,35 @@ func init() {
 // has the given interface, and attached to the given queue on that network
 // interface.
 func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, err error) {
+	return newSocket(Ifindex, QueueID, options, nil)
+}
+
+// NewSharedSocket returns an XDP socket on the given interface and queue
+// that shares the UMEM of socket shared (XDP_SHARED_UMEM; edge patch 13):
+// a frame received on either socket may be transmitted by the other, and
+// both take free frames from, and give them back to, one stack (GetDescs,
+// Release, Complete). The new socket has its own fill and completion rings
+// (Linux 5.10 and later for another interface or queue), sized by options;
+// NumFrames, FrameSize, Hugepages, Mode and NeedWakeup come from shared
+// (the kernel binds it in shared's mode). The sockets of one UMEM must be
+// used from one goroutine. The UMEM is unmapped when the last of its
+// sockets closes.
+func NewSharedSocket(Ifindex int, QueueID int, shared *Socket, options *SocketOptions) (*Socket, error) {
+	if shared == nil || shared.fd < 0 || shared.frames == nil {
+		return nil, fmt.Errorf("NewSharedSocket: no open socket to share a UMEM with")
+	}
+	if options == nil {
+		options = &DefaultSocketOptions
+	}
+	o := *options
+	o.NumFrames, o.FrameSize = shared.options.NumFrames, shared.options.FrameSize
+	o.Hugepages, o.Mode, o.NeedWakeup = shared.options.Hugepages, shared.options.Mode, shared.options.NeedWakeup
+	return newSocket(Ifindex, QueueID, &o, shared)
+}
+
+// newSocket makes a socket with its own UMEM (shared nil) or bound to
+// shared's UMEM.
+func newSocket(Ifindex int, QueueID int, options *SocketOptions, shared *Socket) (xsk *Socket, err error) {
 	if options == nil {
 		options = &DefaultSocketOptions
 	}
@@ -251,43 +288,16 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 		return nil, fmt.Errorf("syscall.Socket failed: %v", err)
 	}
 
-	umemSize := options.NumFrames * options.FrameSize
-	if options.Hugepages {
-		huge := (umemSize + (2<<20 - 1)) &^ (2<<20 - 1)
-		xsk.umem, err = syscall.Mmap(-1, 0, huge, syscall.PROT_READ|syscall.PROT_WRITE,
-			syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS|syscall.MAP_POPULATE|unix.MAP_HUGETLB)
-		if err == nil {
-			xsk.umem = xsk.umem[:umemSize]
-			xsk.hugeUMEM = true
-		}
-	}
-	if xsk.umem == nil {
-		xsk.umem, err = syscall.Mmap(-1, 0, umemSize,
-			syscall.PROT_READ|syscall.PROT_WRITE,
-			syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS|syscall.MAP_POPULATE)
-	}
-	if err != nil {
-		xsk.Close()
-		return nil, fmt.Errorf("syscall.Mmap failed: %v", err)
-	}
-
-	xdpUmemReg := unix.XDPUmemReg{
-		Addr:     uint64(uintptr(unsafe.Pointer(&xsk.umem[0]))),
-		Len:      uint64(len(xsk.umem)),
-		Size:     uint32(options.FrameSize),
-		Headroom: 0,
-	}
-
-	var errno syscall.Errno
-	var rc uintptr
-
-	rc, _, errno = unix.Syscall6(syscall.SYS_SETSOCKOPT, uintptr(xsk.fd),
-		unix.SOL_XDP, unix.XDP_UMEM_REG,
-		uintptr(unsafe.Pointer(&xdpUmemReg)),
-		unsafe.Sizeof(xdpUmemReg), 0)
-	if rc != 0 {
-		xsk.Close()
-		return nil, fmt.Errorf("unix.SetsockoptUint64 XDP_UMEM_REG failed: %v", errno)
+	if shared != nil {
+		// edge patch 13: the UMEM is shared's; only the rings are this
+		// socket's. The fill and completion rings set below are the
+		// socket's own (fq_tmp/cq_tmp), which bind gives to the new
+		// (interface, queue).
+		xsk.umem, xsk.hugeUMEM, xsk.zeroCopy = shared.umem, shared.hugeUMEM, shared.zeroCopy
+		xsk.frames = shared.frames
+		xsk.frames.refs++
+	} else if err = xsk.registerUMEM(options); err != nil {
+		return nil, err
 	}
 
 	err = syscall.SetsockoptInt(xsk.fd, unix.SOL_XDP, unix.XDP_UMEM_FILL_RING,
@@ -331,6 +341,8 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 		return nil, fmt.Errorf("RxRingNumDescs and TxRingNumDescs cannot both be set to zero")
 	}
 
+	var errno syscall.Errno
+	var rc uintptr
 	var offsets unix.XDPMmapOffsets
 	var vallen uint32
 	vallen = uint32(unsafe.Sizeof(offsets))
@@ -426,11 +438,17 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 		flags |= unix.XDP_USE_NEED_WAKEUP
 	}
 	sa := unix.SockaddrXDP{Ifindex: uint32(Ifindex), QueueID: uint32(QueueID)}
-	switch options.Mode {
-	case ModeCopy:
+	switch {
+	case shared != nil:
+		// edge patch 13: no mode or wakeup flags (the kernel refuses them
+		// with XDP_SHARED_UMEM: the UMEM's are used).
+		sa.Flags = unix.XDP_SHARED_UMEM
+		sa.SharedUmemFD = uint32(shared.fd)
+		err = unix.Bind(xsk.fd, &sa)
+	case options.Mode == ModeCopy:
 		sa.Flags = flags | unix.XDP_COPY
 		err = unix.Bind(xsk.fd, &sa)
-	case ModeZeroCopy:
+	case options.Mode == ModeZeroCopy:
 		sa.Flags = flags | unix.XDP_ZEROCOPY
 		err = unix.Bind(xsk.fd, &sa)
 		xsk.zeroCopy = err == nil
@@ -448,13 +466,58 @@ func NewSocket(Ifindex int, QueueID int, options *SocketOptions) (xsk *Socket, e
 		return nil, fmt.Errorf("syscall.Bind SockaddrXDP failed: %w", err) // edge patch: wrapped (errors.Is(err, unix.EBUSY))
 	}
 
-	xsk.free = make([]uint64, 0, options.NumFrames)
-	for i := options.NumFrames - 1; i >= 0; i-- {
-		xsk.free = append(xsk.free, uint64(i)*uint64(options.FrameSize))
-	}
 	xsk.getDescs = make([]Desc, 0, options.NumFrames)
 
 	return xsk, nil
+}
+
+// registerUMEM maps a new UMEM, registers it with the socket and makes
+// its frame stack (edge patch 13: split out of NewSocket).
+func (xsk *Socket) registerUMEM(options *SocketOptions) (err error) {
+	umemSize := options.NumFrames * options.FrameSize
+	if options.Hugepages {
+		huge := (umemSize + (2<<20 - 1)) &^ (2<<20 - 1)
+		xsk.umem, err = syscall.Mmap(-1, 0, huge, syscall.PROT_READ|syscall.PROT_WRITE,
+			syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS|syscall.MAP_POPULATE|unix.MAP_HUGETLB)
+		if err == nil {
+			xsk.umem = xsk.umem[:umemSize]
+			xsk.hugeUMEM = true
+		}
+	}
+	if xsk.umem == nil {
+		xsk.umem, err = syscall.Mmap(-1, 0, umemSize,
+			syscall.PROT_READ|syscall.PROT_WRITE,
+			syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS|syscall.MAP_POPULATE)
+	}
+	if err != nil {
+		xsk.Close()
+		return fmt.Errorf("syscall.Mmap failed: %v", err)
+	}
+
+	xdpUmemReg := unix.XDPUmemReg{
+		Addr:     uint64(uintptr(unsafe.Pointer(&xsk.umem[0]))),
+		Len:      uint64(len(xsk.umem)),
+		Size:     uint32(options.FrameSize),
+		Headroom: 0,
+	}
+
+	var errno syscall.Errno
+	var rc uintptr
+
+	rc, _, errno = unix.Syscall6(syscall.SYS_SETSOCKOPT, uintptr(xsk.fd),
+		unix.SOL_XDP, unix.XDP_UMEM_REG,
+		uintptr(unsafe.Pointer(&xdpUmemReg)),
+		unsafe.Sizeof(xdpUmemReg), 0)
+	if rc != 0 {
+		xsk.Close()
+		return fmt.Errorf("unix.SetsockoptUint64 XDP_UMEM_REG failed: %v", errno)
+	}
+
+	xsk.frames = &frameStack{free: make([]uint64, 0, options.NumFrames), refs: 1}
+	for i := options.NumFrames - 1; i >= 0; i-- {
+		xsk.frames.free = append(xsk.frames.free, uint64(i)*uint64(options.FrameSize))
+	}
+	return nil
 }
 
 // Fill submits the given descriptors to be filled (i.e. to receive frames into)
@@ -663,22 +726,22 @@ func (xsk *Socket) Poll(timeout int) (numReceived int, numCompleted int, err err
 // frame), and ownership is explicit: Receive hands received frames to the
 // caller, Complete returns transmitted ones to the stack.
 func (xsk *Socket) GetDescs(n int) []Desc {
-	if n > len(xsk.free) {
-		n = len(xsk.free)
+	if n > len(xsk.frames.free) {
+		n = len(xsk.frames.free)
 	}
 	descs := xsk.getDescs[:0]
-	top := len(xsk.free)
-	for _, addr := range xsk.free[top-n:] {
+	top := len(xsk.frames.free)
+	for _, addr := range xsk.frames.free[top-n:] {
 		descs = append(descs, Desc{Addr: addr, Len: uint32(xsk.options.FrameSize)})
 	}
-	xsk.free = xsk.free[:top-n]
+	xsk.frames.free = xsk.frames.free[:top-n]
 	return descs
 }
 
 // Release gives frames the caller owns back to the socket (edge patch).
 func (xsk *Socket) Release(descs []Desc) {
 	for _, d := range descs {
-		xsk.free = append(xsk.free, d.Addr&^uint64(xsk.options.FrameSize-1))
+		xsk.frames.free = append(xsk.frames.free, d.Addr&^uint64(xsk.options.FrameSize-1))
 	}
 }
 
@@ -692,6 +755,30 @@ func (xsk *Socket) GetFrame(d Desc) []byte {
 	end := d.Addr&^uint64(xsk.options.FrameSize-1) + uint64(xsk.options.FrameSize)
 	return xsk.umem[d.Addr : d.Addr+uint64(d.Len) : end]
 }
+
+// Addr returns the UMEM address of frame, a slice of a frame of this
+// socket's UMEM (GetFrame), and true; false when frame is not in the UMEM
+// (edge patch 13: a caller transmits a received frame as it is, and copies
+// anything else).
+func (xsk *Socket) Addr(frame []byte) (uint64, bool) {
+	if len(xsk.umem) == 0 || cap(frame) == 0 {
+		return 0, false
+	}
+	off := uintptr(unsafe.Pointer(&frame[:1][0])) - uintptr(unsafe.Pointer(&xsk.umem[0]))
+	if off >= uintptr(len(xsk.umem)) {
+		return 0, false
+	}
+	return uint64(off), true
+}
+
+// FreeFrames returns how many frames of the UMEM no one owns (edge patch 13).
+func (xsk *Socket) FreeFrames() int { return len(xsk.frames.free) }
+
+// NumFrames and FrameSize return the UMEM's geometry (edge patch 13).
+func (xsk *Socket) NumFrames() int { return xsk.options.NumFrames }
+
+// FrameSize returns the size of a UMEM frame (edge patch 13).
+func (xsk *Socket) FrameSize() int { return xsk.options.FrameSize }
 
 // Close closes and frees the resources allocated by the Socket.
 func (xsk *Socket) Close() error {
@@ -736,12 +823,17 @@ func (xsk *Socket) Close() error {
 		sh.Cap = 0
 	}
 
-	if xsk.umem != nil {
+	// edge patch 13: the UMEM is unmapped by the last socket bound to it.
+	if xsk.frames != nil {
+		xsk.frames.refs--
+	}
+	if xsk.umem != nil && (xsk.frames == nil || xsk.frames.refs == 0) {
 		if err := syscall.Munmap(xsk.umem); err != nil {
 			allErrors = append(allErrors, fmt.Errorf("failed to unmap the UMEM: %v", err))
 		}
-		xsk.umem = nil
 	}
+	xsk.umem = nil
+	xsk.frames = nil
 
 	if len(allErrors) > 0 {
 		return allErrors[0]
@@ -755,18 +847,23 @@ func (xsk *Socket) Close() error {
 // got from Tx ring queue.
 // You should use this method if you are doing polling on the xdp.Socket file
 // descriptor yourself, rather than using the Poll() method.
-func (xsk *Socket) Complete(n int) {
+//
+// edge patch 13: it returns the addresses of the frames it gave back (the
+// top of the free stack, valid until the next call that takes or gives
+// frames), so a caller can account for them.
+func (xsk *Socket) Complete(n int) []uint64 {
 	cons := atomic.LoadUint32(xsk.completionRing.Consumer)
 	//fencer.LFence()
 	for i := 0; i < n; i++ {
 		addr := xsk.completionRing.Descs[cons&uint32(xsk.options.CompletionRingNumDescs-1)]
 		cons++
-		xsk.free = append(xsk.free, addr&^uint64(xsk.options.FrameSize-1))
+		xsk.frames.free = append(xsk.frames.free, addr&^uint64(xsk.options.FrameSize-1))
 	}
 	//fencer.MFence()
 	atomic.StoreUint32(xsk.completionRing.Consumer, cons)
 
 	xsk.numTransmitted -= n
+	return xsk.frames.free[len(xsk.frames.free)-n:]
 }
 
 // NumFreeFillSlots returns how many free slots are available on the Fill ring
