@@ -164,6 +164,9 @@ type NeighbourStats struct {
 	Refused       uint64 // resolutions refused: too many outstanding (the packets count as drop neighbour_resolve_limited)
 	GivenUp       uint64 // resolutions given up: failed, or unanswered too long
 	Deleted       uint64 // failed or stuck kernel entries of edge's own requests deleted
+	Held          uint64 // packets held while their next hop was resolved
+	HeldSent      uint64 // of them, sent once it was
+	HeldDropped   uint64 // of them, dropped unresolved (counted as no_neighbour too)
 }
 
 // Fragments sums the workers' fragment-table counters.

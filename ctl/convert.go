@@ -589,6 +589,9 @@ func neighboursToPB(n *NeighbourStats) *edgepb.NeighbourStats {
 		ResolutionsRefused:   n.Refused,
 		ResolutionsGivenUp:   n.GivenUp,
 		KernelEntriesDeleted: n.Deleted,
+		Held:                 n.Held,
+		HeldSent:             n.HeldSent,
+		HeldDropped:          n.HeldDropped,
 	}
 }
 

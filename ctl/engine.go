@@ -407,7 +407,8 @@ func (b *EngineBackend) Stats(ctx context.Context, destinations bool) (Stats, er
 	n := &ds.Neighbours
 	s.Neighbours = NeighbourStats{Entries: n.Entries, Kept: n.Kept, Unanswered: n.Unanswered,
 		KeptTotal: n.KeptTotal, KeptRecovered: n.KeptRecovered, KeptExpired: n.KeptExpired, KeptFailed: n.KeptFailed,
-		Requests: n.Requests, Refused: n.Refused, GivenUp: n.GivenUp, Deleted: n.Deleted}
+		Requests: n.Requests, Refused: n.Refused, GivenUp: n.GivenUp, Deleted: n.Deleted,
+		Held: n.Held, HeldSent: n.HeldSent, HeldDropped: n.HeldDropped}
 	s.EventsLost += s.Conntrack.Counters[conntrack.CtrEventsLost]
 	for _, w := range ds.Workers {
 		s.Workers = append(s.Workers, WorkerStats{

@@ -121,7 +121,8 @@ func newFake() *fakeBackend {
 	f.stats.SNAT.Counters[snat.CtrAllocated] = 1
 	// Every counter distinct, so a field read for another shows.
 	f.stats.Neighbours = NeighbourStats{Entries: 21, Kept: 22, Unanswered: 23, KeptTotal: 24, KeptRecovered: 25,
-		KeptExpired: 26, KeptFailed: 27, Requests: 28, Refused: 29, GivenUp: 30, Deleted: 31}
+		KeptExpired: 26, KeptFailed: 27, Requests: 28, Refused: 29, GivenUp: 30, Deleted: 31,
+		Held: 32, HeldSent: 33, HeldDropped: 34}
 	f.stats.KernelRoutesRefused = 32
 	f.stats.Workers[0].Fragments = frag.Stats{Noted: 41, Followed: 42, Held: 43, Released: 14, ExpiredHeld: 15,
 		Completed: 46, Refused: 47, ExpiredState: 48}

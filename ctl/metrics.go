@@ -98,7 +98,7 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 		neighKept:     d("neighbour_kept_entries", "Neighbour entries in use served from memory because the kernel's dump lacks them."),
 		neighPending:  d("neighbour_resolutions_outstanding", "Neighbour resolutions asked of the kernel and not answered yet."),
 		neighEvents: d("neighbour_events_total", "Neighbour mirror counters (kept, kept_recovered, kept_expired, kept_failed, "+
-			"resolutions_requested, resolutions_refused, resolutions_given_up, kernel_entries_deleted).", "counter"),
+			"resolutions_requested, resolutions_refused, resolutions_given_up, kernel_entries_deleted, held, held_sent, held_dropped).", "counter"),
 		kernelRoutesRefused: d("kernel_routes_refused_total", "Refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors)."),
 		fragEvents: d("worker_fragments_total", "A worker's fragment table counters (first_noted, followed, held, released, "+
 			"expired_held, completed, refused, expired_state).", "worker", "counter"),
@@ -232,7 +232,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		n    uint64
 	}{{"kept", n.KeptTotal}, {"kept_recovered", n.KeptRecovered}, {"kept_expired", n.KeptExpired}, {"kept_failed", n.KeptFailed},
 		{"resolutions_requested", n.Requests}, {"resolutions_refused", n.Refused}, {"resolutions_given_up", n.GivenUp},
-		{"kernel_entries_deleted", n.Deleted}} {
+		{"kernel_entries_deleted", n.Deleted}, {"held", n.Held}, {"held_sent", n.HeldSent}, {"held_dropped", n.HeldDropped}} {
 		counter(c.neighEvents, x.n, x.name)
 	}
 	counter(c.kernelRoutesRefused, s.KernelRoutesRefused)

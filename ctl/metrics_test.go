@@ -234,7 +234,7 @@ edge_neighbour_kept_entries 22
 # HELP edge_neighbour_resolutions_outstanding Neighbour resolutions asked of the kernel and not answered yet.
 # TYPE edge_neighbour_resolutions_outstanding gauge
 edge_neighbour_resolutions_outstanding 23
-# HELP edge_neighbour_events_total Neighbour mirror counters (kept, kept_recovered, kept_expired, kept_failed, resolutions_requested, resolutions_refused, resolutions_given_up, kernel_entries_deleted).
+# HELP edge_neighbour_events_total Neighbour mirror counters (kept, kept_recovered, kept_expired, kept_failed, resolutions_requested, resolutions_refused, resolutions_given_up, kernel_entries_deleted, held, held_sent, held_dropped).
 # TYPE edge_neighbour_events_total counter
 edge_neighbour_events_total{counter="kept"} 24
 edge_neighbour_events_total{counter="kept_recovered"} 25
@@ -244,6 +244,9 @@ edge_neighbour_events_total{counter="resolutions_requested"} 28
 edge_neighbour_events_total{counter="resolutions_refused"} 29
 edge_neighbour_events_total{counter="resolutions_given_up"} 30
 edge_neighbour_events_total{counter="kernel_entries_deleted"} 31
+edge_neighbour_events_total{counter="held"} 32
+edge_neighbour_events_total{counter="held_sent"} 33
+edge_neighbour_events_total{counter="held_dropped"} 34
 # HELP edge_kernel_routes_refused_total Refreshes of routes_from_kernel refused (more than routes_from_kernel_max, netlink errors).
 # TYPE edge_kernel_routes_refused_total counter
 edge_kernel_routes_refused_total 32

@@ -814,5 +814,6 @@ func newWorker(e *Engine, q int) *worker {
 	w.ruleLog.Init(1024)
 	w.events.Init(eventRingSize)
 	w.frags = newFragTable()
+	w.held.frames = make([]heldFrame, holdSlots)
 	return w
 }

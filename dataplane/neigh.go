@@ -83,6 +83,7 @@ type neighEntry struct {
 type neighCounters struct {
 	kept, keptExpired, keptRecovered, keptFailed atomic.Uint64
 	requests, refused, given, deleted            atomic.Uint64
+	held, heldSent, heldDropped                  atomic.Uint64 // the workers' held packets (neighhold.go)
 }
 
 // NeighbourStats are the neighbour mirror's counters.
@@ -98,6 +99,9 @@ type NeighbourStats struct {
 	Refused       uint64 // resolution requests refused by the mirror (outstanding bound reached); the workers count theirs as drop.NeighbourResolveLimited
 	GivenUp       uint64 // resolutions given up: FAILED, or unanswered after resolveTimeout
 	Deleted       uint64 // FAILED or stuck kernel entries of edge's own requests deleted
+	Held          uint64 // packets held by the workers while their next hop was resolved
+	HeldSent      uint64 // of them, sent once it was
+	HeldDropped   uint64 // of them, dropped unresolved after holdTimeout (counted as no_neighbour too)
 }
 
 type neighKey struct {
@@ -151,7 +155,8 @@ func (n *Neighbours) Stats() NeighbourStats {
 	return NeighbourStats{Entries: t.entries, Kept: t.kept, Unanswered: int(t.unanswered),
 		KeptTotal: c.kept.Load(), KeptRecovered: c.keptRecovered.Load(), KeptExpired: c.keptExpired.Load(),
 		KeptFailed: c.keptFailed.Load(), Requests: c.requests.Load(), Refused: c.refused.Load(),
-		GivenUp: c.given.Load(), Deleted: c.deleted.Load()}
+		GivenUp: c.given.Load(), Deleted: c.deleted.Load(),
+		Held: c.held.Load(), HeldSent: c.heldSent.Load(), HeldDropped: c.heldDropped.Load()}
 }
 
 // NeighbourStats reads the engine's neighbour mirror counters.

@@ -132,6 +132,7 @@ type worker struct {
 	fragExpired uint64
 	lastHop     [2]hopCache  // per port: the last next hop resolved
 	resolves    resolveLimit // neighbour resolution requests
+	held        neighHold    // packets waiting for their next hop's address (neighhold.go)
 
 	// Hand-off between workers (several queues): outbox[k] carries frames
 	// of flows worker k owns; inbox[j] brings frames from worker j.
@@ -429,6 +430,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	w.now = now
 	cfg := w.e.cur.Load()
 	w.expireFragments()
+	w.releaseHeld()
 	n := 0
 	for _, frame := range frames {
 		if len(frame) < header.EthernetLen {
@@ -1130,6 +1132,9 @@ func (w *worker) queue(in int, p *conntrack.Packet, frame []byte, out int, hop [
 	egress := w.ports[out]
 	mac, ok := w.lastHop[out].nextHop(w.e.neigh.cur.Load(), int32(egress.ifindex), &hop)
 	if !ok {
+		if w.hold(in, p, frame, out, hop) {
+			return true // sent once the next hop is resolved (neighhold.go)
+		}
 		r := drop.NeighbourResolveLimited
 		if w.resolves.allow(w.now) && w.e.neigh.Resolve(egress.ifindex, hop) {
 			r = drop.NoNeighbour
@@ -1225,6 +1230,7 @@ func (w *worker) transmit(pi int) {
 		}
 		w.tx[pi] += uint32(n)
 		w.ntx[pi] = 0
+		w.held.transmitted(pi)
 		return
 	}
 	s, l := p.sock, &w.ledger
@@ -1276,6 +1282,7 @@ func (w *worker) transmit(pi int) {
 		w.drop(drop.TxFull)
 	}
 	w.ntx[pi] = 0
+	w.held.transmitted(pi)
 }
 
 // flush publishes the batch's tallies.

@@ -872,7 +872,8 @@ func printStats(w io.Writer, r *pb.GetStatsResponse, zero bool) {
 		"kept": n.GetKeptTotal(), "kept_recovered": n.GetKeptRecovered(), "kept_expired": n.GetKeptExpired(),
 		"kept_failed": n.GetKeptFailed(), "resolutions_requested": n.GetResolutionsRequested(),
 		"resolutions_refused": n.GetResolutionsRefused(), "resolutions_given_up": n.GetResolutionsGivenUp(),
-		"kernel_entries_deleted": n.GetKernelEntriesDeleted(),
+		"kernel_entries_deleted": n.GetKernelEntriesDeleted(), "held": n.GetHeld(), "held_sent": n.GetHeldSent(),
+		"held_dropped": n.GetHeldDropped(),
 	})
 	f := r.GetFragments()
 	section("FRAGMENTS (all workers)", map[string]uint64{

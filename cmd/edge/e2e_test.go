@@ -33,7 +33,7 @@ rules:
 // runDaemon writes config to dir/edge.yaml and runs `edge run` in
 // namespace ns with its control socket in dir (and extra arguments) until
 // the test ends, or until stop (SIGINT, then a clean exit expected) is
-// called; it waits until edge forwards. It returns the socket and a
+// called; it waits until edge forwards and serves its socket. It returns the socket and a
 // function that reads edge's log so far.
 func runDaemon(t *testing.T, bin, dir string, ns *netnstest.NS, config string, extra ...string) (sock string, logText func() string, stop func()) {
 	t.Helper()
@@ -66,7 +66,11 @@ func runDaemon(t *testing.T, bin, dir string, ns *netnstest.NS, config string, e
 		}
 	}
 	t.Cleanup(stop)
-	if !netnstest.WaitFor(10*time.Second, func() bool { return strings.Contains(logText(), "forwarding between") }) {
+	// The control socket is made after forwarding starts: wait for both.
+	if !netnstest.WaitFor(10*time.Second, func() bool {
+		l := logText()
+		return strings.Contains(l, "forwarding between") && strings.Contains(l, "control plane on")
+	}) {
 		t.Fatalf("edge did not start:\n%s", logText())
 	}
 	return sock, logText, stop

@@ -2043,6 +2043,9 @@ type NeighbourStats struct {
 	ResolutionsRefused   uint64                 `protobuf:"varint,9,opt,name=resolutions_refused,json=resolutionsRefused,proto3" json:"resolutions_refused,omitempty"`          // refused: too many outstanding (their packets: drop neighbour_resolve_limited)
 	ResolutionsGivenUp   uint64                 `protobuf:"varint,10,opt,name=resolutions_given_up,json=resolutionsGivenUp,proto3" json:"resolutions_given_up,omitempty"`       // failed, or unanswered too long
 	KernelEntriesDeleted uint64                 `protobuf:"varint,11,opt,name=kernel_entries_deleted,json=kernelEntriesDeleted,proto3" json:"kernel_entries_deleted,omitempty"` // failed or stuck kernel entries of edge's own requests deleted
+	Held                 uint64                 `protobuf:"varint,12,opt,name=held,proto3" json:"held,omitempty"`                                                               // packets held while their next hop was resolved
+	HeldSent             uint64                 `protobuf:"varint,13,opt,name=held_sent,json=heldSent,proto3" json:"held_sent,omitempty"`                                       // of them, sent once it was
+	HeldDropped          uint64                 `protobuf:"varint,14,opt,name=held_dropped,json=heldDropped,proto3" json:"held_dropped,omitempty"`                              // of them, dropped unresolved (counted as no_neighbour too)
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -2150,6 +2153,27 @@ func (x *NeighbourStats) GetResolutionsGivenUp() uint64 {
 func (x *NeighbourStats) GetKernelEntriesDeleted() uint64 {
 	if x != nil {
 		return x.KernelEntriesDeleted
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetHeld() uint64 {
+	if x != nil {
+		return x.Held
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetHeldSent() uint64 {
+	if x != nil {
+		return x.HeldSent
+	}
+	return 0
+}
+
+func (x *NeighbourStats) GetHeldDropped() uint64 {
+	if x != nil {
+		return x.HeldDropped
 	}
 	return 0
 }
@@ -3150,7 +3174,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a;\n" +
 	"\rIcmpSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb6\x03\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x8a\x04\n" +
 	"\x0eNeighbourStats\x12\x18\n" +
 	"\aentries\x18\x01 \x01(\x04R\aentries\x12\x12\n" +
 	"\x04kept\x18\x02 \x01(\x04R\x04kept\x12\x1e\n" +
@@ -3167,7 +3191,10 @@ const file_edge_proto_rawDesc = "" +
 	"\x13resolutions_refused\x18\t \x01(\x04R\x12resolutionsRefused\x120\n" +
 	"\x14resolutions_given_up\x18\n" +
 	" \x01(\x04R\x12resolutionsGivenUp\x124\n" +
-	"\x16kernel_entries_deleted\x18\v \x01(\x04R\x14kernelEntriesDeleted\"\x97\x02\n" +
+	"\x16kernel_entries_deleted\x18\v \x01(\x04R\x14kernelEntriesDeleted\x12\x12\n" +
+	"\x04held\x18\f \x01(\x04R\x04held\x12\x1b\n" +
+	"\theld_sent\x18\r \x01(\x04R\bheldSent\x12!\n" +
+	"\fheld_dropped\x18\x0e \x01(\x04R\vheldDropped\"\x97\x02\n" +
 	"\rFragmentStats\x12\x1f\n" +
 	"\vfirst_noted\x18\x01 \x01(\x04R\n" +
 	"firstNoted\x12\x1a\n" +
