@@ -22,7 +22,9 @@ import (
 // (time, session and worker aside).
 func traceSummary(r *TraceRecord) string {
 	var b strings.Builder
-	ap := func(a [16]byte, port uint16) string { return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port).String() }
+	ap := func(a [16]byte, port uint16) string {
+		return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port).String()
+	}
 	fmt.Fprintf(&b, "in%d", r.In)
 	if r.Looped {
 		b.WriteString(" looped")
