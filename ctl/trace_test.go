@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -220,4 +221,69 @@ func compactJSON(t *testing.T, b []byte) string {
 		t.Fatal(err)
 	}
 	return out.String()
+}
+
+// EngineBackend.Trace on a running engine: datagrams from the client are
+// recorded (new flow by rule outbound, translated, forwarded), and the
+// trace ends when the callback says so.
+func TestEngineBackendTrace(t *testing.T) {
+	b, client := startBackend(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type result struct {
+		recs []dataplane.TraceRecord
+		err  error
+	}
+	got := make(chan result, 1)
+	spec := dataplane.TraceSpec{Filter: conntrack.Filter{Proto: 17, Port: 7007}, For: 10 * time.Second}
+	go func() {
+		var all []dataplane.TraceRecord
+		err := b.Trace(ctx, spec, func(recs []dataplane.TraceRecord, _ uint64) bool {
+			all = append(all, recs...)
+			for _, r := range recs {
+				if r.Action == dataplane.TraceForwarded {
+					return false
+				}
+			}
+			return true
+		})
+		got <- result{all, err}
+	}()
+	var res result
+	send := time.NewTicker(50 * time.Millisecond)
+	defer send.Stop()
+wait:
+	for {
+		select {
+		case res = <-got:
+			break wait
+		case <-send.C:
+			_ = client.Do(func() error {
+				c, err := net.Dial("udp4", "203.0.113.2:7007")
+				if err == nil {
+					c.Write([]byte("q"))
+					c.Close()
+				}
+				return err
+			})
+		}
+	}
+	if res.err != nil || len(res.recs) == 0 {
+		t.Fatalf("trace: %d records, %v", len(res.recs), res.err)
+	}
+	// The first datagram opened the flow (later ones found it).
+	first, last := res.recs[0], res.recs[len(res.recs)-1]
+	if first.Key.DstPort != 7007 || first.In != 0 || !first.New || b.RuleName(first.FlowRule) != "outbound" ||
+		first.Verdict != conntrack.Open || netip.AddrFrom16(first.NATAddr).Unmap() != netip.MustParseAddr("203.0.113.1") {
+		t.Fatalf("first record %+v", first)
+	}
+	if last.Action != dataplane.TraceForwarded || last.Out != 1 || netip.AddrFrom16(last.Hop).Unmap() != netip.MustParseAddr("203.0.113.2") {
+		t.Fatalf("last record %+v", last)
+	}
+	// Another trace may start once this one ended.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := b.Trace(ctx2, spec, func([]dataplane.TraceRecord, uint64) bool { return true }); err != context.DeadlineExceeded {
+		t.Fatalf("second trace: %v", err)
+	}
 }

@@ -118,7 +118,9 @@ func addrFilter(a netip.Addr) conntrack.Filter {
 // addressed to the SNAT address), the handshake's last ACK, a packet
 // another host sends (not matched), an unsolicited inbound SYN (the
 // default rule drops it) and a packet whose TTL runs out (ICMP time
-// exceeded, no rule consulted: nothing is opened for it).
+// exceeded, no rule consulted: nothing is opened for it), and a new flow
+// whose next hop's address is not known yet (the flow is made, the packet
+// dropped).
 func TestTraceGolden(t *testing.T) {
 	tp := newTestPipeline(t, allowOutbound, 1024)
 	const SYN, ACK = header.TCPFlagSYN, header.TCPFlagACK
@@ -141,9 +143,11 @@ func TestTraceGolden(t *testing.T) {
 	tr = startTrace(t, tp.e, TraceSpec{Filter: conntrack.Filter{Port: 22}})
 	tp.send(1, eth(tcpSpec(ipServer, 80, ipSNAT, 22, SYN, 1, 0, 64), macServer, macEdgeOut))
 	tp.send(0, eth(tcpSpec(ipClient, 40001, ipServer, 22, SYN, 1, 0, 1), macClient, macEdgeIn))
+	tp.send(0, eth(tcpSpec(ipClient, 40002, ipFar, 22, SYN, 1, 0, 64), macClient, macEdgeIn))
 	wantTrace(t, "drops", traceAll(t, tr),
 		"in1 203.0.113.2:80>203.0.113.1:22 parse=none none->NONE/0 open original rule=-1/drop dropped firewall_drop",
-		"in0 10.0.0.2:40001>203.0.113.2:22 parse=none none->NONE/0 open original dropped ttl_exceeded icmp=time_exceeded")
+		"in0 10.0.0.2:40001>203.0.113.2:22 parse=none none->NONE/0 open original dropped ttl_exceeded icmp=time_exceeded",
+		"in0 10.0.0.2:40002>198.51.100.7:22 parse=none none->SYN_SENT/0 open original rule=0/allow nat=203.0.113.1:40002 dropped no_neighbour")
 }
 
 // A hairpinned datagram (A to B's mapping) traced twice: where it leaves

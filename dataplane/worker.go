@@ -1048,6 +1048,9 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 		return v
 	}
 	w.ctr.created.Add(1)
+	if w.tr.cur != nil { // trace hook
+		w.traceFlow(v, now)
+	}
 	return v
 }
 
@@ -1089,6 +1092,9 @@ func (w *worker) admit(in int, p *conntrack.Packet, now conntrack.Time) (v connt
 		return v, true
 	}
 	w.ctr.created.Add(1)
+	if w.tr.cur != nil { // trace hook
+		w.traceFlow(v, now)
+	}
 	return v, true
 }
 
