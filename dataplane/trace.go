@@ -141,7 +141,7 @@ type traceState struct {
 	sess *traceSession // on: the trace
 	held uint64        // bit i: rec[i] holds the record of the packet in slot i
 	slot int           // the track stage's packet
-	rec  [batchSize]TraceRecord
+	rec  *[batchSize]TraceRecord // made with ring by the first trace (kept out of the worker's own memory)
 	ring spsc.Ring[TraceRecord]
 }
 
@@ -170,6 +170,7 @@ func (e *Engine) StartTrace(spec TraceSpec) (*Trace, error) {
 	tc.once.Do(func() {
 		for _, w := range e.workers {
 			w.tr.ring.Init(traceRingSize)
+			w.tr.rec = new([batchSize]TraceRecord)
 		}
 	})
 	for _, w := range e.workers {
@@ -190,6 +191,7 @@ func (e *Engine) StartTrace(spec TraceSpec) (*Trace, error) {
 }
 
 // Read moves the records written so far into out and returns how many.
+// One goroutine reads a trace, and not after Stop.
 func (t *Trace) Read(out []TraceRecord) int {
 	n := 0
 	for _, w := range t.e.workers {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -274,5 +275,73 @@ func TestTraceZeroAllocs(t *testing.T) {
 	// Four records per run (the hairpin makes two), none lost.
 	if want := 4 * 102; read != want || tr.Lost() != 0 {
 		t.Fatalf("%d records read, %d lost; want %d, 0", read, tr.Lost(), want)
+	}
+}
+
+// BenchmarkPipelineTrace: established UDP flows (1,000, both directions,
+// batches of 32) with no trace, with a trace no packet matches (every
+// packet matched and looked up once more) and with one recording every
+// packet (the ring read every batch).
+func BenchmarkPipelineTrace(b *testing.B) {
+	const flows = 1000
+	for _, mode := range []string{"off", "on-nomatch", "on-all"} {
+		b.Run(mode, func(b *testing.B) {
+			tp := benchPipeline(b, allowOutbound, flows)
+			var frames [2][][]byte // per port
+			one := make([][]byte, 1)
+			for i := 0; i < flows; i++ {
+				c, cp := benchClient(i)
+				one[0] = udpFrame(c, benchServer(i), cp, 53, macClient, macEdgeIn)
+				frames[0] = append(frames[0], append([]byte(nil), one[0]...))
+				tp.w.pipeline(0, one, tp.now)
+				tp.w.transmit(1)
+				k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(c, cp), netip.AddrPortFrom(benchServer(i), 53))
+				frames[1] = append(frames[1], udpFrame(benchServer(i), ipSNAT, 53, tp.natPort(k), macServer, macEdgeOut))
+			}
+			var tr *Trace
+			if mode != "off" {
+				spec := TraceSpec{}
+				if mode == "on-nomatch" {
+					spec.Filter.Port = 1
+				}
+				var err error
+				if tr, err = tp.e.StartTrace(spec); err != nil {
+					b.Fatal(err)
+				}
+				defer tr.Stop()
+			}
+			var recs [64]TraceRecord
+			var batch [32][]byte
+			var bufs [32][64]byte
+			next := 0
+			runtime.GC() // the setup's garbage is not the pipeline's cost
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := threadCPU()
+			for i := 0; i < b.N; i += 32 {
+				port := (i / 32) & 1
+				for j := range batch {
+					src := frames[port][next]
+					if next++; next == flows {
+						next = 0
+					}
+					copy(bufs[j][:], src)
+					batch[j] = bufs[j][:len(src)]
+				}
+				tp.w.pipeline(port, batch[:], tp.now)
+				tp.w.transmit(0)
+				tp.w.transmit(1)
+				if tr != nil {
+					for tr.Read(recs[:]) > 0 {
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			tp.w.flush()
+			noDrops(b, tp.w)
+		})
 	}
 }
