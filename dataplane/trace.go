@@ -136,11 +136,11 @@ type traceControl struct {
 
 // traceState is a worker's side of tracing.
 type traceState struct {
-	on   bool          // a trace runs: refreshed once per pipeline call (traceBatch)
-	cur  *TraceRecord  // the record of the packet being processed; nil: not traced
-	sess *traceSession // on: the trace
-	held uint64        // bit i: rec[i] holds the record of the packet in slot i
-	slot int           // the track stage's packet
+	on   bool                    // a trace runs: refreshed once per pipeline call (traceBatch)
+	cur  *TraceRecord            // the record of the packet being processed; nil: not traced
+	sess *traceSession           // on: the trace
+	held uint64                  // bit i: rec[i] holds the record of the packet in slot i
+	slot int                     // the track stage's packet
 	rec  *[batchSize]TraceRecord // made with ring by the first trace (kept out of the worker's own memory)
 	ring spsc.Ring[TraceRecord]
 }
