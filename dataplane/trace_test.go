@@ -80,7 +80,7 @@ func traceAll(t *testing.T, tr *Trace) []string {
 			return out
 		}
 		for i := range recs[:n] {
-			if recs[i].Session != tr.s.id || recs[i].Worker != 0 {
+			if recs[i].Session != tr.s.id || int(recs[i].Worker) >= len(tr.e.workers) {
 				t.Fatalf("record of session %d worker %d", recs[i].Session, recs[i].Worker)
 			}
 			out = append(out, traceSummary(&recs[i]))
@@ -188,6 +188,53 @@ func TestTraceNATFiltered(t *testing.T) {
 	tp2.send(1, eth(natUDP(ipServer2, 3479, ipSNAT, ext, 64), macServer, macEdgeOut))
 	wantTrace(t, "admitted", traceAll(t, tr),
 		fmt.Sprintf("in1 203.0.113.3:3479>203.0.113.1:%d parse=none none->UDP_FIRST/0 open reply toward(10.0.0.2:40000>203.0.113.3:3479) rule=0/allow nat=203.0.113.1:%d forwarded out0 via 10.0.0.2", ext, ext))
+}
+
+// Two workers: a datagram whose flow the other worker owns is traced where
+// it arrived (handed off) and where it was decided.
+func TestTraceHandOff(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	e, w0 := tp.e, tp.w
+	table, err := conntrack.New(conntrack.Config{MaxFlows: 1024, Shards: 2, HistorySize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(table.Close)
+	if e.nat, err = snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT}, table); err != nil {
+		t.Fatal(err)
+	}
+	e.table, w0.shard, w0.nat = table, table.Shard(0), e.nat.Allocator(0)
+	w1 := newWorker(e, 1)
+	w1.nat, w1.ports, w1.testTX = e.nat.Allocator(1), w0.ports, w0.testTX
+	e.workers = []*worker{w0, w1}
+	h01, h10 := newHandoff(loopSlots), newHandoff(loopSlots)
+	w0.outbox, w0.inbox = []*handoff{w0.outbox[0], h01}, []*handoff{w0.inbox[0], h10}
+	loop1 := newHandoff(loopSlots)
+	w1.outbox, w1.inbox = []*handoff{h10, loop1}, []*handoff{h01, loop1}
+	sport := uint16(40000)
+	for {
+		k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, sport), netip.AddrPortFrom(ipServer, 53))
+		if table.ShardOfSrc(&k) == 1 {
+			break
+		}
+		sport++
+	}
+	tr := startTrace(t, e, TraceSpec{Filter: addrFilter(ipClient)})
+	w0.pipeline(0, [][]byte{eth(natUDP(ipClient, sport, ipServer, 53, 64), macClient, macEdgeIn)}, tp.now)
+	w1.drainInbox(tp.now)
+	w1.transmit(1)
+	h01.release(w1.taken[0])
+	if len(tp.out) != 1 || tp.out[0].port != 1 {
+		t.Fatalf("%d frames out", len(tp.out))
+	}
+	var recs [4]TraceRecord
+	if n := tr.Read(recs[:]); n != 2 || recs[0].Worker != 0 || recs[1].Worker != 1 {
+		t.Fatalf("%d records: %+v", n, recs[:n])
+	}
+	a := fmt.Sprintf("10.0.0.2:%d>203.0.113.2:53", sport)
+	wantTrace(t, "hand-off", []string{traceSummary(&recs[0]), traceSummary(&recs[1])},
+		"in0 "+a+" parse=none handed_off 1",
+		fmt.Sprintf("in0 %s parse=none none->UDP_FIRST/0 open original rule=0/allow nat=203.0.113.1:%d forwarded out1 via 203.0.113.2", a, sport))
 }
 
 // Count bounds a trace; one trace at a time; a stopped trace's records do
