@@ -86,6 +86,7 @@ type Engine struct {
 	forwarding    kernelForwarding // the kernel's forwarding switches as New found them
 	logMu         sync.Mutex       // one rule-log reader at a time
 	evMu          sync.Mutex       // one event reader at a time
+	trace         traceControl     // edge trace (trace.go)
 	ports         [2]port
 	workers       []*worker
 	start         time.Time

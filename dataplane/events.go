@@ -69,6 +69,9 @@ func (w *worker) event(kind EventKind, r drop.Reason, k icmp.Kind, in int, p *co
 	if !w.events.Stage(&e) {
 		w.evLost++
 	}
+	if w.tr.cur != nil && p != nil { // trace hook (trace.go)
+		w.traceEvent(kind, r, k)
+	}
 }
 
 // drop counts a drop that concerns no parsed packet, with an event.
@@ -86,7 +89,12 @@ func (w *worker) dropPkt(r drop.Reason, in int, p *conntrack.Packet) {
 }
 
 // count counts a drop conntrack decided: conntrack recorded its event.
-func (w *worker) count(r drop.Reason) { w.drops[r]++ }
+func (w *worker) count(r drop.Reason) {
+	w.drops[r]++
+	if w.tr.cur != nil { // trace hook (trace.go)
+		w.traceEvent(EvDropped, r, icmp.NoError)
+	}
+}
 
 // ReadEvents moves the queued events of every worker into out and returns
 // how many, worker by worker (each worker's in time order). One reader at

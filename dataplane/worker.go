@@ -149,6 +149,7 @@ type worker struct {
 	wakeFD     int                   // eventfd other workers write to wake this one from poll(); -1: none
 	sleeping   atomic.Bool           // in (or about to enter) poll(): producers must write wakeFD
 	ruleLog    spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
+	tr         traceState            // edge trace (trace.go)
 	events     spsc.Ring[Event]      // drops and generated packets (events.go)
 	errBufs    [batchSize][2048]byte // ICMP errors generated in this batch
 	quote      [1280]byte            // the start of an oversize packet, as an ICMP error quotes it (oversize)
@@ -430,6 +431,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	w.now = now
 	cfg := w.e.cur.Load()
 	w.expireFragments()
+	w.traceBatch(now) // trace hook
 	w.releaseHeld()
 	n := 0
 	for _, frame := range frames {
@@ -449,6 +451,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			continue
 		}
 		r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n])
+		if w.tr.on { // trace hook
+			w.traceParsed(in, n, r)
+		}
 		later := r == drop.Fragment && w.pkts[n].Frag == conntrack.FragLater
 		if r != drop.None && !later {
 			if r == drop.Truncated && isCutOversize(frame) {
@@ -495,6 +500,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				if w.outbox[owner].put(in, frame) {
 					w.handedOff++
 					w.woken |= 1 << owner
+					if w.tr.cur != nil { // trace hook
+						w.traceHandOff(owner)
+					}
 					if w.pkts[n].Frag == conntrack.FragFirst {
 						w.noteFirst(in, &w.pkts[n], fragVerdict{owner: int8(owner)})
 					}
@@ -507,6 +515,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		w.frames[n] = frame
 		n++
 	}
+	if w.tr.on { // trace hook
+		w.traceKept(n)
+	}
 	// Each packet is tracked and acted on before the next is tracked, so a
 	// verdict never outlives a change it did not see (a flow created or
 	// evicted by an earlier packet of the batch).
@@ -514,7 +525,12 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	for i := 0; i < n; i++ {
 		p := &w.pkts[i]
 		ip := w.frames[i][header.EthernetLen:]
-		v := w.shard.TrackPrefetched(i, p, now)
+		var v conntrack.Verdict
+		if w.tr.on { // trace hook: tracked, and traced, in traceTrack
+			v = w.traceTrack(in, i, p, now)
+		} else {
+			v = w.shard.TrackPrefetched(i, p, now)
+		}
 		if v.Action == conntrack.Drop {
 			w.count(v.Reason) // conntrack recorded the event
 			w.noteFirstDrop(in, p, v.Reason)
@@ -620,7 +636,13 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		}
 		if w.forward(in, p, w.frames[i], out, hop) {
 			w.noteFirstForwarded(in, p, ip)
+			if w.tr.cur != nil { // trace hook
+				w.traceForwarded(v, out, hop, now)
+			}
 		}
+	}
+	if w.tr.on { // trace hook
+		w.traceEnd()
 	}
 }
 
@@ -983,6 +1005,9 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 	src := w.ports[in]
 	fw := w.e.fw.Load()
 	fv := fw.Match(src.zone, &p.Key, p.ICMPType)
+	if w.tr.cur != nil { // trace hook
+		w.traceRule(fv, fw.FlowRule(fv.Rule))
+	}
 	if fv.Log {
 		// A rule with log set: record the decision (lossy ring, counted
 		// when full; read by Engine.ReadRuleLogs).
@@ -1021,6 +1046,9 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 		return v
 	}
 	w.ctr.created.Add(1)
+	if w.tr.cur != nil { // trace hook
+		w.traceFlow(v, now)
+	}
 	return v
 }
 
@@ -1037,12 +1065,18 @@ func (w *worker) admit(in int, p *conntrack.Packet, now conntrack.Time) (v connt
 	if !toward {
 		return v, false
 	}
+	if w.tr.on { // trace hook
+		w.traceAdmit(in, p, &orig, r)
+	}
 	if r != drop.None {
 		w.dropPkt(r, in, p)
 		return conntrack.Verdict{Action: conntrack.Drop, Reason: r}, true
 	}
 	fw := w.e.fw.Load()
 	fv := fw.Match(firewall.Inside, &orig, 0)
+	if w.tr.cur != nil { // trace hook
+		w.traceRule(fv, fw.FlowRule(fv.Rule))
+	}
 	if fv.Action != firewall.Allow {
 		w.nat.Abandon(&orig, tr)
 		w.dropPkt(drop.FirewallDrop, in, p)
@@ -1056,6 +1090,9 @@ func (w *worker) admit(in int, p *conntrack.Packet, now conntrack.Time) (v connt
 		return v, true
 	}
 	w.ctr.created.Add(1)
+	if w.tr.cur != nil { // trace hook
+		w.traceFlow(v, now)
+	}
 	return v, true
 }
 
@@ -1089,6 +1126,9 @@ func (w *worker) hairpin(in int, p *conntrack.Packet, v conntrack.Verdict, frame
 		return
 	}
 	w.nat.CountHairpin()
+	if w.tr.cur != nil { // trace hook
+		w.traceHairpin(v, now)
+	}
 	if owner != w.id {
 		w.woken |= 1 << owner
 	}

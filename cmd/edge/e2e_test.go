@@ -264,6 +264,27 @@ func TestDaemonEndToEnd(t *testing.T) {
 		}
 	}
 
+	// edge trace: the path of a datagram the rule drops (sent until the
+	// trace, started meanwhile, has recorded one).
+	trace := exec.Command(bin, "--socket", sock, "trace", "port=9002", "--count", "1", "--for", "10s")
+	traceOut, _ := trace.StdoutPipe()
+	trace.Start()
+	traced := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(traceOut); trace.Wait(); traced <- b }()
+	var tb []byte
+	netnstest.WaitFor(10*time.Second, func() bool {
+		send(9002, 1)
+		select {
+		case tb = <-traced:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	})
+	if !strings.Contains(string(tb), "udp 10.0.0.2:40002 -> 203.0.113.2:9002 new(rule block: drop) -> dropped(firewall_drop)") {
+		t.Fatalf("edge trace port=9002:\n%s", tb)
+	}
+
 	// No daemon: a clear error.
 	b, err := exec.Command(bin, "--socket", filepath.Join(dir, "nothing.sock"), "status").CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "not running") {

@@ -2972,6 +2972,396 @@ func (x *FlushMappingsResponse) GetLeft() uint64 {
 	return 0
 }
 
+type TraceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filter: address, port, protocol, zone as for flows (state is refused:
+	// a packet has none before it is tracked). A packet matches by its own
+	// tuple or, once tracked, by its flow's original tuple (so the replies
+	// toward a NAT address trace under the inside host's address).
+	Filter        *FlowFilter          `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Count         uint32               `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`      // packets to record; 0: no count limit
+	Duration      *durationpb.Duration `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"` // 0: 60 s; at most one hour
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceRequest) Reset() {
+	*x = TraceRequest{}
+	mi := &file_edge_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceRequest) ProtoMessage() {}
+
+func (x *TraceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
+func (*TraceRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TraceRequest) GetFilter() *FlowFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *TraceRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *TraceRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// TraceResponse carries the packets recorded since the last one.
+type TraceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Packets       []*TracePacket         `protobuf:"bytes,1,rep,name=packets,proto3" json:"packets,omitempty"`
+	Lost          uint64                 `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"` // packets recorded but lost to full rings since the trace began
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceResponse) Reset() {
+	*x = TraceResponse{}
+	mi := &file_edge_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceResponse) ProtoMessage() {}
+
+func (x *TraceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceResponse.ProtoReflect.Descriptor instead.
+func (*TraceResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TraceResponse) GetPackets() []*TracePacket {
+	if x != nil {
+		return x.Packets
+	}
+	return nil
+}
+
+func (x *TraceResponse) GetLost() uint64 {
+	if x != nil {
+		return x.Lost
+	}
+	return 0
+}
+
+// TracePacket is one packet's path through one worker's pipeline.
+type TracePacket struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Time      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Worker    uint32                 `protobuf:"varint,2,opt,name=worker,proto3" json:"worker,omitempty"`
+	Ingress   string                 `protobuf:"bytes,3,opt,name=ingress,proto3" json:"ingress,omitempty"` // the side the packet arrived on: inside | outside
+	Tuple     *Tuple                 `protobuf:"bytes,4,opt,name=tuple,proto3" json:"tuple,omitempty"`     // as parsed (an ICMP error: the quoted flow's, reversed); absent when parsing failed
+	TcpFlags  uint32                 `protobuf:"varint,5,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
+	IcmpError bool                   `protobuf:"varint,6,opt,name=icmp_error,json=icmpError,proto3" json:"icmp_error,omitempty"` // an ICMP error about the flow of tuple
+	Fragment  string                 `protobuf:"bytes,7,opt,name=fragment,proto3" json:"fragment,omitempty"`                     // "" | first | later
+	Parse     string                 `protobuf:"bytes,8,opt,name=parse,proto3" json:"parse,omitempty"`                           // why the packet could not be parsed; "": parsed
+	Looped    bool                   `protobuf:"varint,9,opt,name=looped,proto3" json:"looped,omitempty"`                        // came back from a hairpin toward a NAT mapping
+	// Connection tracking (tracked true): the flow before and after.
+	Tracked          bool   `protobuf:"varint,10,opt,name=tracked,proto3" json:"tracked,omitempty"`
+	StateBefore      string `protobuf:"bytes,11,opt,name=state_before,json=stateBefore,proto3" json:"state_before,omitempty"` // "": no live flow
+	GenerationBefore uint32 `protobuf:"varint,12,opt,name=generation_before,json=generationBefore,proto3" json:"generation_before,omitempty"`
+	Verdict          string `protobuf:"bytes,13,opt,name=verdict,proto3" json:"verdict,omitempty"`                         // forward | open (no flow: the rules decide) | reopened | drop
+	Direction        string `protobuf:"bytes,14,opt,name=direction,proto3" json:"direction,omitempty"`                     // original | reply
+	StateAfter       string `protobuf:"bytes,15,opt,name=state_after,json=stateAfter,proto3" json:"state_after,omitempty"` // "": no flow
+	Generation       uint32 `protobuf:"varint,16,opt,name=generation,proto3" json:"generation,omitempty"`
+	Flow             *Tuple `protobuf:"bytes,17,opt,name=flow,proto3" json:"flow,omitempty"`                                         // the flow's original tuple (toward_mapping: the inside endpoint's)
+	TowardMapping    bool   `protobuf:"varint,18,opt,name=toward_mapping,json=towardMapping,proto3" json:"toward_mapping,omitempty"` // from the outside toward a NAT mapping (its filter decided)
+	Rule             string `protobuf:"bytes,19,opt,name=rule,proto3" json:"rule,omitempty"`                                         // a new flow: the firewall rule that decided it
+	RuleAction       string `protobuf:"bytes,20,opt,name=rule_action,json=ruleAction,proto3" json:"rule_action,omitempty"`           // allow | drop | reject
+	NatAddress       string `protobuf:"bytes,21,opt,name=nat_address,json=natAddress,proto3" json:"nat_address,omitempty"`           // the flow's translated address
+	NatPort          uint32 `protobuf:"varint,22,opt,name=nat_port,json=natPort,proto3" json:"nat_port,omitempty"`
+	// What happened: forwarded | dropped | hairpinned | handed_off (to
+	// handoff_worker, which records its own path) | followed (a later
+	// fragment following its first) | none.
+	Action        string `protobuf:"bytes,23,opt,name=action,proto3" json:"action,omitempty"`
+	DropReason    string `protobuf:"bytes,24,opt,name=drop_reason,json=dropReason,proto3" json:"drop_reason,omitempty"`
+	Egress        string `protobuf:"bytes,25,opt,name=egress,proto3" json:"egress,omitempty"` // forwarded: inside | outside
+	NextHop       string `protobuf:"bytes,26,opt,name=next_hop,json=nextHop,proto3" json:"next_hop,omitempty"`
+	HandoffWorker uint32 `protobuf:"varint,27,opt,name=handoff_worker,json=handoffWorker,proto3" json:"handoff_worker,omitempty"`
+	IcmpSent      string `protobuf:"bytes,28,opt,name=icmp_sent,json=icmpSent,proto3" json:"icmp_sent,omitempty"` // an ICMP error sent in answer (its kind)
+	RstSent       bool   `protobuf:"varint,29,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TracePacket) Reset() {
+	*x = TracePacket{}
+	mi := &file_edge_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TracePacket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TracePacket) ProtoMessage() {}
+
+func (x *TracePacket) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TracePacket.ProtoReflect.Descriptor instead.
+func (*TracePacket) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TracePacket) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *TracePacket) GetWorker() uint32 {
+	if x != nil {
+		return x.Worker
+	}
+	return 0
+}
+
+func (x *TracePacket) GetIngress() string {
+	if x != nil {
+		return x.Ingress
+	}
+	return ""
+}
+
+func (x *TracePacket) GetTuple() *Tuple {
+	if x != nil {
+		return x.Tuple
+	}
+	return nil
+}
+
+func (x *TracePacket) GetTcpFlags() uint32 {
+	if x != nil {
+		return x.TcpFlags
+	}
+	return 0
+}
+
+func (x *TracePacket) GetIcmpError() bool {
+	if x != nil {
+		return x.IcmpError
+	}
+	return false
+}
+
+func (x *TracePacket) GetFragment() string {
+	if x != nil {
+		return x.Fragment
+	}
+	return ""
+}
+
+func (x *TracePacket) GetParse() string {
+	if x != nil {
+		return x.Parse
+	}
+	return ""
+}
+
+func (x *TracePacket) GetLooped() bool {
+	if x != nil {
+		return x.Looped
+	}
+	return false
+}
+
+func (x *TracePacket) GetTracked() bool {
+	if x != nil {
+		return x.Tracked
+	}
+	return false
+}
+
+func (x *TracePacket) GetStateBefore() string {
+	if x != nil {
+		return x.StateBefore
+	}
+	return ""
+}
+
+func (x *TracePacket) GetGenerationBefore() uint32 {
+	if x != nil {
+		return x.GenerationBefore
+	}
+	return 0
+}
+
+func (x *TracePacket) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *TracePacket) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *TracePacket) GetStateAfter() string {
+	if x != nil {
+		return x.StateAfter
+	}
+	return ""
+}
+
+func (x *TracePacket) GetGeneration() uint32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *TracePacket) GetFlow() *Tuple {
+	if x != nil {
+		return x.Flow
+	}
+	return nil
+}
+
+func (x *TracePacket) GetTowardMapping() bool {
+	if x != nil {
+		return x.TowardMapping
+	}
+	return false
+}
+
+func (x *TracePacket) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *TracePacket) GetRuleAction() string {
+	if x != nil {
+		return x.RuleAction
+	}
+	return ""
+}
+
+func (x *TracePacket) GetNatAddress() string {
+	if x != nil {
+		return x.NatAddress
+	}
+	return ""
+}
+
+func (x *TracePacket) GetNatPort() uint32 {
+	if x != nil {
+		return x.NatPort
+	}
+	return 0
+}
+
+func (x *TracePacket) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *TracePacket) GetDropReason() string {
+	if x != nil {
+		return x.DropReason
+	}
+	return ""
+}
+
+func (x *TracePacket) GetEgress() string {
+	if x != nil {
+		return x.Egress
+	}
+	return ""
+}
+
+func (x *TracePacket) GetNextHop() string {
+	if x != nil {
+		return x.NextHop
+	}
+	return ""
+}
+
+func (x *TracePacket) GetHandoffWorker() uint32 {
+	if x != nil {
+		return x.HandoffWorker
+	}
+	return 0
+}
+
+func (x *TracePacket) GetIcmpSent() string {
+	if x != nil {
+		return x.IcmpSent
+	}
+	return ""
+}
+
+func (x *TracePacket) GetRstSent() bool {
+	if x != nil {
+		return x.RstSent
+	}
+	return false
+}
+
 var File_edge_proto protoreflect.FileDescriptor
 
 const file_edge_proto_rawDesc = "" +
@@ -3279,7 +3669,52 @@ const file_edge_proto_rawDesc = "" +
 	"\x05total\x18\x02 \x01(\x04R\x05total\"\x16\n" +
 	"\x14FlushMappingsRequest\"+\n" +
 	"\x15FlushMappingsResponse\x12\x12\n" +
-	"\x04left\x18\x01 \x01(\x04R\x04left2S\n" +
+	"\x04left\x18\x01 \x01(\x04R\x04left\"\x88\x01\n" +
+	"\fTraceRequest\x12+\n" +
+	"\x06filter\x18\x01 \x01(\v2\x13.edge.v1.FlowFilterR\x06filter\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x125\n" +
+	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\"S\n" +
+	"\rTraceResponse\x12.\n" +
+	"\apackets\x18\x01 \x03(\v2\x14.edge.v1.TracePacketR\apackets\x12\x12\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\x85\a\n" +
+	"\vTracePacket\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06worker\x18\x02 \x01(\rR\x06worker\x12\x18\n" +
+	"\aingress\x18\x03 \x01(\tR\aingress\x12$\n" +
+	"\x05tuple\x18\x04 \x01(\v2\x0e.edge.v1.TupleR\x05tuple\x12\x1b\n" +
+	"\ttcp_flags\x18\x05 \x01(\rR\btcpFlags\x12\x1d\n" +
+	"\n" +
+	"icmp_error\x18\x06 \x01(\bR\ticmpError\x12\x1a\n" +
+	"\bfragment\x18\a \x01(\tR\bfragment\x12\x14\n" +
+	"\x05parse\x18\b \x01(\tR\x05parse\x12\x16\n" +
+	"\x06looped\x18\t \x01(\bR\x06looped\x12\x18\n" +
+	"\atracked\x18\n" +
+	" \x01(\bR\atracked\x12!\n" +
+	"\fstate_before\x18\v \x01(\tR\vstateBefore\x12+\n" +
+	"\x11generation_before\x18\f \x01(\rR\x10generationBefore\x12\x18\n" +
+	"\averdict\x18\r \x01(\tR\averdict\x12\x1c\n" +
+	"\tdirection\x18\x0e \x01(\tR\tdirection\x12\x1f\n" +
+	"\vstate_after\x18\x0f \x01(\tR\n" +
+	"stateAfter\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x10 \x01(\rR\n" +
+	"generation\x12\"\n" +
+	"\x04flow\x18\x11 \x01(\v2\x0e.edge.v1.TupleR\x04flow\x12%\n" +
+	"\x0etoward_mapping\x18\x12 \x01(\bR\rtowardMapping\x12\x12\n" +
+	"\x04rule\x18\x13 \x01(\tR\x04rule\x12\x1f\n" +
+	"\vrule_action\x18\x14 \x01(\tR\n" +
+	"ruleAction\x12\x1f\n" +
+	"\vnat_address\x18\x15 \x01(\tR\n" +
+	"natAddress\x12\x19\n" +
+	"\bnat_port\x18\x16 \x01(\rR\anatPort\x12\x16\n" +
+	"\x06action\x18\x17 \x01(\tR\x06action\x12\x1f\n" +
+	"\vdrop_reason\x18\x18 \x01(\tR\n" +
+	"dropReason\x12\x16\n" +
+	"\x06egress\x18\x19 \x01(\tR\x06egress\x12\x19\n" +
+	"\bnext_hop\x18\x1a \x01(\tR\anextHop\x12%\n" +
+	"\x0ehandoff_worker\x18\x1b \x01(\rR\rhandoffWorker\x12\x1b\n" +
+	"\ticmp_sent\x18\x1c \x01(\tR\bicmpSent\x12\x19\n" +
+	"\brst_sent\x18\x1d \x01(\bR\arstSent2S\n" +
 	"\rStatusService\x12B\n" +
 	"\tGetStatus\x12\x19.edge.v1.GetStatusRequest\x1a\x1a.edge.v1.GetStatusResponse2\x9d\x01\n" +
 	"\rConfigService\x12B\n" +
@@ -3297,7 +3732,9 @@ const file_edge_proto_rawDesc = "" +
 	"\n" +
 	"NATService\x12K\n" +
 	"\fListMappings\x12\x1c.edge.v1.ListMappingsRequest\x1a\x1d.edge.v1.ListMappingsResponse\x12N\n" +
-	"\rFlushMappings\x12\x1d.edge.v1.FlushMappingsRequest\x1a\x1e.edge.v1.FlushMappingsResponseB#Z!github.com/edgegw/edge/ctl/edgepbb\x06proto3"
+	"\rFlushMappings\x12\x1d.edge.v1.FlushMappingsRequest\x1a\x1e.edge.v1.FlushMappingsResponse2H\n" +
+	"\fTraceService\x128\n" +
+	"\x05Trace\x12\x15.edge.v1.TraceRequest\x1a\x16.edge.v1.TraceResponse0\x01B#Z!github.com/edgegw/edge/ctl/edgepbb\x06proto3"
 
 var (
 	file_edge_proto_rawDescOnce sync.Once
@@ -3311,7 +3748,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_edge_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: edge.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: edge.v1.GetStatusResponse
@@ -3349,32 +3786,35 @@ var file_edge_proto_goTypes = []any{
 	(*ListMappingsResponse)(nil),  // 33: edge.v1.ListMappingsResponse
 	(*FlushMappingsRequest)(nil),  // 34: edge.v1.FlushMappingsRequest
 	(*FlushMappingsResponse)(nil), // 35: edge.v1.FlushMappingsResponse
-	nil,                           // 36: edge.v1.GetStatsResponse.DropsEntry
-	nil,                           // 37: edge.v1.GetStatsResponse.ConntrackEntry
-	nil,                           // 38: edge.v1.GetStatsResponse.SnatEntry
-	nil,                           // 39: edge.v1.GetStatsResponse.IcmpSentEntry
-	nil,                           // 40: edge.v1.WorkerStats.DropsEntry
-	nil,                           // 41: edge.v1.WorkerStats.IcmpSentEntry
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(*TraceRequest)(nil),          // 36: edge.v1.TraceRequest
+	(*TraceResponse)(nil),         // 37: edge.v1.TraceResponse
+	(*TracePacket)(nil),           // 38: edge.v1.TracePacket
+	nil,                           // 39: edge.v1.GetStatsResponse.DropsEntry
+	nil,                           // 40: edge.v1.GetStatsResponse.ConntrackEntry
+	nil,                           // 41: edge.v1.GetStatsResponse.SnatEntry
+	nil,                           // 42: edge.v1.GetStatsResponse.IcmpSentEntry
+	nil,                           // 43: edge.v1.WorkerStats.DropsEntry
+	nil,                           // 44: edge.v1.WorkerStats.IcmpSentEntry
+	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 46: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	42, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	43, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	45, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	46, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	43, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
-	43, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
+	46, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	46, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
 	10, // 8: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	15, // 9: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
 	13, // 10: edge.v1.ListFlowsResponse.packed:type_name -> edge.v1.PackedFlows
 	14, // 11: edge.v1.Flow.original:type_name -> edge.v1.Tuple
 	14, // 12: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	42, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	42, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	43, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	45, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	45, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	46, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
 	10, // 16: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	14, // 17: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
 	15, // 18: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
@@ -3382,47 +3822,55 @@ var file_edge_proto_depIdxs = []int32{
 	10, // 20: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
 	20, // 21: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
 	23, // 22: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	42, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	45, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
 	14, // 24: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	36, // 25: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	39, // 25: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
 	28, // 26: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
 	29, // 27: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	37, // 28: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	38, // 29: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	40, // 28: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	41, // 29: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
 	30, // 30: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	39, // 31: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	42, // 31: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
 	26, // 32: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
 	27, // 33: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
-	40, // 34: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	41, // 35: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	43, // 34: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	44, // 35: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
 	27, // 36: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
-	43, // 37: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
+	46, // 37: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
 	32, // 38: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
-	0,  // 39: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 40: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 41: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 42: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	16, // 43: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	18, // 44: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	21, // 45: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	24, // 46: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	31, // 47: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
-	34, // 48: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
-	1,  // 49: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 50: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 51: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 52: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	17, // 53: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	19, // 54: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	22, // 55: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	25, // 56: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	33, // 57: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
-	35, // 58: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
-	49, // [49:59] is the sub-list for method output_type
-	39, // [39:49] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	10, // 39: edge.v1.TraceRequest.filter:type_name -> edge.v1.FlowFilter
+	46, // 40: edge.v1.TraceRequest.duration:type_name -> google.protobuf.Duration
+	38, // 41: edge.v1.TraceResponse.packets:type_name -> edge.v1.TracePacket
+	45, // 42: edge.v1.TracePacket.time:type_name -> google.protobuf.Timestamp
+	14, // 43: edge.v1.TracePacket.tuple:type_name -> edge.v1.Tuple
+	14, // 44: edge.v1.TracePacket.flow:type_name -> edge.v1.Tuple
+	0,  // 45: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 46: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 47: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 48: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	16, // 49: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	18, // 50: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	21, // 51: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	24, // 52: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	31, // 53: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	34, // 54: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	36, // 55: edge.v1.TraceService.Trace:input_type -> edge.v1.TraceRequest
+	1,  // 56: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 57: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 58: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 59: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	17, // 60: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	19, // 61: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	22, // 62: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	25, // 63: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	33, // 64: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	35, // 65: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	37, // 66: edge.v1.TraceService.Trace:output_type -> edge.v1.TraceResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -3436,9 +3884,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   45,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   7,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

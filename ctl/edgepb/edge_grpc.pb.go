@@ -848,3 +848,124 @@ var NATService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "edge.proto",
 }
+
+const (
+	TraceService_Trace_FullMethodName = "/edge.v1.TraceService/Trace"
+)
+
+// TraceServiceClient is the client API for TraceService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// TraceService streams the path of live packets through the data plane's
+// pipeline (dataplane/trace.go). One trace runs at a time: a Trace call
+// while another runs fails with FAILED_PRECONDITION. While no trace runs
+// the data plane pays nothing but a never-taken branch per packet.
+type TraceServiceClient interface {
+	// Trace records the packets matching a filter until count packets were
+	// recorded, the duration ran out or the client went away, streaming them
+	// in batches as they come.
+	Trace(ctx context.Context, in *TraceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TraceResponse], error)
+}
+
+type traceServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTraceServiceClient(cc grpc.ClientConnInterface) TraceServiceClient {
+	return &traceServiceClient{cc}
+}
+
+func (c *traceServiceClient) Trace(ctx context.Context, in *TraceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TraceResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TraceService_ServiceDesc.Streams[0], TraceService_Trace_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TraceRequest, TraceResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TraceService_TraceClient = grpc.ServerStreamingClient[TraceResponse]
+
+// TraceServiceServer is the server API for TraceService service.
+// All implementations must embed UnimplementedTraceServiceServer
+// for forward compatibility.
+//
+// TraceService streams the path of live packets through the data plane's
+// pipeline (dataplane/trace.go). One trace runs at a time: a Trace call
+// while another runs fails with FAILED_PRECONDITION. While no trace runs
+// the data plane pays nothing but a never-taken branch per packet.
+type TraceServiceServer interface {
+	// Trace records the packets matching a filter until count packets were
+	// recorded, the duration ran out or the client went away, streaming them
+	// in batches as they come.
+	Trace(*TraceRequest, grpc.ServerStreamingServer[TraceResponse]) error
+	mustEmbedUnimplementedTraceServiceServer()
+}
+
+// UnimplementedTraceServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTraceServiceServer struct{}
+
+func (UnimplementedTraceServiceServer) Trace(*TraceRequest, grpc.ServerStreamingServer[TraceResponse]) error {
+	return status.Error(codes.Unimplemented, "method Trace not implemented")
+}
+func (UnimplementedTraceServiceServer) mustEmbedUnimplementedTraceServiceServer() {}
+func (UnimplementedTraceServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeTraceServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TraceServiceServer will
+// result in compilation errors.
+type UnsafeTraceServiceServer interface {
+	mustEmbedUnimplementedTraceServiceServer()
+}
+
+func RegisterTraceServiceServer(s grpc.ServiceRegistrar, srv TraceServiceServer) {
+	// If the following call panics, it indicates UnimplementedTraceServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&TraceService_ServiceDesc, srv)
+}
+
+func _TraceService_Trace_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TraceRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TraceServiceServer).Trace(m, &grpc.GenericServerStream[TraceRequest, TraceResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TraceService_TraceServer = grpc.ServerStreamingServer[TraceResponse]
+
+// TraceService_ServiceDesc is the grpc.ServiceDesc for TraceService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var TraceService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "edge.v1.TraceService",
+	HandlerType: (*TraceServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Trace",
+			Handler:       _TraceService_Trace_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "edge.proto",
+}
