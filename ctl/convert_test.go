@@ -330,7 +330,7 @@ func checkNewStats(t *testing.T, r *edgepb.GetStatsResponse) {
 	t.Helper()
 	wantNeigh := &edgepb.NeighbourStats{Entries: 21, Kept: 22, Unanswered: 23, KeptTotal: 24, KeptRecovered: 25,
 		KeptExpired: 26, KeptFailed: 27, ResolutionsRequested: 28, ResolutionsRefused: 29, ResolutionsGivenUp: 30,
-		KernelEntriesDeleted: 31}
+		KernelEntriesDeleted: 31, Held: 32, HeldSent: 33, HeldDropped: 34}
 	if !proto.Equal(r.Neighbours, wantNeigh) {
 		t.Errorf("neighbours: %v, want %v", r.Neighbours, wantNeigh)
 	}

@@ -189,7 +189,7 @@ func tracePacketToPB(r *dataplane.TraceRecord, c clock, n *names) *edgepb.TraceP
 	switch r.Action {
 	case dataplane.TraceDropped:
 		out.DropReason = r.Drop.String()
-	case dataplane.TraceForwarded:
+	case dataplane.TraceForwarded, dataplane.TraceHeld:
 		out.Egress, out.NextHop = portSide(r.Out), addr16(r.Hop)
 	case dataplane.TraceHandedOff:
 		out.HandoffWorker = uint32(r.Out)

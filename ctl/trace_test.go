@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,17 +131,17 @@ func TestTraceStream(t *testing.T) {
 	}
 	at := fb.epoch.Add(time.Hour)
 	wants := []string{
-		`{"time":"` + at.UTC().Format(time.RFC3339Nano) + `","worker":1,"ingress":"inside",` +
+		`{"time":"` + pbTime(at) + `","worker":1,"ingress":"inside",` +
 			`"tuple":{"protocol":"tcp","src":"10.0.0.2","src_port":40000,"dst":"203.0.113.2","dst_port":80},"tcp_flags":2,` +
 			`"tracked":true,"verdict":"open","direction":"original","state_after":"syn_sent","generation":3,` +
 			`"flow":{"protocol":"tcp","src":"10.0.0.2","src_port":40000,"dst":"203.0.113.2","dst_port":80},` +
 			`"rule":"rule4","rule_action":"allow","nat_address":"203.0.113.1","nat_port":40000,` +
 			`"action":"forwarded","egress":"outside","next_hop":"203.0.113.2"}`,
-		`{"time":"` + at.Add(time.Second).UTC().Format(time.RFC3339Nano) + `","ingress":"outside",` +
+		`{"time":"` + pbTime(at.Add(time.Second)) + `","ingress":"outside",` +
 			`"tuple":{"protocol":"tcp","src":"203.0.113.2","src_port":80,"dst":"10.0.0.2","dst_port":40000},"tcp_flags":4,` +
 			`"tracked":true,"state_before":"established","generation_before":3,"verdict":"drop","direction":"reply",` +
 			`"action":"dropped","drop_reason":"ttl_exceeded","icmp_sent":"time_exceeded"}`,
-		`{"time":"` + at.UTC().Format(time.RFC3339Nano) + `","ingress":"inside","parse":"truncated","action":"dropped","drop_reason":"truncated"}`,
+		`{"time":"` + pbTime(at) + `","ingress":"inside","parse":"truncated","action":"dropped","drop_reason":"truncated"}`,
 	}
 	for i, p := range pkts {
 		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(p)
@@ -286,4 +287,19 @@ wait:
 	if err := b.Trace(ctx2, spec, func([]dataplane.TraceRecord, uint64) bool { return true }); err != context.DeadlineExceeded {
 		t.Fatalf("second trace: %v", err)
 	}
+}
+
+// pbTime formats t as protojson does a Timestamp: 0, 3, 6 or 9 fractional
+// digits (time.RFC3339Nano would drop every trailing zero).
+func pbTime(t time.Time) string {
+	s := t.UTC().Format("2006-01-02T15:04:05.000000000")
+	switch {
+	case strings.HasSuffix(s, ".000000000"):
+		s = s[:len(s)-10]
+	case strings.HasSuffix(s, "000000"):
+		s = s[:len(s)-6]
+	case strings.HasSuffix(s, "000"):
+		s = s[:len(s)-3]
+	}
+	return s + "Z"
 }

@@ -47,9 +47,10 @@ type heldFrame struct {
 
 // neighHold is a worker's held packets. Owned by the worker.
 type neighHold struct {
-	frames  []heldFrame // holdSlots, allocated with the worker
-	waiting int         // slots holdWaiting
-	queued  [2]int      // slots holdQueued, per port
+	frames   []heldFrame // holdSlots, allocated with the worker
+	waiting  int         // slots holdWaiting
+	queued   [2]int      // slots holdQueued, per port
+	justHeld bool        // the packet being forwarded was held (for edge trace)
 }
 
 // hold keeps a copy of frame (packet p, received on port in, for port out
@@ -59,6 +60,7 @@ type neighHold struct {
 // holdPerHop packets, or every slot is taken, it holds nothing.
 func (w *worker) hold(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) bool {
 	h := &w.held
+	h.justHeld = false
 	if h.frames == nil || len(frame) > rxFrameMax {
 		return false
 	}
@@ -87,6 +89,7 @@ func (w *worker) hold(in int, p *conntrack.Packet, frame []byte, out int, hop [1
 	f.at, f.key, f.hop, f.out, f.in, f.state = w.now, p.Key, hop, uint8(out), uint8(in), holdWaiting
 	f.n = uint16(copy(f.buf[:], frame))
 	h.waiting++
+	h.justHeld = true
 	w.e.neigh.stats.held.Add(1)
 	return true
 }

@@ -49,9 +49,10 @@ const (
 	TraceHairpinned                    // translated and looped back toward a NAT mapping (its own record follows, Looped)
 	TraceHandedOff                     // handed to worker Out, which owns its flow (its own record follows there)
 	TraceFollowed                      // a later fragment: follows its first fragment's verdict (fragment table)
+	TraceHeld                          // held while its next hop (Hop, on Out) is resolved, sent once it is (neighhold.go)
 )
 
-var traceActionNames = [...]string{"none", "forwarded", "dropped", "hairpinned", "handed_off", "followed"}
+var traceActionNames = [...]string{"none", "forwarded", "dropped", "hairpinned", "handed_off", "followed", "held"}
 
 func (a TraceAction) String() string {
 	if int(a) < len(traceActionNames) {
@@ -390,6 +391,9 @@ func (w *worker) traceForwarded(v conntrack.Verdict, out int, hop [16]byte, now 
 	w.traceFlow(v, now)
 	rec := w.tr.cur
 	rec.Action, rec.Out, rec.Hop = TraceForwarded, uint8(out), hop
+	if w.held.justHeld {
+		rec.Action = TraceHeld
+	}
 }
 
 // traceEvent is the event hook (events.go): a drop, ICMP error or reset of

@@ -52,7 +52,7 @@ func traceSummary(r *TraceRecord) string {
 	}
 	fmt.Fprintf(&b, " %v", r.Action)
 	switch r.Action {
-	case TraceForwarded:
+	case TraceForwarded, TraceHeld:
 		fmt.Fprintf(&b, " out%d via %v", r.Out, netip.AddrFrom16(r.Hop).Unmap())
 	case TraceDropped:
 		fmt.Fprintf(&b, " %v", r.Drop)
@@ -148,7 +148,7 @@ func TestTraceGolden(t *testing.T) {
 	wantTrace(t, "drops", traceAll(t, tr),
 		"in1 203.0.113.2:80>203.0.113.1:22 parse=none none->NONE/0 open original rule=-1/drop dropped firewall_drop",
 		"in0 10.0.0.2:40001>203.0.113.2:22 parse=none none->NONE/0 open original dropped ttl_exceeded icmp=time_exceeded",
-		"in0 10.0.0.2:40002>198.51.100.7:22 parse=none none->SYN_SENT/0 open original rule=0/allow nat=203.0.113.1:40002 dropped no_neighbour")
+		"in0 10.0.0.2:40002>198.51.100.7:22 parse=none none->SYN_SENT/0 open original rule=0/allow nat=203.0.113.1:40002 held out1 via 203.0.113.9")
 }
 
 // A hairpinned datagram (A to B's mapping) traced twice: where it leaves
@@ -214,7 +214,10 @@ func TestTraceHandOff(t *testing.T) {
 	sport := uint16(40000)
 	for {
 		k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ipClient, sport), netip.AddrPortFrom(ipServer, 53))
-		if table.ShardOfSrc(&k) == 1 {
+		// Worker 1 owns the flow, and the inside port is kept: its
+		// external endpoint lands on worker 1 too.
+		nat := ipSNAT.As16()
+		if table.ShardOfSrc(&k) == 1 && table.ShardOfEndpoint(&nat, sport, header.ProtoUDP, 0) == 1 {
 			break
 		}
 		sport++

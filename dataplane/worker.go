@@ -1170,6 +1170,7 @@ func (w *worker) forward(in int, p *conntrack.Packet, frame []byte, out int, hop
 // Neighbours).
 func (w *worker) queue(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) bool {
 	egress := w.ports[out]
+	w.held.justHeld = false
 	mac, ok := w.lastHop[out].nextHop(w.e.neigh.cur.Load(), int32(egress.ifindex), &hop)
 	if !ok {
 		if w.hold(in, p, frame, out, hop) {

@@ -174,6 +174,8 @@ func formatTrace(p *pb.TracePacket) string {
 	switch p.GetAction() {
 	case "forwarded":
 		fmt.Fprintf(&b, " route %s via %s -> forwarded", sideShort(p.GetEgress()), p.GetNextHop())
+	case "held":
+		fmt.Fprintf(&b, " route %s via %s -> held (next hop being resolved)", sideShort(p.GetEgress()), p.GetNextHop())
 	case "dropped":
 		fmt.Fprintf(&b, " -> dropped(%s)", p.GetDropReason())
 	case "handed_off":

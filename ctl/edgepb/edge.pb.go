@@ -3117,7 +3117,8 @@ type TracePacket struct {
 	NatPort          uint32 `protobuf:"varint,22,opt,name=nat_port,json=natPort,proto3" json:"nat_port,omitempty"`
 	// What happened: forwarded | dropped | hairpinned | handed_off (to
 	// handoff_worker, which records its own path) | followed (a later
-	// fragment following its first) | none.
+	// fragment following its first) | held (its next hop is being
+	// resolved: sent once it is) | none.
 	Action        string `protobuf:"bytes,23,opt,name=action,proto3" json:"action,omitempty"`
 	DropReason    string `protobuf:"bytes,24,opt,name=drop_reason,json=dropReason,proto3" json:"drop_reason,omitempty"`
 	Egress        string `protobuf:"bytes,25,opt,name=egress,proto3" json:"egress,omitempty"` // forwarded: inside | outside
