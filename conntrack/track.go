@@ -95,6 +95,7 @@ func (s *Shard) track(p *Packet, h uint64, pos int, pol *policy, now Time) Verdi
 		case Reopened:
 			s.count(CtrReopened)
 			s.emit(f, EvReopened, drop.None, d, p.Flags, now)
+			s.sig(&f.key, DestFlows)
 		}
 		if (f.state == TCPTimeWait || f.state == TCPClose) && f.flags&flagClosedSeen == 0 {
 			f.flags |= flagClosedSeen
@@ -147,6 +148,7 @@ func (s *Shard) miss(p *Packet, pol *policy, now Time) Verdict {
 	}
 	s.drop(drop.NoState)
 	s.emitPacket(p, EvDropped, drop.NoState, now)
+	s.sigLate(p, now)
 	return Verdict{Action: Drop, Reason: drop.NoState}
 }
 
@@ -281,6 +283,7 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 	s.live.Add(1)
 	s.count(CtrCreated)
 	s.emit(f, EvOpened, drop.None, Original, p.Flags, now)
+	s.sig(&f.key, DestFlows)
 	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Original, State: f.state}
 }
 
@@ -331,6 +334,7 @@ func (s *Shard) CreateInbound(p *Packet, orig *Key, nf NewFlow, now Time) Verdic
 	s.live.Add(1)
 	s.count(CtrCreated)
 	s.emit(f, EvOpened, drop.None, Reply, 0, now)
+	s.sig(&f.key, DestFlows)
 	return Verdict{Flow: Ref(slot), Action: Forward, Dir: Reply, State: f.state}
 }
 
