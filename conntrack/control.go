@@ -82,8 +82,8 @@ type request struct {
 	flows  []FlowInfo // out (dump, explain current flow)
 	hist   []Incarnation
 	dests  []DestStat // out (destinations)
-	n      int  // out: flows flushed
-	done   bool // out: the scan reached the end
+	n      int        // out: flows flushed
+	done   bool       // out: the scan reached the end
 }
 
 // serveBudget bounds the slots one Serve call scans.
