@@ -2647,6 +2647,270 @@ func (x *SNATDestination) GetZone() uint32 {
 	return 0
 }
 
+type ListDestinationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Max           uint32                 `protobuf:"varint,1,opt,name=max,proto3" json:"max,omitempty"` // the busiest this many (by flows); 0: 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsRequest) Reset() {
+	*x = ListDestinationsRequest{}
+	mi := &file_edge_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsRequest) ProtoMessage() {}
+
+func (x *ListDestinationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsRequest.ProtoReflect.Descriptor instead.
+func (*ListDestinationsRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListDestinationsRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+type ListDestinationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destinations  []*Destination         `protobuf:"bytes,1,rep,name=destinations,proto3" json:"destinations,omitempty"` // busiest first
+	Total         uint32                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`              // destinations tracked, before max was applied
+	Capacity      uint32                 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`        // destinations the workers can track together
+	Replaced      uint64                 `protobuf:"varint,4,opt,name=replaced,proto3" json:"replaced,omitempty"`        // destinations that took the place of a less active one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsResponse) Reset() {
+	*x = ListDestinationsResponse{}
+	mi := &file_edge_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsResponse) ProtoMessage() {}
+
+func (x *ListDestinationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsResponse.ProtoReflect.Descriptor instead.
+func (*ListDestinationsResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListDestinationsResponse) GetDestinations() []*Destination {
+	if x != nil {
+		return x.Destinations
+	}
+	return nil
+}
+
+func (x *ListDestinationsResponse) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListDestinationsResponse) GetCapacity() uint32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *ListDestinationsResponse) GetReplaced() uint64 {
+	if x != nil {
+		return x.Replaced
+	}
+	return 0
+}
+
+type Destination struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Address  string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Port     uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Protocol string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Zone     uint32                 `protobuf:"varint,4,opt,name=zone,proto3" json:"zone,omitempty"`
+	// counter -> count: flows, syn_retransmits, handshake_timeouts,
+	// handshake_refused, handshakes, resets_client, resets_server,
+	// server_closes, keepalive_races, expired_late.
+	Counters map[string]uint64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Distributions: handshake_rtt, server_idle_close, race_delay,
+	// expired_idle. Bucket 0 counts durations under 1 ms, bucket i those in
+	// [2^(i-1), 2^i) ms, the last one everything above.
+	Histograms []*Histogram `protobuf:"bytes,6,rep,name=histograms,proto3" json:"histograms,omitempty"`
+	// Activity inherited from destinations this one replaced: 0 means the
+	// counts are exact since it was first seen.
+	Approx        uint64 `protobuf:"varint,7,opt,name=approx,proto3" json:"approx,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Destination) Reset() {
+	*x = Destination{}
+	mi := &file_edge_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Destination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Destination) ProtoMessage() {}
+
+func (x *Destination) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Destination.ProtoReflect.Descriptor instead.
+func (*Destination) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Destination) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Destination) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Destination) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *Destination) GetZone() uint32 {
+	if x != nil {
+		return x.Zone
+	}
+	return 0
+}
+
+func (x *Destination) GetCounters() map[string]uint64 {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+func (x *Destination) GetHistograms() []*Histogram {
+	if x != nil {
+		return x.Histograms
+	}
+	return nil
+}
+
+func (x *Destination) GetApprox() uint64 {
+	if x != nil {
+		return x.Approx
+	}
+	return 0
+}
+
+type Histogram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Buckets       []uint64               `protobuf:"varint,2,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Histogram) Reset() {
+	*x = Histogram{}
+	mi := &file_edge_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Histogram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Histogram) ProtoMessage() {}
+
+func (x *Histogram) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
+func (*Histogram) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Histogram) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Histogram) GetBuckets() []uint64 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
 type ListMappingsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// max: at most this many (0: all).
@@ -2657,7 +2921,7 @@ type ListMappingsRequest struct {
 
 func (x *ListMappingsRequest) Reset() {
 	*x = ListMappingsRequest{}
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2933,7 @@ func (x *ListMappingsRequest) String() string {
 func (*ListMappingsRequest) ProtoMessage() {}
 
 func (x *ListMappingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2946,7 @@ func (x *ListMappingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMappingsRequest.ProtoReflect.Descriptor instead.
 func (*ListMappingsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{31}
+	return file_edge_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListMappingsRequest) GetMax() uint32 {
@@ -2711,7 +2975,7 @@ type Mapping struct {
 
 func (x *Mapping) Reset() {
 	*x = Mapping{}
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2723,7 +2987,7 @@ func (x *Mapping) String() string {
 func (*Mapping) ProtoMessage() {}
 
 func (x *Mapping) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2736,7 +3000,7 @@ func (x *Mapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mapping.ProtoReflect.Descriptor instead.
 func (*Mapping) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{32}
+	return file_edge_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Mapping) GetInsideAddress() string {
@@ -2826,7 +3090,7 @@ type ListMappingsResponse struct {
 
 func (x *ListMappingsResponse) Reset() {
 	*x = ListMappingsResponse{}
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +3102,7 @@ func (x *ListMappingsResponse) String() string {
 func (*ListMappingsResponse) ProtoMessage() {}
 
 func (x *ListMappingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +3115,7 @@ func (x *ListMappingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMappingsResponse.ProtoReflect.Descriptor instead.
 func (*ListMappingsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{33}
+	return file_edge_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListMappingsResponse) GetMappings() []*Mapping {
@@ -2876,7 +3140,7 @@ type FlushMappingsRequest struct {
 
 func (x *FlushMappingsRequest) Reset() {
 	*x = FlushMappingsRequest{}
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +3152,7 @@ func (x *FlushMappingsRequest) String() string {
 func (*FlushMappingsRequest) ProtoMessage() {}
 
 func (x *FlushMappingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +3165,7 @@ func (x *FlushMappingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushMappingsRequest.ProtoReflect.Descriptor instead.
 func (*FlushMappingsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{34}
+	return file_edge_proto_rawDescGZIP(), []int{38}
 }
 
 type FlushMappingsResponse struct {
@@ -2913,7 +3177,7 @@ type FlushMappingsResponse struct {
 
 func (x *FlushMappingsResponse) Reset() {
 	*x = FlushMappingsResponse{}
-	mi := &file_edge_proto_msgTypes[35]
+	mi := &file_edge_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3189,7 @@ func (x *FlushMappingsResponse) String() string {
 func (*FlushMappingsResponse) ProtoMessage() {}
 
 func (x *FlushMappingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[35]
+	mi := &file_edge_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3202,7 @@ func (x *FlushMappingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushMappingsResponse.ProtoReflect.Descriptor instead.
 func (*FlushMappingsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{35}
+	return file_edge_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FlushMappingsResponse) GetLeft() uint64 {
@@ -3230,7 +3494,30 @@ const file_edge_proto_rawDesc = "" +
 	"\texhausted\x18\t \x01(\x04R\texhausted\x12\x1c\n" +
 	"\toverrides\x18\n" +
 	" \x01(\x04R\toverrides\x12\x12\n" +
-	"\x04zone\x18\v \x01(\rR\x04zone\"'\n" +
+	"\x04zone\x18\v \x01(\rR\x04zone\"+\n" +
+	"\x17ListDestinationsRequest\x12\x10\n" +
+	"\x03max\x18\x01 \x01(\rR\x03max\"\xa2\x01\n" +
+	"\x18ListDestinationsResponse\x128\n" +
+	"\fdestinations\x18\x01 \x03(\v2\x14.edge.v1.DestinationR\fdestinations\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\x12\x1a\n" +
+	"\bcapacity\x18\x03 \x01(\rR\bcapacity\x12\x1a\n" +
+	"\breplaced\x18\x04 \x01(\x04R\breplaced\"\xb4\x02\n" +
+	"\vDestination\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04zone\x18\x04 \x01(\rR\x04zone\x12>\n" +
+	"\bcounters\x18\x05 \x03(\v2\".edge.v1.Destination.CountersEntryR\bcounters\x122\n" +
+	"\n" +
+	"histograms\x18\x06 \x03(\v2\x12.edge.v1.HistogramR\n" +
+	"histograms\x12\x16\n" +
+	"\x06approx\x18\a \x01(\x04R\x06approx\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"9\n" +
+	"\tHistogram\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\abuckets\x18\x02 \x03(\x04R\abuckets\"'\n" +
 	"\x13ListMappingsRequest\x12\x10\n" +
 	"\x03max\x18\x01 \x01(\rR\x03max\"\xef\x02\n" +
 	"\aMapping\x12%\n" +
@@ -3266,7 +3553,9 @@ const file_edge_proto_rawDesc = "" +
 	"\fEventService\x12D\n" +
 	"\tSubscribe\x12\x19.edge.v1.SubscribeRequest\x1a\x1a.edge.v1.SubscribeResponse0\x012O\n" +
 	"\fStatsService\x12?\n" +
-	"\bGetStats\x12\x18.edge.v1.GetStatsRequest\x1a\x19.edge.v1.GetStatsResponse2\xa9\x01\n" +
+	"\bGetStats\x12\x18.edge.v1.GetStatsRequest\x1a\x19.edge.v1.GetStatsResponse2m\n" +
+	"\x12DestinationService\x12W\n" +
+	"\x10ListDestinations\x12 .edge.v1.ListDestinationsRequest\x1a!.edge.v1.ListDestinationsResponse2\xa9\x01\n" +
 	"\n" +
 	"NATService\x12K\n" +
 	"\fListMappings\x12\x1c.edge.v1.ListMappingsRequest\x1a\x1d.edge.v1.ListMappingsResponse\x12N\n" +
@@ -3284,70 +3573,75 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_edge_proto_goTypes = []any{
-	(*GetStatusRequest)(nil),      // 0: edge.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),     // 1: edge.v1.GetStatusResponse
-	(*InterfaceStatus)(nil),       // 2: edge.v1.InterfaceStatus
-	(*WorkerStatus)(nil),          // 3: edge.v1.WorkerStatus
-	(*SNATStatus)(nil),            // 4: edge.v1.SNATStatus
-	(*SNATPool)(nil),              // 5: edge.v1.SNATPool
-	(*GetConfigRequest)(nil),      // 6: edge.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 7: edge.v1.GetConfigResponse
-	(*ApplyConfigRequest)(nil),    // 8: edge.v1.ApplyConfigRequest
-	(*ApplyConfigResponse)(nil),   // 9: edge.v1.ApplyConfigResponse
-	(*FlowFilter)(nil),            // 10: edge.v1.FlowFilter
-	(*ListFlowsRequest)(nil),      // 11: edge.v1.ListFlowsRequest
-	(*ListFlowsResponse)(nil),     // 12: edge.v1.ListFlowsResponse
-	(*PackedFlows)(nil),           // 13: edge.v1.PackedFlows
-	(*Tuple)(nil),                 // 14: edge.v1.Tuple
-	(*Flow)(nil),                  // 15: edge.v1.Flow
-	(*FlushFlowsRequest)(nil),     // 16: edge.v1.FlushFlowsRequest
-	(*FlushFlowsResponse)(nil),    // 17: edge.v1.FlushFlowsResponse
-	(*ExplainFlowRequest)(nil),    // 18: edge.v1.ExplainFlowRequest
-	(*ExplainFlowResponse)(nil),   // 19: edge.v1.ExplainFlowResponse
-	(*EventFilter)(nil),           // 20: edge.v1.EventFilter
-	(*SubscribeRequest)(nil),      // 21: edge.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 22: edge.v1.SubscribeResponse
-	(*Event)(nil),                 // 23: edge.v1.Event
-	(*GetStatsRequest)(nil),       // 24: edge.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 25: edge.v1.GetStatsResponse
-	(*NeighbourStats)(nil),        // 26: edge.v1.NeighbourStats
-	(*FragmentStats)(nil),         // 27: edge.v1.FragmentStats
-	(*WorkerStats)(nil),           // 28: edge.v1.WorkerStats
-	(*InterfaceStats)(nil),        // 29: edge.v1.InterfaceStats
-	(*SNATDestination)(nil),       // 30: edge.v1.SNATDestination
-	(*ListMappingsRequest)(nil),   // 31: edge.v1.ListMappingsRequest
-	(*Mapping)(nil),               // 32: edge.v1.Mapping
-	(*ListMappingsResponse)(nil),  // 33: edge.v1.ListMappingsResponse
-	(*FlushMappingsRequest)(nil),  // 34: edge.v1.FlushMappingsRequest
-	(*FlushMappingsResponse)(nil), // 35: edge.v1.FlushMappingsResponse
-	nil,                           // 36: edge.v1.GetStatsResponse.DropsEntry
-	nil,                           // 37: edge.v1.GetStatsResponse.ConntrackEntry
-	nil,                           // 38: edge.v1.GetStatsResponse.SnatEntry
-	nil,                           // 39: edge.v1.GetStatsResponse.IcmpSentEntry
-	nil,                           // 40: edge.v1.WorkerStats.DropsEntry
-	nil,                           // 41: edge.v1.WorkerStats.IcmpSentEntry
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(*GetStatusRequest)(nil),         // 0: edge.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),        // 1: edge.v1.GetStatusResponse
+	(*InterfaceStatus)(nil),          // 2: edge.v1.InterfaceStatus
+	(*WorkerStatus)(nil),             // 3: edge.v1.WorkerStatus
+	(*SNATStatus)(nil),               // 4: edge.v1.SNATStatus
+	(*SNATPool)(nil),                 // 5: edge.v1.SNATPool
+	(*GetConfigRequest)(nil),         // 6: edge.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),        // 7: edge.v1.GetConfigResponse
+	(*ApplyConfigRequest)(nil),       // 8: edge.v1.ApplyConfigRequest
+	(*ApplyConfigResponse)(nil),      // 9: edge.v1.ApplyConfigResponse
+	(*FlowFilter)(nil),               // 10: edge.v1.FlowFilter
+	(*ListFlowsRequest)(nil),         // 11: edge.v1.ListFlowsRequest
+	(*ListFlowsResponse)(nil),        // 12: edge.v1.ListFlowsResponse
+	(*PackedFlows)(nil),              // 13: edge.v1.PackedFlows
+	(*Tuple)(nil),                    // 14: edge.v1.Tuple
+	(*Flow)(nil),                     // 15: edge.v1.Flow
+	(*FlushFlowsRequest)(nil),        // 16: edge.v1.FlushFlowsRequest
+	(*FlushFlowsResponse)(nil),       // 17: edge.v1.FlushFlowsResponse
+	(*ExplainFlowRequest)(nil),       // 18: edge.v1.ExplainFlowRequest
+	(*ExplainFlowResponse)(nil),      // 19: edge.v1.ExplainFlowResponse
+	(*EventFilter)(nil),              // 20: edge.v1.EventFilter
+	(*SubscribeRequest)(nil),         // 21: edge.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 22: edge.v1.SubscribeResponse
+	(*Event)(nil),                    // 23: edge.v1.Event
+	(*GetStatsRequest)(nil),          // 24: edge.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 25: edge.v1.GetStatsResponse
+	(*NeighbourStats)(nil),           // 26: edge.v1.NeighbourStats
+	(*FragmentStats)(nil),            // 27: edge.v1.FragmentStats
+	(*WorkerStats)(nil),              // 28: edge.v1.WorkerStats
+	(*InterfaceStats)(nil),           // 29: edge.v1.InterfaceStats
+	(*SNATDestination)(nil),          // 30: edge.v1.SNATDestination
+	(*ListDestinationsRequest)(nil),  // 31: edge.v1.ListDestinationsRequest
+	(*ListDestinationsResponse)(nil), // 32: edge.v1.ListDestinationsResponse
+	(*Destination)(nil),              // 33: edge.v1.Destination
+	(*Histogram)(nil),                // 34: edge.v1.Histogram
+	(*ListMappingsRequest)(nil),      // 35: edge.v1.ListMappingsRequest
+	(*Mapping)(nil),                  // 36: edge.v1.Mapping
+	(*ListMappingsResponse)(nil),     // 37: edge.v1.ListMappingsResponse
+	(*FlushMappingsRequest)(nil),     // 38: edge.v1.FlushMappingsRequest
+	(*FlushMappingsResponse)(nil),    // 39: edge.v1.FlushMappingsResponse
+	nil,                              // 40: edge.v1.GetStatsResponse.DropsEntry
+	nil,                              // 41: edge.v1.GetStatsResponse.ConntrackEntry
+	nil,                              // 42: edge.v1.GetStatsResponse.SnatEntry
+	nil,                              // 43: edge.v1.GetStatsResponse.IcmpSentEntry
+	nil,                              // 44: edge.v1.WorkerStats.DropsEntry
+	nil,                              // 45: edge.v1.WorkerStats.IcmpSentEntry
+	nil,                              // 46: edge.v1.Destination.CountersEntry
+	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 48: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	42, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	43, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	47, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	48, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	43, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
-	43, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
+	48, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	48, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
 	10, // 8: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	15, // 9: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
 	13, // 10: edge.v1.ListFlowsResponse.packed:type_name -> edge.v1.PackedFlows
 	14, // 11: edge.v1.Flow.original:type_name -> edge.v1.Tuple
 	14, // 12: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	42, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	42, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	43, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	47, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	47, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	48, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
 	10, // 16: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	14, // 17: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
 	15, // 18: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
@@ -3355,47 +3649,52 @@ var file_edge_proto_depIdxs = []int32{
 	10, // 20: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
 	20, // 21: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
 	23, // 22: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	42, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	47, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
 	14, // 24: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	36, // 25: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	40, // 25: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
 	28, // 26: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
 	29, // 27: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	37, // 28: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	38, // 29: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	41, // 28: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	42, // 29: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
 	30, // 30: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	39, // 31: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	43, // 31: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
 	26, // 32: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
 	27, // 33: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
-	40, // 34: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	41, // 35: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	44, // 34: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	45, // 35: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
 	27, // 36: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
-	43, // 37: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
-	32, // 38: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
-	0,  // 39: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 40: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 41: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 42: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	16, // 43: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	18, // 44: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	21, // 45: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	24, // 46: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	31, // 47: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
-	34, // 48: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
-	1,  // 49: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 50: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 51: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 52: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	17, // 53: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	19, // 54: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	22, // 55: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	25, // 56: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	33, // 57: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
-	35, // 58: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
-	49, // [49:59] is the sub-list for method output_type
-	39, // [39:49] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	33, // 37: edge.v1.ListDestinationsResponse.destinations:type_name -> edge.v1.Destination
+	46, // 38: edge.v1.Destination.counters:type_name -> edge.v1.Destination.CountersEntry
+	34, // 39: edge.v1.Destination.histograms:type_name -> edge.v1.Histogram
+	48, // 40: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
+	36, // 41: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
+	0,  // 42: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 43: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 44: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 45: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	16, // 46: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	18, // 47: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	21, // 48: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	24, // 49: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	31, // 50: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
+	35, // 51: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	38, // 52: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	1,  // 53: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 54: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 55: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 56: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	17, // 57: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	19, // 58: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	22, // 59: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	25, // 60: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	32, // 61: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
+	37, // 62: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	39, // 63: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	53, // [53:64] is the sub-list for method output_type
+	42, // [42:53] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -3409,9 +3708,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   47,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   7,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,
