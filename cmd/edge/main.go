@@ -51,7 +51,8 @@ with mutual TLS (--addr, --tls-cert, --tls-key, --tls-ca).`,
 	}
 	addClientFlags(root)
 	root.AddCommand(runCmd(), validateCmd(), versionCmd(),
-		statusCmd(), flowsCmd(), flushCmd(), configCmd(), eventsCmd(), statsCmd(), mappingsCmd(), doctorCmd())
+		statusCmd(), flowsCmd(), flushCmd(), configCmd(), eventsCmd(), statsCmd(), mappingsCmd(), doctorCmd(),
+		destinationsCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
