@@ -49,6 +49,7 @@ type DestCounter uint8
 const (
 	DestFlows             DestCounter = iota // flows (and new incarnations) opened toward it
 	DestSYNRetransmits                       // SYNs sent again in SYN_SENT before any answer (same or new ISN)
+	DestSYNRetried                           // flows whose SYN was sent more than once (their first retransmission)
 	DestHandshakeTimeouts                    // SYN_SENT flows expired or evicted: the SYN was never answered
 	DestHandshakeRefused                     // handshakes the server refused with an RST
 	DestHandshakes                           // handshakes completed (ESTABLISHED)
@@ -61,7 +62,7 @@ const (
 )
 
 var destCounterNames = [NumDestCounters]string{
-	"flows", "syn_retransmits", "handshake_timeouts", "handshake_refused", "handshakes",
+	"flows", "syn_retransmits", "syn_retried", "handshake_timeouts", "handshake_refused", "handshakes",
 	"resets_client", "resets_server", "server_closes", "keepalive_races", "expired_late",
 }
 

@@ -82,11 +82,11 @@ func TestDestSignalTransitions(t *testing.T) {
 			{p: out(SYN, 0, 0, 0), act: Forward},
 			{wait: Second, p: out(SYN, 0, 0, 0), act: Forward, state: TCPSynSent},
 			{wait: 2 * Second, p: out(SYN, 0, 0, 0), act: Forward, state: TCPSynSent},
-		}, map[DestCounter]uint64{DestFlows: 1, DestSYNRetransmits: 2}, nil},
+		}, map[DestCounter]uint64{DestFlows: 1, DestSYNRetransmits: 2, DestSYNRetried: 1}, nil},
 		{"SYN retried with a new ISN", []destStep{
 			{p: out(SYN, 0, 0, 0), act: Forward},
 			{wait: Second, p: out(SYN, 1000, 0, 0), act: Forward, state: TCPSynSent},
-		}, map[DestCounter]uint64{DestFlows: 1, DestSYNRetransmits: 1}, nil},
+		}, map[DestCounter]uint64{DestFlows: 1, DestSYNRetransmits: 1, DestSYNRetried: 1}, nil},
 		{"SYN never answered: expired", []destStep{
 			{p: out(SYN, 0, 0, 0), act: Forward},
 			{wait: DefaultProfile.SynSent + Second},
@@ -105,7 +105,7 @@ func TestDestSignalTransitions(t *testing.T) {
 			{p: out(SYN, 0, 0, 0), act: Forward},
 			{wait: Second, p: out(SYN, 0, 0, 0), act: Forward},
 			{wait: 40 * Millisecond, p: func(c *conn) Packet { return c.in(SYNACK, c.sisn, c.cisn+1, 0) }, act: Forward},
-		}, map[DestCounter]uint64{DestFlows: 1, DestSYNRetransmits: 1}, []bucket{{HistHandshakeRTT, 6}}},
+		}, map[DestCounter]uint64{DestFlows: 1, DestSYNRetransmits: 1, DestSYNRetried: 1}, []bucket{{HistHandshakeRTT, 6}}},
 		{"server closes after 5 s idle", steps(handshake,
 			destStep{wait: 5 * Second, p: in(FINACK, 1, 1, 0), act: Forward, state: TCPFinWait},
 		), map[DestCounter]uint64{DestFlows: 1, DestHandshakes: 1, DestServerCloses: 1},
@@ -383,11 +383,39 @@ func TestDestinationsControl(t *testing.T) {
 	if len(d.Dests) != 2 || d.Capacity != 2*DefaultDestinations {
 		t.Fatalf("%d destinations, capacity %d; want 2, %d", len(d.Dests), d.Capacity, 2*DefaultDestinations)
 	}
-	if d.Dests[0].Dest != serverDest || d.Dests[0].Counters[DestFlows] != 300 || d.Dests[0].Counters[DestSYNRetransmits] != 300 {
+	if d.Dests[0].Dest != serverDest || d.Dests[0].Counters[DestFlows] != 300 || d.Dests[0].Counters[DestSYNRetransmits] != 300 ||
+		d.Dests[0].Counters[DestSYNRetried] != 300 {
 		t.Fatalf("busiest %v flows %d retransmits %d, want %v 300 300", d.Dests[0].Dest, d.Dests[0].Counters[DestFlows],
 			d.Dests[0].Counters[DestSYNRetransmits], serverDest)
 	}
 	if d.Dests[1].Dest.AddrPort() != netip.AddrPortFrom(other, 80) || d.Dests[1].Counters[DestFlows] != 100 {
 		t.Fatalf("second %v flows %d", d.Dests[1].Dest, d.Dests[1].Counters[DestFlows])
+	}
+}
+
+// A UDP flow a mapping's filter admitted (CreateInbound) counts toward its
+// original destination: the remote end that sent the datagram. ICMP echo
+// flows are not tracked per destination.
+func TestDestInboundAndICMP(t *testing.T) {
+	h := newHarness(t, Policy{})
+	orig := MakeKey(header.ProtoUDP, netip.AddrPortFrom(client, 5000), netip.AddrPortFrom(server, 3478))
+	nat := Translation{Addr: h.nat, Port: 5000}
+	q := Packet{Kind: KindFlow, Key: h.s.ReplyKey(&orig, nat), WScale: -1}
+	if v := h.s.CreateInbound(&q, &orig, NewFlow{NAT: nat}, h.clk.now); v.Action != Forward {
+		t.Fatalf("CreateInbound: %+v", v)
+	}
+	got, ok := destSignals(h.s, DestKey{Addr: server.As16(), Port: 3478, Proto: header.ProtoUDP})
+	if !ok || got.Counters[DestFlows] != 1 {
+		t.Fatalf("inbound flow: tracked %v, flows %d; want 1", ok, got.Counters[DestFlows])
+	}
+	echo := Packet{Kind: KindFlow, Key: MakeKey(header.ProtoICMP, netip.AddrPortFrom(client, 7), netip.AddrPortFrom(server, 0)),
+		ICMPType: header.ICMPv4EchoRequest, WScale: -1}
+	if v := h.send(echo, 7); v.Action != Forward {
+		t.Fatalf("echo: %+v", v)
+	}
+	for i := range h.s.dests.e {
+		if e := &h.s.dests.e[i]; e.used && e.key.Proto == header.ProtoICMP {
+			t.Fatalf("ICMP destination tracked: %+v", e.key)
+		}
 	}
 }

@@ -198,7 +198,9 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 	}
 	switch st := f.state; {
 	case st == TCPSynSent:
-		s.sig(&f.key, DestSYNRetransmits)
+		if e := s.sig(&f.key, DestSYNRetransmits); e != nil && f.pkts[Original] == 1 {
+			e.ctr[DestSYNRetried]++ // the flow's first SYN so far was its only one
+		}
 		if p.Seq != f.isn[Original] {
 			// The client gave up and retried with a new ISN.
 			s.count(CtrSYNNewISN)

@@ -82,7 +82,8 @@ type Analyzer struct {
 	destsForgotten  uint64
 	streamLost      uint64
 	flowsAt         time.Time
-	reasonEvents    [drop.NumReasons]uint64 // dropped and refused events by reason
+	signals         map[endpoint]*DestSignals // per-destination signals in the window (AddDestinations)
+	reasonEvents    [drop.NumReasons]uint64   // dropped and refused events by reason
 }
 
 // New returns an Analyzer.
@@ -120,6 +121,7 @@ type tally struct {
 	examples       []Example
 	counts         map[string]uint64
 	durs           map[string]*sampler
+	hists          map[string]Dist // distributions known only summarised (per-destination signals)
 }
 
 // tupleState is what the rules remember of one tuple (a flow's original

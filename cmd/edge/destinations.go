@@ -24,7 +24,8 @@ inside sees it), what conntrack counted about their connections:
 
   FLOWS      flows opened toward it
   HS         handshakes completed, and the median SYN to SYN-ACK time
-  SYN-RETX   SYNs sent again before any answer (a backlog or a black hole)
+  SYN-RETX   SYNs sent again before any answer (a backlog or a black hole),
+             and in how many connections
   HS-TIMEOUT handshakes whose SYN was never answered (expired or evicted)
   REFUSED    handshakes the server answered with an RST
   RST C/S    resets that ended a flow, sent by the client / by the server
@@ -77,8 +78,12 @@ func printDestinations(w io.Writer, r *pb.ListDestinationsResponse) {
 		if d.GetZone() != 0 {
 			dest += fmt.Sprintf(" zone %d", d.GetZone())
 		}
-		fmt.Fprintf(t, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\n", d.GetProtocol(), dest, c["flows"],
-			with(c["handshakes"], "handshake_rtt"), c["syn_retransmits"], c["handshake_timeouts"], c["handshake_refused"],
+		retx := "0"
+		if n := c["syn_retransmits"]; n > 0 {
+			retx = fmt.Sprintf("%d (%d conns)", n, c["syn_retried"])
+		}
+		fmt.Fprintf(t, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d/%d\t%s\t%s\t%s\n", d.GetProtocol(), dest, c["flows"],
+			with(c["handshakes"], "handshake_rtt"), retx, c["handshake_timeouts"], c["handshake_refused"],
 			c["resets_client"], c["resets_server"], with(c["server_closes"], "server_idle_close"),
 			with(c["keepalive_races"], "race_delay"), with(c["expired_late"], "expired_idle"))
 	}

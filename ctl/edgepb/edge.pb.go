@@ -2765,7 +2765,7 @@ type Destination struct {
 	Port     uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
 	Protocol string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	Zone     uint32                 `protobuf:"varint,4,opt,name=zone,proto3" json:"zone,omitempty"`
-	// counter -> count: flows, syn_retransmits, handshake_timeouts,
+	// counter -> count: flows, syn_retransmits, syn_retried, handshake_timeouts,
 	// handshake_refused, handshakes, resets_client, resets_server,
 	// server_closes, keepalive_races, expired_late.
 	Counters map[string]uint64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
