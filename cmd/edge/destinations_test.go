@@ -30,7 +30,7 @@ func TestHistMedian(t *testing.T) {
 func TestPrintDestinations(t *testing.T) {
 	r := &pb.ListDestinationsResponse{Total: 3, Capacity: 512, Replaced: 2, Destinations: []*pb.Destination{{
 		Address: "10.2.0.2", Port: 8080, Protocol: "tcp",
-		Counters:   map[string]uint64{"flows": 40, "handshakes": 40, "server_closes": 9, "keepalive_races": 7, "resets_server": 7,
+		Counters: map[string]uint64{"flows": 40, "handshakes": 40, "server_closes": 9, "keepalive_races": 7, "resets_server": 7,
 			"syn_retransmits": 5, "syn_retried": 4},
 		Histograms: []*pb.Histogram{{Name: "server_idle_close", Buckets: append(make([]uint64, 13), 9)}, {Name: "race_delay", Buckets: []uint64{0, 0, 0, 0, 7}}},
 	}}}
