@@ -145,17 +145,25 @@ const DefaultDestinations = 256
 // destEntry is one tracked destination in a shard: no pointers. Counts are
 // 32-bit (a shard's; the control plane sums them in 64).
 type destEntry struct {
-	key      DestKey
-	used     bool
+	key    DestKey
+	used   bool
+	approx uint32 // the activity it inherited
+	ctr    [NumDestCounters]uint32
+	hist   [NumDestHists][HistBuckets]uint32
+}
+
+// destWay is the part of an entry a lookup reads: a bucket's DestWays ways
+// fill one 64-byte line, so finding a destination (or the least active
+// way) reads one line, and the entry itself only on a tag match.
+type destWay struct {
+	tag      uint32 // from the destination's hash, never 0; 0 = free
 	activity uint32 // events counted, plus what it inherited (space-saving)
-	approx   uint32 // what it inherited
-	ctr      [NumDestCounters]uint32
-	hist     [NumDestHists][HistBuckets]uint32
 }
 
 // destTable is a shard's set-associative table of destinations.
 type destTable struct {
-	e        []destEntry // buckets*DestWays
+	ways     []destWay   // buckets*DestWays
+	e        []destEntry // the entry of each way
 	mask     uint64      // buckets-1
 	seed     uint64
 	replaced uint64 // destinations that replaced another (owner writes, control reads through Serve)
@@ -169,6 +177,7 @@ func (t *destTable) init(n int, seed uint64) {
 	for buckets*DestWays < n {
 		buckets <<= 1
 	}
+	t.ways = make([]destWay, buckets*DestWays)
 	t.e = make([]destEntry, buckets*DestWays)
 	t.mask = uint64(buckets - 1)
 	t.seed = seed
@@ -182,33 +191,34 @@ func (t *destTable) get(k *DestKey) *destEntry {
 	if len(t.e) == 0 {
 		return nil
 	}
-	b := int(endpointHash(&k.Addr, k.Port, k.Proto, k.Zone, t.seed)&t.mask) * DestWays
-	ways := t.e[b : b+DestWays : b+DestWays]
-	victim := -1
+	h := endpointHash(&k.Addr, k.Port, k.Proto, k.Zone, t.seed)
+	tag := uint32(h>>32) | 1
+	b := int(h&t.mask) * DestWays
+	ways := t.ways[b : b+DestWays : b+DestWays]
+	victim := 0
 	for i := range ways {
 		w := &ways[i]
-		if !w.used {
-			if victim < 0 || ways[victim].used {
-				victim = i
+		if w.tag == tag {
+			if e := &t.e[b+i]; e.key == *k {
+				w.activity++
+				return e
 			}
-			continue
 		}
-		if w.key == *k {
-			w.activity++
-			return w
-		}
-		if victim < 0 || (ways[victim].used && w.activity < ways[victim].activity) {
+		// The victim: a free way, else the least active.
+		if v := &ways[victim]; v.tag != 0 && (w.tag == 0 || w.activity < v.activity) {
 			victim = i
 		}
 	}
 	w := &ways[victim]
 	inherited := uint32(0)
-	if w.used {
+	if w.tag != 0 {
 		inherited = w.activity
 		t.replaced++
 	}
-	*w = destEntry{key: *k, used: true, activity: inherited + 1, approx: inherited}
-	return w
+	w.tag, w.activity = tag, inherited+1
+	e := &t.e[b+victim]
+	*e = destEntry{key: *k, used: true, approx: inherited}
+	return e
 }
 
 // destOf returns the destination of flow key k: its original destination.
