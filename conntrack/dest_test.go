@@ -127,6 +127,17 @@ func TestDestSignalTransitions(t *testing.T) {
 			destStep{wait: Millisecond, p: out(ACK|PSH, 1, 1, 100), act: Drop},
 		), map[DestCounter]uint64{DestFlows: 1, DestHandshakes: 1, DestServerCloses: 1, DestResetsServer: 1, DestRaces: 1},
 			[]bucket{{HistHandshakeRTT, 2}, {HistServerIdleClose, 13}, {HistRaceDelay, 4}}},
+		// A challenge ACK in SYN_SENT sets a flag whose bit later marks
+		// a counted race: the handshake clears it.
+		{"keep-alive race after a challenge ACK in the handshake", []destStep{
+			{p: out(SYN, 0, 0, 0), act: Forward},
+			{p: in(ACK, 77, 12345, 0), act: Forward, state: TCPSynSent},
+			{wait: 3 * Millisecond, p: func(c *conn) Packet { return c.in(SYNACK, c.sisn, c.cisn+1, 0) }, act: Forward, state: TCPSynRecv},
+			{p: func(c *conn) Packet { return c.out(ACK, c.cisn+1, c.sisn+1, 0) }, act: Forward, state: TCPEstablished},
+			{wait: 5 * Second, p: in(FINACK, 1, 1, 0), act: Forward, state: TCPFinWait},
+			{wait: 10 * Millisecond, p: out(ACK|PSH, 1, 2, 100), act: Forward},
+		}, map[DestCounter]uint64{DestFlows: 1, DestHandshakes: 1, DestServerCloses: 1, DestRaces: 1},
+			[]bucket{{HistHandshakeRTT, 2}, {HistServerIdleClose, 13}, {HistRaceDelay, 4}}},
 		{"client resets an established connection", steps(handshake,
 			destStep{wait: Second, p: out(RSTACK, 1, 1, 0), act: Forward, state: TCPClose},
 			destStep{p: in(ACK|PSH, 1, 1, 10), act: Drop},
