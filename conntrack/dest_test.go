@@ -430,3 +430,23 @@ func TestDestInboundAndICMP(t *testing.T) {
 		}
 	}
 }
+
+// Expired and evicted events say how long the flow had been idle.
+func TestEventIdle(t *testing.T) {
+	h := newHarness(t, Policy{})
+	c := &conn{t: t, cport: 40000, sport: 50000, cisn: 1000, sisn: 900000}
+	for _, st := range handshake {
+		h.send(st.p(c), c.sport)
+	}
+	h.tb.SkipEvents()
+	h.clk.Advance(DefaultProfile.Established + 1500*Millisecond)
+	h.s.Expire(h.clk.now, 1<<12)
+	var ev [4]Event
+	n := h.tb.ReadEvents(ev[:])
+	if n != 1 || ev[0].Kind != EvExpired {
+		t.Fatalf("%d events %+v, want one expired", n, ev[:n])
+	}
+	if want := uint32((DefaultProfile.Established + 1500*Millisecond) / Millisecond); ev[0].Idle != want {
+		t.Fatalf("idle %d ms, want %d", ev[0].Idle, want)
+	}
+}

@@ -737,6 +737,9 @@ func (s *Shard) incarnation(f *flow, now Time) Incarnation {
 func (s *Shard) emit(f *flow, kind EventKind, r drop.Reason, d Dir, tcpFlags uint8, now Time) {
 	e := Event{Time: now, Key: f.key, NATPort: f.natPort, NATAddr: f.natAddr, Gen: f.gen,
 		Kind: kind, Reason: r, State: f.state, Dir: d, Flags: tcpFlags, Shard: s.id}
+	if kind == EvExpired || kind == EvEvicted {
+		e.Idle = f.idleMs(s.t.pol.Load(), now)
+	}
 	if !s.events.Put(&e) {
 		s.count(CtrEventsLost)
 	}

@@ -302,6 +302,8 @@ type Event struct {
 	// (conntrack events of a flow).
 	Dir      conntrack.Dir
 	DirKnown bool
+	// Idle: expired, evicted: how long the flow had been idle.
+	Idle time.Duration
 }
 
 // Mapping is one NAT mapping (snat.MappingStat with the time left of an

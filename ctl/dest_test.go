@@ -3,6 +3,7 @@ package ctl
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl/edgepb"
@@ -40,5 +41,26 @@ func TestListDestinations(t *testing.T) {
 	}
 	if r, err := ts.client.Dests.ListDestinations(ctx, &edgepb.ListDestinationsRequest{Max: 1}); err != nil || r.Total != 2 || len(r.Destinations) != 1 {
 		t.Fatalf("max 1: %v, %v", r, err)
+	}
+}
+
+// An expired event carries the flow's idle time from conntrack to the API.
+func TestEventIdle(t *testing.T) {
+	tb, err := conntrack.New(conntrack.Config{MaxFlows: 64, Memory: conntrack.MemoryHeap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	ce := conntrack.Event{Kind: conntrack.EvExpired, State: conntrack.TCPEstablished, Idle: 7441500,
+		Key: conntrack.MakeKey(6, netip.MustParseAddrPort("10.0.0.2:40000"), netip.MustParseAddrPort("10.2.0.2:8080"))}
+	ev := conntrackEvent(tb, &ce)
+	if ev.Idle != 7441500*time.Millisecond {
+		t.Fatalf("idle %v", ev.Idle)
+	}
+	if e := eventToPB(&ev, clock{epoch: time.Unix(0, 0)}); e.Idle.AsDuration() != ev.Idle {
+		t.Fatalf("API idle %v, want %v", e.Idle, ev.Idle)
+	}
+	if e := eventToPB(&Event{Kind: EvOpened}, clock{}); e.Idle != nil {
+		t.Fatalf("opened event with idle %v", e.Idle)
 	}
 }

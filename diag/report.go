@@ -244,6 +244,12 @@ func explain(f *Finding, d *destState) {
 			plural(f.Count, "connection"), dst, c["packets_after_expiry"], after)
 		f.Fix = fmt.Sprintf("connections to %s stay idle longer than edge's idle timeout: raise the established (or UDP) timeout of their timer profile above the applications' idle time, or have the endpoints send keepalives more often than it", dst)
 		f.Evidence.Missing = []string{"the idle time before expiry (the flow's last-packet time in the expired event)"}
+		if x, ok := ds["idle_at_expiry"]; ok {
+			y := ds["idle_before_next_packet"]
+			f.Evidence.Summary += fmt.Sprintf("; the timer removed them after %s idle (median), and their next packet came after up to %s idle", secs(x.P50), secs(y.Max))
+			f.Fix = fmt.Sprintf("connections to %s stay idle up to %s, longer than edge's idle timeout (~%s): raise the established (or UDP) timeout of their timer profile above %s, or have the endpoints send keepalives more often than every %s", dst, secs(y.Max), secs(x.Min), secs(y.Max), secs(x.Min))
+			f.Evidence.Missing = nil
+		}
 		if late, ok := c["expired_flows_with_late_packets"]; ok {
 			idle := ""
 			if x, ok := ds["idle_before_late_packet"]; ok {
@@ -255,7 +261,9 @@ func explain(f *Finding, d *destState) {
 			} else {
 				f.Evidence.Summary += fmt.Sprintf("; conntrack counted %d expired flows that got a packet later%s", late, idle)
 			}
-			f.Evidence.Missing = []string{"the timer that removed the flow (its profile's timeout for the state) beside its idle time"}
+			if _, ok := ds["idle_at_expiry"]; !ok {
+				f.Evidence.Missing = []string{"the timer that removed the flow (its profile's timeout for the state) beside its idle time"}
+			}
 		}
 	case f.Pattern == KeepaliveRace:
 		reuse := ""

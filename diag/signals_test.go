@@ -4,6 +4,10 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgegw/edge/conntrack"
+	"github.com/edgegw/edge/drop"
 )
 
 // sig builds one destination's signals toward the backend.
@@ -157,5 +161,26 @@ func TestBucketDist(t *testing.T) {
 	want := Dist{N: 4, Min: 0, P50: 0.006, P90: 0.024, Max: 0.032}
 	if d != want {
 		t.Fatalf("%+v, want %+v", d, want)
+	}
+}
+
+// An expired event's idle time names the timer and how long the
+// connection really stayed idle.
+func TestIdleExpiryWithIdleTime(t *testing.T) {
+	idle := func(d time.Duration) evOpt { return func(e *Event) { e.Idle = d } }
+	r := analyze(Options{}, []Event{
+		ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent), withNAT(nat)),
+		ev(400, KindExpired, client, state(conntrack.TCPEstablished), withNAT(nat), idle(350500*time.Millisecond)),
+		ev(430, KindDropped, client, flags(fPA), reason(drop.NoState), zone(ZoneInside)),
+	})
+	f := find(&r, IdleExpiry, Failing, backend)
+	if f == nil {
+		t.Fatalf("no idle_expiry: %s", describe(&r))
+	}
+	if d := f.Evidence.Durations; d["idle_at_expiry"].P50 != 350.5 || d["idle_before_next_packet"].Max != 380.5 {
+		t.Fatalf("durations %+v", d)
+	}
+	if !strings.Contains(f.Fix, "stay idle up to 6m20.5s, longer than edge's idle timeout (~5m50.5s)") || len(f.Evidence.Missing) != 0 {
+		t.Fatalf("fix %q, missing %v", f.Fix, f.Evidence.Missing)
 	}
 }

@@ -352,6 +352,7 @@ func eventFromPB(e *pb.Event) diag.Event {
 	case "reply":
 		ev.Dir = diag.DirReply
 	}
+	ev.Idle = e.GetIdle().AsDuration()
 	return ev
 }
 

@@ -1682,7 +1682,10 @@ type Event struct {
 	Zone       string                 `protobuf:"bytes,12,opt,name=zone,proto3" json:"zone,omitempty"` // the side the packet arrived on: inside | outside; empty: not known
 	// direction: the event's packet relative to its flow: original (from the
 	// flow's originator) | reply; empty: not known (no flow, or not a packet).
-	Direction     string `protobuf:"bytes,13,opt,name=direction,proto3" json:"direction,omitempty"`
+	Direction string `protobuf:"bytes,13,opt,name=direction,proto3" json:"direction,omitempty"`
+	// expired, evicted: how long the flow had been idle (since its last
+	// packet): for an expired flow its state's timeout and the sweep's delay.
+	Idle          *durationpb.Duration `protobuf:"bytes,14,opt,name=idle,proto3" json:"idle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1806,6 +1809,13 @@ func (x *Event) GetDirection() string {
 		return x.Direction
 	}
 	return ""
+}
+
+func (x *Event) GetIdle() *durationpb.Duration {
+	if x != nil {
+		return x.Idle
+	}
+	return nil
 }
 
 type GetStatsRequest struct {
@@ -3357,7 +3367,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.edge.v1.EventFilterR\x06filter\"O\n" +
 	"\x11SubscribeResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.edge.v1.EventR\x06events\x12\x12\n" +
-	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xf6\x02\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xa5\x03\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12$\n" +
@@ -3375,7 +3385,8 @@ const file_edge_proto_rawDesc = "" +
 	" \x01(\rR\btcpFlags\x12\x16\n" +
 	"\x06worker\x18\v \x01(\rR\x06worker\x12\x12\n" +
 	"\x04zone\x18\f \x01(\tR\x04zone\x12\x1c\n" +
-	"\tdirection\x18\r \x01(\tR\tdirection\"i\n" +
+	"\tdirection\x18\r \x01(\tR\tdirection\x12-\n" +
+	"\x04idle\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x04idle\"i\n" +
 	"\x0fGetStatsRequest\x12+\n" +
 	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\x12)\n" +
 	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\x98\b\n" +
@@ -3651,50 +3662,51 @@ var file_edge_proto_depIdxs = []int32{
 	23, // 22: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
 	47, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
 	14, // 24: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	40, // 25: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
-	28, // 26: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
-	29, // 27: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	41, // 28: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	42, // 29: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
-	30, // 30: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	43, // 31: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
-	26, // 32: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
-	27, // 33: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
-	44, // 34: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	45, // 35: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
-	27, // 36: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
-	33, // 37: edge.v1.ListDestinationsResponse.destinations:type_name -> edge.v1.Destination
-	46, // 38: edge.v1.Destination.counters:type_name -> edge.v1.Destination.CountersEntry
-	34, // 39: edge.v1.Destination.histograms:type_name -> edge.v1.Histogram
-	48, // 40: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
-	36, // 41: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
-	0,  // 42: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 43: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 44: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 45: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	16, // 46: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	18, // 47: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	21, // 48: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	24, // 49: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	31, // 50: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
-	35, // 51: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
-	38, // 52: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
-	1,  // 53: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 54: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 55: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 56: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	17, // 57: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	19, // 58: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	22, // 59: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	25, // 60: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	32, // 61: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
-	37, // 62: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
-	39, // 63: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
-	53, // [53:64] is the sub-list for method output_type
-	42, // [42:53] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	48, // 25: edge.v1.Event.idle:type_name -> google.protobuf.Duration
+	40, // 26: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	28, // 27: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
+	29, // 28: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
+	41, // 29: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	42, // 30: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	30, // 31: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
+	43, // 32: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	26, // 33: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
+	27, // 34: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
+	44, // 35: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	45, // 36: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	27, // 37: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
+	33, // 38: edge.v1.ListDestinationsResponse.destinations:type_name -> edge.v1.Destination
+	46, // 39: edge.v1.Destination.counters:type_name -> edge.v1.Destination.CountersEntry
+	34, // 40: edge.v1.Destination.histograms:type_name -> edge.v1.Histogram
+	48, // 41: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
+	36, // 42: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
+	0,  // 43: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 44: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 45: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 46: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	16, // 47: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	18, // 48: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	21, // 49: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	24, // 50: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	31, // 51: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
+	35, // 52: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	38, // 53: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	1,  // 54: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 55: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 56: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 57: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	17, // 58: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	19, // 59: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	22, // 60: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	25, // 61: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	32, // 62: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
+	37, // 63: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	39, // 64: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	54, // [54:65] is the sub-list for method output_type
+	43, // [43:54] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
