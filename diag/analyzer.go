@@ -137,9 +137,9 @@ type tupleState struct {
 	expiredAt    time.Time // removed by the idle timer in a synchronized state
 	expiredState conntrack.State
 	expiredIdle  time.Duration // its idle time then (0: not known)
-	resetAt      time.Time // closed by a reset
-	resetSampled bool      // the packet after resetAt was sampled
-	counted      uint8     // patterns this connection was counted for (bit per Pattern)
+	resetAt      time.Time     // closed by a reset
+	resetSampled bool          // the packet after resetAt was sampled
+	counted      uint8         // patterns this connection was counted for (bit per Pattern)
 
 	ring [8]ExampleEvent // its recent events
 	n    int
