@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"context"
+	"encoding/binary"
 	"math/bits"
 	"net/netip"
 	"sort"
@@ -191,7 +192,7 @@ func (t *destTable) get(k *DestKey) *destEntry {
 	if len(t.e) == 0 {
 		return nil
 	}
-	h := endpointHash(&k.Addr, k.Port, k.Proto, k.Zone, t.seed)
+	h := destHash(k, t.seed)
 	tag := uint32(h>>32) | 1
 	b := int(h&t.mask) * DestWays
 	ways := t.ways[b : b+DestWays : b+DestWays]
@@ -219,6 +220,22 @@ func (t *destTable) get(k *DestKey) *destEntry {
 	e := &t.e[b+victim]
 	*e = destEntry{key: *k, used: true, approx: inherited}
 	return e
+}
+
+// destHash is a keyed hash of a destination: two rounds of 64x64->128
+// multiply-and-fold (as wyhash) under the table's secret seed. A few ns
+// where a general-purpose hash of 20 bytes takes 20: it runs for every
+// flow opened. Its strength matters little: a bucket holds the busiest of
+// the destinations that land in it, so destinations an inside client
+// chooses can at most take the place of less active ones.
+func destHash(k *DestKey, seed uint64) uint64 {
+	const m1, m2, m3 = 0xa0761d6478bd642f, 0xe7037ed1a0b428db, 0x8ebc6af09c88c6e3
+	a := binary.LittleEndian.Uint64(k.Addr[0:8]) ^ seed
+	b := binary.LittleEndian.Uint64(k.Addr[8:16]) ^ m1
+	c := uint64(k.Port) | uint64(k.Proto)<<16 | uint64(k.Zone)<<24
+	hi, lo := bits.Mul64(a, b)
+	hi, lo = bits.Mul64(hi^lo^m2, c^seed^m3)
+	return hi ^ lo
 }
 
 // destOf returns the destination of flow key k: its original destination.

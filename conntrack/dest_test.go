@@ -450,3 +450,29 @@ func TestEventIdle(t *testing.T) {
 		t.Fatalf("idle %d ms, want %d", ev[0].Idle, want)
 	}
 }
+
+// destHash spreads destinations over the buckets: the IPv4 addresses of a
+// /24, and one address's ports, fill every bucket of a 32-bucket table
+// within twice the mean, and it depends on the seed.
+func TestDestHashSpread(t *testing.T) {
+	const buckets = 32
+	for _, set := range []string{"addresses", "ports"} {
+		var n [buckets]int
+		for i := 0; i < 256; i++ {
+			k := DestKey{Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}).As16(), Port: 80, Proto: header.ProtoTCP}
+			if set == "ports" {
+				k.Addr, k.Port = server.As16(), uint16(8000+i)
+			}
+			n[destHash(&k, 0x1234)%buckets]++
+		}
+		for b, c := range n {
+			if c == 0 || c > 2*256/buckets {
+				t.Fatalf("%s: bucket %d holds %d of 256: %v", set, b, c, n)
+			}
+		}
+	}
+	k := serverDest
+	if destHash(&k, 1) == destHash(&k, 2) {
+		t.Fatal("the hash ignores its seed")
+	}
+}
