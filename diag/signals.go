@@ -128,11 +128,10 @@ func (a *Analyzer) signalsEvidence(dests map[endpoint]*destState, start, end tim
 			t.conns, t.packets, t.first, t.last = conns, conns, start, end
 		}
 		if to, re := c[sigHSTimeouts], c[sigSYNRetried]; to > 0 || re > 0 {
-			sev := Failing
-			if to == 0 {
-				sev = Warning // answered after all, a second or more late
-			}
-			t := d.tally(SYNUnanswered, sev)
+			// A handshake answered only after its SYN was sent again
+			// failed too: its client waited a second or more (a
+			// retransmission timeout), and many clients give up sooner.
+			t := d.tally(SYNUnanswered, Failing)
 			span(t, max(to, re))
 			t.packets = c[sigSYNRetransmit]
 			t.counts["handshake_timeouts"] = to

@@ -64,7 +64,7 @@ func TestDestinationSignals(t *testing.T) {
 			nil,
 			[]DestSignals{sig(map[string]uint64{"flows": 100, "syn_retransmits": 12, "syn_retried": 10, "handshakes": 100},
 				map[string][]uint64{"handshake_rtt": bucket(11, 10)})},
-			[]want{{SYNUnanswered, Warning, backend, 10}, {SYNUnanswered, Failing, backend, 0}},
+			[]want{{SYNUnanswered, Failing, backend, 10}, {SYNUnanswered, Warning, backend, 0}},
 			"10 needed their SYN sent again (12 SYNs resent), 0 timed out", "listen backlog", []string{"handshake_time"}},
 		{"SYNs never answered, some connections fine: a backlog",
 			nil,
@@ -182,5 +182,23 @@ func TestIdleExpiryWithIdleTime(t *testing.T) {
 	}
 	if !strings.Contains(f.Fix, "stay idle up to 6m20.5s, longer than edge's idle timeout (~5m50.5s)") || len(f.Evidence.Missing) != 0 {
 		t.Fatalf("fix %q, missing %v", f.Fix, f.Evidence.Missing)
+	}
+}
+
+// Live SYN_SENT flows (AddFlows) and the signals about the same
+// destination make one finding that carries both.
+func TestSYNUnansweredFlowsAndSignals(t *testing.T) {
+	a := New(Options{})
+	a.AddFlows([]Flow{{Orig: client, State: conntrack.TCPSynSent, Opened: at(0), PacketsOrig: 3}}, at(10))
+	a.AddDestinations(nil, []DestSignals{sig(map[string]uint64{"flows": 10, "syn_retransmits": 9, "syn_retried": 4, "handshakes": 6},
+		map[string][]uint64{"handshake_rtt": bucket(11, 6)})})
+	r := a.Report(nil, nil)
+	f := find(&r, SYNUnanswered, Failing, backend)
+	if f == nil || len(r.Findings) != 1 {
+		t.Fatalf("want one syn_unanswered: %s", describe(&r))
+	}
+	if f.Count != 4 || f.Evidence.Counts["live_in_syn_sent"] != 1 || f.Evidence.Counts["handshakes_syn_retried"] != 4 ||
+		f.Evidence.Durations["handshake_time"].N != 6 || len(f.Evidence.Missing) != 0 || !strings.Contains(f.Fix, "listen backlog") {
+		t.Fatalf("%+v", f)
 	}
 }
