@@ -216,6 +216,9 @@ func bucketDist(b []uint64) (Dist, bool) {
 // around formats a distribution's median bucket for a sentence: "~6s
 // (4.1s-8.2s)".
 func around(d Dist) string {
+	if d.P50 < 0.001 {
+		return "under 1ms"
+	}
 	lo, hi := d.P50/1.5, d.P50*4/3
 	return fmt.Sprintf("~%s (%s-%s)", short(d.P50), short(lo), short(hi))
 }

@@ -202,3 +202,19 @@ func TestSYNUnansweredFlowsAndSignals(t *testing.T) {
 		t.Fatalf("%+v", f)
 	}
 }
+
+func TestAround(t *testing.T) {
+	for _, c := range []struct {
+		b    []uint64
+		want string
+	}{
+		{[]uint64{3}, "under 1ms"},
+		{bucket(1, 1), "~2ms (1ms-2ms)"},
+		{bucket(13, 1), "~6.1s (4.1s-8.2s)"},
+	} {
+		d, _ := bucketDist(c.b)
+		if got := around(d); got != c.want {
+			t.Errorf("around(%v) = %q, want %q", c.b, got, c.want)
+		}
+	}
+}
