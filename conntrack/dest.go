@@ -59,12 +59,13 @@ const (
 	DestServerCloses                         // established connections the server closed first (FIN or RST)
 	DestRaces                                // connections where the client sent data after the server closed (keep-alive race)
 	DestExpiredLate                          // flows edge expired that later received a packet (dropped, no state)
+	DestResetsEdge                           // RSTs edge itself sent toward the client (NoteRSTSent: reject rules)
 	NumDestCounters
 )
 
 var destCounterNames = [NumDestCounters]string{
 	"flows", "syn_retransmits", "syn_retried", "handshake_timeouts", "handshake_refused", "handshakes",
-	"resets_client", "resets_server", "server_closes", "keepalive_races", "expired_late",
+	"resets_client", "resets_server", "server_closes", "keepalive_races", "expired_late", "resets_edge",
 }
 
 func (c DestCounter) String() string {
@@ -491,3 +492,8 @@ func (s *Shard) sigHist(k *Key, h DestHist, ms uint32) {
 		e.hist[h][histBucket(ms)]++
 	}
 }
+
+// NoteRSTSent counts an RST the data plane sent in answer to packet key k
+// (a reject rule), for k's destination: the endpoint its sender tried to
+// reach. Owner only; it never allocates.
+func (s *Shard) NoteRSTSent(k *Key) { s.sig(k, DestResetsEdge) }

@@ -431,6 +431,22 @@ func TestDestInboundAndICMP(t *testing.T) {
 	}
 }
 
+// An RST the data plane sends (a reject rule) counts for the destination
+// the rejected packet tried to reach.
+func TestDestNoteRSTSent(t *testing.T) {
+	h := newHarness(t, Policy{})
+	c := &conn{t: t, cport: 40000}
+	p := c.out(SYN, 1, 0, 0)
+	h.s.NoteRSTSent(&p.Key)
+	got, ok := destSignals(h.s, serverDest)
+	if !ok || got.Counters[DestResetsEdge] != 1 || got.Counters[DestFlows] != 0 {
+		t.Fatalf("tracked %v, counters %v", ok, got.Counters)
+	}
+	if n := testing.AllocsPerRun(100, func() { h.s.NoteRSTSent(&p.Key) }); n != 0 {
+		t.Fatalf("%v allocs", n)
+	}
+}
+
 // Expired and evicted events say how long the flow had been idle.
 func TestEventIdle(t *testing.T) {
 	h := newHarness(t, Policy{})

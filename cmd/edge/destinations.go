@@ -28,7 +28,8 @@ inside sees it), what conntrack counted about their connections:
              and in how many connections
   HS-TIMEOUT handshakes whose SYN was never answered (expired or evicted)
   REFUSED    handshakes the server answered with an RST
-  RST C/S    resets that ended a flow, sent by the client / by the server
+  RST C/S/E  resets that ended a flow, sent by the client / by the server,
+             and resets edge sent (reject rules)
   SRV-CLOSE  connections the server closed first, and their median idle time
   RACES      connections where the client sent data after the server closed
              (the keep-alive race), and the median delay after the close
@@ -61,7 +62,7 @@ full distributions.`,
 
 func printDestinations(w io.Writer, r *pb.ListDestinationsResponse) {
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(t, "PROTO\tDESTINATION\tFLOWS\tHS\tSYN-RETX\tHS-TIMEOUT\tREFUSED\tRST C/S\tSRV-CLOSE\tRACES\tEXP-LATE")
+	fmt.Fprintln(t, "PROTO\tDESTINATION\tFLOWS\tHS\tSYN-RETX\tHS-TIMEOUT\tREFUSED\tRST C/S/E\tSRV-CLOSE\tRACES\tEXP-LATE")
 	for _, d := range r.GetDestinations() {
 		c := d.GetCounters()
 		hist := map[string][]uint64{}
@@ -82,9 +83,9 @@ func printDestinations(w io.Writer, r *pb.ListDestinationsResponse) {
 		if n := c["syn_retransmits"]; n > 0 {
 			retx = fmt.Sprintf("%d (%d conns)", n, c["syn_retried"])
 		}
-		fmt.Fprintf(t, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d/%d\t%s\t%s\t%s\n", d.GetProtocol(), dest, c["flows"],
+		fmt.Fprintf(t, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d/%d/%d\t%s\t%s\t%s\n", d.GetProtocol(), dest, c["flows"],
 			with(c["handshakes"], "handshake_rtt"), retx, c["handshake_timeouts"], c["handshake_refused"],
-			c["resets_client"], c["resets_server"], with(c["server_closes"], "server_idle_close"),
+			c["resets_client"], c["resets_server"], c["resets_edge"], with(c["server_closes"], "server_idle_close"),
 			with(c["keepalive_races"], "race_delay"), with(c["expired_late"], "expired_idle"))
 	}
 	t.Flush()

@@ -37,7 +37,7 @@ func TestPrintDestinations(t *testing.T) {
 	var b bytes.Buffer
 	printDestinations(&b, r)
 	out := b.String()
-	for _, want := range []string{"10.2.0.2:8080", "9 (~4.096s)", "7 (~8ms)", "0/7", "5 (4 conns)", "(1 of 3 destinations", "2 destinations took the place"} {
+	for _, want := range []string{"10.2.0.2:8080", "9 (~4.096s)", "7 (~8ms)", "0/7/0", "5 (4 conns)", "(1 of 3 destinations", "2 destinations took the place"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -2777,7 +2777,7 @@ type Destination struct {
 	Zone     uint32                 `protobuf:"varint,4,opt,name=zone,proto3" json:"zone,omitempty"`
 	// counter -> count: flows, syn_retransmits, syn_retried, handshake_timeouts,
 	// handshake_refused, handshakes, resets_client, resets_server,
-	// server_closes, keepalive_races, expired_late.
+	// server_closes, keepalive_races, expired_late, resets_edge.
 	Counters map[string]uint64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Distributions: handshake_rtt, server_idle_close, race_delay,
 	// expired_idle. Bucket 0 counts durations under 1 ms, bucket i those in
