@@ -69,6 +69,7 @@ const (
 	opDump reqOp = iota + 1
 	opFlush
 	opExplain
+	opDests
 )
 
 // request is one chunk of control work for a shard's owner.
@@ -80,8 +81,9 @@ type request struct {
 	cursor uint32     // in/out: next slot to scan
 	flows  []FlowInfo // out (dump, explain current flow)
 	hist   []Incarnation
-	n      int  // out: flows flushed
-	done   bool // out: the scan reached the end
+	dests  []DestStat // out (destinations)
+	n      int        // out: flows flushed
+	done   bool       // out: the scan reached the end
 }
 
 // serveBudget bounds the slots one Serve call scans.
@@ -99,6 +101,8 @@ func (s *Shard) Serve(now Time) {
 		s.serveScan(r, now)
 	case opExplain:
 		s.serveExplain(r, now)
+	case opDests:
+		s.serveDests(r)
 	}
 	s.mbox.Done()
 }

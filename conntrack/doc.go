@@ -165,6 +165,16 @@
 // drop events into a single-producer ring read by Table.ReadEvents; a full
 // ring loses events (counted), it never blocks the owner.
 //
+// # Per-destination signals
+//
+// Each shard also counts, per destination (a flow's original destination:
+// the server), what explains failed connections: SYNs resent, handshakes
+// timed out, refused and completed, resets by side, server closes and their
+// idle time, client data after a server close (the keep-alive race), and
+// late packets of expired flows. It counts where those events already leave
+// the established fast path, in a bounded table that keeps the busiest
+// destinations (dest.go); Table.Destinations sums the shards.
+//
 // # Zero values
 //
 // The zero Key, Packet, Verdict and Filter are valid values (the zero

@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"unsafe"
+
 	"github.com/edgegw/edge/drop"
 )
 
@@ -42,4 +44,11 @@ type Event struct {
 	Dir     Dir
 	Flags   uint8 // TCP flags of the packet, for EvDropped
 	Shard   uint8
+	// Idle is, for EvExpired and EvEvicted, how long the flow had been
+	// idle (milliseconds since its last packet): for an expired flow its
+	// state's timeout plus the time the sweep took to reach it.
+	Idle uint32
 }
+
+// Event fills one 64-byte line (Idle took room the padding left).
+var _ [64 - unsafe.Sizeof(Event{})]struct{}

@@ -30,6 +30,11 @@ type Config struct {
 	HistorySize int
 	// EventRingSize is the capacity of each shard's event ring. Default 4,096.
 	EventRingSize int
+	// Destinations is how many destinations (server endpoints) each shard
+	// tracks per-destination signals for (DestStat); default
+	// DefaultDestinations, rounded up to a power of two times DestWays;
+	// negative: none.
+	Destinations int
 	// Memory says where flow storage lives (default: hugepages if reserved).
 	Memory Memory
 	// Policy is the initial policy (profiles and TCP knobs).
@@ -98,6 +103,9 @@ func New(cfg Config) (*Table, error) {
 	if cfg.EventRingSize == 0 {
 		cfg.EventRingSize = 4096
 	}
+	if cfg.Destinations == 0 {
+		cfg.Destinations = DefaultDestinations
+	}
 	switch {
 	case cfg.Shards < 1 || cfg.Shards > 255:
 		return nil, errors.New("conntrack: shards must be between 1 and 255")
@@ -105,6 +113,8 @@ func New(cfg Config) (*Table, error) {
 		return nil, errors.New("conntrack: max_flows must be between 64 per shard and 2^30")
 	case cfg.HistorySize < 0 || cfg.EventRingSize < 1:
 		return nil, errors.New("conntrack: history and event ring sizes must be positive")
+	case cfg.Destinations > 1<<20:
+		return nil, errors.New("conntrack: at most 2^20 destinations per shard")
 	}
 	t := &Table{seed: maphash.MakeSeed(), shardSeed: randomSeed()}
 	if err := t.SetPolicy(cfg.Policy); err != nil {
@@ -408,6 +418,9 @@ type Shard struct {
 	pos        [MaxBatch]int32          // TrackBatch's probe start per packet
 	prefetched int                      // packets prepared by the last Prefetch
 	removesAt  uint64                   // ix.removes when they were
+
+	dests   destTable    // per-destination signals (dest.go)
+	expired expiredCache // recently expired flows, to count their late packets
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
@@ -424,6 +437,7 @@ func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
 	s.ix.e = entriesOf(s.memI, 3*n)
 	s.hist.ring = make([]Incarnation, cfg.HistorySize)
 	s.events.Init(cfg.EventRingSize)
+	s.dests.init(cfg.Destinations, t.shardSeed^0x9e3779b97f4a7c15)
 	return s, nil
 }
 
@@ -627,13 +641,17 @@ func evictable(f *flow, nt uint32, pol *policy) bool {
 func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 	f := &s.flows[slot]
 	s.record(f, why, now)
+	rk := s.replyKey(f)
+	h, rh := s.hash(&f.key), s.hash(&rk)
 	switch why {
 	case CloseExpired:
 		s.count(CtrExpired)
 		s.emit(f, EvExpired, drop.None, Original, 0, now)
+		s.sigEnded(f, h, rh, true)
 	case CloseEvicted:
 		s.count(CtrEvicted)
 		s.emit(f, EvEvicted, drop.None, Original, 0, now)
+		s.sigEnded(f, h, rh, false)
 	case CloseFlushed:
 		s.count(CtrFlushed)
 		s.emit(f, EvFlushed, drop.None, Original, 0, now)
@@ -647,9 +665,8 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 	if s.onRelease != nil {
 		s.onRelease(&f.key, Translation{Addr: f.natAddr, Port: f.natPort}, f.carried(), now)
 	}
-	rk := s.replyKey(f)
-	s.ix.remove(s.hash(&f.key), slot, Original)
-	s.ix.remove(s.hash(&rk), slot, Reply)
+	s.ix.remove(h, slot, Original)
+	s.ix.remove(rh, slot, Reply)
 	s.freeSlot(slot)
 	s.live.Add(-1)
 }
@@ -720,6 +737,9 @@ func (s *Shard) incarnation(f *flow, now Time) Incarnation {
 func (s *Shard) emit(f *flow, kind EventKind, r drop.Reason, d Dir, tcpFlags uint8, now Time) {
 	e := Event{Time: now, Key: f.key, NATPort: f.natPort, NATAddr: f.natAddr, Gen: f.gen,
 		Kind: kind, Reason: r, State: f.state, Dir: d, Flags: tcpFlags, Shard: s.id}
+	if kind == EvExpired || kind == EvEvicted {
+		e.Idle = f.idleMs(s.t.pol.Load(), now)
+	}
 	if !s.events.Put(&e) {
 		s.count(CtrEventsLost)
 	}

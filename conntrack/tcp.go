@@ -156,13 +156,18 @@ func (s *Shard) trackTCP(slot uint32, d Dir, p *Packet, pol *policy, now Time) t
 	f := &s.flows[slot]
 	switch fl := p.Flags; {
 	case fl&fRST != 0:
-		return s.tcpRST(f, d, p, pol)
+		prev := f.state
+		v := s.tcpRST(f, d, p, pol)
+		if v.act == Forward && prev != TCPClose && f.state == TCPClose {
+			s.sigReset(f, d, prev, pol, now)
+		}
+		return v
 	case fl&(fSYN|fACK) == fSYN|fACK:
 		return s.tcpSynAck(f, slot, d, p, now)
 	case fl&fSYN != 0:
 		return s.tcpSYN(f, slot, d, p, now)
 	}
-	return s.tcpSegment(f, d, p, pol)
+	return s.tcpSegment(f, d, p, pol, now)
 }
 
 // tcpSYN handles a SYN without ACK.
@@ -193,6 +198,9 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 	}
 	switch st := f.state; {
 	case st == TCPSynSent:
+		if e := s.sig(&f.key, DestSYNRetransmits); e != nil && f.pkts[Original] == 1 {
+			e.ctr[DestSYNRetried]++ // the flow's first SYN so far was its only one
+		}
 		if p.Seq != f.isn[Original] {
 			// The client gave up and retried with a new ISN.
 			s.count(CtrSYNNewISN)
@@ -247,6 +255,7 @@ func (s *Shard) tcpSynAck(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpV
 			return tcpDrop(drop.SynAckBadAck)
 		}
 		f.state = TCPSynRecv
+		f.flags &^= flagChallenge
 		f.advance(Original, p)
 		return tcpPass
 	}
@@ -273,6 +282,8 @@ func (s *Shard) tcpSynAck(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpV
 	if f.acksSYN(p.Ack) {
 		switch {
 		case f.state == TCPSynSent || f.state == TCPSynSent2:
+			s.sigHist(&f.key, HistHandshakeRTT, f.idleMs(s.t.pol.Load(), now))
+			f.flags &^= flagChallenge
 			f.initSide(Reply, p)
 			f.settleScales()
 			f.advance(Reply, p)
@@ -366,7 +377,7 @@ func (s *Shard) tcpRST(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 }
 
 // tcpSegment handles everything without SYN or RST: ACKs, data, FINs.
-func (s *Shard) tcpSegment(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
+func (s *Shard) tcpSegment(f *flow, d Dir, p *Packet, pol *policy, now Time) tcpVerdict {
 	fin := p.Flags&fFIN != 0
 	switch f.state {
 	case TCPSynSent:
@@ -387,11 +398,17 @@ func (s *Shard) tcpSegment(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 		if !fin && p.Payload == 0 {
 			return tcpPass
 		}
+		if clientDataAfterServerClose(f, d, p) {
+			s.sigRace(f, pol, now)
+		}
 		return tcpDrop(drop.DataOnClosed)
 	}
 	liberal := pol.Liberal || f.flags&flagLiberal != 0
 	if !f.inWindow(d, p, liberal) {
 		return tcpDrop(staleOr(f, drop.OutOfWindow))
+	}
+	if f.state != TCPEstablished && clientDataAfterServerClose(f, d, p) {
+		s.sigRace(f, pol, now) // before the timer restarts: the delay is from the server's close
 	}
 	r := d ^ 1
 	init := Original
@@ -404,12 +421,16 @@ func (s *Shard) tcpSegment(f *flow, d Dir, p *Packet, pol *policy) tcpVerdict {
 		// (either side in a simultaneous open).
 		if p.Flags&fACK != 0 && !seqBefore(p.Ack, f.isn[r]+1) && (d == Original || f.flags&flagSimOpen != 0) {
 			f.state = TCPEstablished
+			s.sig(&f.key, DestHandshakes)
 			if fin {
 				f.startClose(d)
 			}
 		}
 	case TCPEstablished:
 		if fin {
+			if d == Reply {
+				s.sigTime(&f.key, DestServerCloses, HistServerIdleClose, f.idleMs(pol, now))
+			}
 			f.startClose(d)
 		}
 	case TCPFinWait, TCPCloseWait:

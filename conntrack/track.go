@@ -95,6 +95,7 @@ func (s *Shard) track(p *Packet, h uint64, pos int, pol *policy, now Time) Verdi
 		case Reopened:
 			s.count(CtrReopened)
 			s.emit(f, EvReopened, drop.None, d, p.Flags, now)
+			s.sig(&f.key, DestFlows)
 		}
 		if (f.state == TCPTimeWait || f.state == TCPClose) && f.flags&flagClosedSeen == 0 {
 			f.flags |= flagClosedSeen
@@ -147,6 +148,7 @@ func (s *Shard) miss(p *Packet, pol *policy, now Time) Verdict {
 	}
 	s.drop(drop.NoState)
 	s.emitPacket(p, EvDropped, drop.NoState, now)
+	s.sigLate(p, now)
 	return Verdict{Action: Drop, Reason: drop.NoState}
 }
 
@@ -296,6 +298,7 @@ func (s *Shard) publish(p *Packet, slot uint32, h, rh uint64, d Dir, pol *policy
 	s.live.Add(1)
 	s.count(CtrCreated)
 	s.emit(f, EvOpened, drop.None, d, p.Flags, now)
+	s.sig(&f.key, DestFlows)
 	return Verdict{Flow: Ref(slot), Action: Forward, Dir: d, State: f.state}
 }
 

@@ -48,6 +48,10 @@ type Backend interface {
 	// how many are left (in use).
 	FlushIdleMappings(ctx context.Context) (int, error)
 
+	// Destinations returns conntrack's per-destination signals, summed
+	// over the workers (who copy them between batches), busiest first.
+	Destinations(ctx context.Context) (conntrack.Destinations, error)
+
 	// Stats returns the counters, summed at the time of the call. With
 	// destinations it also asks the workers for SNAT port usage per
 	// destination; if they do not answer before ctx ends, the counters are
@@ -301,6 +305,8 @@ type Event struct {
 	// (conntrack events of a flow).
 	Dir      conntrack.Dir
 	DirKnown bool
+	// Idle: expired, evicted: how long the flow had been idle.
+	Idle time.Duration
 }
 
 // Mapping is one NAT mapping (snat.MappingStat with the time left of an

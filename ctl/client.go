@@ -46,6 +46,7 @@ type Client struct {
 	Events edgepb.EventServiceClient
 	Stats  edgepb.StatsServiceClient
 	NAT    edgepb.NATServiceClient
+	Dests  edgepb.DestinationServiceClient
 	Health healthpb.HealthClient
 }
 
@@ -190,6 +191,7 @@ func dial(ctx context.Context, target, where string, timeout time.Duration, opts
 		Events: edgepb.NewEventServiceClient(conn),
 		Stats:  edgepb.NewStatsServiceClient(conn),
 		NAT:    edgepb.NewNATServiceClient(conn),
+		Dests:  edgepb.NewDestinationServiceClient(conn),
 		Health: healthpb.NewHealthClient(conn),
 	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)

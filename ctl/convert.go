@@ -458,6 +458,9 @@ func eventToPB(ev *Event, c clock) *edgepb.Event {
 	if int(ev.Zone) < len(eventZones) {
 		out.Zone = eventZones[ev.Zone]
 	}
+	if ev.Idle > 0 {
+		out.Idle = durationpb.New(ev.Idle)
+	}
 	if ev.DirKnown {
 		out.Direction = "original"
 		if ev.Dir == conntrack.Reply {

@@ -38,6 +38,8 @@ type fakeBackend struct {
 	status  Status
 	// mappings: what Mappings returns (FlushIdleMappings keeps those in use).
 	mappings []Mapping
+	// dests: what Destinations returns.
+	dests conntrack.Destinations
 
 	// Generated flows: when nGen > 0, Flows yields nGen flows made by
 	// genFlow instead of flows; visited counts the ones yielded.
@@ -451,4 +453,10 @@ func (f *fakeBackend) FlushIdleMappings(ctx context.Context) (int, error) {
 	}
 	f.mappings = kept
 	return len(kept), nil
+}
+
+func (f *fakeBackend) Destinations(ctx context.Context) (conntrack.Destinations, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dests, nil
 }

@@ -958,6 +958,7 @@ func (w *worker) sendRST(in int, p *conntrack.Packet, ip []byte, now conntrack.T
 	if w.sendBack(in, p, buf, n, ip) {
 		w.rstSent++
 		w.event(EvRSTSent, drop.FirewallReject, icmp.NoError, in, p)
+		w.shard.NoteRSTSent(&p.Key) // per-destination signal (conntrack/dest.go)
 	}
 }
 

@@ -82,7 +82,8 @@ type Analyzer struct {
 	destsForgotten  uint64
 	streamLost      uint64
 	flowsAt         time.Time
-	reasonEvents    [drop.NumReasons]uint64 // dropped and refused events by reason
+	signals         map[endpoint]*DestSignals // per-destination signals in the window (AddDestinations)
+	reasonEvents    [drop.NumReasons]uint64   // dropped and refused events by reason
 }
 
 // New returns an Analyzer.
@@ -120,6 +121,7 @@ type tally struct {
 	examples       []Example
 	counts         map[string]uint64
 	durs           map[string]*sampler
+	hists          map[string]Dist // distributions known only summarised (per-destination signals)
 }
 
 // tupleState is what the rules remember of one tuple (a flow's original
@@ -134,9 +136,10 @@ type tupleState struct {
 	strayFINs    uint64
 	expiredAt    time.Time // removed by the idle timer in a synchronized state
 	expiredState conntrack.State
-	resetAt      time.Time // closed by a reset
-	resetSampled bool      // the packet after resetAt was sampled
-	counted      uint8     // patterns this connection was counted for (bit per Pattern)
+	expiredIdle  time.Duration // its idle time then (0: not known)
+	resetAt      time.Time     // closed by a reset
+	resetSampled bool          // the packet after resetAt was sampled
+	counted      uint8         // patterns this connection was counted for (bit per Pattern)
 
 	ring [8]ExampleEvent // its recent events
 	n    int

@@ -169,6 +169,9 @@ type Event struct {
 	Worker int
 	Zone   Zone
 	Dir    Dir
+	// Idle: expired, evicted: how long the flow had been idle (its timer,
+	// for an expired flow, plus the sweep's delay); 0: not known.
+	Idle time.Duration
 }
 
 // Counters are the data plane's counters at one time (`edge stats -o json`

@@ -26,6 +26,7 @@ func (a *Analyzer) Report(before, after *Counters) Report {
 	if after != nil {
 		a.countersEvidence(before, after, extra, extraDests, &r)
 	}
+	a.signalsEvidence(extraDests, r.Start, r.End)
 	for _, d := range a.dests {
 		r.Findings = append(r.Findings, a.findings(d, extraDests[d.ep])...)
 		delete(extraDests, d.ep)
@@ -162,16 +163,30 @@ func (a *Analyzer) findings(d, extra *destState) []Finding {
 			f.Destination, f.Protocol = d.ep.ap.String(), ProtoName(d.ep.proto)
 		}
 		f.Evidence.Counts = t.counts
-		if len(t.durs) > 0 {
-			f.Evidence.Durations = make(map[string]Dist, len(t.durs))
+		if len(t.durs)+len(t.hists) > 0 {
+			f.Evidence.Durations = make(map[string]Dist, len(t.durs)+len(t.hists))
 			for n, s := range t.durs {
 				f.Evidence.Durations[n] = dist(s)
 			}
+			for n, h := range t.hists {
+				f.Evidence.Durations[n] = h
+			}
 		}
-		explain(&f, d)
+		explain(&f, combined(d, extra))
 		out = append(out, f)
 	}
 	return out
+}
+
+// combined returns destination d with what extra (evidence from counters)
+// knows of its activity, for the sentences.
+func combined(d, extra *destState) *destState {
+	if extra == nil {
+		return d
+	}
+	c := *d
+	c.opened, c.resets = max(d.opened, extra.opened), max(d.resets, extra.resets)
+	return &c
 }
 
 // merge returns the tallies of x and y summed (either may be nil).
@@ -180,7 +195,7 @@ func merge(x, y *tally) *tally {
 		return y
 	}
 	m := &tally{conns: max(x.conns, y.conns), packets: max(x.packets, y.packets), first: x.first, last: x.last,
-		examples: x.examples, counts: map[string]uint64{}, durs: x.durs}
+		examples: x.examples, counts: map[string]uint64{}, durs: x.durs, hists: y.hists}
 	for _, c := range []map[string]uint64{x.counts, y.counts} {
 		for k, v := range c {
 			m.counts[k] = max(m.counts[k], v)
@@ -229,6 +244,27 @@ func explain(f *Finding, d *destState) {
 			plural(f.Count, "connection"), dst, c["packets_after_expiry"], after)
 		f.Fix = fmt.Sprintf("connections to %s stay idle longer than edge's idle timeout: raise the established (or UDP) timeout of their timer profile above the applications' idle time, or have the endpoints send keepalives more often than it", dst)
 		f.Evidence.Missing = []string{"the idle time before expiry (the flow's last-packet time in the expired event)"}
+		if x, ok := ds["idle_at_expiry"]; ok {
+			y := ds["idle_before_next_packet"]
+			f.Evidence.Summary += fmt.Sprintf("; the timer removed them after %s idle (median), and their next packet came after up to %s idle", secs(x.P50), secs(y.Max))
+			f.Fix = fmt.Sprintf("connections to %s stay idle up to %s, longer than edge's idle timeout (~%s): raise the established (or UDP) timeout of their timer profile above %s, or have the endpoints send keepalives more often than every %s", dst, secs(y.Max), secs(x.Min), secs(y.Max), secs(x.Min))
+			f.Evidence.Missing = nil
+		}
+		if late, ok := c["expired_flows_with_late_packets"]; ok {
+			idle := ""
+			if x, ok := ds["idle_before_late_packet"]; ok {
+				idle = ", idle " + around(x) + " when it came"
+			}
+			if c["packets_after_expiry"] == 0 {
+				f.Evidence.Summary = fmt.Sprintf("edge's idle timer removed %s to %s while still in use: a packet of each came afterwards and was dropped%s",
+					plural(f.Count, "connection"), dst, idle)
+			} else {
+				f.Evidence.Summary += fmt.Sprintf("; conntrack counted %d expired flows that got a packet later%s", late, idle)
+			}
+			if _, ok := ds["idle_at_expiry"]; !ok {
+				f.Evidence.Missing = []string{"the timer that removed the flow (its profile's timeout for the state) beside its idle time"}
+			}
+		}
 	case f.Pattern == KeepaliveRace:
 		reuse := ""
 		if x, ok := ds["reset_to_next_packet"]; ok {
@@ -240,6 +276,39 @@ func explain(f *Finding, d *destState) {
 		f.Evidence.Missing = []string{
 			"an event when the server sends the first FIN, with the flow's idle time then: the distribution of server idle-close times",
 			"the client's idle time before reusing the connection: the distribution of reuse times",
+		}
+		if n, ok := c["client_data_after_server_close"]; ok {
+			closes, delay := fmt.Sprintf("%d connections", c["server_closes"]), ""
+			if x, ok := ds["server_idle_close"]; ok {
+				closes += " after " + around(x) + " idle"
+			}
+			if x, ok := ds["server_close_to_client_data"]; ok {
+				delay = fmt.Sprintf(", up to %s after the close (median %s)", short(x.Max), short(x.P50))
+			}
+			sig := fmt.Sprintf("the client sent data on %s to %s the server had closed%s; the server closed %s",
+				plural(n, "connection"), dst, delay, closes)
+			if c["resets_answering_a_segment"]+c["server_resets"]+uint64(ds["reset_to_next_packet"].N) == 0 && c["packets_after_reset"] == 0 {
+				f.Evidence.Summary = sig
+			} else {
+				f.Evidence.Summary += "; " + sig
+			}
+			if x, ok := ds["server_idle_close"]; ok {
+				f.Fix = fmt.Sprintf("backend %s closes idle connections after %s while clients (the proxy) still reuse them: raise the backend's keep-alive timeout above the proxy's upstream idle timeout, or lower the proxy's below %s", dst, around(x), short(x.Min))
+			}
+			f.Evidence.Missing = []string{"the client's idle time before reusing the connection: the distribution of reuse times"}
+		}
+	case f.Pattern == SYNUnanswered && hasKey(c, "handshakes_syn_retried"):
+		rtt := ""
+		if x, ok := ds["handshake_time"]; ok {
+			rtt = ", SYN to SYN-ACK " + around(x)
+		}
+		f.Evidence.Summary = fmt.Sprintf("%s to %s got no timely SYN-ACK: %d needed their SYN sent again (%d SYNs resent), %d timed out unanswered, %d were refused; %d handshakes completed in the window%s",
+			plural(f.Count, "connection"), dst, c["handshakes_syn_retried"], c["syn_retransmits"], c["handshake_timeouts"]+c["expired_in_syn_sent"]+c["evicted_in_syn_sent"],
+			c["handshake_refused"], c["handshakes_completed"], rtt)
+		if c["handshakes_completed"] > 0 {
+			f.Fix = fmt.Sprintf("backend %s answers some SYNs late or never: its listen backlog overflows under bursts of new connections; raise its listen backlog (the listen(2) argument and net.core.somaxconn) or make it accept connections faster", dst)
+		} else {
+			f.Fix = fmt.Sprintf("%s answered none of these SYNs: check that it is up and listening, and that its SYN-ACKs come back through edge", dst)
 		}
 	case f.Pattern == SYNUnanswered:
 		answered := d.opened - min(d.opened, f.Count)
@@ -291,4 +360,9 @@ func (r *Report) AttachHistory(fn func(Tuple) ([]Flow, error), maxFindings int) 
 		}
 	}
 	return nil
+}
+
+func hasKey(m map[string]uint64, k string) bool {
+	_, ok := m[k]
+	return ok
 }

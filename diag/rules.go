@@ -109,7 +109,7 @@ func (a *Analyzer) removed(ev *Event, ts *tupleState, d *destState) {
 			t.dur("syn_unanswered_for", ev.Time.Sub(ts.opened))
 		}
 	case ev.Kind == KindExpired && synced(ev.State):
-		ts.expiredAt, ts.expiredState = ev.Time, ev.State
+		ts.expiredAt, ts.expiredState, ts.expiredIdle = ev.Time, ev.State, ev.Idle
 	}
 }
 
@@ -147,6 +147,10 @@ func (a *Analyzer) dropped(ev *Event, ts *tupleState, d *destState, dir Dir) {
 		if ts.expiredState != conntrack.StateNone { // the first packet after this expiry
 			t.counts["expired_in_"+stateName(ts.expiredState)]++
 			t.dur("expiry_to_next_packet", ev.Time.Sub(ts.expiredAt))
+			if ts.expiredIdle > 0 {
+				t.dur("idle_at_expiry", ts.expiredIdle)
+				t.dur("idle_before_next_packet", ts.expiredIdle+ev.Time.Sub(ts.expiredAt))
+			}
 			ts.expiredState = conntrack.StateNone
 		}
 	case tcp && !ts.resetAt.IsZero() && ev.Time.Sub(ts.resetAt) <= a.opt.ReuseWindow &&

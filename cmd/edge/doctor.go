@@ -180,11 +180,18 @@ func doctorLive(opt diag.Options, window time.Duration) (diag.Report, error) {
 	if err != nil {
 		return diag.Report{}, err
 	}
+	dests, err := startDests(cc) // per-destination signals (doctor_dest.go)
+	if err != nil {
+		return diag.Report{}, err
+	}
 	if err := watch(cc, window, a); err != nil {
 		return diag.Report{}, err
 	}
 	after, err := doctorStats(cc)
 	if err != nil {
+		return diag.Report{}, err
+	}
+	if err := dests.end(cc, a); err != nil {
 		return diag.Report{}, err
 	}
 	flows, at, err := synSentFlows(cc)
@@ -345,6 +352,7 @@ func eventFromPB(e *pb.Event) diag.Event {
 	case "reply":
 		ev.Dir = diag.DirReply
 	}
+	ev.Idle = e.GetIdle().AsDuration()
 	return ev
 }
 

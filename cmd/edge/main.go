@@ -51,8 +51,8 @@ with mutual TLS (--addr, --tls-cert, --tls-key, --tls-ca).`,
 	}
 	addClientFlags(root)
 	root.AddCommand(runCmd(), validateCmd(), versionCmd(),
-		statusCmd(), flowsCmd(), flushCmd(), configCmd(), eventsCmd(), statsCmd(), mappingsCmd(), doctorCmd())
-	root.AddCommand(traceCmd())
+		statusCmd(), flowsCmd(), flushCmd(), configCmd(), eventsCmd(), statsCmd(), mappingsCmd(), doctorCmd(),
+		destinationsCmd(), traceCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)

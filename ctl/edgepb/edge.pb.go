@@ -1682,7 +1682,10 @@ type Event struct {
 	Zone       string                 `protobuf:"bytes,12,opt,name=zone,proto3" json:"zone,omitempty"` // the side the packet arrived on: inside | outside; empty: not known
 	// direction: the event's packet relative to its flow: original (from the
 	// flow's originator) | reply; empty: not known (no flow, or not a packet).
-	Direction     string `protobuf:"bytes,13,opt,name=direction,proto3" json:"direction,omitempty"`
+	Direction string `protobuf:"bytes,13,opt,name=direction,proto3" json:"direction,omitempty"`
+	// expired, evicted: how long the flow had been idle (since its last
+	// packet): for an expired flow its state's timeout and the sweep's delay.
+	Idle          *durationpb.Duration `protobuf:"bytes,14,opt,name=idle,proto3" json:"idle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1806,6 +1809,13 @@ func (x *Event) GetDirection() string {
 		return x.Direction
 	}
 	return ""
+}
+
+func (x *Event) GetIdle() *durationpb.Duration {
+	if x != nil {
+		return x.Idle
+	}
+	return nil
 }
 
 type GetStatsRequest struct {
@@ -2671,6 +2681,270 @@ func (x *SNATDestination) GetZone() uint32 {
 	return 0
 }
 
+type ListDestinationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Max           uint32                 `protobuf:"varint,1,opt,name=max,proto3" json:"max,omitempty"` // the busiest this many (by flows); 0: 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsRequest) Reset() {
+	*x = ListDestinationsRequest{}
+	mi := &file_edge_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsRequest) ProtoMessage() {}
+
+func (x *ListDestinationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsRequest.ProtoReflect.Descriptor instead.
+func (*ListDestinationsRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListDestinationsRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+type ListDestinationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destinations  []*Destination         `protobuf:"bytes,1,rep,name=destinations,proto3" json:"destinations,omitempty"` // busiest first
+	Total         uint32                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`              // destinations tracked, before max was applied
+	Capacity      uint32                 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`        // destinations the workers can track together
+	Replaced      uint64                 `protobuf:"varint,4,opt,name=replaced,proto3" json:"replaced,omitempty"`        // destinations that took the place of a less active one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsResponse) Reset() {
+	*x = ListDestinationsResponse{}
+	mi := &file_edge_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsResponse) ProtoMessage() {}
+
+func (x *ListDestinationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsResponse.ProtoReflect.Descriptor instead.
+func (*ListDestinationsResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListDestinationsResponse) GetDestinations() []*Destination {
+	if x != nil {
+		return x.Destinations
+	}
+	return nil
+}
+
+func (x *ListDestinationsResponse) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListDestinationsResponse) GetCapacity() uint32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *ListDestinationsResponse) GetReplaced() uint64 {
+	if x != nil {
+		return x.Replaced
+	}
+	return 0
+}
+
+type Destination struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Address  string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Port     uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Protocol string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Zone     uint32                 `protobuf:"varint,4,opt,name=zone,proto3" json:"zone,omitempty"`
+	// counter -> count: flows, syn_retransmits, syn_retried, handshake_timeouts,
+	// handshake_refused, handshakes, resets_client, resets_server,
+	// server_closes, keepalive_races, expired_late, resets_edge.
+	Counters map[string]uint64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Distributions: handshake_rtt, server_idle_close, race_delay,
+	// expired_idle. Bucket 0 counts durations under 1 ms, bucket i those in
+	// [2^(i-1), 2^i) ms, the last one everything above.
+	Histograms []*Histogram `protobuf:"bytes,6,rep,name=histograms,proto3" json:"histograms,omitempty"`
+	// Activity inherited from destinations this one replaced: 0 means the
+	// counts are exact since it was first seen.
+	Approx        uint64 `protobuf:"varint,7,opt,name=approx,proto3" json:"approx,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Destination) Reset() {
+	*x = Destination{}
+	mi := &file_edge_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Destination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Destination) ProtoMessage() {}
+
+func (x *Destination) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Destination.ProtoReflect.Descriptor instead.
+func (*Destination) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Destination) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Destination) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Destination) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *Destination) GetZone() uint32 {
+	if x != nil {
+		return x.Zone
+	}
+	return 0
+}
+
+func (x *Destination) GetCounters() map[string]uint64 {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+func (x *Destination) GetHistograms() []*Histogram {
+	if x != nil {
+		return x.Histograms
+	}
+	return nil
+}
+
+func (x *Destination) GetApprox() uint64 {
+	if x != nil {
+		return x.Approx
+	}
+	return 0
+}
+
+type Histogram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Buckets       []uint64               `protobuf:"varint,2,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Histogram) Reset() {
+	*x = Histogram{}
+	mi := &file_edge_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Histogram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Histogram) ProtoMessage() {}
+
+func (x *Histogram) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
+func (*Histogram) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Histogram) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Histogram) GetBuckets() []uint64 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
 type ListMappingsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// max: at most this many (0: all).
@@ -2681,7 +2955,7 @@ type ListMappingsRequest struct {
 
 func (x *ListMappingsRequest) Reset() {
 	*x = ListMappingsRequest{}
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2967,7 @@ func (x *ListMappingsRequest) String() string {
 func (*ListMappingsRequest) ProtoMessage() {}
 
 func (x *ListMappingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[31]
+	mi := &file_edge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2980,7 @@ func (x *ListMappingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMappingsRequest.ProtoReflect.Descriptor instead.
 func (*ListMappingsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{31}
+	return file_edge_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListMappingsRequest) GetMax() uint32 {
@@ -2735,7 +3009,7 @@ type Mapping struct {
 
 func (x *Mapping) Reset() {
 	*x = Mapping{}
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +3021,7 @@ func (x *Mapping) String() string {
 func (*Mapping) ProtoMessage() {}
 
 func (x *Mapping) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[32]
+	mi := &file_edge_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +3034,7 @@ func (x *Mapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mapping.ProtoReflect.Descriptor instead.
 func (*Mapping) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{32}
+	return file_edge_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Mapping) GetInsideAddress() string {
@@ -2850,7 +3124,7 @@ type ListMappingsResponse struct {
 
 func (x *ListMappingsResponse) Reset() {
 	*x = ListMappingsResponse{}
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +3136,7 @@ func (x *ListMappingsResponse) String() string {
 func (*ListMappingsResponse) ProtoMessage() {}
 
 func (x *ListMappingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[33]
+	mi := &file_edge_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3149,7 @@ func (x *ListMappingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMappingsResponse.ProtoReflect.Descriptor instead.
 func (*ListMappingsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{33}
+	return file_edge_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListMappingsResponse) GetMappings() []*Mapping {
@@ -2900,7 +3174,7 @@ type FlushMappingsRequest struct {
 
 func (x *FlushMappingsRequest) Reset() {
 	*x = FlushMappingsRequest{}
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2912,7 +3186,7 @@ func (x *FlushMappingsRequest) String() string {
 func (*FlushMappingsRequest) ProtoMessage() {}
 
 func (x *FlushMappingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[34]
+	mi := &file_edge_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2925,7 +3199,7 @@ func (x *FlushMappingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushMappingsRequest.ProtoReflect.Descriptor instead.
 func (*FlushMappingsRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{34}
+	return file_edge_proto_rawDescGZIP(), []int{38}
 }
 
 type FlushMappingsResponse struct {
@@ -2937,7 +3211,7 @@ type FlushMappingsResponse struct {
 
 func (x *FlushMappingsResponse) Reset() {
 	*x = FlushMappingsResponse{}
-	mi := &file_edge_proto_msgTypes[35]
+	mi := &file_edge_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3223,7 @@ func (x *FlushMappingsResponse) String() string {
 func (*FlushMappingsResponse) ProtoMessage() {}
 
 func (x *FlushMappingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[35]
+	mi := &file_edge_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3236,7 @@ func (x *FlushMappingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushMappingsResponse.ProtoReflect.Descriptor instead.
 func (*FlushMappingsResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{35}
+	return file_edge_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FlushMappingsResponse) GetLeft() uint64 {
@@ -2987,7 +3261,7 @@ type TraceRequest struct {
 
 func (x *TraceRequest) Reset() {
 	*x = TraceRequest{}
-	mi := &file_edge_proto_msgTypes[36]
+	mi := &file_edge_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3273,7 @@ func (x *TraceRequest) String() string {
 func (*TraceRequest) ProtoMessage() {}
 
 func (x *TraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[36]
+	mi := &file_edge_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3286,7 @@ func (x *TraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
 func (*TraceRequest) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{36}
+	return file_edge_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TraceRequest) GetFilter() *FlowFilter {
@@ -3047,7 +3321,7 @@ type TraceResponse struct {
 
 func (x *TraceResponse) Reset() {
 	*x = TraceResponse{}
-	mi := &file_edge_proto_msgTypes[37]
+	mi := &file_edge_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3333,7 @@ func (x *TraceResponse) String() string {
 func (*TraceResponse) ProtoMessage() {}
 
 func (x *TraceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[37]
+	mi := &file_edge_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3346,7 @@ func (x *TraceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceResponse.ProtoReflect.Descriptor instead.
 func (*TraceResponse) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{37}
+	return file_edge_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TraceResponse) GetPackets() []*TracePacket {
@@ -3132,7 +3406,7 @@ type TracePacket struct {
 
 func (x *TracePacket) Reset() {
 	*x = TracePacket{}
-	mi := &file_edge_proto_msgTypes[38]
+	mi := &file_edge_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3418,7 @@ func (x *TracePacket) String() string {
 func (*TracePacket) ProtoMessage() {}
 
 func (x *TracePacket) ProtoReflect() protoreflect.Message {
-	mi := &file_edge_proto_msgTypes[38]
+	mi := &file_edge_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3431,7 @@ func (x *TracePacket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TracePacket.ProtoReflect.Descriptor instead.
 func (*TracePacket) Descriptor() ([]byte, []int) {
-	return file_edge_proto_rawDescGZIP(), []int{38}
+	return file_edge_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TracePacket) GetTime() *timestamppb.Timestamp {
@@ -3508,7 +3782,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.edge.v1.EventFilterR\x06filter\"O\n" +
 	"\x11SubscribeResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.edge.v1.EventR\x06events\x12\x12\n" +
-	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xf6\x02\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xa5\x03\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12$\n" +
@@ -3526,7 +3800,8 @@ const file_edge_proto_rawDesc = "" +
 	" \x01(\rR\btcpFlags\x12\x16\n" +
 	"\x06worker\x18\v \x01(\rR\x06worker\x12\x12\n" +
 	"\x04zone\x18\f \x01(\tR\x04zone\x12\x1c\n" +
-	"\tdirection\x18\r \x01(\tR\tdirection\"i\n" +
+	"\tdirection\x18\r \x01(\tR\tdirection\x12-\n" +
+	"\x04idle\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x04idle\"i\n" +
 	"\x0fGetStatsRequest\x12+\n" +
 	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\x12)\n" +
 	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\x98\b\n" +
@@ -3648,7 +3923,30 @@ const file_edge_proto_rawDesc = "" +
 	"\texhausted\x18\t \x01(\x04R\texhausted\x12\x1c\n" +
 	"\toverrides\x18\n" +
 	" \x01(\x04R\toverrides\x12\x12\n" +
-	"\x04zone\x18\v \x01(\rR\x04zone\"'\n" +
+	"\x04zone\x18\v \x01(\rR\x04zone\"+\n" +
+	"\x17ListDestinationsRequest\x12\x10\n" +
+	"\x03max\x18\x01 \x01(\rR\x03max\"\xa2\x01\n" +
+	"\x18ListDestinationsResponse\x128\n" +
+	"\fdestinations\x18\x01 \x03(\v2\x14.edge.v1.DestinationR\fdestinations\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\x12\x1a\n" +
+	"\bcapacity\x18\x03 \x01(\rR\bcapacity\x12\x1a\n" +
+	"\breplaced\x18\x04 \x01(\x04R\breplaced\"\xb4\x02\n" +
+	"\vDestination\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04zone\x18\x04 \x01(\rR\x04zone\x12>\n" +
+	"\bcounters\x18\x05 \x03(\v2\".edge.v1.Destination.CountersEntryR\bcounters\x122\n" +
+	"\n" +
+	"histograms\x18\x06 \x03(\v2\x12.edge.v1.HistogramR\n" +
+	"histograms\x12\x16\n" +
+	"\x06approx\x18\a \x01(\x04R\x06approx\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"9\n" +
+	"\tHistogram\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\abuckets\x18\x02 \x03(\x04R\abuckets\"'\n" +
 	"\x13ListMappingsRequest\x12\x10\n" +
 	"\x03max\x18\x01 \x01(\rR\x03max\"\xef\x02\n" +
 	"\aMapping\x12%\n" +
@@ -3729,7 +4027,9 @@ const file_edge_proto_rawDesc = "" +
 	"\fEventService\x12D\n" +
 	"\tSubscribe\x12\x19.edge.v1.SubscribeRequest\x1a\x1a.edge.v1.SubscribeResponse0\x012O\n" +
 	"\fStatsService\x12?\n" +
-	"\bGetStats\x12\x18.edge.v1.GetStatsRequest\x1a\x19.edge.v1.GetStatsResponse2\xa9\x01\n" +
+	"\bGetStats\x12\x18.edge.v1.GetStatsRequest\x1a\x19.edge.v1.GetStatsResponse2m\n" +
+	"\x12DestinationService\x12W\n" +
+	"\x10ListDestinations\x12 .edge.v1.ListDestinationsRequest\x1a!.edge.v1.ListDestinationsResponse2\xa9\x01\n" +
 	"\n" +
 	"NATService\x12K\n" +
 	"\fListMappings\x12\x1c.edge.v1.ListMappingsRequest\x1a\x1d.edge.v1.ListMappingsResponse\x12N\n" +
@@ -3749,73 +4049,78 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_edge_proto_goTypes = []any{
-	(*GetStatusRequest)(nil),      // 0: edge.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),     // 1: edge.v1.GetStatusResponse
-	(*InterfaceStatus)(nil),       // 2: edge.v1.InterfaceStatus
-	(*WorkerStatus)(nil),          // 3: edge.v1.WorkerStatus
-	(*SNATStatus)(nil),            // 4: edge.v1.SNATStatus
-	(*SNATPool)(nil),              // 5: edge.v1.SNATPool
-	(*GetConfigRequest)(nil),      // 6: edge.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 7: edge.v1.GetConfigResponse
-	(*ApplyConfigRequest)(nil),    // 8: edge.v1.ApplyConfigRequest
-	(*ApplyConfigResponse)(nil),   // 9: edge.v1.ApplyConfigResponse
-	(*FlowFilter)(nil),            // 10: edge.v1.FlowFilter
-	(*ListFlowsRequest)(nil),      // 11: edge.v1.ListFlowsRequest
-	(*ListFlowsResponse)(nil),     // 12: edge.v1.ListFlowsResponse
-	(*PackedFlows)(nil),           // 13: edge.v1.PackedFlows
-	(*Tuple)(nil),                 // 14: edge.v1.Tuple
-	(*Flow)(nil),                  // 15: edge.v1.Flow
-	(*FlushFlowsRequest)(nil),     // 16: edge.v1.FlushFlowsRequest
-	(*FlushFlowsResponse)(nil),    // 17: edge.v1.FlushFlowsResponse
-	(*ExplainFlowRequest)(nil),    // 18: edge.v1.ExplainFlowRequest
-	(*ExplainFlowResponse)(nil),   // 19: edge.v1.ExplainFlowResponse
-	(*EventFilter)(nil),           // 20: edge.v1.EventFilter
-	(*SubscribeRequest)(nil),      // 21: edge.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 22: edge.v1.SubscribeResponse
-	(*Event)(nil),                 // 23: edge.v1.Event
-	(*GetStatsRequest)(nil),       // 24: edge.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 25: edge.v1.GetStatsResponse
-	(*NeighbourStats)(nil),        // 26: edge.v1.NeighbourStats
-	(*FragmentStats)(nil),         // 27: edge.v1.FragmentStats
-	(*WorkerStats)(nil),           // 28: edge.v1.WorkerStats
-	(*InterfaceStats)(nil),        // 29: edge.v1.InterfaceStats
-	(*SNATDestination)(nil),       // 30: edge.v1.SNATDestination
-	(*ListMappingsRequest)(nil),   // 31: edge.v1.ListMappingsRequest
-	(*Mapping)(nil),               // 32: edge.v1.Mapping
-	(*ListMappingsResponse)(nil),  // 33: edge.v1.ListMappingsResponse
-	(*FlushMappingsRequest)(nil),  // 34: edge.v1.FlushMappingsRequest
-	(*FlushMappingsResponse)(nil), // 35: edge.v1.FlushMappingsResponse
-	(*TraceRequest)(nil),          // 36: edge.v1.TraceRequest
-	(*TraceResponse)(nil),         // 37: edge.v1.TraceResponse
-	(*TracePacket)(nil),           // 38: edge.v1.TracePacket
-	nil,                           // 39: edge.v1.GetStatsResponse.DropsEntry
-	nil,                           // 40: edge.v1.GetStatsResponse.ConntrackEntry
-	nil,                           // 41: edge.v1.GetStatsResponse.SnatEntry
-	nil,                           // 42: edge.v1.GetStatsResponse.IcmpSentEntry
-	nil,                           // 43: edge.v1.WorkerStats.DropsEntry
-	nil,                           // 44: edge.v1.WorkerStats.IcmpSentEntry
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 46: google.protobuf.Duration
+	(*GetStatusRequest)(nil),         // 0: edge.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),        // 1: edge.v1.GetStatusResponse
+	(*InterfaceStatus)(nil),          // 2: edge.v1.InterfaceStatus
+	(*WorkerStatus)(nil),             // 3: edge.v1.WorkerStatus
+	(*SNATStatus)(nil),               // 4: edge.v1.SNATStatus
+	(*SNATPool)(nil),                 // 5: edge.v1.SNATPool
+	(*GetConfigRequest)(nil),         // 6: edge.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),        // 7: edge.v1.GetConfigResponse
+	(*ApplyConfigRequest)(nil),       // 8: edge.v1.ApplyConfigRequest
+	(*ApplyConfigResponse)(nil),      // 9: edge.v1.ApplyConfigResponse
+	(*FlowFilter)(nil),               // 10: edge.v1.FlowFilter
+	(*ListFlowsRequest)(nil),         // 11: edge.v1.ListFlowsRequest
+	(*ListFlowsResponse)(nil),        // 12: edge.v1.ListFlowsResponse
+	(*PackedFlows)(nil),              // 13: edge.v1.PackedFlows
+	(*Tuple)(nil),                    // 14: edge.v1.Tuple
+	(*Flow)(nil),                     // 15: edge.v1.Flow
+	(*FlushFlowsRequest)(nil),        // 16: edge.v1.FlushFlowsRequest
+	(*FlushFlowsResponse)(nil),       // 17: edge.v1.FlushFlowsResponse
+	(*ExplainFlowRequest)(nil),       // 18: edge.v1.ExplainFlowRequest
+	(*ExplainFlowResponse)(nil),      // 19: edge.v1.ExplainFlowResponse
+	(*EventFilter)(nil),              // 20: edge.v1.EventFilter
+	(*SubscribeRequest)(nil),         // 21: edge.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 22: edge.v1.SubscribeResponse
+	(*Event)(nil),                    // 23: edge.v1.Event
+	(*GetStatsRequest)(nil),          // 24: edge.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 25: edge.v1.GetStatsResponse
+	(*NeighbourStats)(nil),           // 26: edge.v1.NeighbourStats
+	(*FragmentStats)(nil),            // 27: edge.v1.FragmentStats
+	(*WorkerStats)(nil),              // 28: edge.v1.WorkerStats
+	(*InterfaceStats)(nil),           // 29: edge.v1.InterfaceStats
+	(*SNATDestination)(nil),          // 30: edge.v1.SNATDestination
+	(*ListDestinationsRequest)(nil),  // 31: edge.v1.ListDestinationsRequest
+	(*ListDestinationsResponse)(nil), // 32: edge.v1.ListDestinationsResponse
+	(*Destination)(nil),              // 33: edge.v1.Destination
+	(*Histogram)(nil),                // 34: edge.v1.Histogram
+	(*ListMappingsRequest)(nil),      // 35: edge.v1.ListMappingsRequest
+	(*Mapping)(nil),                  // 36: edge.v1.Mapping
+	(*ListMappingsResponse)(nil),     // 37: edge.v1.ListMappingsResponse
+	(*FlushMappingsRequest)(nil),     // 38: edge.v1.FlushMappingsRequest
+	(*FlushMappingsResponse)(nil),    // 39: edge.v1.FlushMappingsResponse
+	(*TraceRequest)(nil),             // 40: edge.v1.TraceRequest
+	(*TraceResponse)(nil),            // 41: edge.v1.TraceResponse
+	(*TracePacket)(nil),              // 42: edge.v1.TracePacket
+	nil,                              // 43: edge.v1.GetStatsResponse.DropsEntry
+	nil,                              // 44: edge.v1.GetStatsResponse.ConntrackEntry
+	nil,                              // 45: edge.v1.GetStatsResponse.SnatEntry
+	nil,                              // 46: edge.v1.GetStatsResponse.IcmpSentEntry
+	nil,                              // 47: edge.v1.WorkerStats.DropsEntry
+	nil,                              // 48: edge.v1.WorkerStats.IcmpSentEntry
+	nil,                              // 49: edge.v1.Destination.CountersEntry
+	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 51: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	45, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	46, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	50, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	51, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	46, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
-	46, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
+	51, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	51, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
 	10, // 8: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	15, // 9: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
 	13, // 10: edge.v1.ListFlowsResponse.packed:type_name -> edge.v1.PackedFlows
 	14, // 11: edge.v1.Flow.original:type_name -> edge.v1.Tuple
 	14, // 12: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	45, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	45, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	46, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	50, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	50, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	51, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
 	10, // 16: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	14, // 17: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
 	15, // 18: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
@@ -3823,55 +4128,61 @@ var file_edge_proto_depIdxs = []int32{
 	10, // 20: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
 	20, // 21: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
 	23, // 22: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	45, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	50, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
 	14, // 24: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	39, // 25: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
-	28, // 26: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
-	29, // 27: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	40, // 28: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	41, // 29: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
-	30, // 30: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	42, // 31: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
-	26, // 32: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
-	27, // 33: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
-	43, // 34: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	44, // 35: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
-	27, // 36: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
-	46, // 37: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
-	32, // 38: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
-	10, // 39: edge.v1.TraceRequest.filter:type_name -> edge.v1.FlowFilter
-	46, // 40: edge.v1.TraceRequest.duration:type_name -> google.protobuf.Duration
-	38, // 41: edge.v1.TraceResponse.packets:type_name -> edge.v1.TracePacket
-	45, // 42: edge.v1.TracePacket.time:type_name -> google.protobuf.Timestamp
-	14, // 43: edge.v1.TracePacket.tuple:type_name -> edge.v1.Tuple
-	14, // 44: edge.v1.TracePacket.flow:type_name -> edge.v1.Tuple
-	0,  // 45: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 46: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 47: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 48: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	16, // 49: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	18, // 50: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	21, // 51: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	24, // 52: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	31, // 53: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
-	34, // 54: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
-	36, // 55: edge.v1.TraceService.Trace:input_type -> edge.v1.TraceRequest
-	1,  // 56: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 57: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 58: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 59: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	17, // 60: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	19, // 61: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	22, // 62: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	25, // 63: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	33, // 64: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
-	35, // 65: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
-	37, // 66: edge.v1.TraceService.Trace:output_type -> edge.v1.TraceResponse
-	56, // [56:67] is the sub-list for method output_type
-	45, // [45:56] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	51, // 25: edge.v1.Event.idle:type_name -> google.protobuf.Duration
+	43, // 26: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	28, // 27: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
+	29, // 28: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
+	44, // 29: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	45, // 30: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	30, // 31: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
+	46, // 32: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	26, // 33: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
+	27, // 34: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
+	47, // 35: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	48, // 36: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	27, // 37: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
+	33, // 38: edge.v1.ListDestinationsResponse.destinations:type_name -> edge.v1.Destination
+	49, // 39: edge.v1.Destination.counters:type_name -> edge.v1.Destination.CountersEntry
+	34, // 40: edge.v1.Destination.histograms:type_name -> edge.v1.Histogram
+	51, // 41: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
+	36, // 42: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
+	10, // 43: edge.v1.TraceRequest.filter:type_name -> edge.v1.FlowFilter
+	51, // 44: edge.v1.TraceRequest.duration:type_name -> google.protobuf.Duration
+	42, // 45: edge.v1.TraceResponse.packets:type_name -> edge.v1.TracePacket
+	50, // 46: edge.v1.TracePacket.time:type_name -> google.protobuf.Timestamp
+	14, // 47: edge.v1.TracePacket.tuple:type_name -> edge.v1.Tuple
+	14, // 48: edge.v1.TracePacket.flow:type_name -> edge.v1.Tuple
+	0,  // 49: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 50: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 51: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 52: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	16, // 53: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	18, // 54: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	21, // 55: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	24, // 56: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	31, // 57: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
+	35, // 58: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	38, // 59: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	40, // 60: edge.v1.TraceService.Trace:input_type -> edge.v1.TraceRequest
+	1,  // 61: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 62: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 63: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 64: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	17, // 65: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	19, // 66: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	22, // 67: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	25, // 68: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	32, // 69: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
+	37, // 70: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	39, // 71: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	41, // 72: edge.v1.TraceService.Trace:output_type -> edge.v1.TraceResponse
+	61, // [61:73] is the sub-list for method output_type
+	49, // [49:61] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -3885,9 +4196,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   50,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

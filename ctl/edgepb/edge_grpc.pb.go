@@ -698,6 +698,116 @@ var StatsService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	DestinationService_ListDestinations_FullMethodName = "/edge.v1.DestinationService/ListDestinations"
+)
+
+// DestinationServiceClient is the client API for DestinationService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// DestinationService reports what conntrack counted per destination (a
+// server endpoint as the inside sees it: a flow's original destination),
+// for the busiest destinations each worker tracks.
+type DestinationServiceClient interface {
+	ListDestinations(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error)
+}
+
+type destinationServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDestinationServiceClient(cc grpc.ClientConnInterface) DestinationServiceClient {
+	return &destinationServiceClient{cc}
+}
+
+func (c *destinationServiceClient) ListDestinations(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDestinationsResponse)
+	err := c.cc.Invoke(ctx, DestinationService_ListDestinations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DestinationServiceServer is the server API for DestinationService service.
+// All implementations must embed UnimplementedDestinationServiceServer
+// for forward compatibility.
+//
+// DestinationService reports what conntrack counted per destination (a
+// server endpoint as the inside sees it: a flow's original destination),
+// for the busiest destinations each worker tracks.
+type DestinationServiceServer interface {
+	ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error)
+	mustEmbedUnimplementedDestinationServiceServer()
+}
+
+// UnimplementedDestinationServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDestinationServiceServer struct{}
+
+func (UnimplementedDestinationServiceServer) ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDestinations not implemented")
+}
+func (UnimplementedDestinationServiceServer) mustEmbedUnimplementedDestinationServiceServer() {}
+func (UnimplementedDestinationServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafeDestinationServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DestinationServiceServer will
+// result in compilation errors.
+type UnsafeDestinationServiceServer interface {
+	mustEmbedUnimplementedDestinationServiceServer()
+}
+
+func RegisterDestinationServiceServer(s grpc.ServiceRegistrar, srv DestinationServiceServer) {
+	// If the following call panics, it indicates UnimplementedDestinationServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&DestinationService_ServiceDesc, srv)
+}
+
+func _DestinationService_ListDestinations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDestinationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DestinationServiceServer).ListDestinations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DestinationService_ListDestinations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DestinationServiceServer).ListDestinations(ctx, req.(*ListDestinationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// DestinationService_ServiceDesc is the grpc.ServiceDesc for DestinationService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var DestinationService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "edge.v1.DestinationService",
+	HandlerType: (*DestinationServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListDestinations",
+			Handler:    _DestinationService_ListDestinations_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "edge.proto",
+}
+
+const (
 	NATService_ListMappings_FullMethodName  = "/edge.v1.NATService/ListMappings"
 	NATService_FlushMappings_FullMethodName = "/edge.v1.NATService/FlushMappings"
 )
