@@ -13,6 +13,7 @@ import (
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/internal/netnstest"
 	"github.com/edgegw/edge/snat"
 )
@@ -40,10 +41,11 @@ type labFamily struct {
 	// wireClient and wireServer are addresses no kernel has, for tests
 	// that inject frames (raw sockets) and point edge's neighbours at them.
 	wireClient, wireServer netip.Addr
-	icmp                   uint8 // header.ProtoICMP or ProtoICMPv6
-	unreachable            uint8 // destination unreachable's type
-	portUnreachable        uint8 // and its port unreachable code
-	dualStack              bool  // the lab has IPv6 too (and edge's automap both addresses)
+	icmp                   uint8     // header.ProtoICMP or ProtoICMPv6
+	unreachable            uint8     // destination unreachable's type
+	portUnreachable        uint8     // and its port unreachable code
+	tooBig                 icmp.Kind // what edge answers a packet over the MTU with
+	dualStack              bool      // the lab has IPv6 too (and edge's automap both addresses)
 }
 
 var (
@@ -51,12 +53,12 @@ var (
 		server: netip.MustParseAddr("203.0.113.2"), snat: netip.MustParseAddr("203.0.113.1"),
 		inside: netip.MustParsePrefix("10.0.0.0/24"), outside: netip.MustParsePrefix("203.0.113.0/24"),
 		wireClient: netip.MustParseAddr("10.0.0.50"), wireServer: netip.MustParseAddr("203.0.113.50"),
-		icmp: header.ProtoICMP, unreachable: header.ICMPv4DestUnreachable, portUnreachable: 3}
+		icmp: header.ProtoICMP, unreachable: header.ICMPv4DestUnreachable, portUnreachable: 3, tooBig: icmp.FragNeeded}
 	labIPv6 = labFamily{name: "ipv6", udp: "udp6", tcp: "tcp6",
 		server: netip.MustParseAddr(netnstest.ServerIPv6), snat: netip.MustParseAddr(netnstest.EdgeOutsideIPv6),
 		inside: netip.MustParsePrefix(netnstest.InsidePrefixIPv6), outside: netip.MustParsePrefix(netnstest.OutsidePrefixIPv6),
 		wireClient: netip.MustParseAddr("fd00:10::50"), wireServer: netip.MustParseAddr("2001:db8:113::50"),
-		icmp: header.ProtoICMPv6, unreachable: header.ICMPv6DestUnreachable, portUnreachable: 4,
+		icmp: header.ProtoICMPv6, unreachable: header.ICMPv6DestUnreachable, portUnreachable: 4, tooBig: icmp.PacketTooBig,
 		dualStack: true}
 	labFamilies = []labFamily{labIPv4, labIPv6}
 )
