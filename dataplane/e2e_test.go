@@ -45,7 +45,11 @@ type labFamily struct {
 	unreachable            uint8     // destination unreachable's type
 	portUnreachable        uint8     // and its port unreachable code
 	tooBig                 icmp.Kind // what edge answers a packet over the MTU with
-	dualStack              bool      // the lab has IPv6 too (and edge's automap both addresses)
+	tooBigType, tooBigCode uint8     // and its type and code
+	echoRequest, echoReply uint8
+	timeExceeded           uint8
+	adminProhibited        uint8 // destination unreachable's code
+	dualStack              bool  // the lab has IPv6 too (and edge's automap both addresses)
 }
 
 var (
@@ -53,12 +57,16 @@ var (
 		server: netip.MustParseAddr("203.0.113.2"), snat: netip.MustParseAddr("203.0.113.1"),
 		inside: netip.MustParsePrefix("10.0.0.0/24"), outside: netip.MustParsePrefix("203.0.113.0/24"),
 		wireClient: netip.MustParseAddr("10.0.0.50"), wireServer: netip.MustParseAddr("203.0.113.50"),
-		icmp: header.ProtoICMP, unreachable: header.ICMPv4DestUnreachable, portUnreachable: 3, tooBig: icmp.FragNeeded}
+		icmp: header.ProtoICMP, unreachable: header.ICMPv4DestUnreachable, portUnreachable: 3, tooBig: icmp.FragNeeded,
+		tooBigType: header.ICMPv4DestUnreachable, tooBigCode: 4, echoRequest: header.ICMPv4EchoRequest,
+		echoReply: header.ICMPv4EchoReply, timeExceeded: header.ICMPv4TimeExceeded, adminProhibited: 13}
 	labIPv6 = labFamily{name: "ipv6", udp: "udp6", tcp: "tcp6",
 		server: netip.MustParseAddr(netnstest.ServerIPv6), snat: netip.MustParseAddr(netnstest.EdgeOutsideIPv6),
 		inside: netip.MustParsePrefix(netnstest.InsidePrefixIPv6), outside: netip.MustParsePrefix(netnstest.OutsidePrefixIPv6),
 		wireClient: netip.MustParseAddr("fd00:10::50"), wireServer: netip.MustParseAddr("2001:db8:113::50"),
 		icmp: header.ProtoICMPv6, unreachable: header.ICMPv6DestUnreachable, portUnreachable: 4, tooBig: icmp.PacketTooBig,
+		tooBigType: header.ICMPv6PacketTooBig, tooBigCode: 0, echoRequest: header.ICMPv6EchoRequest,
+		echoReply: header.ICMPv6EchoReply, timeExceeded: header.ICMPv6TimeExceeded, adminProhibited: 1,
 		dualStack: true}
 	labFamilies = []labFamily{labIPv4, labIPv6}
 )
