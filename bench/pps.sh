@@ -24,6 +24,8 @@
 #                                           one repeat (< 60 s); exits 1 if edge or nullfwd forwards
 #                                           (nearly) nothing
 #   REPEAT=5 TRIAL=2 MIDDLES="direct edge-1w" SIZES="64" FLOWS="1 1000" ./bench/pps.sh
+#   FAMILY=6 ./bench/pps.sh                 over IPv6 (topo.sh up --ipv6; UDP/IPv6 frames, SIZES default
+#                                           82: the smallest with the generator's 16-byte payload; no imix)
 #   EDGE_BIN=/path/to/edge ./bench/pps.sh   use this edge binary (default: built from the
 #                                           working tree, or from git HEAD if that fails to build)
 #   ALTERNATE=1 REPEAT=8 ./bench/pps.sh     flow counts in turn within each repeat (1, 1k, ...,
@@ -64,6 +66,9 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "pps.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 
+FAMILY=${FAMILY:-4}
+case $FAMILY in 4) ;; 6) : "${SIZES:=82}" ;; *) echo "pps.sh: FAMILY must be 4 or 6" >&2; exit 1 ;; esac
+export FAMILY
 if [ -n "${SHORT:-}" ]; then
 	: "${MIDDLES:=direct linux-nft nullfwd edge-1w}" "${SIZES:=64}" "${FLOWS:=1 1000}" "${REPEAT:=1}"
 	: "${LAT:=0}" "${NEWFLOW:=0}"
@@ -194,11 +199,13 @@ for middle in $MIDDLES; do
 	edge-2w) args=(edge --queues 2 --middle-cpus 1,0) ;;
 	*) echo "pps.sh: unknown middle $middle" >&2; exit 1 ;;
 	esac
+	[ "$FAMILY" != 6 ] || args+=(--ipv6)
 	echo "== $middle"
 	topo_id=$(EDGE_BIN="$tmp/edge" NULLFWD_BIN="$tmp/nullfwd" ./scripts/topo.sh up "${args[@]}" | tail -1)
 	EDGE_PID=
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
+	[ "$FAMILY" != 6 ] || { SRC_IP=$SRC_IP6 DST_IP=$DST_IP6; }
 	rm -f "$tmp/ready"
 	ip netns exec "$NS_S" taskset -c 0 "$tmp/edgegen" sink --dev "$DEV_S" --queues "$QUEUES" \
 		--out "$tmp/sink.json" --expect-file "$tmp/tx.json" --ready "$tmp/ready" >"$tmp/sink-final.json" 2>"$tmp/sink.err" &
@@ -307,8 +314,8 @@ for k in keys:
                         over_ceiling=None if rc is None else round(rc, 3),
                         cpu_over_null=None if rz is None else round(rz, 3), trials=m["n"],
                         offered_pps=round(m["offered_pps"])))
-head = ["pps.sh %s: %s, median of %s trial(s) of %s s each, edge from %s, %s s wall" % (
-            "SHORT" if short else "full", time.strftime("%Y-%m-%d %H:%M:%S"), repeat, trial_s, edge_src, elapsed),
+head = ["pps.sh %s: %s, UDP over IPv%s, median of %s trial(s) of %s s each, edge from %s, %s s wall" % (
+            "SHORT" if short else "full", time.strftime("%Y-%m-%d %H:%M:%S"), os.environ.get("FAMILY", "4"), repeat, trial_s, edge_src, elapsed),
         "Mpps: delivered to the sink (unique packets / the generator's sending time). loss%: 1 - unique/sent. p50/p99: one-way latency;",
         "+p50/+p99: minus direct's in the same cell. cpu own/sys: middle CPU ns per delivered packet (see pps.sh).",
         "/nft: edge Mpps over linux-nft's; /ceil: over direct's. cpu/null: edge cpu own over the null forwarder's (nullfwd: the floor).",

@@ -51,14 +51,10 @@
 # on the middle's CPU and in cpu%: all of the middle box's receive work, both
 # directions, on its CPU and counted, for Linux and edge alike.
 #
-# FAMILY=6: topo.sh's lab is IPv4 only (IPv6 disabled on every veth), so the
-# script adds IPv6 to it: fd00:10::/64 inside, 2001:db8:113::/64 outside,
-# static neighbours, the client's default route; Linux gets an ip6 table like
-# topo.sh's ip one (masquerade, conntrack, stateful forward rule) and IPv6
-# forwarding; edge gets its running configuration with the two IPv6 routes
-# and the automap SNAT address set to its outside IPv6 address (automap
-# takes an interface's IPv4 address first, and SNAT translates within a
-# family), applied live with `edge config apply`.
+# FAMILY=6: the lab is brought up dual-stack (topo.sh up --ipv6: fd00:10::/64
+# inside, 2001:db8:113::/64 outside, Linux with an ip6 table like its ip one,
+# edge with the IPv6 routes and automap taking both addresses) and iperf3
+# runs over IPv6.
 #
 # Environment: RUNS (3), DURATION (5), STREAMS ("1 8"), MODES ("edge
 # linux-nft"), FAMILY (4), ACKS_ON_MIDDLE (unset), MIN_FRAC (0.05, SHORT), OUT (bench/out),
@@ -109,59 +105,10 @@ build_edge "$tmp/edge"
 echo "   edge: $EDGE_SRC; iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}'); IPv$FAMILY"
 if [ "$FAMILY" = 6 ]; then DST=2001:db8:113::2; else DST=203.0.113.2; fi
 
-mac() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
-
-# add_ipv6 MODE: IPv6 on the lab topo.sh brought up (see the header).
-add_ipv6() {
-	local mode=$1 x
-	for x in "$NS_C $DEV_C fd00:10::2/64" "$NS_M $DEV_IN fd00:10::1/64" \
-		"$NS_M $DEV_OUT 2001:db8:113::1/64" "$NS_S $DEV_S 2001:db8:113::2/64"; do
-		set -- $x
-		ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=0
-		ip -n "$1" addr add "$3" dev "$2" nodad
-	done
-	ip -n "$NS_M" -6 neigh replace fd00:10::2 lladdr "$(mac "$NS_C" "$DEV_C")" dev "$DEV_IN" nud permanent
-	ip -n "$NS_M" -6 neigh replace 2001:db8:113::2 lladdr "$(mac "$NS_S" "$DEV_S")" dev "$DEV_OUT" nud permanent
-	ip -n "$NS_C" -6 neigh replace fd00:10::1 lladdr "$(mac "$NS_M" "$DEV_IN")" dev "$DEV_C" nud permanent
-	ip -n "$NS_S" -6 neigh replace 2001:db8:113::1 lladdr "$(mac "$NS_M" "$DEV_OUT")" dev "$DEV_S" nud permanent
-	ip -n "$NS_C" -6 route add default via fd00:10::1
-	case $mode in
-	linux-nft)
-		ip netns exec "$NS_M" sysctl -qw net.ipv6.conf.all.forwarding=1
-		ip netns exec "$NS_M" nft -f - <<NFT
-table ip6 tcpbench6 {
-	chain filter_forward {
-		type filter hook forward priority 0; policy drop;
-		ct state established,related accept
-		iifname "$DEV_IN" oifname "$DEV_OUT" ct state new accept
-	}
-	chain nat_postrouting {
-		type nat hook postrouting priority 100;
-		oifname "$DEV_OUT" masquerade
-	}
-}
-NFT
-		;;
-	edge)
-		# topo.sh's configuration, its routes and SNAT line extended.
-		awk '{print} /^routes:/ {print "  - {dst: \"fd00:10::/64\", interface: inside}"; print "  - {dst: \"2001:db8:113::/64\", interface: outside}"}' \
-			"$EDGE_CONFIG" | sed 's/^snat: {mode: automap,/snat: {mode: automap, address: "2001:db8:113::1",/' >"$tmp/edge6.yaml"
-		grep -q 'address: "2001:db8:113::1"' "$tmp/edge6.yaml" && grep -q 'fd00:10::/64' "$tmp/edge6.yaml" ||
-			die "FAMILY=6: topo.sh's edge configuration has changed shape (no 'routes:' or 'snat: {mode: automap,' line): $EDGE_CONFIG"
-		"$tmp/edge" config apply -f "$tmp/edge6.yaml" --socket "$EDGE_SOCK" >"$tmp/apply6.log" 2>&1 ||
-			{ cat "$tmp/apply6.log" >&2; die "FAMILY=6: edge refused the IPv6 configuration"; }
-		;;
-	esac
-}
-
 # direct_routes: the ends' routes to each other over their one veth (topo.sh
 # gives the direct lab none: its generator sends frames, not routed packets).
 direct_routes() {
 	if [ "$FAMILY" = 6 ]; then
-		ip netns exec "$NS_C" sysctl -qw net.ipv6.conf."$DEV_C".disable_ipv6=0
-		ip netns exec "$NS_S" sysctl -qw net.ipv6.conf."$DEV_S".disable_ipv6=0
-		ip -n "$NS_C" addr add fd00:10::2/64 dev "$DEV_C" nodad
-		ip -n "$NS_S" addr add 2001:db8:113::2/64 dev "$DEV_S" nodad
 		ip -n "$NS_C" -6 route add 2001:db8:113::/64 dev "$DEV_C"
 		ip -n "$NS_S" -6 route add fd00:10::/64 dev "$DEV_S"
 	else
@@ -287,15 +234,13 @@ print(s)'
 # run_mode MODE RUN: a fresh lab, one test per stream count, the lab down.
 run_mode() {
 	local mode=$1 run=$2 p
-	topo_id=$(EDGE_BIN="$tmp/edge" ./scripts/topo.sh up "$mode" --middle-cpus 1 --other-cpu 0 | tail -1)
+	local v6=()
+	[ "$FAMILY" != 6 ] || v6=(--ipv6)
+	topo_id=$(EDGE_BIN="$tmp/edge" ./scripts/topo.sh up "$mode" --middle-cpus 1 --other-cpu 0 "${v6[@]}" | tail -1)
 	EDGE_PID='' EDGE_SOCK='' EDGE_CONFIG=''
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
-	if [ "$mode" = direct ]; then
-		direct_routes
-	elif [ "$FAMILY" = 6 ]; then
-		add_ipv6 "$mode"
-	fi
+	[ "$mode" != direct ] || direct_routes
 	ip netns exec "$NS_S" taskset -c 0 iperf3 -s -p "$PORT" >"$tmp/server.log" 2>&1 </dev/null &
 	srv_pid=$!
 	local ok=

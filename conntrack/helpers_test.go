@@ -18,7 +18,37 @@ var (
 	snatAddr = netip.MustParseAddr("198.51.100.1")
 	client6  = netip.MustParseAddr("fd00::2")
 	server6  = netip.MustParseAddr("2001:db8::80")
+	snat6    = netip.MustParseAddr("2001:db8:100::1")
 )
+
+// family is one address family's fixtures. The state tests run once per
+// family (forEachFamily): the tracker keys, windows and timers IPv4 and IPv6
+// flows alike, and any difference between the two runs is a bug.
+type family struct {
+	name                 string
+	client, server, snat netip.Addr
+	router               netip.Addr // a router on the way, the source of ICMP errors
+	icmp                 uint8      // its ICMP protocol
+	echoRequest          uint8      // ICMP types
+	echoReply            uint8
+	timeExceeded         uint8
+	quoteLen             int // an ICMP error's quote: the IP header and 8 bytes
+}
+
+var families = []family{
+	{"ipv4", client, server, snatAddr, netip.MustParseAddr("203.0.113.1"), header.ProtoICMP,
+		header.ICMPv4EchoRequest, header.ICMPv4EchoReply, header.ICMPv4TimeExceeded, 20 + 8},
+	{"ipv6", client6, server6, snat6, netip.MustParseAddr("2001:db8:ff::1"), header.ProtoICMPv6,
+		header.ICMPv6EchoRequest, header.ICMPv6EchoReply, header.ICMPv6TimeExceeded, 40 + 8},
+}
+
+// forEachFamily runs f as a subtest per family.
+func forEachFamily(t *testing.T, f func(t *testing.T, fam family)) {
+	t.Helper()
+	for _, fam := range families {
+		t.Run(fam.name, func(t *testing.T) { f(t, fam) })
+	}
+}
 
 // clock is a fake clock: tests advance it, never sleep.
 type clock struct{ now Time }
@@ -54,17 +84,27 @@ type conn struct {
 	cport      uint16 // client source port
 	sport      uint16 // SNAT port seen by the server
 	cisn, sisn uint32
+	fam        *family // nil: IPv4 (families[0])
+}
+
+func (c *conn) family() *family {
+	if c.fam == nil {
+		return &families[0]
+	}
+	return c.fam
 }
 
 // out builds a client->server segment as it arrives from inside.
 func (c *conn) out(flags uint8, seq, ack uint32, payload int) Packet {
-	return pkt(c.t, headertest.Spec{Src: client, Dst: server, Proto: header.ProtoTCP, SrcPort: c.cport, DstPort: 80,
+	f := c.family()
+	return pkt(c.t, headertest.Spec{Src: f.client, Dst: f.server, Proto: header.ProtoTCP, SrcPort: c.cport, DstPort: 80,
 		Flags: flags, Seq: seq, Ack: ack, Window: 65535, Payload: make([]byte, payload)})
 }
 
 // in builds a server->SNAT-address segment as it arrives from outside.
 func (c *conn) in(flags uint8, seq, ack uint32, payload int) Packet {
-	return pkt(c.t, headertest.Spec{Src: server, Dst: snatAddr, Proto: header.ProtoTCP, SrcPort: 80, DstPort: c.sport,
+	f := c.family()
+	return pkt(c.t, headertest.Spec{Src: f.server, Dst: f.snat, Proto: header.ProtoTCP, SrcPort: 80, DstPort: c.sport,
 		Flags: flags, Seq: seq, Ack: ack, Window: 65535, Payload: make([]byte, payload)})
 }
 
@@ -86,16 +126,25 @@ type harness struct {
 	tb  *Table
 	s   *Shard
 	clk clock
-	nat uint16
+	nat uint16 // the interned SNAT address of fam
+	fam family
 }
 
-func newHarness(t testing.TB, pol Policy) *harness {
+// newHarness is an IPv4 harness; newFamilyHarness one of either family.
+func newHarness(t testing.TB, pol Policy) *harness { return newFamilyHarness(t, pol, families[0]) }
+
+func newFamilyHarness(t testing.TB, pol Policy, fam family) *harness {
 	tb, s := newTestTable(t, pol)
-	nat, err := tb.InternAddr(snatAddr)
+	nat, err := tb.InternAddr(fam.snat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, tb: tb, s: s, clk: clock{now: 1000 * Second}, nat: nat}
+	return &harness{t: t, tb: tb, s: s, clk: clock{now: 1000 * Second}, nat: nat, fam: fam}
+}
+
+// conn is a TCP connection of h's family.
+func (h *harness) conn(cport, sport uint16, cisn, sisn uint32) *conn {
+	return &conn{t: h.t, cport: cport, sport: sport, cisn: cisn, sisn: sisn, fam: &h.fam}
 }
 
 // send tracks p, creating the flow (translated to c.sport) when allowed.

@@ -10,7 +10,9 @@ import (
 // below the receiver's next expected sequence number (RCV.NXT) is outside
 // the window and dropped, even one below it; exactly RCV.NXT closes; above
 // it, within the window, it passes without changing state.
-func TestRSTBelowNextIsOutOfWindow(t *testing.T) {
+func TestRSTBelowNextIsOutOfWindow(t *testing.T) { forEachFamily(t, testRSTBelowNextIsOutOfWindow) }
+
+func testRSTBelowNextIsOutOfWindow(t *testing.T, fam family) {
 	const cisn, sisn = 5000, 90000
 	const cdata, sdata = 300, 700
 	cases := []struct {
@@ -31,8 +33,8 @@ func TestRSTBelowNextIsOutOfWindow(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, Policy{})
-			c := &conn{t: t, cport: 40000, sport: 50000, cisn: cisn, sisn: sisn}
+			h := newFamilyHarness(t, Policy{}, fam)
+			c := h.conn(40000, 50000, cisn, sisn)
 			steps := []Packet{
 				c.out(SYN, cisn, 0, 0),
 				c.in(SYNACK, sisn, cisn+1, 0),

@@ -47,13 +47,15 @@ func fullLife(c *conn) []step {
 // The NSX-T incident (../shared/README.md section 1): under SNAT port reuse,
 // a delayed FIN of the old connection and the new connection's SYN-ACK must
 // not meet a state that drops the SYN-ACK.
-func TestNSXSequence(t *testing.T) {
+func TestNSXSequence(t *testing.T) { forEachFamily(t, testNSXSequence) }
+
+func testNSXSequence(t *testing.T, fam family) {
 	t.Run("delayed FIN while the old entry is in TIME_WAIT", func(t *testing.T) {
-		h := newHarness(t, Policy{Profiles: []Profile{NSXGatewayProfile}})
-		old := &conn{t: t, cport: 40000, sport: 1025, cisn: 1000, sisn: 5000}
+		h := newFamilyHarness(t, Policy{Profiles: []Profile{NSXGatewayProfile}}, fam)
+		old := h.conn(40000, 1025, 1000, 5000)
 		h.run(old.sport, fullLife(old))
 		h.clk.Advance(Second)
-		nu := &conn{t: t, cport: 40000, sport: 1025, cisn: 900000, sisn: 7000000}
+		nu := h.conn(40000, 1025, 900000, 7000000)
 		h.run(nu.sport, []step{
 			// The backend re-sends the old connection's FIN: in TIME_WAIT it
 			// is a retransmission and changes nothing.
@@ -74,11 +76,11 @@ func TestNSXSequence(t *testing.T) {
 		}
 	})
 	t.Run("delayed FIN after the old entry expired creates nothing", func(t *testing.T) {
-		h := newHarness(t, Policy{Profiles: []Profile{NSXGatewayProfile}})
-		old := &conn{t: t, cport: 40000, sport: 1025, cisn: 1000, sisn: 5000}
+		h := newFamilyHarness(t, Policy{Profiles: []Profile{NSXGatewayProfile}}, fam)
+		old := h.conn(40000, 1025, 1000, 5000)
 		h.run(old.sport, fullLife(old))
 		h.clk.Advance(NSXGatewayProfile.TimeWait + Second)
-		nu := &conn{t: t, cport: 40000, sport: 1025, cisn: 900000, sisn: 7000000}
+		nu := h.conn(40000, 1025, 900000, 7000000)
 		h.run(nu.sport, []step{
 			{"delayed FIN (old)", old.in(FINACK, old.sisn+1001, old.cisn+101, 0), Drop, StateNone, drop.NoState},
 		})
@@ -92,10 +94,10 @@ func TestNSXSequence(t *testing.T) {
 		})
 	})
 	t.Run("the new SYN-ACK answers our SYN even if the old flow never closed on our side", func(t *testing.T) {
-		h := newHarness(t, Policy{})
-		old := &conn{t: t, cport: 40000, sport: 1025, cisn: 1000, sisn: 5000}
+		h := newFamilyHarness(t, Policy{}, fam)
+		old := h.conn(40000, 1025, 1000, 5000)
 		h.run(old.sport, fullLife(old)[:5]) // ESTABLISHED, FINs lost
-		nu := &conn{t: t, cport: 40000, sport: 1025, cisn: 900000, sisn: 7000000}
+		nu := h.conn(40000, 1025, 900000, 7000000)
 		h.run(nu.sport, []step{
 			{"new SYN on ESTABLISHED: noted", nu.out(SYN, nu.cisn, 0, 0), Forward, TCPEstablished, 0},
 			{"its SYN-ACK", nu.in(SYNACK, nu.sisn, nu.cisn+1, 0), Reopened, TCPSynRecv, 0},
@@ -107,9 +109,11 @@ func TestNSXSequence(t *testing.T) {
 	})
 }
 
-func TestStaleSynAckThenRightOne(t *testing.T) {
-	h := newHarness(t, Policy{})
-	c := &conn{t: t, cport: 40001, sport: 2000, cisn: 1000, sisn: 5000}
+func TestStaleSynAckThenRightOne(t *testing.T) { forEachFamily(t, testStaleSynAckThenRightOne) }
+
+func testStaleSynAckThenRightOne(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	c := h.conn(40001, 2000, 1000, 5000)
 	h.run(c.sport, []step{
 		{"SYN", c.out(SYN, c.cisn, 0, 0), Forward, TCPSynSent, 0},
 		{"stale SYN-ACK", c.in(SYNACK, 123456, 777, 0), Drop, TCPSynSent, drop.SynAckBadAck},
@@ -124,7 +128,9 @@ func TestStaleSynAckThenRightOne(t *testing.T) {
 // A client that lost its connection reuses the port; the server still holds
 // the old connection and answers the SYN with a challenge ACK (RFC 5961 4),
 // the client resets it, then retransmits its SYN.
-func TestSynChallengeAckRstSyn(t *testing.T) {
+func TestSynChallengeAckRstSyn(t *testing.T) { forEachFamily(t, testSynChallengeAckRstSyn) }
+
+func testSynChallengeAckRstSyn(t *testing.T, fam family) {
 	for _, tc := range []struct {
 		name  string
 		steps int // how much of the old connection's life to play
@@ -133,11 +139,11 @@ func TestSynChallengeAckRstSyn(t *testing.T) {
 		{"old entry CLOSE_WAIT", 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, Policy{})
-			old := &conn{t: t, cport: 40002, sport: 3000, cisn: 1000, sisn: 5000}
+			h := newFamilyHarness(t, Policy{}, fam)
+			old := h.conn(40002, 3000, 1000, 5000)
 			life := fullLife(old)
 			h.run(old.sport, life[:tc.steps])
-			nu := &conn{t: t, cport: 40002, sport: 3000, cisn: 800000, sisn: 9000000}
+			nu := h.conn(40002, 3000, 800000, 9000000)
 			// The server's view of the old connection: it expects client
 			// seq ci+101 and sends seq si+1001 (+1 after its FIN).
 			srvSeq := old.sisn + 1001
@@ -172,8 +178,12 @@ func TestSynChallengeAckRstSyn(t *testing.T) {
 }
 
 func TestInexactRSTsAreCountedNotObeyed(t *testing.T) {
-	h := newHarness(t, Policy{})
-	c := &conn{t: t, cport: 40003, sport: 4000, cisn: 1000, sisn: 5000}
+	forEachFamily(t, testInexactRSTsAreCountedNotObeyed)
+}
+
+func testInexactRSTsAreCountedNotObeyed(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	c := h.conn(40003, 4000, 1000, 5000)
 	h.run(c.sport, fullLife(c)[:5])
 	h.run(c.sport, []step{
 		{"RST inside the window, seq+10", c.in(RST, c.sisn+1001+10, 0, 0), Forward, TCPEstablished, 0},
@@ -188,9 +198,11 @@ func TestInexactRSTsAreCountedNotObeyed(t *testing.T) {
 	}
 }
 
-func TestSimultaneousOpen(t *testing.T) {
-	h := newHarness(t, Policy{})
-	c := &conn{t: t, cport: 40004, sport: 5000, cisn: 1000, sisn: 5000}
+func TestSimultaneousOpen(t *testing.T) { forEachFamily(t, testSimultaneousOpen) }
+
+func testSimultaneousOpen(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	c := h.conn(40004, 5000, 1000, 5000)
 	h.run(c.sport, []step{
 		{"SYN out", c.out(SYN, c.cisn, 0, 0), Forward, TCPSynSent, 0},
 		{"SYN in", c.in(SYN, c.sisn, 0, 0), Forward, TCPSynSent2, 0},
@@ -201,9 +213,11 @@ func TestSimultaneousOpen(t *testing.T) {
 	})
 }
 
-func TestOnlySYNCreatesTCPState(t *testing.T) {
-	h := newHarness(t, Policy{})
-	c := &conn{t: t, cport: 40005, sport: 6000, cisn: 1000, sisn: 5000}
+func TestOnlySYNCreatesTCPState(t *testing.T) { forEachFamily(t, testOnlySYNCreatesTCPState) }
+
+func testOnlySYNCreatesTCPState(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	c := h.conn(40005, 6000, 1000, 5000)
 	for _, p := range []Packet{c.out(FINACK, 1, 1, 0), c.out(RST, 1, 0, 0), c.out(ACK, 1, 1, 0),
 		c.out(SYNACK, 1, 1, 0), c.in(FINACK, 1, 1, 0), c.in(SYNACK, 1, 1, 0)} {
 		if v := h.send(p, c.sport); v.Action != Drop || v.Reason != drop.NoState {
@@ -214,16 +228,18 @@ func TestOnlySYNCreatesTCPState(t *testing.T) {
 		t.Fatalf("len %d no_state %d", h.tb.Len(), h.tb.Stats().Drops[drop.NoState])
 	}
 	// With the explicit pick-up policy an ACK may open a (liberal) flow.
-	h2 := newHarness(t, Policy{PickUp: true})
+	h2 := newFamilyHarness(t, Policy{PickUp: true}, fam)
 	if v := h2.send(c.out(ACK, 1, 1, 0), c.sport); v.Action != Forward || v.State != TCPEstablished {
 		t.Fatalf("pickup: %+v", v)
 	}
 }
 
-func TestUDPLifetime(t *testing.T) {
-	h := newHarness(t, Policy{})
-	out := pkt(t, headertest.Spec{Src: client, Dst: server, Proto: header.ProtoUDP, SrcPort: 5353, DstPort: 53, Payload: []byte("q")})
-	in := pkt(t, headertest.Spec{Src: server, Dst: snatAddr, Proto: header.ProtoUDP, SrcPort: 53, DstPort: 1053, Payload: []byte("a")})
+func TestUDPLifetime(t *testing.T) { forEachFamily(t, testUDPLifetime) }
+
+func testUDPLifetime(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	out := pkt(t, headertest.Spec{Src: fam.client, Dst: fam.server, Proto: header.ProtoUDP, SrcPort: 5353, DstPort: 53, Payload: []byte("q")})
+	in := pkt(t, headertest.Spec{Src: fam.server, Dst: fam.snat, Proto: header.ProtoUDP, SrcPort: 53, DstPort: 1053, Payload: []byte("a")})
 	h.run(1053, []step{
 		{"first", out, Forward, UDPFirst, 0},
 		{"second", out, Forward, UDPSingle, 0},
@@ -246,9 +262,13 @@ func TestUDPLifetime(t *testing.T) {
 }
 
 func TestICMPEchoLifetimeAndRelatedErrors(t *testing.T) {
-	h := newHarness(t, Policy{})
-	req := pkt(t, headertest.Spec{Src: client, Dst: server, Proto: header.ProtoICMP, ICMPType: header.ICMPv4EchoRequest, Ident: 77})
-	rep := pkt(t, headertest.Spec{Src: server, Dst: snatAddr, Proto: header.ProtoICMP, ICMPType: header.ICMPv4EchoReply, Ident: 1077})
+	forEachFamily(t, testICMPEchoLifetimeAndRelatedErrors)
+}
+
+func testICMPEchoLifetimeAndRelatedErrors(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	req := pkt(t, headertest.Spec{Src: fam.client, Dst: fam.server, Proto: fam.icmp, ICMPType: fam.echoRequest, Ident: 77})
+	rep := pkt(t, headertest.Spec{Src: fam.server, Dst: fam.snat, Proto: fam.icmp, ICMPType: fam.echoReply, Ident: 1077})
 	h.run(1077, []step{
 		{"echo reply without state", rep, Drop, StateNone, drop.NoState},
 		{"request", req, Forward, ICMPFirst, 0},
@@ -256,9 +276,9 @@ func TestICMPEchoLifetimeAndRelatedErrors(t *testing.T) {
 	})
 	// An ICMP error quoting the translated request maps to the flow, in the
 	// reply direction, and does not refresh it.
-	quoted := headertest.Build(headertest.Spec{Src: snatAddr, Dst: server, Proto: header.ProtoICMP, ICMPType: header.ICMPv4EchoRequest, Ident: 1077})
-	errPkt := pkt(t, headertest.Spec{Src: netip4("203.0.113.1"), Dst: snatAddr, Proto: header.ProtoICMP,
-		ICMPType: header.ICMPv4TimeExceeded, Quote: quoted[:28]})
+	quoted := headertest.Build(headertest.Spec{Src: fam.snat, Dst: fam.server, Proto: fam.icmp, ICMPType: fam.echoRequest, Ident: 1077})
+	errPkt := pkt(t, headertest.Spec{Src: fam.router, Dst: fam.snat, Proto: fam.icmp,
+		ICMPType: fam.timeExceeded, Quote: quoted[:fam.quoteLen]})
 	if errPkt.Kind != KindRelated {
 		t.Fatalf("time exceeded not parsed as related: %+v", errPkt)
 	}
@@ -280,9 +300,11 @@ func TestICMPEchoLifetimeAndRelatedErrors(t *testing.T) {
 // NSX compatibility mode (off by default) reproduces the NSX-T gateway
 // firewall: a stray FIN creates a CLOSING entry, a SYN on it passes without
 // a new incarnation, and the SYN-ACK is dropped with nsx_synack_on_closing.
-func TestNSXCompatibilityMode(t *testing.T) {
-	h := newHarness(t, Policy{NSXCompat: true})
-	c := &conn{t: t, cport: 40100, sport: 40100, cisn: 900000, sisn: 7000000}
+func TestNSXCompatibilityMode(t *testing.T) { forEachFamily(t, testNSXCompatibilityMode) }
+
+func testNSXCompatibilityMode(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{NSXCompat: true}, fam)
+	c := h.conn(40100, 40100, 900000, 7000000)
 	// Untranslated flow: use the reverse of the client's tuple for the server side.
 	fin := c.out(FINACK, 5, 6, 0)
 	fin.Key = fin.Key.Reverse() // the server's delayed FIN, server -> client
@@ -302,7 +324,7 @@ func TestNSXCompatibilityMode(t *testing.T) {
 		t.Fatalf("SYN-ACK on the CLOSING entry: %+v", v)
 	}
 	// The same FIN in edge's own mode creates nothing.
-	h2 := newHarness(t, Policy{})
+	h2 := newFamilyHarness(t, Policy{}, fam)
 	if v := h2.s.Track(&fin, h2.clk.now); v.Action != Drop || v.Reason != drop.NoState {
 		t.Fatalf("stray FIN in default mode: %+v", v)
 	}

@@ -71,13 +71,15 @@ func TestTimersAcrossTickWrap(t *testing.T) {
 // TestReplyKeyIsExact: a reply addressed to another SNAT port, or another
 // SNAT address, is not the flow's reply; and a flow whose reply key is
 // already a live flow's is refused (two flows would answer one tuple).
-func TestReplyKeyIsExact(t *testing.T) {
-	h := newHarness(t, Policy{})
-	c := &conn{t: t, cport: 40000, sport: 1025, cisn: 1000, sisn: 5000}
+func TestReplyKeyIsExact(t *testing.T) { forEachFamily(t, testReplyKeyIsExact) }
+
+func testReplyKeyIsExact(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	c := h.conn(40000, 1025, 1000, 5000)
 	if v := h.send(c.out(SYN, c.cisn, 0, 0), c.sport); v.Action != Forward {
 		t.Fatalf("SYN: %+v", v)
 	}
-	other := &conn{t: t, cport: 40000, sport: 1026, cisn: 1000, sisn: 5000}
+	other := h.conn(40000, 1026, 1000, 5000)
 	if v := h.s.Track(ptr(other.in(SYNACK, c.sisn, c.cisn+1, 0)), h.clk.now); v.Action != Drop || v.Reason != drop.NoState {
 		t.Fatalf("SYN-ACK to SNAT port 1026 of a flow on 1025: %+v, want no_state", v)
 	}
@@ -104,9 +106,11 @@ func ptr(p Packet) *Packet { return &p }
 // TestMatchesIsExact: the index compares 32-bit tags, so two keys can share
 // one; matches must then tell them apart. Every field of a key that differs
 // from a flow's original or (translated) reply key makes it another flow's.
-func TestMatchesIsExact(t *testing.T) {
-	h := newHarness(t, Policy{})
-	c := &conn{t: t, cport: 40000, sport: 1025, cisn: 1000, sisn: 5000}
+func TestMatchesIsExact(t *testing.T) { forEachFamily(t, testMatchesIsExact) }
+
+func testMatchesIsExact(t *testing.T, fam family) {
+	h := newFamilyHarness(t, Policy{}, fam)
+	c := h.conn(40000, 1025, 1000, 5000)
 	for _, nat := range []bool{true, false} {
 		port := uint16(0)
 		if nat {
@@ -135,12 +139,14 @@ func TestMatchesIsExact(t *testing.T) {
 				t.Fatalf("nat=%v %v: the flow's own key does not match", nat, d)
 			}
 			variants := map[string]func(*Key){
-				"src addr": func(k *Key) { k.Src[15]++ },
-				"dst addr": func(k *Key) { k.Dst[15]++ },
-				"src port": func(k *Key) { k.SrcPort++ },
-				"dst port": func(k *Key) { k.DstPort++ },
-				"proto":    func(k *Key) { k.Proto = header.ProtoUDP },
-				"zone":     func(k *Key) { k.Zone++ },
+				"src addr":           func(k *Key) { k.Src[15]++ },
+				"dst addr":           func(k *Key) { k.Dst[15]++ },
+				"src addr high bits": func(k *Key) { k.Src[0] ^= 0x20 },
+				"dst addr high bits": func(k *Key) { k.Dst[0] ^= 0x20 },
+				"src port":           func(k *Key) { k.SrcPort++ },
+				"dst port":           func(k *Key) { k.DstPort++ },
+				"proto":              func(k *Key) { k.Proto = header.ProtoUDP },
+				"zone":               func(k *Key) { k.Zone++ },
 			}
 			for name, change := range variants {
 				k2 := k

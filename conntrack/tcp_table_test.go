@@ -22,7 +22,8 @@ import (
 // Sequence and acknowledgement numbers in rows and setups are offsets from
 // the connection's base ISNs: seq from the sender's, ack from the receiver's
 // (ttNewISN is the offset of a second incarnation's ISNs). The table runs
-// once with small ISNs and once with ISNs that wrap 2^32 within a few bytes.
+// once with small ISNs and once with ISNs that wrap 2^32 within a few bytes,
+// each over IPv4 and over IPv6.
 
 // ttStart names a start state and the packet sequence that reaches it.
 type ttStart uint8
@@ -477,28 +478,30 @@ var ttISNs = []struct {
 	{"isn=wrapping", 0xffffff00, 0xfffffffe},
 }
 
-// TestTCPTransitionTable runs every row of ttRows.
+// TestTCPTransitionTable runs every row of ttRows, in both families.
 func TestTCPTransitionTable(t *testing.T) {
 	rows := ttRows()
-	seen := map[string]bool{}
-	for _, isn := range ttISNs {
-		t.Run(isn.name, func(t *testing.T) {
-			for _, r := range rows {
-				name := fmt.Sprintf("%v/%v/%s", r.from, r.dir, r.name)
-				if seen[isn.name+name] {
-					t.Fatalf("duplicate row name %q", name)
+	forEachFamily(t, func(t *testing.T, fam family) {
+		seen := map[string]bool{}
+		for _, isn := range ttISNs {
+			t.Run(isn.name, func(t *testing.T) {
+				for _, r := range rows {
+					name := fmt.Sprintf("%v/%v/%s", r.from, r.dir, r.name)
+					if seen[isn.name+name] {
+						t.Fatalf("duplicate row name %q", name)
+					}
+					seen[isn.name+name] = true
+					t.Run(name, func(t *testing.T) { ttRun(t, fam, r, isn.cisn, isn.sisn) })
 				}
-				seen[isn.name+name] = true
-				t.Run(name, func(t *testing.T) { ttRun(t, r, isn.cisn, isn.sisn) })
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 // ttRun plays one row and checks everything it promises.
-func ttRun(t *testing.T, r ttRow, cisn, sisn uint32) {
-	h := newHarness(t, Policy{Liberal: r.liberal, PickUp: r.pickup})
-	c := &conn{t: t, cport: 40000, sport: 1025, cisn: cisn, sisn: sisn}
+func ttRun(t *testing.T, fam family, r ttRow, cisn, sisn uint32) {
+	h := newFamilyHarness(t, Policy{Liberal: r.liberal, PickUp: r.pickup}, fam)
+	c := h.conn(40000, 1025, cisn, sisn)
 	ttSetup(t, h, c, r.from)
 	now := h.clk.now
 	key := ttPacket(c, Original, SYN, 0, 0, 0).Key
@@ -793,38 +796,42 @@ func TestTCPValidSequences(t *testing.T) {
 			{O, SYN, 0, 0, 0, X, TCPSynSent},
 		}},
 	}
-	for _, isn := range ttISNs {
-		for _, sq := range seqs {
-			t.Run(isn.name+"/"+sq.name, func(t *testing.T) {
-				h := newHarness(t, Policy{})
-				c := &conn{t: t, cport: 40000, sport: 1025, cisn: isn.cisn, sisn: isn.sisn}
-				for i, s := range sq.steps {
-					p := ttPacket(c, s.dir, s.flags, s.seq, s.ack, s.payload)
-					v := h.send(p, c.sport)
-					if v.Action != s.act || v.State != s.state {
-						t.Fatalf("step %d (%v flags %#x seq %+d ack %+d len %d): got %v %v (%v), want %v %v",
-							i, s.dir, s.flags, s.seq, s.ack, s.payload, v.Action, v.State, v.Reason, s.act, s.state)
+	forEachFamily(t, func(t *testing.T, fam family) {
+		for _, isn := range ttISNs {
+			for _, sq := range seqs {
+				t.Run(isn.name+"/"+sq.name, func(t *testing.T) {
+					h := newFamilyHarness(t, Policy{}, fam)
+					c := h.conn(40000, 1025, isn.cisn, isn.sisn)
+					for i, s := range sq.steps {
+						p := ttPacket(c, s.dir, s.flags, s.seq, s.ack, s.payload)
+						v := h.send(p, c.sport)
+						if v.Action != s.act || v.State != s.state {
+							t.Fatalf("step %d (%v flags %#x seq %+d ack %+d len %d): got %v %v (%v), want %v %v",
+								i, s.dir, s.flags, s.seq, s.ack, s.payload, v.Action, v.State, v.Reason, s.act, s.state)
+						}
 					}
-				}
-				if st := h.tb.Stats(); ttDrops(st) != 0 {
-					t.Fatalf("drops counted on a valid sequence: %v", st.Drops)
-				}
-			})
+					if st := h.tb.Stats(); ttDrops(st) != 0 {
+						t.Fatalf("drops counted on a valid sequence: %v", st.Drops)
+					}
+				})
+			}
 		}
-	}
+	})
 }
 
 // TestTCPWindowScaling: with window scaling on both SYNs, the windows of
 // the SYN and SYN-ACK are not scaled (RFC 7323 2.2), later ones are. A
 // segment inside the scaled window but past the unscaled one is valid; past
 // the window in force it is not (unless liberal).
-func TestTCPWindowScaling(t *testing.T) {
+func TestTCPWindowScaling(t *testing.T) { forEachFamily(t, testTCPWindowScaling) }
+
+func testTCPWindowScaling(t *testing.T, fam family) {
 	var cisn, sisn uint32 = 0xfffff000, 77
 	seg := func(t *testing.T, d Dir, flags uint8, seq, ack uint32, n int) Packet {
-		s := headertest.Spec{Src: client, Dst: server, Proto: header.ProtoTCP, SrcPort: 40000, DstPort: 80,
+		s := headertest.Spec{Src: fam.client, Dst: fam.server, Proto: header.ProtoTCP, SrcPort: 40000, DstPort: 80,
 			Flags: flags, Seq: seq, Ack: ack, Window: 1024, Payload: make([]byte, n)}
 		if d == Reply {
-			s.Src, s.Dst, s.SrcPort, s.DstPort = server, snatAddr, 80, 1025
+			s.Src, s.Dst, s.SrcPort, s.DstPort = fam.server, fam.snat, 80, 1025
 		}
 		if flags&SYN != 0 {
 			s.HasWScale, s.WScale, s.Window = true, 7, 65535
@@ -853,7 +860,7 @@ func TestTCPWindowScaling(t *testing.T) {
 	}
 	for _, liberal := range []bool{false, true} {
 		t.Run(fmt.Sprintf("liberal=%v/SYN-ACK window is not scaled", liberal), func(t *testing.T) {
-			h := newHarness(t, Policy{Liberal: liberal})
+			h := newFamilyHarness(t, Policy{Liberal: liberal}, fam)
 			handshake(t, h)
 			// The server offered 65535 bytes in its SYN-ACK, not 65535<<7.
 			check(t, h, "client data past the SYN-ACK's 65535-byte window",
@@ -862,7 +869,7 @@ func TestTCPWindowScaling(t *testing.T) {
 			check(t, h, "client data at next", seg(t, Original, ACK|PSH, cisn+1, sisn+1, 1000), true)
 		})
 		t.Run(fmt.Sprintf("liberal=%v/scaled window after the handshake", liberal), func(t *testing.T) {
-			h := newHarness(t, Policy{Liberal: liberal})
+			h := newFamilyHarness(t, Policy{Liberal: liberal}, fam)
 			handshake(t, h)
 			check(t, h, "server ACK advertising 1024<<7", seg(t, Reply, ACK, sisn+1, cisn+1, 0), true)
 			// 131072 bytes allowed: a segment at +100000 (earlier ones

@@ -21,7 +21,9 @@ import (
 //	II  end >= end[d] - maxWin[r]        maxWin: the largest window r advertised (scaled)
 //	III ack <= end[r]                    end: the next sequence number the sender will use
 //	IV  ack >= end[r] - max(maxWin[d], 66000)
-func TestTCPWindowEdges(t *testing.T) {
+func TestTCPWindowEdges(t *testing.T) { forEachFamily(t, testTCPWindowEdges) }
+
+func testTCPWindowEdges(t *testing.T, fam family) {
 	type side struct {
 		next    int64 // offset of the sender's next sequence number from its ISN
 		maxWin  int64 // the largest window it advertised, scaled
@@ -107,8 +109,8 @@ func TestTCPWindowEdges(t *testing.T) {
 						}
 						name := fmt.Sprintf("%s/%s/%v/%s/%s", su.name, isn.name, d, pr.cond, c.name)
 						t.Run(name, func(t *testing.T) {
-							h := newHarness(t, Policy{})
-							e := &edgeConn{t: t, cisn: isn.cisn, sisn: isn.sisn, wscale: su.wscale}
+							h := newFamilyHarness(t, Policy{}, fam)
+							e := &edgeConn{t: t, fam: &fam, cisn: isn.cisn, sisn: isn.sisn, wscale: su.wscale}
 							e.handshake(h, su.win, su.swin)
 							before := h.tb.Stats()
 							v := h.send(e.seg(d, c.flags, c.seq, c.ack, c.payload, su.win, su.swin), 1025)
@@ -156,16 +158,17 @@ var edgeISNs = []struct {
 // the given window fields.
 type edgeConn struct {
 	t          *testing.T
+	fam        *family
 	cisn, sisn uint32
 	wscale     int
 }
 
 func (e *edgeConn) seg(d Dir, flags uint8, seq, ack int64, n int, cwin, swin uint16) Packet {
 	si, ri, win := e.cisn, e.sisn, cwin
-	s := headertest.Spec{Src: client, Dst: server, Proto: header.ProtoTCP, SrcPort: 40000, DstPort: 80}
+	s := headertest.Spec{Src: e.fam.client, Dst: e.fam.server, Proto: header.ProtoTCP, SrcPort: 40000, DstPort: 80}
 	if d == Reply {
 		si, ri, win = e.sisn, e.cisn, swin
-		s.Src, s.Dst, s.SrcPort, s.DstPort = server, snatAddr, 80, 1025
+		s.Src, s.Dst, s.SrcPort, s.DstPort = e.fam.server, e.fam.snat, 80, 1025
 	}
 	s.Flags, s.Seq, s.Window, s.Payload = flags, uint32(int64(si)+seq), win, make([]byte, n)
 	if flags&ACK != 0 {
@@ -203,11 +206,13 @@ func (e *edgeConn) handshake(h *harness, cwin, swin uint16) {
 // if both SYNs carried the option. With the option in the client's SYN only,
 // the client's later window field 1024 means 1024 bytes, so the server may
 // send no further than the 65535 bytes of the client's SYN window.
-func TestTCPWindowScaleNeedsBothSYNs(t *testing.T) {
+func TestTCPWindowScaleNeedsBothSYNs(t *testing.T) { forEachFamily(t, testTCPWindowScaleNeedsBothSYNs) }
+
+func testTCPWindowScaleNeedsBothSYNs(t *testing.T, fam family) {
 	for _, isn := range edgeISNs {
 		t.Run(isn.name, func(t *testing.T) {
-			h := newHarness(t, Policy{})
-			e := &edgeConn{t: t, cisn: isn.cisn, sisn: isn.sisn, wscale: 7}
+			h := newFamilyHarness(t, Policy{}, fam)
+			e := &edgeConn{t: t, fam: &fam, cisn: isn.cisn, sisn: isn.sisn, wscale: 7}
 			syn := e.seg(Original, SYN, 0, 0, 0, 1024, 1024)
 			e.wscale = -1 // the server's SYN-ACK has no option
 			for i, p := range []Packet{syn, e.seg(Reply, SYNACK, 0, 1, 0, 1024, 1024), e.seg(Original, ACK, 1, 1, 0, 1024, 1024)} {
@@ -231,12 +236,14 @@ func TestTCPWindowScaleNeedsBothSYNs(t *testing.T) {
 // runs past its right edge (a window probe, or a window seen to shrink)
 // widens what the receiver is taken to allow by the overrun, so the data
 // just before it, retransmitted, is still within one window (condition II).
-func TestTCPWindowOverrunWidens(t *testing.T) {
+func TestTCPWindowOverrunWidens(t *testing.T) { forEachFamily(t, testTCPWindowOverrunWidens) }
+
+func testTCPWindowOverrunWidens(t *testing.T, fam family) {
 	const win = 65535 // no scaling: the SYNs' windows are the largest
 	for _, isn := range edgeISNs {
 		t.Run(isn.name, func(t *testing.T) {
-			h := newHarness(t, Policy{})
-			e := &edgeConn{t: t, cisn: isn.cisn, sisn: isn.sisn, wscale: -1}
+			h := newFamilyHarness(t, Policy{}, fam)
+			e := &edgeConn{t: t, fam: &fam, cisn: isn.cisn, sisn: isn.sisn, wscale: -1}
 			e.handshake(h, 40000, 40000)
 			// The client's right edge is 1 + 65535; this segment starts on it
 			// and carries 1000 bytes past it.
@@ -261,11 +268,15 @@ func TestTCPWindowOverrunWidens(t *testing.T) {
 // advertised 1000<<7 bytes; the new one offers 65535 unscaled in its
 // SYN-ACK, so client data 100000 bytes ahead is out of the new window.
 func TestReincarnationForgetsOldWindows(t *testing.T) {
+	forEachFamily(t, testReincarnationForgetsOldWindows)
+}
+
+func testReincarnationForgetsOldWindows(t *testing.T, fam family) {
 	const N = ttNewISN
 	for _, isn := range edgeISNs {
 		t.Run(isn.name, func(t *testing.T) {
-			h := newHarness(t, Policy{})
-			e := &edgeConn{t: t, cisn: isn.cisn, sisn: isn.sisn, wscale: 7}
+			h := newFamilyHarness(t, Policy{}, fam)
+			e := &edgeConn{t: t, fam: &fam, cisn: isn.cisn, sisn: isn.sisn, wscale: 7}
 			e.handshake(h, 1024, 1000)
 			steps := []struct {
 				d        Dir

@@ -12,6 +12,8 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/firewall"
+	"github.com/edgegw/edge/header"
+	"github.com/edgegw/edge/icmp"
 	"github.com/edgegw/edge/internal/netnstest"
 	"github.com/edgegw/edge/snat"
 )
@@ -21,16 +23,82 @@ import (
 //	client c0 10.0.0.2/24, default via 10.0.0.1
 //	edge   in 10.0.0.1/24 | out 203.0.113.1/24
 //	server s0 203.0.113.2/24, no route to 10.0.0.0/24 (only SNAT'd traffic can be answered)
+//
+// and, in a dual-stack lab (newFamilyLab with labIPv6), the same in IPv6
+// (netnstest.DualStack): fd00:10::/64 inside, 2001:db8:113::/64 outside.
 type lab struct {
 	client, edge, server *netnstest.NS
 	engine               *Engine
 }
 
+// labFamily is what a namespace test needs of one address family to run
+// in both (forEachLabFamily).
+type labFamily struct {
+	name            string
+	udp, tcp        string // Go network names: "udp4", "tcp4"...
+	server, snat    netip.Addr
+	inside, outside netip.Prefix
+	// wireClient and wireServer are addresses no kernel has, for tests
+	// that inject frames (raw sockets) and point edge's neighbours at them.
+	wireClient, wireServer netip.Addr
+	icmp                   uint8     // header.ProtoICMP or ProtoICMPv6
+	unreachable            uint8     // destination unreachable's type
+	portUnreachable        uint8     // and its port unreachable code
+	tooBig                 icmp.Kind // what edge answers a packet over the MTU with
+	tooBigType, tooBigCode uint8     // and its type and code
+	echoRequest, echoReply uint8
+	timeExceeded           uint8
+	adminProhibited        uint8 // destination unreachable's code
+	dualStack              bool  // the lab has IPv6 too (and edge's automap both addresses)
+}
+
+var (
+	labIPv4 = labFamily{name: "ipv4", udp: "udp4", tcp: "tcp4",
+		server: netip.MustParseAddr("203.0.113.2"), snat: netip.MustParseAddr("203.0.113.1"),
+		inside: netip.MustParsePrefix("10.0.0.0/24"), outside: netip.MustParsePrefix("203.0.113.0/24"),
+		wireClient: netip.MustParseAddr("10.0.0.50"), wireServer: netip.MustParseAddr("203.0.113.50"),
+		icmp: header.ProtoICMP, unreachable: header.ICMPv4DestUnreachable, portUnreachable: 3, tooBig: icmp.FragNeeded,
+		tooBigType: header.ICMPv4DestUnreachable, tooBigCode: 4, echoRequest: header.ICMPv4EchoRequest,
+		echoReply: header.ICMPv4EchoReply, timeExceeded: header.ICMPv4TimeExceeded, adminProhibited: 13}
+	labIPv6 = labFamily{name: "ipv6", udp: "udp6", tcp: "tcp6",
+		server: netip.MustParseAddr(netnstest.ServerIPv6), snat: netip.MustParseAddr(netnstest.EdgeOutsideIPv6),
+		inside: netip.MustParsePrefix(netnstest.InsidePrefixIPv6), outside: netip.MustParsePrefix(netnstest.OutsidePrefixIPv6),
+		wireClient: netip.MustParseAddr("fd00:10::50"), wireServer: netip.MustParseAddr("2001:db8:113::50"),
+		icmp: header.ProtoICMPv6, unreachable: header.ICMPv6DestUnreachable, portUnreachable: 4, tooBig: icmp.PacketTooBig,
+		tooBigType: header.ICMPv6PacketTooBig, tooBigCode: 0, echoRequest: header.ICMPv6EchoRequest,
+		echoReply: header.ICMPv6EchoReply, timeExceeded: header.ICMPv6TimeExceeded, adminProhibited: 1,
+		dualStack: true}
+	labFamilies = []labFamily{labIPv4, labIPv6}
+)
+
+// forEachLabFamily runs f as a subtest per family.
+func forEachLabFamily(t *testing.T, f func(t *testing.T, fam labFamily)) {
+	t.Helper()
+	for _, fam := range labFamilies {
+		t.Run(fam.name, func(t *testing.T) { f(t, fam) })
+	}
+}
+
+// serverAddr is the server's address of the family, port port.
+func (f labFamily) serverAddr(port int) string {
+	return netip.AddrPortFrom(f.server, uint16(port)).String()
+}
+
 func newLab(t *testing.T, rules firewall.RuleSet, opts ...func(*Config)) *lab {
+	return newFamilyLab(t, labIPv4, rules, opts...)
+}
+
+// newFamilyLab is newLab for family fam: with labIPv6 the lab is dual-stack
+// (the IPv4 addresses stay) and edge has routes for both families.
+func newFamilyLab(t *testing.T, fam labFamily, rules firewall.RuleSet, opts ...func(*Config)) *lab {
 	netnstest.Require(t)
 	l := &lab{}
 	l.client, l.edge, l.server = netnstest.Gateway(t, "gw")
 	cfg := labConfig(rules)
+	if fam.dualStack {
+		netnstest.DualStack(t, l.client, l.edge, l.server)
+		cfg.Routes = append(cfg.Routes, Route{Dst: fam.inside, Port: 0}, Route{Dst: fam.outside, Port: 1})
+	}
 	cfg.SNAT = &snat.Config{Mode: snat.Automap}
 	cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.DefaultProfile}}
 	cfg.Logf = t.Logf
@@ -100,14 +168,16 @@ var allowOutbound = firewall.RuleSet{
 // TestForwardSNAT sends real UDP and TCP traffic from the client to the
 // server through edge and checks that it arrives translated to the outside
 // address and that the answers come back.
-func TestForwardSNAT(t *testing.T) {
-	l := newLab(t, allowOutbound)
+func TestForwardSNAT(t *testing.T) { forEachLabFamily(t, testForwardSNAT) }
+
+func testForwardSNAT(t *testing.T, fam labFamily) {
+	l := newFamilyLab(t, fam, allowOutbound)
 
 	// UDP echo server recording the source it saw.
 	seen := make(chan string, 16)
 	var udp *net.UDPConn
 	if err := l.server.Do(func() (err error) {
-		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7007})
+		udp, err = net.ListenUDP(fam.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7007)))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -127,7 +197,7 @@ func TestForwardSNAT(t *testing.T) {
 
 	var reply string
 	err := l.client.Do(func() error {
-		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7007})
+		c, err := net.DialUDP(fam.udp, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7007)))
 		if err != nil {
 			return err
 		}
@@ -152,14 +222,14 @@ func TestForwardSNAT(t *testing.T) {
 	if reply != "hello" {
 		t.Fatalf("echo %q", reply)
 	}
-	if from := <-seen; from != "203.0.113.1" {
-		t.Fatalf("server saw the datagram from %s, want the SNAT address 203.0.113.1", from)
+	if from := <-seen; from != fam.snat.String() {
+		t.Fatalf("server saw the datagram from %s, want the SNAT address %v", from, fam.snat)
 	}
 
 	// TCP: a real connection, both directions, then close.
 	var ln net.Listener
 	if err := l.server.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", "203.0.113.2:8080")
+		ln, err = net.Listen(fam.tcp, fam.serverAddr(8080))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -178,7 +248,7 @@ func TestForwardSNAT(t *testing.T) {
 	}()
 	var got string
 	err = l.client.Do(func() error {
-		c, err := net.DialTimeout("tcp4", "203.0.113.2:8080", 3*time.Second)
+		c, err := net.DialTimeout(fam.tcp, fam.serverAddr(8080), 3*time.Second)
 		if err != nil {
 			return err
 		}
@@ -196,8 +266,8 @@ func TestForwardSNAT(t *testing.T) {
 	if got != "THROUGH EDGE\n" {
 		t.Fatalf("TCP reply %q", got)
 	}
-	if r := <-remote; !strings.HasPrefix(r, "203.0.113.1:") {
-		t.Fatalf("server saw the connection from %s, want the SNAT address", r)
+	if r := <-remote; netip.MustParseAddrPort(r).Addr() != fam.snat {
+		t.Fatalf("server saw the connection from %s, want the SNAT address %v", r, fam.snat)
 	}
 	st := l.engine.Stats()
 	if st.Created < 2 || st.TX[1] == 0 || st.TX[0] == 0 {
@@ -207,14 +277,16 @@ func TestForwardSNAT(t *testing.T) {
 
 // TestKernelRoutes: with no static routes, the kernel's connected routes
 // (read through netlink) are enough to forward.
-func TestKernelRoutes(t *testing.T) {
-	l := newLab(t, allowOutbound, func(c *Config) { c.Routes, c.KernelRoutes = nil, true })
+func TestKernelRoutes(t *testing.T) { forEachLabFamily(t, testKernelRoutes) }
+
+func testKernelRoutes(t *testing.T, fam labFamily) {
+	l := newFamilyLab(t, fam, allowOutbound, func(c *Config) { c.Routes, c.KernelRoutes = nil, true })
 	if rt := l.engine.routes.Load(); rt.Len() < 2 {
 		t.Fatalf("kernel routes not loaded: %d prefixes", rt.Len())
 	}
 	var udp *net.UDPConn
 	if err := l.server.Do(func() (err error) {
-		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7008})
+		udp, err = net.ListenUDP(fam.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7008)))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -231,7 +303,7 @@ func TestKernelRoutes(t *testing.T) {
 		}
 	}()
 	err := l.client.Do(func() error {
-		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7008})
+		c, err := net.DialUDP(fam.udp, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7008)))
 		if err != nil {
 			return err
 		}
@@ -254,10 +326,12 @@ func TestKernelRoutes(t *testing.T) {
 // TestUnsolicitedInboundDropped: with only outbound allowed, a connection
 // attempt from the outside to the SNAT address creates nothing and gets
 // nothing back; it is counted.
-func TestUnsolicitedInboundDropped(t *testing.T) {
-	l := newLab(t, allowOutbound)
+func TestUnsolicitedInboundDropped(t *testing.T) { forEachLabFamily(t, testUnsolicitedInboundDropped) }
+
+func testUnsolicitedInboundDropped(t *testing.T, fam labFamily) {
+	l := newFamilyLab(t, fam, allowOutbound)
 	err := l.server.Do(func() error {
-		c, err := net.DialTimeout("tcp4", "203.0.113.1:22", 1500*time.Millisecond)
+		c, err := net.DialTimeout(fam.tcp, netip.AddrPortFrom(fam.snat, 22).String(), 1500*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return io.ErrUnexpectedEOF
@@ -281,11 +355,13 @@ func TestUnsolicitedInboundDropped(t *testing.T) {
 // closed port with ICMP port unreachable, addressed to the SNAT address and
 // quoting the translated datagram; edge translates it back (RFC 5508), so
 // the client's connected UDP socket sees ECONNREFUSED.
-func TestICMPErrorTranslatedBack(t *testing.T) {
-	l := newLab(t, allowOutbound)
+func TestICMPErrorTranslatedBack(t *testing.T) { forEachLabFamily(t, testICMPErrorTranslatedBack) }
+
+func testICMPErrorTranslatedBack(t *testing.T, fam labFamily) {
+	l := newFamilyLab(t, fam, allowOutbound)
 	var refused bool
 	err := l.client.Do(func() error {
-		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7999})
+		c, err := net.DialUDP(fam.udp, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7999)))
 		if err != nil {
 			return err
 		}

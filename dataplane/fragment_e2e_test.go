@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -14,12 +15,15 @@ import (
 // EDNS0, an IKE message), which the client's kernel sends as three
 // fragments, crosses edge with SNAT, and the server's 4,000-byte answer,
 // fragmented by the server's kernel, comes back. Before fragments were
-// followed, both were dropped (fragment).
-func TestFragmentedUDPOnTheWire(t *testing.T) {
-	l := newLab(t, allowOutbound)
+// followed, both were dropped (fragment). In each family (IPv6: fragment
+// headers, the kernels fragmenting at the source).
+func TestFragmentedUDPOnTheWire(t *testing.T) { forEachLabFamily(t, testFragmentedUDPOnTheWire) }
+
+func testFragmentedUDPOnTheWire(t *testing.T, fam labFamily) {
+	l := newFamilyLab(t, fam, allowOutbound)
 	var udp *net.UDPConn
 	if err := l.server.Do(func() (err error) {
-		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7053})
+		udp, err = net.ListenUDP(fam.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7053)))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -45,7 +49,7 @@ func TestFragmentedUDPOnTheWire(t *testing.T) {
 		msg[i] = byte(i * 13)
 	}
 	err := l.client.Do(func() error {
-		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7053})
+		c, err := net.DialUDP(fam.udp, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7053)))
 		if err != nil {
 			return err
 		}
@@ -69,8 +73,8 @@ func TestFragmentedUDPOnTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no fragmented UDP echo through edge: %v; drops %v", err, st.Drops)
 	}
-	if from := <-seen; from != "203.0.113.1" {
-		t.Errorf("server saw the datagram from %s, want the SNAT address 203.0.113.1", from)
+	if from := <-seen; from != fam.snat.String() {
+		t.Errorf("server saw the datagram from %s, want the SNAT address %v", from, fam.snat)
 	}
 	for _, r := range []drop.Reason{drop.Fragment, drop.FragmentNoRoom, drop.BadL4Header, drop.BadIPChecksum} {
 		if st.Drops[r] != 0 {

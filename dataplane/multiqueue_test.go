@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -15,11 +16,14 @@ import (
 // TestTwoQueues runs two workers on two-queue veths: flows land on either
 // queue by the kernel's hash, SNAT ports are chosen so replies belong to
 // the same worker, and packets that arrive on the other worker's queue are
-// handed over. Every one of 64 UDP flows must get its echo back.
-func TestTwoQueues(t *testing.T) {
-	client, eng := twoQueueEcho(t, 1)
+// handed over. Every one of 64 UDP flows must get its echo back. In each
+// family (IPv6 keys hash and shard like IPv4's).
+func TestTwoQueues(t *testing.T) { forEachLabFamily(t, testTwoQueues) }
+
+func testTwoQueues(t *testing.T, fam labFamily) {
+	client, eng := twoQueueEcho(t, fam, 1)
 	const flows = 64
-	answered := echoFlows(t, client, flows, []byte("q"))
+	answered := echoFlows(t, fam, client, flows, []byte("q"))
 	st := eng.Stats()
 	if answered != flows {
 		t.Fatalf("%d of %d flows answered through two workers; stats %+v", answered, flows, st)
@@ -33,15 +37,17 @@ func TestTwoQueues(t *testing.T) {
 // TestTwoQueuesFragments: fragmented datagrams (3,000 bytes, three
 // fragments each way) cross two workers. A later fragment carries no ports,
 // so the worker that receives a datagram steers its later fragments to the
-// worker it handed the first one to (dataplane/fragment.go).
-func TestTwoQueuesFragments(t *testing.T) {
-	client, eng := twoQueueEcho(t, 8192)
+// worker it handed the first one to (dataplane/fragment.go). In each family.
+func TestTwoQueuesFragments(t *testing.T) { forEachLabFamily(t, testTwoQueuesFragments) }
+
+func testTwoQueuesFragments(t *testing.T, fam labFamily) {
+	client, eng := twoQueueEcho(t, fam, 8192)
 	msg := make([]byte, 3000)
 	for i := range msg {
 		msg[i] = byte(i)
 	}
 	const flows = 32
-	answered := echoFlows(t, client, flows, msg)
+	answered := echoFlows(t, fam, client, flows, msg)
 	st := eng.Stats()
 	if answered != flows {
 		t.Fatalf("%d of %d fragmented flows answered through two workers; drops %v", answered, flows, st.Drops)
@@ -55,9 +61,10 @@ func TestTwoQueuesFragments(t *testing.T) {
 }
 
 // twoQueueEcho makes client -- edge (two queues, two workers, SNAT) --
-// server on two-queue veths, with a UDP echo server on 203.0.113.2:7009
-// reading datagrams of up to bufSize bytes.
-func twoQueueEcho(t *testing.T, bufSize int) (*netnstest.NS, *Engine) {
+// server on two-queue veths (dual-stack for IPv6), with a UDP echo server on
+// the family's server address, port 7009, reading datagrams of up to
+// bufSize bytes.
+func twoQueueEcho(t *testing.T, fam labFamily, bufSize int) (*netnstest.NS, *Engine) {
 	netnstest.Require(t)
 	client, edge, server := netnstest.New(t, "mqc"), netnstest.New(t, "mqe"), netnstest.New(t, "mqs")
 	netnstest.VethQueues(t, 2, client, "c0", "10.0.0.2/24", edge, "in", "10.0.0.1/24")
@@ -66,12 +73,16 @@ func twoQueueEcho(t *testing.T, bufSize int) (*netnstest.NS, *Engine) {
 	netnstest.NoTxChecksumOffload(t, client, "c0")
 	netnstest.NoTxChecksumOffload(t, server, "s0")
 	cfg := labConfig(allowOutbound)
+	if fam.dualStack {
+		netnstest.DualStack(t, client, edge, server)
+		cfg.Routes = append(cfg.Routes, Route{Dst: fam.inside, Port: 0}, Route{Dst: fam.outside, Port: 1})
+	}
 	cfg.Queues, cfg.SNAT = 2, &snat.Config{Mode: snat.Automap}
 	eng := startEngine(t, edge, cfg)
 
 	var udp *net.UDPConn
 	if err := server.Do(func() (err error) {
-		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7009})
+		udp, err = net.ListenUDP(fam.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7009)))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -92,12 +103,12 @@ func twoQueueEcho(t *testing.T, bufSize int) (*netnstest.NS, *Engine) {
 
 // echoFlows sends msg from flows new client sockets (one flow each) and
 // returns how many got msg back, retrying each up to 10 times.
-func echoFlows(t *testing.T, client *netnstest.NS, flows int, msg []byte) int {
+func echoFlows(t *testing.T, fam labFamily, client *netnstest.NS, flows int, msg []byte) int {
 	answered := 0
 	err := client.Do(func() error {
 		buf := make([]byte, len(msg)+64)
 		for f := 0; f < flows; f++ {
-			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7009})
+			c, err := net.DialUDP(fam.udp, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7009)))
 			if err != nil {
 				return err
 			}

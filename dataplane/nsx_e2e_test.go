@@ -55,42 +55,87 @@ func (rp *rawPort) send(t *testing.T, frame []byte) {
 
 // capture returns the IPv4 frames received within d that match keep.
 func (rp *rawPort) capture(d time.Duration, keep func(ip header.IPv4) bool) [][]byte {
+	return rp.captureIP(d, func(p wirePacket) bool { return p.v4 != nil && keep(p.v4) })
+}
+
+// wirePacket is a captured IPv4 or IPv6 packet: its addresses, protocol
+// and payload (IPv6: what follows the fixed header; the tests' packets
+// carry no extension headers).
+type wirePacket struct {
+	src, dst netip.Addr
+	proto    uint8
+	payload  []byte
+	v4       header.IPv4 // nil for IPv6
+}
+
+// captureIP returns the IPv4 and IPv6 frames received within d that match keep.
+func (rp *rawPort) captureIP(d time.Duration, keep func(p wirePacket) bool) [][]byte {
 	var got [][]byte
 	buf := make([]byte, 2048)
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		n, _, err := unix.Recvfrom(rp.fd, buf, 0)
-		if err != nil || n < header.EthernetLen+header.IPv4MinLen ||
-			binary.BigEndian.Uint16(buf[12:]) != header.EtherTypeIPv4 {
+		if err != nil {
 			continue
 		}
-		ip := header.IPv4(buf[header.EthernetLen:n])
-		if ip.IsValid(len(ip)) && keep(ip) {
+		if p, ok := parseWire(buf[:n]); ok && keep(p) {
 			got = append(got, append([]byte(nil), buf[:n]...))
 		}
 	}
 	return got
 }
 
+// parseWire reads frame's IP packet, if it is a valid IPv4 or IPv6 one.
+func parseWire(frame []byte) (wirePacket, bool) {
+	if len(frame) < header.EthernetLen {
+		return wirePacket{}, false
+	}
+	ip := frame[header.EthernetLen:]
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case header.EtherTypeIPv4:
+		h := header.IPv4(ip)
+		if len(ip) < header.IPv4MinLen || !h.IsValid(len(ip)) {
+			return wirePacket{}, false
+		}
+		return wirePacket{src: h.SrcAddr(), dst: h.DstAddr(), proto: h.Protocol(), payload: h.Payload(), v4: h}, true
+	case header.EtherTypeIPv6:
+		if len(ip) < header.IPv6Len || ip[0]>>4 != 6 {
+			return wirePacket{}, false
+		}
+		end := min(len(ip), header.IPv6Len+int(binary.BigEndian.Uint16(ip[4:])))
+		return wirePacket{src: netip.AddrFrom16([16]byte(ip[8:24])), dst: netip.AddrFrom16([16]byte(ip[24:40])),
+			proto: ip[6], payload: ip[header.IPv6Len:end]}, true
+	}
+	return wirePacket{}, false
+}
+
 // TestNSXSequenceOnTheWire injects the NSX incident's packets on the veths
 // around a real engine, in edge's default mode and in NSX compatibility
-// mode: the server's delayed FIN, the client's SYN on the same tuple, the
-// server's SYN-ACK. Default mode forwards the SYN-ACK to the client and
-// sends no ICMP; NSX mode drops it and answers the server with ICMP 3/3.
+// mode, in each family: the server's delayed FIN, the client's SYN on the
+// same tuple, the server's SYN-ACK. Default mode forwards the SYN-ACK to the
+// client and sends no ICMP; NSX mode drops it and answers the server with
+// the family's port unreachable (ICMP 3/3, ICMPv6 1/4).
 // The endpoints' addresses are not configured on the namespaces' kernels
 // (static neighbours in edge's namespace point at the veths), so no kernel
 // answers the injected segments.
-func TestNSXSequenceOnTheWire(t *testing.T) {
+func TestNSXSequenceOnTheWire(t *testing.T) { forEachLabFamily(t, testNSXSequenceOnTheWire) }
+
+func testNSXSequenceOnTheWire(t *testing.T, fam labFamily) {
 	for _, nsx := range []bool{false, true} {
 		t.Run(map[bool]string{false: "default", true: "nsx-compat"}[nsx], func(t *testing.T) {
 			netnstest.Require(t)
 			client, edge, server := netnstest.New(t, "nxc"), netnstest.New(t, "nxe"), netnstest.New(t, "nxs")
 			netnstest.Veth(t, client, "c0", "", edge, "in", "10.0.0.1/24")
 			netnstest.Veth(t, edge, "out", "203.0.113.1/24", server, "s0", "")
+			cfg := labConfig(firewall.RuleSet{Rules: []firewall.Rule{{Name: "any", Action: firewall.Allow}}})
+			if fam.dualStack {
+				netnstest.AddIPv6(t, edge, "in", netnstest.EdgeInsideIPv6+"/64")
+				netnstest.AddIPv6(t, edge, "out", netnstest.EdgeOutsideIPv6+"/64")
+				cfg.Routes = append(cfg.Routes, Route{Dst: fam.inside, Port: 0}, Route{Dst: fam.outside, Port: 1})
+			}
 			cli, srv := openRaw(t, client, "c0"), openRaw(t, server, "s0")
-			cliIP, srvIP := netip.MustParseAddr("10.0.0.50"), netip.MustParseAddr("203.0.113.50")
+			cliIP, srvIP := fam.wireClient, fam.wireServer
 			edge.Run(t, "ip", "neigh", "replace", cliIP.String(), "lladdr", net.HardwareAddr(cli.mac[:]).String(), "dev", "in", "nud", "permanent")
 			edge.Run(t, "ip", "neigh", "replace", srvIP.String(), "lladdr", net.HardwareAddr(srv.mac[:]).String(), "dev", "out", "nud", "permanent")
-			cfg := labConfig(firewall.RuleSet{Rules: []firewall.Rule{{Name: "any", Action: firewall.Allow}}})
 			cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.NSXGatewayProfile}, NSXCompat: nsx}
 			eng := startEngine(t, edge, cfg)
 			inMAC, outMAC := ifaceMAC(t, edge, "in"), ifaceMAC(t, edge, "out")
@@ -100,21 +145,21 @@ func TestNSXSequenceOnTheWire(t *testing.T) {
 					Flags: flags, Seq: seq, Ack: ack, Window: 64240}, smac, dmac)
 			}
 			const SYN, ACK, FIN = header.TCPFlagSYN, header.TCPFlagACK, header.TCPFlagFIN
-			fromServer := func(ip header.IPv4) bool { return ip.SrcAddr() == srvIP && ip.Protocol() == header.ProtoTCP }
-			icmpToServer := func(ip header.IPv4) bool { return ip.DstAddr() == srvIP && ip.Protocol() == header.ProtoICMP }
+			fromServer := func(p wirePacket) bool { return p.src == srvIP && p.proto == header.ProtoTCP }
+			icmpToServer := func(p wirePacket) bool { return p.dst == srvIP && p.proto == fam.icmp }
 
 			srv.send(t, seg(srvIP, cliIP, 80, 41000, FIN|ACK, 501, 101, srv.mac, outMAC)) // the delayed FIN
 			time.Sleep(50 * time.Millisecond)
 			cli.send(t, seg(cliIP, srvIP, 41000, 80, SYN, 90000, 0, cli.mac, inMAC)) // the new SYN
-			if got := srv.capture(500*time.Millisecond, func(ip header.IPv4) bool { return ip.SrcAddr() == cliIP }); len(got) == 0 {
+			if got := srv.captureIP(500*time.Millisecond, func(p wirePacket) bool { return p.src == cliIP }); len(got) == 0 {
 				t.Fatalf("the new SYN did not reach the server; stats %+v", eng.Stats())
 			}
 			srv.send(t, seg(srvIP, cliIP, 80, 41000, SYN|ACK, 70000, 90001, srv.mac, outMAC)) // its SYN-ACK
-			atClient := cli.capture(500*time.Millisecond, fromServer)
-			icmps := srv.capture(300*time.Millisecond, icmpToServer)
+			atClient := cli.captureIP(500*time.Millisecond, fromServer)
+			icmps := srv.captureIP(300*time.Millisecond, icmpToServer)
 			synacks := 0
 			for _, f := range atClient {
-				if header.TCP(header.IPv4(f[header.EthernetLen:]).Payload()).Flags()&(SYN|ACK) == SYN|ACK {
+				if p, _ := parseWire(f); header.TCP(p.payload).Flags()&(SYN|ACK) == SYN|ACK {
 					synacks++
 				}
 			}
@@ -129,9 +174,8 @@ func TestNSXSequenceOnTheWire(t *testing.T) {
 				t.Fatalf("nsx mode: %d SYN-ACKs at the client (want 0), %d ICMP errors at the server (want 1); stats %+v",
 					synacks, len(icmps), eng.Stats())
 			}
-			m := header.ICMPv4(header.IPv4(icmps[0][header.EthernetLen:]).Payload())
-			if m.Type() != 3 || m.Code() != 3 {
-				t.Fatalf("nsx mode: ICMP %d/%d, want 3/3", m.Type(), m.Code())
+			if p, _ := parseWire(icmps[0]); p.payload[0] != fam.unreachable || p.payload[1] != fam.portUnreachable {
+				t.Fatalf("nsx mode: ICMP %d/%d, want %d/%d", p.payload[0], p.payload[1], fam.unreachable, fam.portUnreachable)
 			}
 		})
 	}

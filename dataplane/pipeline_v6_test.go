@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"bytes"
-	"encoding/hex"
 	"net/netip"
 	"testing"
 
@@ -116,92 +115,6 @@ func checkGopacket(t *testing.T, name string, frame []byte) {
 	}
 }
 
-// TestPipelineIPv6Golden: a TCP connection from the inside through NAT66
-// (SYN, SYN-ACK, ACK, data both ways, FIN), and a UDP datagram; every
-// packet leaves with the hop limit one lower, translated, with valid
-// checksums.
-func TestPipelineIPv6Golden(t *testing.T) {
-	tp := newTestPipeline6(t)
-	const SYN, ACK, FIN, PSH = header.TCPFlagSYN, header.TCPFlagACK, header.TCPFlagFIN, header.TCPFlagPSH
-	tcp := func(src, dst netip.Addr, sport, dport uint16, flags uint8, seq, ack uint32, hop uint8, data string) headertest.Spec {
-		return headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoTCP, SrcPort: sport, DstPort: dport,
-			Flags: flags, Seq: seq, Ack: ack, Window: 64240, TTL: hop, Payload: []byte(data)}
-	}
-	orig := conntrack.MakeKey(header.ProtoTCP, netip.AddrPortFrom(ip6Client, 40000), netip.AddrPortFrom(ip6Server, 443))
-
-	// The SYN opens the flow and leaves from 2001:db8::1.
-	syn := eth(tcp(ip6Client, ip6Server, 40000, 443, SYN, 1000, 0, 64, ""), macClient, macEdgeIn)
-	out, r := tp.send(0, syn)
-	if out == nil || r != drop.None {
-		t.Fatalf("IPv6 SYN: dropped (%v)", r)
-	}
-	port := tp.natPort(orig)
-	if addr, _ := tp.w.shard.NAT(mustLookup(t, tp, orig)); tp.e.table.NATAddr(addr) != ip6SNAT {
-		t.Fatalf("IPv6 flow translated to %v, want %v", tp.e.table.NATAddr(addr), ip6SNAT)
-	}
-	if want := eth(tcp(ip6SNAT, ip6Server, port, 443, SYN, 1000, 0, 63, ""), macEdgeOut, macServer); out.port != 1 || !bytes.Equal(out.frame, want) {
-		t.Fatalf("IPv6 SYN out on port %d:\n got %s\nwant %s", out.port, hex.EncodeToString(out.frame), hex.EncodeToString(want))
-	}
-	checkGopacket(t, "IPv6 SYN", out.frame)
-
-	cases := []struct {
-		name  string
-		in    int
-		frame []byte
-		port  int
-		want  []byte
-	}{
-		{"SYN-ACK back to the client, untranslated", 1,
-			eth(tcp(ip6Server, ip6SNAT, 443, port, SYN|ACK, 5000, 1001, 64, ""), macServer, macEdgeOut), 0,
-			eth(tcp(ip6Server, ip6Client, 443, 40000, SYN|ACK, 5000, 1001, 63, ""), macEdgeIn, macClient)},
-		{"final ACK", 0,
-			eth(tcp(ip6Client, ip6Server, 40000, 443, ACK, 1001, 5001, 64, ""), macClient, macEdgeIn), 1,
-			eth(tcp(ip6SNAT, ip6Server, port, 443, ACK, 1001, 5001, 63, ""), macEdgeOut, macServer)},
-		{"established: data from the client, hop limit 2 leaves as 1", 0,
-			eth(tcp(ip6Client, ip6Server, 40000, 443, PSH|ACK, 1001, 5001, 2, "GET / HTTP/1.1\r\n\r\n"), macClient, macEdgeIn), 1,
-			eth(tcp(ip6SNAT, ip6Server, port, 443, PSH|ACK, 1001, 5001, 1, "GET / HTTP/1.1\r\n\r\n"), macEdgeOut, macServer)},
-		{"established: data from the server, hop limit 255", 1,
-			eth(tcp(ip6Server, ip6SNAT, 443, port, PSH|ACK, 5001, 1019, 255, "HTTP/1.1 200 OK\r\n"), macServer, macEdgeOut), 0,
-			eth(tcp(ip6Server, ip6Client, 443, 40000, PSH|ACK, 5001, 1019, 254, "HTTP/1.1 200 OK\r\n"), macEdgeIn, macClient)},
-		{"established: FIN from the client", 0,
-			eth(tcp(ip6Client, ip6Server, 40000, 443, FIN|ACK, 1019, 5018, 64, ""), macClient, macEdgeIn), 1,
-			eth(tcp(ip6SNAT, ip6Server, port, 443, FIN|ACK, 1019, 5018, 63, ""), macEdgeOut, macServer)},
-	}
-	for _, c := range cases {
-		out, r := tp.send(c.in, c.frame)
-		switch {
-		case out == nil:
-			t.Errorf("%s: dropped (%v)", c.name, r)
-		case out.port != c.port || !bytes.Equal(out.frame, c.want):
-			t.Errorf("%s: port %d\n got %s\nwant %s", c.name, out.port, hex.EncodeToString(out.frame), hex.EncodeToString(c.want))
-		default:
-			checkGopacket(t, c.name, out.frame)
-		}
-	}
-
-	// UDP over IPv6 through NAT66, and its answer.
-	udp := func(src, dst netip.Addr, sport, dport uint16, hop uint8) headertest.Spec {
-		return headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoUDP, SrcPort: sport, DstPort: dport, TTL: hop, Payload: []byte("query")}
-	}
-	out, r = tp.send(0, eth(udp(ip6Client, ip6Server, 5353, 53, 64), macClient, macEdgeIn))
-	if out == nil {
-		t.Fatalf("IPv6 UDP dropped: %v", r)
-	}
-	uport := tp.natPort(conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ip6Client, 5353), netip.AddrPortFrom(ip6Server, 53)))
-	if want := eth(udp(ip6SNAT, ip6Server, uport, 53, 63), macEdgeOut, macServer); out.port != 1 || !bytes.Equal(out.frame, want) {
-		t.Fatalf("IPv6 UDP out\n got %x\nwant %x", out.frame, want)
-	}
-	checkGopacket(t, "IPv6 UDP", out.frame)
-	out, r = tp.send(1, eth(udp(ip6Server, ip6SNAT, 53, uport, 64), macServer, macEdgeOut))
-	if out == nil {
-		t.Fatalf("IPv6 UDP answer dropped: %v", r)
-	}
-	if want := eth(udp(ip6Server, ip6Client, 53, 5353, 63), macEdgeIn, macClient); out.port != 0 || !bytes.Equal(out.frame, want) {
-		t.Fatalf("IPv6 UDP answer\n got %x\nwant %x", out.frame, want)
-	}
-	checkGopacket(t, "IPv6 UDP answer", out.frame)
-}
-
 // mustLookup returns the flow with original key k.
 func mustLookup(t *testing.T, tp *testPipeline, k conntrack.Key) conntrack.Ref {
 	t.Helper()
@@ -220,104 +133,6 @@ func icmp6Error(typ uint8, mtu uint32, offending []byte) []byte {
 	q := offending[:min(len(offending), icmp.MaxLen6-header.IPv6Len-header.ICMPv6MinLen)]
 	return eth(headertest.Spec{Src: ip6EdgeIn, Dst: ip6Client, Proto: header.ProtoICMPv6, ICMPType: typ, MTU: mtu,
 		Quote: q, TTL: icmp.TTL}, macEdgeIn, macClient)
-}
-
-// An IPv6 packet with hop limit 1 is not forwarded and is answered with
-// Time Exceeded (hop limit exceeded in transit, RFC 4443 3.3) from the
-// inside interface's IPv6 address, quoting it as received; no flow and no
-// NAT port are taken.
-func TestPipelineIPv6TimeExceeded(t *testing.T) {
-	tp := newTestPipeline6(t)
-	for _, c := range []struct {
-		name string
-		spec headertest.Spec
-	}{
-		{"UDP", headertest.Spec{Src: ip6Client, Dst: ip6Server, Proto: header.ProtoUDP, SrcPort: 33434, DstPort: 33435,
-			TTL: 1, Payload: []byte("traceroute")}},
-		{"TCP SYN", headertest.Spec{Src: ip6Client, Dst: ip6Server, Proto: header.ProtoTCP, SrcPort: 40001, DstPort: 443,
-			Flags: header.TCPFlagSYN, Seq: 77, TTL: 1}},
-	} {
-		frame := eth(c.spec, macClient, macEdgeIn)
-		orig := append([]byte(nil), frame[header.EthernetLen:]...)
-		out, r := tp.send(0, frame)
-		if out == nil || out.port != 0 || r != drop.TTLExceeded {
-			t.Errorf("%s, hop limit 1: out %v reason %v; want time exceeded back on port 0, drop ttl_exceeded", c.name, out != nil, r)
-			continue
-		}
-		if want := icmp6Error(header.ICMPv6TimeExceeded, 0, orig); !bytes.Equal(out.frame, want) {
-			t.Errorf("%s: time exceeded\n got %x\nwant %x", c.name, out.frame, want)
-		}
-		checkGopacket(t, c.name+" time exceeded", out.frame)
-	}
-	if tp.e.table.Len() != 0 {
-		t.Errorf("%d flows created by expired packets", tp.e.table.Len())
-	}
-	if got := tp.w.ctr.icmp[icmp.TimeExceeded].Load(); got != 2 {
-		t.Errorf("time exceeded sent %d times, want 2", got)
-	}
-
-	// Rule N3 holds for IPv6 too: no error about a TCP segment that is
-	// not a SYN (here on an open flow).
-	seg := func(flags uint8, seq, ack uint32, hop uint8) []byte {
-		return eth(headertest.Spec{Src: ip6Client, Dst: ip6Server, Proto: header.ProtoTCP, SrcPort: 40002, DstPort: 443,
-			Flags: flags, Seq: seq, Ack: ack, TTL: hop}, macClient, macEdgeIn)
-	}
-	if out, r := tp.send(0, seg(header.TCPFlagSYN, 5, 0, 64)); out == nil {
-		t.Fatalf("SYN dropped: %v", r)
-	}
-	nport := tp.natPort(conntrack.MakeKey(header.ProtoTCP, netip.AddrPortFrom(ip6Client, 40002), netip.AddrPortFrom(ip6Server, 443)))
-	if out, r := tp.send(1, eth(headertest.Spec{Src: ip6Server, Dst: ip6SNAT, Proto: header.ProtoTCP, SrcPort: 443, DstPort: nport,
-		Flags: header.TCPFlagSYN | header.TCPFlagACK, Seq: 100, Ack: 6}, macServer, macEdgeOut)); out == nil {
-		t.Fatalf("SYN-ACK dropped: %v", r)
-	}
-	if out, rs := tp.sendAll(0, seg(header.TCPFlagACK, 6, 101, 1)); out != nil || !rs[drop.TTLExceeded] || !rs[drop.ICMPNotSentTCPNotSYN] {
-		t.Errorf("TCP ACK, hop limit 1: out %v reasons %v; want no output, ttl_exceeded and icmp_not_sent_tcp_not_syn", out != nil, rs)
-	}
-}
-
-// An IPv6 packet larger than the egress link's MTU is never fragmented by
-// a router: it is dropped and answered with Packet Too Big carrying the
-// MTU (RFC 8200 5, RFC 4443 3.2), quoting as much of it as fits in 1280
-// bytes. One that fits leaves.
-func TestPipelineIPv6PacketTooBig(t *testing.T) {
-	tp := newTestPipeline6(t)
-	tp.w.ports[1].mtu = 1400
-	spec := headertest.Spec{Src: ip6Client, Dst: ip6Server, Proto: header.ProtoUDP, SrcPort: 4500, DstPort: 4500,
-		Payload: make([]byte, 1400-header.IPv6Len-header.UDPLen+1)} // one byte over
-	for i := range spec.Payload {
-		spec.Payload[i] = byte(i)
-	}
-	big := eth(spec, macClient, macEdgeIn)
-	orig := append([]byte(nil), big[header.EthernetLen:]...)
-	out, r := tp.send(0, big)
-	if out == nil || out.port != 0 || r != drop.MTUExceeded {
-		t.Fatalf("IPv6 packet over the MTU: out %v reason %v; want packet too big back on port 0, drop mtu_exceeded", out != nil, r)
-	}
-	if want := icmp6Error(header.ICMPv6PacketTooBig, 1400, orig); !bytes.Equal(out.frame, want) {
-		t.Fatalf("packet too big\n got %x\nwant %x", out.frame, want)
-	}
-	checkGopacket(t, "packet too big", out.frame)
-	if tp.e.table.Len() != 0 {
-		t.Errorf("%d flows created by a packet too big", tp.e.table.Len())
-	}
-	// Counted under ICMPv6's name for it.
-	if st := tp.e.Stats(); st.ICMP[icmp.PacketTooBig] != 1 || st.ICMP[icmp.FragNeeded] != 0 {
-		t.Errorf("ICMP sent %v: want one packet_too_big and no frag_needed", st.ICMP)
-	}
-
-	// Exactly the MTU: forwarded, translated, hop limit one lower.
-	spec.Payload = spec.Payload[:len(spec.Payload)-1]
-	out, r = tp.send(0, eth(spec, macClient, macEdgeIn))
-	if out == nil || out.port != 1 {
-		t.Fatalf("IPv6 packet of exactly the MTU: dropped (%v)", r)
-	}
-	uport := tp.natPort(conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ip6Client, 4500), netip.AddrPortFrom(ip6Server, 4500)))
-	fwd := spec
-	fwd.Src, fwd.SrcPort, fwd.TTL = ip6SNAT, uport, 63
-	if want := eth(fwd, macEdgeOut, macServer); !bytes.Equal(out.frame, want) {
-		t.Fatalf("IPv6 packet of exactly the MTU\n got %x\nwant %x", out.frame, want)
-	}
-	checkGopacket(t, "IPv6 at the MTU", out.frame)
 }
 
 // snat automap on a dual-stack outside interface (Automap and Automap6):

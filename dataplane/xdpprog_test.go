@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -20,14 +21,39 @@ func waitFor(d time.Duration, cond func() bool) bool { return netnstest.WaitFor(
 
 // TestXDPProgramFailsClosed attaches the program to a veth in a namespace of
 // its own and checks, with real packets from a peer namespace: with no
-// AF_XDP socket bound, IPv4 never reaches the kernel stack (dropped and
-// counted) while ARP does; with a socket registered, the packets arrive on
-// it; detaching leaves the interface without a program.
+// AF_XDP socket bound, IP never reaches the kernel stack (dropped and
+// counted) while ARP (IPv6: neighbour discovery) does; with a socket
+// registered, the packets arrive on it; detaching leaves the interface
+// without a program. In each family.
 func TestXDPProgramFailsClosed(t *testing.T) {
+	for _, fam := range []struct {
+		name, udp, local, peer string
+		prefixLen              string
+	}{
+		{"ipv4", "udp4", "10.99.0.1", "10.99.0.2", "/24"},
+		{"ipv6", "udp6", "fd99::1", "fd99::2", "/64"},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			testXDPProgramFailsClosed(t, fam.udp, netip.MustParseAddr(fam.local), fam.local+fam.prefixLen, fam.peer+fam.prefixLen)
+		})
+	}
+}
+
+// testXDPProgramFailsClosed is TestXDPProgramFailsClosed with the edge end
+// at local (localPrefix) and the peer at peerPrefix; network is "udp4" or
+// "udp6".
+func testXDPProgramFailsClosed(t *testing.T, network string, local netip.Addr, localPrefix, peerPrefix string) {
 	netnstest.Require(t)
 	edge := netnstest.New(t, "xdp-e")
 	peer := netnstest.New(t, "xdp-p")
-	netnstest.Veth(t, edge, "e0", "10.99.0.1/24", peer, "p0", "10.99.0.2/24")
+	if local.Is4() {
+		netnstest.Veth(t, edge, "e0", localPrefix, peer, "p0", peerPrefix)
+	} else {
+		netnstest.Veth(t, edge, "e0", "", peer, "p0", "")
+		netnstest.AddIPv6(t, edge, "e0", localPrefix)
+		netnstest.AddIPv6(t, peer, "p0", peerPrefix)
+	}
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 9999))
 
 	var prog *Program
 	var ifindex int
@@ -45,7 +71,7 @@ func TestXDPProgramFailsClosed(t *testing.T) {
 			return err
 		}
 		// A kernel socket that must receive nothing while edge is absent.
-		listener, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 99, 0, 1), Port: 9999})
+		listener, err = net.ListenUDP(network, dst)
 		return err
 	})
 	if err != nil {
@@ -59,7 +85,7 @@ func TestXDPProgramFailsClosed(t *testing.T) {
 	send := func(n int, tag string) {
 		t.Helper()
 		err := peer.Do(func() error {
-			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(10, 99, 0, 1), Port: 9999})
+			c, err := net.DialUDP(network, nil, dst)
 			if err != nil {
 				return err
 			}
@@ -80,18 +106,18 @@ func TestXDPProgramFailsClosed(t *testing.T) {
 	send(5, "no-socket")
 	if !waitFor(3*time.Second, func() bool { s, _ := prog.Stats(); return s.NoSocket >= 5 }) {
 		s, _ := prog.Stats()
-		t.Fatalf("IPv4 without a socket not dropped by the program: %+v", s)
+		t.Fatalf("IP without a socket not dropped by the program: %+v", s)
 	}
 	s, _ := prog.Stats()
 	if s.Passed == 0 {
-		t.Fatalf("ARP was not passed to the kernel: %+v", s)
+		t.Fatalf("ARP / neighbour discovery was not passed to the kernel: %+v", s)
 	}
 	listener.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if _, _, err := listener.ReadFromUDP(make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a packet reached the kernel stack while no socket was bound (err %v)", err)
 	}
 
-	// 2. A socket on queue 0 receives the IPv4 traffic.
+	// 2. A socket on queue 0 receives the IP traffic.
 	var sock *xdp.Socket
 	err = edge.Do(func() error {
 		var err error
@@ -119,16 +145,11 @@ func TestXDPProgramFailsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range sock.Receive(n) {
-			frame := sock.GetFrame(d)
-			eth := header.Ethernet(frame)
-			if !eth.IsValid() || eth.EtherType() != header.EtherTypeIPv4 {
+			p, ok := parseWire(sock.GetFrame(d))
+			if !ok || p.proto != header.ProtoUDP || p.dst != local || len(p.payload) < header.UDPLen {
 				continue
 			}
-			ip := header.IPv4(frame[header.EthernetLen:])
-			if !ip.IsValid(len(ip)) || ip.Protocol() != header.ProtoUDP {
-				continue
-			}
-			udp := header.UDP(ip.Payload())
+			udp := header.UDP(p.payload)
 			if binary.BigEndian.Uint16(udp[2:]) == 9999 && strings.HasPrefix(string(udp[8:]), "to-socket") {
 				got++
 			}
@@ -150,7 +171,7 @@ func TestXDPProgramFailsClosed(t *testing.T) {
 	before, _ := prog.Stats()
 	send(3, "unregistered")
 	if !waitFor(3*time.Second, func() bool { s, _ := prog.Stats(); return s.NoSocket >= before.NoSocket+3 }) {
-		t.Fatal("after Unregister, IPv4 was not dropped")
+		t.Fatal("after Unregister, IP was not dropped")
 	}
 	if err := edge.Do(prog.Detach); err != nil {
 		t.Fatal(err)

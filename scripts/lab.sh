@@ -2,9 +2,11 @@
 # lab.sh: run edge between a client and a server namespace, send it real
 # traffic, show what crossed, and tear everything down (also on failure).
 #
-#   ./scripts/lab.sh                   edge in the middle: a timed 256 MiB download from nginx, an
-#                                      unsolicited inbound connection (dropped: checked on the wire),
-#                                      the control plane, edge's counters
+#   ./scripts/lab.sh                   edge in the middle, dual-stack: a timed 256 MiB download from
+#                                      nginx over IPv4 and the same over IPv6, an unsolicited inbound
+#                                      connection in each family (dropped: checked on the wire), the
+#                                      control plane, edge's counters
+#   FAMILIES=4 ./scripts/lab.sh        one family only (4 or 6; default "4 6": both, IPv4 first)
 #   COMPARE=linux ./scripts/lab.sh     then the same download with Linux in the middle (nftables
 #                                      masquerade + conntrack + a stateful forward rule) in the same
 #                                      namespaces, and both throughputs side by side with their ratio
@@ -14,7 +16,8 @@
 #   SIZE=1073741824 ./scripts/lab.sh   size of the timed download in bytes (default 268435456)
 #   STREAMS=8 ./scripts/lab.sh         that many downloads of SIZE bytes at once (default 1)
 #   KEEP=1 ./scripts/lab.sh            leave the lab up afterwards (prints how to remove it)
-#   RESULT=FILE ./scripts/lab.sh       write the timed download's bytes per second to FILE
+#   RESULT=FILE ./scripts/lab.sh       write the timed download's bytes per second to FILE (the
+#                                      first family's: IPv4 unless FAMILIES=6)
 #   EDGE_ARGS="--cpuprofile /tmp/edge.prof" ./scripts/lab.sh   extra flags for edge run
 #
 # The server is nginx (sendfile; its configuration, logs and pid in a temp
@@ -31,11 +34,15 @@
 # HTTP connections, checked, then the original rules back), edge events,
 # edge stats and the Prometheus /metrics page.
 #
-#   client ns  c0 10.0.0.2/24 ── in 10.0.0.1/24 [ edge ns: edge run ] out 203.0.113.1/24 ── s0 203.0.113.2/24  server ns
+#   client ns  c0 10.0.0.2/24    ── in 10.0.0.1/24    [ edge ns: edge run ] out 203.0.113.1/24     ── s0 203.0.113.2/24      server ns
+#                 fd00:10::2/64      fd00:10::1/64                               2001:db8:113::1/64       2001:db8:113::2/64
 #
-# The server has no route back to 10.0.0.0/24: it can only answer because
-# the middle translates the client to 203.0.113.1 (SNAT automap), which the
-# lab checks in nginx's access log. Needs root; installs ethtool, curl,
+# The server has no route back to 10.0.0.0/24 or fd00:10::/64: it can only
+# answer because the middle translates the client to 203.0.113.1 or
+# 2001:db8:113::1 (SNAT automap: the outside interface's address of each
+# family, from one configuration line), which the lab checks in nginx's
+# access log. Neighbours are resolved by the kernels (ARP, ND), not set
+# statically. Needs root; installs ethtool, curl,
 # tcpdump, nginx, jq (and nftables for PEER=linux or COMPARE=linux) if
 # missing (apt, scripts/need.sh).
 set -euo pipefail
@@ -47,11 +54,19 @@ COMPARE=${COMPARE:-}
 SIZE=${SIZE:-268435456}
 STREAMS=${STREAMS:-1}
 ROUNDS=${ROUNDS:-1}
+FAMILIES=${FAMILIES:-4 6}
 case $PEER in edge | linux) ;; *) echo "lab.sh: PEER is edge or linux, not '$PEER'" >&2; exit 1 ;; esac
 case $COMPARE in "" | linux) ;; *) echo "lab.sh: COMPARE is linux (or unset), not '$COMPARE'" >&2; exit 1 ;; esac
 [ -z "$COMPARE" ] || [ "$PEER" = edge ] || { echo "lab.sh: COMPARE=linux compares edge with Linux: leave PEER unset" >&2; exit 1; }
 [[ $SIZE =~ ^[1-9][0-9]*$ && $STREAMS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ ]] ||
 	{ echo "lab.sh: SIZE, STREAMS and ROUNDS are positive integers" >&2; exit 1; }
+[[ $FAMILIES =~ ^[46]( [46])?$ ]] || { echo "lab.sh: FAMILIES is \"4 6\", \"4\" or \"6\", not '$FAMILIES'" >&2; exit 1; }
+
+# The addressing plan, by family: client, edge inside, edge outside (the
+# SNAT address), server.
+declare -A CLIENT=([4]=10.0.0.2 [6]=fd00:10::2) INSIDE=([4]=10.0.0.1 [6]=fd00:10::1)
+declare -A SNAT=([4]=203.0.113.1 [6]=2001:db8:113::1) SERVER=([4]=203.0.113.2 [6]=2001:db8:113::2)
+declare -A HOSTPORT=([4]=203.0.113.2:8080 [6]='[2001:db8:113::2]:8080')
 . scripts/need.sh
 need ethtool curl tcpdump nginx jq
 if [ "$PEER" = linux ] || [ -n "$COMPARE" ]; then need nft:nftables; fi
@@ -90,13 +105,22 @@ ip link set lab$id-b netns $E name in
 ip link add lab$id-c type veth peer name lab$id-d
 ip link set lab$id-c netns $E name out
 ip link set lab$id-d netns $S name s0
-for x in "$C c0 10.0.0.2/24" "$E in 10.0.0.1/24" "$E out 203.0.113.1/24" "$S s0 203.0.113.2/24"; do
+for x in "$C c0 10.0.0.2/24 fd00:10::2/64" "$E in 10.0.0.1/24 fd00:10::1/64" \
+	"$E out 203.0.113.1/24 2001:db8:113::1/64" "$S s0 203.0.113.2/24 2001:db8:113::2/64"; do
 	set -- $x
-	ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=1
-	ip -n "$1" addr add "$3" dev "$2"
+	# IPv6 only when the lab uses it; no duplicate address detection (the
+	# addresses are the lab's, and DAD would hold them back for a second).
+	if [[ " $FAMILIES " == *" 6 "* ]]; then
+		ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=0 net.ipv6.conf."$2".accept_dad=0
+		ip -n "$1" addr add "$4" dev "$2" nodad
+	else
+		ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=1
+	fi
+	[[ " $FAMILIES " != *" 4 "* ]] || ip -n "$1" addr add "$3" dev "$2"
 	ip -n "$1" link set "$2" up
 done
-ip -n $C route add default via 10.0.0.1
+[[ " $FAMILIES " != *" 4 "* ]] || ip -n $C route add default via "${INSIDE[4]}"
+[[ " $FAMILIES " != *" 6 "* ]] || ip -n $C -6 route add default via "${INSIDE[6]}"
 # veth hands kernel-sent TCP/UDP over with only a partial checksum; real
 # NICs complete it before the wire, so the lab does too.
 ip netns exec $C ethtool -K c0 tx off >/dev/null
@@ -109,6 +133,8 @@ interfaces:
 routes:
   - {dst: 10.0.0.0/24, interface: inside}
   - {dst: 203.0.113.0/24, interface: outside}
+  - {dst: "fd00:10::/64", interface: inside}
+  - {dst: "2001:db8:113::/64", interface: outside}
 snat: {mode: automap, ports: "1024-65535"}
 rules:
   - {name: outbound, zone: inside, action: allow}
@@ -116,11 +142,12 @@ default_action: drop
 EOF
 
 # linux_middle: Linux forwards in $E instead of edge: nftables masquerade,
-# conntrack and a stateful forward rule (what edge's configuration says).
+# conntrack and a stateful forward rule (what edge's configuration says), in
+# both families (one inet table).
 linux_middle() {
-	ip netns exec $E sysctl -qw net.ipv4.ip_forward=1
+	ip netns exec $E sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 	ip netns exec $E nft -f - <<NFT
-table ip lab {
+table inet lab {
 	chain filter_forward {
 		type filter hook forward priority 0; policy drop;
 		ct state established,related accept
@@ -140,6 +167,7 @@ echo "== nginx (in $S): $SIZE bytes of zeros (sparse, tmpfs) and a 4 MiB random 
 truncate -s "$SIZE" "$www/zeros"
 head -c 4194304 /dev/urandom >"$www/check"
 mkdir -p "$tmp/ngx"
+listen=$(for f in $FAMILIES; do printf '\t\tlisten %s;\n' "${HOSTPORT[$f]}"; done)
 cat >"$tmp/ngx/nginx.conf" <<NGINX
 daemon off;
 master_process off;
@@ -159,16 +187,18 @@ http {
 	sendfile on;
 	tcp_nopush on;
 	server {
-		listen 203.0.113.2:8080;
+$listen
 		root $www;
 	}
 }
 NGINX
 ip netns exec $S nginx -c "$tmp/ngx/nginx.conf" -p "$tmp/ngx" -e "$tmp/ngx/error.log" >"$tmp/ngx/nginx.out" 2>&1 &
 nginx_pid=$!
-for _ in $(seq 50); do ip netns exec $S bash -c 'exec 3<>/dev/tcp/203.0.113.2/8080' 2>/dev/null && break; sleep 0.1; done
-ip netns exec $S bash -c 'exec 3<>/dev/tcp/203.0.113.2/8080' 2>/dev/null ||
-	{ cat "$tmp/ngx/nginx.out" "$tmp/ngx/error.log" >&2; echo "lab.sh: nginx did not start" >&2; exit 1; }
+for f in $FAMILIES; do
+	for _ in $(seq 50); do ip netns exec $S bash -c "exec 3<>/dev/tcp/${SERVER[$f]}/8080" 2>/dev/null && break; sleep 0.1; done
+	ip netns exec $S bash -c "exec 3<>/dev/tcp/${SERVER[$f]}/8080" 2>/dev/null ||
+		{ cat "$tmp/ngx/nginx.out" "$tmp/ngx/error.log" >&2; echo "lab.sh: nginx did not start on ${SERVER[$f]}" >&2; exit 1; }
+done
 
 # start_edge LOG: edge run in $E, logging to LOG; returns once it forwards.
 start_edge() {
@@ -192,8 +222,8 @@ stop_edge() {
 
 # linux_off: Linux stops forwarding in $E (for edge to take over).
 linux_off() {
-	ip netns exec $E nft delete table ip lab
-	ip netns exec $E sysctl -qw net.ipv4.ip_forward=0
+	ip netns exec $E nft delete table inet lab
+	ip netns exec $E sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
 }
 
 if [ "$PEER" = linux ]; then
@@ -205,24 +235,28 @@ else
 	sed 's/^/  edge: /' "$tmp/edge.log"
 fi
 
-# check_file WHO: the random file, downloaded and compared (the first
-# connection through a fresh middle also resolves its neighbours).
+# check_file WHO FAMILY: the random file, downloaded over IPv4 or IPv6 and
+# compared (the first connection through a fresh middle also resolves its
+# neighbours).
 check_file() {
 	ip netns exec $C curl -sS --retry 3 --retry-connrefused --max-time 30 -o "$tmp/got" \
-		-w "  $1: the 4 MiB random file: HTTP %{http_code}, %{size_download} bytes in %{time_total} s" \
-		http://203.0.113.2:8080/check
-	cmp -s "$tmp/got" "$www/check" || { echo; echo "lab.sh: the file arrived damaged or incomplete through $1" >&2; exit 1; }
+		-w "  $1, IPv$2: the 4 MiB random file: HTTP %{http_code}, %{size_download} bytes in %{time_total} s" \
+		"http://${HOSTPORT[$2]}/check"
+	cmp -s "$tmp/got" "$www/check" || { echo; echo "lab.sh: the file arrived damaged or incomplete through $1 over IPv$2" >&2; exit 1; }
 	echo ", intact"
 }
 
-# seen_by_server: the addresses nginx saw requests from; only the SNAT
-# address may appear.
+# seen_by_server: the addresses nginx saw requests from: the SNAT address of
+# each family the lab uses, and nothing else.
 seen_by_server() {
-	local from
+	local from want f
 	from=$(awk '{print $1}' "$tmp/ngx/access.log" | sort -u | tr '\n' ' ')
-	[ "$from" = "203.0.113.1 " ] ||
-		{ echo "lab.sh: the server saw requests from '$from', not only from the SNAT address 203.0.113.1" >&2; exit 1; }
-	echo "  the server saw every request from 203.0.113.1 (the SNAT address; the client is 10.0.0.2)"
+	want=$(for f in $FAMILIES; do echo "${SNAT[$f]}"; done | sort -u | tr '\n' ' ')
+	[ "$from" = "$want" ] ||
+		{ echo "lab.sh: the server saw requests from '$from', not from the SNAT addresses '$want' only" >&2; exit 1; }
+	for f in $FAMILIES; do
+		echo "  the server saw every IPv$f request from ${SNAT[$f]} (the SNAT address; the client is ${CLIENT[$f]})"
+	done
 }
 
 # retransmits: TCP segments the server has retransmitted (its namespace's
@@ -248,18 +282,19 @@ edge_during() {
 			| if length == 0 then "none" else join(", ") end)' "$1" "$2"
 }
 
-# download WHO: the timed download, STREAMS downloads of SIZE bytes at once,
-# with WHO in the middle; throughput is their bytes over their wall time.
-# Prints the figures and leaves "MB/s Gbit/s seconds retransmits B/s" in
-# $tmp/dl-WHO.
+# download WHO FAMILY: the timed download, STREAMS downloads of SIZE bytes at
+# once over IPv4 or IPv6, with WHO in the middle; throughput is their bytes
+# over their wall time. Prints the figures and leaves "MB/s Gbit/s seconds
+# retransmits B/s" in $tmp/dl-WHO-FAMILY (and appends it to runs-WHO-FAMILY).
 download() {
-	local who=$1 i p r0 r1 t0 t1 bad=0 mbs gbs secs rtx
+	local who=$1 fam=$2 i p r0 r1 t0 t1 bad=0 mbs gbs secs rtx
+	local dl=$tmp/dl-$who-$fam
 	[ "$who" != edge ] || edge_stats "$tmp/stats-before.json"
 	r0=$(retransmits)
 	t0=$(date +%s%N)
 	for i in $(seq "$STREAMS"); do
 		ip netns exec $C curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{size_download}' \
-			http://203.0.113.2:8080/zeros >"$tmp/dl-$who.$i" 2>&1 &
+			"http://${HOSTPORT[$fam]}/zeros" >"$dl.$i" 2>&1 &
 		curl_pids="$curl_pids $!"
 	done
 	for p in $curl_pids; do wait "$p" || bad=1; done
@@ -267,15 +302,15 @@ download() {
 	t1=$(date +%s%N)
 	r1=$(retransmits)
 	for i in $(seq "$STREAMS"); do
-		[ "$(cat "$tmp/dl-$who.$i")" = "200 $SIZE" ] ||
-			{ echo "lab.sh: download $i through $who: $(cat "$tmp/dl-$who.$i") (want: 200 $SIZE)" >&2; bad=1; }
+		[ "$(cat "$dl.$i")" = "200 $SIZE" ] ||
+			{ echo "lab.sh: download $i through $who over IPv$fam: $(cat "$dl.$i") (want: 200 $SIZE)" >&2; bad=1; }
 	done
 	[ $bad = 0 ] || exit 1
 	awk -v b=$((SIZE * STREAMS)) -v ns=$((t1 - t0)) -v r=$((r1 - r0)) \
-		'BEGIN { s = ns / 1e9; printf "%.1f %.2f %.2f %d %.0f\n", b / s / 1e6, b * 8 / s / 1e9, s, r, b / s }' >"$tmp/dl-$who"
-	cat "$tmp/dl-$who" >>"$tmp/runs-$who"
-	read -r mbs gbs secs rtx _ <"$tmp/dl-$who"
-	echo "  $who: $STREAMS x $SIZE bytes in $secs s: $mbs MB/s, $gbs Gbit/s; the server retransmitted $rtx TCP segment(s)"
+		'BEGIN { s = ns / 1e9; printf "%.1f %.2f %.2f %d %.0f\n", b / s / 1e6, b * 8 / s / 1e9, s, r, b / s }' >"$dl"
+	cat "$dl" >>"$tmp/runs-$who-$fam"
+	read -r mbs gbs secs rtx _ <"$dl"
+	echo "  $who, IPv$fam: $STREAMS x $SIZE bytes in $secs s: $mbs MB/s, $gbs Gbit/s; the server retransmitted $rtx TCP segment(s)"
 	if [ "$who" = edge ]; then
 		edge_stats "$tmp/stats-after.json"
 		echo "  edge during the download: $(edge_during "$tmp/stats-before.json" "$tmp/stats-after.json")"
@@ -283,65 +318,94 @@ download() {
 }
 
 echo "== downloads from nginx (in $S) to the client (in $C) through $PEER"
-check_file "$PEER"
-download "$PEER"
+# both_families WHO: the checked file and the timed download, in each family.
+both_families() {
+	local f
+	for f in $FAMILIES; do
+		check_file "$1" "$f"
+		download "$1" "$f"
+	done
+}
+both_families "$PEER"
 seen_by_server
-if [ -n "${RESULT:-}" ]; then cut -d' ' -f5 "$tmp/dl-$PEER" >"$RESULT"; fi
+first_family=${FAMILIES%% *}
+if [ -n "${RESULT:-}" ]; then cut -d' ' -f5 "$tmp/dl-$PEER-$first_family" >"$RESULT"; fi
 
-echo "== unsolicited connection from the server side to the SNAT address (must fail; checked on the wire)"
-# What comes back is captured on the server's interface: with edge in the
-# middle nothing may (default_action: drop); Linux answers for its own
-# address with the kernel's TCP reset (nothing listens on port 22, and the
-# forward chain's policy does not see traffic to the box itself).
-ip netns exec $S tcpdump -i s0 -n -U --immediate-mode -w "$tmp/inbound.pcap" "tcp port 22 and host 203.0.113.1" 2>"$tmp/tcpdump.log" &
-capture_pid=$!
-for _ in $(seq 50); do grep -q "listening on" "$tmp/tcpdump.log" && break; sleep 0.1; done
-if ip netns exec $S timeout 2 bash -c 'exec 3<>/dev/tcp/203.0.113.1/22' 2>/dev/null; then
-	echo "lab.sh: an inbound connection got through" >&2; exit 1
-fi
-sleep 0.5 # a reset or a retransmission still on its way
-kill -INT "$capture_pid"; wait "$capture_pid" 2>/dev/null || true; capture_pid=
-count() { tcpdump -r "$tmp/inbound.pcap" -n "$1" 2>/dev/null | wc -l; }
-syns=$(count "src 203.0.113.2 and tcp[tcpflags] & tcp-syn != 0")
-answers=$(count "src 203.0.113.1")
-resets=$(count "src 203.0.113.1 and tcp[tcpflags] & tcp-rst != 0")
-[ "$syns" -gt 0 ] || { echo "lab.sh: the capture saw no SYN from the server" >&2; exit 1; }
-if [ "$PEER" = linux ]; then
-	[ "$resets" -gt 0 ] || { echo "lab.sh: Linux sent no reset for its closed port ($answers packets back)" >&2; exit 1; }
-	echo "  refused by the Linux box's own stack: $syns SYN(s), $resets TCP reset(s) from 203.0.113.1 (its closed port 22, not a policy)"
-else
-	[ "$answers" -eq 0 ] || { echo "lab.sh: edge let $answers packet(s) answer an unsolicited connection" >&2; tcpdump -r "$tmp/inbound.pcap" -n >&2; exit 1; }
-	echo "  dropped by policy (default_action: drop): $syns SYN(s) from the server, nothing came back on the wire"
-fi
+# refused FAMILY: an unsolicited connection from the server side to the SNAT
+# address of that family must fail. What comes back is captured on the
+# server's interface: with edge in the middle nothing may (default_action:
+# drop), neither TCP nor an ICMP error; Linux answers for its own address with
+# the kernel's TCP reset (nothing listens on port 22, and the forward chain's
+# policy does not see traffic to the box itself). The kernels' own neighbour
+# discovery is not an answer (ICMPv6 types 128 and up are left out).
+refused() {
+	local f=$1 snat=${SNAT[$1]} server=${SERVER[$1]} flags icmp syns answers resets
+	if [ "$f" = 6 ]; then flags="ip6[53]" icmp="(icmp6 and ip6[40] < 128)"; else flags="tcp[tcpflags]" icmp=icmp; fi
+	ip netns exec $S tcpdump -i s0 -n -U --immediate-mode -w "$tmp/inbound$f.pcap" "host $snat and (tcp port 22 or $icmp)" 2>"$tmp/tcpdump$f.log" &
+	capture_pid=$!
+	for _ in $(seq 50); do grep -q "listening on" "$tmp/tcpdump$f.log" && break; sleep 0.1; done
+	if ip netns exec $S timeout 2 bash -c "exec 3<>/dev/tcp/$snat/22" 2>/dev/null; then
+		echo "lab.sh: an inbound IPv$f connection got through" >&2; exit 1
+	fi
+	sleep 0.5 # a reset or a retransmission still on its way
+	kill -INT "$capture_pid"; wait "$capture_pid" 2>/dev/null || true; capture_pid=
+	count() { tcpdump -r "$tmp/inbound$f.pcap" -n "$1" 2>/dev/null | wc -l; }
+	syns=$(count "tcp and src $server and $flags & 2 != 0")
+	answers=$(count "src $snat")
+	resets=$(count "tcp and src $snat and $flags & 4 != 0")
+	[ "$syns" -gt 0 ] || { echo "lab.sh: the IPv$f capture saw no SYN from the server" >&2; exit 1; }
+	if [ "$PEER" = linux ]; then
+		[ "$resets" -gt 0 ] || { echo "lab.sh: Linux sent no IPv$f reset for its closed port ($answers packets back)" >&2; exit 1; }
+		echo "  IPv$f: refused by the Linux box's own stack: $syns SYN(s), $resets TCP reset(s) from $snat (its closed port 22, not a policy)"
+	else
+		[ "$answers" -eq 0 ] || { echo "lab.sh: edge let $answers packet(s) answer an unsolicited IPv$f connection" >&2; tcpdump -r "$tmp/inbound$f.pcap" -n >&2; exit 1; }
+		echo "  IPv$f: dropped by policy (default_action: drop): $syns SYN(s) from the server to $snat, nothing came back on the wire"
+	fi
+}
+echo "== unsolicited connection from the server side to the SNAT address, in each family (must fail; checked on the wire)"
+for f in $FAMILIES; do refused "$f"; done
 
 if [ "$PEER" = edge ]; then
 	# The control plane, as an operator drives it (README "Operating edge").
 	ctl() { "$tmp/edge" --socket "$tmp/edge.sock" "$@"; }
 	echo "== edge status"
-	ctl status | sed 's/^/  /'
+	ctl status >"$tmp/status"
+	sed 's/^/  /' "$tmp/status"
+	# automap took the outside interface's address of each family.
+	for f in $FAMILIES; do
+		grep '^  pool ' "$tmp/status" | sed 's/^  pool [^:]*: //' | tr ' ' '\n' | grep -qxF "${SNAT[$f]}" ||
+			{ echo "lab.sh: edge status lists no SNAT address ${SNAT[$f]} (IPv$f): automap did not take it" >&2; exit 1; }
+	done
 	echo "== edge flows"
 	ctl flows | sed 's/^/  /'
-	echo "== edge config apply: a rule that drops new HTTP connections to the server"
+	echo "== edge config apply: a rule that drops new HTTP connections to the server (each family's address)"
 	"$tmp/edge" events --socket "$tmp/edge.sock" --kind dropped,opened,closed --for 8s >"$tmp/events.txt" 2>&1 &
 	events_pid=$!
 	sleep 0.3
 	# edge saves an applied document to its --config file: keep the original.
 	cp "$tmp/edge.yaml" "$tmp/edge-orig.yaml"
-	sed 's/^rules:$/rules:\n  - {name: block-http, zone: inside, proto: tcp, dst: [203.0.113.2], dst_ports: ["8080"], action: drop}/' \
+	sed 's/^rules:$/rules:\n  - {name: block-http, zone: inside, proto: tcp, dst: [203.0.113.2, "2001:db8:113::2"], dst_ports: ["8080"], action: drop}/' \
 		"$tmp/edge.yaml" >"$tmp/edge-block.yaml"
 	ctl config apply -f "$tmp/edge-block.yaml" | sed 's/^/  /'
-	if ip netns exec $C curl -sS --max-time 2 -o /dev/null http://203.0.113.2:8080/check 2>/dev/null; then
-		echo "lab.sh: a connection crossed the rule applied to drop it" >&2; exit 1
-	fi
-	echo "  a new download now fails (dropped by rule block-http)"
+	for f in $FAMILIES; do
+		if ip netns exec $C curl -sS --max-time 2 -o /dev/null "http://${HOSTPORT[$f]}/check" 2>/dev/null; then
+			echo "lab.sh: an IPv$f connection crossed the rule applied to drop it" >&2; exit 1
+		fi
+		echo "  a new IPv$f download now fails (dropped by rule block-http)"
+	done
 	grep -q block-http "$tmp/edge.yaml" || { echo "lab.sh: the applied configuration was not saved to --config" >&2; exit 1; }
 	ctl config apply -f "$tmp/edge-orig.yaml" | sed 's/^/  /'
-	ip netns exec $C curl -sS --max-time 10 -o /dev/null -w '  after restoring the rules: HTTP %{http_code}\n' http://203.0.113.2:8080/check
+	for f in $FAMILIES; do
+		ip netns exec $C curl -sS --max-time 10 -o /dev/null -w "  after restoring the rules, IPv$f: HTTP %{http_code}\n" "http://${HOSTPORT[$f]}/check"
+	done
 	wait "$events_pid" || true
 	echo "== edge events (during the above)"
 	head -20 "$tmp/events.txt" | sed 's/^/  /'
-	grep -q "dropped tcp 10.0.0.2:[0-9]* -> 203.0.113.2:8080 .*reason firewall_drop" "$tmp/events.txt" ||
-		{ echo "lab.sh: no firewall_drop event for the dropped connection" >&2; exit 1; }
+	for f in $FAMILIES; do
+		if [ "$f" = 6 ]; then from="\[fd00:10::2\]:[0-9]*" to="\[2001:db8:113::2\]:8080"; else from="10\.0\.0\.2:[0-9]*" to="203\.0\.113\.2:8080"; fi
+		grep -q "dropped tcp $from -> $to .*reason firewall_drop" "$tmp/events.txt" ||
+			{ echo "lab.sh: no firewall_drop event for the dropped IPv$f connection" >&2; exit 1; }
+	done
 	echo "== edge stats"
 	ctl stats | sed 's/^/  /'
 	echo "== /metrics (Prometheus; edge run --metrics 127.0.0.1:9100, in $E)"
@@ -359,30 +423,31 @@ fi
 if [ -n "$COMPARE" ]; then
 	echo "== the same downloads with Linux in the middle (in $E, edge stopped): nftables masquerade + conntrack + stateful rule"
 	linux_middle
-	check_file linux
-	download linux
+	both_families linux
 	for round in $(seq 2 "$ROUNDS"); do
 		echo "== round $round of $ROUNDS: edge, then Linux"
 		linux_off
 		start_edge "$tmp/edge-$round.log"
-		check_file edge
-		download edge
+		both_families edge
 		stop_edge
 		linux_middle
-		check_file linux
-		download linux
+		both_families linux
 	done
 	seen_by_server
 	echo "== edge vs Linux: $STREAMS x $SIZE bytes from nginx to the client, same namespaces, $ROUNDS round(s) alternated"
 	median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 	{
-		echo "MIDDLE MB/s Gbit/s SECONDS SERVER-TCP-RETRANSMITS"
-		for who in edge linux; do
-			awk -v w="$who" '{ print w, $1, $2, $3, $4 }' "$tmp/runs-$who"
-			[ "$ROUNDS" -eq 1 ] || echo "$who-median $(cut -d' ' -f1 "$tmp/runs-$who" | median) $(cut -d' ' -f2 "$tmp/runs-$who" | median) - -"
+		echo "MIDDLE FAMILY MB/s Gbit/s SECONDS SERVER-TCP-RETRANSMITS"
+		for f in $FAMILIES; do
+			for who in edge linux; do
+				awk -v w="$who" -v f="IPv$f" '{ print w, f, $1, $2, $3, $4 }' "$tmp/runs-$who-$f"
+				[ "$ROUNDS" -eq 1 ] || echo "$who-median IPv$f $(cut -d' ' -f1 "$tmp/runs-$who-$f" | median) $(cut -d' ' -f2 "$tmp/runs-$who-$f" | median) - -"
+			done
 		done
 	} | column -t | sed 's/^/  /'
-	awk -v e="$(cut -d' ' -f1 "$tmp/runs-edge" | median)" -v l="$(cut -d' ' -f1 "$tmp/runs-linux" | median)" -v r="$ROUNDS" \
-		'BEGIN { printf "  edge / linux: %.2fx%s\n", e / l, (r > 1 ? " (medians)" : "") }'
+	for f in $FAMILIES; do
+		awk -v e="$(cut -d' ' -f1 "$tmp/runs-edge-$f" | median)" -v l="$(cut -d' ' -f1 "$tmp/runs-linux-$f" | median)" -v r="$ROUNDS" -v f="$f" \
+			'BEGIN { printf "  IPv%s: edge / linux: %.2fx%s\n", f, e / l, (r > 1 ? " (medians)" : "") }'
+	done
 fi
 echo "lab: OK"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # topo.sh: the pps lab's topology: client ns (generator) -- middle ns -- server ns (sink).
 #
-#   topo.sh up MODE [--queues N] [--max-flows N] [--middle-cpus LIST] [--other-cpu C] [--client-prefix LEN]
+#   topo.sh up MODE [--queues N] [--max-flows N] [--middle-cpus LIST] [--other-cpu C] [--client-prefix LEN] [--ipv6]
 #        MODE: direct     generator veth straight to the sink veth (no middle: the ceiling)
 #              linux-fwd  Linux ip_forward in the middle
 #              linux-nft  Linux forwarding + nftables masquerade + conntrack + a stateful rule
@@ -11,12 +11,21 @@
 #                         rewritten; one queue, its worker on the first --middle-cpus CPU
 #        prints the topology's ID on the last line of stdout; its variables are in
 #        /tmp/edgetopo/ID/env (shell syntax: NS_C NS_M NS_S DEV_C DEV_IN DEV_OUT DEV_S
-#        SRC_IP DST_IP DST_MAC EDGE_PID EDGE_SOCK EDGE_CONFIG ...)
+#        SRC_IP DST_IP DST_MAC EDGE_PID EDGE_SOCK EDGE_CONFIG ...; with --ipv6 also
+#        SRC_IP6 DST_IP6)
 #   topo.sh pin ID     pin the veth NAPI kthreads (call again after attaching XDP)
 #   topo.sh down ID    stop edge, remove the namespaces and links, restore sysctls
 #   topo.sh list       topologies still up
 #
 #   client ns  DEV_C 10.0.0.2 ── DEV_IN 10.0.0.1 [ middle ] DEV_OUT 203.0.113.1 ── DEV_S 203.0.113.2  server ns
+#   (--ipv6)         fd00:10::2       fd00:10::1               2001:db8:113::1        2001:db8:113::2
+#
+# --ipv6 makes the lab dual-stack (IPv6 is off on every veth otherwise): the
+# addresses above (no duplicate address detection), static neighbours and
+# the client's default route in IPv6 too; Linux forwards IPv6 as well, and
+# linux-nft has an ip6 table like its ip one (masquerade, conntrack,
+# stateful forward rule); edge's configuration gets the two IPv6 routes and
+# its SNAT automap takes the outside interface's address of each family.
 #
 # --client-prefix LEN (default 24) widens the client's subnet to 10.0.0.0/LEN
 # (both its addresses and edge's inside route), e.g. 16 for a lab whose
@@ -113,7 +122,7 @@ cmd_down() {
 
 cmd_up() {
 	local mode=$1; shift
-	local queues=1 maxflows=4194304 middle_cpus=1 other_cpu=0 cprefix=24
+	local queues=1 maxflows=4194304 middle_cpus=1 other_cpu=0 cprefix=24 ipv6=
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--queues) queues=$2; shift 2 ;;
@@ -121,6 +130,7 @@ cmd_up() {
 		--middle-cpus) middle_cpus=$2; shift 2 ;;
 		--other-cpu) other_cpu=$2; shift 2 ;;
 		--client-prefix) cprefix=$2; shift 2 ;;
+		--ipv6) ipv6=1; shift ;;
 		*) die "unknown option $1" ;;
 		esac
 	done
@@ -157,12 +167,13 @@ DST_IP=203.0.113.2
 MIDDLE_CPUS=$middle_cpus
 OTHER_CPU=$other_cpu
 EOF
+	[ -z "$ipv6" ] || printf 'SRC_IP6=fd00:10::2\nDST_IP6=2001:db8:113::2\n' >>"$dir/env"
 	local q=(numtxqueues "$queues" numrxqueues "$queues")
 	ip netns add "$C"; ip netns add "$S"
 	if [ "$mode" = direct ]; then
 		ip link add "$dc" "${q[@]}" type veth peer name "$ds" "${q[@]}"
 		ip link set "$dc" netns "$C"; ip link set "$ds" netns "$S"
-		set -- "$C $dc 10.0.0.2/24" "$S $ds 203.0.113.2/24"
+		set -- "$C $dc 10.0.0.2/24 fd00:10::2/64" "$S $ds 203.0.113.2/24 2001:db8:113::2/64"
 	else
 		ip netns add "$M"
 		ip link add "$dc" "${q[@]}" type veth peer name "$di" "${q[@]}"
@@ -170,13 +181,19 @@ EOF
 		ip link set "$dc" netns "$C"; ip link set "$di" netns "$M"
 		ip link set "$do" netns "$M"; ip link set "$ds" netns "$S"
 		ip -n "$M" link set lo up
-		set -- "$C $dc 10.0.0.2/$cprefix" "$M $di 10.0.0.1/$cprefix" "$M $do 203.0.113.1/24" "$S $ds 203.0.113.2/24"
+		set -- "$C $dc 10.0.0.2/$cprefix fd00:10::2/64" "$M $di 10.0.0.1/$cprefix fd00:10::1/64" \
+			"$M $do 203.0.113.1/24 2001:db8:113::1/64" "$S $ds 203.0.113.2/24 2001:db8:113::2/64"
 	fi
 	ip -n "$C" link set lo up; ip -n "$S" link set lo up
 	local x
 	for x in "$@"; do
 		set -- $x
-		ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=1
+		if [ -n "$ipv6" ]; then
+			ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".accept_dad=0 net.ipv6.conf."$2".disable_ipv6=0
+			ip -n "$1" addr add "$4" dev "$2" nodad
+		else
+			ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=1
+		fi
 		ip -n "$1" addr add "$3" dev "$2"
 		ip netns exec "$1" ethtool -K "$2" tx off tso off gro on >/dev/null 2>&1 || true
 		ip -n "$1" link set "$2" up
@@ -197,6 +214,13 @@ EOF
 		ip -n "$C" neigh replace 10.0.0.1 lladdr "$dst_mac" dev "$dc" nud permanent
 		ip -n "$S" neigh replace 203.0.113.1 lladdr "$(mac "$M" "$do")" dev "$ds" nud permanent
 		ip -n "$C" route add default via 10.0.0.1
+		if [ -n "$ipv6" ]; then
+			ip -n "$M" neigh replace fd00:10::2 lladdr "$(mac "$C" "$dc")" dev "$di" nud permanent
+			ip -n "$M" neigh replace 2001:db8:113::2 lladdr "$(mac "$S" "$ds")" dev "$do" nud permanent
+			ip -n "$C" neigh replace fd00:10::1 lladdr "$dst_mac" dev "$dc" nud permanent
+			ip -n "$S" neigh replace 2001:db8:113::1 lladdr "$(mac "$M" "$do")" dev "$ds" nud permanent
+			ip -n "$C" -6 route add default via fd00:10::1
+		fi
 	fi
 	echo "SINK_RX=$ds" >>"$dir/env"
 	echo "DST_MAC=$dst_mac" >>"$dir/env"
@@ -204,6 +228,7 @@ EOF
 	linux-fwd | linux-nft)
 		ip netns exec "$M" sysctl -qw net.ipv4.ip_forward=1
 		ip netns exec "$M" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+		[ -z "$ipv6" ] || ip netns exec "$M" sysctl -qw net.ipv6.conf.all.forwarding=1
 		;;
 	esac
 	if [ "$mode" = linux-nft ]; then
@@ -220,6 +245,21 @@ table ip pps {
 	}
 }
 NFT
+		if [ -n "$ipv6" ]; then
+			ip netns exec "$M" nft -f - <<NFT
+table ip6 pps6 {
+	chain filter_forward {
+		type filter hook forward priority 0; policy drop;
+		ct state established,related accept
+		iifname "$di" oifname "$do" ct state new accept
+	}
+	chain nat_postrouting {
+		type nat hook postrouting priority 100;
+		oifname "$do" masquerade
+	}
+}
+NFT
+		fi
 		local cur
 		cur=$(sysctl -n net.netfilter.nf_conntrack_max)
 		if [ "$cur" -lt "$maxflows" ]; then
@@ -243,7 +283,8 @@ NFT
 			bin=$dir/edge
 			go build -o "$bin" ./cmd/edge
 		fi
-		local cpus=(${middle_cpus//,/ }) wcpus="" i
+		local cpus=(${middle_cpus//,/ }) wcpus="" i routes6=""
+		[ -z "$ipv6" ] || routes6=$(printf '  - {dst: "fd00:10::/64", interface: inside}\n  - {dst: "2001:db8:113::/64", interface: outside}')
 		for ((i = 0; i < queues; i++)); do wcpus="$wcpus${wcpus:+, }${cpus[$((i % ${#cpus[@]}))]}"; done
 		cat >"$dir/edge.yaml" <<EOF
 interfaces:
@@ -252,6 +293,7 @@ interfaces:
 routes:
   - {dst: 10.0.0.0/$cprefix, interface: inside}
   - {dst: 203.0.113.0/24, interface: outside}
+$routes6
 snat: {mode: automap, ports: "1024-65535"}
 rules:
   - {name: outbound, zone: inside, action: allow}
@@ -308,5 +350,5 @@ up) shift; [ $# -ge 1 ] || die "usage: topo.sh up MODE [--queues N]"; cmd_up "$@
 down) [ $# -eq 2 ] || die "usage: topo.sh down ID"; cmd_down "$2" ;;
 pin) [ $# -eq 2 ] || die "usage: topo.sh pin ID"; cmd_pin "$2" ;;
 list) ls "$BASE" 2>/dev/null || true ;;
-*) die "usage: topo.sh up MODE [--queues N] [--max-flows N] | pin ID | down ID | list" ;;
+*) die "usage: topo.sh up MODE [--queues N] [--max-flows N] [--ipv6] | pin ID | down ID | list" ;;
 esac

@@ -1,10 +1,11 @@
-// Package gen is edge's packet generator and sink: UDP/IPv4 frames built
+// Package gen is edge's packet generator and sink: UDP/IPv4 or UDP/IPv6 frames built
 // from a template (no per-packet allocation, no gopacket, no fmt), sent and
 // received over AF_XDP (copy mode on veth) or AF_PACKET, with the statistics
 // a forwarding benchmark needs.
 //
-// What a generated frame carries: Ethernet, IPv4 (DF, TTL 64), UDP with a
-// complete checksum, and a payload holding a magic (Magic), a 32-bit
+// What a generated frame carries: Ethernet, IPv4 (DF, TTL 64) or IPv6 (hop
+// limit 64, no extension header; frames of at least MinFrame6 = 82 bytes),
+// UDP with a complete checksum, and a payload holding a magic (Magic), a 32-bit
 // sequence number and the CLOCK_MONOTONIC time of sending (Now). The
 // monotonic clock is system-wide, so a sink in another network namespace of
 // the same machine computes one-way latency from it.

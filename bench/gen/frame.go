@@ -13,6 +13,7 @@ const Magic = 0x4547454e
 const (
 	ethLen     = 14
 	ipLen      = 20
+	ip6Len     = 40 // IPv6 frames: every offset below after offIP is ip6Len-ipLen further
 	udpLen     = 8
 	HeaderLen  = ethLen + ipLen + udpLen // 42: payload offset
 	offIP      = ethLen
@@ -36,7 +37,7 @@ const (
 // FrameConfig describes the packets to build.
 type FrameConfig struct {
 	SrcMAC, DstMAC [6]byte
-	Src, Dst       netip.Addr // IPv4
+	Src, Dst       netip.Addr // both IPv4 or both IPv6 (IPv6: UDP only, not SYN)
 	Sizes          []int      // frame sizes (FCS included), used in turn; default {64}
 	Flows          int        // distinct flows, visited in index order from FlowOffset; default 1
 	FlowOffset     uint64     // first flow index
@@ -83,14 +84,26 @@ type Builder struct {
 	ipBase   uint32
 	queues   uint32
 	slots    []int16 // per caller frame slot: the size class its bytes hold, -1 none
+	l3       int     // bytes the IP header has beyond IPv4's 20: 0, or 20 for IPv6
 }
+
+// MinFrame6 is the smallest IPv6 frame (FCS included) the generator builds:
+// Ethernet, IPv6, UDP and the payload the sink reads.
+const MinFrame6 = ethLen + ip6Len + udpLen + PayloadMin + fcsLen
 
 // NewBuilder prepares templates and the flow table; slots is the number of
 // frame buffers the caller rotates through (Build copies a template into a
 // slot only when the slot holds another size class).
 func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
-	if !c.Src.Is4() || !c.Dst.Is4() {
-		return nil, errors.New("gen: source and destination must be IPv4 addresses")
+	v6 := c.Src.Is6() && !c.Src.Is4In6() && c.Dst.Is6() && !c.Dst.Is4In6()
+	if !(c.Src.Is4() && c.Dst.Is4()) && !v6 {
+		return nil, errors.New("gen: source and destination must be both IPv4 or both IPv6 addresses")
+	}
+	if v6 && c.SYN {
+		return nil, errors.New("gen: IPv6 frames are UDP (no SYN mode)")
+	}
+	if v6 && len(c.Sizes) == 0 {
+		c.Sizes = []int{MinFrame6}
 	}
 	if len(c.Sizes) == 0 || c.SYN {
 		c.Sizes = []int{MinFrame}
@@ -121,6 +134,9 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 	b := &Builder{ports: NewPorts(c.Seed), nflows: uint64(c.Flows), offset: c.FlowOffset,
 		newFlow: c.NewFlows, syn: c.SYN, synDst: c.SYNDstPort, queues: uint32(c.Queues), slots: make([]int16, slots),
 		srcNet: srcNet, srcHosts: srcHosts, srcKey: mix64(c.Seed ^ 0x5bd1e9955bd1e995)}
+	if v6 {
+		b.l3 = ip6Len - ipLen
+	}
 	for i := range b.slots {
 		b.slots[i] = -1
 	}
@@ -129,17 +145,26 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 		if sz < MinFrame || sz > MaxFrame {
 			return nil, errors.New("gen: frame size out of range 64..1518")
 		}
+		if v6 && sz < MinFrame6 {
+			return nil, errors.New("gen: an IPv6 frame is at least 82 bytes (Ethernet, IPv6, UDP, the 16-byte payload, FCS)")
+		}
 		cl, ok := classOf[sz]
 		if !ok {
 			cl = uint8(len(b.tmpl))
 			classOf[sz] = cl
-			t, sum := template(c, sz-fcsLen)
-			if c.SYN {
+			var t []byte
+			var sum uint32
+			switch {
+			case v6:
+				t, sum = template6(c, sz-fcsLen)
+			case c.SYN:
 				t, sum = synTemplate(c, sz-fcsLen)
-				if srcHosts != 0 {
-					// The header's words but its checksum (the source address is zero).
-					b.ipBase = sum16(t[offIP+12:offIP+ipLen], sum16(t[offIP:offIP+10], 0))
-				}
+			default:
+				t, sum = template(c, sz-fcsLen)
+			}
+			if c.SYN && srcHosts != 0 {
+				// The header's words but its checksum (the source address is zero).
+				b.ipBase = sum16(t[offIP+12:offIP+ipLen], sum16(t[offIP:offIP+10], 0))
 			}
 			b.tmpl = append(b.tmpl, t)
 			b.base = append(b.base, sum)
@@ -195,6 +220,34 @@ func template(c FrameConfig, n int) ([]byte, uint32) {
 	sum := sum16(ph[:], 0)
 	sum = sum16(f[offUDP:], sum)
 	return f, sum
+}
+
+// template6 is template for IPv6 (hop limit 64, no extension header).
+func template6(c FrameConfig, n int) ([]byte, uint32) {
+	f := make([]byte, n)
+	copy(f[0:6], c.DstMAC[:])
+	copy(f[6:12], c.SrcMAC[:])
+	binary.BigEndian.PutUint16(f[12:], 0x86dd)
+	ip := f[offIP:]
+	ip[0] = 0x60
+	ulen := n - offIP - ip6Len
+	binary.BigEndian.PutUint16(ip[4:], uint16(ulen))
+	ip[6] = 17
+	ip[7] = 64
+	s16, d16 := c.Src.As16(), c.Dst.As16()
+	copy(ip[8:24], s16[:])
+	copy(ip[24:40], d16[:])
+	u := f[offIP+ip6Len:]
+	binary.BigEndian.PutUint16(u[4:], uint16(ulen))
+	binary.BigEndian.PutUint32(u[udpLen:], Magic)
+	// Pseudo-header (RFC 8200 8.1): addresses, length, next header; then
+	// header and payload.
+	var ph [40]byte
+	copy(ph[0:16], s16[:])
+	copy(ph[16:32], d16[:])
+	binary.BigEndian.PutUint32(ph[32:], uint32(ulen))
+	ph[39] = 17
+	return f, sum16(u, sum16(ph[:], 0))
 }
 
 // synTemplate builds a TCP SYN frame of length n (padded after the TCP
@@ -288,17 +341,18 @@ func (b *Builder) Build(frame []byte, slot int, seq uint64, ts int64) int {
 	}
 	s32 := uint32(seq)
 	u := uint64(ts)
-	binary.BigEndian.PutUint16(f[offSrcPort:], sp)
-	binary.BigEndian.PutUint16(f[offDstPort:], dp)
-	binary.BigEndian.PutUint32(f[offSeq:], s32)
-	binary.BigEndian.PutUint64(f[offTS:], u)
+	l3 := b.l3
+	binary.BigEndian.PutUint16(f[offSrcPort+l3:], sp)
+	binary.BigEndian.PutUint16(f[offDstPort+l3:], dp)
+	binary.BigEndian.PutUint32(f[offSeq+l3:], s32)
+	binary.BigEndian.PutUint64(f[offTS+l3:], u)
 	sum := b.base[cl] + uint32(sp) + uint32(dp) + s32>>16 + s32&0xffff +
 		uint32(u>>48) + uint32(u>>32)&0xffff + uint32(u>>16)&0xffff + uint32(u)&0xffff
 	c := ^fold(sum)
 	if c == 0 {
 		c = 0xffff
 	}
-	binary.BigEndian.PutUint16(f[offUDPSum:], c)
+	binary.BigEndian.PutUint16(f[offUDPSum+l3:], c)
 	return n
 }
 
@@ -350,17 +404,29 @@ type Packet struct {
 	TS  int64
 }
 
-// ParsePacket reads a generated packet from an Ethernet frame: IPv4, UDP,
-// payload opening with Magic. ok is false for anything else.
+// ParsePacket reads a generated packet from an Ethernet frame: IPv4 or IPv6
+// (no extension header), UDP, payload opening with Magic. ok is false for
+// anything else.
 func ParsePacket(f []byte) (p Packet, ok bool) {
-	if len(f) < HeaderLen+PayloadMin || f[12] != 0x08 || f[13] != 0x00 {
+	if len(f) < HeaderLen+PayloadMin {
 		return p, false
 	}
-	ihl := int(f[offIP]&0x0f) * 4
-	if f[offIP]>>4 != 4 || ihl < ipLen || f[offIP+9] != 17 {
+	var pl int
+	switch {
+	case f[12] == 0x08 && f[13] == 0x00:
+		ihl := int(f[offIP]&0x0f) * 4
+		if f[offIP]>>4 != 4 || ihl < ipLen || f[offIP+9] != 17 {
+			return p, false
+		}
+		pl = ethLen + ihl + udpLen
+	case f[12] == 0x86 && f[13] == 0xdd:
+		if len(f) < offIP+ip6Len || f[offIP]>>4 != 6 || f[offIP+6] != 17 {
+			return p, false
+		}
+		pl = ethLen + ip6Len + udpLen
+	default:
 		return p, false
 	}
-	pl := ethLen + ihl + udpLen
 	if len(f) < pl+PayloadMin || binary.BigEndian.Uint32(f[pl:]) != Magic {
 		return p, false
 	}

@@ -18,56 +18,109 @@ func testConfig() FrameConfig {
 	}
 }
 
-// TestFrames checks every field and both checksums with gopacket.
+// TestFrames checks every field and both checksums with gopacket, in each
+// family (IPv6: the IMIX sizes with 64 raised to MinFrame6).
 func TestFrames(t *testing.T) {
-	for _, newFlows := range []bool{false, true} {
-		c := testConfig()
-		c.NewFlows = newFlows
-		b, err := NewBuilder(c, 4)
-		if err != nil {
-			t.Fatal(err)
+	for _, fam := range []struct {
+		name     string
+		src, dst netip.Addr
+		sizes    []int
+	}{
+		{"ipv4", netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("203.0.113.2"), IMIX},
+		{"ipv6", netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2"),
+			[]int{MinFrame6, MinFrame6, MinFrame6, MinFrame6, MinFrame6, MinFrame6, MinFrame6, 576, 576, 576, 576, 1500}},
+	} {
+		for _, newFlows := range []bool{false, true} {
+			t.Run(fam.name, func(t *testing.T) { testFrames(t, fam.src, fam.dst, fam.sizes, newFlows) })
 		}
-		var bufs [4][2048]byte
-		for seq := uint64(0); seq < 500; seq++ {
-			ts := int64(0x0123456789abcdef) + int64(seq)*977
-			buf := bufs[seq%4][:]
-			n := b.Build(buf, int(seq%4), seq, ts)
-			if want := IMIX[seq%12] - 4; n != want {
-				t.Fatalf("seq %d: length %d, want %d", seq, n, want)
-			}
-			f := append([]byte(nil), buf[:n]...)
-			pkt := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
-			ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-			udp, _ := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
-			if ip == nil || udp == nil {
-				t.Fatalf("seq %d: not IPv4/UDP: %v", seq, pkt)
-			}
-			if !ip.SrcIP.Equal(c.Src.AsSlice()) || !ip.DstIP.Equal(c.Dst.AsSlice()) || ip.TTL != 64 || int(ip.Length) != n-14 {
+	}
+}
+
+func testFrames(t *testing.T, src, dst netip.Addr, sizes []int, newFlows bool) {
+	c := testConfig()
+	c.Src, c.Dst, c.Sizes, c.NewFlows = src, dst, sizes, newFlows
+	b, err := NewBuilder(c, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bufs [4][2048]byte
+	for seq := uint64(0); seq < 500; seq++ {
+		ts := int64(0x0123456789abcdef) + int64(seq)*977
+		buf := bufs[seq%4][:]
+		n := b.Build(buf, int(seq%4), seq, ts)
+		if want := sizes[seq%uint64(len(sizes))] - 4; n != want {
+			t.Fatalf("seq %d: length %d, want %d", seq, n, want)
+		}
+		f := append([]byte(nil), buf[:n]...)
+		pkt := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		udp, _ := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		var ipLayer gopacket.SerializableLayer
+		var netLayer gopacket.NetworkLayer
+		var first gopacket.LayerType
+		switch ip := pkt.NetworkLayer().(type) {
+		case *layers.IPv4:
+			if c.Src.Is6() || !ip.SrcIP.Equal(c.Src.AsSlice()) || !ip.DstIP.Equal(c.Dst.AsSlice()) || ip.TTL != 64 || int(ip.Length) != n-14 {
 				t.Fatalf("seq %d: bad IPv4 header %+v", seq, ip)
 			}
-			// Recompute both checksums with gopacket and compare.
-			ipc, udpc := *ip, *udp
-			udpc.SetNetworkLayerForChecksum(&ipc)
-			sb := gopacket.NewSerializeBuffer()
-			if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true},
-				&ipc, &udpc, gopacket.Payload(udp.Payload)); err != nil {
-				t.Fatal(err)
+			ipc := *ip
+			ipLayer, netLayer, first = &ipc, &ipc, layers.LayerTypeIPv4
+		case *layers.IPv6:
+			if c.Src.Is4() || !ip.SrcIP.Equal(c.Src.AsSlice()) || !ip.DstIP.Equal(c.Dst.AsSlice()) || ip.HopLimit != 64 ||
+				int(ip.Length) != n-14-40 || ip.NextHeader != layers.IPProtocolUDP {
+				t.Fatalf("seq %d: bad IPv6 header %+v", seq, ip)
 			}
-			re := gopacket.NewPacket(sb.Bytes(), layers.LayerTypeIPv4, gopacket.Default)
+			ipc := *ip
+			ipLayer, netLayer, first = &ipc, &ipc, layers.LayerTypeIPv6
+		}
+		if netLayer == nil || udp == nil {
+			t.Fatalf("seq %d: not IP/UDP: %v", seq, pkt)
+		}
+		// Recompute the checksums with gopacket and compare.
+		udpc := *udp
+		udpc.SetNetworkLayerForChecksum(netLayer)
+		sb := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true},
+			ipLayer, &udpc, gopacket.Payload(udp.Payload)); err != nil {
+			t.Fatal(err)
+		}
+		re := gopacket.NewPacket(sb.Bytes(), first, gopacket.Default)
+		if ip, ok := pkt.NetworkLayer().(*layers.IPv4); ok {
 			if got, want := ip.Checksum, re.Layer(layers.LayerTypeIPv4).(*layers.IPv4).Checksum; got != want {
 				t.Fatalf("seq %d: IPv4 checksum %#04x, gopacket %#04x", seq, got, want)
 			}
-			if got, want := udp.Checksum, re.Layer(layers.LayerTypeUDP).(*layers.UDP).Checksum; got != want {
-				t.Fatalf("seq %d: UDP checksum %#04x, gopacket %#04x", seq, got, want)
-			}
-			if uint16(udp.SrcPort) < SrcPortMin || uint16(udp.DstPort) < DstPortMin || uint16(udp.DstPort) > DstPortMax {
-				t.Fatalf("seq %d: ports %d -> %d out of RFC 4814 ranges", seq, udp.SrcPort, udp.DstPort)
-			}
-			p, ok := ParsePacket(f)
-			if !ok || p.Seq != uint32(seq) || p.TS != ts {
-				t.Fatalf("seq %d: parsed %+v %v", seq, p, ok)
-			}
 		}
+		if got, want := udp.Checksum, re.Layer(layers.LayerTypeUDP).(*layers.UDP).Checksum; got != want {
+			t.Fatalf("seq %d: UDP checksum %#04x, gopacket %#04x", seq, got, want)
+		}
+		if uint16(udp.SrcPort) < SrcPortMin || uint16(udp.DstPort) < DstPortMin || uint16(udp.DstPort) > DstPortMax {
+			t.Fatalf("seq %d: ports %d -> %d out of RFC 4814 ranges", seq, udp.SrcPort, udp.DstPort)
+		}
+		p, ok := ParsePacket(f)
+		if !ok || p.Seq != uint32(seq) || p.TS != ts {
+			t.Fatalf("seq %d: parsed %+v %v", seq, p, ok)
+		}
+	}
+}
+
+// TestIPv6Refusals: an IPv6 builder refuses the SYN mode, frames too small
+// for its headers and mixed families.
+func TestIPv6Refusals(t *testing.T) {
+	c := testConfig()
+	c.Src, c.Dst, c.Sizes = netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2"), []int{MinFrame6 - 1}
+	if _, err := NewBuilder(c, 1); err == nil {
+		t.Error("an IPv6 frame below MinFrame6 was accepted")
+	}
+	c.Sizes = nil
+	if b, err := NewBuilder(c, 1); err != nil || b.Len(0) != MinFrame6-fcsLen {
+		t.Errorf("IPv6 default size: %v, %v; want MinFrame6", err, b)
+	}
+	c.SYN = true
+	if _, err := NewBuilder(c, 1); err == nil {
+		t.Error("IPv6 SYN mode was accepted")
+	}
+	c.SYN, c.Dst = false, netip.MustParseAddr("203.0.113.2")
+	if _, err := NewBuilder(c, 1); err == nil {
+		t.Error("an IPv6 source with an IPv4 destination was accepted")
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,10 +26,10 @@ interfaces: {inside: {name: in}, outside: {name: out}}
 routes:
   - {dst: 10.0.0.0/24, interface: inside}
   - {dst: 203.0.113.0/24, interface: outside}
-snat: {mode: automap}
+%[1]ssnat: {mode: automap}
 conntrack: {max_flows: 4096}
 rules:
-%s  - {name: outbound, zone: inside, action: allow}
+%[2]s  - {name: outbound, zone: inside, action: allow}
 `
 
 // runDaemon writes config to dir/edge.yaml and runs `edge run` in
@@ -76,18 +78,52 @@ func runDaemon(t *testing.T, bin, dir string, ns *netnstest.NS, config string, e
 	return sock, logText, stop
 }
 
+// e2eFamily is what TestDaemonEndToEnd needs of one address family.
+type e2eFamily struct {
+	name                 string
+	udp                  string // Go network name
+	client, server, snat netip.Addr
+	dualStack            bool   // the lab has IPv6 too (netnstest.DualStack)
+	routes               string // the configuration's routes beyond the IPv4 ones
+}
+
+var e2eFamilies = []e2eFamily{
+	{name: "ipv4", udp: "udp4", client: netip.MustParseAddr("10.0.0.2"), server: netip.MustParseAddr("203.0.113.2"),
+		snat: netip.MustParseAddr("203.0.113.1")},
+	{name: "ipv6", udp: "udp6", client: netip.MustParseAddr(netnstest.ClientIPv6), server: netip.MustParseAddr(netnstest.ServerIPv6),
+		snat: netip.MustParseAddr(netnstest.EdgeOutsideIPv6), dualStack: true,
+		routes: "  - {dst: \"" + netnstest.InsidePrefixIPv6 + "\", interface: inside}\n" +
+			"  - {dst: \"" + netnstest.OutsidePrefixIPv6 + "\", interface: outside}\n"},
+}
+
+// config is e2eConfig for the family with rules before the outbound one.
+func (f e2eFamily) config(rules string) string { return fmt.Sprintf(e2eConfig, f.routes, rules) }
+
+// hp is addr:port as edge's CLI prints it ([addr]:port for IPv6).
+func hp(a netip.Addr, port int) string { return netip.AddrPortFrom(a, uint16(port)).String() }
+
 // TestDaemonEndToEnd runs the real daemon in namespaces and drives it only
 // through the CLI, as an operator would: status, flows, explain, a live
 // rule change that drops a flow, events, stats, flush, metrics, and the
-// refusals (invalid config, no daemon).
+// refusals (invalid config, no daemon); in each family (IPv6: a dual-stack
+// lab and configuration, automap taking both addresses).
 func TestDaemonEndToEnd(t *testing.T) {
 	netnstest.Require(t)
 	bin := netnstest.BuildEdge(t, ".")
+	for _, fam := range e2eFamilies {
+		t.Run(fam.name, func(t *testing.T) { testDaemonEndToEnd(t, bin, fam) })
+	}
+}
+
+func testDaemonEndToEnd(t *testing.T, bin string, fam e2eFamily) {
 	dir := t.TempDir()
 	client, edge, server := netnstest.Gateway(t, "cp")
+	if fam.dualStack {
+		netnstest.DualStack(t, client, edge, server)
+	}
 
 	cfg := filepath.Join(dir, "edge.yaml")
-	sock, logText, _ := runDaemon(t, bin, dir, edge, strings.Replace(e2eConfig, "%s", "", 1), "--metrics", "127.0.0.1:9100")
+	sock, logText, _ := runDaemon(t, bin, dir, edge, fam.config(""), "--metrics", "127.0.0.1:9100")
 
 	// cli runs a client command against the daemon.
 	cli := func(args ...string) (string, error) {
@@ -112,17 +148,21 @@ func TestDaemonEndToEnd(t *testing.T) {
 		!strings.Contains(out, "mapping endpoint-independent, filtering address-and-port-dependent") {
 		t.Fatalf("status lacks the interfaces or SNAT:\n%s", out)
 	}
+	if out := mustCLI("status"); !regexp.MustCompile(`(?m)^  pool automap: .*\b` + regexp.QuoteMeta(fam.snat.String()) + `( |$)`).MatchString(out) {
+		t.Fatalf("status: automap did not take the outside interface's %s address %v:\n%s", fam.name, fam.snat, out)
+	}
 
 	// Events are watched from the start (JSON lines).
 	events := startEvents(t, bin, sock)
 
 	// A UDP sink on the server and a sender on the client.
-	sinks := map[int]*counter{9000: newSink(t, server, 9000), 9001: newSink(t, server, 9001)}
+	sink := func(port int) *counter { return newSink(t, server, fam.udp, fam.server, port) }
+	sinks := map[int]*counter{9000: sink(9000), 9001: sink(9001)}
 	send := func(port, n int) {
 		t.Helper()
 		err := client.Do(func() error {
-			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 40000 + port - 9000},
-				&net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: port})
+			c, err := net.DialUDP(fam.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.client, uint16(40000+port-9000))),
+				net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, uint16(port))))
 			if err != nil {
 				return err
 			}
@@ -155,28 +195,29 @@ func TestDaemonEndToEnd(t *testing.T) {
 	// The client's two sockets have a mapping each, their ports kept
 	// (RFC 4787 endpoint-independent mapping, port preservation).
 	out := mustCLI("mappings")
-	if !strings.Contains(out, "10.0.0.2:40000") || !strings.Contains(out, "203.0.113.1:40000") || !strings.Contains(out, "2 mappings") {
+	if !strings.Contains(out, hp(fam.client, 40000)) || !strings.Contains(out, hp(fam.snat, 40000)) || !strings.Contains(out, "2 mappings") {
 		t.Fatalf("mappings:\n%s", out)
 	}
 
 	// flows and explain.
 	out = mustCLI("flows", "proto=udp", "port=9000")
-	if !strings.Contains(out, "10.0.0.2:40000 -> 203.0.113.2:9000") || !strings.Contains(out, "1 flows") {
+	if !strings.Contains(out, hp(fam.client, 40000)+" -> "+hp(fam.server, 9000)) || !strings.Contains(out, "1 flows") {
 		t.Fatalf("flows:\n%s", out)
 	}
-	out = mustCLI("flows", "explain", "udp", "10.0.0.2:40000", "203.0.113.2:9000")
-	if !strings.Contains(out, "live flow") || !strings.Contains(out, "SNAT        203.0.113.1:") || !strings.Contains(out, "rule outbound") {
+	out = mustCLI("flows", "explain", "udp", hp(fam.client, 40000), hp(fam.server, 9000))
+	snatPrefix := strings.TrimSuffix(hp(fam.snat, 1), "1") // "203.0.113.1:", "[2001:db8:113::1]:"
+	if !strings.Contains(out, "live flow") || !strings.Contains(out, "SNAT        "+snatPrefix) || !strings.Contains(out, "rule outbound") {
 		t.Fatalf("explain:\n%s", out)
 	}
 
 	// A live rule change: drop UDP toward 9002 (a new flow), keep the rest.
-	bad := strings.Replace(e2eConfig, "%s", "  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n  - {name: typo, zone: inside, dst: [\"10.0.0.0/33\"], action: allow}\n", 1)
+	bad := fam.config("  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n  - {name: typo, zone: inside, dst: [\"10.0.0.0/33\"], action: allow}\n")
 	next := filepath.Join(dir, "next.yaml")
 	os.WriteFile(next, []byte(bad), 0o644)
 	if out, err := cli("config", "apply", "-f", next); err == nil || !strings.Contains(out, "rules[1].dst[0]") {
 		t.Fatalf("an invalid document was not refused by field name: %v\n%s", err, out)
 	}
-	good := strings.Replace(e2eConfig, "%s", "  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n", 1)
+	good := fam.config("  - {name: block, zone: inside, proto: udp, dst_ports: [\"9002\"], action: drop}\n")
 	os.WriteFile(next, []byte(good), 0o644)
 	if out := mustCLI("config", "apply", "-f", next); !strings.Contains(out, "generation 2") || !strings.Contains(out, "rules") ||
 		!strings.Contains(out, "saved to "+cfg) {
@@ -188,7 +229,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if b, _ := os.ReadFile(cfg); string(b) != good {
 		t.Fatalf("the daemon's config file does not hold the applied document:\n%s", b)
 	}
-	sinks[9002] = newSink(t, server, 9002)
+	sinks[9002] = sink(9002)
 	send(9002, 5)
 	send(9000, 5) // the existing flow still crosses
 	if !netnstest.WaitFor(2*time.Second, func() bool { return sinks[9000].get() == 25 }) {
@@ -219,7 +260,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if out := mustCLI("flush", "port=9001"); !strings.Contains(out, "flushed 1 flows") {
 		t.Fatalf("flush:\n%s", out)
 	}
-	out = mustCLI("flows", "explain", "udp 10.0.0.2:40001 -> 203.0.113.2:9001")
+	out = mustCLI("flows", "explain", "udp "+hp(fam.client, 40001)+" -> "+hp(fam.server, 9001))
 	if !strings.Contains(out, "no live flow") || !strings.Contains(out, "flushed") {
 		t.Fatalf("explain after flush:\n%s", out)
 	}
@@ -281,7 +322,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 			return false
 		}
 	})
-	if !strings.Contains(string(tb), "udp 10.0.0.2:40002 -> 203.0.113.2:9002 new(rule block: drop) -> dropped(firewall_drop)") {
+	if !strings.Contains(string(tb), "udp "+hp(fam.client, 40002)+" -> "+hp(fam.server, 9002)+" new(rule block: drop) -> dropped(firewall_drop)") {
 		t.Fatalf("edge trace port=9002:\n%s", tb)
 	}
 
@@ -310,10 +351,11 @@ type counter struct {
 
 func (c *counter) get() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 
-func newSink(t *testing.T, ns *netnstest.NS, port int) *counter {
+// newSink counts the datagrams to addr:port (network: "udp4" or "udp6") in ns.
+func newSink(t *testing.T, ns *netnstest.NS, network string, addr netip.Addr, port int) *counter {
 	var conn *net.UDPConn
 	if err := ns.Do(func() (err error) {
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: port})
+		conn, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, uint16(port))))
 		return err
 	}); err != nil {
 		t.Fatal(err)
