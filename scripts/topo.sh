@@ -12,6 +12,7 @@
 #        prints the topology's ID on the last line of stdout; its variables are in
 #        /tmp/edgetopo/ID/env (shell syntax: NS_C NS_M NS_S DEV_C DEV_IN DEV_OUT DEV_S
 #        SRC_IP DST_IP DST_MAC EDGE_PID EDGE_SOCK EDGE_CONFIG ...)
+#        EDGE_YAML: more top-level lines for edge's configuration (e.g. "xdp: {busy_poll: true}")
 #   topo.sh pin ID     pin the veth NAPI kthreads (call again after attaching XDP)
 #   topo.sh down ID    stop edge, remove the namespaces and links, restore sysctls
 #   topo.sh list       topologies still up
@@ -259,6 +260,7 @@ default_action: drop
 conntrack: {max_flows: $maxflows}
 queues: $queues
 cpus: [$wcpus]
+${EDGE_YAML:-}
 EOF
 		# The whole process on the middle CPUs (EDGE_PROC_CPUS overrides: e.g.
 		# the control plane on another CPU than the workers); each worker is
