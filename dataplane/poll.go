@@ -35,6 +35,7 @@ package dataplane
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -205,4 +206,23 @@ func (w *worker) checkNAPI(pi int) {
 	} else {
 		w.e.cfg.Logf("dataplane: %s queue %d: busy polling: the socket has no NAPI ID (the driver does not expose the queue's NAPI): recvfrom polls nothing", p.name, w.id)
 	}
+}
+
+// sleepPoll is poll(2) for the worker's sleep: ppoll on fds for at most
+// timeoutMs milliseconds. It is a raw system call, so the Go runtime does
+// not see the worker enter a system call: the worker keeps its P (it owns
+// one: Engine.Run sizes GOMAXPROCS for that), and sysmon does not take the
+// P back after 20 us and hand it to another thread (a thread wake-up, then
+// sysmon polling every 20 us for the next millisecond: thousands of
+// wake-ups a second beside a worker that sleeps once per packet). A
+// preemption signal (GC, sysmon after 10 ms) interrupts the sleep (EINTR),
+// so the world can still stop at once.
+func sleepPoll(fds []unix.PollFd, timeoutMs int) int {
+	ts := unix.NsecToTimespec(int64(timeoutMs) * 1e6)
+	n, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
+		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if errno != 0 {
+		return 0
+	}
+	return int(n)
 }
