@@ -10,6 +10,8 @@
 #              floor of edge's design on this machine (one worker, CPU 1)
 #   edge-1w    edge, 1 worker (one vCPU)
 #   edge-2w    edge, 2 workers, 2-queue veths
+#   edge-bp    edge-1w with busy polling (xdp: {busy_poll: true}, plus BUSY_POLL_YAML,
+#              e.g. "busy_poll_budget: 16"); not in the default set
 #
 # for frame sizes 64 and imix (7:4:1 of 64/576/1500) and 1, 1k, 100k, 1M UDP
 # flows (RFC 4814 pseudorandom ports): delivered pps, loss, latency p50/p99
@@ -37,6 +39,7 @@
 #                                           perf: Debian's linux-perf), the middle's own PIDs (NAPI
 #                                           kthread, process) in .pids beside it: perf report -i
 #                                           X.data --pid $(cat X.pids) leaves out other tenants
+#   EDGE_YAML="xdp: {...}" ./bench/pps.sh   more lines for edge's configuration (scripts/topo.sh)
 #
 # CPU placement (2 vCPUs): CPU 0 runs the generator, the sink and the sink
 # veth's NAPI kthread; CPU 1 is the middle box: its receive veth's NAPI
@@ -192,16 +195,18 @@ maxflows=0
 for f in $FLOWS; do [ "$f" -gt "$maxflows" ] && maxflows=$f; done
 
 for middle in $MIDDLES; do
+	yaml=${EDGE_YAML:-}
 	case $middle in
 	direct | linux-fwd | linux-nft) args=("$middle") ;;
 	nullfwd) args=(nullfwd --middle-cpus 1) ;;
 	edge-1w) args=(edge --queues 1 --middle-cpus 1) ;;
 	edge-2w) args=(edge --queues 2 --middle-cpus 1,0) ;;
+	edge-bp) args=(edge --queues 1 --middle-cpus 1) yaml="xdp: {busy_poll: true${BUSY_POLL_YAML:+, $BUSY_POLL_YAML}}" ;;
 	*) echo "pps.sh: unknown middle $middle" >&2; exit 1 ;;
 	esac
 	[ "$FAMILY" != 6 ] || args+=(--ipv6)
 	echo "== $middle"
-	topo_id=$(EDGE_BIN="$tmp/edge" NULLFWD_BIN="$tmp/nullfwd" ./scripts/topo.sh up "${args[@]}" | tail -1)
+	topo_id=$(EDGE_YAML="$yaml" EDGE_BIN="$tmp/edge" NULLFWD_BIN="$tmp/nullfwd" ./scripts/topo.sh up "${args[@]}" | tail -1)
 	EDGE_PID=
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
@@ -279,7 +284,7 @@ for k, rs in groups.items():
          ("pps", "loss_pct", "p50_us", "p99_us", "cpu_own_ns", "cpu_sys_ns", "offered_pps")}
     m["n"] = len(rs)
     med[k] = m
-order = {"direct": 0, "linux-fwd": 1, "linux-nft": 2, "nullfwd": 3, "edge-1w": 4, "edge-2w": 5}
+order = {"direct": 0, "linux-fwd": 1, "linux-nft": 2, "nullfwd": 3, "edge-1w": 4, "edge-2w": 5, "edge-bp": 6}
 tests = {"pps": 0, "lat": 1, "newflow": 2}
 keys.sort(key=lambda k: (tests.get(k[0], 9), k[1] != "64", k[1], k[2], order.get(k[3], 9)))
 hdr = ("%-7s %-5s %7s %-9s %8s %7s %9s %9s %8s %8s %8s %8s %8s %8s %8s" %

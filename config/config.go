@@ -57,6 +57,14 @@ type File struct {
 		Frames     int   `yaml:"frames"`      // UMEM frames per queue, shared by both interfaces (default 4 x ring)
 		Ring       int   `yaml:"ring"`        // descriptors per ring: fill, completion, RX, TX (default 2048)
 		NeedWakeup *bool `yaml:"need_wakeup"` // default true
+		// BusyPoll: busy-poll the sockets (SO_PREFER_BUSY_POLL): for workers on
+		// dedicated cores; default off (adaptive yield-then-sleep).
+		BusyPoll bool `yaml:"busy_poll"`
+		// BusyPollUsec: SO_BUSY_POLL, and how long an idle worker keeps polling
+		// after the last packet before it sleeps (default 1000).
+		BusyPollUsec int `yaml:"busy_poll_usec"`
+		// BusyPollBudget: SO_BUSY_POLL_BUDGET, packets per busy poll (default 64).
+		BusyPollBudget int `yaml:"busy_poll_budget"`
 	} `yaml:"xdp"`
 
 	// SourceRoute is what becomes of IPv4 packets with a loose or strict
@@ -482,6 +490,19 @@ func (f *File) convert() (dataplane.Config, error) {
 		return c, ferr("xdp.frames", "must be at least twice xdp.ring (one UMEM per queue serves both interfaces' fill rings and their transmissions) and at most 1048576")
 	}
 	c.Frames, c.Ring = f.XDP.Frames, f.XDP.Ring
+	if f.XDP.BusyPollUsec < 0 || f.XDP.BusyPollUsec > dataplane.MaxBusyPollUsec {
+		return c, ferr("xdp.busy_poll_usec", "must be between 1 and "+strconv.Itoa(dataplane.MaxBusyPollUsec)+" (0: the default, "+strconv.Itoa(dataplane.DefaultBusyPollUsec)+")")
+	}
+	if f.XDP.BusyPollBudget < 0 || f.XDP.BusyPollBudget > dataplane.MaxBusyPollBudget {
+		return c, ferr("xdp.busy_poll_budget", "must be between 1 and "+strconv.Itoa(dataplane.MaxBusyPollBudget)+" (0: the default, "+strconv.Itoa(dataplane.DefaultBusyPollBudget)+")")
+	}
+	if !f.XDP.BusyPoll && f.XDP.BusyPollUsec != 0 {
+		return c, ferr("xdp.busy_poll_usec", "is set but busy_poll is not true")
+	}
+	if !f.XDP.BusyPoll && f.XDP.BusyPollBudget != 0 {
+		return c, ferr("xdp.busy_poll_budget", "is set but busy_poll is not true")
+	}
+	c.BusyPoll = dataplane.BusyPoll{On: f.XDP.BusyPoll, Usec: f.XDP.BusyPollUsec, Budget: f.XDP.BusyPollBudget}
 	for i, m := range f.Management {
 		a, err := netip.ParseAddr(m)
 		if err != nil {

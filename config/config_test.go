@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgegw/edge/dataplane"
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/snat"
 )
@@ -59,6 +60,13 @@ func TestParseGood(t *testing.T) {
 	if c, err := Parse([]byte(good + "routes_from_kernel: true\nroutes_from_kernel_max: 1000000\n")); err != nil || !c.KernelRoutes || c.MaxKernelRoutes != 1000000 {
 		t.Fatalf("routes_from_kernel_max: %v %+v", err, c)
 	}
+	if c.BusyPoll.On {
+		t.Fatalf("busy polling on by default: %+v", c.BusyPoll)
+	}
+	if c, err := Parse([]byte(good + "xdp: {busy_poll: true, busy_poll_budget: 16, busy_poll_usec: 200}\n")); err != nil ||
+		c.BusyPoll != (dataplane.BusyPoll{On: true, Usec: 200, Budget: 16}) {
+		t.Fatalf("xdp.busy_poll: %v %+v", err, c.BusyPoll)
+	}
 	if !c.Conntrack.Policy.Liberal || len(c.Conntrack.Policy.Profiles) != 3 {
 		t.Fatalf("conntrack %+v", c.Conntrack)
 	}
@@ -73,7 +81,12 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{strings.Replace(good, "mtu: 1400", "mtu: -1", 1), "interfaces.outside.mtu"},
 		{good + "xdp: {ring: 1000}\n", "xdp.ring"},
 		{good + "xdp: {ring: 1024, frames: 1024}\n", "xdp.frames"},
-		{good + "xdp: {frames: 256}\n", "xdp.frames"},                                  // against the default ring of 2048
+		{good + "xdp: {frames: 256}\n", "xdp.frames"}, // against the default ring of 2048
+		{good + "xdp: {busy_poll: true, busy_poll_budget: 2000}\n", "xdp.busy_poll_budget"},
+		{good + "xdp: {busy_poll: true, busy_poll_usec: -1}\n", "xdp.busy_poll_usec"},
+		{good + "xdp: {busy_poll_budget: 16}\n", "xdp.busy_poll_budget: is set but busy_poll is not true"},
+		{good + "xdp: {busy_poll: false, busy_poll_usec: 50}\n", "xdp.busy_poll_usec: is set but busy_poll is not true"},
+		{good + "xdp: {busy_poll: yes please}\n", "xdp.busy_poll"},
 		{strings.Replace(good, "mtu: 1400", "mtu: 2000", 1), "interfaces.outside.mtu"}, // > what a frame holds
 		{"interfaces: {inside: {name: a}, outside: {name: b}}\nsnat: {mode: automap, ports: \"2000-1000\"}\n", "snat"},
 		{good + "bogus: 1\n", "config:19: bogus: unknown field"},

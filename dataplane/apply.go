@@ -146,6 +146,7 @@ func checkImmutable(old, c *Config) error {
 		{"xdp.frames", old.Frames, c.Frames},
 		{"xdp.ring", old.Ring, c.Ring},
 		{"xdp.need_wakeup", old.NeedWakeup, c.NeedWakeup},
+		{"xdp.busy_poll", old.BusyPoll, c.BusyPoll},
 		{"conntrack.max_flows", old.Conntrack.MaxFlows, c.Conntrack.MaxFlows},
 		{"conntrack.history", old.Conntrack.HistorySize, c.Conntrack.HistorySize},
 		{"conntrack.event_ring_size", old.Conntrack.EventRingSize, c.Conntrack.EventRingSize},

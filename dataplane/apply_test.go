@@ -314,6 +314,7 @@ func TestApplyRefused(t *testing.T) {
 		{"xdp.frames", true, func(c *Config) { c.Frames = 16384 }},
 		{"xdp.ring", true, func(c *Config) { c.Ring = 1024 }},
 		{"xdp.need_wakeup", true, func(c *Config) { c.NeedWakeup = !c.NeedWakeup }},
+		{"xdp.busy_poll", true, func(c *Config) { c.BusyPoll = BusyPoll{On: true, Budget: 16} }},
 		{"conntrack.max_flows", true, func(c *Config) { c.Conntrack.MaxFlows = 4096 }},
 		{"conntrack.history", true, func(c *Config) { c.Conntrack.HistorySize = 128 }},
 		{"snat: quarantine_ports", true, func(c *Config) {

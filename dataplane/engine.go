@@ -55,6 +55,9 @@ type Config struct {
 	NeedWakeup bool // honour AF_XDP need_wakeup (default on via DefaultConfig)
 	Hugepages  bool // UMEM on hugepages when reserved
 	Logf       func(format string, args ...any)
+
+	// BusyPoll: busy polling of the sockets (poll.go); off by default.
+	BusyPoll BusyPoll
 }
 
 // MaxMTU is the largest IP packet a 2,048-byte AF_XDP frame receives: the
@@ -253,6 +256,9 @@ func New(cfg Config) (_ *Engine, err error) {
 				}
 			}
 			w.ports[i] = &pc
+			if err := pc.setSocketOptions(cfg.BusyPoll, q); err != nil {
+				return nil, err
+			}
 		}
 		// Hand the kernel receive frames before any packet can be
 		// redirected to the sockets.

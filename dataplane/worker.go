@@ -30,9 +30,9 @@ package dataplane
 // then, per loop: received frames straight back to the fill ring,
 // completions taken, TX rings kicked until the kernel has taken everything
 // it can (never a drop while a kick would make room); when there is nothing
-// to do, a few sched_yield calls (the NAPI kthread that feeds the RX ring
-// often shares the CPU) and then poll() on the sockets and a wake eventfd
-// (run explains the policy).
+// to do, sched_yield calls while they find work soon (the NAPI kthread
+// that feeds the RX ring often shares the CPU) and then poll() on the
+// sockets and a wake eventfd (poll.go explains the policy).
 //
 // Counters are kept in the worker's own array and published with one atomic
 // add per non-zero counter per batch; the control plane sums workers on read.
@@ -162,19 +162,11 @@ type worker struct {
 	testTX func(port int, frame []byte) // golden tests: receives what would be sent
 }
 
-// Idle policy (see run). The worker shares its vCPU with the NAPI kthread
-// that feeds its RX ring (veth, threaded NAPI pinned beside it): every
-// microsecond the worker spins is a microsecond the kernel cannot spend
-// producing its packets.
+// Idle policy (see run and poll.go). The worker shares its vCPU with the
+// NAPI kthread that feeds its RX ring (veth, threaded NAPI pinned beside
+// it): every microsecond the worker spins is a microsecond the kernel
+// cannot spend producing its packets.
 const (
-	// spinYields: empty iterations, each ending in sched_yield, before
-	// sleeping. sched_yield returns at once when nothing else is runnable
-	// (well under a microsecond) and hands the CPU to the NAPI kthread
-	// when it is; 16 of them (some 10-20 us) cover the gap between two
-	// NAPI batches under load, so a loaded worker seldom pays poll()'s
-	// sleep and wake-up, and an idle one sleeps within microseconds
-	// (64 yields kept the worker at 60% of a CPU at 50 kpps).
-	spinYields = 16
 	// pollTimeoutMs bounds a sleep: control-plane requests (Shard.Serve)
 	// and expiry run between sleeps. Packets and hand-offs wake the worker
 	// at once (the sockets' POLLIN, the wake eventfd), so it is not a
@@ -186,6 +178,7 @@ const (
 	// (2.56 million slots a second: a 1M-flow table every 0.4 s; lookups
 	// treat expired flows as absent meanwhile). Once per loop iteration,
 	// idle ones included, it took 12-18% of a lightly loaded worker's CPU.
+	// The NAT's Serve (mapping sweep, quarantine trim) runs with it.
 	expireEvery = conntrack.Time(100 * time.Microsecond)
 	expireSlots = 256
 	// TX kick backoff while the device drops (kick), in conntrack.Time
@@ -200,10 +193,11 @@ const (
 // workers handed over), run them through the pipeline, transmit, give the
 // received frames back to the fill ring, take completions, kick the TX
 // rings, publish counters. The loop does not sleep while any RX ring or
-// inbox has work; when all are empty it yields the CPU a few times (the
-// NAPI kthread may be about to produce) and then sleeps in poll() on the
-// sockets and its wake eventfd (at most 1 ms while a TX ring still holds
-// frames the kernel would not take).
+// inbox has work; when all are empty it yields the CPU as many times as
+// the idle policy allows (poll.go: up to 16 while yielding finds work, none
+// at low rates; with busy polling, until no packet came for a while) and
+// then sleeps in poll() on the sockets and its wake eventfd (at most 1 ms
+// while a TX ring still holds frames the kernel would not take).
 func (w *worker) run(stop <-chan struct{}) {
 	// The thread stays locked to this goroutine; once pinned it is never
 	// handed back to the scheduler (it ends with the goroutine).
@@ -248,7 +242,9 @@ func (w *worker) run(stop <-chan struct{}) {
 		pfds[2] = unix.PollFd{Fd: int32(w.wakeFD), Events: unix.POLLIN}
 		npfd = 3
 	}
-	idle := 0
+	idle := newIdlePolicy(w.e.cfg.BusyPoll)
+	busyPoll := w.e.cfg.BusyPoll.On
+	var napiChecked [2]bool
 	for {
 		select {
 		case <-stop:
@@ -258,17 +254,26 @@ func (w *worker) run(stop <-chan struct{}) {
 		now := w.e.now()
 		got := 0
 		var rx [2][]xdp.Desc
-		for pi := range w.ports {
+		for pi, p := range w.ports {
+			if busyPoll {
+				// recvfrom busy-polls the queue's NAPI context in this
+				// thread (SO_BUSY_POLL), filling the RX ring now.
+				p.sock.Wakeup()
+			}
 			rx[pi] = w.receive(pi)
+			if busyPoll && !napiChecked[pi] && len(rx[pi]) > 0 {
+				napiChecked[pi] = true
+				w.checkNAPI(pi)
+			}
 			if len(rx[pi]) > 0 {
 				got += len(rx[pi])
 				w.process(pi, rx[pi], now)
 			}
 		}
 		got += w.drainInbox(now)
-		// Send everything first: queued frames still point into the RX
-		// frames of the other port (and into hand-off slots), which must
-		// not be reused before they are copied out.
+		// Send everything first: queued frames are received frames
+		// (sent in place), hand-off slots and held packets (copied out by
+		// transmit), which must not be released before.
 		for pi := range w.ports {
 			w.transmit(pi)
 		}
@@ -287,7 +292,7 @@ func (w *worker) run(stop <-chan struct{}) {
 			// received them, so it never runs short while the RX ring is
 			// drained (xsk.go).
 			w.recycle(pi, rx[pi])
-			if len(rx[pi]) == 0 && p.sock.FillNeedsWakeup() {
+			if !busyPoll && len(rx[pi]) == 0 && p.sock.FillNeedsWakeup() {
 				p.sock.Wakeup()
 			}
 			// Frames still in the TX ring (one sendto takes 32, and a
@@ -299,27 +304,28 @@ func (w *worker) run(stop <-chan struct{}) {
 		w.shard.Serve(now)
 		if now-w.expiredAt >= expireEvery {
 			w.shard.Expire(now, expireSlots)
+			// The NAT's housekeeping (and its control requests) on the
+			// same cadence: each call sweeps 256 mapping slots, which
+			// once per iteration cost a worker at 50 kpps 7% of its CPU.
+			if w.nat != nil {
+				w.nat.Serve(now)
+			}
 			w.expiredAt = now
 		}
-		if w.nat != nil {
-			w.nat.Serve(now)
-		}
 		if got > 0 {
-			idle = 0
+			idle.work(got, now)
 			continue
 		}
-		// Nothing received: yield a little, then sleep. The old loop spun
-		// 64 times without yielding and then slept in poll() for up to
-		// 10 ms (1 ms with inboxes) with the Go runtime's only P held
-		// (see Engine.Run for GOMAXPROCS). Frames still pending in a TX
-		// ring (the receiver's ring was full: EBUSY) are kicked again on
-		// every one of these iterations; yielding gives the receiving end
-		// time to drain.
-		if idle++; idle <= spinYields {
+		// Nothing received: yield for as long as the idle policy expects
+		// work soon (poll.go: fewer yields when they did not pay, none at
+		// low rates), then sleep. Frames still pending in a TX ring (the
+		// receiver's ring was full: EBUSY) are kicked again on every one
+		// of these iterations; yielding gives the receiving end time to
+		// drain.
+		if idle.idle(now) {
 			schedYield()
 			continue
 		}
-		idle = 0
 		timeout := pollTimeoutMs
 		if pending > 0 {
 			// Frames wait in a TX ring that the kernel would not take
@@ -337,7 +343,7 @@ func (w *worker) run(stop <-chan struct{}) {
 			w.sleeping.Store(false)
 			continue
 		}
-		n, _ := unix.Poll(pfds[:npfd], timeout)
+		n := sleepPoll(pfds[:npfd], timeout)
 		w.sleeping.Store(false)
 		if n > 0 && npfd == 3 && pfds[2].Revents&unix.POLLIN != 0 {
 			var b [8]byte

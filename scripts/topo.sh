@@ -13,6 +13,7 @@
 #        /tmp/edgetopo/ID/env (shell syntax: NS_C NS_M NS_S DEV_C DEV_IN DEV_OUT DEV_S
 #        SRC_IP DST_IP DST_MAC EDGE_PID EDGE_SOCK EDGE_CONFIG ...; with --ipv6 also
 #        SRC_IP6 DST_IP6)
+#        EDGE_YAML: more top-level lines for edge's configuration (e.g. "xdp: {busy_poll: true}")
 #   topo.sh pin ID     pin the veth NAPI kthreads (call again after attaching XDP)
 #   topo.sh down ID    stop edge, remove the namespaces and links, restore sysctls
 #   topo.sh list       topologies still up
@@ -301,6 +302,7 @@ default_action: drop
 conntrack: {max_flows: $maxflows}
 queues: $queues
 cpus: [$wcpus]
+${EDGE_YAML:-}
 EOF
 		# The whole process on the middle CPUs (EDGE_PROC_CPUS overrides: e.g.
 		# the control plane on another CPU than the workers); each worker is
