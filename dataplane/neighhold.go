@@ -3,7 +3,6 @@ package dataplane
 import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
-	"github.com/edgegw/edge/header"
 	"github.com/edgegw/edge/icmp"
 )
 
@@ -121,15 +120,7 @@ func (w *worker) releaseHeld() {
 			}
 			continue
 		}
-		frame := f.buf[:f.n]
-		eth := header.Ethernet(frame)
-		eth.SetDst(mac)
-		eth.SetSrc(egress.mac)
-		if w.ntx[out] == batchSize {
-			w.transmit(out)
-		}
-		w.txq[out][w.ntx[out]] = frame
-		w.ntx[out]++
+		w.enqueue(out, f.buf[:f.n], mac)
 		f.state = holdQueued
 		h.waiting--
 		h.queued[out]++

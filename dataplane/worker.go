@@ -1190,15 +1190,21 @@ func (w *worker) queue(in int, p *conntrack.Packet, frame []byte, out int, hop [
 		w.dropPkt(r, in, p)
 		return false
 	}
+	w.enqueue(out, frame, mac)
+	return true
+}
+
+// enqueue addresses frame to mac from port out's own address and queues
+// it on out's TX queue (transmitting the queue first when it is full).
+func (w *worker) enqueue(out int, frame []byte, mac [6]byte) {
 	eth := header.Ethernet(frame)
 	eth.SetDst(mac)
-	eth.SetSrc(egress.mac)
+	eth.SetSrc(w.ports[out].mac)
 	if w.ntx[out] == batchSize {
 		w.transmit(out)
 	}
 	w.txq[out][w.ntx[out]] = frame
 	w.ntx[out]++
-	return true
 }
 
 // kick asks the kernel to send what port pi's TX ring holds and returns
