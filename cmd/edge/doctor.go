@@ -243,8 +243,11 @@ func watch(cc *grpc.ClientConn, window time.Duration, a *diag.Analyzer) error {
 	for {
 		r, err := s.Recv()
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil // the window ended, or an interrupt ended it early
+			// The window ended, or an interrupt ended it early. The stream
+			// may report the window's deadline (DEADLINE_EXCEEDED, the
+			// server's side of it) before ctx itself says so.
+			if ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
+				return nil
 			}
 			return clientErr(err)
 		}
