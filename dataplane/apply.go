@@ -233,6 +233,46 @@ func (e *Engine) resolveSNAT(c *snat.Config, outside string) (*snat.Config, erro
 	return &sc, nil
 }
 
+// followAutomap re-reads the outside interface's addresses when SNAT
+// automap takes them from it (no address configured) and, when they
+// changed, puts a configuration with the new ones in force, as Apply would:
+// new flows take the new addresses; flows translated to an old one keep it
+// until they end (snat keeps every address it ever had known). It runs on
+// a thread in the interfaces' namespace, once a second; a failure is
+// logged and the addresses in force are kept.
+func (e *Engine) followAutomap() {
+	want := e.cur.Load().SNAT
+	if want == nil || want.Mode != snat.Automap || want.Automap.IsValid() || e.nat == nil {
+		return
+	}
+	v4, v6, err := automapAddrs(e.cfg.Outside.Name)
+	if err != nil {
+		return // no address now: keep the last ones until one comes back
+	}
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	cur := e.natCfg
+	if cur == nil || cur.Mode != snat.Automap || cur.Automap == v4 && cur.Automap6 == v6 {
+		return
+	}
+	sc := *cur
+	sc.Automap, sc.Automap6 = v4, v6
+	if err := checkManagementSNAT(e.cur.Load().Management, &sc); err != nil {
+		e.cfg.Logf("dataplane: snat automap: the outside interface's addresses changed to %v %v: %v (keeping %v %v)", v4, v6, err, cur.Automap, cur.Automap6)
+		return
+	}
+	snap, err := e.nat.Prepare(&sc)
+	if err == nil {
+		err = e.nat.Install(snap)
+	}
+	if err != nil {
+		e.cfg.Logf("dataplane: snat automap: %v (keeping %v %v)", err, cur.Automap, cur.Automap6)
+		return
+	}
+	e.natCfg = &sc
+	e.cfg.Logf("dataplane: snat automap: the outside interface's addresses are now %v %v (were %v %v): new flows take them", v4, v6, cur.Automap, cur.Automap6)
+}
+
 // inNS runs fn on a thread in the interfaces' network namespace (on the
 // caller's thread in kernel-free tests). The thread used is discarded.
 func (e *Engine) inNS(fn func() error) error {

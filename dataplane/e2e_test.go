@@ -382,3 +382,75 @@ func testICMPErrorTranslatedBack(t *testing.T, fam labFamily) {
 		t.Fatalf("the port unreachable did not reach the client translated; stats %+v", l.engine.Stats())
 	}
 }
+
+// SNAT automap follows the outside interface's address: after it changes,
+// new flows leave with the new address (checked once a second), and the
+// server's answers to it come back.
+func TestAutomapFollowsAddress(t *testing.T) {
+	l := newLab(t, allowOutbound)
+	seen := make(chan string, 64)
+	var udp *net.UDPConn
+	if err := l.server.Do(func() (err error) {
+		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7008})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := udp.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			seen <- from.IP.String()
+			udp.WriteToUDP(buf[:n], from)
+		}
+	}()
+	// echo sends from a new socket until an answer comes back and
+	// returns the source address the server saw.
+	echo := func() string {
+		t.Helper()
+		for len(seen) > 0 {
+			<-seen
+		}
+		err := l.client.Do(func() error {
+			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7008})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			buf := make([]byte, 64)
+			for try := 0; try < 20; try++ {
+				c.Write([]byte("hello"))
+				c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				if _, err := c.Read(buf); err == nil {
+					return nil
+				}
+			}
+			return io.ErrNoProgress
+		})
+		if err != nil {
+			t.Fatalf("no UDP echo through edge: %v; stats %+v", err, l.engine.Stats())
+		}
+		return <-seen
+	}
+	if from := echo(); from != "203.0.113.1" {
+		t.Fatalf("server saw %s, want 203.0.113.1", from)
+	}
+	// Removed first: removing a primary address removes the secondary
+	// ones of its subnet too (promote_secondaries off).
+	l.edge.Run(t, "ip", "addr", "del", "203.0.113.1/24", "dev", "out")
+	l.edge.Run(t, "ip", "addr", "add", "203.0.113.5/24", "dev", "out")
+	if !netnstest.WaitFor(5*time.Second, func() bool {
+		c, ok := l.engine.NAT().Config()
+		return ok && c.Automap == netip.MustParseAddr("203.0.113.5")
+	}) {
+		c, _ := l.engine.NAT().Config()
+		t.Fatalf("automap still %v after the outside address changed", c.Automap)
+	}
+	if from := echo(); from != "203.0.113.5" {
+		t.Fatalf("after the change the server saw %s, want 203.0.113.5", from)
+	}
+}

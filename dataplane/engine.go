@@ -363,7 +363,9 @@ func maxKernelRoutes(c *Config) int {
 func (e *Engine) Run() error {
 	{
 		// Kernel routes are re-read every second while the configuration
-		// in force asks for them (Apply may turn them on or off).
+		// in force asks for them (Apply may turn them on or off), and so
+		// are the outside interface's addresses SNAT automap translates to
+		// (followAutomap).
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
@@ -380,6 +382,7 @@ func (e *Engine) Run() error {
 				case <-e.stop:
 					return
 				case <-t.C:
+					e.followAutomap()
 					if !e.cur.Load().KernelRoutes {
 						continue
 					}
