@@ -165,6 +165,42 @@ var allowOutbound = firewall.RuleSet{
 	Default: firewall.Drop,
 }
 
+// udpEchoServer runs a UDP echo server on at in the lab's server
+// namespace until the test ends and sends the source address of every
+// datagram it answers on the channel it returns (which drops them when
+// full).
+func udpEchoServer(t *testing.T, l *lab, at netip.AddrPort) <-chan string {
+	t.Helper()
+	network := "udp4"
+	if at.Addr().Is6() {
+		network = "udp6"
+	}
+	seen := make(chan string, 64)
+	var udp *net.UDPConn
+	if err := l.server.Do(func() (err error) {
+		udp, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(at))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udp.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := udp.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case seen <- from.IP.String():
+			default:
+			}
+			udp.WriteToUDP(buf[:n], from)
+		}
+	}()
+	return seen
+}
+
 // TestForwardSNAT sends real UDP and TCP traffic from the client to the
 // server through edge and checks that it arrives translated to the outside
 // address and that the answers come back.
@@ -173,27 +209,7 @@ func TestForwardSNAT(t *testing.T) { forEachLabFamily(t, testForwardSNAT) }
 func testForwardSNAT(t *testing.T, fam labFamily) {
 	l := newFamilyLab(t, fam, allowOutbound)
 
-	// UDP echo server recording the source it saw.
-	seen := make(chan string, 16)
-	var udp *net.UDPConn
-	if err := l.server.Do(func() (err error) {
-		udp, err = net.ListenUDP(fam.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.server, 7007)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := udp.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			seen <- from.IP.String()
-			udp.WriteToUDP(buf[:n], from)
-		}
-	}()
+	seen := udpEchoServer(t, l, netip.AddrPortFrom(fam.server, 7007))
 
 	var reply string
 	err := l.client.Do(func() error {
@@ -388,26 +404,7 @@ func testICMPErrorTranslatedBack(t *testing.T, fam labFamily) {
 // server's answers to it come back.
 func TestAutomapFollowsAddress(t *testing.T) {
 	l := newLab(t, allowOutbound)
-	seen := make(chan string, 64)
-	var udp *net.UDPConn
-	if err := l.server.Do(func() (err error) {
-		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7008})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := udp.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			seen <- from.IP.String()
-			udp.WriteToUDP(buf[:n], from)
-		}
-	}()
+	seen := udpEchoServer(t, l, netip.MustParseAddrPort("203.0.113.2:7008"))
 	// echo sends from a new socket until an answer comes back and
 	// returns the source address the server saw.
 	echo := func() string {

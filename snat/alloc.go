@@ -382,6 +382,17 @@ func (n *NAT) Addr(i uint16) [16]byte {
 // is an address some configuration of n has had. Any goroutine; never
 // allocates.
 func (n *NAT) addrIndex(addr *[16]byte) (uint16, bool) {
+	// The data plane asks for every packet from the inside (hairpin):
+	// a few addresses (automap, a small pool) are compared in place,
+	// cheaper than hashing the key.
+	if k := *n.known.Load(); len(k) <= 8 {
+		for i := range k {
+			if k[i] == *addr && k[i] != [16]byte{} {
+				return uint16(i), true
+			}
+		}
+		return 0, false
+	}
 	i, ok := (*n.addrs.Load())[*addr]
 	return i, ok
 }

@@ -368,3 +368,25 @@ func TestMappingScanPass(t *testing.T) {
 		}
 	}
 }
+
+// IsAddr knows every translated address, for a few (compared in place) and
+// for many (a map).
+func TestIsAddr(t *testing.T) {
+	for _, n := range []int{1, 20} {
+		var addrs []netip.Addr
+		for i := range n {
+			addrs = append(addrs, netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)}))
+		}
+		h := newHarness(t, 1, 1024, Config{Mode: Pools, Pools: []Pool{{Name: "p", Addrs: addrs}}})
+		for _, a := range addrs {
+			if b := a.As16(); !h.n.IsAddr(&b) {
+				t.Fatalf("%d addresses: %v not known", n, a)
+			}
+		}
+		for _, a := range []netip.Addr{netip.MustParseAddr("198.51.100.200"), client, {}} {
+			if b := a.As16(); h.n.IsAddr(&b) {
+				t.Fatalf("%d addresses: %v known", n, a)
+			}
+		}
+	}
+}
