@@ -90,6 +90,7 @@ type Engine struct {
 	logMu         sync.Mutex       // one rule-log reader at a time
 	evMu          sync.Mutex       // one event reader at a time
 	trace         traceControl     // edge trace (trace.go)
+	capture       captureControl   // edge capture (capture.go)
 	ports         [2]port
 	workers       []*worker
 	start         time.Time

@@ -72,6 +72,9 @@ func (w *worker) event(kind EventKind, r drop.Reason, k icmp.Kind, in int, p *co
 	if w.tr.cur != nil && p != nil { // trace hook (trace.go)
 		w.traceEvent(kind, r, k)
 	}
+	if w.cap.cur != nil && p != nil { // capture hook (capture.go)
+		w.captureEvent(kind, r, k)
+	}
 }
 
 // drop counts a drop that concerns no parsed packet, with an event.
@@ -93,6 +96,9 @@ func (w *worker) count(r drop.Reason) {
 	w.drops[r]++
 	if w.tr.cur != nil { // trace hook (trace.go)
 		w.traceEvent(EvDropped, r, icmp.NoError)
+	}
+	if w.cap.cur != nil { // capture hook (capture.go)
+		w.captureEvent(EvDropped, r, icmp.NoError)
 	}
 }
 

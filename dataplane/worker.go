@@ -150,6 +150,7 @@ type worker struct {
 	sleeping   atomic.Bool           // in (or about to enter) poll(): producers must write wakeFD
 	ruleLog    spsc.Ring[RuleLog]    // first packets of flows that met a rule with log set
 	tr         traceState            // edge trace (trace.go)
+	cap        captureState          // edge capture (capture.go)
 	events     spsc.Ring[Event]      // drops and generated packets (events.go)
 	errBufs    [batchSize][2048]byte // ICMP errors generated in this batch
 	quote      [1280]byte            // the start of an oversize packet, as an ICMP error quotes it (oversize)
@@ -437,7 +438,8 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	w.now = now
 	cfg := w.e.cur.Load()
 	w.expireFragments()
-	w.traceBatch(now) // trace hook
+	w.traceBatch(now)   // trace hook
+	w.captureBatch(now) // capture hook
 	w.releaseHeld()
 	n := 0
 	for _, frame := range frames {
@@ -536,6 +538,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			v = w.traceTrack(in, i, p, now)
 		} else {
 			v = w.shard.TrackPrefetched(i, p, now)
+		}
+		if w.cap.on { // capture hook
+			w.captureTrack(in, i, p, v)
 		}
 		if v.Action == conntrack.Drop {
 			w.count(v.Reason) // conntrack recorded the event
@@ -649,6 +654,9 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	}
 	if w.tr.on { // trace hook
 		w.traceEnd()
+	}
+	if w.cap.on { // capture hook
+		w.captureEnd()
 	}
 }
 
