@@ -148,7 +148,9 @@ func TestCaptureTriggers(t *testing.T) {
 			[]step{{0, func(uint16) []byte { return c2s(capACK, 1, 1, 0) }, 0}},
 			[]string{"#1 in0 10.0.0.2:40000>203.0.113.2:80 . dropped no_state ANOMALY state_mismatch"}},
 		{"edge_rst", CaptureSpec{}, nil,
-			[]step{{0, func(uint16) []byte { return eth(capTCP(ipClient, 5, ipServer, 23, capSYN, 9, 0, 0), macClient, macEdgeIn) }, 0}},
+			[]step{{0, func(uint16) []byte {
+				return eth(capTCP(ipClient, 5, ipServer, 23, capSYN, 9, 0, 0), macClient, macEdgeIn)
+			}, 0}},
 			[]string{"#1 in0 10.0.0.2:5>203.0.113.2:23 S dropped firewall_reject rst_sent ANOMALY edge_rst"}},
 		{"server_rst_after_synack", CaptureSpec{}, nil,
 			[]step{syn, synAck, srvRST},
