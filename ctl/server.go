@@ -171,6 +171,7 @@ func NewServer(b Backend, opts ...Option) *Server {
 	edgepb.RegisterStatsServiceServer(s.g, statsService{s: s})
 	edgepb.RegisterNATServiceServer(s.g, natService{s: s})
 	edgepb.RegisterTraceServiceServer(s.g, traceService{s: s})
+	edgepb.RegisterCaptureServiceServer(s.g, captureService{s: s})
 	edgepb.RegisterDestinationServiceServer(s.g, destService{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

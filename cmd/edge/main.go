@@ -52,7 +52,7 @@ with mutual TLS (--addr, --tls-cert, --tls-key, --tls-ca).`,
 	addClientFlags(root)
 	root.AddCommand(runCmd(), validateCmd(), versionCmd(),
 		statusCmd(), flowsCmd(), flushCmd(), configCmd(), eventsCmd(), statsCmd(), mappingsCmd(), doctorCmd(),
-		destinationsCmd(), traceCmd())
+		destinationsCmd(), traceCmd(), captureCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)

@@ -3637,6 +3637,596 @@ func (x *TracePacket) GetRstSent() bool {
 	return false
 }
 
+type ArmCaptureRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keeps the anomalies whose packet's tuple or flow's tuple matches (state
+	// is refused: a packet has none before it is tracked).
+	Filter        *FlowFilter          `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Duration      *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"` // disarms after this long; absent or 0: 10 minutes; at most 24 h
+	Count         uint32               `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`      // disarms after keeping this many anomalies; 0: no limit
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArmCaptureRequest) Reset() {
+	*x = ArmCaptureRequest{}
+	mi := &file_edge_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArmCaptureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArmCaptureRequest) ProtoMessage() {}
+
+func (x *ArmCaptureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArmCaptureRequest.ProtoReflect.Descriptor instead.
+func (*ArmCaptureRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ArmCaptureRequest) GetFilter() *FlowFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ArmCaptureRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *ArmCaptureRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type ArmCaptureResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *CaptureStatus         `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArmCaptureResponse) Reset() {
+	*x = ArmCaptureResponse{}
+	mi := &file_edge_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArmCaptureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArmCaptureResponse) ProtoMessage() {}
+
+func (x *ArmCaptureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArmCaptureResponse.ProtoReflect.Descriptor instead.
+func (*ArmCaptureResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ArmCaptureResponse) GetStatus() *CaptureStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type DisarmCaptureRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisarmCaptureRequest) Reset() {
+	*x = DisarmCaptureRequest{}
+	mi := &file_edge_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisarmCaptureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisarmCaptureRequest) ProtoMessage() {}
+
+func (x *DisarmCaptureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisarmCaptureRequest.ProtoReflect.Descriptor instead.
+func (*DisarmCaptureRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{45}
+}
+
+type DisarmCaptureResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WasArmed      bool                   `protobuf:"varint,1,opt,name=was_armed,json=wasArmed,proto3" json:"was_armed,omitempty"`
+	Status        *CaptureStatus         `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisarmCaptureResponse) Reset() {
+	*x = DisarmCaptureResponse{}
+	mi := &file_edge_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisarmCaptureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisarmCaptureResponse) ProtoMessage() {}
+
+func (x *DisarmCaptureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisarmCaptureResponse.ProtoReflect.Descriptor instead.
+func (*DisarmCaptureResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *DisarmCaptureResponse) GetWasArmed() bool {
+	if x != nil {
+		return x.WasArmed
+	}
+	return false
+}
+
+func (x *DisarmCaptureResponse) GetStatus() *CaptureStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type ReadCaptureRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Max           uint32                 `protobuf:"varint,1,opt,name=max,proto3" json:"max,omitempty"` // at most this many packets; 0: 1024 (also the most one response holds)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadCaptureRequest) Reset() {
+	*x = ReadCaptureRequest{}
+	mi := &file_edge_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadCaptureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadCaptureRequest) ProtoMessage() {}
+
+func (x *ReadCaptureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadCaptureRequest.ProtoReflect.Descriptor instead.
+func (*ReadCaptureRequest) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ReadCaptureRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+type ReadCaptureResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Packets       []*CapturedPacket      `protobuf:"bytes,1,rep,name=packets,proto3" json:"packets,omitempty"`
+	Status        *CaptureStatus         `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadCaptureResponse) Reset() {
+	*x = ReadCaptureResponse{}
+	mi := &file_edge_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadCaptureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadCaptureResponse) ProtoMessage() {}
+
+func (x *ReadCaptureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadCaptureResponse.ProtoReflect.Descriptor instead.
+func (*ReadCaptureResponse) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ReadCaptureResponse) GetPackets() []*CapturedPacket {
+	if x != nil {
+		return x.Packets
+	}
+	return nil
+}
+
+func (x *ReadCaptureResponse) GetStatus() *CaptureStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// CaptureStatus is the armed capture's state, or the last one's.
+type CaptureStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Armed         bool                   `protobuf:"varint,1,opt,name=armed,proto3" json:"armed,omitempty"`
+	Session       uint32                 `protobuf:"varint,2,opt,name=session,proto3" json:"session,omitempty"` // 0: none was ever armed
+	Filter        *FlowFilter            `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"` // absent: no deadline
+	Count         uint32                 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	Anomalies     uint64                 `protobuf:"varint,6,opt,name=anomalies,proto3" json:"anomalies,omitempty"`                      // anomalies kept
+	Packets       uint64                 `protobuf:"varint,7,opt,name=packets,proto3" json:"packets,omitempty"`                          // packets kept (anomalous and history)
+	Lost          uint64                 `protobuf:"varint,8,opt,name=lost,proto3" json:"lost,omitempty"`                                // packets lost to full kept stores
+	Limited       uint64                 `protobuf:"varint,9,opt,name=limited,proto3" json:"limited,omitempty"`                          // anomalies not kept: over a worker's rate
+	SnapLength    uint32                 `protobuf:"varint,10,opt,name=snap_length,json=snapLength,proto3" json:"snap_length,omitempty"` // bytes of each packet kept
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureStatus) Reset() {
+	*x = CaptureStatus{}
+	mi := &file_edge_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureStatus) ProtoMessage() {}
+
+func (x *CaptureStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureStatus.ProtoReflect.Descriptor instead.
+func (*CaptureStatus) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *CaptureStatus) GetArmed() bool {
+	if x != nil {
+		return x.Armed
+	}
+	return false
+}
+
+func (x *CaptureStatus) GetSession() uint32 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *CaptureStatus) GetFilter() *FlowFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *CaptureStatus) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *CaptureStatus) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *CaptureStatus) GetAnomalies() uint64 {
+	if x != nil {
+		return x.Anomalies
+	}
+	return 0
+}
+
+func (x *CaptureStatus) GetPackets() uint64 {
+	if x != nil {
+		return x.Packets
+	}
+	return 0
+}
+
+func (x *CaptureStatus) GetLost() uint64 {
+	if x != nil {
+		return x.Lost
+	}
+	return 0
+}
+
+func (x *CaptureStatus) GetLimited() uint64 {
+	if x != nil {
+		return x.Limited
+	}
+	return 0
+}
+
+func (x *CaptureStatus) GetSnapLength() uint32 {
+	if x != nil {
+		return x.SnapLength
+	}
+	return 0
+}
+
+// CapturedPacket is one kept packet, as it arrived (before translation).
+type CapturedPacket struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Time    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Session uint32                 `protobuf:"varint,2,opt,name=session,proto3" json:"session,omitempty"`
+	Worker  uint32                 `protobuf:"varint,3,opt,name=worker,proto3" json:"worker,omitempty"`
+	// The anomaly it was kept for, numbered per worker: the anomalous packet
+	// and its flow's history share it.
+	Trigger       uint32 `protobuf:"varint,4,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	Ingress       string `protobuf:"bytes,5,opt,name=ingress,proto3" json:"ingress,omitempty"`         // inside | outside
+	Length        uint32 `protobuf:"varint,6,opt,name=length,proto3" json:"length,omitempty"`          // the frame's length
+	Data          []byte `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`               // its first bytes (snap_length at most), from the Ethernet header
+	Tuple         *Tuple `protobuf:"bytes,8,opt,name=tuple,proto3" json:"tuple,omitempty"`             // as parsed (an ICMP error: the quoted flow's, reversed)
+	Flow          *Tuple `protobuf:"bytes,9,opt,name=flow,proto3" json:"flow,omitempty"`               // the flow's original tuple; absent: no flow
+	Generation    uint32 `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"` // anomalous, with a flow: the flow's incarnation
+	Direction     string `protobuf:"bytes,11,opt,name=direction,proto3" json:"direction,omitempty"`    // original | reply (with a flow)
+	Action        string `protobuf:"bytes,12,opt,name=action,proto3" json:"action,omitempty"`          // passed | dropped
+	DropReason    string `protobuf:"bytes,13,opt,name=drop_reason,json=dropReason,proto3" json:"drop_reason,omitempty"`
+	IcmpSent      string `protobuf:"bytes,14,opt,name=icmp_sent,json=icmpSent,proto3" json:"icmp_sent,omitempty"` // an ICMP error edge sent in answer (its kind)
+	RstSent       bool   `protobuf:"varint,15,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`   // a TCP reset edge sent in answer
+	Anomaly       string `protobuf:"bytes,16,opt,name=anomaly,proto3" json:"anomaly,omitempty"`                   // state_mismatch | edge_icmp | edge_rst | server_rst
+	Anomalous     bool   `protobuf:"varint,17,opt,name=anomalous,proto3" json:"anomalous,omitempty"`              // the packet that met the anomaly; false: its flow's history
+	TcpFlags      uint32 `protobuf:"varint,18,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapturedPacket) Reset() {
+	*x = CapturedPacket{}
+	mi := &file_edge_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapturedPacket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapturedPacket) ProtoMessage() {}
+
+func (x *CapturedPacket) ProtoReflect() protoreflect.Message {
+	mi := &file_edge_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapturedPacket.ProtoReflect.Descriptor instead.
+func (*CapturedPacket) Descriptor() ([]byte, []int) {
+	return file_edge_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *CapturedPacket) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *CapturedPacket) GetSession() uint32 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *CapturedPacket) GetWorker() uint32 {
+	if x != nil {
+		return x.Worker
+	}
+	return 0
+}
+
+func (x *CapturedPacket) GetTrigger() uint32 {
+	if x != nil {
+		return x.Trigger
+	}
+	return 0
+}
+
+func (x *CapturedPacket) GetIngress() string {
+	if x != nil {
+		return x.Ingress
+	}
+	return ""
+}
+
+func (x *CapturedPacket) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *CapturedPacket) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *CapturedPacket) GetTuple() *Tuple {
+	if x != nil {
+		return x.Tuple
+	}
+	return nil
+}
+
+func (x *CapturedPacket) GetFlow() *Tuple {
+	if x != nil {
+		return x.Flow
+	}
+	return nil
+}
+
+func (x *CapturedPacket) GetGeneration() uint32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *CapturedPacket) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *CapturedPacket) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *CapturedPacket) GetDropReason() string {
+	if x != nil {
+		return x.DropReason
+	}
+	return ""
+}
+
+func (x *CapturedPacket) GetIcmpSent() string {
+	if x != nil {
+		return x.IcmpSent
+	}
+	return ""
+}
+
+func (x *CapturedPacket) GetRstSent() bool {
+	if x != nil {
+		return x.RstSent
+	}
+	return false
+}
+
+func (x *CapturedPacket) GetAnomaly() string {
+	if x != nil {
+		return x.Anomaly
+	}
+	return ""
+}
+
+func (x *CapturedPacket) GetAnomalous() bool {
+	if x != nil {
+		return x.Anomalous
+	}
+	return false
+}
+
+func (x *CapturedPacket) GetTcpFlags() uint32 {
+	if x != nil {
+		return x.TcpFlags
+	}
+	return 0
+}
+
 var File_edge_proto protoreflect.FileDescriptor
 
 const file_edge_proto_rawDesc = "" +
@@ -4013,7 +4603,58 @@ const file_edge_proto_rawDesc = "" +
 	"\bnext_hop\x18\x1a \x01(\tR\anextHop\x12%\n" +
 	"\x0ehandoff_worker\x18\x1b \x01(\rR\rhandoffWorker\x12\x1b\n" +
 	"\ticmp_sent\x18\x1c \x01(\tR\bicmpSent\x12\x19\n" +
-	"\brst_sent\x18\x1d \x01(\bR\arstSent2S\n" +
+	"\brst_sent\x18\x1d \x01(\bR\arstSent\"\x8d\x01\n" +
+	"\x11ArmCaptureRequest\x12+\n" +
+	"\x06filter\x18\x01 \x01(\v2\x13.edge.v1.FlowFilterR\x06filter\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"D\n" +
+	"\x12ArmCaptureResponse\x12.\n" +
+	"\x06status\x18\x01 \x01(\v2\x16.edge.v1.CaptureStatusR\x06status\"\x16\n" +
+	"\x14DisarmCaptureRequest\"d\n" +
+	"\x15DisarmCaptureResponse\x12\x1b\n" +
+	"\twas_armed\x18\x01 \x01(\bR\bwasArmed\x12.\n" +
+	"\x06status\x18\x02 \x01(\v2\x16.edge.v1.CaptureStatusR\x06status\"&\n" +
+	"\x12ReadCaptureRequest\x12\x10\n" +
+	"\x03max\x18\x01 \x01(\rR\x03max\"x\n" +
+	"\x13ReadCaptureResponse\x121\n" +
+	"\apackets\x18\x01 \x03(\v2\x17.edge.v1.CapturedPacketR\apackets\x12.\n" +
+	"\x06status\x18\x02 \x01(\v2\x16.edge.v1.CaptureStatusR\x06status\"\xbb\x02\n" +
+	"\rCaptureStatus\x12\x14\n" +
+	"\x05armed\x18\x01 \x01(\bR\x05armed\x12\x18\n" +
+	"\asession\x18\x02 \x01(\rR\asession\x12+\n" +
+	"\x06filter\x18\x03 \x01(\v2\x13.edge.v1.FlowFilterR\x06filter\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\rR\x05count\x12\x1c\n" +
+	"\tanomalies\x18\x06 \x01(\x04R\tanomalies\x12\x18\n" +
+	"\apackets\x18\a \x01(\x04R\apackets\x12\x12\n" +
+	"\x04lost\x18\b \x01(\x04R\x04lost\x12\x18\n" +
+	"\alimited\x18\t \x01(\x04R\alimited\x12\x1f\n" +
+	"\vsnap_length\x18\n" +
+	" \x01(\rR\n" +
+	"snapLength\"\xa0\x04\n" +
+	"\x0eCapturedPacket\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\asession\x18\x02 \x01(\rR\asession\x12\x16\n" +
+	"\x06worker\x18\x03 \x01(\rR\x06worker\x12\x18\n" +
+	"\atrigger\x18\x04 \x01(\rR\atrigger\x12\x18\n" +
+	"\aingress\x18\x05 \x01(\tR\aingress\x12\x16\n" +
+	"\x06length\x18\x06 \x01(\rR\x06length\x12\x12\n" +
+	"\x04data\x18\a \x01(\fR\x04data\x12$\n" +
+	"\x05tuple\x18\b \x01(\v2\x0e.edge.v1.TupleR\x05tuple\x12\"\n" +
+	"\x04flow\x18\t \x01(\v2\x0e.edge.v1.TupleR\x04flow\x12\x1e\n" +
+	"\n" +
+	"generation\x18\n" +
+	" \x01(\rR\n" +
+	"generation\x12\x1c\n" +
+	"\tdirection\x18\v \x01(\tR\tdirection\x12\x16\n" +
+	"\x06action\x18\f \x01(\tR\x06action\x12\x1f\n" +
+	"\vdrop_reason\x18\r \x01(\tR\n" +
+	"dropReason\x12\x1b\n" +
+	"\ticmp_sent\x18\x0e \x01(\tR\bicmpSent\x12\x19\n" +
+	"\brst_sent\x18\x0f \x01(\bR\arstSent\x12\x18\n" +
+	"\aanomaly\x18\x10 \x01(\tR\aanomaly\x12\x1c\n" +
+	"\tanomalous\x18\x11 \x01(\bR\tanomalous\x12\x1b\n" +
+	"\ttcp_flags\x18\x12 \x01(\rR\btcpFlags2S\n" +
 	"\rStatusService\x12B\n" +
 	"\tGetStatus\x12\x19.edge.v1.GetStatusRequest\x1a\x1a.edge.v1.GetStatusResponse2\x9d\x01\n" +
 	"\rConfigService\x12B\n" +
@@ -4035,7 +4676,12 @@ const file_edge_proto_rawDesc = "" +
 	"\fListMappings\x12\x1c.edge.v1.ListMappingsRequest\x1a\x1d.edge.v1.ListMappingsResponse\x12N\n" +
 	"\rFlushMappings\x12\x1d.edge.v1.FlushMappingsRequest\x1a\x1e.edge.v1.FlushMappingsResponse2H\n" +
 	"\fTraceService\x128\n" +
-	"\x05Trace\x12\x15.edge.v1.TraceRequest\x1a\x16.edge.v1.TraceResponse0\x01B#Z!github.com/edgegw/edge/ctl/edgepbb\x06proto3"
+	"\x05Trace\x12\x15.edge.v1.TraceRequest\x1a\x16.edge.v1.TraceResponse0\x012\xf1\x01\n" +
+	"\x0eCaptureService\x12E\n" +
+	"\n" +
+	"ArmCapture\x12\x1a.edge.v1.ArmCaptureRequest\x1a\x1b.edge.v1.ArmCaptureResponse\x12N\n" +
+	"\rDisarmCapture\x12\x1d.edge.v1.DisarmCaptureRequest\x1a\x1e.edge.v1.DisarmCaptureResponse\x12H\n" +
+	"\vReadCapture\x12\x1b.edge.v1.ReadCaptureRequest\x1a\x1c.edge.v1.ReadCaptureResponseB#Z!github.com/edgegw/edge/ctl/edgepbb\x06proto3"
 
 var (
 	file_edge_proto_rawDescOnce sync.Once
@@ -4049,7 +4695,7 @@ func file_edge_proto_rawDescGZIP() []byte {
 	return file_edge_proto_rawDescData
 }
 
-var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_edge_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),         // 0: edge.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),        // 1: edge.v1.GetStatusResponse
@@ -4094,33 +4740,41 @@ var file_edge_proto_goTypes = []any{
 	(*TraceRequest)(nil),             // 40: edge.v1.TraceRequest
 	(*TraceResponse)(nil),            // 41: edge.v1.TraceResponse
 	(*TracePacket)(nil),              // 42: edge.v1.TracePacket
-	nil,                              // 43: edge.v1.GetStatsResponse.DropsEntry
-	nil,                              // 44: edge.v1.GetStatsResponse.ConntrackEntry
-	nil,                              // 45: edge.v1.GetStatsResponse.SnatEntry
-	nil,                              // 46: edge.v1.GetStatsResponse.IcmpSentEntry
-	nil,                              // 47: edge.v1.WorkerStats.DropsEntry
-	nil,                              // 48: edge.v1.WorkerStats.IcmpSentEntry
-	nil,                              // 49: edge.v1.Destination.CountersEntry
-	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 51: google.protobuf.Duration
+	(*ArmCaptureRequest)(nil),        // 43: edge.v1.ArmCaptureRequest
+	(*ArmCaptureResponse)(nil),       // 44: edge.v1.ArmCaptureResponse
+	(*DisarmCaptureRequest)(nil),     // 45: edge.v1.DisarmCaptureRequest
+	(*DisarmCaptureResponse)(nil),    // 46: edge.v1.DisarmCaptureResponse
+	(*ReadCaptureRequest)(nil),       // 47: edge.v1.ReadCaptureRequest
+	(*ReadCaptureResponse)(nil),      // 48: edge.v1.ReadCaptureResponse
+	(*CaptureStatus)(nil),            // 49: edge.v1.CaptureStatus
+	(*CapturedPacket)(nil),           // 50: edge.v1.CapturedPacket
+	nil,                              // 51: edge.v1.GetStatsResponse.DropsEntry
+	nil,                              // 52: edge.v1.GetStatsResponse.ConntrackEntry
+	nil,                              // 53: edge.v1.GetStatsResponse.SnatEntry
+	nil,                              // 54: edge.v1.GetStatsResponse.IcmpSentEntry
+	nil,                              // 55: edge.v1.WorkerStats.DropsEntry
+	nil,                              // 56: edge.v1.WorkerStats.IcmpSentEntry
+	nil,                              // 57: edge.v1.Destination.CountersEntry
+	(*timestamppb.Timestamp)(nil),    // 58: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 59: google.protobuf.Duration
 }
 var file_edge_proto_depIdxs = []int32{
-	50, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	51, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	58, // 0: edge.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	59, // 1: edge.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
 	2,  // 2: edge.v1.GetStatusResponse.interfaces:type_name -> edge.v1.InterfaceStatus
 	3,  // 3: edge.v1.GetStatusResponse.workers:type_name -> edge.v1.WorkerStatus
 	4,  // 4: edge.v1.GetStatusResponse.snat:type_name -> edge.v1.SNATStatus
 	5,  // 5: edge.v1.SNATStatus.pools:type_name -> edge.v1.SNATPool
-	51, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
-	51, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
+	59, // 6: edge.v1.SNATStatus.quarantine:type_name -> google.protobuf.Duration
+	59, // 7: edge.v1.SNATStatus.mapping_timeout:type_name -> google.protobuf.Duration
 	10, // 8: edge.v1.ListFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	15, // 9: edge.v1.ListFlowsResponse.flows:type_name -> edge.v1.Flow
 	13, // 10: edge.v1.ListFlowsResponse.packed:type_name -> edge.v1.PackedFlows
 	14, // 11: edge.v1.Flow.original:type_name -> edge.v1.Tuple
 	14, // 12: edge.v1.Flow.reply:type_name -> edge.v1.Tuple
-	50, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
-	50, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
-	51, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
+	58, // 13: edge.v1.Flow.opened:type_name -> google.protobuf.Timestamp
+	58, // 14: edge.v1.Flow.closed:type_name -> google.protobuf.Timestamp
+	59, // 15: edge.v1.Flow.expires_in:type_name -> google.protobuf.Duration
 	10, // 16: edge.v1.FlushFlowsRequest.filter:type_name -> edge.v1.FlowFilter
 	14, // 17: edge.v1.ExplainFlowRequest.tuple:type_name -> edge.v1.Tuple
 	15, // 18: edge.v1.ExplainFlowResponse.current:type_name -> edge.v1.Flow
@@ -4128,61 +4782,78 @@ var file_edge_proto_depIdxs = []int32{
 	10, // 20: edge.v1.EventFilter.flow:type_name -> edge.v1.FlowFilter
 	20, // 21: edge.v1.SubscribeRequest.filter:type_name -> edge.v1.EventFilter
 	23, // 22: edge.v1.SubscribeResponse.events:type_name -> edge.v1.Event
-	50, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
+	58, // 23: edge.v1.Event.time:type_name -> google.protobuf.Timestamp
 	14, // 24: edge.v1.Event.tuple:type_name -> edge.v1.Tuple
-	51, // 25: edge.v1.Event.idle:type_name -> google.protobuf.Duration
-	43, // 26: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
+	59, // 25: edge.v1.Event.idle:type_name -> google.protobuf.Duration
+	51, // 26: edge.v1.GetStatsResponse.drops:type_name -> edge.v1.GetStatsResponse.DropsEntry
 	28, // 27: edge.v1.GetStatsResponse.workers:type_name -> edge.v1.WorkerStats
 	29, // 28: edge.v1.GetStatsResponse.interfaces:type_name -> edge.v1.InterfaceStats
-	44, // 29: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
-	45, // 30: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
+	52, // 29: edge.v1.GetStatsResponse.conntrack:type_name -> edge.v1.GetStatsResponse.ConntrackEntry
+	53, // 30: edge.v1.GetStatsResponse.snat:type_name -> edge.v1.GetStatsResponse.SnatEntry
 	30, // 31: edge.v1.GetStatsResponse.snat_destinations:type_name -> edge.v1.SNATDestination
-	46, // 32: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
+	54, // 32: edge.v1.GetStatsResponse.icmp_sent:type_name -> edge.v1.GetStatsResponse.IcmpSentEntry
 	26, // 33: edge.v1.GetStatsResponse.neighbours:type_name -> edge.v1.NeighbourStats
 	27, // 34: edge.v1.GetStatsResponse.fragments:type_name -> edge.v1.FragmentStats
-	47, // 35: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
-	48, // 36: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
+	55, // 35: edge.v1.WorkerStats.drops:type_name -> edge.v1.WorkerStats.DropsEntry
+	56, // 36: edge.v1.WorkerStats.icmp_sent:type_name -> edge.v1.WorkerStats.IcmpSentEntry
 	27, // 37: edge.v1.WorkerStats.fragments:type_name -> edge.v1.FragmentStats
 	33, // 38: edge.v1.ListDestinationsResponse.destinations:type_name -> edge.v1.Destination
-	49, // 39: edge.v1.Destination.counters:type_name -> edge.v1.Destination.CountersEntry
+	57, // 39: edge.v1.Destination.counters:type_name -> edge.v1.Destination.CountersEntry
 	34, // 40: edge.v1.Destination.histograms:type_name -> edge.v1.Histogram
-	51, // 41: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
+	59, // 41: edge.v1.Mapping.idle_left:type_name -> google.protobuf.Duration
 	36, // 42: edge.v1.ListMappingsResponse.mappings:type_name -> edge.v1.Mapping
 	10, // 43: edge.v1.TraceRequest.filter:type_name -> edge.v1.FlowFilter
-	51, // 44: edge.v1.TraceRequest.duration:type_name -> google.protobuf.Duration
+	59, // 44: edge.v1.TraceRequest.duration:type_name -> google.protobuf.Duration
 	42, // 45: edge.v1.TraceResponse.packets:type_name -> edge.v1.TracePacket
-	50, // 46: edge.v1.TracePacket.time:type_name -> google.protobuf.Timestamp
+	58, // 46: edge.v1.TracePacket.time:type_name -> google.protobuf.Timestamp
 	14, // 47: edge.v1.TracePacket.tuple:type_name -> edge.v1.Tuple
 	14, // 48: edge.v1.TracePacket.flow:type_name -> edge.v1.Tuple
-	0,  // 49: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 50: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 51: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 52: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	16, // 53: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	18, // 54: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	21, // 55: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	24, // 56: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	31, // 57: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
-	35, // 58: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
-	38, // 59: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
-	40, // 60: edge.v1.TraceService.Trace:input_type -> edge.v1.TraceRequest
-	1,  // 61: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 62: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 63: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 64: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	17, // 65: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	19, // 66: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	22, // 67: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	25, // 68: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	32, // 69: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
-	37, // 70: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
-	39, // 71: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
-	41, // 72: edge.v1.TraceService.Trace:output_type -> edge.v1.TraceResponse
-	61, // [61:73] is the sub-list for method output_type
-	49, // [49:61] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	10, // 49: edge.v1.ArmCaptureRequest.filter:type_name -> edge.v1.FlowFilter
+	59, // 50: edge.v1.ArmCaptureRequest.duration:type_name -> google.protobuf.Duration
+	49, // 51: edge.v1.ArmCaptureResponse.status:type_name -> edge.v1.CaptureStatus
+	49, // 52: edge.v1.DisarmCaptureResponse.status:type_name -> edge.v1.CaptureStatus
+	50, // 53: edge.v1.ReadCaptureResponse.packets:type_name -> edge.v1.CapturedPacket
+	49, // 54: edge.v1.ReadCaptureResponse.status:type_name -> edge.v1.CaptureStatus
+	10, // 55: edge.v1.CaptureStatus.filter:type_name -> edge.v1.FlowFilter
+	58, // 56: edge.v1.CaptureStatus.until:type_name -> google.protobuf.Timestamp
+	58, // 57: edge.v1.CapturedPacket.time:type_name -> google.protobuf.Timestamp
+	14, // 58: edge.v1.CapturedPacket.tuple:type_name -> edge.v1.Tuple
+	14, // 59: edge.v1.CapturedPacket.flow:type_name -> edge.v1.Tuple
+	0,  // 60: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 61: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 62: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 63: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	16, // 64: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	18, // 65: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	21, // 66: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	24, // 67: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	31, // 68: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
+	35, // 69: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	38, // 70: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	40, // 71: edge.v1.TraceService.Trace:input_type -> edge.v1.TraceRequest
+	43, // 72: edge.v1.CaptureService.ArmCapture:input_type -> edge.v1.ArmCaptureRequest
+	45, // 73: edge.v1.CaptureService.DisarmCapture:input_type -> edge.v1.DisarmCaptureRequest
+	47, // 74: edge.v1.CaptureService.ReadCapture:input_type -> edge.v1.ReadCaptureRequest
+	1,  // 75: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 76: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 77: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 78: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	17, // 79: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	19, // 80: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	22, // 81: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	25, // 82: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	32, // 83: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
+	37, // 84: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	39, // 85: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	41, // 86: edge.v1.TraceService.Trace:output_type -> edge.v1.TraceResponse
+	44, // 87: edge.v1.CaptureService.ArmCapture:output_type -> edge.v1.ArmCaptureResponse
+	46, // 88: edge.v1.CaptureService.DisarmCapture:output_type -> edge.v1.DisarmCaptureResponse
+	48, // 89: edge.v1.CaptureService.ReadCapture:output_type -> edge.v1.ReadCaptureResponse
+	75, // [75:90] is the sub-list for method output_type
+	60, // [60:75] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }
@@ -4196,9 +4867,9 @@ func file_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edge_proto_rawDesc), len(file_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   58,
 			NumExtensions: 0,
-			NumServices:   8,
+			NumServices:   9,
 		},
 		GoTypes:           file_edge_proto_goTypes,
 		DependencyIndexes: file_edge_proto_depIdxs,

@@ -1079,3 +1079,205 @@ var TraceService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "edge.proto",
 }
+
+const (
+	CaptureService_ArmCapture_FullMethodName    = "/edge.v1.CaptureService/ArmCapture"
+	CaptureService_DisarmCapture_FullMethodName = "/edge.v1.CaptureService/DisarmCapture"
+	CaptureService_ReadCapture_FullMethodName   = "/edge.v1.CaptureService/ReadCapture"
+)
+
+// CaptureServiceClient is the client API for CaptureService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// CaptureService: triggered capture (edge capture). While a capture is
+// armed, each worker records the first bytes of every tracked packet in a
+// small ring; when a flow meets an anomaly (a state-mismatch drop, an ICMP
+// error or TCP reset edge sends, a reset from the server soon after its
+// SYN-ACK or the client's data) the packet and its flow's recent packets
+// are kept, with edge's verdict, until read. Bounded: what does not fit is
+// counted, never queued.
+type CaptureServiceClient interface {
+	// ArmCapture arms a capture. One at a time: FAILED_PRECONDITION while
+	// another is armed.
+	ArmCapture(ctx context.Context, in *ArmCaptureRequest, opts ...grpc.CallOption) (*ArmCaptureResponse, error)
+	// DisarmCapture disarms the armed capture; what it kept stays readable.
+	DisarmCapture(ctx context.Context, in *DisarmCaptureRequest, opts ...grpc.CallOption) (*DisarmCaptureResponse, error)
+	// ReadCapture moves kept packets to the caller: each is read once.
+	ReadCapture(ctx context.Context, in *ReadCaptureRequest, opts ...grpc.CallOption) (*ReadCaptureResponse, error)
+}
+
+type captureServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCaptureServiceClient(cc grpc.ClientConnInterface) CaptureServiceClient {
+	return &captureServiceClient{cc}
+}
+
+func (c *captureServiceClient) ArmCapture(ctx context.Context, in *ArmCaptureRequest, opts ...grpc.CallOption) (*ArmCaptureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ArmCaptureResponse)
+	err := c.cc.Invoke(ctx, CaptureService_ArmCapture_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *captureServiceClient) DisarmCapture(ctx context.Context, in *DisarmCaptureRequest, opts ...grpc.CallOption) (*DisarmCaptureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisarmCaptureResponse)
+	err := c.cc.Invoke(ctx, CaptureService_DisarmCapture_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *captureServiceClient) ReadCapture(ctx context.Context, in *ReadCaptureRequest, opts ...grpc.CallOption) (*ReadCaptureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadCaptureResponse)
+	err := c.cc.Invoke(ctx, CaptureService_ReadCapture_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CaptureServiceServer is the server API for CaptureService service.
+// All implementations must embed UnimplementedCaptureServiceServer
+// for forward compatibility.
+//
+// CaptureService: triggered capture (edge capture). While a capture is
+// armed, each worker records the first bytes of every tracked packet in a
+// small ring; when a flow meets an anomaly (a state-mismatch drop, an ICMP
+// error or TCP reset edge sends, a reset from the server soon after its
+// SYN-ACK or the client's data) the packet and its flow's recent packets
+// are kept, with edge's verdict, until read. Bounded: what does not fit is
+// counted, never queued.
+type CaptureServiceServer interface {
+	// ArmCapture arms a capture. One at a time: FAILED_PRECONDITION while
+	// another is armed.
+	ArmCapture(context.Context, *ArmCaptureRequest) (*ArmCaptureResponse, error)
+	// DisarmCapture disarms the armed capture; what it kept stays readable.
+	DisarmCapture(context.Context, *DisarmCaptureRequest) (*DisarmCaptureResponse, error)
+	// ReadCapture moves kept packets to the caller: each is read once.
+	ReadCapture(context.Context, *ReadCaptureRequest) (*ReadCaptureResponse, error)
+	mustEmbedUnimplementedCaptureServiceServer()
+}
+
+// UnimplementedCaptureServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCaptureServiceServer struct{}
+
+func (UnimplementedCaptureServiceServer) ArmCapture(context.Context, *ArmCaptureRequest) (*ArmCaptureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ArmCapture not implemented")
+}
+func (UnimplementedCaptureServiceServer) DisarmCapture(context.Context, *DisarmCaptureRequest) (*DisarmCaptureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisarmCapture not implemented")
+}
+func (UnimplementedCaptureServiceServer) ReadCapture(context.Context, *ReadCaptureRequest) (*ReadCaptureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadCapture not implemented")
+}
+func (UnimplementedCaptureServiceServer) mustEmbedUnimplementedCaptureServiceServer() {}
+func (UnimplementedCaptureServiceServer) testEmbeddedByValue()                        {}
+
+// UnsafeCaptureServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CaptureServiceServer will
+// result in compilation errors.
+type UnsafeCaptureServiceServer interface {
+	mustEmbedUnimplementedCaptureServiceServer()
+}
+
+func RegisterCaptureServiceServer(s grpc.ServiceRegistrar, srv CaptureServiceServer) {
+	// If the following call panics, it indicates UnimplementedCaptureServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CaptureService_ServiceDesc, srv)
+}
+
+func _CaptureService_ArmCapture_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ArmCaptureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaptureServiceServer).ArmCapture(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaptureService_ArmCapture_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaptureServiceServer).ArmCapture(ctx, req.(*ArmCaptureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CaptureService_DisarmCapture_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisarmCaptureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaptureServiceServer).DisarmCapture(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaptureService_DisarmCapture_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaptureServiceServer).DisarmCapture(ctx, req.(*DisarmCaptureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CaptureService_ReadCapture_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadCaptureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaptureServiceServer).ReadCapture(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaptureService_ReadCapture_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaptureServiceServer).ReadCapture(ctx, req.(*ReadCaptureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// CaptureService_ServiceDesc is the grpc.ServiceDesc for CaptureService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CaptureService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "edge.v1.CaptureService",
+	HandlerType: (*CaptureServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ArmCapture",
+			Handler:    _CaptureService_ArmCapture_Handler,
+		},
+		{
+			MethodName: "DisarmCapture",
+			Handler:    _CaptureService_DisarmCapture_Handler,
+		},
+		{
+			MethodName: "ReadCapture",
+			Handler:    _CaptureService_ReadCapture_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "edge.proto",
+}
