@@ -180,6 +180,7 @@ type captureState struct {
 	sess    *captureSession // on: the capture
 	cur     *captureSlot    // the track stage's packet; nil outside it
 	ref     conntrack.Ref   // cur.pkt.HasFlow: its flow
+	opened  bool            // cur had no flow when tracked: it may open one
 	anomaly CaptureAnomaly  // cur's anomaly so far
 	next    uint32          // ring: the next slot to write (modulo captureHistSize)
 	trigger uint32
@@ -298,7 +299,7 @@ func (w *worker) captureTrack(in, i int, p *conntrack.Packet, v conntrack.Verdic
 	sl.pkt = CapturedPacket{Time: w.now, Key: p.Key, Len: uint16(min(len(frame), 0xffff)),
 		Payload: p.Payload, Worker: uint8(w.id), In: uint8(in), Flags: p.Flags}
 	sl.pkt.CapLen = uint16(copy(sl.pkt.Data[:], frame))
-	c.cur, c.anomaly = sl, AnomalyNone
+	c.cur, c.anomaly, c.opened = sl, AnomalyNone, v.Action == conntrack.Open
 	hasFlow := v.Action == conntrack.Forward || v.Action == conntrack.Reopened ||
 		v.Action == conntrack.Drop && v.State != conntrack.StateNone
 	if hasFlow {
@@ -371,7 +372,17 @@ func (w *worker) captureEnd() {
 // an anomaly that the capture's filter, count and rate allow.
 func (w *worker) captureFinish() {
 	c := &w.cap
-	if c.cur == nil || c.anomaly == AnomalyNone {
+	if c.cur == nil {
+		return
+	}
+	if c.opened {
+		// No flow when tracked: the flow the packet opened, if any.
+		if r, d, ok := w.shard.Lookup(&c.cur.pkt.Key, w.now); ok {
+			c.cur.pkt.HasFlow, c.cur.pkt.Flow, c.cur.pkt.Dir, c.ref = true, *w.shard.Key(r), d, r
+		}
+		c.opened = false
+	}
+	if c.anomaly == AnomalyNone {
 		return
 	}
 	a := &c.cur.pkt

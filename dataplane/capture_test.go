@@ -42,6 +42,9 @@ func captureSummary(p *CapturedPacket) string {
 	if p.RST {
 		b.WriteString(" rst_sent")
 	}
+	if p.HasFlow {
+		fmt.Fprintf(&b, " flow(%s %v)", ap(p.Flow.Src, p.Flow.SrcPort), p.Dir)
+	}
 	if p.Anomalous {
 		fmt.Fprintf(&b, " ANOMALY %v", p.Anomaly)
 		if p.HasFlow {
@@ -141,8 +144,8 @@ func TestCaptureTriggers(t *testing.T) {
 		{"synack_bad_ack", CaptureSpec{}, nil,
 			[]step{syn, {1, func(n uint16) []byte { return s2c(n, capSYN|capACK, 5000, 7777, 0) }, 0}},
 			[]string{
-				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed",
-				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. dropped synack_bad_ack ANOMALY state_mismatch gen 0",
+				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed flow(10.0.0.2:40000 original)",
+				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. dropped synack_bad_ack flow(10.0.0.2:40000 reply) ANOMALY state_mismatch gen 0",
 			}},
 		{"no_state", CaptureSpec{}, nil,
 			[]step{{0, func(uint16) []byte { return c2s(capACK, 1, 1, 0) }, 0}},
@@ -155,15 +158,15 @@ func TestCaptureTriggers(t *testing.T) {
 		{"server_rst_after_synack", CaptureSpec{}, nil,
 			[]step{syn, synAck, srvRST},
 			[]string{
-				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed",
-				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. passed",
-				"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed ANOMALY server_rst gen 0",
+				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed flow(10.0.0.2:40000 original)",
+				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. passed flow(10.0.0.2:40000 reply)",
+				"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed flow(10.0.0.2:40000 reply) ANOMALY server_rst gen 0",
 			}},
 		{"server_rst_after_data", CaptureSpec{}, []step{syn, synAck, ack},
 			[]step{{0, data.frame, 5 * conntrack.Second}, srvRST},
 			[]string{
-				"#1 in0 10.0.0.2:40000>203.0.113.2:80 P. passed",
-				"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed ANOMALY server_rst gen 0",
+				"#1 in0 10.0.0.2:40000>203.0.113.2:80 P. passed flow(10.0.0.2:40000 original)",
+				"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed flow(10.0.0.2:40000 reply) ANOMALY server_rst gen 0",
 			}},
 		{"server_rst_late", CaptureSpec{}, nil,
 			[]step{syn, synAck, ack, data, {1, srvRST.frame, 2 * conntrack.Second}}, nil},
@@ -173,9 +176,9 @@ func TestCaptureTriggers(t *testing.T) {
 		{"filter_by_flow", CaptureSpec{Filter: addrFilter(ipClient)}, nil, // the reset's own key has the SNAT address
 			[]step{syn, synAck, srvRST},
 			[]string{
-				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed",
-				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. passed",
-				"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed ANOMALY server_rst gen 0",
+				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed flow(10.0.0.2:40000 original)",
+				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. passed flow(10.0.0.2:40000 reply)",
+				"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed flow(10.0.0.2:40000 reply) ANOMALY server_rst gen 0",
 			}},
 		{"not_armed_before", CaptureSpec{}, []step{{0, func(uint16) []byte { return c2s(capACK, 1, 1, 0) }, 0}}, nil, nil},
 	} {
