@@ -371,10 +371,28 @@ func (s *Shard) sigLate(p *Packet, now Time) {
 		t.h = 0
 	}
 	e.h = 0
+	s.late = lateNote{key: p.Key, at: now, idle: Time(idle) * Millisecond}
 	if de := s.dests.get(&e.dest); de != nil {
 		de.ctr[DestExpiredLate]++
 		de.hist[HistExpiredIdle][histBucket(idle)]++
 	}
+}
+
+// lateNote is the last packet sigLate recognised.
+type lateNote struct {
+	key  Key
+	at   Time
+	idle Time
+}
+
+// LateExpired reports whether the packet of key k that Track dropped at
+// time now as no_state was a late packet of a flow that expired (counted
+// expired_late), and how long that flow had been idle. Owner only.
+func (s *Shard) LateExpired(k *Key, now Time) (idle Time, ok bool) {
+	if s.late.at != now || s.late.key != *k {
+		return 0, false
+	}
+	return s.late.idle, true
 }
 
 // serveDests copies up to cap(r.dests) tracked destinations from r.cursor.

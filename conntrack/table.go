@@ -421,6 +421,7 @@ type Shard struct {
 
 	dests   destTable    // per-destination signals (dest.go)
 	expired expiredCache // recently expired flows, to count their late packets
+	late    lateNote     // the last late packet of an expired flow (LateExpired)
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {

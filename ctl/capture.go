@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/ctl/edgepb"
@@ -198,6 +199,9 @@ func capturedToPB(p *dataplane.CapturedPacket, c clock) *edgepb.CapturedPacket {
 	}
 	if p.ICMP != icmp.NoError {
 		out.IcmpSent = p.ICMP.String()
+	}
+	if p.Idle != 0 {
+		out.Idle = durationpb.New(time.Duration(p.Idle))
 	}
 	return out
 }

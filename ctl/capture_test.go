@@ -69,7 +69,9 @@ func capturedPackets() []dataplane.CapturedPacket {
 	anom := dataplane.CapturedPacket{Time: fakeNow + conntrack.Second, Key: reply, Flow: k, HasFlow: true, Dir: conntrack.Reply,
 		Session: 1, Trigger: 5, Worker: 1, In: 1, Len: 200, CapLen: 2, Gen: 2, Flags: 0x12, Drop: drop.SynAckBadAck,
 		ICMP: icmp.PortUnreachable, Anomaly: dataplane.AnomalyStateMismatch, Anomalous: true, Data: [dataplane.CaptureSnapLen]byte{9, 8}}
-	return []dataplane.CapturedPacket{hist, anom}
+	late := dataplane.CapturedPacket{Time: fakeNow + 2*conntrack.Second, Key: k, Session: 1, Trigger: 6, Len: 54, CapLen: 1,
+		Drop: drop.NoState, Anomaly: dataplane.AnomalyIdleExpired, Anomalous: true, Idle: 7500 * conntrack.Second}
+	return []dataplane.CapturedPacket{hist, anom, late}
 }
 
 // Arm, read and disarm through the service: the request's filter and
@@ -96,7 +98,7 @@ func TestCaptureService(t *testing.T) {
 		t.Fatalf("read max 1: %v, %v", rr, err)
 	}
 	rest, err := c.ReadCapture(ctx, &edgepb.ReadCaptureRequest{})
-	if err != nil || len(rest.Packets) != 1 {
+	if err != nil || len(rest.Packets) != 2 {
 		t.Fatalf("read the rest: %v, %v", rest, err)
 	}
 	at := fb.epoch.Add(time.Hour)
@@ -110,8 +112,11 @@ func TestCaptureService(t *testing.T) {
 			`"flow":{"protocol":"tcp","src":"10.0.0.2","src_port":40000,"dst":"203.0.113.2","dst_port":80},"generation":2,` +
 			`"direction":"reply","action":"dropped","drop_reason":"synack_bad_ack","icmp_sent":"port_unreachable",` +
 			`"anomaly":"state_mismatch","anomalous":true,"tcp_flags":18}`,
+		`{"time":"` + pbTime(at.Add(2*time.Second)) + `","session":1,"trigger":6,"ingress":"inside","length":54,"data":"AA==",` +
+			`"tuple":{"protocol":"tcp","src":"10.0.0.2","src_port":40000,"dst":"203.0.113.2","dst_port":80},` +
+			`"action":"dropped","drop_reason":"no_state","anomaly":"idle_expired","anomalous":true,"idle":"7500s"}`,
 	}
-	for i, p := range []*edgepb.CapturedPacket{rr.Packets[0], rest.Packets[0]} {
+	for i, p := range append(rr.Packets, rest.Packets...) {
 		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(p)
 		if err != nil {
 			t.Fatal(err)

@@ -30,6 +30,8 @@ import (
 //     data_on_closed, nsx_synack_on_closing). An ICMP error about no flow
 //     (icmp_no_flow) is not one: backscatter, not a connection failing.
 //   - edge sent an ICMP error or a TCP reset in answer to the packet.
+//   - idle expired: a packet of a flow edge expired idle (a no_state drop
+//     conntrack recognises, Shard.LateExpired, with the flow's idle time).
 //   - server reset: a TCP RST of the flow's reply direction (from the side
 //     that did not open it) within captureRSTWindow of its SYN-ACK or of
 //     data from the opening side, as the ring shows them.
@@ -74,9 +76,10 @@ const (
 	AnomalyEdgeICMP                     // edge answered the packet with an ICMP error
 	AnomalyEdgeRST                      // edge answered the packet with a TCP reset
 	AnomalyServerRST                    // a reset from the flow's reply side soon after its SYN-ACK or the client's data
+	AnomalyIdleExpired                  // a packet of a flow edge expired idle (dropped no_state; Idle says how long it was idle)
 )
 
-var anomalyNames = [...]string{"none", "state_mismatch", "edge_icmp", "edge_rst", "server_rst"}
+var anomalyNames = [...]string{"none", "state_mismatch", "edge_icmp", "edge_rst", "server_rst", "idle_expired"}
 
 func (a CaptureAnomaly) String() string {
 	if int(a) < len(anomalyNames) {
@@ -98,6 +101,7 @@ var captureMismatch = func() (m [drop.NumReasons]bool) {
 // CapturedPacket is one packet a capture kept: fixed size, no pointers.
 type CapturedPacket struct {
 	Time    conntrack.Time // the batch's time (see Engine.Start)
+	Idle    conntrack.Time // AnomalyIdleExpired: how long the flow had been idle when it expired and this packet came
 	Key     conntrack.Key  // the packet's key as parsed (an ICMP error: the quoted flow's, reversed)
 	Flow    conntrack.Key  // its flow's original key; zero: no flow
 	Session uint32         // the capture that kept it
@@ -311,6 +315,11 @@ func (w *worker) captureTrack(in, i int, p *conntrack.Packet, v conntrack.Verdic
 		sl.pkt.Drop = v.Reason
 		if captureMismatch[v.Reason] {
 			c.anomaly = AnomalyStateMismatch
+		}
+		if v.Reason == drop.NoState {
+			if idle, late := w.shard.LateExpired(&p.Key, w.now); late {
+				c.anomaly, sl.pkt.Idle = AnomalyIdleExpired, idle
+			}
 		}
 	case hasFlow && p.Key.Proto == header.ProtoTCP && p.Kind == conntrack.KindFlow &&
 		p.Flags&header.TCPFlagRST != 0 && v.Dir == conntrack.Reply && w.captureRecentServerRST(sl):

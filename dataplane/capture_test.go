@@ -50,6 +50,9 @@ func captureSummary(p *CapturedPacket) string {
 		if p.HasFlow {
 			fmt.Fprintf(&b, " gen %d", p.Gen)
 		}
+		if p.Idle != 0 {
+			fmt.Fprintf(&b, " idle %ds", p.Idle/conntrack.Second)
+		}
 	}
 	return b.String()
 }
@@ -179,6 +182,16 @@ func TestCaptureTriggers(t *testing.T) {
 				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed flow(10.0.0.2:40000 original)",
 				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. passed flow(10.0.0.2:40000 reply)",
 				"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed flow(10.0.0.2:40000 reply) ANOMALY server_rst gen 0",
+			}},
+		// The ESTABLISHED timer is 7,440 s: the flow expires, then the
+		// client sends on it.
+		{"idle_expired", CaptureSpec{}, nil,
+			[]step{syn, synAck, ack, {0, data.frame, 7500 * conntrack.Second}},
+			[]string{
+				"#1 in0 10.0.0.2:40000>203.0.113.2:80 S passed flow(10.0.0.2:40000 original)",
+				"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. passed flow(10.0.0.2:40000 reply)",
+				"#1 in0 10.0.0.2:40000>203.0.113.2:80 . passed flow(10.0.0.2:40000 original)",
+				"#1 in0 10.0.0.2:40000>203.0.113.2:80 P. dropped no_state ANOMALY idle_expired idle 7500s",
 			}},
 		{"not_armed_before", CaptureSpec{}, []step{{0, func(uint16) []byte { return c2s(capACK, 1, 1, 0) }, 0}}, nil, nil},
 	} {

@@ -50,6 +50,8 @@ kept:
   edge_rst        edge answered the packet with a TCP reset (reject rule)
   server_rst      the server reset the connection within 1 s of its
                   SYN-ACK or of the client's data
+  idle_expired    a packet of a connection edge had expired idle (its
+                  idle time in the comment)
 
 Each packet carries a comment with edge's verdict (passed, or dropped and
 why, and what edge sent back), the anomaly and the flow, e.g.
@@ -223,6 +225,9 @@ func captureComment(p *pb.CapturedPacket) string {
 	}
 	if p.GetAnomalous() {
 		fmt.Fprintf(&b, "; anomaly %s", p.GetAnomaly())
+		if p.GetIdle() != nil {
+			fmt.Fprintf(&b, " (idle %v)", p.GetIdle().AsDuration().Round(time.Second))
+		}
 	} else {
 		fmt.Fprintf(&b, "; history of anomaly %s", p.GetAnomaly())
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/edgegw/edge/ctl/edgepb"
@@ -42,6 +43,8 @@ func testCaptured() []*pb.CapturedPacket {
 			Anomaly: "state_mismatch", Anomalous: true},
 		{Time: timestamppb.New(at.Add(time.Second)), Worker: 1, Trigger: 1, Ingress: "inside", Length: 54, Data: syn[:54],
 			Action: "dropped", DropReason: "firewall_reject", RstSent: true, Anomaly: "edge_rst", Anomalous: true},
+		{Time: timestamppb.New(at.Add(2 * time.Second)), Worker: 1, Trigger: 2, Ingress: "inside", Length: 54, Data: syn[:54],
+			Action: "dropped", DropReason: "no_state", Anomaly: "idle_expired", Anomalous: true, Idle: durationpb.New(7500 * time.Second)},
 	}
 }
 
@@ -50,6 +53,7 @@ func TestCaptureComment(t *testing.T) {
 		"edge: passed; history of anomaly state_mismatch #0.3; flow tcp 10.0.0.2:40000 > 203.0.113.2:80 original",
 		"edge: dropped synack_bad_ack; anomaly state_mismatch #0.3; flow tcp 10.0.0.2:40000 > 203.0.113.2:80 gen 2 reply",
 		"edge: dropped firewall_reject, sent rst; anomaly edge_rst #1.1; no flow",
+		"edge: dropped no_state; anomaly idle_expired (idle 2h5m0s) #1.2; no flow",
 	}
 	for i, p := range testCaptured() {
 		if got := captureComment(p); got != want[i] {

@@ -4052,21 +4052,22 @@ type CapturedPacket struct {
 	Worker  uint32                 `protobuf:"varint,3,opt,name=worker,proto3" json:"worker,omitempty"`
 	// The anomaly it was kept for, numbered per worker: the anomalous packet
 	// and its flow's history share it.
-	Trigger       uint32 `protobuf:"varint,4,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	Ingress       string `protobuf:"bytes,5,opt,name=ingress,proto3" json:"ingress,omitempty"`         // inside | outside
-	Length        uint32 `protobuf:"varint,6,opt,name=length,proto3" json:"length,omitempty"`          // the frame's length
-	Data          []byte `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`               // its first bytes (snap_length at most), from the Ethernet header
-	Tuple         *Tuple `protobuf:"bytes,8,opt,name=tuple,proto3" json:"tuple,omitempty"`             // as parsed (an ICMP error: the quoted flow's, reversed)
-	Flow          *Tuple `protobuf:"bytes,9,opt,name=flow,proto3" json:"flow,omitempty"`               // the flow's original tuple; absent: no flow
-	Generation    uint32 `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"` // anomalous, with a flow: the flow's incarnation
-	Direction     string `protobuf:"bytes,11,opt,name=direction,proto3" json:"direction,omitempty"`    // original | reply (with a flow)
-	Action        string `protobuf:"bytes,12,opt,name=action,proto3" json:"action,omitempty"`          // passed | dropped
-	DropReason    string `protobuf:"bytes,13,opt,name=drop_reason,json=dropReason,proto3" json:"drop_reason,omitempty"`
-	IcmpSent      string `protobuf:"bytes,14,opt,name=icmp_sent,json=icmpSent,proto3" json:"icmp_sent,omitempty"` // an ICMP error edge sent in answer (its kind)
-	RstSent       bool   `protobuf:"varint,15,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`   // a TCP reset edge sent in answer
-	Anomaly       string `protobuf:"bytes,16,opt,name=anomaly,proto3" json:"anomaly,omitempty"`                   // state_mismatch | edge_icmp | edge_rst | server_rst
-	Anomalous     bool   `protobuf:"varint,17,opt,name=anomalous,proto3" json:"anomalous,omitempty"`              // the packet that met the anomaly; false: its flow's history
-	TcpFlags      uint32 `protobuf:"varint,18,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
+	Trigger       uint32               `protobuf:"varint,4,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	Ingress       string               `protobuf:"bytes,5,opt,name=ingress,proto3" json:"ingress,omitempty"`         // inside | outside
+	Length        uint32               `protobuf:"varint,6,opt,name=length,proto3" json:"length,omitempty"`          // the frame's length
+	Data          []byte               `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`               // its first bytes (snap_length at most), from the Ethernet header
+	Tuple         *Tuple               `protobuf:"bytes,8,opt,name=tuple,proto3" json:"tuple,omitempty"`             // as parsed (an ICMP error: the quoted flow's, reversed)
+	Flow          *Tuple               `protobuf:"bytes,9,opt,name=flow,proto3" json:"flow,omitempty"`               // the flow's original tuple; absent: no flow
+	Generation    uint32               `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"` // anomalous, with a flow: the flow's incarnation
+	Direction     string               `protobuf:"bytes,11,opt,name=direction,proto3" json:"direction,omitempty"`    // original | reply (with a flow)
+	Action        string               `protobuf:"bytes,12,opt,name=action,proto3" json:"action,omitempty"`          // passed | dropped
+	DropReason    string               `protobuf:"bytes,13,opt,name=drop_reason,json=dropReason,proto3" json:"drop_reason,omitempty"`
+	IcmpSent      string               `protobuf:"bytes,14,opt,name=icmp_sent,json=icmpSent,proto3" json:"icmp_sent,omitempty"` // an ICMP error edge sent in answer (its kind)
+	RstSent       bool                 `protobuf:"varint,15,opt,name=rst_sent,json=rstSent,proto3" json:"rst_sent,omitempty"`   // a TCP reset edge sent in answer
+	Anomaly       string               `protobuf:"bytes,16,opt,name=anomaly,proto3" json:"anomaly,omitempty"`                   // state_mismatch | edge_icmp | edge_rst | server_rst | idle_expired
+	Anomalous     bool                 `protobuf:"varint,17,opt,name=anomalous,proto3" json:"anomalous,omitempty"`              // the packet that met the anomaly; false: its flow's history
+	TcpFlags      uint32               `protobuf:"varint,18,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
+	Idle          *durationpb.Duration `protobuf:"bytes,19,opt,name=idle,proto3" json:"idle,omitempty"` // idle_expired: how long the flow had been idle
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4225,6 +4226,13 @@ func (x *CapturedPacket) GetTcpFlags() uint32 {
 		return x.TcpFlags
 	}
 	return 0
+}
+
+func (x *CapturedPacket) GetIdle() *durationpb.Duration {
+	if x != nil {
+		return x.Idle
+	}
+	return nil
 }
 
 var File_edge_proto protoreflect.FileDescriptor
@@ -4631,7 +4639,7 @@ const file_edge_proto_rawDesc = "" +
 	"\alimited\x18\t \x01(\x04R\alimited\x12\x1f\n" +
 	"\vsnap_length\x18\n" +
 	" \x01(\rR\n" +
-	"snapLength\"\xa0\x04\n" +
+	"snapLength\"\xcf\x04\n" +
 	"\x0eCapturedPacket\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
 	"\asession\x18\x02 \x01(\rR\asession\x12\x16\n" +
@@ -4654,7 +4662,8 @@ const file_edge_proto_rawDesc = "" +
 	"\brst_sent\x18\x0f \x01(\bR\arstSent\x12\x18\n" +
 	"\aanomaly\x18\x10 \x01(\tR\aanomaly\x12\x1c\n" +
 	"\tanomalous\x18\x11 \x01(\bR\tanomalous\x12\x1b\n" +
-	"\ttcp_flags\x18\x12 \x01(\rR\btcpFlags2S\n" +
+	"\ttcp_flags\x18\x12 \x01(\rR\btcpFlags\x12-\n" +
+	"\x04idle\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x04idle2S\n" +
 	"\rStatusService\x12B\n" +
 	"\tGetStatus\x12\x19.edge.v1.GetStatusRequest\x1a\x1a.edge.v1.GetStatusResponse2\x9d\x01\n" +
 	"\rConfigService\x12B\n" +
@@ -4819,41 +4828,42 @@ var file_edge_proto_depIdxs = []int32{
 	58, // 57: edge.v1.CapturedPacket.time:type_name -> google.protobuf.Timestamp
 	14, // 58: edge.v1.CapturedPacket.tuple:type_name -> edge.v1.Tuple
 	14, // 59: edge.v1.CapturedPacket.flow:type_name -> edge.v1.Tuple
-	0,  // 60: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
-	6,  // 61: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
-	8,  // 62: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
-	11, // 63: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
-	16, // 64: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
-	18, // 65: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
-	21, // 66: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
-	24, // 67: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
-	31, // 68: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
-	35, // 69: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
-	38, // 70: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
-	40, // 71: edge.v1.TraceService.Trace:input_type -> edge.v1.TraceRequest
-	43, // 72: edge.v1.CaptureService.ArmCapture:input_type -> edge.v1.ArmCaptureRequest
-	45, // 73: edge.v1.CaptureService.DisarmCapture:input_type -> edge.v1.DisarmCaptureRequest
-	47, // 74: edge.v1.CaptureService.ReadCapture:input_type -> edge.v1.ReadCaptureRequest
-	1,  // 75: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
-	7,  // 76: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
-	9,  // 77: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
-	12, // 78: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
-	17, // 79: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
-	19, // 80: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
-	22, // 81: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
-	25, // 82: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
-	32, // 83: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
-	37, // 84: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
-	39, // 85: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
-	41, // 86: edge.v1.TraceService.Trace:output_type -> edge.v1.TraceResponse
-	44, // 87: edge.v1.CaptureService.ArmCapture:output_type -> edge.v1.ArmCaptureResponse
-	46, // 88: edge.v1.CaptureService.DisarmCapture:output_type -> edge.v1.DisarmCaptureResponse
-	48, // 89: edge.v1.CaptureService.ReadCapture:output_type -> edge.v1.ReadCaptureResponse
-	75, // [75:90] is the sub-list for method output_type
-	60, // [60:75] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	59, // 60: edge.v1.CapturedPacket.idle:type_name -> google.protobuf.Duration
+	0,  // 61: edge.v1.StatusService.GetStatus:input_type -> edge.v1.GetStatusRequest
+	6,  // 62: edge.v1.ConfigService.GetConfig:input_type -> edge.v1.GetConfigRequest
+	8,  // 63: edge.v1.ConfigService.ApplyConfig:input_type -> edge.v1.ApplyConfigRequest
+	11, // 64: edge.v1.FlowService.ListFlows:input_type -> edge.v1.ListFlowsRequest
+	16, // 65: edge.v1.FlowService.FlushFlows:input_type -> edge.v1.FlushFlowsRequest
+	18, // 66: edge.v1.FlowService.ExplainFlow:input_type -> edge.v1.ExplainFlowRequest
+	21, // 67: edge.v1.EventService.Subscribe:input_type -> edge.v1.SubscribeRequest
+	24, // 68: edge.v1.StatsService.GetStats:input_type -> edge.v1.GetStatsRequest
+	31, // 69: edge.v1.DestinationService.ListDestinations:input_type -> edge.v1.ListDestinationsRequest
+	35, // 70: edge.v1.NATService.ListMappings:input_type -> edge.v1.ListMappingsRequest
+	38, // 71: edge.v1.NATService.FlushMappings:input_type -> edge.v1.FlushMappingsRequest
+	40, // 72: edge.v1.TraceService.Trace:input_type -> edge.v1.TraceRequest
+	43, // 73: edge.v1.CaptureService.ArmCapture:input_type -> edge.v1.ArmCaptureRequest
+	45, // 74: edge.v1.CaptureService.DisarmCapture:input_type -> edge.v1.DisarmCaptureRequest
+	47, // 75: edge.v1.CaptureService.ReadCapture:input_type -> edge.v1.ReadCaptureRequest
+	1,  // 76: edge.v1.StatusService.GetStatus:output_type -> edge.v1.GetStatusResponse
+	7,  // 77: edge.v1.ConfigService.GetConfig:output_type -> edge.v1.GetConfigResponse
+	9,  // 78: edge.v1.ConfigService.ApplyConfig:output_type -> edge.v1.ApplyConfigResponse
+	12, // 79: edge.v1.FlowService.ListFlows:output_type -> edge.v1.ListFlowsResponse
+	17, // 80: edge.v1.FlowService.FlushFlows:output_type -> edge.v1.FlushFlowsResponse
+	19, // 81: edge.v1.FlowService.ExplainFlow:output_type -> edge.v1.ExplainFlowResponse
+	22, // 82: edge.v1.EventService.Subscribe:output_type -> edge.v1.SubscribeResponse
+	25, // 83: edge.v1.StatsService.GetStats:output_type -> edge.v1.GetStatsResponse
+	32, // 84: edge.v1.DestinationService.ListDestinations:output_type -> edge.v1.ListDestinationsResponse
+	37, // 85: edge.v1.NATService.ListMappings:output_type -> edge.v1.ListMappingsResponse
+	39, // 86: edge.v1.NATService.FlushMappings:output_type -> edge.v1.FlushMappingsResponse
+	41, // 87: edge.v1.TraceService.Trace:output_type -> edge.v1.TraceResponse
+	44, // 88: edge.v1.CaptureService.ArmCapture:output_type -> edge.v1.ArmCaptureResponse
+	46, // 89: edge.v1.CaptureService.DisarmCapture:output_type -> edge.v1.DisarmCaptureResponse
+	48, // 90: edge.v1.CaptureService.ReadCapture:output_type -> edge.v1.ReadCaptureResponse
+	76, // [76:91] is the sub-list for method output_type
+	61, // [61:76] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_edge_proto_init() }

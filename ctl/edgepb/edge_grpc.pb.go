@@ -1094,7 +1094,8 @@ const (
 // armed, each worker records the first bytes of every tracked packet in a
 // small ring; when a flow meets an anomaly (a state-mismatch drop, an ICMP
 // error or TCP reset edge sends, a reset from the server soon after its
-// SYN-ACK or the client's data) the packet and its flow's recent packets
+// SYN-ACK or the client's data, a packet of a flow edge expired idle) the
+// packet and its flow's recent packets
 // are kept, with edge's verdict, until read. Bounded: what does not fit is
 // counted, never queued.
 type CaptureServiceClient interface {
@@ -1153,7 +1154,8 @@ func (c *captureServiceClient) ReadCapture(ctx context.Context, in *ReadCaptureR
 // armed, each worker records the first bytes of every tracked packet in a
 // small ring; when a flow meets an anomaly (a state-mismatch drop, an ICMP
 // error or TCP reset edge sends, a reset from the server soon after its
-// SYN-ACK or the client's data) the packet and its flow's recent packets
+// SYN-ACK or the client's data, a packet of a flow edge expired idle) the
+// packet and its flow's recent packets
 // are kept, with edge's verdict, until read. Bounded: what does not fit is
 // counted, never queued.
 type CaptureServiceServer interface {
