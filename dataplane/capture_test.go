@@ -368,10 +368,12 @@ func TestCaptureZeroAllocs(t *testing.T) {
 		{0, c2s(capACK, 1001, 5001, 0)},
 		{1, s2c(nat, capACK, 5001, 1001, 0)},
 		{0, eth(capTCP(ipClient, 41000, ipServer, 80, capACK, 1, 1, 0), macClient, macEdgeIn)}, // no_state
+		{0, c2s(capACK, 1001+1<<30, 5001, 0)},                                                  // out_of_window: an anomaly of a flow
 	}
 	frames := [][]byte{make([]byte, 256)}
 	var buf [64]CapturedPacket
 	read := 0
+	reasons := map[drop.Reason]int{}
 	run := func() {
 		for _, tm := range templates {
 			frames[0] = frames[0][:copy(frames[0][:cap(frames[0])], tm.frame)]
@@ -380,7 +382,13 @@ func TestCaptureZeroAllocs(t *testing.T) {
 			tp.w.transmit(0)
 			tp.w.transmit(1)
 		}
-		read += tp.e.ReadCapture(buf[:])
+		n := tp.e.ReadCapture(buf[:])
+		for _, p := range buf[:n] {
+			if p.Anomalous {
+				reasons[p.Drop]++ // no allocation once both keys are in
+			}
+		}
+		read += n
 	}
 	run()
 	if n := testing.AllocsPerRun(100, run); n != 0 {
@@ -391,8 +399,9 @@ func TestCaptureZeroAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, run); n != 0 {
 		t.Fatalf("capture armed: %v allocs per run", n)
 	}
-	if st := tp.e.CaptureStatus(); read == 0 || st.Anomalies != 102 || st.Lost != 0 || st.Limited != 0 {
-		t.Fatalf("read %d, status %+v; want 102 anomalies kept", read, st)
+	if st := tp.e.CaptureStatus(); read == 0 || st.Anomalies != 2*102 || st.Lost != 0 || st.Limited != 0 ||
+		reasons[drop.NoState] != 102 || reasons[drop.OutOfWindow] != 102 {
+		t.Fatalf("read %d, status %+v, anomalous drops %v; want 102 no_state and 102 out_of_window kept", read, st, reasons)
 	}
 }
 
