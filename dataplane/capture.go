@@ -300,7 +300,7 @@ func (w *worker) captureTrack(in, i int, p *conntrack.Packet, v conntrack.Verdic
 	c.next++
 	frame := w.frames[i]
 	sl.kept = false
-	sl.pkt = CapturedPacket{Time: w.now, Key: p.Key, Len: uint16(min(len(frame), 0xffff)),
+	sl.pkt = CapturedPacket{Time: w.now, Key: p.Key, Session: c.sess.id, Len: uint16(min(len(frame), 0xffff)),
 		Payload: p.Payload, Worker: uint8(w.id), In: uint8(in), Flags: p.Flags}
 	sl.pkt.CapLen = uint16(copy(sl.pkt.Data[:], frame))
 	c.cur, c.anomaly, c.opened = sl, AnomalyNone, v.Action == conntrack.Open
@@ -334,7 +334,7 @@ func (w *worker) captureRecentServerRST(rst *captureSlot) bool {
 	c := &w.cap
 	for k := uint32(2); k <= captureHistSize && k <= c.next; k++ {
 		sl := &c.hist[(c.next-k)&(captureHistSize-1)]
-		if rst.pkt.Time-sl.pkt.Time > captureRSTWindow {
+		if sl.pkt.Session != rst.pkt.Session || rst.pkt.Time-sl.pkt.Time > captureRSTWindow {
 			return false
 		}
 		if !sl.pkt.HasFlow || sl.pkt.Flow != rst.pkt.Flow || sl.pkt.Key.Proto != header.ProtoTCP {
@@ -416,8 +416,8 @@ func (w *worker) captureFinish() {
 	}
 	a.Anomaly, a.Anomalous, a.Session, a.Trigger = c.anomaly, true, s.id, c.trigger
 
-	// The flow's recent packets, newest first, back to one an earlier
-	// anomaly kept: the same key either way, or the flow's original key
+	// The flow's recent packets of this capture, newest first, back to one
+	// an earlier anomaly kept: the same key either way, or the flow's original key
 	// (a flow's first packet was recorded before the flow existed), or
 	// the same flow. A packet with no flow (no_state) adopts the flow of
 	// the first history packet that had one (a late packet of a flow that
@@ -432,6 +432,9 @@ func (w *worker) captureFinish() {
 	for k := uint32(1); k < captureHistSize && k <= cur && n < captureHistMax; k++ {
 		sl := &c.hist[(cur-k)&(captureHistSize-1)]
 		e := &sl.pkt
+		if e.Session != s.id {
+			break // recorded under an earlier capture: what came between is missing
+		}
 		if e.Key != k1 && e.Key != k2 && !(orig != zero && (e.Key == orig || e.HasFlow && e.Flow == orig)) {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
@@ -351,6 +352,43 @@ func TestCaptureBounds(t *testing.T) {
 			t.Fatalf("disarmed capture kept %d packets", n)
 		}
 	})
+}
+
+// A capture's memory per worker is fixed and small: the ring and the kept
+// store, whatever the traffic.
+func TestCaptureMemoryBound(t *testing.T) {
+	ring := unsafe.Sizeof(captureSlot{}) * captureHistSize
+	kept := unsafe.Sizeof(CapturedPacket{}) * captureKeptSize
+	t.Logf("per worker: ring %d B, kept store %d B", ring, kept)
+	if ring+kept > 450<<10 {
+		t.Fatalf("capture memory per worker %d B, over the 450 KiB the docs promise", ring+kept)
+	}
+}
+
+// History is of the capture armed now: packets recorded under an earlier
+// capture are not kept as the history of a later one's anomaly.
+func TestCaptureHistoryPerSession(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	if _, err := tp.e.ArmCapture(CaptureSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	tp.send(0, c2s(capSYN, 1000, 0, 0))
+	nat := tp.natPort(clientKey())
+	tp.send(1, s2c(nat, capSYN|capACK, 5000, 1001, 0))
+	tp.e.DisarmCapture()
+	armCapture(t, tp.e, CaptureSpec{})
+	tp.send(1, s2c(nat, capRST|capACK, 5001, 1001, 0))
+	if got := keptSummaries(t, tp.e); len(got) != 0 {
+		t.Fatalf("a reset after a SYN-ACK of an earlier capture kept %q: its window is of this capture's packets", got)
+	}
+	tp.send(1, s2c(nat, capSYN|capACK, 5000, 7777, 0))
+	want := []string{
+		"#1 in1 203.0.113.2:80>203.0.113.1:40000 R. passed flow(10.0.0.2:40000 reply)",
+		"#1 in1 203.0.113.2:80>203.0.113.1:40000 S. dropped synack_bad_ack flow(10.0.0.2:40000 reply) ANOMALY state_mismatch gen 0",
+	}
+	if got := keptSummaries(t, tp.e); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("kept %q, want this capture's reset then the anomalous SYN-ACK", got)
+	}
 }
 
 // The pipeline allocates nothing per packet with a capture armed:
