@@ -391,6 +391,45 @@ func TestCaptureHistoryPerSession(t *testing.T) {
 	}
 }
 
+// A ring slot is wholly rewritten for each packet: the record of a packet
+// in a slot full of another's bytes is the record it gets in a clean slot
+// (Data past CapLen aside).
+func TestCaptureSlotReuse(t *testing.T) {
+	tp := newTestPipeline(t, allowOutbound, 1024)
+	tp.send(0, c2s(capSYN, 1000, 0, 0))
+	nat := tp.natPort(clientKey())
+	tp.send(1, s2c(nat, capSYN|capACK, 5000, 1001, 0))
+	armCapture(t, tp.e, CaptureSpec{})
+	for _, pkt := range []struct {
+		in    int
+		frame []byte
+	}{
+		{0, c2s(capACK, 1001, 5001, 0)},  // of a flow
+		{0, c2s(capACK|capPSH, 7, 7, 0)}, // out of window
+		{0, eth(capTCP(ipClient, 41000, ipServer, 80, capACK, 1, 1, 0), macClient, macEdgeIn)}, // no flow
+	} {
+		var recs [2]CapturedPacket
+		for i, fill := range []byte{0, 0xff} {
+			c := &tp.w.cap
+			for j := range c.hist {
+				b := unsafe.Slice((*byte)(unsafe.Pointer(&c.hist[j])), unsafe.Sizeof(c.hist[j]))
+				for k := range b {
+					b[k] = fill
+				}
+			}
+			c.next = 0
+			tp.send(pkt.in, append([]byte(nil), pkt.frame...)) // translated in place
+			recs[i] = c.hist[0].pkt
+			clear(recs[i].Data[recs[i].CapLen:])
+			recs[i].Trigger = 0 // an anomaly's number: one more the second time
+			readKept(t, tp.e)
+		}
+		if recs[0] != recs[1] {
+			t.Fatalf("clean slot %+v\ndirty slot %+v", recs[0], recs[1])
+		}
+	}
+}
+
 // The pipeline allocates nothing per packet with a capture armed:
 // established traffic recorded in the ring, anomalies kept and read.
 func TestCaptureZeroAllocs(t *testing.T) {
