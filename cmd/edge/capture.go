@@ -119,7 +119,7 @@ not fit is counted as lost and reported.`,
 				cs := pb.NewCaptureServiceClient(cc)
 				armed := false
 				if !readOnly {
-					_, err := cs.ArmCapture(ctx, req)
+					r, err := cs.ArmCapture(ctx, req)
 					switch {
 					case status.Code(err) == codes.FailedPrecondition:
 						fmt.Fprintln(os.Stderr, "a capture is already armed: reading what it keeps (its filter applies)")
@@ -127,6 +127,7 @@ not fit is counted as lost and reported.`,
 						return err
 					default:
 						armed = true
+						fmt.Fprintf(os.Stderr, "capture %d armed for %v: waiting for anomalies (Ctrl-C to stop and write)\n", r.GetStatus().GetSession(), dur)
 					}
 				}
 				defer func() {
