@@ -110,6 +110,9 @@ not fit is counted as lost and reported.`,
 			if file == "" {
 				return errors.New("-w FILE: where to write the pcapng file")
 			}
+			if readOnly && !ff.empty() {
+				return errors.New("--read writes what the armed capture kept, under its own filter: give the filter when arming")
+			}
 			if dur == 0 {
 				dur = time.Minute
 			}
