@@ -172,3 +172,37 @@ func TestPipelineAutomapDualStack(t *testing.T) {
 		checkGopacket(t, "admin prohibited", out.frame)
 	}
 }
+
+// snat no_address: forward: with an IPv4-only automap, an IPv6 flow leaves
+// untranslated (hop limit one lower, nothing else changed), its answer
+// comes back to the client untranslated, the flow is counted
+// (untranslated) and tracked: an unsolicited packet from the outside toward
+// the client is still refused by the firewall.
+func TestPipelineNoAddressForward(t *testing.T) {
+	tp := newTestPipeline6(t)
+	nat, err := snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT, NoAddress: snat.NoAddressForward}, tp.e.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.e.nat, tp.w.nat = nat, nat.Allocator(0)
+	udp := func(src, dst netip.Addr, sport, dport uint16, ttl uint8, data string) headertest.Spec {
+		return headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoUDP, SrcPort: sport, DstPort: dport, TTL: ttl, Payload: []byte(data)}
+	}
+	runRouterCases(t, tp, []routerCase{
+		{name: "IPv6 flow without an IPv6 SNAT address: forwarded untranslated", in: 0,
+			frame: eth(udp(ip6Client, ip6Server, 5000, 53, 64, "q"), macClient, macEdgeIn), port: 1,
+			want: eth(udp(ip6Client, ip6Server, 5000, 53, 63, "q"), macEdgeOut, macServer)},
+		{name: "its answer, to the client's own address", in: 1,
+			frame: eth(udp(ip6Server, ip6Client, 53, 5000, 64, "a"), macServer, macEdgeOut), port: 0,
+			want: eth(udp(ip6Server, ip6Client, 53, 5000, 63, "a"), macEdgeIn, macClient)},
+		{name: "unsolicited from the outside to the client: the firewall refuses it", in: 1,
+			frame: eth(udp(ip6Server, ip6Client, 53, 5001, 64, "x"), macServer, macEdgeOut), reason: drop.FirewallDrop},
+	})
+	if n := nat.Stats().Counters[snat.CtrUntranslated]; n != 1 {
+		t.Fatalf("untranslated %d, want 1", n)
+	}
+	if n := tp.w.ctr.drops[drop.SNATNoAddress].Load(); n != 0 {
+		t.Fatalf("snat_no_address counted %d times with no_address: forward", n)
+	}
+	checkGopacket(t, "untranslated", eth(udp(ip6Client, ip6Server, 5000, 53, 63, "q"), macEdgeOut, macServer))
+}
