@@ -198,14 +198,17 @@ short() {
 }
 
 # snapshot MODE: the middle box's drop counters as a JSON object: edge's
-# drop reasons (edge stats), or the Linux middle's UdpNoPorts (datagrams to
+# drop reasons (edge stats), or the Linux middle's UdpNoPorts (IPv6:
+# Udp6NoPorts; datagrams to
 # its own address that no socket took: what becomes of a hairpinned packet
 # or of an answer its filter refused).
 snapshot() {
 	if [ "$1" = edge ]; then
 		"$EDGE_BIN" --socket "$EDGE_SOCK" stats -o json | jq -c '.drops // {}'
 	else
-		ip netns exec "$NS_M" nstat -az UdpNoPorts | awk '$1 == "UdpNoPorts" {printf "{\"UdpNoPorts\": %s}\n", $2}'
+		local c=UdpNoPorts
+		[ "$FAMILY" = 6 ] && c=Udp6NoPorts
+		ip netns exec "$NS_M" nstat -az "$c" | awk -v c="$c" '$1 == c {printf "{\"%s\": %s}\n", c, $2}'
 	fi
 }
 # grown BEFORE AFTER: the counters that grew, "name +n, ...".
