@@ -47,6 +47,7 @@
 #   GATE=eim FGATE=apdf HAIRPIN_GATE=1 MODES=edge ./bench/natlab.sh
 #   GATE=apdm EDGE_SNAT='+mapping: endpoint-dependent' MODES=edge ./bench/natlab.sh
 #   CI=1 ./bench/natlab.sh               (make natlab-ci; the stage of scripts/test.sh)
+#   FAMILY=6 CI=1 ./bench/natlab.sh      the same over IPv6 (NAT66, below)
 #
 # CI=1 runs edge only, three cases in a row, each gated, each on a new
 # topology (fresh state), and checks that every namespace it made is gone:
@@ -61,7 +62,15 @@
 #                 two-way and TCP hairpin through
 # (it ignores MODES, GATE, FGATE, HAIRPIN_GATE, PORT_GATE and EDGE_SNAT).
 #
-# Environment: MODES ("edge linux-nft"); the gates, on edge only:
+# FAMILY=6 runs every case over IPv6 (scripts/topo.sh up --ipv6): client
+# fd00:10::2 (A) and ::3 (B), server 2001:db8:113::2 and ::3, edge's automap
+# taking its outside IPv6 address (NAT66), Linux's ip6 masquerade. coturn's
+# turnutils_natdiscovery and bench/cmd/hairpin speak STUN over IPv6 (RFC
+# 5780's tests do not depend on the family), so the cases and gates are
+# the same. CI_CASES (a list of labels, e.g. "edge") runs only those CI
+# cases.
+#
+# Environment: FAMILY (4 or 6), MODES ("edge linux-nft"); the gates, on edge only:
 #   GATE          "" (none), eim, adm or apdm: edge's UDP mapping (RFC 5780's
 #                 verdict) must be endpoint-independent, address-dependent or
 #                 address-and-port-dependent, and its TCP mapping endpoint-
@@ -94,10 +103,19 @@ export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 MODES=${MODES:-"edge linux-nft"}
 QUEUES=${QUEUES:-1}
 GATE=${GATE:-} FGATE=${FGATE:-} HAIRPIN_GATE=${HAIRPIN_GATE:-} PORT_GATE=${PORT_GATE:-}
-SRV=203.0.113.2 SRV_ALT=203.0.113.3 PORT=3478 ALT_PORT=3479
-HOST_A=10.0.0.2 HOST_B=10.0.0.3
+FAMILY=${FAMILY:-4}
+PORT=3478 ALT_PORT=3479
 
 die() { echo "natlab.sh: $*" >&2; exit 2; }
+# The family's addresses (the server's and client's second ones are added
+# per case), their prefix length and the topology option.
+case $FAMILY in
+4) SRV=203.0.113.2 SRV_ALT=203.0.113.3 HOST_A=10.0.0.2 HOST_B=10.0.0.3 PLEN=24 topo_fam=() ;;
+6) SRV=2001:db8:113::2 SRV_ALT=2001:db8:113::3 HOST_A=fd00:10::2 HOST_B=fd00:10::3 PLEN=64 topo_fam=(--ipv6) ;;
+*) die "FAMILY must be 4 or 6" ;;
+esac
+# ep ADDR PORT: ADDR:PORT, with IPv6 addresses in brackets.
+ep() { if [[ $1 == *:* ]]; then echo "[$1]:$2"; else echo "$1:$2"; fi; }
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, XDP)"
 
 # The cases: "LABEL|MODE|SNAT|GATE|FGATE|HAIRPIN_GATE|PORT_GATE" (SNAT: as
@@ -109,6 +127,11 @@ if [ -n "${CI:-}" ]; then
 		"edge-edm|edge|+mapping: endpoint-dependent|apdm|apdf||"
 		"edge-eif|edge|+filtering: endpoint-independent|eim|eif|1|1"
 	)
+	if [ -n "${CI_CASES:-}" ]; then
+		keep=()
+		for c in "${cases[@]}"; do [[ " $CI_CASES " == *" ${c%%|*} "* ]] && keep+=("$c"); done
+		cases=("${keep[@]}")
+	fi
 else
 	case $GATE in "" | eim | adm | apdm) ;; *) die "GATE must be eim, adm or apdm" ;; esac
 	case $FGATE in "" | eif | adf | apdf) ;; *) die "FGATE must be eif, adf or apdf" ;; esac
@@ -175,14 +198,17 @@ short() {
 }
 
 # snapshot MODE: the middle box's drop counters as a JSON object: edge's
-# drop reasons (edge stats), or the Linux middle's UdpNoPorts (datagrams to
+# drop reasons (edge stats), or the Linux middle's UdpNoPorts (IPv6:
+# Udp6NoPorts; datagrams to
 # its own address that no socket took: what becomes of a hairpinned packet
 # or of an answer its filter refused).
 snapshot() {
 	if [ "$1" = edge ]; then
 		"$EDGE_BIN" --socket "$EDGE_SOCK" stats -o json | jq -c '.drops // {}'
 	else
-		ip netns exec "$NS_M" nstat -az UdpNoPorts | awk '$1 == "UdpNoPorts" {printf "{\"UdpNoPorts\": %s}\n", $2}'
+		local c=UdpNoPorts
+		[ "$FAMILY" = 6 ] && c=Udp6NoPorts
+		ip netns exec "$NS_M" nstat -az "$c" | awk -v c="$c" '$1 == c {printf "{\"%s\": %s}\n", c, $2}'
 	fi
 }
 # grown BEFORE AFTER: the counters that grew, "name +n, ...".
@@ -208,7 +234,7 @@ run_case() {
 	mkdir -p "$out"
 	echo "== $label: topology"
 	local t0=$SECONDS
-	topo_id=$(./scripts/topo.sh up "$mode" --max-flows 65536 --queues "$QUEUES" --middle-cpus 0,1 | tail -n 1) || { topo_id=; return 2; }
+	topo_id=$(./scripts/topo.sh up "$mode" --max-flows 65536 --queues "$QUEUES" --middle-cpus 0,1 "${topo_fam[@]}" | tail -n 1) || { topo_id=; return 2; }
 	topo_ids+=("$topo_id")
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
@@ -216,8 +242,10 @@ run_case() {
 	mac_c=$(ip netns exec "$NS_C" cat "/sys/class/net/$DEV_C/address")
 	mac_s=$(ip netns exec "$NS_S" cat "/sys/class/net/$DEV_S/address")
 	# (run_case runs where set -e does not apply: each step checks itself.)
-	ip -n "$NS_S" addr add "$SRV_ALT/24" dev "$DEV_S" || return 2
-	ip -n "$NS_C" addr add "$HOST_B/24" dev "$DEV_C" || return 2
+	local nodad=()
+	[ "$FAMILY" = 6 ] && nodad=(nodad)
+	ip -n "$NS_S" addr add "$SRV_ALT/$PLEN" dev "$DEV_S" "${nodad[@]}" || return 2
+	ip -n "$NS_C" addr add "$HOST_B/$PLEN" dev "$DEV_C" "${nodad[@]}" || return 2
 	# Static neighbours, as topo.sh does for the first addresses: no
 	# resolution during a run (edge drops a packet it has no MAC for).
 	ip -n "$NS_M" neigh replace "$SRV_ALT" lladdr "$mac_s" dev "$DEV_OUT" nud permanent || return 2
@@ -257,13 +285,13 @@ EOF
 	ip netns exec "$NS_S" turnserver -c "$out/turnserver.conf" >"$out/turnserver.log" 2>&1 </dev/null &
 	turn_pid=$!
 	# (UDP and TCP: the TCP mapping probe uses STUN over TCP.)
-	local ok= want="$SRV:$PORT $SRV:$ALT_PORT $SRV_ALT:$PORT $SRV_ALT:$ALT_PORT" a
+	local ok= want="$(ep "$SRV" "$PORT") $(ep "$SRV" "$ALT_PORT") $(ep "$SRV_ALT" "$PORT") $(ep "$SRV_ALT" "$ALT_PORT")" a
 	for _ in $(seq 100); do
 		ok=1
 		local socks tsocks
 		socks=$(ip netns exec "$NS_S" ss -Hlun 2>/dev/null | awk '{print $4}')
 		tsocks=$(ip netns exec "$NS_S" ss -Hltn 2>/dev/null | awk '{print $4}')
-		for a in $want; do grep -qx "$a" <<<"$socks" && grep -qx "$a" <<<"$tsocks" || ok=; done
+		for a in $want; do grep -Fqx "$a" <<<"$socks" && grep -Fqx "$a" <<<"$tsocks" || ok=; done
 		[ -n "$ok" ] && break
 		kill -0 "$turn_pid" 2>/dev/null || break
 		sleep 0.1
@@ -305,7 +333,7 @@ EOF
 	echo "   hairpin: $hp_coturn ($((SECONDS - t0)) s)"
 	echo "== $label: hairpin, two hosts (bench/cmd/hairpin: B $HOST_B to A $HOST_A's mapping, then both to each other's)"
 	t0=$SECONDS
-	ip netns exec "$NS_C" "$tmp/bin/hairpin" --server "$SRV:$PORT" --a "$HOST_A" --b "$HOST_B" --count 5 --interval 100ms --json \
+	ip netns exec "$NS_C" "$tmp/bin/hairpin" --server "$(ep "$SRV" "$PORT")" --a "$HOST_A" --b "$HOST_B" --count 5 --interval 100ms --json \
 		>"$out/hairpin.json" 2>"$out/hairpin.err" ||
 		{ echo "natlab.sh: hairpin probe failed:" >&2; cat "$out/hairpin.err" >&2; return 2; }
 	# dir KEY: one direction in a word: "5/5 external", "0/5".
@@ -328,18 +356,18 @@ EOF
 	echo "   counted by the middle box during the hairpin probes: ${counted:-nothing}"
 
 	echo "== $label: TCP mapping (bench/cmd/hairpin --tcp-servers: one local port of A, STUN over TCP to $SRV:$PORT and $SRV_ALT:$ALT_PORT, both open)"
-	ip netns exec "$NS_C" "$tmp/bin/hairpin" --tcp-servers "$SRV:$PORT,$SRV_ALT:$ALT_PORT" --a "$HOST_A" --json \
+	ip netns exec "$NS_C" "$tmp/bin/hairpin" --tcp-servers "$(ep "$SRV" "$PORT"),$(ep "$SRV_ALT" "$ALT_PORT")" --a "$HOST_A" --json \
 		>"$out/tcp.json" 2>"$out/tcp.err" ||
 		{ echo "natlab.sh: TCP mapping probe failed:" >&2; cat "$out/tcp.err" >&2; return 2; }
 	local tcp_mapping tcp_port tcp_kept
 	tcp_mapping=$(jq -r 'if .endpoint_independent then "endpoint-independent" else "dependent" end' "$out/tcp.json")
-	tcp_port=$(jq -r '"\(.local | split(":")[1])->\(.mapped[0] | split(":")[1])"' "$out/tcp.json")
+	tcp_port=$(jq -r '"\(.local | split(":") | last)->\(.mapped[0] | split(":") | last)"' "$out/tcp.json")
 	tcp_kept=$(jq -r 'if .port_kept then "yes" else "no" end' "$out/tcp.json")
 	jq -r '"   local \(.local) -> mapped \(.mapped | join(" "))"' "$out/tcp.json"
 	echo "   TCP mapping: $tcp_mapping, port $tcp_port ($tcp_kept)"
 	echo "== $label: TCP hairpin (bench/cmd/hairpin --tcp-hairpin: A and B connect to each other's TCP mapping at once)"
 	t0=$SECONDS
-	ip netns exec "$NS_C" "$tmp/bin/hairpin" --tcp-hairpin --server "$SRV:$PORT" --a "$HOST_A" --b "$HOST_B" --timeout 3s --json \
+	ip netns exec "$NS_C" "$tmp/bin/hairpin" --tcp-hairpin --server "$(ep "$SRV" "$PORT")" --a "$HOST_A" --b "$HOST_B" --timeout 3s --json \
 		>"$out/tcp-hairpin.json" 2>"$out/tcp-hairpin.err" ||
 		{ echo "natlab.sh: TCP hairpin probe failed:" >&2; cat "$out/tcp-hairpin.err" >&2; return 2; }
 	local tcp_hp
@@ -434,7 +462,7 @@ for c in "${cases[@]}"; do
 done
 
 echo
-echo "== NAT behaviour (RFC 4787 / RFC 5780; coturn $(dpkg-query -W -f '${Version}' coturn 2>/dev/null) turnutils_natdiscovery and bench/cmd/hairpin; $((SECONDS - start)) s)"
+echo "== NAT behaviour over IPv$FAMILY (RFC 4787 / RFC 5780; coturn $(dpkg-query -W -f '${Version}' coturn 2>/dev/null) turnutils_natdiscovery and bench/cmd/hairpin; $((SECONDS - start)) s)"
 {
 	printf 'CASE\tMAPPING\tFILTERING\tSRC PORT KEPT\tONE-WAY (coturn -H)\tONE-WAY B->A\tTWO-WAY A->B\tTWO-WAY B->A\tTCP MAPPING\tTCP PORT KEPT\tTCP HAIRPIN\tCOUNTED: -m -f\tCOUNTED: HAIRPIN\n'
 	for c in "${cases[@]}"; do

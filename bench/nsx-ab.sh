@@ -15,6 +15,8 @@
 #   PCAP=DIR                               keep a capture of the backend's interface per middle
 #   EDGE_BIN=/path/to/edge                 use this edge binary instead of building ./cmd/edge
 #   OUT=bench/out/nsx-ab.txt               where the table is written too (full runs only)
+#   FAMILY=6 SHORT=1 ./bench/nsx-ab.sh     nginx to the backend over IPv6 through the middle box
+#                                          (below)
 #
 # Every failed request (a status other than 200, a transport error) is
 # attributed to a cause (abtool attribute): the load client gives each
@@ -35,6 +37,12 @@
 #
 #   client ns  c0 10.9.1.2 ── n0 10.9.1.1 [nginx ns] n1 10.0.0.2 ── in 10.0.0.1 [middle ns] out 203.0.113.1 ── s0 203.0.113.2 [server ns]
 #                                                                                                   backend :8080, injector on s0
+#
+# FAMILY=6: the upstream leg is IPv6 (nginx n1 fd00:10::2, middle in
+# fd00:10::1 | out 2001:db8:113::1, backend s0 2001:db8:113::2; the client
+# to nginx stays IPv4): edge translates with NAT66 (automap's IPv6 address),
+# Linux with an ip6 masquerade table; the injector marks its FINs in the
+# IPv6 flow label and the NSX mode's port unreachable is ICMPv6 1/4.
 #
 # nginx: one upstream, proxy_next_upstream off, no upstream keep-alive
 # (HTTP/1.0 upstream: every request is a new upstream connection), so every
@@ -82,6 +90,19 @@ CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-5s}  # nginx proxy_connect_timeout (its 504 f
 READ_TIMEOUT=${READ_TIMEOUT:-10s}
 RUN_LIMIT=${RUN_LIMIT:-$([ -n "$SHORT" ] && echo 15 || echo 60)}  # seconds: a load run starts no request after this (stopped_early=1)
 OUT=${OUT-bench/out/nsx-ab.txt}
+FAMILY=${FAMILY:-4}
+# The upstream leg's addresses: nginx's, the middle's inside and outside,
+# the backend's; the prefix length, the nft family and tcpdump's filter for
+# a port unreachable.
+case $FAMILY in
+4) UP_N=10.0.0.2 UP_IN=10.0.0.1 UP_OUT=203.0.113.1 UP_S=203.0.113.2 UP_LEN=24 NFT_FAM=ip
+   UNREACH_FILTER='icmp[icmptype]==3 and icmp[icmpcode]==3' ;;
+6) UP_N=fd00:10::2 UP_IN=fd00:10::1 UP_OUT=2001:db8:113::1 UP_S=2001:db8:113::2 UP_LEN=64 NFT_FAM=ip6
+   UNREACH_FILTER='icmp6 and ip6[40]==1 and ip6[41]==4' ;;
+*) echo "nsx-ab.sh: FAMILY must be 4 or 6" >&2; exit 1 ;;
+esac
+# BACKEND: the backend's ADDR:PORT (IPv6 in brackets).
+if [ "$FAMILY" = 6 ]; then BACKEND="[$UP_S]:8080"; else BACKEND="$UP_S:8080"; fi
 
 need=""
 command -v nginx >/dev/null || need="$need nginx"
@@ -148,13 +169,19 @@ setup_lab() {
 	ip link add ab$id-e type veth peer name ab$id-f
 	ip link set ab$id-e netns $M name out
 	ip link set ab$id-f netns $S name s0
-	for x in "$C c0 10.9.1.2/24" "$N n0 10.9.1.1/24" "$N n1 10.0.0.2/24" "$M in 10.0.0.1/24" "$M out 203.0.113.1/24" "$S s0 203.0.113.2/24"; do
+	for x in "$C c0 10.9.1.2/24" "$N n0 10.9.1.1/24" "$N n1 10.0.0.2/24 $UP_N" "$M in 10.0.0.1/24 $UP_IN" "$M out 203.0.113.1/24 $UP_OUT" "$S s0 203.0.113.2/24 $UP_S"; do
 		set -- $x
-		ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=1
+		if [ "$FAMILY" = 6 ] && [ -n "${4:-}" ]; then
+			ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".accept_dad=0 net.ipv6.conf."$2".disable_ipv6=0
+			ip -n "$1" addr add "$4/$UP_LEN" dev "$2" nodad
+		else
+			ip netns exec "$1" sysctl -qw net.ipv6.conf."$2".disable_ipv6=1
+		fi
 		ip -n "$1" addr add "$3" dev "$2"
 		ip -n "$1" link set "$2" up
 	done
 	ip -n $N route add default via 10.0.0.1
+	[ "$FAMILY" = 4 ] || ip -n $N -6 route add default via "$UP_IN"
 	# The backend has no route to 10.0.0.0/24: it answers only through SNAT.
 	# veth hands kernel-sent TCP over with a partial checksum; real NICs
 	# complete it, so the lab does too (edge and the injector see full ones).
@@ -178,6 +205,7 @@ interfaces:
 routes:
   - {dst: 10.0.0.0/24, interface: inside}
   - {dst: 203.0.113.0/24, interface: outside}
+$([ "$FAMILY" = 6 ] && printf '  - {dst: "fd00:10::/64", interface: inside}\n  - {dst: "2001:db8:113::/64", interface: outside}')
 snat: {mode: automap, ports: "$PORTS", quarantine: $QUARANTINE}
 profiles:
   - {name: lab, fin_wait: $T_FIN_WAIT, last_ack: $T_LAST_ACK, time_wait: $T_TIME_WAIT, close: $T_CLOSE}
@@ -186,7 +214,7 @@ rules:
   # NSX's allow-any toward the backend's answers: lets the backend's TCP
   # segments reach the table whatever it decides (edge: only a SYN creates
   # state, so this changes nothing in edge's own mode).
-  - {name: from-backend, zone: outside, proto: tcp, src: [203.0.113.2], action: allow, profile: lab}
+  - {name: from-backend, zone: outside, proto: tcp, src: ["$UP_S"], action: allow, profile: lab}
 default_action: drop
 nsx_compat: $1
 EOF
@@ -206,8 +234,9 @@ start_middle() { # $1: edge|edge-nsx|linux
 	linux)
 		local lo=${PORTS%-*} hi=${PORTS#*-}
 		ip netns exec $M sysctl -qw net.ipv4.ip_forward=1
+		[ "$FAMILY" = 4 ] || ip netns exec $M sysctl -qw net.ipv6.conf.all.forwarding=1
 		ip netns exec $M nft -f - <<NFT
-table ip nsxab {
+table $NFT_FAM nsxab {
 	chain filter_forward {
 		type filter hook forward priority 0; policy drop;
 		ct state established,related counter accept
@@ -244,7 +273,7 @@ middle_counters() { # $1: middle; prints "key=value ..." for the table and the l
 		;;
 	linux)
 		ip netns exec $M conntrack -S 2>/dev/null | awk '{for(i=2;i<=NF;i++){split($i,a,"="); if(a[2]>0 && a[1]!="cpu") s[a[1]]+=a[2]}} END{for(k in s) printf "ct_%s=%d ", k, s[k]}'
-		ip netns exec $M nft list table ip nsxab | awk '/counter/ {
+		ip netns exec $M nft list table "$NFT_FAM" nsxab | awk '/counter/ {
 			name="";
 			if ($0 ~ /established/) name="nft_established"; else if ($0 ~ /ct state new/) name="nft_new";
 			else if ($0 ~ /invalid/) name="nft_invalid_drop"; else if ($0 ~ /masquerade/) name="nft_masq"; else name="nft_other_drop";
@@ -263,7 +292,7 @@ stop_edge_only() {
 }
 
 start_backend_nginx() {
-	ip netns exec $S "$tmp/abtool" server -listen 203.0.113.2:8080 >"$tmp/backend.log" 2>&1 &
+	ip netns exec $S "$tmp/abtool" server -listen "$BACKEND" >"$tmp/backend.log" 2>&1 &
 	pids+=($!)
 	mkdir -p "$tmp/ngx"
 	cat >"$tmp/nginx.conf" <<EOF
@@ -281,7 +310,7 @@ http {
 	uwsgi_temp_path $tmp/ngx/uwsgi;
 	scgi_temp_path $tmp/ngx/scgi;
 	upstream backend {
-		server 203.0.113.2:8080;   # one backend: no other server to retry on
+		server $BACKEND;   # one backend: no other server to retry on
 	}
 	server {
 		listen 10.9.1.1:80 backlog=4096;
@@ -300,7 +329,7 @@ EOF
 	ip netns exec $N nginx -c "$tmp/nginx.conf" -p "$tmp/ngx" -e "$tmp/nginx-error.log" >"$tmp/nginx.out" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 100); do
-		ip netns exec $C bash -c 'exec 3<>/dev/tcp/10.9.1.1/80' 2>/dev/null && ip netns exec $N bash -c 'exec 3<>/dev/tcp/203.0.113.2/8080' 2>/dev/null && break
+		ip netns exec $C bash -c 'exec 3<>/dev/tcp/10.9.1.1/80' 2>/dev/null && ip netns exec $N bash -c "exec 3<>/dev/tcp/$UP_S/8080" 2>/dev/null && break
 		sleep 0.1
 	done
 }
@@ -320,11 +349,11 @@ for mid in $MIDDLES; do
 	start_backend_nginx
 	# Warm-up request (also checks the path end to end).
 	ip netns exec $C curl -sS -o /dev/null --max-time 10 -w '  warm-up: HTTP %{http_code}\n' http://10.9.1.1/ || true
-	ip netns exec $S "$tmp/abtool" inject -iface s0 -backend 203.0.113.2:8080 -delay "$DELAY" -every "$EVERY" \
+	ip netns exec $S "$tmp/abtool" inject -iface s0 -backend "$BACKEND" -delay "$DELAY" -every "$EVERY" \
 		>"$tmp/inject.out" 2>"$tmp/inject.err" &
 	inj_pid=$!
 	pids+=($inj_pid)
-	ip netns exec $S tcpdump -i s0 -nn -U -w "$tmp/icmp.pcap" 'icmp[icmptype]==3 and icmp[icmpcode]==3' >/dev/null 2>&1 &
+	ip netns exec $S tcpdump -i s0 -nn -U -w "$tmp/icmp.pcap" "$UNREACH_FILTER" >/dev/null 2>&1 &
 	pids+=($!)
 	if [ -n "${PCAP:-}" ]; then # PCAP=DIR: keep every packet at the backend, DIR/MIDDLE.pcap
 		mkdir -p "$PCAP"
@@ -388,10 +417,10 @@ for mid in $MIDDLES; do
 done
 
 {
-	echo "NSX A/B lab, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) vCPU"
+	echo "NSX A/B lab, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) vCPU, nginx to the backend over IPv$FAMILY"
 	echo "client -> nginx (proxy, one upstream, proxy_next_upstream off, no upstream keep-alive, connect timeout $CONNECT_TIMEOUT)"
 	echo "  -> middle (SNAT automap, ports $PORTS, quarantine $QUARANTINE; closing timers fin_wait $T_FIN_WAIT last_ack $T_LAST_ACK time_wait $T_TIME_WAIT close $T_CLOSE)"
-	echo "  -> backend 203.0.113.2:8080 (closes first); injector re-sends each backend FIN after $DELAY (one in $EVERY)"
+	echo "  -> backend $BACKEND (closes first); injector re-sends each backend FIN after $DELAY (one in $EVERY)"
 	echo "$REQUESTS requests per middle, $CONC concurrent, at most $RATE/s; nginx source ports $NGINX_PORTS, tcp_tw_reuse_delay ${TW_REUSE_DELAY} ms"
 	echo "failed requests by cause: mb_fail = the middle box's (reset, refused, timed out, premature close, ICMP, unattributed),"
 	echo "  lab_fail = the lab's (nginx's own ports or limits, the load client), from nginx's error log line for each request"

@@ -27,7 +27,9 @@
 #                                           (nearly) nothing
 #   REPEAT=5 TRIAL=2 MIDDLES="direct edge-1w" SIZES="64" FLOWS="1 1000" ./bench/pps.sh
 #   FAMILY=6 ./bench/pps.sh                 over IPv6 (topo.sh up --ipv6; UDP/IPv6 frames, SIZES default
-#                                           82: the smallest with the generator's 16-byte payload; no imix)
+#                                           "82 imix": 82 is the smallest frame with the generator's
+#                                           16-byte payload, and imix's 64-byte frames are 82 too;
+#                                           SHORT=1: 82 only)
 #   EDGE_BIN=/path/to/edge ./bench/pps.sh   use this edge binary (default: built from the
 #                                           working tree, or from git HEAD if that fails to build)
 #   ALTERNATE=1 REPEAT=8 ./bench/pps.sh     flow counts in turn within each repeat (1, 1k, ...,
@@ -70,7 +72,12 @@ export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "pps.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 
 FAMILY=${FAMILY:-4}
-case $FAMILY in 4) ;; 6) : "${SIZES:=82}" ;; *) echo "pps.sh: FAMILY must be 4 or 6" >&2; exit 1 ;; esac
+# min_size: the family's smallest frame, also the latency and new-flow trials' size.
+case $FAMILY in
+4) min_size=64 ;;
+6) min_size=82; [ -z "${SHORT:-}" ] || : "${SIZES:=82}"; : "${SIZES:=82 imix}" ;;
+*) echo "pps.sh: FAMILY must be 4 or 6" >&2; exit 1 ;;
+esac
 export FAMILY
 if [ -n "${SHORT:-}" ]; then
 	: "${MIDDLES:=direct linux-nft nullfwd edge-1w}" "${SIZES:=64}" "${FLOWS:=1 1000}" "${REPEAT:=1}"
@@ -247,12 +254,12 @@ for middle in $MIDDLES; do
 	done
 	if [ "$LAT" = 1 ]; then
 		for rep in $(seq "$REPEAT"); do
-			trial "$middle" lat 64 1 "$rep" --size 64 --flows 1 --rate "$LAT_RATE" --duration "${TRIAL}s"
+			trial "$middle" lat "$min_size" 1 "$rep" --size "$min_size" --flows 1 --rate "$LAT_RATE" --duration "${TRIAL}s"
 		done
 	fi
 	if [ "$NEWFLOW" = 1 ]; then
 		for rep in $(seq "$REPEAT"); do
-			trial "$middle" newflow 64 0 "$rep" --size 64 --new-flows --seed $((1000 + rep)) \
+			trial "$middle" newflow "$min_size" 0 "$rep" --size "$min_size" --new-flows --seed $((1000 + rep)) \
 				--rate "$NF_RATE" --duration "${TRIAL}s"
 		done
 	fi

@@ -45,6 +45,16 @@
 #   RUNS=1 MODES=edge ./bench/synflood.sh
 #   EDGE_BIN=/path/to/edge ./bench/synflood.sh
 #   FLOODS="ports addrs" RUNS=5 ./bench/synflood.sh   (issue 16's lab, below)
+#   FAMILY=6 ./bench/synflood.sh         over IPv6 (below)
+#
+# FAMILY=6 runs the same lab over IPv6 (scripts/topo.sh up --ipv6): the
+# stream and the flood (IPv6 SYNs, 78-byte frames) between fd00:10::2 and
+# 2001:db8:113::2, the server's drop/reset rules in an inet table (both
+# families), edge translating with the IPv6 address automap takes. In the
+# two-flood mode the addrs flood comes from FLOOD_SRC_PREFIX6
+# (fd00:10::8000:0/97, inside the client's /64), the middle's neighbour
+# entry for the client is an ordinary one too, and the kernel's neighbour
+# figures are ND's (ndisc_cache) instead of ARP's.
 #
 # Two floods back to back (FLOODS="ports addrs", issue 16): the client
 # subnet is widened to 10.0.0.0/CLIENT_PREFIX (16) and the middle's
@@ -87,20 +97,21 @@
 # only); masquerading toward one server port caps it at the 64,513
 # entries of the port range.
 #
-# Environment: RUNS (3), MODES ("edge linux-nft"), RATE_MBIT (100),
+# Environment: FAMILY (4 or 6), RUNS (3), MODES ("edge linux-nft"), RATE_MBIT (100),
 # SYN_PPS (20000), MAX_FLOWS (4096), BASE_S (4), FLOOD_S (8), FLOOD_DPORT
 # (9; 0: a pseudorandom destination port per SYN, so a new SNAT destination
 # each), QUEUES (1: edge queues and workers, veth queues),
 # MAX_DROP_PCT (20), MAX_GAP_MS (100), LINUX_CT_MAX (unset), KEEP (keep
 # the work directory), PROFILE (a CPU profile of edge per trial, with KEEP).
 # Two-flood mode: FLOODS (unset: the single flood above), CLIENT_PREFIX
-# (16), FLOOD_SRC_PREFIX (10.0.128.0/17), ADDRS_DPORT (10), MIN_SECOND_PCT
-# (20).
+# (16), FLOOD_SRC_PREFIX (10.0.128.0/17; FAMILY=6: FLOOD_SRC_PREFIX6,
+# fd00:10::8000:0/97), ADDRS_DPORT (10), MIN_SECOND_PCT (20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 
 FLOODS=${FLOODS:-}
+FAMILY=${FAMILY:-4}
 RUNS=${RUNS:-3}
 MODES=${MODES:-"edge linux-nft"}
 if [ -n "$FLOODS" ]; then
@@ -114,6 +125,7 @@ BASE_S=${BASE_S:-4}
 FLOOD_S=${FLOOD_S:-8}
 CLIENT_PREFIX=${CLIENT_PREFIX:-16}
 FLOOD_SRC_PREFIX=${FLOOD_SRC_PREFIX:-10.0.128.0/17}
+FLOOD_SRC_PREFIX6=${FLOOD_SRC_PREFIX6:-fd00:10::8000:0/97}
 ADDRS_DPORT=${ADDRS_DPORT:-10}
 MIN_SECOND_PCT=${MIN_SECOND_PCT:-20}
 MAX_DROP_PCT=${MAX_DROP_PCT:-20}
@@ -122,6 +134,12 @@ FLOOD_DPORT=${FLOOD_DPORT:-9}
 STREAM_PORT=5201
 
 die() { echo "synflood.sh: $*" >&2; exit 2; }
+# The family's topology option, flood source prefix and kernel neighbour table.
+case $FAMILY in
+4) topo_fam=() flood_prefix=$FLOOD_SRC_PREFIX ntable=arp_cache ;;
+6) topo_fam=(--ipv6) flood_prefix=$FLOOD_SRC_PREFIX6 ntable=ndisc_cache ;;
+*) die "FAMILY must be 4 or 6" ;;
+esac
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, XDP)"
 command -v jq >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; } ||
 	die "needs jq"
@@ -156,6 +174,19 @@ if [ -n "${EDGE_BIN:-}" ]; then cp "$EDGE_BIN" "$tmp/edge"; else go build -o "$t
 printf '#!/bin/sh\nexec %s "$@" $EDGE_RUN_ARGS\n' "$tmp/edge" >"$tmp/edge-run"
 chmod +x "$tmp/edge-run"
 
+# use_family: after a topology's env is read, SRC_IP and DST_IP are the
+# family's addresses, DST_EP the stream's destination (host:port) and
+# GEN_ADDRS the flood generator's address flags.
+use_family() {
+	if [ "$FAMILY" = 6 ]; then
+		SRC_IP=$SRC_IP6 DST_IP=$DST_IP6
+		DST_EP="[$DST_IP]:$STREAM_PORT"
+	else
+		DST_EP="$DST_IP:$STREAM_PORT"
+	fi
+	GEN_ADDRS=(--src "$SRC_IP" --dst "$DST_IP")
+}
+
 # stream_losses: where the stream lost packets: the sender's TCP
 # retransmissions and timeouts, then the drops each veth counted
 # (letter:rx/tx; c: the client's, i/o: the middle's inside/outside, s:
@@ -183,13 +214,14 @@ trial() {
 	fi
 	export EDGE_RUN_ARGS=
 	[ -n "${PROFILE:-}" ] && EDGE_RUN_ARGS="--cpuprofile $d/edge-cpu.prof"
-	topo_id=$(EDGE_BIN="$tmp/edge-run" ./scripts/topo.sh up "$mode" --max-flows "$MAX_FLOWS" --queues "${QUEUES:-1}" | tail -1)
+	topo_id=$(EDGE_BIN="$tmp/edge-run" ./scripts/topo.sh up "$mode" --max-flows "$MAX_FLOWS" --queues "${QUEUES:-1}" "${topo_fam[@]}" | tail -1)
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
+	use_family
 	# The server drops the flood unanswered: every flood entry stays
 	# SYN_SENT (a flood of spoofed sources, or toward a blackhole).
 	ip netns exec "$NS_S" nft -f - <<NFT
-table ip synflood {
+table inet synflood {
 	chain input {
 		type filter hook input priority 0;
 		tcp dport != $STREAM_PORT drop
@@ -203,7 +235,7 @@ NFT
 	for _ in $(seq 100); do [ -f "$d/ready" ] && break; sleep 0.05; done
 	[ -f "$d/ready" ] || die "streamgap recv did not start: $(cat "$d/recv.err")"
 	local total=$((1 + BASE_S + FLOOD_S + 1))
-	ip netns exec "$NS_C" taskset -c 0 "$tmp/streamgap" send --to "$DST_IP:$STREAM_PORT" \
+	ip netns exec "$NS_C" taskset -c 0 "$tmp/streamgap" send --to "$DST_EP" \
 		--rate "$RATE_MBIT" --duration "${total}s" 2>"$d/send.err" </dev/null &
 	local spid=$!
 	pids+=("$spid")
@@ -211,7 +243,7 @@ NFT
 	kill -USR1 "$rpid" # phase 1: no flood
 	sleep "$BASE_S"
 	kill -USR1 "$rpid" # phase 2: flood
-	ip netns exec "$NS_C" taskset -c 0 "$tmp/edgegen" tx --dev "$DEV_C" --dst-mac "$DST_MAC" --engine afpacket \
+	ip netns exec "$NS_C" taskset -c 0 "$tmp/edgegen" tx --dev "$DEV_C" --dst-mac "$DST_MAC" --engine afpacket "${GEN_ADDRS[@]}" \
 		--syn --syn-dst-port "$FLOOD_DPORT" --rate "$SYN_PPS" --burst 32 --duration "${FLOOD_S}s" \
 		--seed "$((RANDOM * 32768 + RANDOM))" --summary "$d/flood.json" >/dev/null 2>"$d/flood.err" ||
 		die "flood generator failed: $(cat "$d/flood.err")"
@@ -256,10 +288,11 @@ edge_counters() {
 		 ([.interfaces[]?.xsk_fill_ring_empty // 0 | tonumber] | add // 0)] | map(tostring) | join(" ")' >"$1" || echo "0 0 0 0 0 0 0" >"$1"
 }
 
-# host_neigh FILE: the host-wide neighbour-table counters (ARP): forced
-# garbage collections and allocations refused for a full table.
+# host_neigh FILE: the host-wide neighbour-table counters (ARP, or ND for
+# FAMILY=6): forced garbage collections and allocations refused for a full
+# table.
 host_neigh() {
-	ip -s ntable show name arp_cache 2>/dev/null | awk '
+	ip -s ntable show name "$ntable" 2>/dev/null | awk '
 		{for (i = 1; i < NF; i++) {if ($i == "forced_gc_runs") g = $(i + 1); if ($i == "table_fulls") f = $(i + 1)}}
 		END {print g + 0, f + 0}' >"$1"
 }
@@ -273,9 +306,10 @@ trial_floods() {
 	export EDGE_RUN_ARGS=
 	if [ -n "${PROFILE:-}" ]; then EDGE_RUN_ARGS="--cpuprofile $d/edge-cpu.prof"; fi
 	topo_id=$(EDGE_BIN="$tmp/edge-run" ./scripts/topo.sh up "$mode" --max-flows "$MAX_FLOWS" --queues "${QUEUES:-1}" \
-		--client-prefix "$CLIENT_PREFIX" | tail -1)
+		--client-prefix "$CLIENT_PREFIX" "${topo_fam[@]}" | tail -1)
 	# shellcheck disable=SC1090
 	. "/tmp/edgetopo/$topo_id/env"
+	use_family
 	# The client's neighbour entry in the middle: an ordinary one (the
 	# kernel's garbage collection may remove it), as on a real gateway.
 	local cmac
@@ -284,7 +318,7 @@ trial_floods() {
 	# The server drops the ports flood unanswered (its entries stay
 	# SYN_SENT) and resets the addrs flood (its answers need neighbours).
 	ip netns exec "$NS_S" nft -f - <<NFT
-table ip synflood {
+table inet synflood {
 	chain input {
 		type filter hook input priority 0;
 		tcp dport != { $STREAM_PORT, $ADDRS_DPORT } drop
@@ -300,7 +334,7 @@ NFT
 	local nf
 	nf=$(wc -w <<<"$FLOODS")
 	local total=$((1 + BASE_S + nf * FLOOD_S + 1))
-	ip netns exec "$NS_C" taskset -c 0 "$tmp/streamgap" send --to "$DST_IP:$STREAM_PORT" \
+	ip netns exec "$NS_C" taskset -c 0 "$tmp/streamgap" send --to "$DST_EP" \
 		--rate "$RATE_MBIT" --duration "${total}s" 2>"$d/send.err" </dev/null &
 	local spid=$!
 	pids+=("$spid")
@@ -309,7 +343,7 @@ NFT
 	echo base >"$d/phase"
 	(
 		while [ -f "$d/phase" ]; do
-			ip -n "$NS_M" -4 neigh show dev "$DEV_IN" 2>/dev/null |
+			ip -n "$NS_M" -"$FAMILY" neigh show dev "$DEV_IN" 2>/dev/null |
 				awk -v p="$(cat "$d/phase" 2>/dev/null)" -v c="$SRC_IP" '$1 == c {h = 1} {n++} END {print p, n + 0, h + 0}'
 			sleep 0.2
 		done
@@ -329,10 +363,10 @@ NFT
 		local args=(--syn --syn-dst-port "$FLOOD_DPORT")
 		case $fl in
 		ports) ;;
-		addrs) args=(--syn --syn-dst-port "$ADDRS_DPORT" --syn-src-prefix "$FLOOD_SRC_PREFIX") ;;
+		addrs) args=(--syn --syn-dst-port "$ADDRS_DPORT" --syn-src-prefix "$flood_prefix") ;;
 		*) die "FLOODS: unknown flood $fl (ports, addrs)" ;;
 		esac
-		ip netns exec "$NS_C" taskset -c 0 "$tmp/edgegen" tx --dev "$DEV_C" --dst-mac "$DST_MAC" --engine afpacket \
+		ip netns exec "$NS_C" taskset -c 0 "$tmp/edgegen" tx --dev "$DEV_C" --dst-mac "$DST_MAC" --engine afpacket "${GEN_ADDRS[@]}" \
 			"${args[@]}" --rate "$SYN_PPS" --burst 32 --duration "${FLOOD_S}s" \
 			--seed "$((RANDOM * 32768 + RANDOM))" --summary "$d/flood$k.json" >/dev/null 2>"$d/flood$k.err" ||
 			die "flood generator failed: $(cat "$d/flood$k.err")"
@@ -396,8 +430,8 @@ NFT
 }
 
 if [ -n "$FLOODS" ]; then
-	echo "== $RUNS round(s) of: ${MODES}; stream ${RATE_MBIT} Mbit/s, floods \"$FLOODS\" back to back at $SYN_PPS SYN/s, ${FLOOD_S} s each, table $MAX_FLOWS flows, ${BASE_S} s without flood first"
-	echo "   (client subnet 10.0.0.0/$CLIENT_PREFIX, addrs flood from $FLOOD_SRC_PREFIX; load average: $(cut -d ' ' -f 1-3 /proc/loadavg))"
+	echo "== IPv$FAMILY, $RUNS round(s) of: ${MODES}; stream ${RATE_MBIT} Mbit/s, floods \"$FLOODS\" back to back at $SYN_PPS SYN/s, ${FLOOD_S} s each, table $MAX_FLOWS flows, ${BASE_S} s without flood first"
+	echo "   (client subnet 10.0.0.0/$CLIENT_PREFIX and fd00:10::/64, addrs flood from $flood_prefix; load average: $(cut -d ' ' -f 1-3 /proc/loadavg))"
 	: >"$tmp/results"
 	for rep in $(seq "$RUNS"); do
 		for mode in $MODES; do trial_floods "$mode" "$rep"; done
@@ -439,7 +473,7 @@ if [ -n "$FLOODS" ]; then
 	exit 0
 fi
 
-echo "== $RUNS round(s) of: ${MODES}; stream ${RATE_MBIT} Mbit/s (0 = bulk), flood $SYN_PPS SYN/s, table $MAX_FLOWS flows, ${BASE_S} s without + ${FLOOD_S} s with flood"
+echo "== IPv$FAMILY, $RUNS round(s) of: ${MODES}; stream ${RATE_MBIT} Mbit/s (0 = bulk), flood $SYN_PPS SYN/s, table $MAX_FLOWS flows, ${BASE_S} s without + ${FLOOD_S} s with flood"
 echo "   (the machine may be shared: figures are noisy, medians below)"
 : >"$tmp/results"
 for rep in $(seq "$RUNS"); do

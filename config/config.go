@@ -125,6 +125,11 @@ type SNAT struct {
 	// MappingTimeout: how long a UDP mapping outlives its last flow
 	// (default 2m, RFC 4787 REQ-5).
 	MappingTimeout string `yaml:"mapping_timeout"`
+	// NoAddress: what a flow gets when no translated address of its family
+	// exists (an IPv6 flow, automap without a global IPv6 address or an
+	// IPv4-only pool): drop (default; answered with ICMP administratively
+	// prohibited) | forward (untranslated, counted: snat untranslated).
+	NoAddress string `yaml:"no_address"`
 }
 
 type Rule struct {
@@ -699,6 +704,13 @@ func (s *SNAT) convert() (*snat.Config, error) {
 			return nil, ferr("snat.mapping_timeout", strconv.Quote(s.MappingTimeout)+" is not a duration")
 		}
 		c.MappingTimeout = d
+	}
+	if s.NoAddress != "" {
+		a, ok := snat.ParseNoAddress(s.NoAddress)
+		if !ok {
+			return nil, ferr("snat.no_address", strconv.Quote(s.NoAddress)+": must be drop or forward")
+		}
+		c.NoAddress = a
 	}
 	check := *c
 	if check.Mode == snat.Automap && !check.Automap.IsValid() {

@@ -54,6 +54,17 @@ func TestParseGood(t *testing.T) {
 		c.SNAT.MappingTimeout != 5*time.Minute {
 		t.Fatalf("snat behaviour: %v %+v", err, c)
 	}
+	if c.SNAT.NoAddress != snat.NoAddressDrop {
+		t.Fatalf("snat no_address %v, want drop by default", c.SNAT.NoAddress)
+	}
+	for _, na := range []struct {
+		yaml string
+		want snat.NoAddress
+	}{{"no_address: drop", snat.NoAddressDrop}, {"no_address: forward", snat.NoAddressForward}} {
+		if c, err := Parse([]byte(strings.Replace(good, "quarantine: 60s", na.yaml, 1))); err != nil || c.SNAT.NoAddress != na.want {
+			t.Fatalf("snat %s: %v %+v", na.yaml, err, c)
+		}
+	}
 	if len(c.Rules.Rules) != 3 || c.Rules.Rules[0].Action != firewall.Reject || c.Rules.Default != firewall.Drop {
 		t.Fatalf("rules %+v", c.Rules)
 	}
@@ -102,6 +113,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{strings.Replace(good, "quarantine: 60s", "mapping: symmetric", 1), "snat.mapping"},
 		{strings.Replace(good, "quarantine: 60s", "filtering: open", 1), "snat.filtering"},
 		{strings.Replace(good, "quarantine: 60s", "mapping_timeout: long", 1), "snat.mapping_timeout"},
+		{strings.Replace(good, "quarantine: 60s", "no_address: translate", 1), "snat.no_address: \"translate\": must be drop or forward"},
 		{strings.Replace(good, `"198.51.100.20"`, `"198.51.100.x"`, 1), "snat.pool[1]"},
 		{strings.Replace(good, "zone: inside, proto: tcp", "zone: upstairs, proto: tcp", 1), "rules[0].zone"},
 		{strings.Replace(good, "action: reject", "action: maybe", 1), "rules[0].action"},

@@ -134,6 +134,9 @@ func parse6(b []byte, zone uint8, p *Packet) drop.Reason {
 	}
 	proto, off, frag, ok := ip.Transport()
 	if !ok {
+		if proto == header.ProtoRouting && ip.RoutingType0(off) {
+			return drop.RoutingType0
+		}
 		return drop.BadIPv6ExtHeader
 	}
 	*p = Packet{Kind: KindFlow, WScale: -1}

@@ -84,6 +84,14 @@ func (f labFamily) serverAddr(port int) string {
 	return netip.AddrPortFrom(f.server, uint16(port)).String()
 }
 
+// ipFlag is the family's option for ip(8): "-4" or "-6".
+func (f labFamily) ipFlag() string {
+	if f.dualStack {
+		return "-6"
+	}
+	return "-4"
+}
+
 func newLab(t *testing.T, rules firewall.RuleSet, opts ...func(*Config)) *lab {
 	return newFamilyLab(t, labIPv4, rules, opts...)
 }

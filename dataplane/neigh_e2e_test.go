@@ -36,9 +36,15 @@ import (
 // mirror followed, and the server's ACKs to the client were dropped
 // (no_neighbour) until the flood ended: the stream stopped.
 //
+// In each family: over IPv6 the stream runs between fd00:10::2 and
+// 2001:db8:113::2 and the flood comes from random addresses of the
+// client's /64 (the kernel resolves them with ND instead of ARP).
+//
 // A machine too loaded to carry the stream before the flood (under 80% of
 // its rate) makes the run inconclusive: skipped, never passed.
-func TestNeighbourFloodKeepsStream(t *testing.T) {
+func TestNeighbourFloodKeepsStream(t *testing.T) { forEachLabFamily(t, testNeighbourFloodKeepsStream) }
+
+func testNeighbourFloodKeepsStream(t *testing.T, fam labFamily) {
 	netnstest.Require(t)
 	if testing.Short() {
 		t.Skip("17 s namespace lab")
@@ -60,6 +66,22 @@ func TestNeighbourFloodKeepsStream(t *testing.T) {
 	cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.DefaultProfile}}
 	cfg.Conntrack.MaxFlows = 1 << 16 // the flood must not fill the flow table: this test is about neighbours
 	cfg.Logf = t.Logf
+	// floodSrc draws a flood source address of the client's subnet, never
+	// the client's or the gateway's.
+	floodSrc := func(rng *rand.Rand) netip.Addr {
+		return netip.AddrFrom4([4]byte{10, 0, byte(1 + rng.IntN(254)), byte(1 + rng.IntN(254))})
+	}
+	if fam.dualStack {
+		netnstest.DualStack(t, client, edgeNS, server)
+		edgeNS.Run(t, "sysctl", "-qw", "net.ipv6.neigh.in.base_reachable_time_ms=500")
+		cfg.Routes = append(cfg.Routes, Route{Dst: fam.inside, Port: 0}, Route{Dst: fam.outside, Port: 1})
+		floodSrc = func(rng *rand.Rand) netip.Addr {
+			a := fam.inside.Addr().As16()
+			a[12] = byte(1 + rng.IntN(254))
+			a[13], a[14], a[15] = byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))
+			return netip.AddrFrom16(a)
+		}
+	}
 	e := startEngine(t, edgeNS, cfg)
 
 	const (
@@ -72,7 +94,7 @@ func TestNeighbourFloodKeepsStream(t *testing.T) {
 		floodPPS  = 5000
 	)
 	var ln net.Listener
-	if err := server.Do(func() (err error) { ln, err = net.Listen("tcp4", "203.0.113.2:5001"); return }); err != nil {
+	if err := server.Do(func() (err error) { ln, err = net.Listen(fam.tcp, fam.serverAddr(5001)); return }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
@@ -99,7 +121,7 @@ func TestNeighbourFloodKeepsStream(t *testing.T) {
 	err := client.Do(func() (err error) {
 		// The first SYN may meet no_neighbour while edge resolves the
 		// server: TCP retransmits it.
-		conn, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp4", "203.0.113.2:5001")
+		conn, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial(fam.tcp, fam.serverAddr(5001))
 		return
 	})
 	if err != nil {
@@ -108,15 +130,14 @@ func TestNeighbourFloodKeepsStream(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 
 	// The flood's frames, built before it starts: SYNs from random
-	// addresses of 10.0.0.0/16 (never the client or the gateway) to a
-	// closed port of the server.
+	// addresses of the client's subnet (10.0.0.0/16 or fd00:10::/64,
+	// never the client or the gateway) to a closed port of the server.
 	raw := openRaw(t, client, "c0")
 	edgeMAC := ifaceMAC(t, edgeNS, "in")
 	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
 	frames := make([][]byte, floodPPS*int(floodFor/time.Second))
 	for i := range frames {
-		src := netip.AddrFrom4([4]byte{10, 0, byte(1 + rng.IntN(254)), byte(1 + rng.IntN(254))})
-		frames[i] = headertest.BuildEth(headertest.Spec{Src: src, Dst: netip.MustParseAddr("203.0.113.2"), Proto: header.ProtoTCP,
+		frames[i] = headertest.BuildEth(headertest.Spec{Src: floodSrc(rng), Dst: fam.server, Proto: header.ProtoTCP,
 			SrcPort: uint16(1024 + rng.IntN(60000)), DstPort: 9, Flags: header.TCPFlagSYN, Seq: rng.Uint32()}, raw.mac, edgeMAC)
 	}
 
@@ -153,7 +174,7 @@ func TestNeighbourFloodKeepsStream(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			w = max(w, strings.Count(edgeNS.Run(t, "ip", "-4", "neigh", "show", "dev", "in"), "\n"))
+			w = max(w, strings.Count(edgeNS.Run(t, "ip", fam.ipFlag(), "neigh", "show", "dev", "in"), "\n"))
 		}
 	}()
 	conn.SetWriteDeadline(t0.Add(streamFor + 5*time.Second))

@@ -172,3 +172,94 @@ func TestPipelineAutomapDualStack(t *testing.T) {
 		checkGopacket(t, "admin prohibited", out.frame)
 	}
 }
+
+// snat no_address: forward: with an IPv4-only automap, an IPv6 flow leaves
+// untranslated (hop limit one lower, nothing else changed), its answer
+// comes back to the client untranslated, the flow is counted
+// (untranslated) and tracked: an unsolicited packet from the outside toward
+// the client is still refused by the firewall.
+func TestPipelineNoAddressForward(t *testing.T) {
+	tp := newTestPipeline6(t)
+	nat, err := snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT, NoAddress: snat.NoAddressForward}, tp.e.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.e.nat, tp.w.nat = nat, nat.Allocator(0)
+	udp := func(src, dst netip.Addr, sport, dport uint16, ttl uint8, data string) headertest.Spec {
+		return headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoUDP, SrcPort: sport, DstPort: dport, TTL: ttl, Payload: []byte(data)}
+	}
+	runRouterCases(t, tp, []routerCase{
+		{name: "IPv6 flow without an IPv6 SNAT address: forwarded untranslated", in: 0,
+			frame: eth(udp(ip6Client, ip6Server, 5000, 53, 64, "q"), macClient, macEdgeIn), port: 1,
+			want: eth(udp(ip6Client, ip6Server, 5000, 53, 63, "q"), macEdgeOut, macServer)},
+		{name: "its answer, to the client's own address", in: 1,
+			frame: eth(udp(ip6Server, ip6Client, 53, 5000, 64, "a"), macServer, macEdgeOut), port: 0,
+			want: eth(udp(ip6Server, ip6Client, 53, 5000, 63, "a"), macEdgeIn, macClient)},
+		{name: "unsolicited from the outside to the client: the firewall refuses it", in: 1,
+			frame: eth(udp(ip6Server, ip6Client, 53, 5001, 64, "x"), macServer, macEdgeOut), reason: drop.FirewallDrop},
+	})
+	if n := nat.Stats().Counters[snat.CtrUntranslated]; n != 1 {
+		t.Fatalf("untranslated %d, want 1", n)
+	}
+	if n := tp.w.ctr.drops[drop.SNATNoAddress].Load(); n != 0 {
+		t.Fatalf("snat_no_address counted %d times with no_address: forward", n)
+	}
+	checkGopacket(t, "untranslated", eth(udp(ip6Client, ip6Server, 5000, 53, 63, "q"), macEdgeOut, macServer))
+}
+
+// Routing headers through the pipeline: type 0 with segments left is
+// dropped in both directions (RFC 5095; counted ipv6_routing_type0, no
+// ICMPv6 error); type 0 with none left, and other types whatever their
+// segments left (RFC 8200 4.4: processed by the destination only), are
+// forwarded with NAT66 like any packet, the Routing header untouched.
+func TestPipelineRoutingHeaders(t *testing.T) {
+	tp := newTestPipeline6(t)
+	// withRouting is the UDP datagram of u (its checksum over u's
+	// addresses) behind a Routing header of type typ, segsLeft segments
+	// left and one address.
+	withRouting := func(u headertest.Spec, typ, segsLeft uint8) headertest.Spec {
+		l4 := headertest.Build(u)[header.IPv6Len:]
+		rh := make([]byte, 24)
+		rh[0], rh[1], rh[2], rh[3] = header.ProtoUDP, 2, typ, segsLeft
+		copy(rh[8:], ip6Server.AsSlice())
+		return headertest.Spec{Src: u.Src, Dst: u.Dst, Proto: header.ProtoRouting, TTL: u.TTL, Payload: append(rh, l4...)}
+	}
+	udp := func(src, dst netip.Addr, sport, dport uint16, ttl uint8) headertest.Spec {
+		return headertest.Spec{Src: src, Dst: dst, Proto: header.ProtoUDP, SrcPort: sport, DstPort: dport, TTL: ttl, Payload: []byte("rh")}
+	}
+	for i, tc := range []struct {
+		name          string
+		typ, segsLeft uint8
+		wantForwarded bool
+	}{
+		{"type 0, segments left 0", 0, 0, true},
+		{"type 0, segments left 1", 0, 1, false},
+		{"type 4 (segment routing), segments left 2", 4, 2, true},
+		{"type 2 (mobile IPv6), segments left 1", 2, 1, true},
+	} {
+		sport := uint16(7000 + i)
+		out, r := tp.send(0, eth(withRouting(udp(ip6Client, ip6Server, sport, 53, 64), tc.typ, tc.segsLeft), macClient, macEdgeIn))
+		if !tc.wantForwarded {
+			if out != nil || r != drop.RoutingType0 {
+				t.Errorf("%s: out %v, %v; want dropped ipv6_routing_type0", tc.name, out != nil, r)
+			}
+			continue
+		}
+		if out == nil {
+			t.Errorf("%s: dropped (%v)", tc.name, r)
+			continue
+		}
+		port := tp.natPort(conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(ip6Client, sport), netip.AddrPortFrom(ip6Server, 53)))
+		want := eth(withRouting(udp(ip6SNAT, ip6Server, port, 53, 63), tc.typ, tc.segsLeft), macEdgeOut, macServer)
+		if out.port != 1 || !bytes.Equal(out.frame, want) {
+			t.Errorf("%s: port %d\n got %x\nwant %x", tc.name, out.port, out.frame, want)
+		}
+	}
+	// From the outside too: refused before any state is looked up.
+	if out, r := tp.send(1, eth(withRouting(udp(ip6Server, ip6SNAT, 53, 7000, 64), 0, 1), macServer, macEdgeOut)); out != nil || r != drop.RoutingType0 {
+		t.Errorf("inbound type 0: out %v, %v; want dropped ipv6_routing_type0", out != nil, r)
+	}
+	if n := tp.w.ctr.drops[drop.RoutingType0].Load(); n != 2 {
+		t.Errorf("ipv6_routing_type0 counted %d, want 2", n)
+	}
+}

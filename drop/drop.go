@@ -99,6 +99,9 @@ const (
 	SNATMappingsFull    // a new flow refused: the worker's NAT mapping table is full
 	HairpinFull         // a packet from the inside to a NAT mapping (hairpinning) dropped: the ring that loops it back was full
 
+	// IPv6 extension headers (header.IPv6.Transport).
+	RoutingType0 // an IPv6 Routing header of type 0 with segments left (RFC 5095: deprecated)
+
 	NumReasons
 )
 
@@ -162,6 +165,7 @@ var names = [NumReasons]string{
 	SNATMappingConflict: "snat_mapping_conflict",
 	SNATMappingsFull:    "snat_mappings_full",
 	HairpinFull:         "hairpin_full",
+	RoutingType0:        "ipv6_routing_type0",
 }
 
 var help = [NumReasons]string{
@@ -223,6 +227,7 @@ var help = [NumReasons]string{
 	SNATMappingConflict:     "new flow refused: its inside endpoint's NAT mapping (external address and port) is already used toward the same destination by a flow of another endpoint (possible only after a change of mapping behaviour or with pools of different behaviours sharing an address)",
 	SNATMappingsFull:        "new flow refused: the worker's table of NAT mappings (snat.Config.Mappings) is full",
 	HairpinFull:             "a packet from the inside to a NAT mapping (hairpinning, RFC 4787 REQ-9) dropped: the ring that loops it back to its owning worker was full",
+	RoutingType0:            "IPv6 packet with a Routing header of type 0 and segments left above 0 (RFC 5095 deprecates it: it lets a sender bounce traffic between routers); dropped, other routing types are forwarded",
 	NeighbourResolveLimited: "next hop's MAC address not known and its resolution not requested: the worker's resolution rate (a window's budget) or edge's bound on unanswered resolutions was reached (a flood toward many unresolvable addresses must not fill the kernel's neighbour table); packet dropped",
 }
 

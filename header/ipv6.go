@@ -165,6 +165,20 @@ const (
 	ipv6FragLen   = 8
 )
 
+// Routing header fields (RFC 8200 §4.4): after Next Header and Hdr Ext Len.
+const (
+	ipv6RoutingType     = 2
+	ipv6RoutingSegsLeft = 3
+)
+
+// RoutingType0 reports whether b holds, at off, a Routing header of type 0
+// with segments left above 0 (RFC 5095), which Transport refuses: the
+// caller tells this refusal from a malformed chain with the proto and off
+// Transport returned (proto is ProtoRouting).
+func (b IPv6) RoutingType0(off int) bool {
+	return off >= IPv6Len && off+ipv6ExtMinLen <= len(b) && b[off+ipv6RoutingType] == 0 && b[off+ipv6RoutingSegsLeft] != 0
+}
+
 // Transport walks the IPv6 extension-header chain and returns the upper-layer
 // protocol number and the offset of its header from the start of b, along
 // with the Fragment header, if any. It walks at most [IPv6MaxExtHeaders]
@@ -173,7 +187,13 @@ const (
 //
 // ok is false if an extension header is truncated or overruns the payload,
 // if the chain is longer than IPv6MaxExtHeaders, if a Hop-by-Hop header is
-// not the first one (RFC 8200 §4.1) or if there are two Fragment headers.
+// not the first one (RFC 8200 §4.1), if there are two Fragment headers, or
+// if a Routing header of type 0 has segments left (RFC 5095: deprecated,
+// its use amplifies traffic between two routers; proto and off are then
+// that header's, and RoutingType0 tells it apart). A Routing header of any
+// other type is walked over whatever its segments left: only the node its
+// destination address names processes it (RFC 8200 §4.4), and a transit
+// router is not that node.
 //
 // ESP and No Next Header end the walk: their number is returned as proto with
 // ok = true. A non-first fragment (frag.Offset != 0) also ends the walk right
@@ -202,6 +222,9 @@ func (b IPv6) Transport() (proto uint8, off int, frag IPv6Frag, ok bool) {
 				return nh, off, frag, false
 			}
 			if off+ipv6ExtMinLen > end {
+				return nh, off, frag, false
+			}
+			if nh == ProtoRouting && b[off+ipv6RoutingType] == 0 && b[off+ipv6RoutingSegsLeft] != 0 {
 				return nh, off, frag, false
 			}
 			hl = (int(b[off+1]) + 1) * 8

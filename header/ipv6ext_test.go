@@ -122,6 +122,61 @@ func TestIPv6Transport(t *testing.T) {
 	}
 }
 
+// routing returns a Routing header of type typ with segsLeft segments left
+// and n 8-byte units after the first 8 bytes.
+func routing(typ, segsLeft uint8, n int) ext {
+	e := generic(header.ProtoRouting, n)
+	e.body[2], e.body[3] = typ, segsLeft
+	return e
+}
+
+// TestIPv6RoutingHeaders: a Routing header of type 0 with segments left is
+// refused (RFC 5095), and RoutingType0 says so at the offset Transport
+// returns; type 0 with no segment left, and every other type whatever its
+// segments left (RFC 8200 4.4: only the destination processes it), are
+// walked over.
+func TestIPv6RoutingHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		exts   []ext
+		wantOK bool
+		rh0At  int // RoutingType0's offset when refused
+	}{
+		{"type 0, segments left 0", []ext{routing(0, 0, 2)}, true, 0},
+		{"type 0, segments left 1", []ext{routing(0, 1, 2)}, false, 40},
+		{"type 0, segments left 255, after hop-by-hop", []ext{generic(header.ProtoHopByHop, 0), routing(0, 255, 2)}, false, 48},
+		{"type 2 (mobile IPv6), segments left 1", []ext{routing(2, 1, 2)}, true, 0},
+		{"type 4 (segment routing), segments left 3", []ext{routing(4, 3, 6)}, true, 0},
+		{"type 253 (experimental), segments left 1", []ext{routing(253, 1, 0)}, true, 0},
+		{"type 1 (Nimrod, unassigned), segments left 1", []ext{routing(1, 1, 0)}, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := buildIPv6Ext(tc.exts, header.ProtoUDP, make([]byte, 8))
+			ip := header.IPv6(b)
+			proto, off, _, ok := ip.Transport()
+			if ok != tc.wantOK {
+				t.Fatalf("Transport ok = %v, want %v", ok, tc.wantOK)
+			}
+			if ok {
+				if proto != header.ProtoUDP || off != len(b)-8 {
+					t.Fatalf("Transport = %d, %d; want UDP at %d", proto, off, len(b)-8)
+				}
+				return
+			}
+			if proto != header.ProtoRouting || off != tc.rh0At || !ip.RoutingType0(off) {
+				t.Fatalf("refused at %d (proto %d), RoutingType0 %v; want the Routing header at %d", off, proto, ip.RoutingType0(off), tc.rh0At)
+			}
+		})
+	}
+	// Offsets inside the fixed header or past the packet: false.
+	bad := header.IPv6(buildIPv6Ext([]ext{routing(0, 1, 0)}, header.ProtoUDP, nil))
+	for _, off := range []int{-1, 0, 39, len(bad) - 7, len(bad) + 100} {
+		if bad.RoutingType0(off) {
+			t.Fatalf("RoutingType0(%d) = true", off)
+		}
+	}
+}
+
 func TestIPv6FragIsFragment(t *testing.T) {
 	for _, tc := range []struct {
 		f    header.IPv6Frag

@@ -3,7 +3,9 @@
 #
 #   scripts/test.sh            generated-code check, vet, format check, unit tests, race tests, fuzz
 #                              smoke, benchmark smoke, then (as root) the lab, the NAT behaviour
-#                              gates, the short pps benchmark and the short NSX A/B
+#                              gates, the short pps benchmark and the short NSX A/B, the SYN-flood
+#                              labs; each lab again over IPv6 (FAMILY=6; pps and SYN floods with
+#                              fewer rounds)
 #   FUZZTIME=60s scripts/test.sh   fuzz longer (default 150000 executions per target)
 #
 # It installs what it needs first (Go comes with the machine; the apt packages
@@ -107,14 +109,24 @@ if [ "$(id -u)" -eq 0 ]; then
 	./scripts/lab.sh
 	stage "NAT behaviour (bench/natlab.sh CI=1: coturn's RFC 5780 client and a two-host hairpin through edge, default, mapping: endpoint-dependent, filtering: endpoint-independent: fails unless each shows its mapping, filtering and hairpinning)"
 	CI=1 ./bench/natlab.sh
+	stage "NAT behaviour over IPv6 (bench/natlab.sh FAMILY=6 CI=1: the same three cases and gates, NAT66)"
+	FAMILY=6 CI=1 ./bench/natlab.sh
 	stage "pps benchmark, short (bench/pps.sh SHORT=1: fails if edge forwards nearly nothing)"
 	SHORT=1 OUT=/tmp/edge-ci-bench ./bench/pps.sh
+	stage "pps benchmark, short, IPv6 (bench/pps.sh FAMILY=6 SHORT=1, 82 B, 1,000 flows, direct and edge-1w: fails if edge forwards nearly nothing)"
+	FAMILY=6 SHORT=1 MIDDLES="direct edge-1w" FLOWS=1000 OUT=/tmp/edge-ci-bench6 ./bench/pps.sh
 	stage "NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any failed request through edge's default mode not attributed to the lab)"
 	SHORT=1 ./bench/nsx-ab.sh
+	stage "NSX A/B, short, over IPv6 (bench/nsx-ab.sh FAMILY=6 SHORT=1: nginx's upstream leg over IPv6; same gates)"
+	FAMILY=6 SHORT=1 ./bench/nsx-ab.sh
 	stage "SYN flood into a full table (bench/synflood.sh, edge only, medians of 3: fails if a paced TCP stream loses > 20% or stalls > 100 ms)"
 	RUNS=3 MODES=edge ./bench/synflood.sh
 	stage "two SYN floods back to back, random ports then random inside sources (bench/synflood.sh FLOODS, edge only, 5 runs: fails if in any run a paced TCP stream keeps < 80% during a flood or < 20% in a second of it)"
 	FLOODS="ports addrs" RUNS=5 MODES=edge ./bench/synflood.sh
+	# (IPv6: the two-flood lab only, 2 runs; its ports flood is the single
+	# flood's SYN flood into a full table, so the single one is not repeated.)
+	stage "two SYN floods back to back over IPv6 (bench/synflood.sh FAMILY=6 FLOODS, edge only, 2 runs: same gate)"
+	FAMILY=6 FLOODS="ports addrs" RUNS=2 MODES=edge ./bench/synflood.sh
 else
 	echo "skipped: needs root (CI runs as root)"
 fi

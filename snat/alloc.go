@@ -71,15 +71,16 @@ type sizes struct{ quarantinePorts, destinations, eventRing, mappings int }
 
 // settings is one immutable configuration snapshot (Snapshot's contents).
 type settings struct {
-	off        bool   // SNAT turned off: new flows are not translated
-	cfg        Config // as resolved (defaults applied)
-	pools      []pool
-	names      []string
-	portStart  uint16
-	nports     uint32
-	hold       conntrack.Time
-	mapHold    conntrack.Time
-	keepEchoID bool
+	off           bool   // SNAT turned off: new flows are not translated
+	cfg           Config // as resolved (defaults applied)
+	pools         []pool
+	names         []string
+	portStart     uint16
+	nports        uint32
+	hold          conntrack.Time
+	mapHold       conntrack.Time
+	keepEchoID    bool
+	forwardNoAddr bool // Config.NoAddress is NoAddressForward
 }
 
 type pool struct {
@@ -212,12 +213,13 @@ func (r *resolved) addrs() []netip.Addr {
 // error nothing changed.
 func (n *NAT) settings(r *resolved) (*settings, error) {
 	s := &settings{
-		cfg:        r.cfg,
-		portStart:  r.cfg.Ports.Start,
-		nports:     uint32(r.cfg.Ports.End-r.cfg.Ports.Start) + 1,
-		hold:       r.quarantine,
-		mapHold:    r.mapTimeout,
-		keepEchoID: r.cfg.KeepEchoID,
+		cfg:           r.cfg,
+		portStart:     r.cfg.Ports.Start,
+		nports:        uint32(r.cfg.Ports.End-r.cfg.Ports.Start) + 1,
+		hold:          r.quarantine,
+		mapHold:       r.mapTimeout,
+		keepEchoID:    r.cfg.KeepEchoID,
+		forwardNoAddr: r.cfg.NoAddress == NoAddressForward,
 	}
 	idx, err := n.table.InternAddrs(r.addrs())
 	if err != nil {
@@ -622,7 +624,9 @@ func (a *Allocator) dent(k *tuple) int {
 // (counted, per destination too, with an event), drop.SNATProbeLimit if
 // none was found within the probe bound (counted: snat_probe_limit),
 // drop.SNATNoAddress if the pool has no address of orig's family (or there
-// is no such pool), and drop.UnsupportedProto for a protocol other than
+// is no such pool) unless Config.NoAddress is NoAddressForward (then the
+// zero Translation and drop.None: the flow is not translated; counted:
+// untranslated), and drop.UnsupportedProto for a protocol other than
 // TCP, UDP and ICMP echo.
 //
 // Cost: at most MaxProbes candidates (each a ShardOf hash with several
@@ -652,6 +656,10 @@ func (a *Allocator) AllocateFrom(pool int, orig *conntrack.Key, now conntrack.Ti
 		addrs = n.pools[pool].v4
 	}
 	if len(addrs) == 0 {
+		if n.forwardNoAddr {
+			a.ctr.add(CtrUntranslated, 1)
+			return conntrack.Translation{}, drop.None
+		}
 		return conntrack.Translation{}, drop.SNATNoAddress
 	}
 	i := a.n.pair(&orig.Src, len(addrs))

@@ -292,10 +292,56 @@ func TestPairedPooling(t *testing.T) {
 	if _, r := h2.n.Allocator(0).AllocateFrom(3, &k, h2.now); r != drop.SNATNoAddress {
 		t.Fatalf("no such pool: %v", r)
 	}
+	if n := h2.stats().Counters[CtrUntranslated]; n != 0 {
+		t.Fatalf("refused flows counted untranslated: %d", n)
+	}
 	gre := tcpKey(client, 0, server, 0)
 	gre.Proto = 47
 	if _, r := h2.n.Allocator(0).Allocate(&gre, h2.now); r != drop.UnsupportedProto {
 		t.Fatalf("GRE: %v", r)
+	}
+}
+
+// TestNoAddressForward: with NoAddress forward, a flow without an address
+// of its family gets no translation (drop.None, the zero Translation),
+// counted untranslated; flows of the other family are still translated,
+// and a pool that does not exist is still refused.
+func TestNoAddressForward(t *testing.T) {
+	cfg := automap(PortRange{})
+	cfg.NoAddress = NoAddressForward
+	h := newHarness(t, 1, 1024, cfg)
+	a := h.n.Allocator(0)
+	for i := range 3 {
+		k := tcpKey(client6, uint16(1000+i), server6, 443)
+		tr, r := a.Allocate(&k, h.now)
+		if r != drop.None || tr != (conntrack.Translation{}) {
+			t.Fatalf("IPv6 flow %d: %+v %v, want untranslated", i, tr, r)
+		}
+	}
+	if n := h.stats().Counters[CtrUntranslated]; n != 3 {
+		t.Fatalf("untranslated %d, want 3", n)
+	}
+	if n := h.stats().Counters[CtrAllocated]; n != 0 {
+		t.Fatalf("allocated %d for untranslated flows", n)
+	}
+	tr, _ := h.mustOpen(tcpKey(client, 1000, server, 443))
+	if h.n.Addr(tr.Addr) != natIP.As16() {
+		t.Fatalf("IPv4 flow got %v", h.n.Addr(tr.Addr))
+	}
+	k := tcpKey(client6, 2000, server6, 443)
+	if _, r := a.AllocateFrom(3, &k, h.now); r != drop.SNATNoAddress {
+		t.Fatalf("no such pool: %v", r)
+	}
+	if NoAddressForward.String() != "forward" || NoAddressDrop.String() != "drop" {
+		t.Fatal(NoAddressForward.String(), NoAddressDrop.String())
+	}
+	for s, want := range map[string]NoAddress{"": NoAddressDrop, "drop": NoAddressDrop, "forward": NoAddressForward} {
+		if got, ok := ParseNoAddress(s); !ok || got != want {
+			t.Fatalf("ParseNoAddress(%q) = %v, %v", s, got, ok)
+		}
+	}
+	if _, ok := ParseNoAddress("translate"); ok {
+		t.Fatal("ParseNoAddress accepted translate")
 	}
 }
 

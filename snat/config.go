@@ -31,6 +31,45 @@ func (m Mode) String() string {
 	return "mode" + strconv.Itoa(int(m))
 }
 
+// NoAddress says what becomes of a new flow whose family has no translated
+// address (an IPv6 flow through an IPv4-only pool, or automap on an outside
+// interface without a global IPv6 address).
+type NoAddress uint8
+
+const (
+	// NoAddressDrop refuses the flow (drop.SNATNoAddress; the data plane
+	// answers it with ICMP administratively prohibited, rate limited).
+	NoAddressDrop NoAddress = iota
+	// NoAddressForward lets the flow through untranslated (its source
+	// address and port kept), statefully tracked like any other flow, and
+	// counts it (CtrUntranslated): for a site whose inside IPv6 addresses
+	// are routed from the outside, where translating IPv6 is not wanted.
+	NoAddressForward
+)
+
+var noAddressNames = [...]string{"drop", "forward"}
+
+// String returns the configuration name, "drop" or "forward".
+func (a NoAddress) String() string {
+	if int(a) < len(noAddressNames) {
+		return noAddressNames[a]
+	}
+	return "no_address" + strconv.Itoa(int(a))
+}
+
+// ParseNoAddress returns the choice named s ("" is NoAddressDrop).
+func ParseNoAddress(s string) (NoAddress, bool) {
+	if s == "" {
+		return NoAddressDrop, true
+	}
+	for i, n := range noAddressNames {
+		if n == s {
+			return NoAddress(i), true
+		}
+	}
+	return 0, false
+}
+
 // Mapping is a NAT's mapping behaviour (RFC 4787 section 4.1): how the
 // external address and port of a new flow depend on its destination.
 type Mapping uint8
@@ -187,6 +226,10 @@ type Config struct {
 	// that needs one more is refused (drop.SNATMappingsFull). Default
 	// 65,536.
 	Mappings int
+	// NoAddress is what a new flow gets when no translated address of its
+	// family exists (in its pool, or automap without one). Default
+	// NoAddressDrop.
+	NoAddress NoAddress
 	// KeepEchoID turns ICMP echo identifier translation off: the
 	// identifier is kept and only the address is translated. Translation
 	// is on by default: the identifier plays the part of the source port
@@ -296,6 +339,9 @@ func (c *Config) resolve() (*resolved, error) {
 		def.filter = AddressPortDependent
 	}
 	rc.Mapping, rc.Filtering = def.mapping, def.filter
+	if int(rc.NoAddress) >= len(noAddressNames) {
+		return nil, cfgErr("no_address", "unknown choice "+strconv.Itoa(int(rc.NoAddress)))
+	}
 	switch rc.Mode {
 	case Automap:
 		if len(rc.Pools) != 0 {

@@ -30,6 +30,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Automap: natIP, Automap6: natIP}, "snat: automap6: must be IPv6, beside an IPv4 automap address"},
 		{Config{Mode: Pools, Automap6: natIP6, Pools: []Pool{pool("1.2.3.4")}}, "snat: automap: set in pools mode"},
 		{Config{Mode: 7}, "snat: mode: unknown mode 7"},
+		{Config{Automap: natIP, NoAddress: NoAddressForward}, ""},
+		{Config{Automap: natIP, NoAddress: 2}, "snat: no_address: unknown choice 2"},
 		{Config{Automap: a("::ffff:1.2.3.4")}, "snat: automap: ::ffff:1.2.3.4 is IPv4-mapped: write it as IPv4"},
 		{Config{Automap: a("224.0.0.1")}, "snat: automap: 224.0.0.1 is not a unicast address"},
 		{Config{Automap: a("fe80::1%eth0")}, "snat: automap: fe80::1%eth0 has a zone"},

@@ -32,6 +32,7 @@ const (
 	CtrFiltered                           // unsolicited datagrams a mapping's filter refused (drop.SNATFiltered)
 	CtrFilterOverflow                     // flows not counted for address-dependent filtering: its table was full (their address is not let in)
 	CtrHairpinned                         // packets from the inside toward a mapping, translated and looped back (RFC 4787 REQ-9)
+	CtrUntranslated                       // flows let through untranslated: no address of their family and Config.NoAddress is NoAddressForward
 	NumCounters
 )
 
@@ -40,7 +41,7 @@ var counterNames = [NumCounters]string{
 	"quarantine_forgotten", "dest_overflow", "events_lost", "scans", "probes",
 	"snat_probe_limit", "released_unheld", "mappings_made", "mappings_ended", "mapping_reused",
 	"port_preserved", "snat_mapping_conflict", "snat_mappings_full", "filter_admitted", "snat_filtered",
-	"filter_overflow", "hairpinned",
+	"filter_overflow", "hairpinned", "untranslated",
 }
 
 // String returns the counter's name, e.g. "quarantine_override".

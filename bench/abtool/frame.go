@@ -17,13 +17,16 @@ const (
 const (
 	ethLen       = 14
 	etherTypeIP4 = 0x0800
+	etherTypeIP6 = 0x86dd
+	ip6Len       = 40
 	protoICMP    = 1
 	protoTCP     = 6
+	protoICMPv6  = 58
 )
 
-// InjectMarkID is the IPv4 identification the injector puts in every
-// frame it re-sends, so it can tell its own frames from the backend's when
-// its socket sees them leave.
+// InjectMarkID is the IPv4 identification (IPv6: the flow label) the
+// injector puts in every frame it re-sends, so it can tell its own frames
+// from the backend's when its socket sees them leave.
 const InjectMarkID = 0xAB5E
 
 // Tuple is a TCP connection's addresses and ports, as the backend sends.
@@ -32,38 +35,66 @@ type Tuple struct {
 	SrcPort, DstPort uint16
 }
 
-// Segment is what the injector needs of an IPv4 TCP frame.
+// Segment is what the injector needs of a TCP frame.
 type Segment struct {
 	Tuple
 	Seq, Ack uint32
 	Flags    uint8
-	ID       uint16 // IPv4 identification
+	Mark     uint32 // IPv4 identification, or IPv6 flow label
 }
 
-// ParseTCP4 parses an Ethernet frame carrying IPv4 TCP (no fragments); ok
-// is false for anything else or a truncated frame.
-func ParseTCP4(frame []byte) (s Segment, ok bool) {
-	ip, ok := ipv4(frame)
-	if !ok || ip[9] != protoTCP {
+// ParseTCP parses an Ethernet frame carrying TCP over IPv4 (no fragments)
+// or IPv6 (no extension header); ok is false for anything else or a
+// truncated frame.
+func ParseTCP(frame []byte) (s Segment, ok bool) {
+	ip, hl, ok := ipPacket(frame)
+	if !ok {
 		return s, false
 	}
-	if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 { // MF or offset
-		return s, false
+	if hl == ip6Len {
+		if ip[6] != protoTCP {
+			return s, false
+		}
+		s.Src = netip.AddrFrom16([16]byte(ip[8:24]))
+		s.Dst = netip.AddrFrom16([16]byte(ip[24:40]))
+		s.Mark = binary.BigEndian.Uint32(ip[0:]) & 0xfffff
+	} else {
+		if ip[9] != protoTCP || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 { // MF or offset
+			return s, false
+		}
+		s.Src = netip.AddrFrom4([4]byte(ip[12:16]))
+		s.Dst = netip.AddrFrom4([4]byte(ip[16:20]))
+		s.Mark = uint32(binary.BigEndian.Uint16(ip[4:]))
 	}
-	ihl := int(ip[0]&0xf) * 4
-	tcp := ip[ihl:]
+	tcp := ip[hl:]
 	if len(tcp) < 20 || int(tcp[12]>>4)*4 < 20 || int(tcp[12]>>4)*4 > len(tcp) {
 		return s, false
 	}
-	s.Src = netip.AddrFrom4([4]byte(ip[12:16]))
-	s.Dst = netip.AddrFrom4([4]byte(ip[16:20]))
 	s.SrcPort = binary.BigEndian.Uint16(tcp[0:])
 	s.DstPort = binary.BigEndian.Uint16(tcp[2:])
 	s.Seq = binary.BigEndian.Uint32(tcp[4:])
 	s.Ack = binary.BigEndian.Uint32(tcp[8:])
 	s.Flags = tcp[13]
-	s.ID = binary.BigEndian.Uint16(ip[4:])
 	return s, true
+}
+
+// ipPacket returns the IP packet in an Ethernet frame, cut to its length,
+// and its header length (the IPv4 header's, or 40 for IPv6: extension
+// headers are not walked).
+func ipPacket(frame []byte) (ip []byte, hl int, ok bool) {
+	if len(frame) >= ethLen+ip6Len && binary.BigEndian.Uint16(frame[12:]) == etherTypeIP6 {
+		ip = frame[ethLen:]
+		tot := ip6Len + int(binary.BigEndian.Uint16(ip[4:]))
+		if ip[0]>>4 != 6 || tot > len(ip) {
+			return nil, 0, false
+		}
+		return ip[:tot], ip6Len, true
+	}
+	ip, ok = ipv4(frame)
+	if !ok {
+		return nil, 0, false
+	}
+	return ip, int(ip[0]&0xf) * 4, true
 }
 
 // ipv4 returns the IPv4 packet in an Ethernet frame, cut to its total
@@ -86,32 +117,39 @@ func ipv4(frame []byte) ([]byte, bool) {
 // is not one.
 func IsBackendFIN(s *Segment, backend netip.AddrPort) bool {
 	return s.Src == backend.Addr() && s.SrcPort == backend.Port() &&
-		s.Flags&tcpFIN != 0 && s.Flags&(tcpSYN|tcpRST) == 0 && s.ID != InjectMarkID
+		s.Flags&tcpFIN != 0 && s.Flags&(tcpSYN|tcpRST) == 0 && s.Mark != InjectMarkID
 }
 
 // RewriteForInjection turns a copy of the backend's FIN frame into the
 // frame the injector sends: the same segment (addresses, ports, sequence
 // and acknowledgment numbers, flags, payload), with the IPv4
-// identification set to InjectMarkID and both checksums computed in full
-// (veth may hand the capture a partial TCP checksum). It returns the frame
-// cut to its IP length, or nil if it is not an IPv4 TCP frame.
+// identification (IPv6: the flow label) set to InjectMarkID and the
+// checksums computed in full (veth may hand the capture a partial TCP
+// checksum). It returns the frame cut to its IP length, or nil if it is
+// not a TCP frame ParseTCP reads.
 func RewriteForInjection(frame []byte) []byte {
-	if _, ok := ParseTCP4(frame); !ok {
+	if _, ok := ParseTCP(frame); !ok {
 		return nil
 	}
-	ip, _ := ipv4(frame)
+	ip, hl, _ := ipPacket(frame)
 	out := append([]byte(nil), frame[:ethLen+len(ip)]...)
 	ip = out[ethLen:]
-	binary.BigEndian.PutUint16(ip[4:], InjectMarkID)
-	ihl := int(ip[0]&0xf) * 4
-	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip[:ihl], 0))
-	tcp := ip[ihl:]
-	tcp[16], tcp[17] = 0, 0
 	// Pseudo-header: source, destination, protocol, TCP length.
+	var addrs []byte
+	if hl == ip6Len {
+		binary.BigEndian.PutUint32(ip[0:], binary.BigEndian.Uint32(ip[0:])&^0xfffff|InjectMarkID)
+		addrs = ip[8:40]
+	} else {
+		binary.BigEndian.PutUint16(ip[4:], InjectMarkID)
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:], checksum(ip[:hl], 0))
+		addrs = ip[12:20]
+	}
+	tcp := ip[hl:]
+	tcp[16], tcp[17] = 0, 0
 	var sum uint32
-	for i := 12; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	for i := 0; i < len(addrs); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(addrs[i:]))
 	}
 	sum += protoTCP + uint32(len(tcp))
 	binary.BigEndian.PutUint16(tcp[16:], checksum(tcp, sum))
@@ -133,35 +171,60 @@ func checksum(b []byte, sum uint32) uint16 {
 	return ^uint16(sum)
 }
 
-// ICMPError is an ICMPv4 destination-unreachable (or other error) message
-// and the TCP tuple it quotes.
+// ICMPError is an ICMPv4 or ICMPv6 error message and the TCP tuple it
+// quotes.
 type ICMPError struct {
+	V6         bool // ICMPv6
 	Type, Code uint8
 	From       netip.Addr // the error's sender
 	Quoted     Tuple      // the quoted packet's addresses and ports (TCP only)
 	QuotedTCP  bool
 }
 
+// PortUnreachable reports whether e is a port unreachable: ICMP 3/3, or
+// ICMPv6 1/4 (what edge's NSX mode answers a SYN-ACK on a closing entry
+// with).
+func (e ICMPError) PortUnreachable() bool {
+	if e.V6 {
+		return e.Type == 1 && e.Code == 4
+	}
+	return e.Type == 3 && e.Code == 3
+}
+
 // ParseICMPError parses an Ethernet frame carrying an ICMPv4 error (types
-// 3, 4, 5, 11, 12); ok is false for anything else.
+// 3, 4, 5, 11, 12) or an ICMPv6 error (types 1 to 4); ok is false for
+// anything else.
 func ParseICMPError(frame []byte) (e ICMPError, ok bool) {
-	ip, ok := ipv4(frame)
-	if !ok || ip[9] != protoICMP {
+	ip, hl, ok := ipPacket(frame)
+	if !ok {
 		return e, false
 	}
-	ihl := int(ip[0]&0xf) * 4
-	m := ip[ihl:]
+	e.V6 = hl == ip6Len
+	if e.V6 && ip[6] != protoICMPv6 || !e.V6 && ip[9] != protoICMP {
+		return e, false
+	}
+	m := ip[hl:]
 	if len(m) < 8 {
 		return e, false
 	}
-	switch m[0] {
-	case 3, 4, 5, 11, 12:
+	switch {
+	case e.V6 && m[0] >= 1 && m[0] <= 4:
+	case !e.V6 && (m[0] == 3 || m[0] == 4 || m[0] == 5 || m[0] == 11 || m[0] == 12):
 	default:
 		return e, false
 	}
 	e.Type, e.Code = m[0], m[1]
-	e.From = netip.AddrFrom4([4]byte(ip[12:16]))
 	q := m[8:]
+	if e.V6 {
+		e.From = netip.AddrFrom16([16]byte(ip[8:24]))
+		if len(q) >= ip6Len+4 && q[0]>>4 == 6 && q[6] == protoTCP {
+			e.QuotedTCP = true
+			e.Quoted = Tuple{Src: netip.AddrFrom16([16]byte(q[8:24])), Dst: netip.AddrFrom16([16]byte(q[24:40])),
+				SrcPort: binary.BigEndian.Uint16(q[ip6Len:]), DstPort: binary.BigEndian.Uint16(q[ip6Len+2:])}
+		}
+		return e, true
+	}
+	e.From = netip.AddrFrom4([4]byte(ip[12:16]))
 	if len(q) >= 20 && q[0]>>4 == 4 {
 		qihl := int(q[0]&0xf) * 4
 		if q[9] == protoTCP && len(q) >= qihl+4 {

@@ -35,7 +35,7 @@ func (c *injectCounters) classify(frame []byte, out bool, backend netip.AddrPort
 		if out {
 			return
 		}
-		if e.Type == 3 && e.Code == 3 {
+		if e.PortUnreachable() {
 			c.icmp33++
 			if e.QuotedTCP && e.Quoted.Src == backend.Addr() && e.Quoted.SrcPort == backend.Port() {
 				c.icmp33TCP++
@@ -45,7 +45,7 @@ func (c *injectCounters) classify(frame []byte, out bool, backend netip.AddrPort
 		}
 		return
 	}
-	s, ok := ParseTCP4(frame)
+	s, ok := ParseTCP(frame)
 	if !ok {
 		return
 	}

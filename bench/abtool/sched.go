@@ -40,7 +40,7 @@ type Scheduler struct {
 // Observe looks at a frame the backend sent. It reports whether the frame
 // was a backend FIN that was scheduled for re-sending.
 func (s *Scheduler) Observe(frame []byte, now time.Time) bool {
-	seg, ok := ParseTCP4(frame)
+	seg, ok := ParseTCP(frame)
 	if !ok || !IsBackendFIN(&seg, s.Backend) {
 		return false
 	}

@@ -1,4 +1,4 @@
-// Package gen is edge's packet generator and sink: UDP/IPv4 or UDP/IPv6 frames built
+// Package gen is edge's packet generator and sink: UDP or TCP SYN frames, IPv4 or IPv6, built
 // from a template (no per-packet allocation, no gopacket, no fmt), sent and
 // received over AF_XDP (copy mode on veth) or AF_PACKET, with the statistics
 // a forwarding benchmark needs.
@@ -17,7 +17,8 @@
 //     changed words). Frame sizes are Ethernet frame lengths including the
 //     4-byte FCS, as in RFC 2544 (a 64-byte frame is 60 bytes handed to the
 //     kernel); "imix" is the simple IMIX 7:4:1 of 64-, 576- and 1500-byte
-//     frames in a fixed 12-packet pattern (imix.go).
+//     frames in a fixed 12-packet pattern (imix.go); over IPv6 (IMIX6) its
+//     64-byte frames are MinFrame6.
 //   - Ports (ports.go) maps a flow index to pseudorandom UDP ports as RFC 4814
 //     section 4.5 asks (source 1024-65535, destination 1-49151, uniform,
 //     repeatable from a seed): a keyed Feistel permutation of the 32-bit
@@ -25,8 +26,9 @@
 //     first N flow indexes give N distinct port pairs. In "new flows" mode
 //     every packet takes the next index, i.e. a new 5-tuple (RFC 9693-style
 //     connection setup rate).
-//   - SYN mode (FrameConfig.SYN, frame.go) builds 64-byte TCP SYNs instead,
-//     each of a new flow: a SYN flood. The source port comes from
+//   - SYN mode (FrameConfig.SYN, frame.go) builds TCP SYNs instead (IPv4 in
+//     64-byte frames, IPv6 in MinSYNFrame6 = 78), each of a new flow: a SYN
+//     flood. The source port comes from
 //     Ports.Src, a keyed permutation of the 64,512 source ports (so
 //     consecutive SYNs toward one destination port are distinct flows),
 //     or both ports from Ports.Pair. With SYNSrcPrefix the source address

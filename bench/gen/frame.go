@@ -37,7 +37,7 @@ const (
 // FrameConfig describes the packets to build.
 type FrameConfig struct {
 	SrcMAC, DstMAC [6]byte
-	Src, Dst       netip.Addr // both IPv4 or both IPv6 (IPv6: UDP only, not SYN)
+	Src, Dst       netip.Addr // both IPv4 or both IPv6
 	Sizes          []int      // frame sizes (FCS included), used in turn; default {64}
 	Flows          int        // distinct flows, visited in index order from FlowOffset; default 1
 	FlowOffset     uint64     // first flow index
@@ -45,7 +45,8 @@ type FrameConfig struct {
 	Seed           uint64     // port permutation seed
 	Queues         int        // transmit queues to spread flows over; default 1
 	// SYN makes every packet a TCP SYN of a new flow (index FlowOffset +
-	// sequence) in a 64-byte frame (Sizes, Flows and NewFlows are ignored):
+	// sequence) in a 64-byte frame (IPv6: MinSYNFrame6, the headers
+	// unpadded; Sizes, Flows and NewFlows are ignored):
 	// a SYN flood. The source port is pseudorandom (Ports.Src: 64,512
 	// consecutive packets have distinct ones) toward SYNDstPort, or both
 	// ports pseudorandom (Ports.Pair) when SYNDstPort is 0. The TCP sequence
@@ -53,11 +54,13 @@ type FrameConfig struct {
 	// not read SYNs).
 	SYN        bool
 	SYNDstPort uint16
-	// SYNSrcPrefix, when valid (IPv4, /8 to /30), replaces Src in SYN
-	// mode: each SYN's source address is drawn pseudorandomly (from
-	// Seed and the flow index, so repeatable) from the prefix's hosts,
-	// never its first or last address: a flood from many addresses of a
-	// subnet, as from a misbehaving or spoofing host behind the gateway.
+	// SYNSrcPrefix, when valid (IPv4 /8 to /30, or IPv6 /96 to /126, of
+	// Src's family), replaces Src in SYN mode: each SYN's source address
+	// is drawn pseudorandomly (from Seed and the flow index, so
+	// repeatable) from the prefix's hosts, never its first or last
+	// address: a flood from many addresses of a subnet, as from a
+	// misbehaving or spoofing host behind the gateway. (IPv6: the last 32
+	// bits vary, hence at least /96.)
 	SYNSrcPrefix netip.Prefix
 }
 
@@ -75,9 +78,9 @@ type Builder struct {
 	syn     bool
 	synDst  uint16 // SYN mode: fixed destination port, 0 pseudorandom
 	// SYN mode with SYNSrcPrefix: source addresses are srcNet + 1 +
-	// (a hash of the flow index, keyed by srcKey) mod srcHosts; the
-	// template's source address is zero and ipBase is its IPv4 header's
-	// partial checksum.
+	// (a hash of the flow index, keyed by srcKey) mod srcHosts, in the
+	// address's last 32 bits; those bits are zero in the template and
+	// ipBase is its IPv4 header's partial checksum (IPv6 has none).
 	srcNet   uint32
 	srcHosts uint32 // 0: the fixed Src
 	srcKey   uint64
@@ -91,6 +94,10 @@ type Builder struct {
 // Ethernet, IPv6, UDP and the payload the sink reads.
 const MinFrame6 = ethLen + ip6Len + udpLen + PayloadMin + fcsLen
 
+// MinSYNFrame6 is the size (FCS included) of an IPv6 SYN frame: Ethernet,
+// IPv6 and a 20-byte TCP header, no padding (above the 64-byte minimum).
+const MinSYNFrame6 = ethLen + ip6Len + tcpLen + fcsLen
+
 // NewBuilder prepares templates and the flow table; slots is the number of
 // frame buffers the caller rotates through (Build copies a template into a
 // slot only when the slot holds another size class).
@@ -99,14 +106,14 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 	if !(c.Src.Is4() && c.Dst.Is4()) && !v6 {
 		return nil, errors.New("gen: source and destination must be both IPv4 or both IPv6 addresses")
 	}
-	if v6 && c.SYN {
-		return nil, errors.New("gen: IPv6 frames are UDP (no SYN mode)")
-	}
 	if v6 && len(c.Sizes) == 0 {
 		c.Sizes = []int{MinFrame6}
 	}
 	if len(c.Sizes) == 0 || c.SYN {
 		c.Sizes = []int{MinFrame}
+	}
+	if v6 && c.SYN {
+		c.Sizes = []int{MinSYNFrame6}
 	}
 	if c.SYN {
 		c.NewFlows, c.Flows = true, 1
@@ -114,13 +121,21 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 	var srcNet, srcHosts uint32
 	if c.SYN && c.SYNSrcPrefix.IsValid() {
 		p := c.SYNSrcPrefix.Masked()
-		if !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30 {
-			return nil, errors.New("gen: the SYN source prefix must be IPv4, /8 to /30")
+		switch {
+		case !v6 && p.Addr().Is4() && p.Bits() >= 8 && p.Bits() <= 30:
+			a := p.Addr().As4()
+			srcNet = binary.BigEndian.Uint32(a[:])
+			srcHosts = 1<<(32-p.Bits()) - 2
+			c.Src = netip.IPv4Unspecified()
+		case v6 && p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() >= 96 && p.Bits() <= 126:
+			a := p.Addr().As16()
+			srcNet = binary.BigEndian.Uint32(a[12:])
+			srcHosts = 1<<(128-p.Bits()) - 2
+			clear(a[12:])
+			c.Src = netip.AddrFrom16(a)
+		default:
+			return nil, errors.New("gen: the SYN source prefix must be of the destination's family: IPv4 /8 to /30, or IPv6 /96 to /126")
 		}
-		a := p.Addr().As4()
-		srcNet = binary.BigEndian.Uint32(a[:])
-		srcHosts = 1<<(32-p.Bits()) - 2
-		c.Src = netip.IPv4Unspecified()
 	}
 	if c.Flows <= 0 {
 		c.Flows = 1
@@ -145,7 +160,7 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 		if sz < MinFrame || sz > MaxFrame {
 			return nil, errors.New("gen: frame size out of range 64..1518")
 		}
-		if v6 && sz < MinFrame6 {
+		if v6 && !c.SYN && sz < MinFrame6 {
 			return nil, errors.New("gen: an IPv6 frame is at least 82 bytes (Ethernet, IPv6, UDP, the 16-byte payload, FCS)")
 		}
 		cl, ok := classOf[sz]
@@ -155,6 +170,8 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 			var t []byte
 			var sum uint32
 			switch {
+			case v6 && c.SYN:
+				t, sum = synTemplate6(c, sz-fcsLen)
 			case v6:
 				t, sum = template6(c, sz-fcsLen)
 			case c.SYN:
@@ -162,7 +179,7 @@ func NewBuilder(c FrameConfig, slots int) (*Builder, error) {
 			default:
 				t, sum = template(c, sz-fcsLen)
 			}
-			if c.SYN && srcHosts != 0 {
+			if c.SYN && srcHosts != 0 && !v6 {
 				// The header's words but its checksum (the source address is zero).
 				b.ipBase = sum16(t[offIP+12:offIP+ipLen], sum16(t[offIP:offIP+10], 0))
 			}
@@ -280,6 +297,33 @@ func synTemplate(c FrameConfig, n int) ([]byte, uint32) {
 	return f, sum16(tcp, sum16(ph[:], 0))
 }
 
+// synTemplate6 is synTemplate for IPv6 (hop limit 64, no extension
+// header): n is MinSYNFrame6 without the FCS.
+func synTemplate6(c FrameConfig, n int) ([]byte, uint32) {
+	f := make([]byte, n)
+	copy(f[0:6], c.DstMAC[:])
+	copy(f[6:12], c.SrcMAC[:])
+	binary.BigEndian.PutUint16(f[12:], 0x86dd)
+	ip := f[offIP:]
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], tcpLen)
+	ip[6] = 6
+	ip[7] = 64
+	s16, d16 := c.Src.As16(), c.Dst.As16()
+	copy(ip[8:24], s16[:])
+	copy(ip[24:40], d16[:])
+	tcp := f[offIP+ip6Len : offIP+ip6Len+tcpLen]
+	tcp[12] = tcpLen / 4 << 4 // data offset
+	tcp[13] = 0x02            // SYN
+	binary.BigEndian.PutUint16(tcp[14:], 64240)
+	var ph [40]byte
+	copy(ph[0:16], s16[:])
+	copy(ph[16:32], d16[:])
+	binary.BigEndian.PutUint32(ph[32:], tcpLen)
+	ph[39] = 6
+	return f, sum16(tcp, sum16(ph[:], 0))
+}
+
 // sum16 adds b as big-endian 16-bit words to sum (odd tail padded).
 func sum16(b []byte, sum uint32) uint32 {
 	for len(b) >= 2 {
@@ -368,17 +412,22 @@ func (b *Builder) flowPorts(i uint64) (src, dst uint16) {
 func (b *Builder) buildSYN(f []byte, cl uint8, i uint64) int {
 	sp, dp := b.flowPorts(i)
 	isn := uint32(i) * 0x9e3779b1
-	binary.BigEndian.PutUint16(f[offSrcPort:], sp)
-	binary.BigEndian.PutUint16(f[offDstPort:], dp)
-	binary.BigEndian.PutUint32(f[offTCPSeq:], isn)
+	l3 := b.l3
+	binary.BigEndian.PutUint16(f[offSrcPort+l3:], sp)
+	binary.BigEndian.PutUint16(f[offDstPort+l3:], dp)
+	binary.BigEndian.PutUint32(f[offTCPSeq+l3:], isn)
 	sum := b.base[cl] + uint32(sp) + uint32(dp) + isn>>16 + isn&0xffff
 	if b.srcHosts != 0 {
 		src := b.synSrc(i)
-		binary.BigEndian.PutUint32(f[offIP+12:], src)
-		binary.BigEndian.PutUint16(f[offIP+10:], ^fold(b.ipBase+src>>16+src&0xffff))
+		if l3 == 0 {
+			binary.BigEndian.PutUint32(f[offIP+12:], src)
+			binary.BigEndian.PutUint16(f[offIP+10:], ^fold(b.ipBase+src>>16+src&0xffff))
+		} else {
+			binary.BigEndian.PutUint32(f[offIP+20:], src) // the source address's last 32 bits
+		}
 		sum += src>>16 + src&0xffff // the pseudo-header's source address
 	}
-	binary.BigEndian.PutUint16(f[offTCPSum:], ^fold(sum))
+	binary.BigEndian.PutUint16(f[offTCPSum+l3:], ^fold(sum))
 	return len(f)
 }
 

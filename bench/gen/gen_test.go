@@ -102,8 +102,8 @@ func testFrames(t *testing.T, src, dst netip.Addr, sizes []int, newFlows bool) {
 	}
 }
 
-// TestIPv6Refusals: an IPv6 builder refuses the SYN mode, frames too small
-// for its headers and mixed families.
+// TestIPv6Refusals: an IPv6 builder refuses UDP frames too small for its
+// headers and mixed families.
 func TestIPv6Refusals(t *testing.T) {
 	c := testConfig()
 	c.Src, c.Dst, c.Sizes = netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2"), []int{MinFrame6 - 1}
@@ -114,11 +114,7 @@ func TestIPv6Refusals(t *testing.T) {
 	if b, err := NewBuilder(c, 1); err != nil || b.Len(0) != MinFrame6-fcsLen {
 		t.Errorf("IPv6 default size: %v, %v; want MinFrame6", err, b)
 	}
-	c.SYN = true
-	if _, err := NewBuilder(c, 1); err == nil {
-		t.Error("IPv6 SYN mode was accepted")
-	}
-	c.SYN, c.Dst = false, netip.MustParseAddr("203.0.113.2")
+	c.Dst = netip.MustParseAddr("203.0.113.2")
 	if _, err := NewBuilder(c, 1); err == nil {
 		t.Error("an IPv6 source with an IPv4 destination was accepted")
 	}
@@ -202,11 +198,27 @@ func TestIMIXProportions(t *testing.T) {
 	if count[64] != 7000 || count[576] != 4000 || count[1500] != 1000 || len(count) != 3 {
 		t.Fatalf("IMIX counts %v, want 7:4:1", count)
 	}
-	if s, err := ParseSizes("imix"); err != nil || len(s) != 12 {
+	if s, err := ParseSizes("imix", false); err != nil || len(s) != 12 {
 		t.Fatal(s, err)
 	}
+	// IPv6: the same pattern with 64 raised to MinFrame6, which an IPv6
+	// builder accepts.
+	s6, err := ParseSizes("imix", true)
+	if err != nil || len(s6) != len(IMIX) {
+		t.Fatal(s6, err)
+	}
+	for i, n := range IMIX {
+		if want := map[int]int{64: MinFrame6, 576: 576, 1500: 1500}[n]; s6[i] != want {
+			t.Fatalf("IPv6 imix[%d] = %d, want %d", i, s6[i], want)
+		}
+	}
+	c6 := testConfig()
+	c6.Src, c6.Dst, c6.Sizes = netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2"), s6
+	if _, err := NewBuilder(c6, 1); err != nil {
+		t.Fatalf("IPv6 imix refused: %v", err)
+	}
 	for _, bad := range []string{"63", "1519", "x"} {
-		if _, err := ParseSizes(bad); err == nil {
+		if _, err := ParseSizes(bad, false); err == nil {
 			t.Fatalf("ParseSizes(%q) accepted", bad)
 		}
 	}
@@ -297,7 +309,7 @@ func BenchmarkBuild(b *testing.B) {
 	for _, sz := range []string{"64", "imix"} {
 		b.Run(sz, func(b *testing.B) {
 			c := testConfig()
-			c.Sizes, _ = ParseSizes(sz)
+			c.Sizes, _ = ParseSizes(sz, false)
 			c.Flows = 1 << 20
 			bl, _ := NewBuilder(c, 4096)
 			buf := make([]byte, 4096*2048)

@@ -1,74 +1,112 @@
 package gen
 
 import (
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 )
 
-// TestSYNFrames checks SYN mode's frames with gopacket: a valid IPv4/TCP
-// SYN in 60 bytes, both checksums right, ports in range, the fixed
-// destination port kept, and a new source port for each of 64,512
-// consecutive packets.
+// TestSYNFrames checks SYN mode's frames with gopacket, in each family: a
+// valid IPv4/TCP SYN in 60 bytes or IPv6/TCP in MinSYNFrame6-4, the
+// checksums right, ports in range, the fixed destination port kept, and a
+// new source port for each of 64,512 consecutive packets.
 func TestSYNFrames(t *testing.T) {
-	for _, dport := range []uint16{0, 9} {
-		c := testConfig()
-		c.SYN, c.SYNDstPort, c.FlowOffset = true, dport, 12345
-		b, err := NewBuilder(c, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen := make(map[uint32]bool)
-		var bufs [4][2048]byte
-		for seq := uint64(0); seq < srcSpan; seq++ {
-			buf := bufs[seq%4][:]
-			n := b.Build(buf, int(seq%4), seq, 0)
-			if n != MinFrame-fcsLen || b.Len(seq) != n {
-				t.Fatalf("seq %d: length %d (Len %d), want %d", seq, n, b.Len(seq), MinFrame-fcsLen)
+	for _, fam := range []struct {
+		name     string
+		src, dst netip.Addr
+		size     int
+	}{
+		{"ipv4", netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("203.0.113.2"), MinFrame},
+		{"ipv6", netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2"), MinSYNFrame6},
+	} {
+		for _, dport := range []uint16{0, 9} {
+			c := testConfig()
+			c.Src, c.Dst = fam.src, fam.dst
+			c.SYN, c.SYNDstPort, c.FlowOffset = true, dport, 12345
+			b, err := NewBuilder(c, 4)
+			if err != nil {
+				t.Fatal(fam.name, err)
 			}
-			sp, dp := uint16(buf[offSrcPort])<<8|uint16(buf[offSrcPort+1]), uint16(buf[offDstPort])<<8|uint16(buf[offDstPort+1])
-			if seen[uint32(sp)<<16|uint32(dp)] {
-				t.Fatalf("dport %d, seq %d: ports %d -> %d repeat an earlier packet's", dport, seq, sp, dp)
+			l3 := 0
+			if fam.src.Is6() {
+				l3 = ip6Len - ipLen
 			}
-			seen[uint32(sp)<<16|uint32(dp)] = true
-			if sp < SrcPortMin || (dport != 0 && dp != dport) || (dport == 0 && (dp < DstPortMin || dp > DstPortMax)) {
-				t.Fatalf("seq %d: ports %d -> %d", seq, sp, dp)
+			seen := make(map[uint32]bool)
+			var bufs [4][2048]byte
+			for seq := uint64(0); seq < srcSpan; seq++ {
+				buf := bufs[seq%4][:]
+				n := b.Build(buf, int(seq%4), seq, 0)
+				if n != fam.size-fcsLen || b.Len(seq) != n {
+					t.Fatalf("%s seq %d: length %d (Len %d), want %d", fam.name, seq, n, b.Len(seq), fam.size-fcsLen)
+				}
+				sp := uint16(buf[offSrcPort+l3])<<8 | uint16(buf[offSrcPort+l3+1])
+				dp := uint16(buf[offDstPort+l3])<<8 | uint16(buf[offDstPort+l3+1])
+				if seen[uint32(sp)<<16|uint32(dp)] {
+					t.Fatalf("%s dport %d, seq %d: ports %d -> %d repeat an earlier packet's", fam.name, dport, seq, sp, dp)
+				}
+				seen[uint32(sp)<<16|uint32(dp)] = true
+				if sp < SrcPortMin || (dport != 0 && dp != dport) || (dport == 0 && (dp < DstPortMin || dp > DstPortMax)) {
+					t.Fatalf("%s seq %d: ports %d -> %d", fam.name, seq, sp, dp)
+				}
+				if seq%997 != 0 {
+					continue // gopacket on a sample
+				}
+				src, dst, _ := checkSYN(t, seq, buf[:n])
+				if !src.Equal(fam.src.AsSlice()) || !dst.Equal(fam.dst.AsSlice()) {
+					t.Fatalf("%s seq %d: %v -> %v", fam.name, seq, src, dst)
+				}
 			}
-			if seq%997 != 0 {
-				continue // gopacket on a sample
-			}
-			checkSYN(t, seq, buf[:n])
 		}
 	}
 }
 
-// checkSYN checks frame f (SYN seq) with gopacket: a bare IPv4/TCP SYN with
-// both checksums right, which ParsePacket does not take for a generated
-// UDP packet. It returns the IPv4 header and the TCP header.
-func checkSYN(t *testing.T, seq uint64, frame []byte) (*layers.IPv4, *layers.TCP) {
+// checkSYN checks frame f (SYN seq) with gopacket: a bare IPv4/TCP or
+// IPv6/TCP SYN (hop limit 64, no extension header) with its checksums
+// right, which ParsePacket does not take for a generated UDP packet. It
+// returns the addresses and the TCP header.
+func checkSYN(t *testing.T, seq uint64, frame []byte) (src, dst net.IP, tcp *layers.TCP) {
 	t.Helper()
 	f := append([]byte(nil), frame...)
 	pkt := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
-	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
-	if ip == nil || tcp == nil {
-		t.Fatalf("seq %d: not IPv4/TCP: %v", seq, pkt)
+	tcp, _ = pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	var ipLayer gopacket.SerializableLayer
+	var netLayer gopacket.NetworkLayer
+	var first gopacket.LayerType
+	var ipSum uint16
+	switch ip := pkt.NetworkLayer().(type) {
+	case *layers.IPv4:
+		if ip.Length != 40 || ip.TTL != 64 {
+			t.Fatalf("seq %d: IPv4 header %+v", seq, ip)
+		}
+		c := *ip
+		ipLayer, netLayer, first, ipSum, src, dst = &c, &c, layers.LayerTypeIPv4, ip.Checksum, ip.SrcIP, ip.DstIP
+	case *layers.IPv6:
+		if ip.Length != 20 || ip.HopLimit != 64 || ip.NextHeader != layers.IPProtocolTCP {
+			t.Fatalf("seq %d: IPv6 header %+v", seq, ip)
+		}
+		c := *ip
+		ipLayer, netLayer, first, src, dst = &c, &c, layers.LayerTypeIPv6, ip.SrcIP, ip.DstIP
 	}
-	if !tcp.SYN || tcp.ACK || tcp.RST || tcp.FIN || len(tcp.Payload) != 0 || ip.Length != 40 || ip.TTL != 64 {
-		t.Fatalf("seq %d: not a bare SYN: %+v %+v", seq, ip, tcp)
+	if tcp == nil || ipLayer == nil {
+		t.Fatalf("seq %d: not IPv4/TCP or IPv6/TCP: %v", seq, pkt)
 	}
-	ipc, tcpc := *ip, *tcp
-	tcpc.SetNetworkLayerForChecksum(&ipc)
+	if !tcp.SYN || tcp.ACK || tcp.RST || tcp.FIN || len(tcp.Payload) != 0 {
+		t.Fatalf("seq %d: not a bare SYN: %+v", seq, tcp)
+	}
+	tcpc := *tcp
+	tcpc.SetNetworkLayerForChecksum(netLayer)
 	sb := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true},
-		&ipc, &tcpc); err != nil {
+		ipLayer, &tcpc); err != nil {
 		t.Fatal(err)
 	}
-	re := gopacket.NewPacket(sb.Bytes(), layers.LayerTypeIPv4, gopacket.Default)
-	if got, want := ip.Checksum, re.Layer(layers.LayerTypeIPv4).(*layers.IPv4).Checksum; got != want {
-		t.Fatalf("seq %d: IPv4 checksum %#04x, gopacket %#04x", seq, got, want)
+	re := gopacket.NewPacket(sb.Bytes(), first, gopacket.Default)
+	if v4, ok := re.NetworkLayer().(*layers.IPv4); ok && v4.Checksum != ipSum {
+		t.Fatalf("seq %d: IPv4 checksum %#04x, gopacket %#04x", seq, ipSum, v4.Checksum)
 	}
 	if got, want := tcp.Checksum, re.Layer(layers.LayerTypeTCP).(*layers.TCP).Checksum; got != want {
 		t.Fatalf("seq %d: TCP checksum %#04x, gopacket %#04x", seq, got, want)
@@ -76,7 +114,7 @@ func checkSYN(t *testing.T, seq uint64, frame []byte) (*layers.IPv4, *layers.TCP
 	if _, ok := ParsePacket(f); ok {
 		t.Fatalf("seq %d: ParsePacket read a SYN as a generated UDP packet", seq)
 	}
-	return ip, tcp
+	return src, dst, tcp
 }
 
 // TestSYNSourcePrefix: with SYNSrcPrefix every SYN comes from an address of
@@ -89,6 +127,10 @@ func TestSYNSourcePrefix(t *testing.T) {
 		c := testConfig()
 		c.SYN, c.SYNDstPort, c.Seed = true, 9, seed
 		c.SYNSrcPrefix = netip.MustParsePrefix(prefix)
+		l3 := 0
+		if c.SYNSrcPrefix.Addr().Is6() {
+			c.Src, c.Dst, l3 = netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2"), ip6Len-ipLen
+		}
 		b, err := NewBuilder(c, 2)
 		if err != nil {
 			t.Fatal(err)
@@ -98,12 +140,16 @@ func TestSYNSourcePrefix(t *testing.T) {
 		for seq := range uint64(n) {
 			buf := bufs[seq%2][:]
 			m := b.Build(buf, int(seq%2), seq, 0)
-			addrs[seq] = netip.AddrFrom4([4]byte(buf[offIP+12 : offIP+16]))
-			ports[seq] = uint16(buf[offSrcPort])<<8 | uint16(buf[offSrcPort+1])
+			if l3 == 0 {
+				addrs[seq] = netip.AddrFrom4([4]byte(buf[offIP+12 : offIP+16]))
+			} else {
+				addrs[seq] = netip.AddrFrom16([16]byte(buf[offIP+8 : offIP+24]))
+			}
+			ports[seq] = uint16(buf[offSrcPort+l3])<<8 | uint16(buf[offSrcPort+l3+1])
 			if seq%97 == 0 || seq < 300 {
-				ip, tcp := checkSYN(t, seq, buf[:m])
-				if !ip.SrcIP.Equal(addrs[seq].AsSlice()) || !ip.DstIP.Equal(c.Dst.AsSlice()) || uint16(tcp.DstPort) != 9 {
-					t.Fatalf("seq %d: %v -> %v port %d", seq, ip.SrcIP, ip.DstIP, tcp.DstPort)
+				src, dst, tcp := checkSYN(t, seq, buf[:m])
+				if !src.Equal(addrs[seq].AsSlice()) || !dst.Equal(c.Dst.AsSlice()) || uint16(tcp.DstPort) != 9 {
+					t.Fatalf("seq %d: %v -> %v port %d", seq, src, dst, tcp.DstPort)
 				}
 			}
 		}
@@ -157,11 +203,33 @@ func TestSYNSourcePrefix(t *testing.T) {
 	if len(distinct) < 1900 {
 		t.Fatalf("a /16: %d distinct sources in 2,000 SYNs", len(distinct))
 	}
+	// IPv6: the prefix's hosts the same way (a /120: 254 hosts, the last
+	// 32 bits vary, the rest is the prefix's).
+	v6, _ := build(7, "fd00:10::8000:0/120", 5000)
+	pfx6 := netip.MustParsePrefix("fd00:10::8000:0/120")
+	count6 := map[netip.Addr]int{}
+	for i, a := range v6 {
+		if !pfx6.Contains(a) || a == pfx6.Addr() || a == netip.MustParseAddr("fd00:10::8000:ff") {
+			t.Fatalf("IPv6 SYN %d from %v, want a host of %v", i, a, pfx6)
+		}
+		count6[a]++
+	}
+	if len(count6) != 254 {
+		t.Fatalf("IPv6: %d distinct sources of 254", len(count6))
+	}
 	for _, bad := range []string{"10.0.0.0/31", "10.0.0.0/7", "2001:db8::/64"} {
 		c := testConfig()
 		c.SYN, c.SYNSrcPrefix = true, netip.MustParsePrefix(bad)
 		if _, err := NewBuilder(c, 1); err == nil {
 			t.Fatalf("source prefix %s accepted", bad)
+		}
+	}
+	for _, bad := range []string{"fd00:10::/64", "fd00:10::/127", "10.0.0.0/16"} {
+		c := testConfig()
+		c.Src, c.Dst = netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2")
+		c.SYN, c.SYNSrcPrefix = true, netip.MustParsePrefix(bad)
+		if _, err := NewBuilder(c, 1); err == nil {
+			t.Fatalf("IPv6 SYN source prefix %s accepted", bad)
 		}
 	}
 }
@@ -182,9 +250,12 @@ func TestPortsSrcPermutes(t *testing.T) {
 }
 
 func TestBuildSYNZeroAllocs(t *testing.T) {
-	for _, prefix := range []string{"", "10.0.0.0/16"} {
+	for _, prefix := range []string{"", "10.0.0.0/16", "fd00:10::/96"} {
 		c := testConfig()
 		c.SYN, c.SYNDstPort = true, 9
+		if strings.Contains(prefix, ":") {
+			c.Src, c.Dst = netip.MustParseAddr("fd00:10::2"), netip.MustParseAddr("2001:db8:113::2")
+		}
 		if prefix != "" {
 			c.SYNSrcPrefix = netip.MustParsePrefix(prefix)
 		}

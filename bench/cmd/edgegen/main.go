@@ -88,17 +88,17 @@ func tx(args []string) error {
 	dev := fs.String("dev", "", "interface to send on (required)")
 	engine := fs.String("engine", "auto", "auto (AF_XDP, else AF_PACKET) | afxdp | afpacket")
 	rate := fs.Float64("rate", 0, "packets per second (0: as fast as possible)")
-	size := fs.String("size", "64", `frame size 64..1518 (FCS included), "imix" (7:4:1 of 64/576/1500) or a list "64,1500"`)
+	size := fs.String("size", "64", `frame size 64..1518 (FCS included), "imix" (7:4:1 of 64/576/1500; IPv6: 82/576/1500) or a list "64,1500"`)
 	flows := fs.Int("flows", 1, "UDP flows (pseudorandom ports per RFC 4814 4.5), visited in turn")
 	newFlows := fs.Bool("new-flows", false, "every packet a new 5-tuple (connection setup rate)")
-	syn := fs.Bool("syn", false, "SYN flood: every packet a 64-byte TCP SYN of a new flow, pseudorandom source port")
+	syn := fs.Bool("syn", false, "SYN flood: every packet a TCP SYN (64-byte frame; IPv6 78) of a new flow, pseudorandom source port")
 	synDst := fs.Uint("syn-dst-port", 0, "with --syn: the destination port (0: pseudorandom, a new port pair per packet)")
-	synSrc := fs.String("syn-src-prefix", "", "with --syn: each SYN from a pseudorandom address of this IPv4 prefix (not its first or last), e.g. 10.0.128.0/17, instead of --src")
+	synSrc := fs.String("syn-src-prefix", "", "with --syn: each SYN from a pseudorandom address of this prefix (not its first or last; IPv4 /8-/30, IPv6 /96-/126), e.g. 10.0.128.0/17, instead of --src")
 	seed := fs.Uint64("seed", 1, "port permutation seed")
 	offset := fs.Uint64("flow-offset", 0, "first flow index")
 	dur := fs.Duration("duration", 0, "how long to send (0: until --count or SIGINT)")
 	count := fs.Uint64("count", 0, "packets to send (0: until --duration or SIGINT)")
-	src := fs.String("src", "10.0.0.2", "source address (IPv4, or IPv6 with an IPv6 --dst: UDP only, frames of at least 82 bytes)")
+	src := fs.String("src", "10.0.0.2", "source address (IPv4, or IPv6 with an IPv6 --dst: UDP frames of at least 82 bytes)")
 	dst := fs.String("dst", "203.0.113.2", "destination address (IPv4 or IPv6)")
 	srcMAC := fs.String("src-mac", "", "source MAC (default: the interface's)")
 	dstMAC := fs.String("dst-mac", "", "destination MAC (required)")
@@ -117,19 +117,19 @@ func tx(args []string) error {
 	if err := pin(*cpu); err != nil {
 		return err
 	}
-	sizes, err := gen.ParseSizes(*size)
-	if err != nil {
-		return err
-	}
 	if *synDst > 65535 {
 		return fmt.Errorf("tx: --syn-dst-port %d out of range", *synDst)
 	}
-	fc := gen.FrameConfig{Sizes: sizes, Flows: *flows, NewFlows: *newFlows, Seed: *seed,
+	fc := gen.FrameConfig{Flows: *flows, NewFlows: *newFlows, Seed: *seed,
 		FlowOffset: *offset, Queues: *queues, SYN: *syn, SYNDstPort: uint16(*synDst)}
+	var err error
 	if fc.Src, err = netip.ParseAddr(*src); err != nil {
 		return err
 	}
 	if fc.Dst, err = netip.ParseAddr(*dst); err != nil {
+		return err
+	}
+	if fc.Sizes, err = gen.ParseSizes(*size, fc.Dst.Is6()); err != nil {
 		return err
 	}
 	if *synSrc != "" {
