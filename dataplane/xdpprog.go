@@ -17,6 +17,8 @@ import (
 //	IPv4 or IPv6 (VLAN tags included, for now)     -> XDP_DROP  (counter other)
 //	ARP                                            -> XDP_PASS  (kernel)
 //	IPv6 ICMPv6 types 133-137 (neighbour discovery) -> XDP_PASS
+//	link-scope multicast: IPv4 224.0.0.0/24, IPv6 ff02::/16 (MLD, IGMP,
+//	  VRRP, ...), never forwarded (RFC 1112, RFC 4291)   -> XDP_PASS
 //	IPv4/IPv6 to a management address (mgmt maps)  -> XDP_PASS
 //	any other IPv4/IPv6                            -> bpf_redirect_map(xsks, rx queue)
 //	  longer than an AF_XDP frame holds (the link's MTU raised while edge
@@ -41,7 +43,7 @@ const (
 const (
 	statRedirected = iota // handed to an AF_XDP socket
 	statNoSocket          // IP with no socket bound on the queue: dropped (fail closed)
-	statPassed            // ARP, neighbour discovery, management traffic to the kernel
+	statPassed            // ARP, neighbour discovery, link-scope multicast, management traffic to the kernel
 	statOther             // not ARP/IPv4/IPv6, or too short: dropped
 	numStats
 )
@@ -133,7 +135,10 @@ func (p *Program) instructions() asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("ipv4"),
 		asm.Add.Imm(asm.R2, 34),
 		asm.JGT.Reg(asm.R2, asm.R8, "redirect"), // too short: edge's parser counts it
-		asm.LoadMem(asm.R1, asm.R7, 30, asm.Word),
+		asm.LoadMem(asm.R1, asm.R7, 30, asm.Word), // destination address
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.And.Imm(asm.R2, 0x00ffffff),
+		asm.JEq.Imm(asm.R2, 0x0000e0, "pass"), // 224.0.0.0/24
 		asm.StoreMem(asm.RFP, -4, asm.R1, asm.Word),
 		asm.LoadMapPtr(asm.R1, p.mgmt4.FD()),
 		asm.Mov.Reg(asm.R2, asm.RFP),
@@ -146,6 +151,9 @@ func (p *Program) instructions() asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("ipv6"),
 		asm.Add.Imm(asm.R2, 55),
 		asm.JGT.Reg(asm.R2, asm.R8, "redirect"),
+		asm.LoadMem(asm.R1, asm.R7, 38, asm.Half), // destination's first two bytes
+		asm.And.Imm(asm.R1, 0x0fff),
+		asm.JEq.Imm(asm.R1, 0x02ff, "pass"), // ff02::/16 and ff12::/16: link scope
 		asm.LoadMem(asm.R1, asm.R7, 20, asm.Byte), // next header
 		asm.JNE.Imm(asm.R1, 58, "mgmt6"),
 		asm.LoadMem(asm.R1, asm.R7, 54, asm.Byte), // ICMPv6 type
