@@ -28,13 +28,15 @@ const (
 	CtrSynAckRetransmit                // SYN-ACK retransmissions on an established flow
 	CtrEventsLost                      // events not recorded because the event ring was full
 	CtrEvictedSynSent                  // unanswered SYN_SENT entries evicted under table pressure (also in evicted)
+	CtrNSXWouldDrop                    // NSX shadow: SYN-ACKs edge forwarded that NSX-like semantics would have dropped
+	CtrNSXWouldFail                    // NSX shadow: connections with such a SYN-ACK (once each)
 	NumCounters
 )
 
 var counterNames = [NumCounters]string{
 	"created", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced",
 	"rst_inexact", "rst_in_time_wait", "syn_on_open", "syn_new_isn", "challenge_ack", "rst_to_challenge",
-	"synack_retransmit", "events_lost", "evicted_syn_sent",
+	"synack_retransmit", "events_lost", "evicted_syn_sent", "nsx_would_drop", "nsx_would_fail",
 }
 
 func (c Counter) String() string {

@@ -10,19 +10,20 @@ import (
 type EventKind uint8
 
 const (
-	EvOpened   EventKind = iota + 1 // a flow was created
-	EvReopened                      // a new incarnation of a tuple started
-	EvClosed                        // a TCP flow reached TIME_WAIT or CLOSE
-	EvExpired                       // removed by its idle timer
-	EvEvicted                       // removed under table pressure
-	EvFlushed                       // removed by the control plane
-	EvDeleted                       // removed by the data plane
-	EvReplaced                      // a closed/orphan entry replaced by a packet treated as new
-	EvDropped                       // a packet dropped by conntrack (Reason says why)
-	EvRefused                       // a new flow refused (Reason: table_full, key_in_use)
+	EvOpened       EventKind = iota + 1 // a flow was created
+	EvReopened                          // a new incarnation of a tuple started
+	EvClosed                            // a TCP flow reached TIME_WAIT or CLOSE
+	EvExpired                           // removed by its idle timer
+	EvEvicted                           // removed under table pressure
+	EvFlushed                           // removed by the control plane
+	EvDeleted                           // removed by the data plane
+	EvReplaced                          // a closed/orphan entry replaced by a packet treated as new
+	EvDropped                           // a packet dropped by conntrack (Reason says why)
+	EvRefused                           // a new flow refused (Reason: table_full, key_in_use)
+	EvNSXWouldDrop                      // NSX shadow: a connection NSX-like semantics would have failed (Reason: what NSX drops)
 )
 
-var evNames = [...]string{"", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced", "dropped", "refused"}
+var evNames = [...]string{"", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced", "dropped", "refused", "nsx_would_drop"}
 
 func (k EventKind) String() string {
 	if int(k) < len(evNames) && k != 0 {

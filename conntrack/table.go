@@ -62,6 +62,14 @@ type Policy struct {
 	// drop.NSXSynAckOnClosing (the data plane answers it with ICMP port
 	// unreachable). Together: the 502 incident of ../shared/README.md.
 	NSXCompat bool
+	// NSXShadow keeps edge's own behaviour and evaluates beside it, on the
+	// same packets, what NSXCompat would have decided: SYN-ACKs edge
+	// forwards that NSX-like semantics would have dropped are counted
+	// (nsx_would_drop, nsx_would_fail, per destination) and reported
+	// (EvNSXWouldDrop), and no verdict changes (nsxshadow.go). For A/B labs
+	// and for proving on live traffic what replacing NSX changes. Ignored
+	// when NSXCompat is on.
+	NSXShadow bool
 }
 
 // policy is the immutable snapshot behind Table.pol.
@@ -421,6 +429,7 @@ type Shard struct {
 
 	dests   destTable    // per-destination signals (dest.go)
 	expired expiredCache // recently expired flows, to count their late packets
+	nsx     nsxCache     // closing entries only NSX would hold (nsxshadow.go)
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
