@@ -262,13 +262,15 @@ const (
 	// From SNAT.
 	EvSNATExhausted          // no port toward the destination
 	EvSNATQuarantineOverride // a quarantined port reused
+	// From conntrack's NSX shadow (nsx_shadow).
+	EvNSXWouldDrop // a connection NSX-like semantics would have failed: its SYN-ACK dropped (Reason)
 	NumEventKinds
 )
 
 var eventKindNames = [NumEventKinds]string{
 	"none", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted",
 	"replaced", "refused", "dropped", "icmp_sent", "rst_sent", "snat_exhausted",
-	"snat_quarantine_override",
+	"snat_quarantine_override", "nsx_would_drop",
 }
 
 func (k EventKind) String() string {

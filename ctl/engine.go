@@ -209,7 +209,7 @@ func (e *immutableErr) Unwrap() []error { return []error{e.err, ErrImmutable} }
 var configFields = map[string]bool{
 	"interfaces": true, "queues": true, "cpus": true, "management": true, "routes": true,
 	"routes_from_kernel": true, "conntrack": true, "profiles": true, "snat": true, "rules": true,
-	"default_action": true, "nsx_compat": true, "hugepages": true, "xdp": true,
+	"default_action": true, "nsx_compat": true, "nsx_shadow": true, "hugepages": true, "xdp": true,
 	"default": true, "profile": true,
 }
 
@@ -555,7 +555,7 @@ var conntrackKinds = [...]EventKind{
 	conntrack.EvOpened: EvOpened, conntrack.EvReopened: EvReopened, conntrack.EvClosed: EvClosed,
 	conntrack.EvExpired: EvExpired, conntrack.EvEvicted: EvEvicted, conntrack.EvFlushed: EvFlushed,
 	conntrack.EvDeleted: EvDeleted, conntrack.EvReplaced: EvReplaced, conntrack.EvDropped: EvDropped,
-	conntrack.EvRefused: EvRefused,
+	conntrack.EvRefused: EvRefused, conntrack.EvNSXWouldDrop: EvNSXWouldDrop,
 }
 
 func conntrackEvent(t *conntrack.Table, ev *conntrack.Event) Event {

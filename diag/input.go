@@ -30,13 +30,14 @@ const (
 	KindRSTSent
 	KindSNATExhausted
 	KindSNATQuarantineOverride
+	KindNSXWouldDrop // nsx_shadow: a connection NSX-like semantics would have failed
 	numKinds
 )
 
 var kindNames = [numKinds]string{
 	"other", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted",
 	"replaced", "refused", "dropped", "icmp_sent", "rst_sent", "snat_exhausted",
-	"snat_quarantine_override",
+	"snat_quarantine_override", "nsx_would_drop",
 }
 
 func (k Kind) String() string {
@@ -58,8 +59,9 @@ func KindByName(name string) (Kind, bool) {
 }
 
 // flowKind reports whether events of kind k carry a flow's original key
-// (conntrack's lifecycle events) rather than a packet's key.
-func (k Kind) flowKind() bool { return k >= KindOpened && k <= KindReplaced }
+// (conntrack's lifecycle events, and the NSX shadow's) rather than a
+// packet's key.
+func (k Kind) flowKind() bool { return k >= KindOpened && k <= KindReplaced || k == KindNSXWouldDrop }
 
 // Zone is the side a packet arrived on.
 type Zone uint8

@@ -235,6 +235,14 @@ func explain(f *Finding, d *destState) {
 		f.Evidence.Summary = fmt.Sprintf("edge dropped %d delayed FINs of earlier connections whose ports %s to %s reused",
 			fins, plural(f.Count, "new connection"), dst)
 		f.Fix = fmt.Sprintf("nothing to do on edge: it kept these %d connections to %s working, where an NSX-style firewall would have made the stray FINs CLOSING entries and dropped the new connections' SYN-ACKs (502s); the FINs come late from clients or %s, worth a look if they grow", f.Count, dst, dst)
+		if n := c["nsx_would_fail"]; n > 0 {
+			// nsx_shadow judged these connections' SYN-ACKs as NSX would.
+			f.Evidence.Summary = fmt.Sprintf("%s to %s would have failed behind an NSX-style firewall: edge forwarded their SYN-ACKs, which NSX compatibility mode (judging in shadow) would have dropped on a CLOSING entry left by an earlier connection on the same port",
+				plural(n, "connection"), dst)
+			if fins > 0 {
+				f.Evidence.Summary += fmt.Sprintf("; edge dropped %d delayed FINs of those earlier connections", fins)
+			}
+		}
 	case f.Pattern == IdleExpiry:
 		after := ""
 		if x, ok := ds["expiry_to_next_packet"]; ok {
