@@ -45,11 +45,15 @@ type Event struct {
 	Dir     Dir
 	Flags   uint8 // TCP flags of the packet, for EvDropped
 	Shard   uint8
+	// Expiry is, for EvExpired, whether edge resets both ends of the flow
+	// (IdleReset: an ESTABLISHED TCP flow whose profile asks for it) or
+	// not.
+	Expiry IdleExpiry
 	// Idle is, for EvExpired and EvEvicted, how long the flow had been
 	// idle (milliseconds since its last packet): for an expired flow its
 	// state's timeout plus the time the sweep took to reach it.
 	Idle uint32
 }
 
-// Event fills one 64-byte line (Idle took room the padding left).
+// Event fills one 64-byte line (Idle and Expiry took room the padding left).
 var _ [64 - unsafe.Sizeof(Event{})]struct{}

@@ -97,7 +97,7 @@ const (
 	// (dropped as no_state), as behind most stateful middle boxes.
 	IdleSilent IdleExpiry = iota
 	// IdleReset also asks the data plane to send each end a TCP RST with
-	// the sequence number it expects (Shard.IdleResets), so that neither
+	// the sequence number it expects (Shard.ExpiredResets), so that neither
 	// keeps a connection that would fail on its next use.
 	IdleReset
 )

@@ -427,9 +427,10 @@ type Shard struct {
 	prefetched int                      // packets prepared by the last Prefetch
 	removesAt  uint64                   // ix.removes when they were
 
-	dests   destTable    // per-destination signals (dest.go)
-	expired expiredCache // recently expired flows, to count their late packets
-	nsx     nsxCache     // closing entries only NSX would hold (nsxshadow.go)
+	dests   destTable      // per-destination signals (dest.go)
+	expired expiredCache   // recently expired flows, to count their late packets
+	nsx     nsxCache       // closing entries only NSX would hold (nsxshadow.go)
+	idle    idleResetQueue // expired flows for the data plane to reset (idlereset.go)
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
@@ -655,7 +656,11 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 	switch why {
 	case CloseExpired:
 		s.count(CtrExpired)
-		s.emit(f, EvExpired, drop.None, Original, 0, now)
+		expiry := IdleSilent
+		if s.queueIdleReset(f, &rk, s.t.pol.Load()) {
+			expiry = IdleReset
+		}
+		s.emitExpired(f, expiry, now)
 		s.sigEnded(f, h, rh, true)
 	case CloseEvicted:
 		s.count(CtrEvicted)
@@ -749,6 +754,15 @@ func (s *Shard) emit(f *flow, kind EventKind, r drop.Reason, d Dir, tcpFlags uin
 	if kind == EvExpired || kind == EvEvicted {
 		e.Idle = f.idleMs(s.t.pol.Load(), now)
 	}
+	if !s.events.Put(&e) {
+		s.count(CtrEventsLost)
+	}
+}
+
+// emitExpired records the expiry of f, which edge resets or not.
+func (s *Shard) emitExpired(f *flow, expiry IdleExpiry, now Time) {
+	e := Event{Time: now, Key: f.key, NATPort: f.natPort, NATAddr: f.natAddr, Gen: f.gen,
+		Kind: EvExpired, State: f.state, Shard: s.id, Expiry: expiry, Idle: f.idleMs(s.t.pol.Load(), now)}
 	if !s.events.Put(&e) {
 		s.count(CtrEventsLost)
 	}
