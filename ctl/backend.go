@@ -309,6 +309,9 @@ type Event struct {
 	DirKnown bool
 	// Idle: expired, evicted: how long the flow had been idle.
 	Idle time.Duration
+	// Expiry: expired: whether edge reset the flow's ends (its profile's
+	// idle_expiry, for an established TCP flow) or not.
+	Expiry conntrack.IdleExpiry
 }
 
 // Mapping is one NAT mapping (snat.MappingStat with the time left of an

@@ -461,6 +461,9 @@ func eventToPB(ev *Event, c clock) *edgepb.Event {
 	if ev.Idle > 0 {
 		out.Idle = durationpb.New(ev.Idle)
 	}
+	if ev.Kind == EvExpired {
+		out.IdleExpiry = ev.Expiry.String()
+	}
 	if ev.DirKnown {
 		out.Direction = "original"
 		if ev.Dir == conntrack.Reply {

@@ -560,7 +560,7 @@ var conntrackKinds = [...]EventKind{
 
 func conntrackEvent(t *conntrack.Table, ev *conntrack.Event) Event {
 	e := Event{Time: ev.Time, Key: ev.Key, Gen: ev.Gen, State: ev.State, Reason: ev.Reason, Flags: ev.Flags,
-		Worker: int(ev.Shard), Idle: time.Duration(ev.Idle) * time.Millisecond}
+		Worker: int(ev.Shard), Idle: time.Duration(ev.Idle) * time.Millisecond, Expiry: ev.Expiry}
 	// An event about a flow (it has a state) says which side's packet it
 	// was; one about a packet without a flow does not.
 	if ev.State != conntrack.StateNone {

@@ -174,6 +174,9 @@ type Event struct {
 	// Idle: expired, evicted: how long the flow had been idle (its timer,
 	// for an expired flow, plus the sweep's delay); 0: not known.
 	Idle time.Duration
+	// Reset: expired: edge sent each end of the flow an RST (its profile's
+	// idle_expiry: reset); false: it expired silently (or not known).
+	Reset bool
 }
 
 // Counters are the data plane's counters at one time (`edge stats -o json`

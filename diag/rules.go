@@ -131,7 +131,17 @@ func (a *Analyzer) removed(ev *Event, ts *tupleState, d *destState) {
 			t.dur("syn_unanswered_for", ev.Time.Sub(ts.opened))
 		}
 	case ev.Kind == KindExpired && synced(ev.State):
-		ts.expiredAt, ts.expiredState, ts.expiredIdle = ev.Time, ev.State, ev.Idle
+		ts.expiredAt, ts.expiredState, ts.expiredIdle, ts.expiredReset = ev.Time, ev.State, ev.Idle, ev.Reset
+		if ev.Reset {
+			// idle_expiry: reset: edge told both ends at once, so neither
+			// fails later on a connection it believes open.
+			t := a.record(d, IdleExpiry, Prevented, ts, ev.Time)
+			t.counts["expired_with_reset"]++
+			if ev.Idle > 0 {
+				t.dur("idle_at_expiry", ev.Idle)
+			}
+			ts.counted &^= 1 << IdleExpiry // a packet after it still counts the connection as failing
+		}
 	}
 }
 
@@ -168,6 +178,11 @@ func (a *Analyzer) dropped(ev *Event, ts *tupleState, d *destState, dir Dir) {
 		t.counts["packets_after_expiry"]++
 		if ts.expiredState != conntrack.StateNone { // the first packet after this expiry
 			t.counts["expired_in_"+stateName(ts.expiredState)]++
+			if ts.expiredReset {
+				t.counts["expired_with_reset"]++
+			} else {
+				t.counts["expired_silently"]++
+			}
 			t.dur("expiry_to_next_packet", ev.Time.Sub(ts.expiredAt))
 			if ts.expiredIdle > 0 {
 				t.dur("idle_at_expiry", ts.expiredIdle)

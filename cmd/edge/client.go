@@ -763,6 +763,9 @@ func formatEvent(e *pb.Event) string {
 	if d := e.GetDirection(); d != "" {
 		fmt.Fprintf(&b, " dir %s", d)
 	}
+	if x := e.GetIdleExpiry(); x != "" {
+		fmt.Fprintf(&b, " %s", x) // expired: reset or silent
+	}
 	fmt.Fprintf(&b, " worker %d", e.GetWorker())
 	return b.String()
 }

@@ -356,6 +356,7 @@ func eventFromPB(e *pb.Event) diag.Event {
 		ev.Dir = diag.DirReply
 	}
 	ev.Idle = e.GetIdle().AsDuration()
+	ev.Reset = e.GetIdleExpiry() == "reset"
 	return ev
 }
 

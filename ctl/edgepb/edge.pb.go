@@ -1685,7 +1685,11 @@ type Event struct {
 	Direction string `protobuf:"bytes,13,opt,name=direction,proto3" json:"direction,omitempty"`
 	// expired, evicted: how long the flow had been idle (since its last
 	// packet): for an expired flow its state's timeout and the sweep's delay.
-	Idle          *durationpb.Duration `protobuf:"bytes,14,opt,name=idle,proto3" json:"idle,omitempty"`
+	Idle *durationpb.Duration `protobuf:"bytes,14,opt,name=idle,proto3" json:"idle,omitempty"`
+	// expired: what edge did to the flow's ends: silent (nothing) | reset (an
+	// RST to each end: an established TCP flow of a profile with
+	// idle_expiry: reset).
+	IdleExpiry    string `protobuf:"bytes,15,opt,name=idle_expiry,json=idleExpiry,proto3" json:"idle_expiry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1816,6 +1820,13 @@ func (x *Event) GetIdle() *durationpb.Duration {
 		return x.Idle
 	}
 	return nil
+}
+
+func (x *Event) GetIdleExpiry() string {
+	if x != nil {
+		return x.IdleExpiry
+	}
+	return ""
 }
 
 type GetStatsRequest struct {
@@ -3782,7 +3793,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.edge.v1.EventFilterR\x06filter\"O\n" +
 	"\x11SubscribeResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.edge.v1.EventR\x06events\x12\x12\n" +
-	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xa5\x03\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xc6\x03\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12$\n" +
@@ -3801,7 +3812,9 @@ const file_edge_proto_rawDesc = "" +
 	"\x06worker\x18\v \x01(\rR\x06worker\x12\x12\n" +
 	"\x04zone\x18\f \x01(\tR\x04zone\x12\x1c\n" +
 	"\tdirection\x18\r \x01(\tR\tdirection\x12-\n" +
-	"\x04idle\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x04idle\"i\n" +
+	"\x04idle\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x04idle\x12\x1f\n" +
+	"\vidle_expiry\x18\x0f \x01(\tR\n" +
+	"idleExpiry\"i\n" +
 	"\x0fGetStatsRequest\x12+\n" +
 	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\x12)\n" +
 	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\x98\b\n" +
