@@ -30,7 +30,9 @@ func newNSXTrio(t *testing.T, fam family, profiles []Profile, translated bool) *
 func (x *nsxTrio) advance(d Time) {
 	x.def.clk.Advance(d)
 	x.shadow.clk.Advance(d)
-	x.nsx.clk.Advance(d)
+	if x.nsx != nil {
+		x.nsx.clk.Advance(d)
+	}
 }
 
 // send is harness.send as the data plane does it: a packet from the
@@ -48,15 +50,20 @@ func nsxSend(h *harness, p Packet, d Dir, natPort uint16, translated bool) Verdi
 }
 
 // step sends p (direction d relative to the connection) to the three tables
-// and checks the shadow against the other two.
+// and checks the shadow against the other two (against the default only
+// when there is no NSX table: the fuzzer's sequences).
 func (x *nsxTrio) step(what string, p Packet, d Dir, natPort uint16) {
 	x.t.Helper()
 	vd := nsxSend(x.def, p, d, natPort, x.translated)
 	vs := nsxSend(x.shadow, p, d, natPort, x.translated)
-	vn := nsxSend(x.nsx, p, d, natPort, x.translated)
 	if vs != vd {
 		x.t.Fatalf("%s: shadow verdict %+v, default %+v", what, vs, vd)
 	}
+	if x.nsx == nil {
+		x.sameAsDefault(what)
+		return
+	}
+	vn := nsxSend(x.nsx, p, d, natPort, x.translated)
 	if vn.Action == Drop && vn.Reason == drop.NSXSynAckOnClosing {
 		x.nsxDrops++
 	}
@@ -396,4 +403,103 @@ func BenchmarkNSXShadowHandshake(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzNSXShadowChangesNothing: on any sequence of TCP segments over three
+// tuples (either direction, any valid flags, sequence numbers near each
+// side's ISNs or a new ISN, time passing, sweeps), the shadow's verdicts,
+// flows, counters and events are the default policy's (its own counters and
+// events aside).
+//
+// Input: byte 0 bit 0 PickUp, bit 1 Liberal, bit 2 translated, bit 3 the
+// short NSX gateway timers; then events of 6 bytes: b0 bits 0-1 tuple (mod
+// 3), bit 2 direction, bits 3-7 the flags (an index into the valid ones);
+// b1 seq: < 0xf0 the sender's ISN + int8 offset, else a new ISN (b1-0xf0)
+// << 28; b2 ack: the receiver's ISN + 1 + int8 offset; b3 payload (< 128
+// none, else 100 bytes); b4 clock advance (< 128 none, else (b4-128) s);
+// b5 bit 0 sweep after the advance.
+func FuzzNSXShadowChangesNothing(f *testing.F) {
+	// The incident: handshake, close, TIME_WAIT expires, the server's
+	// delayed FIN, a new SYN with a new ISN, its SYN-ACK.
+	ev := func(tu, d int, fl uint8, seq, ack int8, adv, sweep byte) []byte {
+		return []byte{byte(tu) | byte(d)<<2 | nsxFuzzFlagIndex(fl)<<3, byte(seq), byte(ack), 0, adv, sweep}
+	}
+	seed := [][]byte{
+		ev(0, 0, SYN, 0, 0, 0, 0), ev(0, 1, SYNACK, 0, 0, 0, 0), ev(0, 0, ACK, 1, 0, 0, 0),
+		ev(0, 0, FINACK, 1, 0, 0, 0), ev(0, 1, FINACK, 1, 1, 0, 0), ev(0, 0, ACK, 2, 1, 0, 0),
+		ev(0, 1, FINACK, 1, 1, 128+10, 1), ev(0, 0, SYN, 0, 0, 129, 0), ev(0, 1, SYNACK, 0, 0, 0, 0),
+	}
+	seed[7][1] = 0xf1                   // the new connection's ISN
+	seed[8][1], seed[8][2] = 0xf2, 0xf1 // its SYN-ACK
+	in := []byte{8}                     // the NSX gateway's 4 s TIME_WAIT
+	for _, e := range seed {
+		in = append(in, e...)
+	}
+	f.Add(in)
+	f.Add(append([]byte{8 | 4}, in[1:]...)) // translated
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		var profiles []Profile
+		if data[0]&8 != 0 {
+			profiles = []Profile{NSXGatewayProfile}
+		}
+		pol := Policy{Profiles: profiles, PickUp: data[0]&1 != 0, Liberal: data[0]&2 != 0}
+		shadow := pol
+		shadow.NSXShadow = true
+		x := &nsxTrio{t: t, translated: data[0]&4 != 0,
+			def: newFamilyHarness(t, pol, families[0]), shadow: newFamilyHarness(t, shadow, families[0])}
+		conns := []*conn{
+			x.def.conn(40001, 1025, 0xffffff00, 5000),
+			x.def.conn(40002, 1026, 1000, 0xfffffff0),
+			x.def.conn(40003, 1027, 0x7ffffff0, 123456),
+		}
+		data = data[1:]
+		for n := 0; n < 64 && len(data) >= 6; n, data = n+1, data[6:] {
+			b := data[:6]
+			c := conns[int(b[0]&3)%len(conns)]
+			d := Dir(b[0] >> 2 & 1)
+			flags := nsxFuzzFlags[int(b[0]>>3)%len(nsxFuzzFlags)]
+			seq := int64(int8(b[1]))
+			if b[1] >= 0xf0 {
+				seq = int64(b[1]-0xf0) << 28
+			}
+			ack := 1 + int64(int8(b[2]))
+			if b[2] >= 0xf0 {
+				ack = int64(b[2]-0xf0)<<28 + 1
+			}
+			payload := 0
+			if b[3] >= 128 {
+				payload = 100
+			}
+			if b[4] >= 128 {
+				x.advance(Time(b[4]-128) * Second)
+				if b[5]&1 != 0 {
+					for _, h := range []*harness{x.def, x.shadow} {
+						h.s.Expire(h.clk.now, 1024)
+					}
+				}
+			}
+			var p Packet
+			if x.translated {
+				p = ttPacket(c, d, flags, seq, ack, payload)
+			} else {
+				p = untranslated(c, d, flags, seq, ack, payload)
+			}
+			x.step("event "+itoa(n), p, d, c.sport)
+		}
+	})
+}
+
+// nsxFuzzFlags are the valid TCP flag combinations the fuzzer sends.
+var nsxFuzzFlags = []uint8{SYN, SYNACK, ACK, ACK | PSH, FINACK, FINACK | PSH, RST, RSTACK, SYN | ACK | PSH}
+
+func nsxFuzzFlagIndex(fl uint8) byte {
+	for i, f := range nsxFuzzFlags {
+		if f == fl {
+			return byte(i)
+		}
+	}
+	panic("flags")
 }
