@@ -96,6 +96,7 @@ type Status struct {
 	SNAT       *SNATStatus
 	Generation uint64 // configuration generation
 	NSXCompat  bool
+	NSXShadow  bool
 }
 
 // InterfaceStatus is one side of the gateway.

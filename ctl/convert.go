@@ -632,6 +632,7 @@ func statusToPB(s *Status, now time.Time) *edgepb.GetStatusResponse {
 		Hugepages:        s.Hugepages,
 		ConfigGeneration: s.Generation,
 		NsxCompat:        s.NSXCompat,
+		NsxShadow:        s.NSXShadow,
 		Interfaces:       make([]*edgepb.InterfaceStatus, 0, len(s.Interfaces)),
 		Workers:          make([]*edgepb.WorkerStatus, 0, len(s.Workers)),
 	}

@@ -132,7 +132,7 @@ func (b *EngineBackend) Status(ctx context.Context) (Status, error) {
 	s := Status{
 		Version: b.version, Started: ds.Started,
 		Flows: ds.Flows, Capacity: ds.Capacity, MemoryB: ds.MemoryB, Hugepages: ds.Hugepages,
-		Generation: gen, NSXCompat: ds.NSXCompat,
+		Generation: gen, NSXCompat: ds.NSXCompat, NSXShadow: ds.NSXShadow,
 	}
 	for _, is := range ds.Interfaces {
 		mode := "copy"

@@ -81,8 +81,12 @@ type GetStatusResponse struct {
 	Snat             *SNATStatus            `protobuf:"bytes,10,opt,name=snat,proto3" json:"snat,omitempty"` // unset: no translation
 	ConfigGeneration uint64                 `protobuf:"varint,11,opt,name=config_generation,json=configGeneration,proto3" json:"config_generation,omitempty"`
 	NsxCompat        bool                   `protobuf:"varint,12,opt,name=nsx_compat,json=nsxCompat,proto3" json:"nsx_compat,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// nsx_shadow: edge counts the connections NSX compatibility mode would
+	// have failed (conntrack's nsx_would_drop, nsx_would_fail), changing
+	// nothing.
+	NsxShadow     bool `protobuf:"varint,13,opt,name=nsx_shadow,json=nsxShadow,proto3" json:"nsx_shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -195,6 +199,13 @@ func (x *GetStatusResponse) GetConfigGeneration() uint64 {
 func (x *GetStatusResponse) GetNsxCompat() bool {
 	if x != nil {
 		return x.NsxCompat
+	}
+	return false
+}
+
+func (x *GetStatusResponse) GetNsxShadow() bool {
+	if x != nil {
+		return x.NsxShadow
 	}
 	return false
 }
@@ -3654,7 +3665,7 @@ const file_edge_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"edge.proto\x12\aedge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\xe9\x03\n" +
+	"\x10GetStatusRequest\"\x88\x04\n" +
 	"\x11GetStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x124\n" +
 	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x121\n" +
@@ -3671,7 +3682,9 @@ const file_edge_proto_rawDesc = "" +
 	" \x01(\v2\x13.edge.v1.SNATStatusR\x04snat\x12+\n" +
 	"\x11config_generation\x18\v \x01(\x04R\x10configGeneration\x12\x1d\n" +
 	"\n" +
-	"nsx_compat\x18\f \x01(\bR\tnsxCompat\"\xc8\x01\n" +
+	"nsx_compat\x18\f \x01(\bR\tnsxCompat\x12\x1d\n" +
+	"\n" +
+	"nsx_shadow\x18\r \x01(\bR\tnsxShadow\"\xc8\x01\n" +
 	"\x0fInterfaceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x18\n" +
