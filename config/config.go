@@ -52,6 +52,12 @@ type File struct {
 	// CLOSING entry; a SYN-ACK on it is dropped with ICMP 3/3). A/B labs
 	// only; off by default.
 	NSXCompat bool `yaml:"nsx_compat"`
+	// NSXShadow keeps edge's own behaviour and counts, on the same
+	// packets, the connections NSX compatibility mode would have failed
+	// (conntrack counters nsx_would_drop/nsx_would_fail, nsx_would_drop
+	// events, edge destinations, edge doctor). Any deployment; off by
+	// default; ignored while nsx_compat is on.
+	NSXShadow bool `yaml:"nsx_shadow"`
 	Hugepages bool `yaml:"hugepages"`
 	XDP       struct {
 		Frames     int   `yaml:"frames"`      // UMEM frames per queue, shared by both interfaces (default 4 x ring)
@@ -109,6 +115,11 @@ type Profile struct {
 	UDPMultiple string `yaml:"udp_multiple"`
 	ICMPFirst   string `yaml:"icmp_first"`
 	ICMPReplied string `yaml:"icmp_replied"`
+	// IdleExpiry: what edge does when an established TCP flow of this
+	// profile expires idle: silent (default: forget it) or reset (also
+	// send each end a TCP RST it accepts, so neither keeps a dead
+	// connection).
+	IdleExpiry string `yaml:"idle_expiry"`
 }
 
 type SNAT struct {
@@ -566,7 +577,7 @@ func (f *File) convert() (dataplane.Config, error) {
 		seen[p.Name] = true
 	}
 	c.Conntrack.Policy = conntrack.Policy{Profiles: profiles, Liberal: f.Conntrack.Liberal, PickUp: f.Conntrack.PickUp,
-		NSXCompat: f.NSXCompat}
+		NSXCompat: f.NSXCompat, NSXShadow: f.NSXShadow}
 	if f.SNAT != nil {
 		s, err := f.SNAT.convert()
 		if err != nil {
@@ -627,6 +638,13 @@ func (p *Profile) convert(field string) (conntrack.Profile, error) {
 			return cp, ferr(field+"."+t.name, strconv.Quote(t.v)+" is not a duration")
 		}
 		*t.dst = conntrack.Time(d)
+	}
+	switch p.IdleExpiry {
+	case "", "silent":
+	case "reset":
+		cp.IdleExpiry = conntrack.IdleReset
+	default:
+		return cp, ferr(field+".idle_expiry", "must be silent or reset")
 	}
 	if err := cp.Validate(); err != nil {
 		return cp, ferr(field, err.Error())

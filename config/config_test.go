@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/dataplane"
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/snat"
@@ -81,6 +82,14 @@ func TestParseGood(t *testing.T) {
 	if !c.Conntrack.Policy.Liberal || len(c.Conntrack.Policy.Profiles) != 3 {
 		t.Fatalf("conntrack %+v", c.Conntrack)
 	}
+	if c.Conntrack.Policy.NSXShadow || c.Conntrack.Policy.Profiles[2].IdleExpiry != conntrack.IdleSilent {
+		t.Fatalf("nsx_shadow or idle_expiry reset by default: %+v", c.Conntrack.Policy)
+	}
+	edited := strings.Replace(good, "udp_multiple: 30s}", "udp_multiple: 30s, idle_expiry: reset}", 1) + "nsx_shadow: true\n"
+	if c, err := Parse([]byte(edited)); err != nil || !c.Conntrack.Policy.NSXShadow || c.Conntrack.Policy.NSXCompat ||
+		c.Conntrack.Policy.Profiles[2].IdleExpiry != conntrack.IdleReset || c.Conntrack.Policy.Profiles[0].IdleExpiry != conntrack.IdleSilent {
+		t.Fatalf("nsx_shadow, idle_expiry: %v %+v", err, c.Conntrack.Policy)
+	}
 }
 
 // Every refusal names the field it is about; nothing is half-applied
@@ -123,6 +132,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{strings.Replace(good, "profile: short-udp", "profile: nope", 1), "rules[1].profile"},
 		{strings.Replace(good, "default_action: drop", "default_action: shrug", 1), "default_action"},
 		{good + "routes_from_kernel_max: -1\n", "routes_from_kernel_max"},
+		{strings.Replace(good, "udp_multiple: 30s", "udp_multiple: 30s, idle_expiry: rst", 1), "profiles[0].idle_expiry"},
+		{good + "nsx_shadow: maybe\n", "nsx_shadow"},
 	} {
 		c, err := Parse([]byte(tc.edit))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

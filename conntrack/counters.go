@@ -28,13 +28,20 @@ const (
 	CtrSynAckRetransmit                // SYN-ACK retransmissions on an established flow
 	CtrEventsLost                      // events not recorded because the event ring was full
 	CtrEvictedSynSent                  // unanswered SYN_SENT entries evicted under table pressure (also in evicted)
+	CtrNSXWouldDrop                    // NSX shadow: SYN-ACKs edge forwarded that NSX-like semantics would have dropped
+	CtrNSXWouldFail                    // NSX shadow: connections with such a SYN-ACK (once each)
+	CtrIdleReset                       // ESTABLISHED flows expired under a profile with idle_expiry reset, queued for the data plane to reset
+	CtrIdleResetLost                   // such flows that found the reset queue full: expired silently
+	CtrIdleRSTClient                   // RSTs the data plane sent toward the client (inside end) of such a flow
+	CtrIdleRSTServer                   // RSTs the data plane sent toward the server (outside end) of such a flow
 	NumCounters
 )
 
 var counterNames = [NumCounters]string{
 	"created", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced",
 	"rst_inexact", "rst_in_time_wait", "syn_on_open", "syn_new_isn", "challenge_ack", "rst_to_challenge",
-	"synack_retransmit", "events_lost", "evicted_syn_sent",
+	"synack_retransmit", "events_lost", "evicted_syn_sent", "nsx_would_drop", "nsx_would_fail",
+	"expired_reset", "expired_reset_lost", "idle_rst_client", "idle_rst_server",
 }
 
 func (c Counter) String() string {

@@ -60,12 +60,14 @@ const (
 	DestRaces                                // connections where the client sent data after the server closed (keep-alive race)
 	DestExpiredLate                          // flows edge expired that later received a packet (dropped, no state)
 	DestResetsEdge                           // RSTs edge itself sent toward the client (NoteRSTSent: reject rules)
+	DestNSXWouldFail                         // NSX shadow: connections NSX-like semantics would have failed (nsxshadow.go)
 	NumDestCounters
 )
 
 var destCounterNames = [NumDestCounters]string{
 	"flows", "syn_retransmits", "syn_retried", "handshake_timeouts", "handshake_refused", "handshakes",
 	"resets_client", "resets_server", "server_closes", "keepalive_races", "expired_late", "resets_edge",
+	"nsx_would_fail",
 }
 
 func (c DestCounter) String() string {

@@ -155,6 +155,22 @@
 // SYN-ACK that meets a closing entry is dropped as nsx_synack_on_closing,
 // which the data plane answers with ICMP port unreachable: the 502 incident.
 //
+// Policy.NSXShadow keeps edge's own behaviour and judges, on the same
+// packets, the SYN-ACKs NSX compatibility mode would have dropped: counted
+// per packet and per connection (nsx_would_drop, nsx_would_fail, per
+// destination) and reported once per connection (EvNSXWouldDrop), from a
+// bounded cache of the closing entries only NSX would hold (nsxshadow.go).
+// It costs nothing on the established path.
+//
+// # Idle expiry
+//
+// A flow whose timer runs out is released by the sweep (Shard.Expire) or
+// by the lookup that finds it expired. Under a profile with IdleExpiry =
+// IdleReset an ESTABLISHED TCP flow is also queued, bounded, with both keys
+// and each side's next sequence number, for the data plane to send each end
+// an RST it accepts (RFC 5961: exactly its RCV.NXT): Shard.ExpiredResets
+// (idlereset.go). EvExpired says which (Event.Expiry).
+//
 // # History and events
 //
 // When an incarnation ends (superseded by a new one, expired, evicted,

@@ -10,19 +10,20 @@ import (
 type EventKind uint8
 
 const (
-	EvOpened   EventKind = iota + 1 // a flow was created
-	EvReopened                      // a new incarnation of a tuple started
-	EvClosed                        // a TCP flow reached TIME_WAIT or CLOSE
-	EvExpired                       // removed by its idle timer
-	EvEvicted                       // removed under table pressure
-	EvFlushed                       // removed by the control plane
-	EvDeleted                       // removed by the data plane
-	EvReplaced                      // a closed/orphan entry replaced by a packet treated as new
-	EvDropped                       // a packet dropped by conntrack (Reason says why)
-	EvRefused                       // a new flow refused (Reason: table_full, key_in_use)
+	EvOpened       EventKind = iota + 1 // a flow was created
+	EvReopened                          // a new incarnation of a tuple started
+	EvClosed                            // a TCP flow reached TIME_WAIT or CLOSE
+	EvExpired                           // removed by its idle timer
+	EvEvicted                           // removed under table pressure
+	EvFlushed                           // removed by the control plane
+	EvDeleted                           // removed by the data plane
+	EvReplaced                          // a closed/orphan entry replaced by a packet treated as new
+	EvDropped                           // a packet dropped by conntrack (Reason says why)
+	EvRefused                           // a new flow refused (Reason: table_full, key_in_use)
+	EvNSXWouldDrop                      // NSX shadow: a connection NSX-like semantics would have failed (Reason: what NSX drops)
 )
 
-var evNames = [...]string{"", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced", "dropped", "refused"}
+var evNames = [...]string{"", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted", "replaced", "dropped", "refused", "nsx_would_drop"}
 
 func (k EventKind) String() string {
 	if int(k) < len(evNames) && k != 0 {
@@ -44,11 +45,15 @@ type Event struct {
 	Dir     Dir
 	Flags   uint8 // TCP flags of the packet, for EvDropped
 	Shard   uint8
+	// Expiry is, for EvExpired, whether edge resets both ends of the flow
+	// (IdleReset: an ESTABLISHED TCP flow whose profile asks for it) or
+	// not.
+	Expiry IdleExpiry
 	// Idle is, for EvExpired and EvEvicted, how long the flow had been
 	// idle (milliseconds since its last packet): for an expired flow its
 	// state's timeout plus the time the sweep took to reach it.
 	Idle uint32
 }
 
-// Event fills one 64-byte line (Idle took room the padding left).
+// Event fills one 64-byte line (Idle and Expiry took room the padding left).
 var _ [64 - unsafe.Sizeof(Event{})]struct{}

@@ -83,6 +83,30 @@ type Profile struct {
 	// ICMP echo
 	ICMPFirst   Time
 	ICMPReplied Time
+	// IdleExpiry is what happens when an ESTABLISHED TCP flow of this
+	// profile expires idle (IdleSilent by default).
+	IdleExpiry IdleExpiry
+}
+
+// IdleExpiry says what edge does when an established TCP flow's idle timer
+// runs out.
+type IdleExpiry uint8
+
+const (
+	// IdleSilent forgets the flow; each end learns at its next packet
+	// (dropped as no_state), as behind most stateful middle boxes.
+	IdleSilent IdleExpiry = iota
+	// IdleReset also asks the data plane to send each end a TCP RST with
+	// the sequence number it expects (Shard.ExpiredResets), so that neither
+	// keeps a connection that would fail on its next use.
+	IdleReset
+)
+
+func (e IdleExpiry) String() string {
+	if e == IdleReset {
+		return "reset"
+	}
+	return "silent"
 }
 
 // DefaultProfile meets RFC 5382 REQ-5 (established idle >= 2 h 4 min,
@@ -165,6 +189,9 @@ func (p *Profile) Validate() error {
 		{"udp_first", p.UDPFirst}, {"udp_single", p.UDPSingle}, {"udp_multiple", p.UDPMultiple},
 		{"icmp_first", p.ICMPFirst}, {"icmp_replied", p.ICMPReplied},
 	}
+	if p.IdleExpiry > IdleReset {
+		return errors.New("profile " + strconv.Quote(p.Name) + ": idle_expiry must be silent or reset")
+	}
 	for _, f := range fields {
 		if f.d < Millisecond || f.d > MaxTimeout {
 			return errors.New("profile " + strconv.Quote(p.Name) + ": " + f.name +
@@ -181,6 +208,7 @@ func (p *Profile) Validate() error {
 type profileSet struct {
 	names []string
 	to    [256][16]uint32
+	reset [256]bool // IdleReset, per profile index (rows past the profiles: profile 0's)
 }
 
 func newProfileSet(ps []Profile) (*profileSet, error) {
@@ -209,6 +237,7 @@ func newProfileSet(ps []Profile) (*profileSet, error) {
 		}
 		t := p.timeouts()
 		copy(s.to[i][:], t[:])
+		s.reset[i] = p.IdleExpiry == IdleReset
 	}
 	return s, nil
 }

@@ -62,6 +62,14 @@ type Policy struct {
 	// drop.NSXSynAckOnClosing (the data plane answers it with ICMP port
 	// unreachable). Together: the 502 incident of ../shared/README.md.
 	NSXCompat bool
+	// NSXShadow keeps edge's own behaviour and evaluates beside it, on the
+	// same packets, what NSXCompat would have decided: SYN-ACKs edge
+	// forwards that NSX-like semantics would have dropped are counted
+	// (nsx_would_drop, nsx_would_fail, per destination) and reported
+	// (EvNSXWouldDrop), and no verdict changes (nsxshadow.go). For A/B labs
+	// and for proving on live traffic what replacing NSX changes. Ignored
+	// when NSXCompat is on.
+	NSXShadow bool
 }
 
 // policy is the immutable snapshot behind Table.pol.
@@ -419,9 +427,11 @@ type Shard struct {
 	prefetched int                      // packets prepared by the last Prefetch
 	removesAt  uint64                   // ix.removes when they were
 
-	dests   destTable    // per-destination signals (dest.go)
-	expired expiredCache // recently expired flows, to count their late packets
-	late    lateNote     // the last late packet of an expired flow (LateExpired)
+	dests   destTable      // per-destination signals (dest.go)
+	expired expiredCache   // recently expired flows, to count their late packets
+	late    lateNote       // the last late packet of an expired flow (LateExpired)
+	nsx     nsxCache       // closing entries only NSX would hold (nsxshadow.go)
+	idle    idleResetQueue // expired flows for the data plane to reset (idlereset.go)
 }
 
 func newShard(t *Table, id, n int, cfg Config) (*Shard, error) {
@@ -647,7 +657,11 @@ func (s *Shard) release(slot uint32, why CloseReason, now Time) {
 	switch why {
 	case CloseExpired:
 		s.count(CtrExpired)
-		s.emit(f, EvExpired, drop.None, Original, 0, now)
+		expiry := IdleSilent
+		if s.queueIdleReset(f, &rk, s.t.pol.Load()) {
+			expiry = IdleReset
+		}
+		s.emitExpired(f, expiry, now)
 		s.sigEnded(f, h, rh, true)
 	case CloseEvicted:
 		s.count(CtrEvicted)
@@ -741,6 +755,15 @@ func (s *Shard) emit(f *flow, kind EventKind, r drop.Reason, d Dir, tcpFlags uin
 	if kind == EvExpired || kind == EvEvicted {
 		e.Idle = f.idleMs(s.t.pol.Load(), now)
 	}
+	if !s.events.Put(&e) {
+		s.count(CtrEventsLost)
+	}
+}
+
+// emitExpired records the expiry of f, which edge resets or not.
+func (s *Shard) emitExpired(f *flow, expiry IdleExpiry, now Time) {
+	e := Event{Time: now, Key: f.key, NATPort: f.natPort, NATAddr: f.natAddr, Gen: f.gen,
+		Kind: EvExpired, State: f.state, Shard: s.id, Expiry: expiry, Idle: f.idleMs(s.t.pol.Load(), now)}
 	if !s.events.Put(&e) {
 		s.count(CtrEventsLost)
 	}

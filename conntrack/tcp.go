@@ -163,6 +163,9 @@ func (s *Shard) trackTCP(slot uint32, d Dir, p *Packet, pol *policy, now Time) t
 		}
 		return v
 	case fl&(fSYN|fACK) == fSYN|fACK:
+		if pol.shadows() {
+			return s.tcpSynAckShadow(f, slot, d, p, pol, now)
+		}
 		return s.tcpSynAck(f, slot, d, p, now)
 	case fl&fSYN != 0:
 		return s.tcpSYN(f, slot, d, p, now)
@@ -208,6 +211,10 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 			f.synISN = p.Seq
 		}
 		f.flags &^= flagChallenge
+		if pol := s.t.pol.Load(); pol.shadows() {
+			h, rh := s.nsxHashes(f)
+			s.nsxRefresh(f, h, rh, pol, now) // it passes NSX's closing entry too
+		}
 		return tcpPass
 	case st == TCPSynSent2:
 		if p.Seq == f.isn[Original] {
@@ -217,6 +224,9 @@ func (s *Shard) tcpSYN(f *flow, slot uint32, d Dir, p *Packet, now Time) tcpVerd
 	case st.closing():
 		// N2: a SYN on a closing, TIME_WAIT or closed entry starts a new
 		// incarnation of the tuple. The old one goes to history.
+		if s.t.pol.Load().shadows() {
+			s.nsxNote(s.hash(&f.key), st, now) // NSX: the SYN passes, the entry stays closing
+		}
 		s.reincarnate(f, CloseSuperseded, now)
 		f.initSide(Original, p)
 		f.synISN = p.Seq

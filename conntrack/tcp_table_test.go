@@ -655,15 +655,39 @@ type ttSeqStep struct {
 // packet, including simultaneous open and close, half close, and the N2
 // port-reuse sequences, with both ISN sets.
 func TestTCPValidSequences(t *testing.T) {
+	seqs := ttValidSequences
+	forEachFamily(t, func(t *testing.T, fam family) {
+		for _, isn := range ttISNs {
+			for _, sq := range seqs {
+				t.Run(isn.name+"/"+sq.name, func(t *testing.T) {
+					h := newFamilyHarness(t, Policy{}, fam)
+					c := h.conn(40000, 1025, isn.cisn, isn.sisn)
+					for i, s := range sq.steps {
+						p := ttPacket(c, s.dir, s.flags, s.seq, s.ack, s.payload)
+						v := h.send(p, c.sport)
+						if v.Action != s.act || v.State != s.state {
+							t.Fatalf("step %d (%v flags %#x seq %+d ack %+d len %d): got %v %v (%v), want %v %v",
+								i, s.dir, s.flags, s.seq, s.ack, s.payload, v.Action, v.State, v.Reason, s.act, s.state)
+						}
+					}
+					if st := h.tb.Stats(); ttDrops(st) != 0 {
+						t.Fatalf("drops counted on a valid sequence: %v", st.Drops)
+					}
+				})
+			}
+		}
+	})
+}
+
+// ttValidSequences are the valid sequences of TestTCPValidSequences (the
+// NSX shadow's tests replay them too).
+var ttValidSequences = func() []ttSeq {
 	const (
 		O, R = Original, Reply
 		N    = ttNewISN
 		F, X = Forward, Reopened
 	)
-	seqs := []struct {
-		name  string
-		steps []ttSeqStep
-	}{
+	return []ttSeq{
 		{"client closes", []ttSeqStep{
 			{O, SYN, 0, 0, 0, F, TCPSynSent},
 			{R, SYNACK, 0, 1, 0, F, TCPSynRecv},
@@ -796,27 +820,12 @@ func TestTCPValidSequences(t *testing.T) {
 			{O, SYN, 0, 0, 0, X, TCPSynSent},
 		}},
 	}
-	forEachFamily(t, func(t *testing.T, fam family) {
-		for _, isn := range ttISNs {
-			for _, sq := range seqs {
-				t.Run(isn.name+"/"+sq.name, func(t *testing.T) {
-					h := newFamilyHarness(t, Policy{}, fam)
-					c := h.conn(40000, 1025, isn.cisn, isn.sisn)
-					for i, s := range sq.steps {
-						p := ttPacket(c, s.dir, s.flags, s.seq, s.ack, s.payload)
-						v := h.send(p, c.sport)
-						if v.Action != s.act || v.State != s.state {
-							t.Fatalf("step %d (%v flags %#x seq %+d ack %+d len %d): got %v %v (%v), want %v %v",
-								i, s.dir, s.flags, s.seq, s.ack, s.payload, v.Action, v.State, v.Reason, s.act, s.state)
-						}
-					}
-					if st := h.tb.Stats(); ttDrops(st) != 0 {
-						t.Fatalf("drops counted on a valid sequence: %v", st.Drops)
-					}
-				})
-			}
-		}
-	})
+}()
+
+// ttSeq is a named valid sequence.
+type ttSeq struct {
+	name  string
+	steps []ttSeqStep
 }
 
 // TestTCPWindowScaling: with window scaling on both SYNs, the windows of

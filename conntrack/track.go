@@ -149,6 +149,9 @@ func (s *Shard) miss(p *Packet, pol *policy, now Time) Verdict {
 	s.drop(drop.NoState)
 	s.emitPacket(p, EvDropped, drop.NoState, now)
 	s.sigLate(p, now)
+	if pol.shadows() && p.Key.Proto == header.ProtoTCP && p.Kind == KindFlow && p.Flags&(fSYN|fACK|fRST|fFIN) == fFIN|fACK {
+		s.nsxNoteStray(p, now) // NSX makes a closing entry of it
+	}
 	return Verdict{Action: Drop, Reason: drop.NoState}
 }
 
@@ -230,6 +233,10 @@ func (s *Shard) Create(p *Packet, nf NewFlow, now Time) Verdict {
 		f.initSide(Original, p)
 		f.synISN = p.Seq
 		f.state = TCPSynSent
+		if pol.shadows() {
+			nh, nrh := s.nsxHashes(f)
+			s.nsxRefresh(f, nh, nrh, pol, now) // the SYN passes a closing entry NSX would hold
+		}
 	case creator == CreatedByStray:
 		// NSX compatibility: the stray FIN's entry starts CLOSING, with no
 		// knowledge of either window.

@@ -96,6 +96,7 @@ type Status struct {
 	SNAT       *SNATStatus
 	Generation uint64 // configuration generation
 	NSXCompat  bool
+	NSXShadow  bool
 }
 
 // InterfaceStatus is one side of the gateway.
@@ -262,13 +263,15 @@ const (
 	// From SNAT.
 	EvSNATExhausted          // no port toward the destination
 	EvSNATQuarantineOverride // a quarantined port reused
+	// From conntrack's NSX shadow (nsx_shadow).
+	EvNSXWouldDrop // a connection NSX-like semantics would have failed: its SYN-ACK dropped (Reason)
 	NumEventKinds
 )
 
 var eventKindNames = [NumEventKinds]string{
 	"none", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted",
 	"replaced", "refused", "dropped", "icmp_sent", "rst_sent", "snat_exhausted",
-	"snat_quarantine_override",
+	"snat_quarantine_override", "nsx_would_drop",
 }
 
 func (k EventKind) String() string {
@@ -307,6 +310,9 @@ type Event struct {
 	DirKnown bool
 	// Idle: expired, evicted: how long the flow had been idle.
 	Idle time.Duration
+	// Expiry: expired: whether edge reset the flow's ends (its profile's
+	// idle_expiry, for an established TCP flow) or not.
+	Expiry conntrack.IdleExpiry
 }
 
 // Mapping is one NAT mapping (snat.MappingStat with the time left of an

@@ -461,6 +461,9 @@ func eventToPB(ev *Event, c clock) *edgepb.Event {
 	if ev.Idle > 0 {
 		out.Idle = durationpb.New(ev.Idle)
 	}
+	if ev.Kind == EvExpired {
+		out.IdleExpiry = ev.Expiry.String()
+	}
 	if ev.DirKnown {
 		out.Direction = "original"
 		if ev.Dir == conntrack.Reply {
@@ -629,6 +632,7 @@ func statusToPB(s *Status, now time.Time) *edgepb.GetStatusResponse {
 		Hugepages:        s.Hugepages,
 		ConfigGeneration: s.Generation,
 		NsxCompat:        s.NSXCompat,
+		NsxShadow:        s.NSXShadow,
 		Interfaces:       make([]*edgepb.InterfaceStatus, 0, len(s.Interfaces)),
 		Workers:          make([]*edgepb.WorkerStatus, 0, len(s.Workers)),
 	}

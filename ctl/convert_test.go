@@ -394,6 +394,41 @@ func TestStatusConversion(t *testing.T) {
 	if r := statusToPB(&fb.status, now); r.Snat != nil || r.Started != nil || r.Uptime != nil {
 		t.Errorf("no SNAT, no start time: %v", r)
 	}
+	if r.NsxShadow || r.NsxCompat {
+		t.Errorf("nsx modes on: %v", r)
+	}
+	fb.status.NSXShadow = true
+	if r := statusToPB(&fb.status, now); !r.NsxShadow || r.NsxCompat {
+		t.Errorf("nsx_shadow not reported: %v", r)
+	}
+}
+
+// Expired events say what edge did to the flow's ends; others say nothing.
+func TestEventIdleExpiry(t *testing.T) {
+	var c clock
+	for _, tc := range []struct {
+		ev   Event
+		want string
+	}{
+		{Event{Kind: EvExpired, Expiry: conntrack.IdleReset}, "reset"},
+		{Event{Kind: EvExpired}, "silent"},
+		{Event{Kind: EvEvicted}, ""},
+		{Event{Kind: EvNSXWouldDrop, Reason: drop.NSXSynAckOnClosing}, ""},
+	} {
+		if got := eventToPB(&tc.ev, c).GetIdleExpiry(); got != tc.want {
+			t.Errorf("%v: idle_expiry %q, want %q", tc.ev.Kind, got, tc.want)
+		}
+	}
+	if EvNSXWouldDrop.String() != "nsx_would_drop" {
+		t.Errorf("kind name %q", EvNSXWouldDrop)
+	}
+	// From conntrack's events.
+	if e := conntrackEvent(nil, &conntrack.Event{Kind: conntrack.EvNSXWouldDrop, State: conntrack.TCPSynRecv}); e.Kind != EvNSXWouldDrop {
+		t.Errorf("conntrack nsx_would_drop became %v", e.Kind)
+	}
+	if e := conntrackEvent(nil, &conntrack.Event{Kind: conntrack.EvExpired, Expiry: conntrack.IdleReset}); e.Kind != EvExpired || e.Expiry != conntrack.IdleReset {
+		t.Errorf("conntrack expired with reset became %v %v", e.Kind, e.Expiry)
+	}
 }
 
 func FuzzFlowFilter(f *testing.F) {

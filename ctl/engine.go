@@ -132,7 +132,7 @@ func (b *EngineBackend) Status(ctx context.Context) (Status, error) {
 	s := Status{
 		Version: b.version, Started: ds.Started,
 		Flows: ds.Flows, Capacity: ds.Capacity, MemoryB: ds.MemoryB, Hugepages: ds.Hugepages,
-		Generation: gen, NSXCompat: ds.NSXCompat,
+		Generation: gen, NSXCompat: ds.NSXCompat, NSXShadow: ds.NSXShadow,
 	}
 	for _, is := range ds.Interfaces {
 		mode := "copy"
@@ -209,7 +209,7 @@ func (e *immutableErr) Unwrap() []error { return []error{e.err, ErrImmutable} }
 var configFields = map[string]bool{
 	"interfaces": true, "queues": true, "cpus": true, "management": true, "routes": true,
 	"routes_from_kernel": true, "conntrack": true, "profiles": true, "snat": true, "rules": true,
-	"default_action": true, "nsx_compat": true, "hugepages": true, "xdp": true,
+	"default_action": true, "nsx_compat": true, "nsx_shadow": true, "hugepages": true, "xdp": true,
 	"default": true, "profile": true,
 }
 
@@ -555,12 +555,12 @@ var conntrackKinds = [...]EventKind{
 	conntrack.EvOpened: EvOpened, conntrack.EvReopened: EvReopened, conntrack.EvClosed: EvClosed,
 	conntrack.EvExpired: EvExpired, conntrack.EvEvicted: EvEvicted, conntrack.EvFlushed: EvFlushed,
 	conntrack.EvDeleted: EvDeleted, conntrack.EvReplaced: EvReplaced, conntrack.EvDropped: EvDropped,
-	conntrack.EvRefused: EvRefused,
+	conntrack.EvRefused: EvRefused, conntrack.EvNSXWouldDrop: EvNSXWouldDrop,
 }
 
 func conntrackEvent(t *conntrack.Table, ev *conntrack.Event) Event {
 	e := Event{Time: ev.Time, Key: ev.Key, Gen: ev.Gen, State: ev.State, Reason: ev.Reason, Flags: ev.Flags,
-		Worker: int(ev.Shard), Idle: time.Duration(ev.Idle) * time.Millisecond}
+		Worker: int(ev.Shard), Idle: time.Duration(ev.Idle) * time.Millisecond, Expiry: ev.Expiry}
 	// An event about a flow (it has a state) says which side's packet it
 	// was; one about a packet without a flow does not.
 	if ev.State != conntrack.StateNone {

@@ -53,7 +53,7 @@ import (
 //
 // What changes live: rules and default_action, routes and
 // routes_from_kernel, management (the XDP programs' maps), the conntrack
-// policy (profiles, liberal, pickup, nsx_compat) and snat (on, off, mode,
+// policy (profiles, liberal, pickup, nsx_compat, nsx_shadow) and snat (on, off, mode,
 // addresses, ports, quarantine), the interfaces' urpf modes and
 // source_route (read per batch by the workers). What is fixed while
 // running, refused with an error naming the field and wrapping
@@ -376,7 +376,7 @@ var testAfterManagement func()
 // in conntrack). changed lists the top-level configuration-file fields
 // that differ from the configuration in force ("interfaces" for their
 // urpf, "rules", "default_action", "routes", "routes_from_kernel",
-// "management", "conntrack", "profiles", "nsx_compat", "snat",
+// "management", "conntrack", "profiles", "nsx_compat", "nsx_shadow", "snat",
 // "source_route"), in the file's order; with dryRun they are what would
 // change. cfg.Logf is ignored (New's stays). Safe from any goroutine
 // while the workers run; applies are serialized.
@@ -570,6 +570,7 @@ func diff(old, c *Config, oldNAT, sc *snat.Config) []string {
 	add("rules", !(len(old.Rules.Rules) == 0 && len(c.Rules.Rules) == 0) && !reflect.DeepEqual(old.Rules.Rules, c.Rules.Rules))
 	add("default_action", old.Rules.Default != c.Rules.Default)
 	add("nsx_compat", op.NSXCompat != cp.NSXCompat)
+	add("nsx_shadow", op.NSXShadow != cp.NSXShadow)
 	add("source_route", old.ForwardSourceRouted != c.ForwardSourceRouted)
 	return out
 }

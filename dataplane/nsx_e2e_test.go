@@ -109,19 +109,22 @@ func parseWire(frame []byte) (wirePacket, bool) {
 }
 
 // TestNSXSequenceOnTheWire injects the NSX incident's packets on the veths
-// around a real engine, in edge's default mode and in NSX compatibility
-// mode, in each family: the server's delayed FIN, the client's SYN on the
-// same tuple, the server's SYN-ACK. Default mode forwards the SYN-ACK to the
-// client and sends no ICMP; NSX mode drops it and answers the server with
-// the family's port unreachable (ICMP 3/3, ICMPv6 1/4).
+// around a real engine, in edge's default mode, in NSX compatibility mode
+// and in NSX shadow mode, in each family: the server's delayed FIN, the
+// client's SYN on the same tuple, the server's SYN-ACK. Default mode
+// forwards the SYN-ACK to the client and sends no ICMP; NSX mode drops it
+// and answers the server with the family's port unreachable (ICMP 3/3,
+// ICMPv6 1/4); shadow mode does what default mode does and counts the
+// SYN-ACK NSX mode drops (nsx_would_drop, nsx_would_fail).
 // The endpoints' addresses are not configured on the namespaces' kernels
 // (static neighbours in edge's namespace point at the veths), so no kernel
 // answers the injected segments.
 func TestNSXSequenceOnTheWire(t *testing.T) { forEachLabFamily(t, testNSXSequenceOnTheWire) }
 
 func testNSXSequenceOnTheWire(t *testing.T, fam labFamily) {
-	for _, nsx := range []bool{false, true} {
-		t.Run(map[bool]string{false: "default", true: "nsx-compat"}[nsx], func(t *testing.T) {
+	for _, mode := range []string{"default", "nsx-compat", "nsx-shadow"} {
+		nsx, shadow := mode == "nsx-compat", mode == "nsx-shadow"
+		t.Run(mode, func(t *testing.T) {
 			netnstest.Require(t)
 			client, edge, server := netnstest.New(t, "nxc"), netnstest.New(t, "nxe"), netnstest.New(t, "nxs")
 			netnstest.Veth(t, client, "c0", "", edge, "in", "10.0.0.1/24")
@@ -136,7 +139,7 @@ func testNSXSequenceOnTheWire(t *testing.T, fam labFamily) {
 			cliIP, srvIP := fam.wireClient, fam.wireServer
 			edge.Run(t, "ip", "neigh", "replace", cliIP.String(), "lladdr", net.HardwareAddr(cli.mac[:]).String(), "dev", "in", "nud", "permanent")
 			edge.Run(t, "ip", "neigh", "replace", srvIP.String(), "lladdr", net.HardwareAddr(srv.mac[:]).String(), "dev", "out", "nud", "permanent")
-			cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.NSXGatewayProfile}, NSXCompat: nsx}
+			cfg.Conntrack.Policy = conntrack.Policy{Profiles: []conntrack.Profile{conntrack.NSXGatewayProfile}, NSXCompat: nsx, NSXShadow: shadow}
 			eng := startEngine(t, edge, cfg)
 			inMAC, outMAC := ifaceMAC(t, edge, "in"), ifaceMAC(t, edge, "out")
 
@@ -165,8 +168,16 @@ func testNSXSequenceOnTheWire(t *testing.T, fam labFamily) {
 			}
 			if !nsx {
 				if synacks != 1 || len(icmps) != 0 {
-					t.Fatalf("default mode: %d SYN-ACKs at the client (want 1), %d ICMP errors at the server (want 0); stats %+v",
-						synacks, len(icmps), eng.Stats())
+					t.Fatalf("%s mode: %d SYN-ACKs at the client (want 1), %d ICMP errors at the server (want 0); stats %+v",
+						mode, synacks, len(icmps), eng.Stats())
+				}
+				var want uint64
+				if shadow {
+					want = 1
+				}
+				if c := eng.table.Stats().Counters; c[conntrack.CtrNSXWouldDrop] != want || c[conntrack.CtrNSXWouldFail] != want {
+					t.Fatalf("%s mode: nsx_would_drop %d, nsx_would_fail %d, want %d", mode,
+						c[conntrack.CtrNSXWouldDrop], c[conntrack.CtrNSXWouldFail], want)
 				}
 				return
 			}

@@ -23,6 +23,7 @@ type Status struct {
 	SNAT       *snat.Config
 	Generation uint64
 	NSXCompat  bool
+	NSXShadow  bool // counting what NSXCompat would have failed (conntrack.Policy.NSXShadow)
 }
 
 // InterfaceStatus is one side of the gateway as bound.
@@ -60,12 +61,13 @@ func (e *Engine) Status() Status {
 		Started:    e.start,
 		Generation: e.gen.Load(),
 		NSXCompat:  cur.Conntrack.Policy.NSXCompat,
+		NSXShadow:  cur.Conntrack.Policy.NSXShadow,
 	}
 	if e.table != nil {
 		st := e.table.Stats()
 		s.Flows, s.Capacity = st.Flows, st.Capacity
 		s.MemoryB, s.Hugepages = int64(e.table.MemoryBytes()), e.table.Hugepages()
-		s.NSXCompat = e.table.Policy().NSXCompat
+		s.NSXCompat, s.NSXShadow = e.table.Policy().NSXCompat, e.table.Policy().NSXShadow
 	}
 	if e.nat != nil {
 		if c, on := e.nat.Config(); on {

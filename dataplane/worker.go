@@ -128,6 +128,7 @@ type worker struct {
 	limiter icmp.Limiter
 	frags   *frag.Table[fragVerdict] // datagrams whose later fragments follow their first (fragment.go)
 	fragPkt conntrack.Packet         // a held fragment being released (noteFirst)
+	errPkt  conntrack.Packet         // a generated reset's own tuple, for its drop accounting (idlereset.go)
 	// fragExpired: frags.Stats.ExpiredHeld already counted as drops
 	fragExpired uint64
 	lastHop     [2]hopCache  // per port: the last next hop resolved
@@ -305,6 +306,7 @@ func (w *worker) run(stop <-chan struct{}) {
 		w.shard.Serve(now)
 		if now-w.expiredAt >= expireEvery {
 			w.shard.Expire(now, expireSlots)
+			w.sendExpiredResets(now) // idle_expiry: reset (idlereset.go)
 			// The NAT's housekeeping (and its control requests) on the
 			// same cadence: each call sweeps 256 mapping slots, which
 			// once per iteration cost a worker at 50 kpps 7% of its CPU.

@@ -134,7 +134,7 @@ func (p *Program) instructions() asm.Instructions {
 		// IPv4: management destination?
 		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("ipv4"),
 		asm.Add.Imm(asm.R2, 34),
-		asm.JGT.Reg(asm.R2, asm.R8, "redirect"), // too short: edge's parser counts it
+		asm.JGT.Reg(asm.R2, asm.R8, "redirect"),   // too short: edge's parser counts it
 		asm.LoadMem(asm.R1, asm.R7, 30, asm.Word), // destination address
 		asm.Mov.Reg(asm.R2, asm.R1),
 		asm.And.Imm(asm.R2, 0x00ffffff),
@@ -153,7 +153,7 @@ func (p *Program) instructions() asm.Instructions {
 		asm.JGT.Reg(asm.R2, asm.R8, "redirect"),
 		asm.LoadMem(asm.R1, asm.R7, 38, asm.Half), // destination's first two bytes
 		asm.And.Imm(asm.R1, 0x0fff),
-		asm.JEq.Imm(asm.R1, 0x02ff, "pass"), // ff02::/16 and ff12::/16: link scope
+		asm.JEq.Imm(asm.R1, 0x02ff, "pass"),       // ff02::/16 and ff12::/16: link scope
 		asm.LoadMem(asm.R1, asm.R7, 20, asm.Byte), // next header
 		asm.JNE.Imm(asm.R1, 58, "mgmt6"),
 		asm.LoadMem(asm.R1, asm.R7, 54, asm.Byte), // ICMPv6 type

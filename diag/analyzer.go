@@ -137,6 +137,7 @@ type tupleState struct {
 	expiredAt    time.Time // removed by the idle timer in a synchronized state
 	expiredState conntrack.State
 	expiredIdle  time.Duration // its idle time then (0: not known)
+	expiredReset bool          // edge reset both ends then (idle_expiry: reset)
 	resetAt      time.Time     // closed by a reset
 	resetSampled bool          // the packet after resetAt was sampled
 	counted      uint8         // patterns this connection was counted for (bit per Pattern)

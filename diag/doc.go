@@ -17,7 +17,10 @@
 //     nsx_synack_on_closing (failing); in edge's own mode, FINs dropped
 //     without state (no_state) shortly before a SYN reuses their tuple, or
 //     dropped as stale_incarnation after it (prevented: an NSX-style
-//     firewall would have failed those connections).
+//     firewall would have failed those connections); with nsx_shadow, the
+//     connections whose SYN-ACK NSX compatibility mode would have dropped
+//     (nsx_would_drop events, the nsx_would_fail destination counter):
+//     "N connections to X would have failed behind an NSX-style firewall".
 //   - idle_expiry: a flow removed by its idle timer in a synchronized state
 //     (established, closing, answered UDP), then a packet of it dropped.
 //   - keepalive_race: a connection closed by a reset without ACK (the

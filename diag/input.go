@@ -30,13 +30,14 @@ const (
 	KindRSTSent
 	KindSNATExhausted
 	KindSNATQuarantineOverride
+	KindNSXWouldDrop // nsx_shadow: a connection NSX-like semantics would have failed
 	numKinds
 )
 
 var kindNames = [numKinds]string{
 	"other", "opened", "reopened", "closed", "expired", "evicted", "flushed", "deleted",
 	"replaced", "refused", "dropped", "icmp_sent", "rst_sent", "snat_exhausted",
-	"snat_quarantine_override",
+	"snat_quarantine_override", "nsx_would_drop",
 }
 
 func (k Kind) String() string {
@@ -58,8 +59,9 @@ func KindByName(name string) (Kind, bool) {
 }
 
 // flowKind reports whether events of kind k carry a flow's original key
-// (conntrack's lifecycle events) rather than a packet's key.
-func (k Kind) flowKind() bool { return k >= KindOpened && k <= KindReplaced }
+// (conntrack's lifecycle events, and the NSX shadow's) rather than a
+// packet's key.
+func (k Kind) flowKind() bool { return k >= KindOpened && k <= KindReplaced || k == KindNSXWouldDrop }
 
 // Zone is the side a packet arrived on.
 type Zone uint8
@@ -172,6 +174,9 @@ type Event struct {
 	// Idle: expired, evicted: how long the flow had been idle (its timer,
 	// for an expired flow, plus the sweep's delay); 0: not known.
 	Idle time.Duration
+	// Reset: expired: edge sent each end of the flow an RST (its profile's
+	// idle_expiry: reset); false: it expired silently (or not known).
+	Reset bool
 }
 
 // Counters are the data plane's counters at one time (`edge stats -o json`

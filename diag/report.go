@@ -235,6 +235,22 @@ func explain(f *Finding, d *destState) {
 		f.Evidence.Summary = fmt.Sprintf("edge dropped %d delayed FINs of earlier connections whose ports %s to %s reused",
 			fins, plural(f.Count, "new connection"), dst)
 		f.Fix = fmt.Sprintf("nothing to do on edge: it kept these %d connections to %s working, where an NSX-style firewall would have made the stray FINs CLOSING entries and dropped the new connections' SYN-ACKs (502s); the FINs come late from clients or %s, worth a look if they grow", f.Count, dst, dst)
+		if n := c["nsx_would_fail"]; n > 0 {
+			// nsx_shadow judged these connections' SYN-ACKs as NSX would.
+			f.Evidence.Summary = fmt.Sprintf("%s to %s would have failed behind an NSX-style firewall: edge forwarded their SYN-ACKs, which NSX compatibility mode (judging in shadow) would have dropped on a CLOSING entry left by an earlier connection on the same port",
+				plural(n, "connection"), dst)
+			if fins > 0 {
+				f.Evidence.Summary += fmt.Sprintf("; edge dropped %d delayed FINs of those earlier connections", fins)
+			}
+		}
+	case f.Pattern == IdleExpiry && f.Severity == Prevented:
+		idle := ""
+		if x, ok := ds["idle_at_expiry"]; ok {
+			idle = " after " + secs(x.P50) + " idle (median)"
+		}
+		f.Evidence.Summary = fmt.Sprintf("edge's idle timer removed %s to %s%s and reset both ends (idle_expiry: reset): neither keeps a connection that would fail on its next use",
+			plural(f.Count, "established connection"), dst, idle)
+		f.Fix = fmt.Sprintf("nothing to do on edge if connections to %s are meant to close when idle; otherwise raise the established timeout of their timer profile above their idle time, or have the endpoints send keepalives more often than it", dst)
 	case f.Pattern == IdleExpiry:
 		after := ""
 		if x, ok := ds["expiry_to_next_packet"]; ok {
@@ -249,6 +265,13 @@ func explain(f *Finding, d *destState) {
 			f.Evidence.Summary += fmt.Sprintf("; the timer removed them after %s idle (median), and their next packet came after up to %s idle", secs(x.P50), secs(y.Max))
 			f.Fix = fmt.Sprintf("connections to %s stay idle up to %s, longer than edge's idle timeout (~%s): raise the established (or UDP) timeout of their timer profile above %s, or have the endpoints send keepalives more often than every %s", dst, secs(y.Max), secs(x.Min), secs(y.Max), secs(x.Min))
 			f.Evidence.Missing = nil
+		}
+		switch {
+		case c["expired_with_reset"] > 0 && c["expired_silently"] == 0:
+			f.Evidence.Summary += "; edge reset both ends when it removed them (idle_expiry: reset), and packets still came"
+		case c["expired_silently"] > 0:
+			f.Evidence.Summary += "; edge removed them silently (idle_expiry: silent): the ends learnt only from their next packet"
+			f.Fix += ", or set idle_expiry: reset on the profile so both ends learn at once instead of failing on the next use"
 		}
 		if late, ok := c["expired_flows_with_late_packets"]; ok {
 			idle := ""

@@ -47,6 +47,16 @@ func (a *Analyzer) rules(ev *Event, ts *tupleState, d *destState, dir Dir) {
 	case KindSNATExhausted:
 		t := a.record(d, SNATExhaustion, Failing, ts, ev.Time)
 		t.counts["refused_events"]++
+	case KindNSXWouldDrop:
+		// Shadow mode: edge forwarded a SYN-ACK that NSX compatibility
+		// mode would have dropped (a closing entry NSX would still hold).
+		// Conntrack reports each connection once; a repeat is counted
+		// once too.
+		t := a.record(d, StrayFINPortReuse, Prevented, ts, ev.Time)
+		if ts.counted&countedNSX == 0 {
+			ts.counted |= countedNSX
+			t.counts["nsx_would_fail"]++
+		}
 	case KindICMPSent:
 		if ev.Reason == drop.NSXSynAckOnClosing {
 			t := d.tally(StrayFINPortReuse, Failing)
@@ -54,6 +64,12 @@ func (a *Analyzer) rules(ev *Event, ts *tupleState, d *destState, dir Dir) {
 		}
 	}
 }
+
+// countedNSX is the bit of tupleState.counted (above the patterns' bits)
+// that marks the connection counted in nsx_would_fail.
+const countedNSX = 1 << 7
+
+var _ [7 - numPatterns]struct{} // the patterns' bits stay below it
 
 // opened handles a new flow or a new incarnation of a tuple.
 func (a *Analyzer) opened(ev *Event, ts *tupleState, d *destState) {
@@ -81,11 +97,17 @@ func (a *Analyzer) opened(ev *Event, ts *tupleState, d *destState) {
 		t.dur("stray_fin_to_reuse", gap)
 	}
 	// A fresh connection on the tuple: what happened to the previous one
-	// is settled (a normal close followed by a SYN is not a race).
+	// is settled (a normal close followed by a SYN is not a race). It is
+	// counted once whatever else shows the port reuse it survived (the
+	// shadow's nsx_would_drop, its stray FIN dropped stale later).
+	keep := uint8(0)
+	if !ts.strayFIN.IsZero() && ev.Time.Sub(ts.strayFIN) <= a.opt.StrayWindow {
+		keep = 1 << StrayFINPortReuse
+	}
 	ts.strayFIN, ts.strayFINs = time.Time{}, 0
 	ts.resetAt, ts.expiredAt = time.Time{}, time.Time{}
 	ts.opened = ev.Time
-	ts.counted = 0
+	ts.counted = keep
 }
 
 // synced reports whether a flow in state s had an answer (a connection
@@ -109,7 +131,17 @@ func (a *Analyzer) removed(ev *Event, ts *tupleState, d *destState) {
 			t.dur("syn_unanswered_for", ev.Time.Sub(ts.opened))
 		}
 	case ev.Kind == KindExpired && synced(ev.State):
-		ts.expiredAt, ts.expiredState, ts.expiredIdle = ev.Time, ev.State, ev.Idle
+		ts.expiredAt, ts.expiredState, ts.expiredIdle, ts.expiredReset = ev.Time, ev.State, ev.Idle, ev.Reset
+		if ev.Reset {
+			// idle_expiry: reset: edge told both ends at once, so neither
+			// fails later on a connection it believes open.
+			t := a.record(d, IdleExpiry, Prevented, ts, ev.Time)
+			t.counts["expired_with_reset"]++
+			if ev.Idle > 0 {
+				t.dur("idle_at_expiry", ev.Idle)
+			}
+			ts.counted &^= 1 << IdleExpiry // a packet after it still counts the connection as failing
+		}
 	}
 }
 
@@ -146,6 +178,11 @@ func (a *Analyzer) dropped(ev *Event, ts *tupleState, d *destState, dir Dir) {
 		t.counts["packets_after_expiry"]++
 		if ts.expiredState != conntrack.StateNone { // the first packet after this expiry
 			t.counts["expired_in_"+stateName(ts.expiredState)]++
+			if ts.expiredReset {
+				t.counts["expired_with_reset"]++
+			} else {
+				t.counts["expired_silently"]++
+			}
 			t.dur("expiry_to_next_packet", ev.Time.Sub(ts.expiredAt))
 			if ts.expiredIdle > 0 {
 				t.dur("idle_at_expiry", ts.expiredIdle)

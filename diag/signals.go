@@ -104,6 +104,7 @@ var (
 	sigServerCloses  = conntrack.DestServerCloses.String()
 	sigRaces         = conntrack.DestRaces.String()
 	sigExpiredLate   = conntrack.DestExpiredLate.String()
+	sigNSXWouldFail  = conntrack.DestNSXWouldFail.String()
 
 	histHandshake = conntrack.HistHandshakeRTT.String()
 	histIdleClose = conntrack.HistServerIdleClose.String()
@@ -149,6 +150,11 @@ func (a *Analyzer) signalsEvidence(dests map[endpoint]*destState, start, end tim
 			t.counts["server_resets"] = c[sigResetsServer]
 			t.hist("server_idle_close", s.Hists[histIdleClose])
 			t.hist("server_close_to_client_data", s.Hists[histRaceDelay])
+		}
+		if n := c[sigNSXWouldFail]; n > 0 {
+			t := d.tally(StrayFINPortReuse, Prevented)
+			span(t, n)
+			t.counts["nsx_would_fail"] = n
 		}
 		if n := c[sigExpiredLate]; n > 0 {
 			t := d.tally(IdleExpiry, Failing)

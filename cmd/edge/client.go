@@ -154,6 +154,8 @@ func printStatus(w io.Writer, r *pb.GetStatusResponse) {
 	fmt.Fprintf(w, "flows %d of %d (%.1f%%), %d MiB%s\n", r.GetFlows(), r.GetCapacity(), fill, r.GetMemoryBytes()>>20, huge)
 	if r.GetNsxCompat() {
 		fmt.Fprintln(w, "NSX compatibility mode: ON (stray FINs create CLOSING entries; lab use only)")
+	} else if r.GetNsxShadow() {
+		fmt.Fprintln(w, "NSX shadow mode: ON (edge's own behaviour; counting the connections NSX compatibility mode would have failed: nsx_would_fail)")
 	}
 	if s := r.GetSnat(); s != nil {
 		fmt.Fprintf(w, "SNAT %s, ports %d-%d, quarantine %s, mapping %s, filtering %s\n", s.GetMode(), s.GetPortFirst(), s.GetPortLast(),
@@ -762,6 +764,9 @@ func formatEvent(e *pb.Event) string {
 	}
 	if d := e.GetDirection(); d != "" {
 		fmt.Fprintf(&b, " dir %s", d)
+	}
+	if x := e.GetIdleExpiry(); x != "" {
+		fmt.Fprintf(&b, " %s", x) // expired: reset or silent
 	}
 	fmt.Fprintf(&b, " worker %d", e.GetWorker())
 	return b.String()

@@ -29,12 +29,15 @@ inside sees it), what conntrack counted about their connections:
   HS-TIMEOUT handshakes whose SYN was never answered (expired or evicted)
   REFUSED    handshakes the server answered with an RST
   RST C/S/E  resets that ended a flow, sent by the client / by the server,
-             and resets edge sent (reject rules)
+             and resets edge sent toward the client (reject rules, and
+             idle expiry under a profile with idle_expiry: reset)
   SRV-CLOSE  connections the server closed first, and their median idle time
   RACES      connections where the client sent data after the server closed
              (the keep-alive race), and the median delay after the close
   EXP-LATE   flows edge expired by their idle timer that later got a packet,
              and their median idle time
+  NSX-FAIL   with nsx_shadow: connections that would have failed behind an
+             NSX-style firewall (their SYN-ACK dropped on a closing entry)
 
 Times are log2 buckets: "(~4s)" means between 4 and 8 s. -o json prints the
 full distributions.`,
@@ -62,7 +65,7 @@ full distributions.`,
 
 func printDestinations(w io.Writer, r *pb.ListDestinationsResponse) {
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(t, "PROTO\tDESTINATION\tFLOWS\tHS\tSYN-RETX\tHS-TIMEOUT\tREFUSED\tRST C/S/E\tSRV-CLOSE\tRACES\tEXP-LATE")
+	fmt.Fprintln(t, "PROTO\tDESTINATION\tFLOWS\tHS\tSYN-RETX\tHS-TIMEOUT\tREFUSED\tRST C/S/E\tSRV-CLOSE\tRACES\tEXP-LATE\tNSX-FAIL")
 	for _, d := range r.GetDestinations() {
 		c := d.GetCounters()
 		hist := map[string][]uint64{}
@@ -83,10 +86,10 @@ func printDestinations(w io.Writer, r *pb.ListDestinationsResponse) {
 		if n := c["syn_retransmits"]; n > 0 {
 			retx = fmt.Sprintf("%d (%d conns)", n, c["syn_retried"])
 		}
-		fmt.Fprintf(t, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d/%d/%d\t%s\t%s\t%s\n", d.GetProtocol(), dest, c["flows"],
+		fmt.Fprintf(t, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d/%d/%d\t%s\t%s\t%s\t%d\n", d.GetProtocol(), dest, c["flows"],
 			with(c["handshakes"], "handshake_rtt"), retx, c["handshake_timeouts"], c["handshake_refused"],
 			c["resets_client"], c["resets_server"], c["resets_edge"], with(c["server_closes"], "server_idle_close"),
-			with(c["keepalive_races"], "race_delay"), with(c["expired_late"], "expired_idle"))
+			with(c["keepalive_races"], "race_delay"), with(c["expired_late"], "expired_idle"), c["nsx_would_fail"])
 	}
 	t.Flush()
 	n := uint32(len(r.GetDestinations()))

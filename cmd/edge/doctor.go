@@ -51,8 +51,10 @@ pattern, the evidence (counts, durations, example tuples with their events
 and incarnations) and the fix in one sentence.
 
 Patterns: stray_fin_port_reuse (a delayed FIN of an old connection against a
-new one on the same port; prevented by edge unless nsx_compat is on),
-idle_expiry (a flow's idle timer ended it while it was still in use),
+new one on the same port; prevented by edge unless nsx_compat is on; with
+nsx_shadow, the connections that would have failed behind an NSX-style
+firewall), idle_expiry (a flow's idle timer ended it while it was still in
+use; silently, or with a reset to both ends under idle_expiry: reset),
 keepalive_race (a backend reset a kept-alive connection its client reused),
 syn_unanswered (SYNs without SYN-ACK: a full listen backlog or a server
 down), snat_exhaustion and table_full (refused, or near the limit).
@@ -356,6 +358,7 @@ func eventFromPB(e *pb.Event) diag.Event {
 		ev.Dir = diag.DirReply
 	}
 	ev.Idle = e.GetIdle().AsDuration()
+	ev.Reset = e.GetIdleExpiry() == "reset"
 	return ev
 }
 

@@ -139,34 +139,9 @@ func TestDoctorEndToEnd(t *testing.T) {
 	}
 	clean(1) // edge resolves its neighbours: the first SYN may be dropped
 
-	// doctor runs beside the traffic; started first, it subscribes well
-	// before the traffic below starts.
 	doctor := func(window string, traffic func()) []map[string]any {
 		t.Helper()
-		cmd := exec.Command(bin, "--socket", sock, "doctor", "--window", window, "-o", "json")
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		traffic()
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("edge doctor: %v\n%s%s", err, out.String(), errb.String())
-		}
-		var fs []map[string]any
-		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-			if l == "" {
-				continue
-			}
-			var f map[string]any
-			if err := json.Unmarshal([]byte(l), &f); err != nil {
-				t.Fatalf("%v: %s", err, l)
-			}
-			fs = append(fs, f)
-		}
-		t.Logf("edge doctor --window %s: %d findings\n%s%s", window, len(fs), out.String(), errb.String())
-		return fs
+		return watchDoctor(t, bin, sock, window, traffic)
 	}
 
 	if fs := doctor("2s", func() { clean(5) }); len(fs) != 0 {
@@ -239,4 +214,35 @@ func TestDoctorEndToEnd(t *testing.T) {
 	if len(byDest) != 3 {
 		t.Errorf("%d findings, want 3", len(byDest))
 	}
+}
+
+// watchDoctor runs `edge doctor --window window -o json` against the daemon
+// at sock beside traffic and returns its findings. Started first, it
+// subscribes well before traffic starts.
+func watchDoctor(t *testing.T, bin, sock, window string, traffic func()) []map[string]any {
+	t.Helper()
+	cmd := exec.Command(bin, "--socket", sock, "doctor", "--window", window, "-o", "json")
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	traffic()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("edge doctor: %v\n%s%s", err, out.String(), errb.String())
+	}
+	var fs []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var f map[string]any
+		if err := json.Unmarshal([]byte(l), &f); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		fs = append(fs, f)
+	}
+	t.Logf("edge doctor --window %s: %d findings\n%s%s", window, len(fs), out.String(), errb.String())
+	return fs
 }

@@ -81,8 +81,12 @@ type GetStatusResponse struct {
 	Snat             *SNATStatus            `protobuf:"bytes,10,opt,name=snat,proto3" json:"snat,omitempty"` // unset: no translation
 	ConfigGeneration uint64                 `protobuf:"varint,11,opt,name=config_generation,json=configGeneration,proto3" json:"config_generation,omitempty"`
 	NsxCompat        bool                   `protobuf:"varint,12,opt,name=nsx_compat,json=nsxCompat,proto3" json:"nsx_compat,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// nsx_shadow: edge counts the connections NSX compatibility mode would
+	// have failed (conntrack's nsx_would_drop, nsx_would_fail), changing
+	// nothing.
+	NsxShadow     bool `protobuf:"varint,13,opt,name=nsx_shadow,json=nsxShadow,proto3" json:"nsx_shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -195,6 +199,13 @@ func (x *GetStatusResponse) GetConfigGeneration() uint64 {
 func (x *GetStatusResponse) GetNsxCompat() bool {
 	if x != nil {
 		return x.NsxCompat
+	}
+	return false
+}
+
+func (x *GetStatusResponse) GetNsxShadow() bool {
+	if x != nil {
+		return x.NsxShadow
 	}
 	return false
 }
@@ -1685,7 +1696,11 @@ type Event struct {
 	Direction string `protobuf:"bytes,13,opt,name=direction,proto3" json:"direction,omitempty"`
 	// expired, evicted: how long the flow had been idle (since its last
 	// packet): for an expired flow its state's timeout and the sweep's delay.
-	Idle          *durationpb.Duration `protobuf:"bytes,14,opt,name=idle,proto3" json:"idle,omitempty"`
+	Idle *durationpb.Duration `protobuf:"bytes,14,opt,name=idle,proto3" json:"idle,omitempty"`
+	// expired: what edge did to the flow's ends: silent (nothing) | reset (an
+	// RST to each end: an established TCP flow of a profile with
+	// idle_expiry: reset).
+	IdleExpiry    string `protobuf:"bytes,15,opt,name=idle_expiry,json=idleExpiry,proto3" json:"idle_expiry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1816,6 +1831,13 @@ func (x *Event) GetIdle() *durationpb.Duration {
 		return x.Idle
 	}
 	return nil
+}
+
+func (x *Event) GetIdleExpiry() string {
+	if x != nil {
+		return x.IdleExpiry
+	}
+	return ""
 }
 
 type GetStatsRequest struct {
@@ -4241,7 +4263,7 @@ const file_edge_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"edge.proto\x12\aedge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\xe9\x03\n" +
+	"\x10GetStatusRequest\"\x88\x04\n" +
 	"\x11GetStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x124\n" +
 	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x121\n" +
@@ -4258,7 +4280,9 @@ const file_edge_proto_rawDesc = "" +
 	" \x01(\v2\x13.edge.v1.SNATStatusR\x04snat\x12+\n" +
 	"\x11config_generation\x18\v \x01(\x04R\x10configGeneration\x12\x1d\n" +
 	"\n" +
-	"nsx_compat\x18\f \x01(\bR\tnsxCompat\"\xc8\x01\n" +
+	"nsx_compat\x18\f \x01(\bR\tnsxCompat\x12\x1d\n" +
+	"\n" +
+	"nsx_shadow\x18\r \x01(\bR\tnsxShadow\"\xc8\x01\n" +
 	"\x0fInterfaceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x18\n" +
@@ -4380,7 +4404,7 @@ const file_edge_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.edge.v1.EventFilterR\x06filter\"O\n" +
 	"\x11SubscribeResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.edge.v1.EventR\x06events\x12\x12\n" +
-	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xa5\x03\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\"\xc6\x03\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12$\n" +
@@ -4399,7 +4423,9 @@ const file_edge_proto_rawDesc = "" +
 	"\x06worker\x18\v \x01(\rR\x06worker\x12\x12\n" +
 	"\x04zone\x18\f \x01(\tR\x04zone\x12\x1c\n" +
 	"\tdirection\x18\r \x01(\tR\tdirection\x12-\n" +
-	"\x04idle\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x04idle\"i\n" +
+	"\x04idle\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x04idle\x12\x1f\n" +
+	"\vidle_expiry\x18\x0f \x01(\tR\n" +
+	"idleExpiry\"i\n" +
 	"\x0fGetStatsRequest\x12+\n" +
 	"\x11snat_destinations\x18\x01 \x01(\bR\x10snatDestinations\x12)\n" +
 	"\x10max_destinations\x18\x02 \x01(\rR\x0fmaxDestinations\"\x98\b\n" +
