@@ -101,8 +101,6 @@ type Engine struct {
 // now is the engine's monotonic clock in conntrack units.
 func (e *Engine) now() conntrack.Time { return conntrack.Time(time.Since(e.start)) }
 
-func (e *Engine) natAddr16(i uint16) [16]byte { return e.table.NATAddr16(i) }
-
 // New sets the data plane up: it must run on a thread in the network
 // namespace of the interfaces (edge runs wholly inside it). On error
 // everything done so far is undone (Close), and the error is one line that
@@ -271,6 +269,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	for _, w := range e.workers {
 		w.outbox = make([]*handoff, len(e.workers))
 		w.inbox = make([]*handoff, len(e.workers))
+		w.peers = e.workers
 	}
 	for _, from := range e.workers {
 		for _, to := range e.workers {
@@ -812,15 +811,17 @@ func (w *worker) stats() WorkerStats {
 	ws.Handoff, ws.EventsLost = c.handoff.Load(), c.eventsLost.Load()
 	ws.Fragments = c.frags.load()
 	if w.shard != nil {
-		ws.Flows = w.e.table.ShardStats(w.shard.ID()).Flows
+		ws.Flows = w.env.table.ShardStats(w.shard.ID()).Flows
 	}
 	return ws
 }
 
-// newWorker makes worker q of e (sockets and SNAT allocator are set by the
-// caller).
+// newWorker makes worker q of e (sockets, SNAT allocator, hand-off rings
+// and peers are set by the caller).
 func newWorker(e *Engine, q int) *worker {
-	w := &worker{e: e, id: q, shard: e.table.Shard(q), cpu: -1, wakeFD: -1}
+	env := workerEnv{cfg: &e.cfg, cur: &e.cur, table: e.table, routes: &e.routes, fw: &e.fw,
+		neigh: e.neigh, trace: &e.trace, clock: e.now}
+	w := &worker{env: env, id: q, shard: e.table.Shard(q), cpu: -1, wakeFD: -1}
 	w.pinned.Store(-1)
 	w.ruleLog.Init(1024)
 	w.events.Init(eventRingSize)

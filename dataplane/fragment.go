@@ -152,7 +152,7 @@ func (w *worker) applyFragment(in int, frame []byte, p *conntrack.Packet, v frag
 		h.SetSrc(v.src)
 		h.SetDst(v.dst)
 	}
-	out, hop, ok := w.e.routes.Load().Lookup(&v.dst)
+	out, hop, ok := w.env.routes.Load().Lookup(&v.dst)
 	if !ok {
 		w.dropPkt(drop.NoRoute, in, p)
 		return

@@ -80,7 +80,7 @@ func (w *worker) hold(in int, p *conntrack.Packet, frame []byte, out int, hop [1
 	}
 	if forHop == 0 {
 		egress := w.ports[out]
-		if !w.resolves.allow(w.now) || !w.e.neigh.Resolve(egress.ifindex, hop) {
+		if !w.resolves.allow(w.now) || !w.env.neigh.Resolve(egress.ifindex, hop) {
 			return false
 		}
 	}
@@ -89,7 +89,7 @@ func (w *worker) hold(in int, p *conntrack.Packet, frame []byte, out int, hop [1
 	f.n = uint16(copy(f.buf[:], frame))
 	h.waiting++
 	h.justHeld = true
-	w.e.neigh.stats.held.Add(1)
+	w.env.neigh.stats.held.Add(1)
 	return true
 }
 
@@ -100,7 +100,7 @@ func (w *worker) releaseHeld() {
 	if h.waiting == 0 {
 		return
 	}
-	t := w.e.neigh.cur.Load()
+	t := w.env.neigh.cur.Load()
 	for i := range h.frames {
 		f := &h.frames[i]
 		if f.state != holdWaiting {
@@ -116,7 +116,7 @@ func (w *worker) releaseHeld() {
 				w.drops[drop.NoNeighbour]++
 				pkt := conntrack.Packet{Key: f.key}
 				w.event(EvDropped, drop.NoNeighbour, icmp.NoError, int(f.in), &pkt)
-				w.e.neigh.stats.heldDropped.Add(1)
+				w.env.neigh.stats.heldDropped.Add(1)
 			}
 			continue
 		}
@@ -124,7 +124,7 @@ func (w *worker) releaseHeld() {
 		f.state = holdQueued
 		h.waiting--
 		h.queued[out]++
-		w.e.neigh.stats.heldSent.Add(1)
+		w.env.neigh.stats.heldSent.Add(1)
 	}
 }
 

@@ -202,9 +202,9 @@ func (p *port) setSocketOptions(b BusyPoll, q int) error {
 func (w *worker) checkNAPI(pi int) {
 	p := w.ports[pi]
 	if id := napiID(p.sock.FD()); id != 0 {
-		w.e.cfg.Logf("dataplane: %s queue %d: busy polling NAPI %d", p.name, w.id, id)
+		w.env.cfg.Logf("dataplane: %s queue %d: busy polling NAPI %d", p.name, w.id, id)
 	} else {
-		w.e.cfg.Logf("dataplane: %s queue %d: busy polling: the socket has no NAPI ID (the driver does not expose the queue's NAPI): recvfrom polls nothing", p.name, w.id)
+		w.env.cfg.Logf("dataplane: %s queue %d: busy polling: the socket has no NAPI ID (the driver does not expose the queue's NAPI): recvfrom polls nothing", p.name, w.id)
 	}
 }
 

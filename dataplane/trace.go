@@ -248,7 +248,7 @@ func traceMatch(f *conntrack.Filter, k *conntrack.Key) bool {
 // traceBatch starts a pipeline call: whether a trace runs is decided here,
 // once, for the whole batch.
 func (w *worker) traceBatch(now conntrack.Time) {
-	s := w.e.trace.cur.Load()
+	s := w.env.trace.cur.Load()
 	w.tr.on = s != nil && (s.until == 0 || now < s.until) && s.left.Load() > 0
 	w.tr.sess, w.tr.cur, w.tr.held = s, nil, 0
 }
@@ -341,7 +341,7 @@ func (w *worker) traceFlow(v conntrack.Verdict, now conntrack.Time) {
 	fi := w.shard.Info(v.Flow, now)
 	rec.Orig, rec.Gen, rec.After, rec.Dir = fi.Orig, fi.Gen, fi.State, v.Dir
 	if a, port := w.shard.NAT(v.Flow); a != 0 {
-		rec.NATAddr, rec.NATPort = w.e.natAddr16(a), port
+		rec.NATAddr, rec.NATPort = w.env.table.NATAddr16(a), port
 	}
 }
 

@@ -203,7 +203,7 @@ func TestTraceHandOff(t *testing.T) {
 	if e.nat, err = snat.New(snat.Config{Mode: snat.Automap, Automap: ipSNAT}, table); err != nil {
 		t.Fatal(err)
 	}
-	e.table, w0.shard, w0.nat = table, table.Shard(0), e.nat.Allocator(0)
+	e.table, w0.env.table, w0.shard, w0.nat = table, table, table.Shard(0), e.nat.Allocator(0)
 	w1 := newWorker(e, 1)
 	w1.nat, w1.ports, w1.testTX = e.nat.Allocator(1), w0.ports, w0.testTX
 	e.workers = []*worker{w0, w1}

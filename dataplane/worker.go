@@ -6,24 +6,34 @@ package dataplane
 // it touches per packet is shared, so nothing is locked. Per batch:
 //
 //	RX ring (port p) ── up to batchSize frames (then frames other workers handed over)
-//	  parse        conntrack.Parse over header views; a bad packet is a drop reason
-//	  check        IP version = EtherType, IPv4 checksum and options, no IPv4 in IPv6
-//	               addresses (checkIP), source address: uRPF per interface (reversePath);
+//	  parse        conntrack.Parse over header views; a bad packet is a drop reason;
 //	               a frame the XDP program cut (oversize) is answered as over the MTU
+//	  check        IP version = EtherType, IPv4 checksum and options, no IPv4 in IPv6
+//	               addresses (checkIP), routable addresses, source address: uRPF per
+//	               interface (reversePath)
 //	  fragments    a later fragment of a UDP/ICMP datagram follows its first fragment's
 //	               verdict and addresses, or waits for it (fragment.go)
 //	  steer        a flow another worker owns goes to its hand-off ring: a flow is owned
 //	               by the shard of its inside endpoint (Table.ShardOfSrc from the inside,
 //	               ShardOfDst from the outside), where that endpoint's NAT mapping lives
-//	  track        Shard.TrackBatch: one lookup per packet, misses overlapped
+//	  prefetch     Shard.Prefetch: the batch's lookups, misses overlapped; then one
+//	               packet at a time, each acted on before the next is tracked:
+//	  track        Shard.TrackPrefetched: the packet's verdict (a drop is counted,
+//	               trackDropped)
 //	  admit        from the outside, no flow, toward a NAT mapping: the mapping's filter
 //	               (snat.Allocator.Admit) -> firewall as the inside endpoint's flow ->
 //	               Shard.CreateInbound
-//	  open         first packet of a flow: firewall (zone of p) -> SNAT port -> Shard.Create
-//	  hairpin      from the inside toward a NAT mapping: translated, then looped back as if
-//	               it arrived on the outside, to the worker that owns the mapping
-//	  translate    SNAT rewrite of the original or reply direction (incremental checksums)
-//	  forward      TTL/hop limit, route, MTU, neighbour MAC, Ethernet rewrite
+//	  hairpin      from the inside toward a NAT mapping: (opened,) translated, then looped
+//	               back as if it arrived on the outside, to the worker that owns the mapping
+//	  route        Routes.Lookup on the destination after translation (routeDst: a reply
+//	               goes to the original source)
+//	  check        TTL/hop limit and egress MTU (icmp.Check): an ICMP error quoting the
+//	               packet as it arrived (overLimit)
+//	  open         first packet of a flow: firewall (zone of p) -> SNAT port ->
+//	               Shard.Create; reject -> TCP reset or ICMP (answerRefused)
+//	  translate    SNAT rewrite of the original or reply direction (incremental
+//	               checksums), RFC 5508 translation of ICMP errors
+//	  forward      TTL/hop limit, neighbour MAC, Ethernet rewrite
 //	  TX ring      sent from the frame it arrived in (both ports share the worker's UMEM;
 //	               hand-offs and generated packets are copied, xsk.go), once per batch
 //
@@ -101,8 +111,25 @@ type workerCounters struct {
 
 func (w *worker) sentICMP(k icmp.Kind) { w.icmpSent[k]++ }
 
+// workerEnv is what a worker uses beyond its own state, handed to it when
+// it is made (newWorker): shared, read-only references. The configuration,
+// the routes and the rule set sit behind atomic pointers that Apply (and
+// the kernel-route refresh) replace whole; the worker loads each once per
+// batch or per packet and never reaches back into the Engine. How many
+// workers there are is len(worker.outbox).
+type workerEnv struct {
+	cfg    *Config                 // the fields fixed while running (Logf, BusyPoll)
+	cur    *atomic.Pointer[Config] // the configuration in force
+	table  *conntrack.Table        // steering (ShardOfSrc, ShardOfDst), interned NAT addresses
+	routes *atomic.Pointer[Routes]
+	fw     *firewall.Active
+	neigh  *Neighbours
+	trace  *traceControl         // edge trace (trace.go)
+	clock  func() conntrack.Time // the engine's monotonic clock
+}
+
 type worker struct {
-	e      *Engine
+	env    workerEnv
 	id     int
 	cpu    int          // CPU to pin to, -1 for none
 	pinned atomic.Int32 // the CPU the thread was pinned to, -1 for none (Status)
@@ -139,8 +166,9 @@ type worker struct {
 	// of flows worker k owns; inbox[j] brings frames from worker j.
 	outbox     []*handoff // outbox[w.id] is the worker's own loop ring (hairpinned packets)
 	inbox      []*handoff
-	looped     bool    // the frames in the pipeline were hairpinned (drainInbox)
-	taken      [64]int // slots taken from each inbox this loop, released after transmit
+	peers      []*worker // peers[k] is worker k, woken after a hand-off (wakeOwners)
+	looped     bool      // the frames in the pipeline were hairpinned (drainInbox)
+	taken      [64]int   // slots taken from each inbox this loop, released after transmit
 	handedOff  uint32
 	woken      uint32                // bit k: frames were handed to worker k this loop (wakeOwners)
 	kickAt     [2]conntrack.Time     // per port: no TX kick before this time (kick: device-drop backoff)
@@ -208,7 +236,7 @@ func (w *worker) run(stop <-chan struct{}) {
 		var set unix.CPUSet
 		set.Set(w.cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			w.e.cfg.Logf("dataplane: worker %d: pinning to CPU %d: %v", w.id, w.cpu, err)
+			w.env.cfg.Logf("dataplane: worker %d: pinning to CPU %d: %v", w.id, w.cpu, err)
 		} else {
 			w.pinned.Store(int32(w.cpu))
 		}
@@ -228,7 +256,7 @@ func (w *worker) run(stop <-chan struct{}) {
 	if a, err := unix.SchedGetAttr(0, 0); err == nil && a.Policy == unix.SCHED_NORMAL {
 		a.Runtime = workerSliceNs
 		if err := unix.SchedSetAttr(0, a, 0); err != nil {
-			w.e.cfg.Logf("dataplane: worker %d: short scheduler slice: %v (keeping the default)", w.id, err)
+			w.env.cfg.Logf("dataplane: worker %d: short scheduler slice: %v (keeping the default)", w.id, err)
 		}
 	}
 	var pfds [3]unix.PollFd
@@ -244,8 +272,8 @@ func (w *worker) run(stop <-chan struct{}) {
 		pfds[2] = unix.PollFd{Fd: int32(w.wakeFD), Events: unix.POLLIN}
 		npfd = 3
 	}
-	idle := newIdlePolicy(w.e.cfg.BusyPoll)
-	busyPoll := w.e.cfg.BusyPoll.On
+	idle := newIdlePolicy(w.env.cfg.BusyPoll)
+	busyPoll := w.env.cfg.BusyPoll.On
 	var napiChecked [2]bool
 	for {
 		select {
@@ -253,7 +281,7 @@ func (w *worker) run(stop <-chan struct{}) {
 			return
 		default:
 		}
-		now := w.e.now()
+		now := w.env.clock()
 		got := 0
 		var rx [2][]xdp.Desc
 		for pi, p := range w.ports {
@@ -378,7 +406,7 @@ func (w *worker) wakeOwners() {
 	if w.woken == 0 {
 		return
 	}
-	for k, o := range w.e.workers {
+	for k, o := range w.peers {
 		if w.woken&(1<<k) != 0 {
 			o.wakeIfSleeping()
 		}
@@ -434,93 +462,30 @@ func (w *worker) process(in int, descs []xdp.Desc, now conntrack.Time) {
 }
 
 // pipeline is the kernel-free part of the worker: frames received on port
-// in are parsed, tracked, decided, translated and queued for transmission
-// (w.txq). Golden tests drive it directly.
+// in go through the stages of the picture above, in its order, one call
+// per stage (its drop and answer paths in functions of their own), and
+// what is forwarded is queued for transmission (w.txq). Golden tests
+// drive it directly.
 func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	w.now = now
-	cfg := w.e.cur.Load()
+	cfg := w.env.cur.Load()
 	w.expireFragments()
 	w.traceBatch(now)   // trace hook
 	w.captureBatch(now) // capture hook
 	w.releaseHeld()
 	n := 0
 	for _, frame := range frames {
-		if len(frame) < header.EthernetLen {
-			w.drop(drop.Truncated)
+		p := &w.pkts[n]
+		later, ok := w.parse(in, n, frame, cfg, now)
+		if !ok || !w.check(in, p, frame[header.EthernetLen:], cfg) {
 			continue
 		}
-		// Link-layer broadcast and multicast are not routed (RFC 1812
-		// 5.3.4); the kernel gets what it needs (ARP, ND) from the XDP
-		// program.
-		if frame[0]&1 != 0 {
-			w.drop(drop.NotForwardable)
+		if later { // fragments
+			w.laterFragment(in, frame, p)
 			continue
 		}
-		if !ipVersionMatches(frame) {
-			w.drop(drop.EtherTypeMismatch)
+		if len(w.outbox) > 1 && !w.steer(in, p, frame) {
 			continue
-		}
-		r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n])
-		if w.tr.on { // trace hook
-			w.traceParsed(in, n, r)
-		}
-		later := r == drop.Fragment && w.pkts[n].Frag == conntrack.FragLater
-		if r != drop.None && !later {
-			if r == drop.Truncated && isCutOversize(frame) {
-				w.oversize(in, frame[header.EthernetLen:], &w.pkts[n], cfg, now)
-				continue
-			}
-			if r == drop.Fragment {
-				// A fragment of a protocol edge does not reassemble
-				// (TCP): Parse filled its addresses and protocol, which
-				// the event carries.
-				w.dropPkt(r, in, &w.pkts[n])
-				continue
-			}
-			w.drop(r)
-			continue
-		}
-		if r := checkIP(frame[header.EthernetLen:], &w.pkts[n], cfg); r != drop.None {
-			w.dropPkt(r, in, &w.pkts[n])
-			continue
-		}
-		if !forwardable(&w.pkts[n].Key) {
-			w.dropPkt(drop.NotForwardable, in, &w.pkts[n])
-			continue
-		}
-		// A hairpinned packet (looped) has one of edge's own addresses as
-		// its source: it was checked when it arrived on the inside.
-		if r := w.reversePath(in, cfg.urpfMode(in), frame[header.EthernetLen:]); r != drop.None && !w.looped {
-			w.dropPkt(r, in, &w.pkts[n])
-			continue
-		}
-		if later {
-			w.laterFragment(in, frame, &w.pkts[n])
-			continue
-		}
-		if len(w.e.workers) > 1 {
-			// The flow's shard: that of its inside endpoint, the same for
-			// both directions (SNAT chose its port so), whatever queue the
-			// NIC put the packet on.
-			owner := w.e.table.ShardOfDst(&w.pkts[n].Key)
-			if w.ports[in].zone == firewall.Inside {
-				owner = w.e.table.ShardOfSrc(&w.pkts[n].Key)
-			}
-			if owner != w.id {
-				if w.outbox[owner].put(in, frame) {
-					w.handedOff++
-					w.woken |= 1 << owner
-					if w.tr.cur != nil { // trace hook
-						w.traceHandOff(owner)
-					}
-					if w.pkts[n].Frag == conntrack.FragFirst {
-						w.noteFirst(in, &w.pkts[n], fragVerdict{owner: int8(owner)})
-					}
-				} else {
-					w.dropPkt(drop.HandoffFull, in, &w.pkts[n])
-				}
-				continue
-			}
 		}
 		w.frames[n] = frame
 		n++
@@ -545,107 +510,48 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 			w.captureTrack(in, i, p, v)
 		}
 		if v.Action == conntrack.Drop {
-			w.count(v.Reason) // conntrack recorded the event
-			w.noteFirstDrop(in, p, v.Reason)
-			if v.Reason == drop.NSXSynAckOnClosing {
-				// NSX compatibility mode only: reproduce the gateway
-				// firewall's answer, ICMP port unreachable to the SYN-ACK's
-				// sender (deliberately against rule N3).
-				w.sendErrorForced(in, p, icmp.PortUnreachable, v.Reason, ip, now)
-			}
+			w.trackDropped(in, p, v.Reason, ip, now)
 			continue
 		}
-		// Route on the destination the packet will have once translated:
-		// a reply (or an error about the flow travelling like one) goes to
-		// the original source. A new flow is routed (and its TTL and size
-		// checked) before it is created: a traceroute probe or a packet
-		// with no route takes no flow and no SNAT port.
+		// The flow's translation, which route and translate go by; a new
+		// flow has none until open.
 		var natAddr, natPort uint16
 		if v.Action != conntrack.Open {
 			natAddr, natPort = w.shard.NAT(v.Flow)
 		} else if w.nat != nil && w.ports[in].zone != firewall.Inside {
-			// From the outside toward a NAT mapping, no flow: the
-			// mapping's filter decides (RFC 4787 section 5).
-			av, toward := w.admit(in, p, now)
-			if toward {
-				if av.Action == conntrack.Drop {
-					continue
-				}
-				v = av
+			var ok bool
+			if v, ok = w.admit(in, p, v, now); !ok {
+				continue
+			}
+			if v.Action != conntrack.Open {
 				natAddr, natPort = w.shard.NAT(v.Flow)
 			}
 		}
 		if w.nat != nil && p.Kind == conntrack.KindFlow && w.ports[in].zone == firewall.Inside &&
-			(v.Action == conntrack.Open || v.Dir == conntrack.Original) && w.e.nat.IsAddr(&p.Key.Dst) {
+			(v.Action == conntrack.Open || v.Dir == conntrack.Original) && w.nat.NAT().IsAddr(&p.Key.Dst) {
 			w.hairpin(in, p, v, w.frames[i], now)
 			continue
 		}
-		var dst [16]byte
-		if natAddr != 0 && v.Dir == conntrack.Reply {
-			dst = w.shard.Key(v.Flow).Src
-		} else {
-			// For an ICMP error the key is the quoted tuple reversed: its
-			// destination is the quoted packet's sender, the error's
-			// destination.
-			dst = p.Key.Dst
-		}
-		out, hop, ok := w.e.routes.Load().Lookup(&dst)
+		out, hop, ok := w.env.routes.Load().Lookup(w.routeDst(p, v, natAddr))
 		if !ok {
 			w.dropPkt(drop.NoRoute, in, p)
 			continue
 		}
-		egress := w.ports[out]
 		// TTL and MTU are judged on the packet as it arrived, so an ICMP
 		// error quotes what its sender sent (RFC 1812 4.3.2.3).
-		if k, fwd := icmp.Check(ip, uint32(egress.mtu)); !fwd {
-			r := drop.MTUExceeded
-			if k == icmp.TimeExceeded {
-				r = drop.TTLExceeded
-			}
-			w.dropPkt(r, in, p)
-			if k != icmp.NoError {
-				w.sendError(in, p, k, r, ip, uint32(egress.mtu), now)
-			}
+		if k, fwd := icmp.Check(ip, uint32(w.ports[out].mtu)); !fwd {
+			w.overLimit(in, p, k, ip, out, now)
 			continue
 		}
 		if v.Action == conntrack.Open {
 			if v = w.open(in, p, now); v.Action == conntrack.Drop {
-				switch v.Reason {
-				case drop.FirewallReject:
-					// Reject: TCP gets the reset a closed port would send,
-					// everything else ICMP administratively prohibited.
-					if p.Key.Proto == header.ProtoTCP {
-						w.sendRST(in, p, ip, now)
-					} else {
-						w.sendError(in, p, icmp.AdminProhibited, v.Reason, ip, 0, now)
-					}
-				case drop.SNATNoAddress:
-					// No translated address of the flow's family (an IPv6
-					// flow through an IPv4-only pool): refused the way a
-					// policy refuses, so the sender gives up at once
-					// instead of retrying into silence (rate limited).
-					w.sendError(in, p, icmp.AdminProhibited, v.Reason, ip, 0, now)
-				}
+				w.answerRefused(in, p, v.Reason, ip, now)
 				continue
 			}
 			natAddr, natPort = w.shard.NAT(v.Flow)
 		}
-		if natAddr != 0 {
-			tr := conntrack.Translation{Addr: natAddr, Port: natPort}
-			var r drop.Reason
-			switch {
-			case p.Kind == conntrack.KindRelated:
-				// RFC 5508: outer and quoted headers, both directions.
-				r = icmp.TranslateRelated(ip, p, v.Dir, *w.shard.Key(v.Flow), tr, w.e.natAddr16(natAddr))
-			case v.Dir == conntrack.Original:
-				r = snat.RewriteOriginal(ip, p, tr, w.e.natAddr16(natAddr))
-			default:
-				r = snat.RewriteReply(ip, p, w.shard.Key(v.Flow))
-			}
-			if r != drop.None {
-				w.dropPkt(r, in, p)
-				continue
-			}
+		if natAddr != 0 && !w.translate(in, p, v, ip, conntrack.Translation{Addr: natAddr, Port: natPort}) {
+			continue
 		}
 		if w.forward(in, p, w.frames[i], out, hop) {
 			w.noteFirstForwarded(in, p, ip)
@@ -660,6 +566,187 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 	if w.cap.on { // capture hook
 		w.captureEnd()
 	}
+}
+
+// parse reads the headers of frame (received on port in) into w.pkts[n]
+// with conntrack.Parse over header views. A frame edge does not route
+// (short, link-layer broadcast or multicast, IP version not its
+// EtherType's) or a bad packet is a counted drop (ok false), and a frame
+// the XDP program cut (oversize) is answered as over the MTU. later
+// reports a later fragment: its transport header is in the first one.
+func (w *worker) parse(in, n int, frame []byte, cfg *Config, now conntrack.Time) (later, ok bool) {
+	if len(frame) < header.EthernetLen {
+		w.drop(drop.Truncated)
+		return false, false
+	}
+	// Link-layer broadcast and multicast are not routed (RFC 1812
+	// 5.3.4); the kernel gets what it needs (ARP, ND) from the XDP
+	// program.
+	if frame[0]&1 != 0 {
+		w.drop(drop.NotForwardable)
+		return false, false
+	}
+	if !ipVersionMatches(frame) {
+		w.drop(drop.EtherTypeMismatch)
+		return false, false
+	}
+	r := conntrack.Parse(frame[header.EthernetLen:], 0, &w.pkts[n])
+	if w.tr.on { // trace hook
+		w.traceParsed(in, n, r)
+	}
+	later = r == drop.Fragment && w.pkts[n].Frag == conntrack.FragLater
+	if r != drop.None && !later {
+		if r == drop.Truncated && isCutOversize(frame) {
+			w.oversize(in, frame[header.EthernetLen:], &w.pkts[n], cfg, now)
+			return false, false
+		}
+		if r == drop.Fragment {
+			// A fragment of a protocol edge does not reassemble
+			// (TCP): Parse filled its addresses and protocol, which
+			// the event carries.
+			w.dropPkt(r, in, &w.pkts[n])
+			return false, false
+		}
+		w.drop(r)
+		return false, false
+	}
+	return later, true
+}
+
+// check applies the router's checks to packet p (IP packet ip, received on
+// port in): the IP header (checkIP), routable addresses (forwardable) and
+// the source's reverse path (reversePath). A failure is a counted drop.
+func (w *worker) check(in int, p *conntrack.Packet, ip []byte, cfg *Config) bool {
+	if r := checkIP(ip, p, cfg); r != drop.None {
+		w.dropPkt(r, in, p)
+		return false
+	}
+	if !forwardable(&p.Key) {
+		w.dropPkt(drop.NotForwardable, in, p)
+		return false
+	}
+	// A hairpinned packet (looped) has one of edge's own addresses as
+	// its source: it was checked when it arrived on the inside.
+	if r := w.reversePath(in, cfg.urpfMode(in), ip); r != drop.None && !w.looped {
+		w.dropPkt(r, in, p)
+		return false
+	}
+	return true
+}
+
+// steer hands packet p (frame, received on port in) to the worker that
+// owns its flow when that is another one, and reports whether p stays
+// here. The flow's shard is that of its inside endpoint, the same for both
+// directions (SNAT chose its port so), whatever queue the NIC put the
+// packet on. Only with several workers.
+func (w *worker) steer(in int, p *conntrack.Packet, frame []byte) bool {
+	owner := w.env.table.ShardOfDst(&p.Key)
+	if w.ports[in].zone == firewall.Inside {
+		owner = w.env.table.ShardOfSrc(&p.Key)
+	}
+	if owner == w.id {
+		return true
+	}
+	if w.outbox[owner].put(in, frame) {
+		w.handedOff++
+		w.woken |= 1 << owner
+		if w.tr.cur != nil { // trace hook
+			w.traceHandOff(owner)
+		}
+		if p.Frag == conntrack.FragFirst {
+			w.noteFirst(in, p, fragVerdict{owner: int8(owner)})
+		}
+	} else {
+		w.dropPkt(drop.HandoffFull, in, p)
+	}
+	return false
+}
+
+// trackDropped counts packet p (IP packet ip, received on port in), which
+// conntrack dropped for reason r (conntrack recorded the event).
+func (w *worker) trackDropped(in int, p *conntrack.Packet, r drop.Reason, ip []byte, now conntrack.Time) {
+	w.count(r)
+	w.noteFirstDrop(in, p, r)
+	if r == drop.NSXSynAckOnClosing {
+		// NSX compatibility mode only: reproduce the gateway
+		// firewall's answer, ICMP port unreachable to the SYN-ACK's
+		// sender (deliberately against rule N3).
+		w.sendErrorForced(in, p, icmp.PortUnreachable, r, ip, now)
+	}
+}
+
+// routeDst returns the address packet p (verdict v, its flow translated
+// to natAddr, 0 for none) is routed on: its destination once translated. A
+// reply (or an error about the flow travelling like one) goes to the
+// original source. A new flow is routed (and its TTL and size checked)
+// before it is created: a traceroute probe or a packet with no route takes
+// no flow and no SNAT port.
+func (w *worker) routeDst(p *conntrack.Packet, v conntrack.Verdict, natAddr uint16) *[16]byte {
+	if natAddr != 0 && v.Dir == conntrack.Reply {
+		return &w.shard.Key(v.Flow).Src
+	}
+	// For an ICMP error the key is the quoted tuple reversed: its
+	// destination is the quoted packet's sender, the error's destination.
+	return &p.Key.Dst
+}
+
+// overLimit drops packet p (IP packet ip, received on port in), which
+// icmp.Check found expiring (TTL, hop limit) or over egress port out's MTU
+// and not to be fragmented, and answers it with error k (none: not
+// answered, RFC 1812).
+func (w *worker) overLimit(in int, p *conntrack.Packet, k icmp.Kind, ip []byte, out int, now conntrack.Time) {
+	r := drop.MTUExceeded
+	if k == icmp.TimeExceeded {
+		r = drop.TTLExceeded
+	}
+	w.dropPkt(r, in, p)
+	if k != icmp.NoError {
+		w.sendError(in, p, k, r, ip, uint32(w.ports[out].mtu), now)
+	}
+}
+
+// answerRefused answers the first packet of a flow open refused for
+// reason r (packet p, IP packet ip, received on port in), when the refusal
+// is one the sender is told of.
+func (w *worker) answerRefused(in int, p *conntrack.Packet, r drop.Reason, ip []byte, now conntrack.Time) {
+	switch r {
+	case drop.FirewallReject:
+		// Reject: TCP gets the reset a closed port would send,
+		// everything else ICMP administratively prohibited.
+		if p.Key.Proto == header.ProtoTCP {
+			w.sendRST(in, p, ip, now)
+		} else {
+			w.sendError(in, p, icmp.AdminProhibited, r, ip, 0, now)
+		}
+	case drop.SNATNoAddress:
+		// No translated address of the flow's family (an IPv6
+		// flow through an IPv4-only pool): refused the way a
+		// policy refuses, so the sender gives up at once
+		// instead of retrying into silence (rate limited).
+		w.sendError(in, p, icmp.AdminProhibited, r, ip, 0, now)
+	}
+}
+
+// translate rewrites packet p (IP packet ip, received on port in, verdict
+// v) for its flow's translation tr: the SNAT rewrite of the original or
+// reply direction (incremental checksums), or for an ICMP error about the
+// flow the RFC 5508 translation of its outer and quoted headers, both
+// directions. A packet that cannot be rewritten is a counted drop.
+func (w *worker) translate(in int, p *conntrack.Packet, v conntrack.Verdict, ip []byte, tr conntrack.Translation) bool {
+	var r drop.Reason
+	switch {
+	case p.Kind == conntrack.KindRelated:
+		r = icmp.TranslateRelated(ip, p, v.Dir, *w.shard.Key(v.Flow), tr, w.env.table.NATAddr16(tr.Addr))
+	case v.Dir == conntrack.Original:
+		r = snat.RewriteOriginal(ip, p, tr, w.env.table.NATAddr16(tr.Addr))
+	default:
+		r = snat.RewriteReply(ip, p, w.shard.Key(v.Flow))
+	}
+	if r != drop.None {
+		w.dropPkt(r, in, p)
+		return false
+	}
+	return true
 }
 
 // ipVersionMatches reports whether the IP packet in frame (at least an
@@ -889,7 +976,7 @@ func (w *worker) reversePath(in int, mode URPFMode, ip []byte) drop.Reason {
 			return drop.OwnAddressSource
 		}
 	}
-	out, _, ok := w.e.routes.Load().Lookup(&src)
+	out, _, ok := w.env.routes.Load().Lookup(&src)
 	if !ok || mode == URPFStrict && out != in {
 		return drop.URPF
 	}
@@ -1006,7 +1093,7 @@ func (w *worker) sendBack(in int, p *conntrack.Packet, buf []byte, n int, ip []b
 		copy(dst[:], ip[8:24])
 		binary.BigEndian.PutUint16(buf[12:], header.EtherTypeIPv6)
 	}
-	out, hop, ok := w.e.routes.Load().Lookup(&dst)
+	out, hop, ok := w.env.routes.Load().Lookup(&dst)
 	if !ok {
 		w.dropPkt(drop.NoRoute, in, p)
 		return false
@@ -1020,7 +1107,7 @@ func (w *worker) sendBack(in int, p *conntrack.Packet, buf []byte, n int, ip []b
 // Create's refusals with conntrack's.
 func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack.Verdict {
 	src := w.ports[in]
-	fw := w.e.fw.Load()
+	fw := w.env.fw.Load()
 	fv := fw.Match(src.zone, &p.Key, p.ICMPType)
 	if w.tr.cur != nil { // trace hook
 		w.traceRule(fv, fw.FlowRule(fv.Rule))
@@ -1069,27 +1156,28 @@ func (w *worker) open(in int, p *conntrack.Packet, now conntrack.Time) conntrack
 	return v
 }
 
-// admit decides a packet p from the outside (port in) that opens no flow
-// and may be toward a NAT mapping (snat.Allocator.Admit). toward is false
-// when it is not (the packet goes on as any new flow); otherwise the
-// verdict is the flow made through the mapping (Reply direction: the flow
-// is the inside endpoint's), or a counted drop: refused by the mapping's
-// filter (drop.SNATFiltered; a hairpinned packet is not filtered), by the
-// firewall (which judges it as the inside endpoint's flow, from the inside
-// zone), or by conntrack.
-func (w *worker) admit(in int, p *conntrack.Packet, now conntrack.Time) (v conntrack.Verdict, toward bool) {
+// admit decides a packet p from the outside (port in, tracked as v: Open)
+// that opens no flow and may be toward a NAT mapping (snat.Allocator.
+// Admit), as the mapping's filter decides (RFC 4787 section 5). When it
+// is not toward one, v is returned as it is (the packet goes on as any
+// new flow); otherwise the verdict is the flow made through the mapping
+// (Reply direction: the flow is the inside endpoint's), or ok is false
+// for a counted drop: refused by the mapping's filter (drop.SNATFiltered;
+// a hairpinned packet is not filtered), by the firewall (which judges it
+// as the inside endpoint's flow, from the inside zone), or by conntrack.
+func (w *worker) admit(in int, p *conntrack.Packet, v conntrack.Verdict, now conntrack.Time) (_ conntrack.Verdict, ok bool) {
 	orig, tr, toward, r := w.nat.Admit(&p.Key, w.looped, now)
 	if !toward {
-		return v, false
+		return v, true
 	}
 	if w.tr.on { // trace hook
 		w.traceAdmit(in, p, &orig, r)
 	}
 	if r != drop.None {
 		w.dropPkt(r, in, p)
-		return conntrack.Verdict{Action: conntrack.Drop, Reason: r}, true
+		return conntrack.Verdict{Action: conntrack.Drop, Reason: r}, false
 	}
-	fw := w.e.fw.Load()
+	fw := w.env.fw.Load()
 	fv := fw.Match(firewall.Inside, &orig, 0)
 	if w.tr.cur != nil { // trace hook
 		w.traceRule(fv, fw.FlowRule(fv.Rule))
@@ -1097,14 +1185,14 @@ func (w *worker) admit(in int, p *conntrack.Packet, now conntrack.Time) (v connt
 	if fv.Action != firewall.Allow {
 		w.nat.Abandon(&orig, tr)
 		w.dropPkt(drop.FirewallDrop, in, p)
-		return conntrack.Verdict{Action: conntrack.Drop, Reason: drop.FirewallDrop}, true
+		return conntrack.Verdict{Action: conntrack.Drop, Reason: drop.FirewallDrop}, false
 	}
 	v = w.shard.CreateInbound(p, &orig, conntrack.NewFlow{NAT: tr, Profile: fv.Profile, Rule: fw.FlowRule(fv.Rule)}, now)
 	if v.Action == conntrack.Drop {
 		w.nat.Abandon(&orig, tr)
 		w.count(v.Reason)
 		w.noteFirstDrop(in, p, v.Reason)
-		return v, true
+		return v, false
 	}
 	w.ctr.created.Add(1)
 	if w.tr.cur != nil { // trace hook
@@ -1132,12 +1220,12 @@ func (w *worker) hairpin(in int, p *conntrack.Packet, v conntrack.Verdict, frame
 		return
 	}
 	ip := frame[header.EthernetLen:]
-	if r := snat.RewriteOriginal(ip, p, conntrack.Translation{Addr: natAddr, Port: natPort}, w.e.natAddr16(natAddr)); r != drop.None {
+	if r := snat.RewriteOriginal(ip, p, conntrack.Translation{Addr: natAddr, Port: natPort}, w.env.table.NATAddr16(natAddr)); r != drop.None {
 		w.dropPkt(r, in, p)
 		return
 	}
 	out := w.outsidePort()
-	owner := w.e.table.ShardOfDst(&p.Key) // the destination is not translated: still the mapping's
+	owner := w.env.table.ShardOfDst(&p.Key) // the destination is not translated: still the mapping's
 	if !w.outbox[owner].put(out|handoffLooped, frame) {
 		w.dropPkt(drop.HairpinFull, in, p)
 		return
@@ -1188,13 +1276,13 @@ func (w *worker) forward(in int, p *conntrack.Packet, frame []byte, out int, hop
 func (w *worker) queue(in int, p *conntrack.Packet, frame []byte, out int, hop [16]byte) bool {
 	egress := w.ports[out]
 	w.held.justHeld = false
-	mac, ok := w.lastHop[out].nextHop(w.e.neigh.cur.Load(), int32(egress.ifindex), &hop)
+	mac, ok := w.lastHop[out].nextHop(w.env.neigh.cur.Load(), int32(egress.ifindex), &hop)
 	if !ok {
 		if w.hold(in, p, frame, out, hop) {
 			return true // sent once the next hop is resolved (neighhold.go)
 		}
 		r := drop.NeighbourResolveLimited
-		if w.resolves.allow(w.now) && w.e.neigh.Resolve(egress.ifindex, hop) {
+		if w.resolves.allow(w.now) && w.env.neigh.Resolve(egress.ifindex, hop) {
 			r = drop.NoNeighbour
 		}
 		w.dropPkt(r, in, p)
@@ -1249,14 +1337,14 @@ func (w *worker) kick(pi int, now conntrack.Time) int {
 		// a futile sendto per loop; the frames wait (tx_full counts the
 		// rest) and leave when the link is back.
 		if !w.kickFailed[pi] {
-			w.e.cfg.Logf("dataplane: %s queue %d: transmit failing: %v (backing off)", w.ports[pi].name, w.id, failed)
+			w.env.cfg.Logf("dataplane: %s queue %d: transmit failing: %v (backing off)", w.ports[pi].name, w.id, failed)
 			w.kickFailed[pi] = true
 		}
 		w.kickWait[pi] = min(max(2*w.kickWait[pi], kickBackoffMin), kickBackoffMax)
 		w.kickAt[pi] = now + w.kickWait[pi]
 	case s.TxBusy() == busy:
 		if w.kickFailed[pi] && pending < before {
-			w.e.cfg.Logf("dataplane: %s queue %d: transmitting again", w.ports[pi].name, w.id)
+			w.env.cfg.Logf("dataplane: %s queue %d: transmitting again", w.ports[pi].name, w.id)
 			w.kickFailed[pi] = false
 		}
 		w.kickWait[pi] = 0

@@ -254,7 +254,7 @@ func BenchmarkTransmit(b *testing.B) {
 					w.txq[1][0], w.ntx[1] = f, 1
 					w.transmit(1)
 					w.complete(1)
-					w.kick(1, w.e.now())
+					w.kick(1, w.env.clock())
 				}
 				b.StopTimer()
 				netnstest.WaitFor(time.Second, func() bool { sock.Kick(); w.complete(1); return w.ledger.count[frameTx+1] == 0 })

@@ -407,6 +407,9 @@ func (n *NAT) IsAddr(addr *[16]byte) bool {
 	return ok
 }
 
+// NAT returns the NAT the allocator belongs to.
+func (a *Allocator) NAT() *NAT { return a.n }
+
 // ours reports whether i is an address some configuration of n has had.
 func (n *NAT) ours(i uint16) bool {
 	k := *n.known.Load()
