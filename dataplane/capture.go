@@ -285,7 +285,7 @@ func (e *Engine) ReadCapture(out []CapturedPacket) int {
 // captureBatch starts a pipeline call: whether a capture is armed is
 // decided here, once, for the whole batch.
 func (w *worker) captureBatch(now conntrack.Time) {
-	s := w.e.capture.cur.Load()
+	s := w.env.capture.cur.Load()
 	w.cap.on = s != nil && (s.until == 0 || now < s.until) && s.left.Load() > 0
 	w.cap.sess, w.cap.cur = s, nil
 }

@@ -820,7 +820,7 @@ func (w *worker) stats() WorkerStats {
 // and peers are set by the caller).
 func newWorker(e *Engine, q int) *worker {
 	env := workerEnv{cfg: &e.cfg, cur: &e.cur, table: e.table, routes: &e.routes, fw: &e.fw,
-		neigh: e.neigh, trace: &e.trace, clock: e.now}
+		neigh: e.neigh, trace: &e.trace, capture: &e.capture, clock: e.now}
 	w := &worker{env: env, id: q, shard: e.table.Shard(q), cpu: -1, wakeFD: -1}
 	w.pinned.Store(-1)
 	w.ruleLog.Init(1024)

@@ -81,7 +81,7 @@ func (w *worker) sendFlowRST(src, dst *[16]byte, sport, dport uint16, seq, ack u
 		et = header.EtherTypeIPv4
 	}
 	binary.BigEndian.PutUint16(buf[12:], et)
-	out, hop, ok := w.e.routes.Load().Lookup(dst)
+	out, hop, ok := w.env.routes.Load().Lookup(dst)
 	if !ok {
 		w.dropPkt(drop.NoRoute, -1, p)
 		return

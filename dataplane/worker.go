@@ -118,14 +118,15 @@ func (w *worker) sentICMP(k icmp.Kind) { w.icmpSent[k]++ }
 // batch or per packet and never reaches back into the Engine. How many
 // workers there are is len(worker.outbox).
 type workerEnv struct {
-	cfg    *Config                 // the fields fixed while running (Logf, BusyPoll)
-	cur    *atomic.Pointer[Config] // the configuration in force
-	table  *conntrack.Table        // steering (ShardOfSrc, ShardOfDst), interned NAT addresses
-	routes *atomic.Pointer[Routes]
-	fw     *firewall.Active
-	neigh  *Neighbours
-	trace  *traceControl         // edge trace (trace.go)
-	clock  func() conntrack.Time // the engine's monotonic clock
+	cfg     *Config                 // the fields fixed while running (Logf, BusyPoll)
+	cur     *atomic.Pointer[Config] // the configuration in force
+	table   *conntrack.Table        // steering (ShardOfSrc, ShardOfDst), interned NAT addresses
+	routes  *atomic.Pointer[Routes]
+	fw      *firewall.Active
+	neigh   *Neighbours
+	trace   *traceControl         // edge trace (trace.go)
+	capture *captureControl       // edge capture (capture.go)
+	clock   func() conntrack.Time // the engine's monotonic clock
 }
 
 type worker struct {
