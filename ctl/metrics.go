@@ -23,6 +23,11 @@ import (
 // are exported regardless.
 const MaxMetricDestinations = 256
 
+// MaxMetricSignalDestinations bounds the destinations whose failure
+// signals (conntrack's per-destination counts and distributions, `edge
+// destinations`) a scrape exports: the busiest, in that command's order.
+const MaxMetricSignalDestinations = 64
+
 // statusTTL is how long a Collector reuses a Status: it is read for the
 // version, the start time and whether SNAT is on, and Backend.Status may be
 // expensive (EngineBackend's reads the interfaces' addresses from the
@@ -58,6 +63,8 @@ type Collector struct {
 	neighEntries, neighKept, neighPending  *prometheus.Desc
 	neighEvents, kernelRoutesRefused       *prometheus.Desc
 	fragEvents, fragHeld                   *prometheus.Desc
+	destEvents, destDurations              *prometheus.Desc
+	destTracked, destReplaced              *prometheus.Desc
 }
 
 // NewCollector returns a collector over b; a scrape waits at most timeout
@@ -103,6 +110,12 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 		fragEvents: d("worker_fragments_total", "A worker's fragment table counters (first_noted, followed, held, released, "+
 			"expired_held, completed, refused, expired_state).", "worker", "counter"),
 		fragHeld: d("worker_fragments_held", "Later fragments a worker holds now for their datagram's first fragment.", "worker"),
+		destEvents: d("destination_events_total", "Failure signals per destination, the server ip:port as the inside sees it (see `edge destinations`): "+
+			"flows, syn_retransmits, handshake_timeouts, keepalive_races, expired_late, ...; the 64 busiest destinations.", "destination", "protocol", "zone", "counter"),
+		destDurations: d("destination_signal_seconds", "Distributions per destination (handshake_rtt, server_idle_close, race_delay, expired_idle) in log2 buckets "+
+			"of milliseconds; the sum is a lower bound (each observation at its bucket's lower bound); the 64 busiest destinations.", "destination", "protocol", "zone", "signal"),
+		destTracked:  d("destinations_tracked", "Destinations conntrack counts failure signals for (all of them, not only the exported busiest)."),
+		destReplaced: d("destinations_replaced_total", "Tracked destinations that took the place of a less active one (the table is bounded)."),
 	}
 }
 
@@ -111,7 +124,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.partial, c.snatDests, c.info, c.start, c.drops, c.rx, c.tx, c.created,
 		c.handoff, c.flows, c.ifRX, c.ifTX, c.xdp, c.xsk, c.ctFlows, c.ctCap, c.ctCounter, c.ctDrops,
 		c.snatCounter, c.snatPorts, c.snatExhausted, c.snatOverrides, c.icmpSent, c.rstSent, c.eventsLost,
-		c.neighEntries, c.neighKept, c.neighPending, c.neighEvents, c.kernelRoutesRefused, c.fragEvents, c.fragHeld} {
+		c.neighEntries, c.neighKept, c.neighPending, c.neighEvents, c.kernelRoutesRefused, c.fragEvents, c.fragHeld,
+		c.destEvents, c.destDurations, c.destTracked, c.destReplaced} {
 		ch <- d
 	}
 }
@@ -139,11 +153,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	gauge(c.up, 1)
-	if len(s.Warnings) > 0 {
-		gauge(c.partial, 1)
-	} else {
-		gauge(c.partial, 0)
-	}
+	partial := len(s.Warnings) > 0
+	defer func() {
+		if partial {
+			gauge(c.partial, 1)
+		} else {
+			gauge(c.partial, 0)
+		}
+	}()
 	gauge(c.info, 1, st.Version)
 	gauge(c.start, float64(st.Started.UnixNano())/1e9)
 
@@ -236,6 +253,49 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.neighEvents, x.n, x.name)
 	}
 	counter(c.kernelRoutesRefused, s.KernelRoutesRefused)
+	if ds, err := c.b.Destinations(ctx); err != nil {
+		partial = true
+	} else {
+		c.collectDestinations(ch, &ds)
+	}
+}
+
+// collectDestinations exports the failure signals of the busiest
+// MaxMetricSignalDestinations destinations (ds lists them busiest first).
+func (c *Collector) collectDestinations(ch chan<- prometheus.Metric, ds *conntrack.Destinations) {
+	ch <- prometheus.MustNewConstMetric(c.destTracked, prometheus.GaugeValue, float64(len(ds.Dests)))
+	ch <- prometheus.MustNewConstMetric(c.destReplaced, prometheus.CounterValue, float64(ds.Replaced))
+	list := ds.Dests[:min(len(ds.Dests), MaxMetricSignalDestinations)]
+	for i := range list {
+		d := &list[i]
+		dst, proto, zone := d.Dest.String(), pbProto(d.Dest.Proto), strconv.Itoa(int(d.Dest.Zone))
+		for k := range conntrack.NumDestCounters {
+			ch <- prometheus.MustNewConstMetric(c.destEvents, prometheus.CounterValue, float64(d.Counters[k]), dst, proto, zone, k.String())
+		}
+		for h := range conntrack.NumDestHists {
+			count, sum, buckets := histogram(&d.Hists[h])
+			if count == 0 {
+				continue
+			}
+			ch <- prometheus.MustNewConstHistogram(c.destDurations, count, sum, buckets, dst, proto, zone, h.String())
+		}
+	}
+}
+
+// histogram converts one of conntrack's log2 distributions to Prometheus's
+// form: cumulative counts by upper bound in seconds (bucket i of conntrack
+// ends at 2^i ms; its last bucket has no bound: it is the +Inf bucket, the
+// count), and the sum of each observation's bucket lower bound.
+func histogram(h *[conntrack.HistBuckets]uint64) (count uint64, sum float64, buckets map[float64]uint64) {
+	buckets = make(map[float64]uint64, conntrack.HistBuckets-1)
+	for i, n := range h {
+		count += n
+		sum += float64(n) * time.Duration(conntrack.HistBucketLow(i)).Seconds()
+		if i < conntrack.HistBuckets-1 {
+			buckets[time.Duration(conntrack.HistBucketLow(i+1)).Seconds()] = count
+		}
+	}
+	return count, sum, buckets
 }
 
 // cachedStatus returns the backend's Status, read again when the one it

@@ -30,6 +30,12 @@ type statsBackend struct {
 	statusCalls int
 	dests       bool // the last Stats call asked for destinations
 	unanswered  bool // the workers do not answer for destinations
+	signals     conntrack.Destinations
+	signalsErr  error
+}
+
+func (b *statsBackend) Destinations(context.Context) (conntrack.Destinations, error) {
+	return b.signals, b.signalsErr
 }
 
 func (b *statsBackend) Status(context.Context) (Status, error) {
@@ -334,4 +340,73 @@ func exposition(t *testing.T, c *Collector) string {
 	srv := httptest.NewServer(MetricsHandler(c))
 	defer srv.Close()
 	return scrape(t, srv.URL)
+}
+
+// TestMetricsDestinationSignals: conntrack's per-destination counts and
+// distributions are exported for the busiest destinations only, the
+// distributions as Prometheus histograms whose bounds are conntrack's
+// bucket bounds; a data plane that does not answer for them makes the
+// scrape partial, the rest intact.
+func TestMetricsDestinationSignals(t *testing.T) {
+	b := &statsBackend{status: Status{Version: "v", Started: time.Unix(1, 0)}}
+	var busy conntrack.DestStat
+	busy.Dest = conntrack.DestKey{Addr: netip.MustParseAddr("::ffff:10.2.0.2").As16(), Port: 8080, Proto: 6}
+	busy.Counters[conntrack.DestFlows] = 40
+	busy.Counters[conntrack.DestRaces] = 3
+	busy.Hists[conntrack.HistServerIdleClose][13] = 2 // [4096, 8192) ms
+	busy.Hists[conntrack.HistServerIdleClose][0] = 1  // under 1 ms
+	busy.Hists[conntrack.HistServerIdleClose][conntrack.HistBuckets-1] = 1
+	b.signals.Dests = append(b.signals.Dests, busy)
+	for i := range MaxMetricSignalDestinations + 5 {
+		var d conntrack.DestStat
+		d.Dest = conntrack.DestKey{Addr: netip.AddrFrom4([4]byte{10, 3, byte(i >> 8), byte(i)}).As16(), Port: 80, Proto: 17}
+		d.Counters[conntrack.DestFlows] = 1
+		b.signals.Dests = append(b.signals.Dests, d)
+	}
+	b.signals.Replaced = 7
+	srv := httptest.NewServer(MetricsHandler(NewCollector(b, time.Second)))
+	defer srv.Close()
+	body := scrape(t, srv.URL)
+	lastBound := time.Duration(conntrack.HistBucketLow(conntrack.HistBuckets - 1)).Seconds()
+	for _, want := range []string{
+		`edge_destination_events_total{counter="flows",destination="10.2.0.2:8080",protocol="tcp",zone="0"} 40`,
+		`edge_destination_events_total{counter="keepalive_races",destination="10.2.0.2:8080",protocol="tcp",zone="0"} 3`,
+		`edge_destination_events_total{counter="handshake_timeouts",destination="10.2.0.2:8080",protocol="tcp",zone="0"} 0`,
+		`edge_destination_signal_seconds_bucket{destination="10.2.0.2:8080",protocol="tcp",signal="server_idle_close",zone="0",le="0.001"} 1`,
+		`edge_destination_signal_seconds_bucket{destination="10.2.0.2:8080",protocol="tcp",signal="server_idle_close",zone="0",le="4.096"} 1`,
+		`edge_destination_signal_seconds_bucket{destination="10.2.0.2:8080",protocol="tcp",signal="server_idle_close",zone="0",le="8.192"} 3`,
+		fmt.Sprintf(`edge_destination_signal_seconds_bucket{destination="10.2.0.2:8080",protocol="tcp",signal="server_idle_close",zone="0",le="%g"} 3`, lastBound),
+		`edge_destination_signal_seconds_bucket{destination="10.2.0.2:8080",protocol="tcp",signal="server_idle_close",zone="0",le="+Inf"} 4`,
+		`edge_destination_signal_seconds_count{destination="10.2.0.2:8080",protocol="tcp",signal="server_idle_close",zone="0"} 4`,
+		`edge_destinations_tracked 70`, `edge_destinations_replaced_total 7`, `edge_scrape_partial 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	// The sum is the lower bounds': 2 x 4.096 s + 0 + 1 x 2^23 ms.
+	wantSum := 2*4.096 + lastBound
+	if !strings.Contains(body, fmt.Sprintf(`edge_destination_signal_seconds_sum{destination="10.2.0.2:8080",protocol="tcp",signal="server_idle_close",zone="0"} %g`, wantSum)) {
+		t.Errorf("scrape lacks the histogram sum %g", wantSum)
+	}
+	if strings.Contains(body, `signal="handshake_rtt"`) {
+		t.Error("an empty distribution is exported")
+	}
+	if n := strings.Count(body, `edge_destination_events_total{counter="flows"`); n != MaxMetricSignalDestinations {
+		t.Errorf("%d destinations exported, want the %d busiest", n, MaxMetricSignalDestinations)
+	}
+	if strings.Contains(body, `destination="10.3.0.63:80"`) { // the 65th in the list
+		t.Error("a destination beyond the busiest is exported")
+	}
+
+	b.signalsErr = errors.New("workers not serving")
+	body = scrape(t, srv.URL)
+	for _, want := range []string{"edge_up 1", "edge_scrape_partial 1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape without destinations lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "edge_destination_events_total{") {
+		t.Error("destination series exported while the data plane did not answer for them")
+	}
 }
