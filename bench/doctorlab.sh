@@ -4,7 +4,8 @@
 # settings checked to give no finding.
 #
 #   ./bench/doctorlab.sh                     every case (about 60 s)
-#   CI=1 ./bench/doctorlab.sh                the same (a stage of scripts/test.sh)
+#   CI=1 ./bench/doctorlab.sh                the same, printing doctor's report only for a
+#                                            failed case (a stage of scripts/test.sh)
 #   CASES="keepalive clean" ./bench/doctorlab.sh   some cases, in this order
 #   KEEP=DIR ./bench/doctorlab.sh            keep each case's outputs in DIR/CASE/ (doctor
 #                                            text and JSON, edge destinations, edge trace of
@@ -22,31 +23,39 @@
 #
 #   case       fault                                              expected finding
 #   keepalive  backend nginx keepalive_timeout 5s, the proxy's    keepalive_race   :8081
-#              upstream keep-alive 60 s; requests reuse the
-#              proxy's connections after 4.7 s of idle, which the
-#              backend sees after 5.2 s (see the delay below)
+#              upstream keep-alive 60 s; 8 requests, 4.5 s of     (nginx: 502s)
+#              idle, 8 more on the same connections, which
+#              reach the backend 5.5 s after its last response
+#              (see the delay below)
 #   idle       edge's established timer 2 s (profile short-idle)  idle_expiry      :8083
-#              on the proxy's kept-alive connection, reused after
-#              3.5 s of idle (nginx: 504)
+#              on the proxy's kept-alive connection, reused after (nginx: 504)
+#              3.5 s of idle
 #   nsx        nsx_compat: true, 64 SNAT and proxy ports, the     stray_fin_port_reuse :8084
-#              backend's FINs re-sent 1 s late (abtool inject,    (failing)
+#              backend's FINs re-sent 1 s late (abtool inject,    (failing; nginx: 504s)
 #              as bench/nsx-ab.sh), 400 requests/s
 #   nsx-edge   the same traffic, edge's own mode                  stray_fin_port_reuse :8084
 #                                                                 (prevented)
 #   backlog    python3 backend, listen(1), accepts one            syn_unanswered   :8082
 #              connection every 0.3 s; two bursts of 12
 #              concurrent curl
-#   clean      all the traffic above at once, healthy settings:   none
-#              backend keep-alive 75 s (above the proxy's 60 s),
+#   clean      all the traffic above at once, healthy settings:   none, and every
+#              backend keep-alive 75 s (above the proxy's 60 s),  proxied request 200
 #              established timer 300 s, nsx_compat off and no
 #              late FINs, listen(128) accepting at once
 #
 # The keep-alive race needs the proxy's request in flight while the
-# backend closes: on a veth that window is microseconds (the FIN's flight
-# and nginx's reaction), so the lab gives the proxy -> backend direction a
-# 0.5 s one-way delay (an NFQUEUE that holds each packet, like a long
-# path): a request sent 4.7 s after the connection's last response reaches
-# the backend 5.2 s after it, 0.2 s after the backend closed.
+# backend closes: nginx drops a cached upstream connection as soon as the
+# backend's FIN arrives, so on a veth the window is microseconds. The lab
+# gives the proxy -> backend direction a 1 s one-way delay (an NFQUEUE that
+# holds each packet but pure ACKs; this kernel has no netem): a request
+# sent 4.5 s after the connection's last response reaches the backend 5.5 s
+# after it, 0.5 s after the backend closed; nginx reads the FIN instead of
+# a response and answers 502 ("upstream prematurely closed connection").
+# Another variant of a case is one more entry in the case list at the end
+# (run_case: a configuration, backends, traffic; expect: the finding), e.g.
+# a shadow mode with EDGE_EXTRA="nsx_shadow: ..." (top-level lines added to
+# edge's configuration) and INJECT=1, or an idle-expiry behaviour as
+# ESTABLISHED "2s, idle_expiry: reset" (the short-idle profile's fields).
 #
 # Cases run in the order given; "clean" first by default, "backlog" last
 # (its unanswered SYNs stay in edge's table in SYN_SENT, which doctor would
@@ -63,7 +72,7 @@ export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 
 CASES=${CASES:-"clean keepalive idle nsx nsx-edge backlog"}
 KEEP=${KEEP:-}
-QDELAY_MS=1000    # proxy -> keep-alive backend one-way delay
+QDELAY_MS=1000    # proxy -> keep-alive backend one-way delay (ms)
 KA_REUSE=4.5      # proxy idle before it reuses its connections (keep-alive shape)
 NFQ=31            # NFQUEUE number of the delay
 
@@ -151,6 +160,7 @@ rules:
   - {name: outbound, zone: inside, action: allow}
 default_action: drop
 nsx_compat: $1
+${EDGE_EXTRA:-}
 EOF
 }
 
@@ -401,7 +411,7 @@ run_case() {
 	stop_pids "${case_pids[@]}"
 	case_pids=()
 	cp "$tmp/backend/error.log" "$out/backend-error.log" 2>/dev/null || true
-	sed 's/^/  | /' "$out/doctor.txt"
+	[ -n "${CI:-}" ] || sed 's/^/  | /' "$out/doctor.txt"
 }
 
 # expect NAME PATTERN DESTINATION SEVERITY [SYMPTOM_URI]: the case's findings
@@ -479,11 +489,11 @@ for c in $CASES; do
 	esac
 done
 
-echo "== edge doctor on the lab ($EDGE_SRC; $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "== edge doctor on the lab ($EDGE_SRC; $(date -u +%Y-%m-%dT%H:%MZ); $SECONDS s)"
 printf '  %s\n' "${summary[@]}"
 if [ "$fail" != 0 ]; then
 	for c in $CASES; do
-		echo "-- $c: doctor JSON"; cat "$tmp/cases/$c/doctor.json" 2>/dev/null | cut -c1-400 || true
+		echo "-- $c: doctor"; cat "$tmp/cases/$c/doctor.txt" 2>/dev/null | head -20 || true
 		echo "-- $c: proxy errors"; head -5 "$tmp/cases/$c/proxy-error.log" 2>/dev/null || true
 	done
 	echo "doctorlab.sh: FAILED" >&2
