@@ -7,6 +7,8 @@
 #   CI=1 ./bench/doctorlab.sh                the same, printing doctor's report only for a
 #                                            failed case (a stage of scripts/test.sh)
 #   CASES="keepalive clean" ./bench/doctorlab.sh   some cases, in this order
+#   KA_REUSE=6 CASES=keepalive ...           reuse after 6 s: nginx has dropped the closed
+#                                            connections, no race (no 502, no finding: fails)
 #   KEEP=DIR ./bench/doctorlab.sh            keep each case's outputs in DIR/CASE/ (doctor
 #                                            text and JSON, edge destinations, edge trace of
 #                                            the keep-alive case, nginx logs, load summaries)
@@ -61,7 +63,10 @@
 # (its unanswered SYNs stay in edge's table in SYN_SENT, which doctor would
 # report in a later window). Exit status: non-zero if a case's finding is
 # missing, another finding appears, a fault case did not reproduce its
-# symptom at the proxy (no 502/504), or clean traffic gives any finding.
+# symptom at the proxy (no 502/504), or clean traffic gives any finding. A
+# failed case whose traffic could not run as planned on a busy machine (the
+# keep-alive client's second round late, the clean load far below its rate)
+# is inconclusive and runs once more; its first outputs stay in CASE.busy/.
 # Needs root; installs nginx, iptables, jq, curl, python3 with apt-get only
 # if missing; removes its namespaces and processes on exit.
 set -euo pipefail
@@ -73,7 +78,7 @@ export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 CASES=${CASES:-"clean keepalive idle nsx nsx-edge backlog"}
 KEEP=${KEEP:-}
 QDELAY_MS=1000    # proxy -> keep-alive backend one-way delay (ms)
-KA_REUSE=4.5      # proxy idle before it reuses its connections (keep-alive shape)
+KA_REUSE=${KA_REUSE:-4.5}  # proxy idle before it reuses its connections (keep-alive shape)
 NFQ=31            # NFQUEUE number of the delay
 
 need=""
@@ -233,6 +238,40 @@ while True:
     time.sleep(float(sys.argv[4]))
 EOF
 
+# kaclient.py URL N IDLE: N concurrent GETs (N connections), IDLE seconds
+# after the last answer N more; prints each status (0: no answer) and, on
+# stderr, "reuse_after=S": from the first round's last answer to the second
+# round's last request sent (the proxy's idle before reuse, as the client
+# can time it). One process, so no process start sits inside the idle.
+cat >"$tmp/kaclient.py" <<'EOF'
+import http.client, sys, threading, time, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+n, idle = int(sys.argv[2]), float(sys.argv[3])
+sent = [0.0] * n
+def one(res, i):
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=6)
+    try:
+        c.request("GET", u.path)
+        sent[i] = time.monotonic()
+        r = c.getresponse(); r.read(); res[i] = r.status
+    except Exception:
+        res[i] = 0
+    finally:
+        c.close()
+def burst():
+    res = [0] * n
+    ts = [threading.Thread(target=one, args=(res, i)) for i in range(n)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    return res
+r1 = burst()
+end1 = time.monotonic()
+time.sleep(idle)
+r2 = burst()
+print("\n".join(str(x) for x in r1 + r2))
+print("reuse_after=%.3f" % (max(sent) - end1), file=sys.stderr)
+EOF
+
 nginx_common() { # DIR: the lines every nginx here starts with
 	cat <<EOF
 user root;
@@ -322,15 +361,17 @@ EOF
 # ---- the traffic of each pattern; each writes what it saw to $out/
 
 # The keep-alive shape: 8 concurrent requests (8 upstream connections),
-# KA_REUSE s of idle, 8 more on the same connections.
+# KA_REUSE s of idle, 8 more on the same connections. The race needs the
+# reuse within the delay before the backend's 5 s; a machine too busy to
+# time it (the second round out later than 4.9 s) makes the run inconclusive.
 traffic_keepalive() {
-	local urls=() i
-	for i in $(seq 8); do urls+=(-o /dev/null http://127.0.0.1:8000/ka); done
-	for round in 1 2; do
-		# One curl, 8 transfers at once: 8 connections to the proxy, 8 upstream.
-		in_c curl -s -Z --parallel-immediate --parallel-max 8 -w "%{http_code}\n" --max-time 6 "${urls[@]}" >>"$out/ka.status" 2>/dev/null || true
-		[ $round = 2 ] || sleep "$KA_REUSE"
-	done
+	local after
+	in_c timeout 30 python3 "$tmp/kaclient.py" http://127.0.0.1:8000/ka 8 "$KA_REUSE" >"$out/ka.status" 2>"$out/ka.err" || true
+	after=$(sed -n 's/^reuse_after=//p' "$out/ka.err")
+	echo "keep-alive client: second round sent ${after:-?} s after the first's last answer" >>"$out/notes"
+	awk -v a="${after:-99}" 'BEGIN { exit !(a > 4.9) }' &&
+		echo "keep-alive: the second round went out ${after:-?} s after the first (aimed at $KA_REUSE s)" >>"$out/inconclusive"
+	return 0
 }
 
 # The idle shape: one request, 3.5 s of idle, one more on the same upstream connection.
@@ -352,6 +393,12 @@ traffic_nsx() {
 	fi
 	timeout 20 ip netns exec "$C" "$tmp/abtool" load -url http://127.0.0.1:8000/nsx -n 1200 -c 16 -rate 400 \
 		-timeout 5s -max-time 4s -progress 0 >"$out/load.out" 2>"$out/load.err" || true
+	# Without late FINs every request succeeds at once: fewer than 1000 in
+	# 4 s means the machine could not run the load (its SYNs waited too).
+	local ok
+	ok=$(grep -o '\bok=[0-9]*' "$out/load.out" | cut -d= -f2)
+	[ "${INJECT:-}" = 1 ] || [ "${ok:-0}" -ge 1000 ] ||
+		echo "nsx load: ${ok:-0} of 1200 requests answered in 4 s (a busy machine)" >>"$out/inconclusive"
 	sleep 1.5   # the last delayed FINs
 	[ -z "$inj" ] || stop_pids "$inj"
 	in_c sysctl -qw net.ipv4.ip_local_port_range="32768 60999"
@@ -372,13 +419,14 @@ traffic_backlog() {
 # ---- a case: configuration, backends, doctor beside the traffic, checks
 
 fail=0
+failed=()     # the cases that failed
 summary=()
 # run_case NAME WINDOW NSX_COMPAT SNAT_PORTS ESTABLISHED KEEPALIVE BACKLOG PAUSE TRAFFIC...
 run_case() {
 	local name=$1 window=$2 nsx=$3 ports=$4 est=$5 ka=$6 backlog=$7 pause=$8
 	shift 8
 	out=$tmp/cases/$name
-	mkdir -p "$out"
+	rm -rf "$out"; mkdir -p "$out"
 	echo "== $name"
 	edge_conf "$nsx" "$ports" "$est" >"$out/edge.yaml"
 	edgectl config apply -f "$out/edge.yaml" >"$out/apply.out" 2>&1 || { cat "$out/apply.out"; exit 1; }
@@ -401,7 +449,8 @@ run_case() {
 	local t pids=()
 	for t in "$@"; do "$t" & pids+=($!); done
 	for t in "${pids[@]}"; do wait "$t" || true; done
-	wait "$dj" || { echo "  edge doctor failed: $(cat "$out/doctor.json.err")"; fail=1; }
+	local doctor_ok=1
+	wait "$dj" || { echo "  edge doctor failed: $(cat "$out/doctor.json.err")"; doctor_ok=; }
 	wait "$dt" || true
 	[ -z "$tr" ] || wait "$tr" || true
 	edgectl destinations >"$out/destinations.txt" 2>&1 || true
@@ -412,6 +461,7 @@ run_case() {
 	case_pids=()
 	cp "$tmp/backend/error.log" "$out/backend-error.log" 2>/dev/null || true
 	[ -n "${CI:-}" ] || sed 's/^/  | /' "$out/doctor.txt"
+	[ -n "$doctor_ok" ]
 }
 
 # expect NAME PATTERN DESTINATION SEVERITY [SYMPTOM_URI]: the case's findings
@@ -444,7 +494,7 @@ expect() {
 		summary+=("$(printf '%-9s ok    %s %s (%s, count %s%s)' "$name" "$pattern" "$dst" "$sev" "$count" "$symptom")")
 	else
 		summary+=("$(printf '%-9s FAIL  expected %s %s (%s)%s' "$name" "$pattern" "$dst" "$sev" "$symptom")")
-		fail=1
+		return 1
 	fi
 }
 
@@ -458,42 +508,57 @@ expect_none() {
 		[ "$n" = 0 ] || echo "  FAIL $name: $n findings on clean traffic: $(jq -r '"\(.pattern) \(.destination)"' "$f" | tr '\n' ';')"
 		[ "$bad" = 0 ] || echo "  FAIL $name: $bad proxied requests not 200: $(awk '$2 != 200 {print $2, $3}' "$tmp/cases/$name/proxy-access.log" | sort | uniq -c | tr '\n' ';')"
 		summary+=("$(printf '%-9s FAIL  %s findings, %s proxied requests not 200' "$name" "$n" "$bad")")
-		fail=1
+		return 1
 	fi
 }
 
 start_proxy
 in_c curl -s -o /dev/null --max-time 5 http://203.0.113.2:8082/ 2>/dev/null || true  # edge resolves its neighbours
 FULL=1024-65535 NSXPORTS=20000-20063
-for c in $CASES; do
-	case $c in
+# attempt CASE: runs the case and checks it; non-zero when it fails.
+attempt() {
+	case $1 in
 	clean)
-		run_case clean 11 false $FULL 300s 75s 128 0 traffic_keepalive traffic_idle traffic_nsx traffic_backlog
-		expect_none clean ;;
+		run_case clean 11 false $FULL 300s 75s 128 0 traffic_keepalive traffic_idle traffic_nsx traffic_backlog &&
+			expect_none clean ;;
 	keepalive)
-		run_case keepalive 11 false $FULL 300s 5s 128 0 traffic_keepalive
-		expect keepalive keepalive_race 203.0.113.2:8081 failing /ka ;;
+		run_case keepalive 11 false $FULL 300s 5s 128 0 traffic_keepalive &&
+			expect keepalive keepalive_race 203.0.113.2:8081 failing /ka ;;
 	idle)
-		run_case idle 8 false $FULL 2s 75s 128 0 traffic_idle
-		expect idle idle_expiry 203.0.113.2:8083 failing /idle ;;
+		run_case idle 8 false $FULL 2s 75s 128 0 traffic_idle &&
+			expect idle idle_expiry 203.0.113.2:8083 failing /idle ;;
 	nsx)
-		INJECT=1 run_case nsx 7 true $NSXPORTS 300s 75s 128 0 traffic_nsx
-		expect nsx stray_fin_port_reuse 203.0.113.2:8084 failing /nsx ;;
+		INJECT=1 run_case nsx 7 true $NSXPORTS 300s 75s 128 0 traffic_nsx &&
+			expect nsx stray_fin_port_reuse 203.0.113.2:8084 failing /nsx ;;
 	nsx-edge)
-		INJECT=1 run_case nsx-edge 7 false $NSXPORTS 300s 75s 128 0 traffic_nsx
-		expect nsx-edge stray_fin_port_reuse 203.0.113.2:8084 prevented ;;
+		INJECT=1 run_case nsx-edge 7 false $NSXPORTS 300s 75s 128 0 traffic_nsx &&
+			expect nsx-edge stray_fin_port_reuse 203.0.113.2:8084 prevented ;;
 	backlog)
-		run_case backlog 7 false $FULL 300s 75s 1 0.3 traffic_backlog
-		expect backlog syn_unanswered 203.0.113.2:8082 failing ;;
-	*) echo "doctorlab.sh: unknown case $c" >&2; exit 2 ;;
+		run_case backlog 7 false $FULL 300s 75s 1 0.3 traffic_backlog &&
+			expect backlog syn_unanswered 203.0.113.2:8082 failing ;;
+	*) echo "doctorlab.sh: unknown case $1" >&2; exit 2 ;;
 	esac
+}
+# A failed case whose traffic could not run as planned (the machine too
+# busy: inconclusive, not doctor's failure) runs once more.
+for c in $CASES; do
+	lines=${#summary[@]}
+	attempt "$c" && continue
+	if [ -s "$tmp/cases/$c/inconclusive" ]; then
+		echo "  $c: inconclusive ($(tr '\n' ' ' <"$tmp/cases/$c/inconclusive")): once more"
+		summary=("${summary[@]:0:lines}")
+		rm -rf "$tmp/cases/$c.busy"; mv "$tmp/cases/$c" "$tmp/cases/$c.busy"
+		attempt "$c" && continue
+	fi
+	fail=1 failed+=("$c")
 done
 
 echo "== edge doctor on the lab ($EDGE_SRC; $(date -u +%Y-%m-%dT%H:%MZ); $SECONDS s)"
 printf '  %s\n' "${summary[@]}"
 if [ "$fail" != 0 ]; then
-	for c in $CASES; do
-		echo "-- $c: doctor"; cat "$tmp/cases/$c/doctor.txt" 2>/dev/null | head -20 || true
+	for c in "${failed[@]}"; do
+		echo "-- $c: edge doctor"; head -40 "$tmp/cases/$c/doctor.txt" 2>/dev/null || true
+		echo "-- $c: edge destinations"; cat "$tmp/cases/$c/destinations.txt" 2>/dev/null || true
 		echo "-- $c: proxy errors"; head -5 "$tmp/cases/$c/proxy-error.log" 2>/dev/null || true
 	done
 	echo "doctorlab.sh: FAILED" >&2
