@@ -111,7 +111,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	SHORT=1 OUT=/tmp/edge-ci-bench ./bench/pps.sh
 	stage "NSX A/B, short (bench/nsx-ab.sh SHORT=1: fails on any failed request through edge's default mode not attributed to the lab)"
 	SHORT=1 ./bench/nsx-ab.sh
-	stage "edge doctor on real 502s (bench/doctorlab.sh CI=1: nginx keep-alive race, idle expiry, NSX stray FIN in nsx_compat and in edge's mode, listen backlog 1: fails unless doctor names each for its backend, or if clean traffic gives a finding)"
+	stage "edge doctor on real 502s (bench/doctorlab.sh CI=1: nginx keep-alive race, idle expiry (silent and reset), NSX stray FIN in nsx_compat, edge's mode and nsx_shadow, listen backlog 1: fails unless doctor names each for its backend, or if clean traffic gives a finding)"
 	CI=1 ./bench/doctorlab.sh
 	stage "SYN flood into a full table (bench/synflood.sh, edge only, medians of 3: fails if a paced TCP stream loses > 20% or stalls > 100 ms)"
 	RUNS=3 MODES=edge ./bench/synflood.sh
