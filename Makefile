@@ -1,5 +1,5 @@
 # Convenience targets; each is one script so the README's commands work without make.
-.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab natlab-ci tcp
+.PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab natlab-ci tcp doctorlab
 test:
 	./scripts/test.sh
 # pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
@@ -36,3 +36,6 @@ natlab-ci:
 # iperf3 TCP, 1 and 8 streams, through edge and Linux nftables alternated, medians and edge/Linux (root, ~2 min; SHORT=1: a 30 s smoke check)
 tcp:
 	./bench/tcp.sh
+# edge doctor on the four 502 patterns with real processes (nginx, python3 backlog 1, delayed FINs) and on clean traffic (root, about 70 s; exit 1 unless each is named for its backend and clean traffic gives no finding)
+doctorlab:
+	CI=1 ./bench/doctorlab.sh

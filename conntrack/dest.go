@@ -344,10 +344,15 @@ type expiredCache [expiredCacheSize]expiredEntry
 func (c *expiredCache) slot(h uint64) *expiredEntry { return &c[h&(expiredCacheSize-1)] }
 
 // noteExpired remembers flow f, which expired, under its keys' hashes h and
-// rh, if it carried a connection (a late packet of anything else is no
-// failure anyone waits on).
+// rh, if it carried a connection still open (a late packet of anything else,
+// such as the retransmitted or delayed FIN of a connection that had closed,
+// is no failure anyone waits on).
 func (s *Shard) noteExpired(f *flow, h, rh uint64, pol *policy) {
 	if !tracksDest(f.key.Proto) || !f.carried() || len(s.dests.e) == 0 {
+		return
+	}
+	switch f.state {
+	case TCPLastAck, TCPTimeWait, TCPClose:
 		return
 	}
 	h, rh = h|1, rh|1 // never 0, the empty mark

@@ -213,6 +213,14 @@ func TestPatterns(t *testing.T) {
 			want: []want{{IdleExpiry, Failing, backend, 1}},
 		},
 		{
+			name: "a closed connection expired in LAST_ACK, then its last ACK, is not idle expiry",
+			events: []Event{
+				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent), withNAT(nat)),
+				ev(30, KindExpired, client, state(conntrack.TCPLastAck), withNAT(nat)),
+				ev(31, KindDropped, client, flags(fA), reason(drop.NoState), zone(ZoneInside)),
+			},
+		},
+		{
 			name: "idle expiry, then a new connection on the tuple, is not a failure",
 			events: []Event{
 				ev(0, KindOpened, client, flags(fS), state(conntrack.TCPSynSent)),

@@ -22,7 +22,7 @@
 //     (nsx_would_drop events, the nsx_would_fail destination counter):
 //     "N connections to X would have failed behind an NSX-style firewall".
 //   - idle_expiry: a flow removed by its idle timer in a synchronized state
-//     (established, closing, answered UDP), then a packet of it dropped.
+//     (established, half-closed, answered UDP), then a packet of it dropped.
 //   - keepalive_race: a connection closed by a reset without ACK (the
 //     answer to a segment that found the connection closed at the other
 //     end: the backend closed it idle, the client sent on it), or by any

@@ -306,7 +306,7 @@ func explain(f *Finding, d *destState) {
 				closes += " after " + around(x) + " idle"
 			}
 			if x, ok := ds["server_close_to_client_data"]; ok {
-				delay = fmt.Sprintf(", up to %s after the close (median %s)", short(x.Max), short(x.P50))
+				delay = fmt.Sprintf(", up to %s after the server's last packet, its FIN or a retransmission of it (median %s)", short(x.Max), short(x.P50))
 			}
 			sig := fmt.Sprintf("the client sent data on %s to %s the server had closed%s; the server closed %s",
 				plural(n, "connection"), dst, delay, closes)

@@ -110,11 +110,13 @@ func (a *Analyzer) opened(ev *Event, ts *tupleState, d *destState) {
 	ts.counted = keep
 }
 
-// synced reports whether a flow in state s had an answer (a connection
-// that was in use).
+// synced reports whether a flow in state s had an answer and was still open
+// (a connection in use). LAST_ACK and TIME_WAIT are not: both ends had
+// closed, and what comes after such a flow expired (its last ACK, a
+// retransmitted or delayed FIN) fails nothing.
 func synced(s conntrack.State) bool {
 	switch s {
-	case conntrack.TCPEstablished, conntrack.TCPFinWait, conntrack.TCPCloseWait, conntrack.TCPLastAck,
+	case conntrack.TCPEstablished, conntrack.TCPFinWait, conntrack.TCPCloseWait,
 		conntrack.TCPSynRecv, conntrack.UDPMultiple, conntrack.ICMPReplied:
 		return true
 	}

@@ -53,7 +53,7 @@ func TestDestinationSignals(t *testing.T) {
 			[]DestSignals{sig(map[string]uint64{"flows": 60, "keepalive_races": 12, "server_closes": 15},
 				map[string][]uint64{"server_idle_close": idle5s, "race_delay": delay10ms})},
 			[]want{{KeepaliveRace, Failing, backend, 7}},
-			"the client sent data on 7 connections to 10.2.0.2:8080 the server had closed, up to 16ms after the close (median 12ms); the server closed 9 connections after ~6.1s (4.1s-8.2s) idle",
+			"the client sent data on 7 connections to 10.2.0.2:8080 the server had closed, up to 16ms after the server's last packet, its FIN or a retransmission of it (median 12ms); the server closed 9 connections after ~6.1s (4.1s-8.2s) idle",
 			"closes idle connections after ~6.1s (4.1s-8.2s) while clients",
 			[]string{"server_idle_close", "server_close_to_client_data"}},
 		{"counts that went down start from zero",
