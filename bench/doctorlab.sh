@@ -86,17 +86,8 @@ QDELAY_MS=1000    # proxy -> keep-alive backend one-way delay (ms)
 KA_REUSE=${KA_REUSE:-4.5}  # proxy idle before it reuses its connections (keep-alive shape)
 NFQ=31            # NFQUEUE number of the delay
 
-need=""
-command -v nginx >/dev/null || need="$need nginx"
-command -v iptables >/dev/null || need="$need iptables"
-command -v jq >/dev/null || need="$need jq"
-command -v curl >/dev/null || need="$need curl"
-command -v python3 >/dev/null || need="$need python3"
-if [ -n "$need" ]; then
-	echo "== installing$need"
-	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need) >/dev/null 2>&1 ||
-		{ echo "doctorlab.sh: cannot install$need" >&2; exit 1; }
-fi
+. scripts/need.sh
+need nginx iptables jq curl python3 tshark
 
 tmp=$(mktemp -d /tmp/doctorlab.XXXXXX)
 chmod 755 "$tmp"
@@ -445,10 +436,14 @@ run_case() {
 	local dj=$!
 	edgectl doctor --window "${window}s" >"$out/doctor.txt" 2>"$out/doctor.txt.err" &
 	local dt=$!
-	local tr=
+	local tr= cap=
 	if [[ " $* " == *" traffic_keepalive "* ]]; then
 		edgectl trace port=8081 --for "${window}s" >"$out/trace.txt" 2>"$out/trace.err" &
 		tr=$!
+		# Triggered capture of the same window: the flows that meet an
+		# anomaly (the backend's resets) kept with edge's verdicts.
+		edgectl capture port=8081 --for "${window}s" -w "$out/capture.pcapng" >"$out/capture.out" 2>&1 &
+		cap=$!
 	fi
 	sleep 0.5
 	local t pids=()
@@ -458,6 +453,7 @@ run_case() {
 	wait "$dj" || { echo "  edge doctor failed: $(cat "$out/doctor.json.err")"; doctor_ok=; }
 	wait "$dt" || true
 	[ -z "$tr" ] || wait "$tr" || true
+	[ -z "$cap" ] || wait "$cap" || echo "  edge capture failed: $(cat "$out/capture.out")"
 	edgectl destinations >"$out/destinations.txt" 2>&1 || true
 	edgectl destinations -o json >"$out/destinations.json" 2>&1 || true
 	tail -n +$((proxy_lines + 1)) "$tmp/proxy/access.log" >"$out/proxy-access.log"
@@ -527,6 +523,22 @@ expect_none() {
 	fi
 }
 
+# expect_capture NAME PORT ANOMALY: the case's triggered capture (edge
+# capture -w, read back by tshark) holds a packet of a flow to PORT kept for
+# ANOMALY, with edge's verdict in its comment.
+expect_capture() {
+	local name=$1 port=$2 anomaly=$3 f="$tmp/cases/$1/capture.pcapng" n kept
+	kept=$(tshark -r "$f" -Y "tcp.port == $port" -T fields -e frame.comment 2>/dev/null | grep -c "^edge: .*; anomaly $anomaly" || true)
+	n=$(tshark -r "$f" -T fields -e frame.number 2>/dev/null | wc -l)
+	if [ "${kept:-0}" -gt 0 ]; then
+		summary+=("$(printf '%-10s ok    edge capture: %s packets kept, %s for %s (tshark)' "$name" "$n" "$kept" "$anomaly")")
+	else
+		echo "  FAIL $name: edge capture kept no packet for $anomaly toward port $port ($n packets; $(tail -1 "$tmp/cases/$name/capture.out" 2>/dev/null))"
+		summary+=("$(printf '%-10s FAIL  edge capture: no %s packet' "$name" "$anomaly")")
+		return 1
+	fi
+}
+
 start_proxy
 in_c curl -s -o /dev/null --max-time 5 http://203.0.113.2:8082/ 2>/dev/null || true  # edge resolves its neighbours
 FULL=1024-65535 NSXPORTS=20000-20063
@@ -549,7 +561,8 @@ attempt() {
 			expect_none clean ;;
 	keepalive)
 		run_case keepalive 10 false $FULL 300s 5s 128 0 traffic_keepalive &&
-			expect keepalive keepalive_race 203.0.113.2:8081 failing /ka ;;
+			expect keepalive keepalive_race 203.0.113.2:8081 failing /ka &&
+			expect_capture keepalive 8081 server_rst ;;
 	idle)
 		run_case idle 7 false $FULL 2s 75s 128 0 traffic_idle &&
 			expect idle idle_expiry 203.0.113.2:8083 failing /idle ;;

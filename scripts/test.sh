@@ -53,7 +53,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	stage "packages (apt-get, only what is missing)"
 	# genproto: protoc; lab: ethtool curl tcpdump python3; pps/topo: nft
 	# taskset; NSX A/B: nginx conntrack; doctor lab: iptables jq.
-	need protoc:protobuf-compiler ethtool curl tcpdump python3 nft:nftables taskset:util-linux nginx conntrack iptables jq
+	need protoc:protobuf-compiler ethtool curl tcpdump python3 nft:nftables taskset:util-linux nginx conntrack iptables jq tshark
 fi
 
 stage "go mod verify"
