@@ -26,7 +26,9 @@
 # sharing one vCPU: the worst case).
 # Also reported, per trial: the CPU time of edge's threads off the worker's
 # CPU (control plane, runtime, GC) and ctlload's own, in ms per second.
-# Prints one table per encoding and writes bench/out/ctl-load.txt.
+# Prints one table per encoding and writes bench/out/ctl-load.txt and
+# ctl-load.json (per encoding: the medians, the per-pair ratios, the target's
+# verdict; bench/report.sh reads it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
@@ -154,12 +156,17 @@ for l in open(rows):
     r["edge_tx0"], r["edge_tx1"] = float(e0), float(e1)
     by.setdefault(enc, []).append((float(b), float(w), r))
 m = statistics.median
-lines, errs = [], 0
+lines, errs, js_out = [], 0, []
 for enc, rs in by.items():
     base = [b for b, _, _ in rs]; loaded = [w for _, w, _ in rs]; ratios = [w / b for b, w, _ in rs]
     js = [r for _, _, r in rs]
     errs += sum(r["errors"] for r in js)
     ratio = m(ratios)
+    js_out.append(dict(encoding=enc, pairs=len(ratios), flows=int(flows), trial_s=float(trial),
+                       base_pps=round(m(base)), loaded_pps=round(m(loaded)), ratio=round(ratio, 4),
+                       pair_ratios=[round(x, 4) for x in ratios],
+                       edge_tx_ratio=round(m([r["edge_tx1"] / max(r["edge_tx0"], 1) for r in js]), 4),
+                       errors=sum(r["errors"] for r in js), target=0.95, met=ratio >= 0.95))
     lines += [
         "ctl-load.sh: %s, dump encoding %s, %d pairs of %s s trials, 64 B UDP at the generator's maximum, %s flows, edge process on CPUs %s (worker on CPU 1), load average %s" % (
             time.strftime("%Y-%m-%d %H:%M:%S"), enc, len(ratios), trial, flows, procs, load),
@@ -182,8 +189,10 @@ for enc, rs in by.items():
 text = "\n".join(lines) + "\n"
 print(); print(text, end="")
 open(out, "w").write(text)
+json.dump({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "load": load, "worker_only_cpu": procs == "1", "encodings": js_out},
+          open(out[:-len(".txt")] + ".json", "w"), indent=1)
 if errs:
     sys.exit("ctl-load.sh: control-plane calls failed during the load")
 PY
 echo "$gen_stats" | sed 's/^/   edge: /'
-echo "written: $OUT/ctl-load.txt"
+echo "written: $OUT/ctl-load.txt, ctl-load.json"
