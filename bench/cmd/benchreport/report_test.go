@@ -121,7 +121,7 @@ func TestBoundsSection(t *testing.T) {
 	write(&b, in, buildRows(in), loadProfiles("testdata/run/perf"))
 	out := b.String()
 	for _, want := range []string{
-		"* 64 B, 1k flows: CPU ns/pkt, edge vs floor: NOT met (2.10x, target <= 1.20x floor)",
+		"* 64 B, 1k flows: CPU ns/pkt, edge vs floor: NOT met (edge 2100, ratio 2.10x, target <= 1.20x floor)",
 		"edge-1w: 0.420 Mpps delivered of 0.700 offered, loss 40.0%",
 		"profile edge-1w-pps-64-1000: 55% kernel, 25% user; top symbols:",
 		"30.0% memcpy_orig (kernel, [kernel.kallsyms])",

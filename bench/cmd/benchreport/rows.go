@@ -419,7 +419,7 @@ func bounds(in inputs, rows []row, profiles map[string]profile) string {
 		if r.verdict != notMet {
 			continue
 		}
-		fmt.Fprintf(&b, "\n* %s: %s (%s, target %s)\n", r.name, r.verdict, r.ratio, r.target)
+		fmt.Fprintf(&b, "\n* %s: %s (edge %s, ratio %s, target %s)\n", r.name, r.verdict, r.edge, r.ratio, r.target)
 		for _, e := range r.evidence {
 			fmt.Fprintf(&b, "    %s\n", e)
 		}
