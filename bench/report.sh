@@ -16,8 +16,8 @@
 #             middle's CPU: pps.sh again with PERF_DIR, one trial per cell
 #             (linux-nft, nullfwd, edge-1w; 64 B and IMIX at 1 / 1k / 1M
 #             flows; the 50 kpps trial), summarised per cell with
-#             perf report --no-children --sort dso,sym --pid (the middle's
-#             own threads) into OUT/perf/*.top; the pipeline benchmarks
+#             perf report --no-children --percentage relative --sort dso,sym
+#             --pid (the middle's own threads) into OUT/perf/*.top; the pipeline benchmarks
 #             under go test -cpuprofile, summarised with go tool pprof -top.
 #             The measuring pass runs without perf: sampling costs CPU.
 #
@@ -85,7 +85,7 @@ profile_pass() {
 	local f name
 	for f in "$OUT"/perf/data/*.data; do
 		name=$(basename "$f" .data)
-		perf report -i "$f" --pid "$(cat "${f%.data}.pids")" --no-children --sort dso,sym --stdio -g none \
+		perf report -i "$f" --pid "$(cat "${f%.data}.pids")" --no-children --percentage relative --sort dso,sym --stdio -g none \
 			>"$OUT/perf/${name%-1}.top" 2>/dev/null
 	done
 	for b in established:'PipelineEstablished/1048576$':20000000x newflow:'PipelineNewFlow$':2000000x; do
