@@ -182,9 +182,11 @@ func (f *forwarder) run(logf func(string, ...any)) {
 	for !f.stop.Load() {
 		now := time.Since(f.start)
 		got := 0
+		var nrx [2]int
 		for pi, p := range f.ports {
 			descs := p.sock.Receive(batchSize)
 			if n := len(descs); n > 0 {
+				nrx[pi] = n
 				got += n
 				rx[pi] += uint64(n)
 				out := 1 - pi
@@ -197,7 +199,7 @@ func (f *forwarder) run(logf func(string, ...any)) {
 		for pi, p := range f.ports {
 			f.complete(pi)
 			f.topUp(pi)
-			if p.sock.NumReceived() == 0 && p.sock.FillNeedsWakeup() {
+			if nrx[pi] == 0 && p.sock.FillNeedsWakeup() {
 				p.sock.Wakeup()
 			}
 			pending += kick(p, now)
