@@ -8,6 +8,9 @@
 #
 #   ./bench/ctl-load.sh                      REPEAT=5 pairs of TRIAL=3 s trials, FLOWS=10000
 #   FLOWS=100000 ./bench/ctl-load.sh         larger dumps
+#   PERF_DIR=/tmp/p ./bench/ctl-load.sh     perf record -g of the worker's CPU (1) during the first pair's
+#                                            trials, into PERF_DIR/edge-ctl-load-{without,with}.data, edge's
+#                                            PID in .pids beside each (perf report --pid $(cat X.pids))
 #   ENCODINGS="messages packed" ./bench/ctl-load.sh
 #                                            the dump encodings to measure (ctlload --encoding;
 #                                            default packed), alternated within each repetition:
@@ -34,6 +37,7 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "ctl-load.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 REPEAT=${REPEAT:-5}
+PERF_DIR=${PERF_DIR:-}
 TRIAL=${TRIAL:-3}
 FLOWS=${FLOWS:-10000}
 OUT=${OUT:-bench/out}
@@ -112,6 +116,18 @@ ctl_ticks() {
 }
 hz=$(getconf CLK_TCK)
 
+# perf_start NAME: with PERF_DIR, perf record -g of the worker's CPU for
+# one trial, in the background (perf_wait ends it).
+perf_pid=
+perf_start() {
+	[ -n "$PERF_DIR" ] && [ "$rep" = 1 ] || return 0
+	mkdir -p "$PERF_DIR"
+	echo "$EDGE_PID" >"$PERF_DIR/edge-ctl-load-$1.pids"
+	perf record -q -g -C 1 -o "$PERF_DIR/edge-ctl-load-$1.data" -- sleep "$TRIAL" >/dev/null 2>&1 &
+	perf_pid=$!
+}
+perf_wait() { [ -z "$perf_pid" ] || wait "$perf_pid" || true; perf_pid=; }
+
 echo "== warm-up: $FLOWS flows"
 read -r _ got sent _ < <(gen --size 64 --flows "$FLOWS" --count "$FLOWS" --rate 100000)
 echo "   $got of $sent delivered"
@@ -122,14 +138,18 @@ ENCODINGS=${ENCODINGS:-packed}
 for rep in $(seq "$REPEAT"); do
 	for enc in $ENCODINGS; do
 		c0=$(ctl_ticks) t0=$(date +%s.%N)
+		perf_start without
 		read -r base _ _ off0 ebase txf0 rxl0 < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
+		perf_wait
 		ctl0=$(python3 -c "print('%.0f' % (($(ctl_ticks) - $c0) / $hz * 1000 / ($(date +%s.%N) - $t0)))")
 		taskset -c 0 "$tmp/ctlload" --socket "$EDGE_SOCK" --config "$EDGE_CONFIG" --encoding "$enc" \
 			--for "$((TRIAL + 1))s" >"$tmp/load.json" &
 		lp=$!
 		sleep 0.5 # the load is running before the trial starts
 		c0=$(ctl_ticks) t0=$(date +%s.%N)
+		perf_start with
 		read -r loaded _ _ off1 eloaded txf1 rxl1 < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
+		perf_wait
 		ctl1=$(python3 -c "print('%.0f' % (($(ctl_ticks) - $c0) / $hz * 1000 / ($(date +%s.%N) - $t0)))")
 		wait "$lp"
 		echo "$enc $rep $base $loaded $ctl0 $ctl1 $ebase $eloaded $txf0 $txf1 $rxl0 $rxl1 $(cat "$tmp/load.json")" >>"$tmp/rows"

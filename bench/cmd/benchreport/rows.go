@@ -314,7 +314,7 @@ func buildRows(in inputs) []row {
 		}
 		name := "ctl-load (dumps every 100 ms, apply every 1 s): % of the rate without"
 		f := missing
-		rw := row{floor: na, linux: na, target: ">= 95%"}
+		rw := row{floor: na, linux: na, target: ">= 95%", profiles: []string{"edge-ctl-load-without", "edge-ctl-load-with"}}
 		if enc != nil {
 			f = some(enc.Ratio)
 			name = fmt.Sprintf("ctl-load, %s (%s dumps every 100 ms): %% of the rate without", flowName(enc.Flows), enc.Encoding)
