@@ -7,7 +7,12 @@
 #
 #   pps       bench/pps.sh: 64 B and IMIX at 1 / 1k / 100k / 1M flows (% of the
 #             generator's ceiling, CPU per packet), the 50 kpps latency trial;
-#             MIDDLES default "direct linux-nft nullfwd edge-1w"     -> pps.json
+#             MIDDLES default "direct linux-nft nullfwd edge-1w". ROUNDS (3)
+#             rounds of one trial per cell (PPS_REPEAT), the middles in a
+#             different order each round (pps.sh runs one middle's trials in
+#             a row: on a shared machine a burst of other work would land on
+#             one middle); the table takes each cell's median over the
+#             rounds                                            -> pps-rN/pps.json
 #   tcp       bench/tcp.sh: iperf3, 1 and 8 streams, alternated     -> tcp.json
 #   ctl-load  bench/ctl-load.sh: 10k flows, dumps every 100 ms      -> ctl-load.json
 #   pipeline  go test -bench: PipelineEstablished/1048576 (1M flows)
@@ -46,7 +51,7 @@ fi
 [ "$(id -u)" -eq 0 ] || { echo "report.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 if [ -n "${SHORT:-}" ]; then PROFILE=${PROFILE:-0}; else PROFILE=${PROFILE:-1}; fi
 mkdir -p "$OUT"
-rm -rf "$OUT/pps.json" "$OUT/tcp.json" "$OUT/ctl-load.json" "$OUT/pipeline.txt" "$OUT/report.txt" "$OUT/perf"
+rm -rf "$OUT/pps.json" "$OUT"/pps-r* "$OUT/tcp.json" "$OUT/ctl-load.json" "$OUT/pipeline.txt" "$OUT/report.txt" "$OUT/perf"
 tmp=$(mktemp -d /tmp/benchreport.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
@@ -107,12 +112,17 @@ profile_pass() {
 }
 
 if [ -n "${SHORT:-}" ]; then
-	step pps env SHORT=1 LAT=1 OUT="$OUT" ./bench/pps.sh
+	step pps env SHORT=1 LAT=1 OUT="$OUT/pps-r1" ./bench/pps.sh
 	step tcp env SHORT=1 OUT="$OUT" ./bench/tcp.sh
 	step ctl-load env REPEAT=1 TRIAL=1 OUT="$OUT" ./bench/ctl-load.sh
 	step pipeline pipeline_bench -test.count 1 -test.benchtime 20000x
 else
-	step pps env MIDDLES="${MIDDLES:-direct linux-nft nullfwd edge-1w}" OUT="$OUT" ./bench/pps.sh
+	read -ra mids <<<"${MIDDLES:-direct linux-nft nullfwd edge-1w}"
+	for ((r = 0; r < ${ROUNDS:-3}; r++)); do
+		rot=("${mids[@]:r % ${#mids[@]}}" "${mids[@]:0:r % ${#mids[@]}}")
+		step "pps round $((r + 1)): ${rot[*]}" env MIDDLES="${rot[*]}" REPEAT="${PPS_REPEAT:-1}" \
+			OUT="$OUT/pps-r$((r + 1))" ./bench/pps.sh
+	done
 	step tcp env OUT="$OUT" ./bench/tcp.sh
 	step ctl-load env OUT="$OUT" ./bench/ctl-load.sh
 	step pipeline pipeline_bench -test.count 5

@@ -107,9 +107,26 @@ func load(dir string) (in inputs, errs []error) {
 		in.sources = append(in.sources, stamp(p))
 		return true
 	}
-	var pf ppsFile
-	if readJSON("pps.json", &pf) {
-		in.pps = &pf
+	// pps.json, or one per round (pps-rN/pps.json: report.sh runs the
+	// middles in a different order each round), merged.
+	ppsNames := []string{"pps.json"}
+	if rounds, _ := filepath.Glob(filepath.Join(dir, "pps-r*", "pps.json")); len(rounds) > 0 {
+		ppsNames = nil
+		for _, r := range rounds {
+			rel, _ := filepath.Rel(dir, r)
+			ppsNames = append(ppsNames, rel)
+		}
+	}
+	var rounds []ppsFile
+	for _, name := range ppsNames {
+		var pf ppsFile
+		if readJSON(name, &pf) {
+			rounds = append(rounds, pf)
+		}
+	}
+	if len(rounds) > 0 {
+		m := mergePPS(rounds)
+		in.pps = &m
 	}
 	var tf tcpFile
 	if readJSON("tcp.json", &tf) {
@@ -131,6 +148,64 @@ func load(dir string) (in inputs, errs []error) {
 		}
 	}
 	return in, errs
+}
+
+// mergePPS merges rounds of pps.sh: each cell's figures are the median of
+// its rounds' medians (a cell missing from a round is left out of it).
+func mergePPS(rounds []ppsFile) ppsFile {
+	if len(rounds) == 1 {
+		return rounds[0]
+	}
+	type key struct {
+		test, size string
+		flows      int
+		middle     string
+	}
+	var order []key
+	cells := map[key][]ppsCell{}
+	var edges []string
+	for _, r := range rounds {
+		if !slices.Contains(edges, r.Edge) {
+			edges = append(edges, r.Edge)
+		}
+		for _, c := range r.Medians {
+			k := key{c.Test, c.Size, c.Flows, c.Middle}
+			if _, ok := cells[k]; !ok {
+				order = append(order, k)
+			}
+			cells[k] = append(cells[k], c)
+		}
+	}
+	out := ppsFile{Edge: strings.Join(edges, ", ")}
+	for _, k := range order {
+		cs := cells[k]
+		med := func(get func(ppsCell) float64) float64 {
+			v := make([]float64, len(cs))
+			for i, c := range cs {
+				v[i] = get(c)
+			}
+			return median(v)
+		}
+		m := ppsCell{Test: k.test, Size: k.size, Flows: k.flows, Middle: k.middle,
+			PPS:       med(func(c ppsCell) float64 { return c.PPS }),
+			LossPct:   med(func(c ppsCell) float64 { return c.LossPct }),
+			P50us:     med(func(c ppsCell) float64 { return c.P50us }),
+			CPUOwnNs:  med(func(c ppsCell) float64 { return c.CPUOwnNs }),
+			OfferedPS: med(func(c ppsCell) float64 { return c.OfferedPS })}
+		var added []float64
+		for _, c := range cs {
+			m.Trials += c.Trials
+			if c.AddedP50 != nil {
+				added = append(added, *c.AddedP50)
+			}
+		}
+		if len(added) > 0 {
+			a := median(added)
+			m.AddedP50 = &a
+		}
+		out.Medians = append(out.Medians, m)
+	}
+	return out
 }
 
 func stamp(path string) string {

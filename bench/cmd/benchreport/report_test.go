@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -159,3 +160,51 @@ BenchmarkZ-2   --- FAIL
 		t.Error("a failed benchmark has a result")
 	}
 }
+
+// TestRoundsMerged: pps.sh rounds (pps-rN/pps.json) are merged cell by cell
+// into the median of the rounds that have the cell.
+func TestRoundsMerged(t *testing.T) {
+	d := t.TempDir()
+	cell := func(mid string, pps, cpu float64, added string) string {
+		return `{"test": "pps", "size": "64", "flows": 1000, "middle": "` + mid + `", "pps": ` + ftoa(pps) +
+			`, "cpu_own_ns": ` + ftoa(cpu) + `, "added_p50_us": ` + added + `, "trials": 1}`
+	}
+	rounds := []string{
+		cell("direct", 700000, 0, "null") + "," + cell("edge-1w", 100000, 3000, "10") + "," + cell("linux-nft", 300000, 2000, "5"),
+		cell("direct", 600000, 0, "null") + "," + cell("edge-1w", 300000, 2000, "30"),
+		cell("direct", 650000, 0, "null") + "," + cell("edge-1w", 200000, 1000, "null") + "," + cell("linux-nft", 100000, 4000, "7"),
+	}
+	for i, r := range rounds {
+		dir := filepath.Join(d, "pps-r"+ftoa(float64(i+1)))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "pps.json"), []byte(`{"edge": "x", "medians": [`+r+`]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, errs := load(d)
+	if in.pps == nil {
+		t.Fatal(errs)
+	}
+	for _, c := range []struct {
+		mid      string
+		pps, cpu float64
+		added    float64
+		trials   int
+	}{{"direct", 650000, 0, -1, 3}, {"edge-1w", 200000, 2000, 20, 3}, {"linux-nft", 200000, 3000, 6, 2}} {
+		m, ok := in.ppsCell("pps", "64", 1000, c.mid)
+		if !ok || m.PPS != c.pps || m.CPUOwnNs != c.cpu || m.Trials != c.trials {
+			t.Errorf("%s: %+v, want pps %v cpu %v trials %d", c.mid, m, c.pps, c.cpu, c.trials)
+		}
+		if got := m.AddedP50; (c.added < 0) != (got == nil) || got != nil && *got != c.added {
+			t.Errorf("%s: added p50 %v, want %v", c.mid, got, c.added)
+		}
+	}
+	r := rowsByName(t, buildRows(in))["64 B, 1k flows: Mpps (% of the ceiling)"]
+	if r.edge != "0.200 (31%)" || r.verdict != notMet {
+		t.Errorf("merged row: %q %v", r.edge, r.verdict)
+	}
+}
+
+func ftoa(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
