@@ -43,6 +43,7 @@ type tcpCell struct {
 	Tests         int      `json:"tests"`
 	Failed        int      `json:"failed"`
 	Retrans       *float64 `json:"retrans"`
+	RTTus         *float64 `json:"rtt_us"`
 	CPUPct        *float64 `json:"cpu_pct"`
 	FillRingEmpty *float64 `json:"fill_ring_empty"`
 	TxFull        *float64 `json:"tx_full"`
