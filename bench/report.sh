@@ -25,7 +25,9 @@
 #             --pid (the middle's own threads) into OUT/perf/*.top; the pipeline benchmarks
 #             under go test -cpuprofile, summarised with go tool pprof -top.
 #             ctl-load.sh again with PERF_DIR: the worker's CPU during a
-#             trial without and one with the control-plane load.
+#             trial without and one with the control-plane load; tcp.sh
+#             again with PERF_DIR: the middle's CPU during one 3 s test per
+#             middle and stream count.
 #             The measuring pass runs without perf: sampling costs CPU.
 #
 #   ./bench/report.sh             about 12 minutes (root)
@@ -91,11 +93,14 @@ profile_pass() {
 		{ tail -5 "$OUT/perf/pps.log" >&2; return 1; }
 	PERF_DIR="$OUT/perf/data" REPEAT=1 OUT="$OUT/perf" ./bench/ctl-load.sh >"$OUT/perf/ctl-load.log" 2>&1 ||
 		{ tail -5 "$OUT/perf/ctl-load.log" >&2; return 1; }
+	PERF_DIR="$OUT/perf/data" RUNS=1 DURATION=3 OUT="$OUT/perf" ./bench/tcp.sh >"$OUT/perf/tcp.log" 2>&1 ||
+		{ tail -5 "$OUT/perf/tcp.log" >&2; return 1; }
 	local f name
 	for f in "$OUT"/perf/data/*.data; do
 		name=$(basename "$f" .data)
+		case $name in *-pps-* | *-lat-*) name=${name%-1} ;; esac # pps.sh's repetition number
 		perf report -i "$f" --pid "$(cat "${f%.data}.pids")" --no-children --percentage relative --sort dso,sym --stdio -g none \
-			>"$OUT/perf/${name%-1}.top" 2>/dev/null
+			>"$OUT/perf/$name.top" 2>/dev/null
 	done
 	# Samples under the measured calls only (the benchmark's setup and
 	# expiry between rounds are left out; the established benchmark's

@@ -23,6 +23,9 @@
 #                                   (or nothing), 2 when the lab or Linux fails
 #   FAMILY=6 ./bench/tcp.sh         over IPv6 (see below)
 #   MODES="direct edge linux-nft" EDGE_BIN=/path/to/edge OUT=/tmp/x ./bench/tcp.sh
+#   PERF_DIR=/tmp/p ./bench/tcp.sh  perf record -g of the middle's CPU during each test of the first
+#                                   run, into PERF_DIR/MODE-tcp-STREAMS.data, the middle's own PIDs
+#                                   (NAPI kthread, edge) in .pids beside it (needs linux-perf)
 #
 # CPU placement (2 vCPUs, as bench/pps.sh): CPU 0 runs the iperf3 client and
 # server and the server veth's NAPI kthread; CPU 1 the middle box: its inside
@@ -80,6 +83,7 @@ FAMILY=${FAMILY:-4}
 MIN_FRAC=${MIN_FRAC:-0.05}
 OUT=${OUT:-bench/out}
 PORT=${PORT:-5201}
+PERF_DIR=${PERF_DIR:-}
 for m in $MODES; do
 	case $m in direct | edge | linux-nft) ;; *) die "MODES: unknown mode $m (direct, edge, linux-nft)" ;; esac
 done
@@ -142,12 +146,20 @@ test_one() {
 	[ "$mode" != direct ] && mid_pids="$(napi_pids $MIDDLE_RX) ${EDGE_PID:-}"
 	[ "$FAMILY" = 6 ] && fam=(-6)
 	cut -d ' ' -f 1 /proc/loadavg >"$d/load"
+	local perf_pid=''
+	if [ -n "$PERF_DIR" ] && [ "$run" = 1 ] && [ "$mode" != direct ]; then
+		mkdir -p "$PERF_DIR"
+		echo $mid_pids | tr ' ' , >"$PERF_DIR/$mode-tcp-$p.pids"
+		perf record -q -g -C "$MIDDLE_CPUS" -o "$PERF_DIR/$mode-tcp-$p.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	if [ "$mode" = edge ]; then edge_stats_json "$tmp/edge" "$EDGE_SOCK" >"$d/stats0.json"; fi
 	local t0 w0 t1 w1 rc=0
 	grep '^cpu[0-9]' /proc/stat >"$d/stat0"; veth_drops >"$d/veth0"; t0=$(proc_ticks $mid_pids); w0=$(date +%s%N)
 	timeout $((DURATION + 30)) ip netns exec "$NS_C" taskset -c 0 iperf3 "${fam[@]}" -c "$DST" -p "$PORT" \
 		-t "$DURATION" -P "$p" -J --connect-timeout 3000 >"$d/iperf3.json" 2>"$d/iperf3.err" || rc=$?
 	w1=$(date +%s%N); t1=$(proc_ticks $mid_pids); veth_drops >"$d/veth1"; grep '^cpu[0-9]' /proc/stat >"$d/stat1"
+	[ -z "$perf_pid" ] || wait "$perf_pid" || true
 	if [ "$mode" = edge ]; then edge_stats_json "$tmp/edge" "$EDGE_SOCK" >"$d/stats1.json"; fi
 	python3 - "$mode" "$run" "$p" "$d" "$rc" $((t1 - t0)) $((w1 - w0)) "$(getconf CLK_TCK)" >>"$tmp/tests.jsonl" <<'PY'
 import json, os, sys

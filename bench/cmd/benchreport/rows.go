@@ -181,7 +181,7 @@ func buildRows(in inputs) []row {
 		r := ratio(ef, lf)
 		rw := row{name: fmt.Sprintf("iperf3 TCP, %d stream(s), Gbit/s", s), floor: na,
 			linux: lf.fmt("%.2f"), edge: ef.fmt("%.2f"), ratio: r.fmt("%.2fx"), target: ">= 1.00x Linux (aim 1.5x)",
-			verdict: judge(r.ok && r.v >= 1, r)}
+			verdict: judge(r.ok && r.v >= 1, r), profiles: []string{fmt.Sprintf("edge-tcp-%d", s), fmt.Sprintf("linux-nft-tcp-%d", s)}}
 		for _, c := range []struct {
 			name string
 			c    tcpCell
