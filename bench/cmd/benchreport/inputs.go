@@ -45,6 +45,7 @@ type tcpCell struct {
 	Retrans       *float64 `json:"retrans"`
 	RTTus         *float64 `json:"rtt_us"`
 	CPUPct        *float64 `json:"cpu_pct"`
+	NsPerSeg      *float64 `json:"ns_per_seg"`
 	FillRingEmpty *float64 `json:"fill_ring_empty"`
 	TxFull        *float64 `json:"tx_full"`
 	VethDrops     *float64 `json:"veth_drops"`

@@ -188,8 +188,8 @@ func buildRows(in inputs) []row {
 			ok   bool
 		}{{"edge", e, eok}, {"linux-nft", l, lok}} {
 			if c.ok {
-				rw.evidence = append(rw.evidence, fmt.Sprintf("%s: %.2f Gbit/s, mean RTT %s us, middle CPU %s%%, retransmissions %s, veth drops %s, fill_ring_empty %s, tx_full %s, %d of %d tests failed",
-					c.name, c.c.Gbps, opt(c.c.RTTus), opt(c.c.CPUPct), opt(c.c.Retrans), opt(c.c.VethDrops), opt(c.c.FillRingEmpty), opt(c.c.TxFull), c.c.Failed, c.c.Tests))
+				rw.evidence = append(rw.evidence, fmt.Sprintf("%s: %.2f Gbit/s, mean RTT %s us, middle CPU %s%% (%s ns per segment), retransmissions %s, veth drops %s, fill_ring_empty %s, tx_full %s, %d of %d tests failed",
+					c.name, c.c.Gbps, opt(c.c.RTTus), opt(c.c.CPUPct), opt(c.c.NsPerSeg), opt(c.c.Retrans), opt(c.c.VethDrops), opt(c.c.FillRingEmpty), opt(c.c.TxFull), c.c.Failed, c.c.Tests))
 			}
 		}
 		rows = append(rows, rw)
