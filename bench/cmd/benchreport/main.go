@@ -15,7 +15,9 @@
 // A figure whose source is missing or lacks the cell is printed as
 // "missing" and its target as "no data": never a figure from elsewhere.
 //
-//	benchreport [-dir bench/out] [-perf bench/out/perf]
+//	benchreport [-dir bench/out] [-perf bench/out/perf] [-markdown]
+//
+// -markdown prints only the table, as Markdown (for the README).
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 func main() {
 	dir := flag.String("dir", "bench/out", "directory of pps.json, tcp.json, ctl-load.json, pipeline.txt")
 	perf := flag.String("perf", "", "directory of perf summaries (*.top; default DIR/perf)")
+	md := flag.Bool("markdown", false, "print only the table, as Markdown")
 	flag.Parse()
 	if *perf == "" {
 		*perf = filepath.Join(*dir, "perf")
@@ -38,6 +41,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 	}
 	rows := buildRows(in)
+	if *md {
+		fmt.Print(markdown(rows))
+		return
+	}
 	write(os.Stdout, in, rows, loadProfiles(*perf))
 }
 

@@ -208,3 +208,20 @@ func TestRoundsMerged(t *testing.T) {
 }
 
 func ftoa(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+func TestMarkdown(t *testing.T) {
+	in, _ := load("testdata/run")
+	md := markdown(buildRows(in))
+	for _, want := range []string{
+		"| iperf3 TCP, 1 stream(s), Gbit/s | n/a | 3.00 | 3.30 | 1.10x | >= 1.00x Linux (aim 1.5x) | met |\n",
+		"| iperf3 TCP, 8 stream(s), Gbit/s | n/a | 3.00 | 2.40 | 0.80x | >= 1.00x Linux (aim 1.5x) | **NOT met** |\n",
+		"| IMIX, 1k flows: Mpps | missing | missing | missing | missing | >= 1.00x Linux (aim 1.5x) | **no data** |\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	if n := strings.Count(md, "\n"); n != 2+24 {
+		t.Errorf("%d lines, want a header of 2 and 24 rows", n)
+	}
+}

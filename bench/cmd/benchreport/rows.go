@@ -405,6 +405,20 @@ func table(rows []row) string {
 	return b.String()
 }
 
+// markdown is the table as a Markdown table, verdicts not met in bold.
+func markdown(rows []row) string {
+	var b strings.Builder
+	b.WriteString("| target | floor (nullfwd) | Linux nftables | edge | ratio | target | verdict |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		v := r.verdict.String()
+		if r.verdict != met {
+			v = "**" + v + "**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.name, r.floor, r.linux, r.edge, r.ratio, r.target, v)
+	}
+	return b.String()
+}
+
 // bounds prints, for every target not met or without data, the figures
 // and profiles that say what limits it.
 func bounds(in inputs, rows []row, profiles map[string]profile) string {
