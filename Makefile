@@ -2,9 +2,10 @@
 .PHONY: test bench bench-short bench-conntrack ab ab-short fuzz mutate synflood synflood2 natlab natlab-ci tcp doctorlab
 test:
 	./scripts/test.sh
-# pps / latency / new flows: generator->sink, Linux forwarding, Linux nftables, edge 1 and 2 workers (root, < 5 min)
+# issue #10's targets in one table: floor (nullfwd), Linux nftables and edge side by side, met or not, with profiles
+# of the targets not met (pps, iperf3 TCP, ctl-load, pipeline benchmarks, perf; root, about 12 min; SHORT=1: < 2 min)
 bench:
-	./bench/pps.sh
+	./bench/report.sh
 bench-short:
 	SHORT=1 ./bench/pps.sh
 # conntrack micro-benchmarks (benchstat medians)

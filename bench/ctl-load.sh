@@ -8,6 +8,9 @@
 #
 #   ./bench/ctl-load.sh                      REPEAT=5 pairs of TRIAL=3 s trials, FLOWS=10000
 #   FLOWS=100000 ./bench/ctl-load.sh         larger dumps
+#   PERF_DIR=/tmp/p ./bench/ctl-load.sh     perf record -g of the worker's CPU (1) during the first pair's
+#                                            trials, into PERF_DIR/edge-ctl-load-{without,with}.data, edge's
+#                                            PID in .pids beside each (perf report --pid $(cat X.pids))
 #   ENCODINGS="messages packed" ./bench/ctl-load.sh
 #                                            the dump encodings to measure (ctlload --encoding;
 #                                            default packed), alternated within each repetition:
@@ -26,12 +29,15 @@
 # sharing one vCPU: the worst case).
 # Also reported, per trial: the CPU time of edge's threads off the worker's
 # CPU (control plane, runtime, GC) and ctlload's own, in ms per second.
-# Prints one table per encoding and writes bench/out/ctl-load.txt.
+# Prints one table per encoding and writes bench/out/ctl-load.txt and
+# ctl-load.json (per encoding: the medians, the per-pair ratios, the target's
+# verdict; bench/report.sh reads it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "ctl-load.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 REPEAT=${REPEAT:-5}
+PERF_DIR=${PERF_DIR:-}
 TRIAL=${TRIAL:-3}
 FLOWS=${FLOWS:-10000}
 OUT=${OUT:-bench/out}
@@ -110,6 +116,18 @@ ctl_ticks() {
 }
 hz=$(getconf CLK_TCK)
 
+# perf_start NAME: with PERF_DIR, perf record -g of the worker's CPU for
+# one trial, in the background (perf_wait ends it).
+perf_pid=
+perf_start() {
+	[ -n "$PERF_DIR" ] && [ "$rep" = 1 ] || return 0
+	mkdir -p "$PERF_DIR"
+	echo "$EDGE_PID" >"$PERF_DIR/edge-ctl-load-$1.pids"
+	perf record -q -g -C 1 -o "$PERF_DIR/edge-ctl-load-$1.data" -- sleep "$TRIAL" >/dev/null 2>&1 &
+	perf_pid=$!
+}
+perf_wait() { [ -z "$perf_pid" ] || wait "$perf_pid" || true; perf_pid=; }
+
 echo "== warm-up: $FLOWS flows"
 read -r _ got sent _ < <(gen --size 64 --flows "$FLOWS" --count "$FLOWS" --rate 100000)
 echo "   $got of $sent delivered"
@@ -120,14 +138,18 @@ ENCODINGS=${ENCODINGS:-packed}
 for rep in $(seq "$REPEAT"); do
 	for enc in $ENCODINGS; do
 		c0=$(ctl_ticks) t0=$(date +%s.%N)
+		perf_start without
 		read -r base _ _ off0 ebase txf0 rxl0 < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
+		perf_wait
 		ctl0=$(python3 -c "print('%.0f' % (($(ctl_ticks) - $c0) / $hz * 1000 / ($(date +%s.%N) - $t0)))")
 		taskset -c 0 "$tmp/ctlload" --socket "$EDGE_SOCK" --config "$EDGE_CONFIG" --encoding "$enc" \
 			--for "$((TRIAL + 1))s" >"$tmp/load.json" &
 		lp=$!
 		sleep 0.5 # the load is running before the trial starts
 		c0=$(ctl_ticks) t0=$(date +%s.%N)
+		perf_start with
 		read -r loaded _ _ off1 eloaded txf1 rxl1 < <(gen --size 64 --flows "$FLOWS" --duration "${TRIAL}s")
+		perf_wait
 		ctl1=$(python3 -c "print('%.0f' % (($(ctl_ticks) - $c0) / $hz * 1000 / ($(date +%s.%N) - $t0)))")
 		wait "$lp"
 		echo "$enc $rep $base $loaded $ctl0 $ctl1 $ebase $eloaded $txf0 $txf1 $rxl0 $rxl1 $(cat "$tmp/load.json")" >>"$tmp/rows"
@@ -154,12 +176,17 @@ for l in open(rows):
     r["edge_tx0"], r["edge_tx1"] = float(e0), float(e1)
     by.setdefault(enc, []).append((float(b), float(w), r))
 m = statistics.median
-lines, errs = [], 0
+lines, errs, js_out = [], 0, []
 for enc, rs in by.items():
     base = [b for b, _, _ in rs]; loaded = [w for _, w, _ in rs]; ratios = [w / b for b, w, _ in rs]
     js = [r for _, _, r in rs]
     errs += sum(r["errors"] for r in js)
     ratio = m(ratios)
+    js_out.append(dict(encoding=enc, pairs=len(ratios), flows=int(flows), trial_s=float(trial),
+                       base_pps=round(m(base)), loaded_pps=round(m(loaded)), ratio=round(ratio, 4),
+                       pair_ratios=[round(x, 4) for x in ratios],
+                       edge_tx_ratio=round(m([r["edge_tx1"] / max(r["edge_tx0"], 1) for r in js]), 4),
+                       errors=sum(r["errors"] for r in js), target=0.95, met=ratio >= 0.95))
     lines += [
         "ctl-load.sh: %s, dump encoding %s, %d pairs of %s s trials, 64 B UDP at the generator's maximum, %s flows, edge process on CPUs %s (worker on CPU 1), load average %s" % (
             time.strftime("%Y-%m-%d %H:%M:%S"), enc, len(ratios), trial, flows, procs, load),
@@ -182,8 +209,10 @@ for enc, rs in by.items():
 text = "\n".join(lines) + "\n"
 print(); print(text, end="")
 open(out, "w").write(text)
+json.dump({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "load": load, "worker_only_cpu": procs == "1", "encodings": js_out},
+          open(out[:-len(".txt")] + ".json", "w"), indent=1)
 if errs:
     sys.exit("ctl-load.sh: control-plane calls failed during the load")
 PY
 echo "$gen_stats" | sed 's/^/   edge: /'
-echo "written: $OUT/ctl-load.txt"
+echo "written: $OUT/ctl-load.txt, ctl-load.json"

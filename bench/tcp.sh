@@ -23,6 +23,9 @@
 #                                   (or nothing), 2 when the lab or Linux fails
 #   FAMILY=6 ./bench/tcp.sh         over IPv6 (see below)
 #   MODES="direct edge linux-nft" EDGE_BIN=/path/to/edge OUT=/tmp/x ./bench/tcp.sh
+#   PERF_DIR=/tmp/p ./bench/tcp.sh  perf record -g of the middle's CPU during each test of the first
+#                                   run, into PERF_DIR/MODE-tcp-STREAMS.data, the middle's own PIDs
+#                                   (NAPI kthread, edge) in .pids beside it (needs linux-perf)
 #
 # CPU placement (2 vCPUs, as bench/pps.sh): CPU 0 runs the iperf3 client and
 # server and the server veth's NAPI kthread; CPU 1 the middle box: its inside
@@ -41,6 +44,7 @@
 #           delivers on the sender's CPU unless its NAPI is threaded) and is
 #           not told apart from the server's own work. ns/seg is the same
 #           per segment of the connection's MSS delivered.
+#   rtt     the sender's mean smoothed RTT over its streams (iperf3's mean_rtt).
 #   edge's losses (edge stats, the test's difference): AF_XDP fill_ring_empty,
 #           rx_ring_full and tx_device_drops summed over the interfaces, the
 #           drop reason tx_full, and every other drop reason that counted.
@@ -79,6 +83,7 @@ FAMILY=${FAMILY:-4}
 MIN_FRAC=${MIN_FRAC:-0.05}
 OUT=${OUT:-bench/out}
 PORT=${PORT:-5201}
+PERF_DIR=${PERF_DIR:-}
 for m in $MODES; do
 	case $m in direct | edge | linux-nft) ;; *) die "MODES: unknown mode $m (direct, edge, linux-nft)" ;; esac
 done
@@ -141,12 +146,20 @@ test_one() {
 	[ "$mode" != direct ] && mid_pids="$(napi_pids $MIDDLE_RX) ${EDGE_PID:-}"
 	[ "$FAMILY" = 6 ] && fam=(-6)
 	cut -d ' ' -f 1 /proc/loadavg >"$d/load"
+	local perf_pid=''
+	if [ -n "$PERF_DIR" ] && [ "$run" = 1 ] && [ "$mode" != direct ]; then
+		mkdir -p "$PERF_DIR"
+		echo $mid_pids | tr ' ' , >"$PERF_DIR/$mode-tcp-$p.pids"
+		perf record -q -g -C "$MIDDLE_CPUS" -o "$PERF_DIR/$mode-tcp-$p.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	if [ "$mode" = edge ]; then edge_stats_json "$tmp/edge" "$EDGE_SOCK" >"$d/stats0.json"; fi
 	local t0 w0 t1 w1 rc=0
 	grep '^cpu[0-9]' /proc/stat >"$d/stat0"; veth_drops >"$d/veth0"; t0=$(proc_ticks $mid_pids); w0=$(date +%s%N)
 	timeout $((DURATION + 30)) ip netns exec "$NS_C" taskset -c 0 iperf3 "${fam[@]}" -c "$DST" -p "$PORT" \
 		-t "$DURATION" -P "$p" -J --connect-timeout 3000 >"$d/iperf3.json" 2>"$d/iperf3.err" || rc=$?
 	w1=$(date +%s%N); t1=$(proc_ticks $mid_pids); veth_drops >"$d/veth1"; grep '^cpu[0-9]' /proc/stat >"$d/stat1"
+	[ -z "$perf_pid" ] || wait "$perf_pid" || true
 	if [ "$mode" = edge ]; then edge_stats_json "$tmp/edge" "$EDGE_SOCK" >"$d/stats1.json"; fi
 	python3 - "$mode" "$run" "$p" "$d" "$rc" $((t1 - t0)) $((w1 - w0)) "$(getconf CLK_TCK)" >>"$tmp/tests.jsonl" <<'PY'
 import json, os, sys
@@ -169,7 +182,7 @@ c0, c1 = stat("stat0"), stat("stat1")
 busy = {k: round(100 * (c1[k][0] - c0[k][0]) / max(c1[k][1] - c0[k][1], 1)) for k in c1 if k in c0}
 vd = {l: (v1[l][0] - v0.get(l, (0, 0))[0], v1[l][1] - v0.get(l, (0, 0))[1]) for l in v1}
 r = dict(mode=mode, run=int(run), streams=int(p), load=float(open(os.path.join(d, "load")).read()),
-         gbps=0.0, retrans=None, cpu_pct=None, ns_per_seg=None, mss=None, ends_cpu_pct=None,
+         gbps=0.0, retrans=None, rtt_us=None, cpu_pct=None, ns_per_seg=None, mss=None, ends_cpu_pct=None,
          fill_ring_empty=None, rx_ring_full=None, tx_device_drops=None, tx_full=None, drops={},
          veth_drops=sum(a + b for a, b in vd.values()),
          veth_drops_by=" ".join("%s:%d/%d" % (l, a, b) for l, (a, b) in sorted(vd.items(), key=lambda x: "cios".index(x[0])) if a or b),
@@ -188,6 +201,8 @@ end = j.get("end", {})
 if not err and end:
     r["gbps"] = end["sum_received"]["bits_per_second"] / 1e9
     r["retrans"] = end["sum_sent"].get("retransmits")
+    rtts = [s["sender"]["mean_rtt"] for s in end.get("streams", []) if "mean_rtt" in s.get("sender", {})]
+    r["rtt_us"] = round(sum(rtts) / len(rtts)) if rtts else None
     cu = end.get("cpu_utilization_percent", {})
     r["ends_cpu_pct"] = round(cu.get("host_total", 0) + cu.get("remote_total", 0), 1)
     r["mss"] = j.get("start", {}).get("tcp_mss_default") or 1448
@@ -219,8 +234,8 @@ PY
 import json, sys
 r = json.load(sys.stdin)
 f = lambda v, fmt="%s": "-" if v is None else fmt % v
-s = "   %-9s run %d, %d stream(s): %6.2f Gbit/s, retrans %6s, middle cpu %5s%% (%5s ns/seg), veth drops %s (rx/tx %s), machine busy %s, load %.2f" % (
-    r["mode"], r["run"], r["streams"], r["gbps"], f(r["retrans"]), f(r["cpu_pct"], "%.0f"), f(r["ns_per_seg"]), r["veth_drops"], r["veth_drops_by"] or "-",
+s = "   %-9s run %d, %d stream(s): %6.2f Gbit/s, retrans %6s, mean RTT %s us, middle cpu %5s%% (%5s ns/seg), veth drops %s (rx/tx %s), machine busy %s, load %.2f" % (
+    r["mode"], r["run"], r["streams"], r["gbps"], f(r["retrans"]), f(r.get("rtt_us")), f(r["cpu_pct"], "%.0f"), f(r["ns_per_seg"]), r["veth_drops"], r["veth_drops_by"] or "-",
     "/".join("%d%%" % v for k, v in sorted(r["cpus_busy_pct"].items())), r["load"])
 if r["mode"] == "edge":
     s += "; edge fill_ring_empty %s, rx_ring_full %s, tx_device_drops %s, tx_full %s, drops %s" % (
@@ -297,7 +312,7 @@ for k in keys:
              gbps_min=min(r["gbps"] for r in rs), gbps_max=max(r["gbps"] for r in rs))
     # Throughput-derived figures from the tests that ran; loss counters
     # from every test (a failed one's drops say why it failed).
-    for f in ("retrans", "cpu_pct", "ns_per_seg"):
+    for f in ("retrans", "rtt_us", "cpu_pct", "ns_per_seg"):
         m[f] = med(ok, f)
     for f in ("veth_drops", "fill_ring_empty", "rx_ring_full", "tx_device_drops", "tx_full"):
         m[f] = med(rs, f)
@@ -343,7 +358,7 @@ text = "\n".join(head + lines) + "\n"
 print()
 print(text, end="")
 open(os.path.join(out, "tcp.txt"), "w").write(text)
-cols = ["mode", "run", "streams", "gbps", "retrans", "cpu_pct", "ns_per_seg", "mss", "ends_cpu_pct", "veth_drops", "veth_drops_by", "cpus_busy_pct",
+cols = ["mode", "run", "streams", "gbps", "retrans", "rtt_us", "cpu_pct", "ns_per_seg", "mss", "ends_cpu_pct", "veth_drops", "veth_drops_by", "cpus_busy_pct",
         "fill_ring_empty", "rx_ring_full", "tx_device_drops", "tx_full", "drops", "load", "error"]
 with open(os.path.join(out, "tcp.tsv"), "w") as fh:
     fh.write("\t".join(cols) + "\n")

@@ -228,9 +228,7 @@ func New(cfg Config) (_ *Engine, err error) {
 			// worth of frames (with equal rings the RX ring overflowed
 			// first: rx_ring_full).
 			pc := e.ports[i]
-			opts := xdp.SocketOptions{NumFrames: cfg.Frames, FrameSize: 2048, FillRingNumDescs: cfg.Ring,
-				CompletionRingNumDescs: cfg.Ring, RxRingNumDescs: 2 * cfg.Ring, TxRingNumDescs: cfg.Ring,
-				NeedWakeup: cfg.NeedWakeup, Hugepages: cfg.Hugepages}
+			opts := socketOptions(cfg.Frames, cfg.Ring, cfg.NeedWakeup, cfg.Hugepages)
 			if i == 0 {
 				pc.sock, err = xdp.NewSocket(pc.ifindex, q, &opts)
 			} else {

@@ -11,19 +11,19 @@ import (
 	"github.com/asavie/xdp"
 	"golang.org/x/sys/unix"
 
+	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/dataplane"
 	"github.com/edgegw/edge/header"
 )
 
-// The loop's constants are edge's worker's (dataplane/worker.go), so the two
-// differ only in what they do per packet.
+// The loop's constants are edge's worker's (dataplane), so the two differ
+// only in what they do per packet.
 const (
-	batchSize      = 64      // frames taken from an RX ring per call
-	spinYields     = 16      // sched_yield calls before sleeping in poll()
-	pollTimeoutMs  = 10      // poll() timeout when nothing is pending
-	workerSliceNs  = 100_000 // EEVDF custom slice (Linux 6.12+)
-	kickBackoffMin = 8 * time.Microsecond
-	kickBackoffMax = time.Millisecond
+	batchSize      = dataplane.BatchSize
+	pollTimeoutMs  = dataplane.PollTimeoutMs
+	workerSliceNs  = dataplane.WorkerSliceNs
+	kickBackoffMin = time.Duration(dataplane.KickBackoffMin)
+	kickBackoffMax = time.Duration(dataplane.KickBackoffMax)
 )
 
 // config is what the forwarder is built from.
@@ -31,8 +31,8 @@ type config struct {
 	ports      [2]string  // interface names: 0 inside, 1 outside
 	hops       [2][6]byte // next hop's MAC on each port (the destination of frames sent there)
 	cpu        int        // the worker's CPU; -1: not pinned
-	frames     int        // UMEM frames per socket (edge: 4096)
-	ring       int        // descriptors per ring (edge: 2048)
+	frames     int        // frames of the UMEM both sockets share (edge: 4 x ring)
+	ring       int        // descriptors per ring, the RX ring twice that (edge: 2048)
 	needWakeup bool       // edge: true
 }
 
@@ -56,11 +56,12 @@ type counters struct {
 }
 
 // forwarder relays every frame edge's XDP program redirects from one port
-// to the other: copied into the egress port's UMEM, MACs rewritten, nothing
-// parsed.
+// to the other, sent from the frame it arrived in (the two sockets share one
+// UMEM, as edge's do), MACs rewritten, nothing parsed.
 type forwarder struct {
 	cfg   config
 	ports [2]*port
+	fill  int // frames each fill ring is topped up to (edge's fill target)
 	start time.Time
 	ctr   counters
 	stop  atomic.Bool
@@ -69,6 +70,9 @@ type forwarder struct {
 // newForwarder opens the sockets and attaches edge's XDP program to both
 // interfaces, in the calling thread's network namespace.
 func newForwarder(cfg config) (f *forwarder, err error) {
+	if cfg.frames == 0 {
+		cfg.frames = dataplane.DefaultFrames(cfg.ring)
+	}
 	if cfg.frames < 2*cfg.ring {
 		return nil, fmt.Errorf("frames %d: must be at least twice ring %d (edge's rule)", cfg.frames, cfg.ring)
 	}
@@ -93,13 +97,20 @@ func newForwarder(cfg config) (f *forwarder, err error) {
 		if p.prog, err = dataplane.NewProgram(1); err != nil {
 			return nil, err
 		}
-		opts := xdp.SocketOptions{NumFrames: cfg.frames, FrameSize: 2048, FillRingNumDescs: cfg.ring,
-			CompletionRingNumDescs: cfg.ring, RxRingNumDescs: cfg.ring, TxRingNumDescs: cfg.ring,
-			NeedWakeup: cfg.needWakeup}
-		if p.sock, err = xdp.NewSocket(p.ifindex, 0, &opts); err != nil {
+		// Edge's sockets: the second shares the first's UMEM.
+		opts := dataplane.SocketOptions(cfg.frames, cfg.ring, cfg.needWakeup)
+		if i == 0 {
+			p.sock, err = xdp.NewSocket(p.ifindex, 0, &opts)
+		} else {
+			p.sock, err = xdp.NewSharedSocket(p.ifindex, 0, f.ports[0].sock, &opts)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: AF_XDP socket on queue 0: %w", name, err)
 		}
-		p.sock.Fill(p.sock.GetDescs(p.sock.NumFreeFillSlots()))
+	}
+	f.fill = dataplane.FillTarget(cfg.frames, cfg.ring)
+	for i, p := range f.ports {
+		f.topUp(i)
 		if err := p.prog.Register(0, p.sock.FD()); err != nil {
 			return nil, err
 		}
@@ -132,25 +143,23 @@ func (f *forwarder) close() error {
 // zeroCopy reports whether the sockets run in zero-copy mode.
 func (f *forwarder) zeroCopy() bool { return f.ports[0].sock.ZeroCopy() && f.ports[1].sock.ZeroCopy() }
 
-// relay copies frame into out, a frame of the egress port's UMEM, with the
-// Ethernet destination set to hop and the source to egress, and returns the
-// length of the frame written. Nothing else is read or changed. A frame
-// shorter than an Ethernet header (edge's program drops those before they
-// reach a socket) is copied as is.
-func relay(out, frame []byte, hop, egress [6]byte) int {
-	n := copy(out, frame)
-	if n >= header.EthernetLen {
-		eth := header.Ethernet(out)
+// rewrite sets frame's Ethernet destination to hop and its source to
+// egress, in place; nothing else is read or changed. A frame shorter than
+// an Ethernet header (edge's program drops those before they reach a
+// socket) is left as it is.
+func rewrite(frame []byte, hop, egress [6]byte) {
+	if len(frame) >= header.EthernetLen {
+		eth := header.Ethernet(frame)
 		eth.SetDst(hop)
 		eth.SetSrc(egress)
 	}
-	return n
 }
 
-// run is the worker: edge's loop shape (batch receive, copy into the other
-// port's UMEM, fill ring refill, completions, kick with edge's backoff,
-// sched_yield then poll() when idle), pinned and with edge's scheduler slice.
-// It returns once stop is set.
+// run is the worker: edge's loop (batch receive, each frame rewritten and
+// queued on the other port's TX ring in place, frames not sent freed,
+// completions, fill rings topped up, kick with edge's backoff) and edge's
+// waiting (dataplane.IdlePolicy: yield or sleep in a raw ppoll), pinned and
+// with edge's scheduler slice. It returns once stop is set.
 func (f *forwarder) run(logf func(string, ...any)) {
 	runtime.LockOSThread()
 	if f.cfg.cpu >= 0 {
@@ -169,30 +178,29 @@ func (f *forwarder) run(logf func(string, ...any)) {
 		pfds[i] = unix.PollFd{Fd: int32(p.sock.FD()), Events: unix.POLLIN}
 	}
 	var rx, tx, txFull [2]uint64
-	idle := 0
+	idle := dataplane.NewIdlePolicy(dataplane.BusyPoll{})
 	for !f.stop.Load() {
 		now := time.Since(f.start)
 		got := 0
-		var descs [2][]xdp.Desc
+		var nrx [2]int
 		for pi, p := range f.ports {
-			descs[pi] = p.sock.Receive(batchSize)
-			if n := len(descs[pi]); n > 0 {
+			descs := p.sock.Receive(batchSize)
+			if n := len(descs); n > 0 {
+				nrx[pi] = n
 				got += n
 				rx[pi] += uint64(n)
 				out := 1 - pi
-				sent := f.send(p, f.ports[out], descs[pi], now)
+				sent := f.send(f.ports[out], descs, now)
 				tx[out] += uint64(sent)
 				txFull[out] += uint64(n - sent)
 			}
 		}
 		pending := 0
 		for pi, p := range f.ports {
-			p.sock.Fill(descs[pi])
-			if len(descs[pi]) == 0 && p.sock.FillNeedsWakeup() {
+			f.complete(pi)
+			f.topUp(pi)
+			if nrx[pi] == 0 && p.sock.FillNeedsWakeup() {
 				p.sock.Wakeup()
-			}
-			if n := p.sock.NumCompleted(); n > 0 {
-				p.sock.Complete(n)
 			}
 			pending += kick(p, now)
 		}
@@ -201,20 +209,20 @@ func (f *forwarder) run(logf func(string, ...any)) {
 			publish(&f.ctr.tx[i], &tx[i])
 			publish(&f.ctr.txFull[i], &txFull[i])
 		}
+		ct := conntrack.Time(now)
 		if got > 0 {
-			idle = 0
+			idle.Work(got, ct)
 			continue
 		}
-		if idle++; idle <= spinYields {
-			_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		if idle.Idle(ct) {
+			dataplane.SchedYield()
 			continue
 		}
-		idle = 0
 		timeout := pollTimeoutMs
 		if pending > 0 {
 			timeout = 1
 		}
-		_, _ = unix.Poll(pfds[:], timeout)
+		dataplane.SleepPoll(pfds[:], timeout)
 	}
 }
 
@@ -225,28 +233,45 @@ func publish(c *atomic.Uint64, n *uint64) {
 	}
 }
 
-// send copies the frames of descs (received on in) into out's UMEM and
-// queues them on its TX ring, as edge's transmit does: when the ring or the
-// free frames lack room it takes completions and kicks once, then drops
-// what still does not fit. It returns how many were queued.
-func (f *forwarder) send(in, out *port, descs []xdp.Desc, now time.Duration) int {
+// topUp gives port pi's fill ring free frames of the shared UMEM up to the
+// fill target, as edge's worker does.
+func (f *forwarder) topUp(pi int) {
+	s := f.ports[pi].sock
+	want := f.fill - (f.cfg.ring - s.NumFreeFillSlots())
+	if want > 0 {
+		s.Fill(s.GetDescs(want))
+	}
+}
+
+// complete frees the frames port pi's completion ring gives back.
+func (f *forwarder) complete(pi int) {
+	s := f.ports[pi].sock
+	if n := s.NumCompleted(); n > 0 {
+		s.Complete(n)
+	}
+}
+
+// send queues the frames of descs (received on the other port, in the
+// shared UMEM) on out's TX ring from the frames they arrived in, MACs
+// rewritten, as edge's transmit does: when the ring lacks room it takes
+// completions and kicks once, then frees what still does not fit (the
+// socket's Submit gives those frames back). It returns how many were
+// queued.
+func (f *forwarder) send(out *port, descs []xdp.Desc, now time.Duration) int {
 	s := out.sock
-	done := 0
-	for try := 0; done < len(descs) && try < 2; try++ {
-		if try > 0 {
-			if c := s.NumCompleted(); c > 0 {
-				s.Complete(c)
-			}
-			kick(out, now)
-			if c := s.NumCompleted(); c > 0 {
-				s.Complete(c)
-			}
+	for _, d := range descs {
+		rewrite(s.GetFrame(d), out.hop, out.mac)
+	}
+	done := s.Submit(descs[:min(len(descs), s.NumFreeTxSlots())])
+	if done < len(descs) {
+		if c := s.NumCompleted(); c > 0 {
+			s.Complete(c)
 		}
-		tx := s.GetDescs(min(len(descs)-done, s.NumFreeTxSlots()))
-		for i := range tx {
-			tx[i].Len = uint32(relay(s.GetFrame(tx[i]), in.sock.GetFrame(descs[done+i]), out.hop, out.mac))
+		kick(out, now)
+		if c := s.NumCompleted(); c > 0 {
+			s.Complete(c)
 		}
-		done += s.Submit(tx)
+		done += s.Submit(descs[done:]) // frees what does not fit
 	}
 	return done
 }

@@ -1,18 +1,21 @@
 // Command nullfwd is the pps lab's floor: an AF_XDP forwarder that does
 // nothing edge would not also have to do. It binds one AF_XDP socket per
-// interface on queue 0 with edge's socket options (2,048-byte frames, 4,096
-// frames per UMEM, 2,048-entry rings, need_wakeup, copy mode where the
-// driver has no zero-copy), attaches edge's own XDP program
-// (dataplane.NewProgram) so the same traffic reaches it, and runs edge's
-// worker loop shape on one pinned thread: batch receive, copy each frame
-// into the other port's UMEM (there is no shared UMEM, so edge copies too),
-// destination MAC set to the next hop given on the command line and source
-// MAC to the egress port's, fill ring refill, completions, kick. No parsing,
-// no state, no TTL. bench/pps.sh reports edge's CPU per packet against it:
-// the gap is edge's own cost.
+// interface on queue 0 as edge's worker does (dataplane.SocketOptions: the
+// two sockets share one UMEM of 2,048-byte frames, 4 x ring of them; fill,
+// completion and TX rings of 2,048 descriptors, RX rings twice that,
+// need_wakeup, copy mode where the driver has no zero-copy), keeps edge's
+// fill target, attaches edge's own XDP program (dataplane.NewProgram) so
+// the same traffic reaches it, and runs edge's worker loop on one pinned
+// thread: batch receive, each frame sent on the other port from the frame
+// it arrived in with the destination MAC set to the next hop given on the
+// command line and the source MAC to the egress port's, completions, fill
+// rings topped up, kick with edge's backoff, and edge's idle policy
+// (dataplane.IdlePolicy: yield or sleep in ppoll). No parsing, no state, no
+// TTL. bench/pps.sh reports edge's CPU per packet against it: the gap is
+// edge's own cost.
 //
 //	nullfwd --in DEV --out DEV --in-hop MAC --out-hop MAC [--cpu N]
-//	        [--frames 4096] [--ring 2048] [--need-wakeup=true]
+//	        [--frames 4*ring] [--ring 2048] [--need-wakeup=true]
 //
 // --in-hop is the MAC frames leaving on --in are sent to (the client), and
 // --out-hop the one for --out (the server). It prints "forwarding between"
@@ -28,6 +31,8 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"github.com/edgegw/edge/dataplane"
 )
 
 func main() {
@@ -46,8 +51,8 @@ func runMain(args []string) error {
 	outHop := fs.String("out-hop", "", "next hop's MAC on the outside interface")
 	cfg := config{}
 	fs.IntVar(&cfg.cpu, "cpu", -1, "pin the worker to this CPU (-1: not pinned)")
-	fs.IntVar(&cfg.frames, "frames", 4096, "UMEM frames per socket (edge's default)")
-	fs.IntVar(&cfg.ring, "ring", 2048, "descriptors per ring (edge's default)")
+	fs.IntVar(&cfg.frames, "frames", 0, "frames of the UMEM the two sockets share (0: edge's default, 4 x ring)")
+	fs.IntVar(&cfg.ring, "ring", dataplane.DefaultRing, "descriptors per ring (edge's default; the RX ring is twice that)")
 	fs.BoolVar(&cfg.needWakeup, "need-wakeup", true, "honour AF_XDP need_wakeup (edge's default)")
 	if err := fs.Parse(args); err != nil {
 		return err

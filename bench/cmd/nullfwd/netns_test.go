@@ -41,7 +41,7 @@ func TestForwardsBetweenVeths(t *testing.T) {
 	var f *forwarder
 	if err := middle.Do(func() (err error) {
 		f, err = newForwarder(config{ports: [2]string{"in", "out"}, hops: [2][6]byte{cMAC, sMAC},
-			cpu: -1, frames: 4096, ring: 2048, needWakeup: true})
+			cpu: -1, ring: 2048, needWakeup: true})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -127,6 +127,22 @@ func TestForwardsBetweenVeths(t *testing.T) {
 	}
 	if full := f.ctr.txFull[0].Load() + f.ctr.txFull[1].Load(); full != 0 {
 		t.Fatalf("tx_full %d", full)
+	}
+	// One UMEM for both sockets: every frame is free, in a fill ring, on an
+	// RX ring, or sent and not yet completed; none leaked or freed twice.
+	if s0 := f.ports[0].sock; s0.NumFrames() != 4*2048 || f.ports[1].sock.NumFrames() != s0.NumFrames() {
+		t.Fatalf("UMEM of %d and %d frames, want one of %d (edge's default)", s0.NumFrames(), f.ports[1].sock.NumFrames(), 4*2048)
+	}
+	frames := f.ports[0].sock.FreeFrames()
+	for _, p := range f.ports {
+		s := p.sock
+		frames += 2048 - s.NumFreeFillSlots() + s.NumReceived() + s.NumTransmitted()
+	}
+	if frames != 4*2048 {
+		t.Fatalf("%d frames accounted for, want %d", frames, 4*2048)
+	}
+	if f.ports[1].sock.FreeFrames() != f.ports[0].sock.FreeFrames() {
+		t.Fatal("the sockets have separate free frames: the UMEM is not shared")
 	}
 }
 
