@@ -61,13 +61,14 @@ const (
 	DestExpiredLate                          // flows edge expired that later received a packet (dropped, no state)
 	DestResetsEdge                           // RSTs edge itself sent toward the client (NoteRSTSent: reject rules)
 	DestNSXWouldFail                         // NSX shadow: connections NSX-like semantics would have failed (nsxshadow.go)
+	DestClientReuses                         // client data on an established connection idle for ReuseIdleMin or more (keep-alive reuse)
 	NumDestCounters
 )
 
 var destCounterNames = [NumDestCounters]string{
 	"flows", "syn_retransmits", "syn_retried", "handshake_timeouts", "handshake_refused", "handshakes",
 	"resets_client", "resets_server", "server_closes", "keepalive_races", "expired_late", "resets_edge",
-	"nsx_would_fail",
+	"nsx_would_fail", "client_reuses",
 }
 
 func (c DestCounter) String() string {
@@ -85,10 +86,11 @@ const (
 	HistServerIdleClose                 // how long the connection was idle when the server closed it
 	HistRaceDelay                       // from the server's close (its last packet before) to the client's data
 	HistExpiredIdle                     // how long an expired flow had been idle when its late packet came
+	HistClientReuseIdle                 // how long an established connection had been idle when the client sent data on it (ReuseIdleMin or more)
 	NumDestHists
 )
 
-var destHistNames = [NumDestHists]string{"handshake_rtt", "server_idle_close", "race_delay", "expired_idle"}
+var destHistNames = [NumDestHists]string{"handshake_rtt", "server_idle_close", "race_delay", "expired_idle", "client_reuse_idle"}
 
 func (h DestHist) String() string {
 	if h < NumDestHists {
@@ -298,6 +300,15 @@ func (s *Shard) sigRace(f *flow, pol *policy, now Time) {
 	f.flags |= flagRaced
 	s.sigTime(&f.key, DestRaces, HistRaceDelay, f.idleMs(pol, now))
 }
+
+// ReuseIdleMin is the shortest idle time after which client data on an
+// established connection counts as reusing it (DestClientReuses,
+// HistClientReuseIdle): shorter gaps are a conversation's own pauses, and
+// longer ones are rare enough that the destination lookup they cost is
+// off the established path's common case (one compare per data segment).
+// The distribution, beside the server's idle-close times
+// (HistServerIdleClose), says how close a keep-alive race is.
+const ReuseIdleMin = Second
 
 // clientDataAfterServerClose reports whether segment p (direction d) is data
 // from the client on a connection the server closed first.

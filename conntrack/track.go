@@ -81,6 +81,11 @@ func (s *Shard) track(p *Packet, h uint64, pos int, pol *policy, now Time) Verdi
 			// state; only the window check and update apply.
 			if !f.inWindow(d, p, pol.Liberal || f.flags&flagLiberal != 0) {
 				v = tcpDrop(drop.OutOfWindow)
+			} else if d == Original && p.Payload > 0 {
+				if idle := int32(ticks(now) - f.lastSeen(pol)); idle >= int32(ReuseIdleMin/Millisecond) {
+					// The client reusing a connection idle that long.
+					s.sigTime(&f.key, DestClientReuses, HistClientReuseIdle, uint32(idle))
+				}
 			}
 		} else {
 			v = s.trackTCP(slot, d, p, pol, now)

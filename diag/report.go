@@ -315,10 +315,18 @@ func explain(f *Finding, d *destState) {
 			} else {
 				f.Evidence.Summary += "; " + sig
 			}
-			if x, ok := ds["server_idle_close"]; ok {
-				f.Fix = fmt.Sprintf("backend %s closes idle connections after %s while clients (the proxy) still reuse them: raise the backend's keep-alive timeout above the proxy's upstream idle timeout, or lower the proxy's below %s", dst, around(x), short(x.Min))
+			reused := ""
+			if x, ok := ds["client_reuse_idle"]; ok {
+				f.Evidence.Summary += fmt.Sprintf("; clients reused %s to %s after %s idle, up to %s",
+					plural(uint64(x.N), "connection"), dst, around(x), short(x.Max))
+				reused = fmt.Sprintf(" after up to %s idle", short(x.Max))
+				f.Evidence.Missing = nil
+			} else {
+				f.Evidence.Missing = []string{"the client's idle time before reusing the connection: the distribution of reuse times (none reused after 1 s or more in the window)"}
 			}
-			f.Evidence.Missing = []string{"the client's idle time before reusing the connection: the distribution of reuse times"}
+			if x, ok := ds["server_idle_close"]; ok {
+				f.Fix = fmt.Sprintf("backend %s closes idle connections after %s while clients (the proxy) still reuse them%s: raise the backend's keep-alive timeout above the proxy's upstream idle timeout, or lower the proxy's below %s", dst, around(x), reused, short(x.Min))
+			}
 		}
 	case f.Pattern == SYNUnanswered && hasKey(c, "handshakes_syn_retried"):
 		rtt := ""

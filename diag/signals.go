@@ -105,11 +105,13 @@ var (
 	sigRaces         = conntrack.DestRaces.String()
 	sigExpiredLate   = conntrack.DestExpiredLate.String()
 	sigNSXWouldFail  = conntrack.DestNSXWouldFail.String()
+	sigClientReuses  = conntrack.DestClientReuses.String()
 
 	histHandshake = conntrack.HistHandshakeRTT.String()
 	histIdleClose = conntrack.HistServerIdleClose.String()
 	histRaceDelay = conntrack.HistRaceDelay.String()
 	histExpired   = conntrack.HistExpiredIdle.String()
+	histReuse     = conntrack.HistClientReuseIdle.String()
 )
 
 // signalsEvidence adds the tallies the per-destination signals show to
@@ -150,6 +152,8 @@ func (a *Analyzer) signalsEvidence(dests map[endpoint]*destState, start, end tim
 			t.counts["server_resets"] = c[sigResetsServer]
 			t.hist("server_idle_close", s.Hists[histIdleClose])
 			t.hist("server_close_to_client_data", s.Hists[histRaceDelay])
+			t.counts["client_reuses"] = c[sigClientReuses]
+			t.hist("client_reuse_idle", s.Hists[histReuse])
 		}
 		if n := c[sigNSXWouldFail]; n > 0 {
 			t := d.tally(StrayFINPortReuse, Prevented)
