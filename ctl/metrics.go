@@ -112,7 +112,7 @@ func NewCollector(b Backend, timeout time.Duration) *Collector {
 		fragHeld: d("worker_fragments_held", "Later fragments a worker holds now for their datagram's first fragment.", "worker"),
 		destEvents: d("destination_events_total", "Failure signals per destination, the server ip:port as the inside sees it (see `edge destinations`): "+
 			"flows, syn_retransmits, handshake_timeouts, keepalive_races, expired_late, ...; the 64 busiest destinations.", "destination", "protocol", "zone", "counter"),
-		destDurations: d("destination_signal_seconds", "Distributions per destination (handshake_rtt, server_idle_close, race_delay, expired_idle) in log2 buckets "+
+		destDurations: d("destination_signal_seconds", "Distributions per destination (handshake_rtt, server_idle_close, race_delay, expired_idle, client_reuse_idle) in log2 buckets "+
 			"of milliseconds; the sum is a lower bound (each observation at its bucket's lower bound); the 64 busiest destinations.", "destination", "protocol", "zone", "signal"),
 		destTracked:  d("destinations_tracked", "Destinations conntrack counts failure signals for (all of them, not only the exported busiest)."),
 		destReplaced: d("destinations_replaced_total", "Tracked destinations that took the place of a less active one (the table is bounded)."),
