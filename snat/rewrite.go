@@ -76,18 +76,17 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 			return drop.UnsupportedProto
 		}
 		h := header.IPv4(ip)
-		old := h.Src()
+		var old [4]byte
+		newA := [4]byte(addr[12:])
 		if dst {
 			old = h.Dst()
-		}
-		newA := [4]byte(addr[12:])
-		da := header.ChecksumDelta32(binary.BigEndian.Uint32(old[:]), binary.BigEndian.Uint32(newA[:]))
-		h.SetChecksum(da.Update(h.Checksum()))
-		if dst {
 			h.SetDst(newA)
 		} else {
+			old = h.Src()
 			h.SetSrc(newA)
 		}
+		da := header.ChecksumDelta32(binary.BigEndian.Uint32(old[:]), binary.BigEndian.Uint32(newA[:]))
+		h.SetChecksum(da.Update(h.Checksum()))
 		if proto != header.ProtoICMP {
 			// TCP and UDP checksums cover a pseudo-header with the
 			// addresses (RFC 9293 section 3.1, RFC 768); the ICMPv4
@@ -105,18 +104,17 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 			return drop.UnsupportedProto
 		}
 		h := header.IPv6(ip)
-		old := h.Src()
+		var old [16]byte
 		if dst {
 			old = h.Dst()
+			h.SetDst(*addr)
+		} else {
+			old = h.Src()
+			h.SetSrc(*addr)
 		}
 		// TCP, UDP and ICMPv6 checksums cover the addresses (RFC 8200
 		// section 8.1, RFC 4443 section 2.3).
 		acc = header.ChecksumDeltaAddr16(&old, addr)
-		if dst {
-			h.SetDst(*addr)
-		} else {
-			h.SetSrc(*addr)
-		}
 	default:
 		return drop.BadIPHeader
 	}
