@@ -95,6 +95,7 @@ type Table struct {
 	seed      maphash.Seed // flow-index hash seed, random per table
 	shardSeed uint64       // shard hash seed, random per table, shared by all its workers
 	evMu      sync.Mutex   // one event reader at a time
+	evFanIn   spsc.FanIn   // ReadEvents' reader state (under evMu)
 }
 
 // New allocates a table and all its storage.
@@ -378,16 +379,16 @@ func (t *Table) Len() int {
 	return int(n)
 }
 
-// ReadEvents moves queued events of every shard into out and returns how
-// many. One reader at a time (it serializes callers).
+// ReadEvents moves queued events of the shards into out and returns how
+// many, every shard getting a fair share of out (spsc.Drain: a busy shard
+// does not make the others lose events). One reader at a time (it
+// serializes callers).
 func (t *Table) ReadEvents(out []Event) int {
 	t.evMu.Lock()
 	defer t.evMu.Unlock()
-	n := 0
-	for _, s := range t.shards {
-		n += s.events.Read(out[n:])
-	}
-	return n
+	return spsc.Drain(&t.evFanIn, out, len(t.shards), func(i int, dst []Event) int {
+		return t.shards[i].events.Read(dst)
+	})
 }
 
 // SkipEvents discards the events queued so far.

@@ -23,6 +23,7 @@ import (
 	"github.com/edgegw/edge/firewall"
 	"github.com/edgegw/edge/frag"
 	"github.com/edgegw/edge/icmp"
+	"github.com/edgegw/edge/internal/spsc"
 	"github.com/edgegw/edge/snat"
 )
 
@@ -88,7 +89,9 @@ type Engine struct {
 	hasNS         bool             // ns is open (false in kernel-free tests)
 	forwarding    kernelForwarding // the kernel's forwarding switches as New found them
 	logMu         sync.Mutex       // one rule-log reader at a time
+	logFanIn      spsc.FanIn       // ReadRuleLogs' reader state (under logMu)
 	evMu          sync.Mutex       // one event reader at a time
+	evFanIn       spsc.FanIn       // ReadEvents' reader state (under evMu)
 	trace         traceControl     // edge trace (trace.go)
 	capture       captureControl   // edge capture (capture.go)
 	ports         [2]port
@@ -587,16 +590,15 @@ func (e *Engine) SetRules(rs firewall.RuleSet) error {
 	return err
 }
 
-// ReadRuleLogs moves the queued rule-log records of every worker into out
-// and returns how many. One reader at a time.
+// ReadRuleLogs moves the queued rule-log records of the workers into out
+// and returns how many, every worker getting a fair share of out
+// (spsc.Drain). One reader at a time.
 func (e *Engine) ReadRuleLogs(out []RuleLog) int {
 	e.logMu.Lock()
 	defer e.logMu.Unlock()
-	n := 0
-	for _, w := range e.workers {
-		n += w.ruleLog.Read(out[n:])
-	}
-	return n
+	return spsc.Drain(&e.logFanIn, out, len(e.workers), func(i int, dst []RuleLog) int {
+		return e.workers[i].ruleLog.Read(dst)
+	})
 }
 
 // RuleName returns the name of rule i of the current rule set.

@@ -4,6 +4,7 @@ import (
 	"github.com/edgegw/edge/conntrack"
 	"github.com/edgegw/edge/drop"
 	"github.com/edgegw/edge/icmp"
+	"github.com/edgegw/edge/internal/spsc"
 )
 
 // Worker events.
@@ -102,15 +103,15 @@ func (w *worker) count(r drop.Reason) {
 	}
 }
 
-// ReadEvents moves the queued events of every worker into out and returns
-// how many, worker by worker (each worker's in time order). One reader at
-// a time (it serializes callers).
+// ReadEvents moves the queued events of the workers into out and returns
+// how many, worker by worker (each worker's in time order). Every worker
+// gets a fair share of out (spsc.Drain), so a busy worker does not make
+// the others lose events to their full rings. One reader at a time (it
+// serializes callers).
 func (e *Engine) ReadEvents(out []Event) int {
 	e.evMu.Lock()
 	defer e.evMu.Unlock()
-	n := 0
-	for _, w := range e.workers {
-		n += w.events.Read(out[n:])
-	}
-	return n
+	return spsc.Drain(&e.evFanIn, out, len(e.workers), func(i int, dst []Event) int {
+		return e.workers[i].events.Read(dst)
+	})
 }

@@ -148,8 +148,9 @@ type traceState struct {
 
 // Trace is a running trace (StartTrace). One goroutine reads it.
 type Trace struct {
-	e *Engine
-	s *traceSession
+	e     *Engine
+	s     *traceSession
+	fanIn spsc.FanIn // Read's reader state
 }
 
 // StartTrace starts recording the packets spec selects. The records are
@@ -193,21 +194,18 @@ func (e *Engine) StartTrace(spec TraceSpec) (*Trace, error) {
 
 // Read moves the records written so far into out and returns how many.
 // One goroutine reads a trace, and not after Stop.
+// Every worker gets a fair share of out (spsc.Drain).
 func (t *Trace) Read(out []TraceRecord) int {
-	n := 0
-	for _, w := range t.e.workers {
-		if n == len(out) {
-			break
-		}
-		got := w.tr.ring.Read(out[n:])
-		for _, r := range out[n : n+got] {
+	return spsc.Drain(&t.fanIn, out, len(t.e.workers), func(i int, dst []TraceRecord) int {
+		got, n := t.e.workers[i].tr.ring.Read(dst), 0
+		for _, r := range dst[:got] {
 			if r.Session == t.s.id {
-				out[n] = r
+				dst[n] = r
 				n++
 			}
 		}
-	}
-	return n
+		return n
+	})
 }
 
 // Lost returns how many records were lost to full rings.

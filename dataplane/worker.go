@@ -520,6 +520,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 		if v.Action != conntrack.Open {
 			natAddr, natPort = w.shard.NAT(v.Flow)
 		} else if w.nat != nil && w.ports[in].zone != firewall.Inside {
+			// admit: from the outside, no flow, maybe toward a NAT mapping.
 			var ok bool
 			if v, ok = w.admit(in, p, v, now); !ok {
 				continue
@@ -528,6 +529,7 @@ func (w *worker) pipeline(in int, frames [][]byte, now conntrack.Time) {
 				natAddr, natPort = w.shard.NAT(v.Flow)
 			}
 		}
+		// hairpin: from the inside toward a NAT mapping.
 		if w.nat != nil && p.Kind == conntrack.KindFlow && w.ports[in].zone == firewall.Inside &&
 			(v.Action == conntrack.Open || v.Dir == conntrack.Original) && w.nat.NAT().IsAddr(&p.Key.Dst) {
 			w.hairpin(in, p, v, w.frames[i], now)

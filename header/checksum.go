@@ -105,20 +105,14 @@ func PseudoHeaderChecksum(proto uint8, src, dst []byte, length uint16) uint16 {
 // transmitted as 0xFFFF. Use [UDPChecksumUpdate16] and friends, which apply
 // both rules, for UDP.
 func ChecksumUpdate16(check, old, new uint16) uint16 {
-	acc := uint32(^check) + uint32(^old) + uint32(new)
-	acc = (acc >> 16) + (acc & 0xffff)
-	acc = (acc >> 16) + (acc & 0xffff)
-	return ^uint16(acc)
+	return ChecksumDelta16(old, new).Update(check)
 }
 
 // ChecksumUpdate32 is [ChecksumUpdate16] for a 32-bit field (an IPv4
 // address, a TCP sequence number, or two adjacent 16-bit fields such as the
 // TCP/UDP ports) that starts at an even offset of the covered data.
 func ChecksumUpdate32(check uint16, old, new uint32) uint16 {
-	acc := uint64(^check) +
-		uint64(^uint16(old>>16)) + uint64(^uint16(old)) +
-		uint64(uint16(new>>16)) + uint64(uint16(new))
-	return ^fold64(acc)
+	return ChecksumDelta32(old, new).Update(check)
 }
 
 // ChecksumUpdateBytes is [ChecksumUpdate16] for a field of arbitrary even
@@ -128,26 +122,95 @@ func ChecksumUpdate32(check uint16, old, new uint32) uint16 {
 // panics otherwise. An odd final byte is treated as the high byte of a word
 // padded with zero, which is only correct if the field ends the covered data.
 func ChecksumUpdateBytes(check uint16, old, new []byte) uint16 {
+	return ChecksumDeltaBytes(old, new).Update(check)
+}
+
+// ChecksumDelta is how the data a checksum covers changed, for RFC 1624
+// equation 3, HC' = ~(~HC + ~m + m'): the sum of ~m + m' over the changed
+// words, in one's complement arithmetic (modulo 0xFFFF). The deltas of
+// several fields add with +, and Update applies them to a stored checksum
+// once: the way to change several fields under one checksum (an address
+// and a port under a TCP checksum). 32-bit words are added whole (2^16 = 1
+// modulo 0xFFFF: a 32-bit word and its complement count as the sum of their
+// two halves) and the 64-bit sum is folded once, in Update; a sum of fewer
+// than 2^30 deltas cannot overflow. Every ChecksumUpdate function is Update
+// of a delta.
+type ChecksumDelta uint64
+
+// ChecksumDelta16 returns the delta of a 16-bit word of the covered data
+// changing from old to new.
+func ChecksumDelta16(old, new uint16) ChecksumDelta {
+	return ChecksumDelta(^old) + ChecksumDelta(new)
+}
+
+// ChecksumDelta32 returns the delta of a 32-bit field, at an even offset of
+// the covered data, changing from old to new.
+func ChecksumDelta32(old, new uint32) ChecksumDelta {
+	return ChecksumDelta(^old) + ChecksumDelta(new)
+}
+
+// ChecksumDeltaAddr16 returns the delta of a 16-byte address (IPv6, or
+// IPv4-mapped) changing from old to new: ChecksumDeltaBytes unrolled.
+func ChecksumDeltaAddr16(old, new *[16]byte) ChecksumDelta {
+	return ChecksumDelta32(binary.BigEndian.Uint32(old[0:]), binary.BigEndian.Uint32(new[0:])) +
+		ChecksumDelta32(binary.BigEndian.Uint32(old[4:]), binary.BigEndian.Uint32(new[4:])) +
+		ChecksumDelta32(binary.BigEndian.Uint32(old[8:]), binary.BigEndian.Uint32(new[8:])) +
+		ChecksumDelta32(binary.BigEndian.Uint32(old[12:]), binary.BigEndian.Uint32(new[12:]))
+}
+
+// ChecksumDeltaBytes returns the delta of a field of any length (at an even
+// offset of the covered data) changing from old to new, as for
+// [ChecksumUpdateBytes]; it panics if the lengths differ.
+func ChecksumDeltaBytes(old, new []byte) ChecksumDelta {
 	if len(old) != len(new) {
-		panic("header: ChecksumUpdateBytes: length mismatch")
+		panic("header: ChecksumDeltaBytes: length mismatch")
 	}
-	// One's complement sums are computed modulo 0xFFFF, which divides
-	// 2^32-1: 32-bit words (and their complements) can be added into a
-	// 64-bit accumulator without carry handling and folded at the end. The
-	// words are read little-endian (RFC 1071 §2(B)) and the result swapped.
-	acc := uint64(bits.ReverseBytes16(^check))
+	var d ChecksumDelta
 	for len(old) >= 4 && len(new) >= 4 {
-		acc += uint64(^binary.LittleEndian.Uint32(old)) + uint64(binary.LittleEndian.Uint32(new))
+		d += ChecksumDelta32(binary.BigEndian.Uint32(old), binary.BigEndian.Uint32(new))
 		old, new = old[4:], new[4:]
 	}
 	if len(old) >= 2 && len(new) >= 2 {
-		acc += uint64(^binary.LittleEndian.Uint16(old)) + uint64(binary.LittleEndian.Uint16(new))
+		d += ChecksumDelta16(binary.BigEndian.Uint16(old), binary.BigEndian.Uint16(new))
 		old, new = old[2:], new[2:]
 	}
 	if len(old) == 1 && len(new) == 1 {
-		acc += uint64(^uint16(old[0])) + uint64(new[0])
+		d += ChecksumDelta16(uint16(old[0])<<8, uint16(new[0])<<8)
 	}
-	return ^bits.ReverseBytes16(fold64(acc))
+	return d
+}
+
+// Update returns the stored (inverted) checksum field check after the
+// changes d of the data it covers. When check was right for the old data,
+// the result is bit for bit what a full recomputation over the new data
+// gives, 0x0000 included (see [ChecksumUpdate16]): the folded sum of a
+// non-zero accumulator is never 0, so the result is never 0xFFFF unless
+// the data sum to zero.
+func (d ChecksumDelta) Update(check uint16) uint16 {
+	return ^fold64(uint64(d) + uint64(^check))
+}
+
+// PortAndChecksumOffsets returns where, in a transport header of protocol
+// proto, are the field a NAT translates and the checksum that covers it:
+// for TCP and UDP the source port (the destination port when dst), for
+// ICMP and ICMPv6 the echo identifier (whichever dst). ok is false for
+// other protocols.
+func PortAndChecksumOffsets(proto uint8, dst bool) (portAt, sumAt int, ok bool) {
+	switch proto {
+	case ProtoTCP:
+		if dst {
+			return tcpDstPort, tcpChecksum, true
+		}
+		return tcpSrcPort, tcpChecksum, true
+	case ProtoUDP:
+		if dst {
+			return udpDstPort, udpChecksum, true
+		}
+		return udpSrcPort, udpChecksum, true
+	case ProtoICMP, ProtoICMPv6:
+		return icmpIdent, icmpChecksum, true
+	}
+	return 0, 0, false
 }
 
 // UDPChecksumUpdate16 is [ChecksumUpdate16] for a UDP checksum field: a stored

@@ -418,3 +418,79 @@ func TestL4ChecksumIgnoresField(t *testing.T) {
 		t.Errorf("short ICMPv4: %#x, want %#x", got, want)
 	}
 }
+
+// Several fields under one checksum (an address and a port, as SNAT
+// rewrites them): their deltas summed and applied once give what a full
+// recomputation gives, and what updating field by field gives.
+func TestChecksumDeltaSeveralFields(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	for i := 0; i < 20000; i++ {
+		alen := 4
+		if i%2 == 1 {
+			alen = 16
+		}
+		src, dst := make([]byte, alen), make([]byte, alen)
+		rng.Read(src)
+		rng.Read(dst)
+		seg := make([]byte, header.TCPMinLen+rng.Intn(64))
+		rng.Read(seg)
+		seg[12] = 5 << 4
+		ck := fullL4(header.ProtoTCP, src, dst, seg)
+
+		newSrc := make([]byte, alen)
+		rng.Read(newSrc)
+		if i%7 == 0 {
+			copy(newSrc, src) // an unchanged field adds nothing
+		}
+		oldPort, newPort := binary.BigEndian.Uint16(seg[0:]), uint16(rng.Intn(0x10000))
+		d := header.ChecksumDeltaBytes(src, newSrc) + header.ChecksumDelta16(oldPort, newPort)
+		if alen == 4 {
+			d4 := header.ChecksumDelta32(binary.BigEndian.Uint32(src), binary.BigEndian.Uint32(newSrc))
+			if d4.Update(ck) != header.ChecksumDeltaBytes(src, newSrc).Update(ck) {
+				t.Fatalf("iter %d: ChecksumDelta32 and ChecksumDeltaBytes differ", i)
+			}
+		}
+		got := d.Update(ck)
+		binary.BigEndian.PutUint16(seg[0:], newPort)
+		if want := fullL4(header.ProtoTCP, newSrc, dst, seg); got != want {
+			t.Fatalf("iter %d alen %d: one update %#x, full %#x", i, alen, got, want)
+		}
+		if chained := header.ChecksumUpdate16(header.ChecksumUpdateBytes(ck, src, newSrc), oldPort, newPort); chained != got {
+			t.Fatalf("iter %d alen %d: one update %#x, field by field %#x", i, alen, got, chained)
+		}
+	}
+}
+
+// PortAndChecksumOffsets names the fields the header views read and write.
+func TestPortAndChecksumOffsets(t *testing.T) {
+	b := make([]byte, 64)
+	for _, tc := range []struct {
+		name     string
+		proto    uint8
+		dst      bool
+		setPort  func(uint16)
+		setCheck func(uint16)
+	}{
+		{"TCP src", header.ProtoTCP, false, header.TCP(b).SetSrcPort, header.TCP(b).SetChecksum},
+		{"TCP dst", header.ProtoTCP, true, header.TCP(b).SetDstPort, header.TCP(b).SetChecksum},
+		{"UDP src", header.ProtoUDP, false, header.UDP(b).SetSrcPort, header.UDP(b).SetChecksum},
+		{"UDP dst", header.ProtoUDP, true, header.UDP(b).SetDstPort, header.UDP(b).SetChecksum},
+		{"ICMP", header.ProtoICMP, false, header.ICMPv4(b).SetIdent, header.ICMPv4(b).SetChecksum},
+		{"ICMP reply", header.ProtoICMP, true, header.ICMPv4(b).SetIdent, header.ICMPv4(b).SetChecksum},
+		{"ICMPv6", header.ProtoICMPv6, false, header.ICMPv6(b).SetIdent, header.ICMPv6(b).SetChecksum},
+		{"ICMPv6 reply", header.ProtoICMPv6, true, header.ICMPv6(b).SetIdent, header.ICMPv6(b).SetChecksum},
+	} {
+		clear(b)
+		tc.setPort(0x1234)
+		tc.setCheck(0xabcd)
+		portAt, sumAt, ok := header.PortAndChecksumOffsets(tc.proto, tc.dst)
+		if !ok || binary.BigEndian.Uint16(b[portAt:]) != 0x1234 || binary.BigEndian.Uint16(b[sumAt:]) != 0xabcd {
+			t.Errorf("%s: port at %d, checksum at %d, ok %v", tc.name, portAt, sumAt, ok)
+		}
+	}
+	for _, proto := range []uint8{0, 47, 132, header.ProtoHopByHop} {
+		if _, _, ok := header.PortAndChecksumOffsets(proto, false); ok {
+			t.Errorf("protocol %d: offsets given", proto)
+		}
+	}
+}

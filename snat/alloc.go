@@ -64,6 +64,7 @@ type NAT struct {
 	mu     sync.Mutex // serializes Intern and Install (interning, n.known)
 	allocs []*Allocator
 	evMu   sync.Mutex // one event reader at a time
+	evFan  spsc.FanIn // ReadEvents' reader state (under evMu)
 }
 
 // sizes are the Config fields that size preallocated tables: fixed at New.
@@ -439,16 +440,15 @@ func (n *NAT) Stats() Stats {
 	return s
 }
 
-// ReadEvents moves queued events of every allocator into out and returns
-// how many. One reader at a time (it serializes callers).
+// ReadEvents moves queued events of the allocators into out and returns
+// how many, every allocator getting a fair share of out (spsc.Drain). One
+// reader at a time (it serializes callers).
 func (n *NAT) ReadEvents(out []Event) int {
 	n.evMu.Lock()
 	defer n.evMu.Unlock()
-	k := 0
-	for _, a := range n.allocs {
-		k += a.ev.Read(out[k:])
-	}
-	return k
+	return spsc.Drain(&n.evFan, out, len(n.allocs), func(i int, dst []Event) int {
+		return n.allocs[i].ev.Read(dst)
+	})
 }
 
 // Allocator chooses translations for the new flows of one conntrack shard.

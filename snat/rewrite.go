@@ -8,22 +8,6 @@ import (
 	"github.com/edgegw/edge/header"
 )
 
-// Field offsets (see the header diagrams in package header).
-const (
-	ipv4Checksum = 10
-	ipv4Src      = 12
-	ipv4Dst      = 16
-	ipv6Src      = 8
-	ipv6Dst      = 24
-
-	l4SrcPort   = 0 // TCP and UDP
-	l4DstPort   = 2
-	tcpChecksum = 16
-	udpChecksum = 6
-	icmpCheck   = 2
-	icmpIdent   = 4 // echo request and reply
-)
-
 // RewriteOriginal translates a packet of a flow's original direction (from
 // inside): its source address becomes natAddr (16 bytes, IPv4-mapped for
 // IPv4, as NAT.Addr returns it) and its source port, or ICMP echo
@@ -60,32 +44,6 @@ func RewriteReply(ip []byte, p *conntrack.Packet, orig *conntrack.Key) drop.Reas
 	return rewrite(ip, p, &orig.Src, orig.SrcPort, true)
 }
 
-// RFC 1624 equation 3, HC' = ~(~HC + ~m + m'), applied once per checksum
-// for all the fields that change: acc accumulates ~m + m' over the changed
-// words, in one's complement arithmetic modulo 0xFFFF. 32-bit words may be
-// added whole (2^16 = 1 modulo 0xFFFF, so a 32-bit word and its complement
-// count as the sum of their two halves), and the accumulator is folded once
-// at the end. Like header.ChecksumUpdate16 this gives exactly the value a
-// full recomputation gives whenever the data does not sum to zero: the
-// folded sum of a non-zero accumulator is never 0, so the result is never
-// 0xFFFF (RFC 1624 section 3).
-
-// delta32 returns ~m + m' for a 32-bit field changing from old to new.
-func delta32(old, new uint32) uint64 { return uint64(^old) + uint64(new) }
-
-// delta16 returns ~m + m' for a 16-bit field changing from old to new.
-func delta16(old, new uint16) uint64 { return uint64(^old) + uint64(new) }
-
-// update returns the stored checksum check after changes summing to acc.
-func update(check uint16, acc uint64) uint16 {
-	acc += uint64(^check)
-	acc = acc>>32 + acc&0xffffffff
-	acc = acc>>32 + acc&0xffffffff
-	acc = acc>>16 + acc&0xffff
-	acc = acc>>16 + acc&0xffff
-	return ^uint16(acc)
-}
-
 // rewrite sets the source (dst false) or destination (dst true) address of
 // ip to addr and its port or echo identifier to port.
 func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bool) drop.Reason {
@@ -98,22 +56,14 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 	off := int(p.L4Off)
 	proto := p.Key.Proto
 	// Where the port or identifier is and where the L4 checksum is.
-	var portAt, sumAt int
-	switch proto {
-	case header.ProtoTCP:
-		portAt, sumAt = l4SrcPort, tcpChecksum
-	case header.ProtoUDP:
-		portAt, sumAt = l4SrcPort, udpChecksum
-	case header.ProtoICMP, header.ProtoICMPv6:
-		portAt, sumAt = icmpIdent, icmpCheck
-	default:
+	portAt, sumAt, ok := header.PortAndChecksumOffsets(proto, dst)
+	if !ok {
 		return drop.UnsupportedProto
 	}
-	if dst && portAt == l4SrcPort {
-		portAt = l4DstPort
-	}
 	need := max(portAt, sumAt) + 2
-	var acc uint64 // the L4 checksum's changes
+	// The L4 checksum's changes; each checksum is updated once (RFC 1624
+	// equation 3, header.ChecksumDelta).
+	var acc header.ChecksumDelta
 	switch ip[0] >> 4 {
 	case 4:
 		if !header.IsV4Mapped(addr) {
@@ -125,14 +75,18 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 		if proto == header.ProtoICMPv6 || !echo(ip[off], proto) {
 			return drop.UnsupportedProto
 		}
-		at := ipv4Src
+		h := header.IPv4(ip)
+		var old [4]byte
+		newA := [4]byte(addr[12:])
 		if dst {
-			at = ipv4Dst
+			old = h.Dst()
+			h.SetDst(newA)
+		} else {
+			old = h.Src()
+			h.SetSrc(newA)
 		}
-		newA := binary.BigEndian.Uint32(addr[12:])
-		da := delta32(binary.BigEndian.Uint32(ip[at:]), newA)
-		binary.BigEndian.PutUint16(ip[ipv4Checksum:], update(binary.BigEndian.Uint16(ip[ipv4Checksum:]), da))
-		binary.BigEndian.PutUint32(ip[at:], newA)
+		da := header.ChecksumDelta32(binary.BigEndian.Uint32(old[:]), binary.BigEndian.Uint32(newA[:]))
+		h.SetChecksum(da.Update(h.Checksum()))
 		if proto != header.ProtoICMP {
 			// TCP and UDP checksums cover a pseudo-header with the
 			// addresses (RFC 9293 section 3.1, RFC 768); the ICMPv4
@@ -149,27 +103,27 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 		if proto == header.ProtoICMP || !echo(ip[off], proto) {
 			return drop.UnsupportedProto
 		}
-		at := ipv6Src
+		h := header.IPv6(ip)
+		var old [16]byte
 		if dst {
-			at = ipv6Dst
+			old = h.Dst()
+			h.SetDst(*addr)
+		} else {
+			old = h.Src()
+			h.SetSrc(*addr)
 		}
 		// TCP, UDP and ICMPv6 checksums cover the addresses (RFC 8200
 		// section 8.1, RFC 4443 section 2.3).
-		a := ip[at : at+16]
-		acc = delta32(binary.BigEndian.Uint32(a[0:]), binary.BigEndian.Uint32(addr[0:])) +
-			delta32(binary.BigEndian.Uint32(a[4:]), binary.BigEndian.Uint32(addr[4:])) +
-			delta32(binary.BigEndian.Uint32(a[8:]), binary.BigEndian.Uint32(addr[8:])) +
-			delta32(binary.BigEndian.Uint32(a[12:]), binary.BigEndian.Uint32(addr[12:]))
-		copy(a, addr[:])
+		acc = header.ChecksumDeltaAddr16(&old, addr)
 	default:
 		return drop.BadIPHeader
 	}
 	l4 := ip[off:]
 	c := binary.BigEndian.Uint16(l4[sumAt:])
-	acc += delta16(binary.BigEndian.Uint16(l4[portAt:]), port)
+	acc += header.ChecksumDelta16(binary.BigEndian.Uint16(l4[portAt:]), port)
 	switch {
 	case proto != header.ProtoUDP:
-		c = update(c, acc)
+		c = acc.Update(c)
 		if c == 0 && proto == header.ProtoICMP && port == 0 && allZero4(ip, off) {
 			// An all-zero message sums to +0 and its checksum is
 			// 0xFFFF, which equation 3 cannot tell from a message
@@ -180,7 +134,7 @@ func rewrite(ip []byte, p *conntrack.Packet, addr *[16]byte, port uint16, dst bo
 	case c != 0:
 		// RFC 768: "If the computed checksum is zero, it is
 		// transmitted as all ones".
-		if c = update(c, acc); c == 0 {
+		if c = acc.Update(c); c == 0 {
 			c = 0xffff
 		}
 	default:
@@ -202,11 +156,11 @@ func allZero4(ip []byte, off int) bool {
 	if end > len(ip) || end < off+header.ICMPv4MinLen {
 		end = len(ip)
 	}
-	m := ip[off:end]
-	if m[0]|m[1] != 0 {
+	m := header.ICMPv4(ip[off:end])
+	if m.Type()|m.Code() != 0 || m.Seq() != 0 {
 		return false
 	}
-	for _, b := range m[icmpIdent+2:] {
+	for _, b := range m.Payload() {
 		if b != 0 {
 			return false
 		}
