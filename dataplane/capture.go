@@ -168,6 +168,7 @@ type captureControl struct {
 	last atomic.Pointer[captureSession] // the last armed (CaptureStatus)
 	mu   sync.Mutex                     // Arm, Disarm
 	rmu  sync.Mutex                     // one reader of the kept stores
+	fan  spsc.FanIn                     // the reader's place among the workers (under rmu)
 	once sync.Once                      // the workers' rings, made by the first capture
 	next uint32                         // the last session id (under mu)
 }
@@ -264,10 +265,11 @@ func (e *Engine) CaptureStatus() CaptureStatus {
 	}
 }
 
-// ReadCapture moves kept packets into out and returns how many, worker by
-// worker (each worker's in the order kept: an anomaly's history, oldest
-// first, then its anomalous packet). One reader at a time (it serializes
-// callers).
+// ReadCapture moves kept packets into out and returns how many, each
+// worker's in the order kept (an anomaly's history, oldest first, then its
+// anomalous packet); every worker gets a fair share of out (spsc.Drain), so
+// a worker with many anomalies does not make the others' stores overflow.
+// One reader at a time (it serializes callers).
 func (e *Engine) ReadCapture(out []CapturedPacket) int {
 	c := &e.capture
 	c.rmu.Lock()
@@ -275,11 +277,9 @@ func (e *Engine) ReadCapture(out []CapturedPacket) int {
 	if c.last.Load() == nil {
 		return 0 // never armed: no rings
 	}
-	n := 0
-	for _, w := range e.workers {
-		n += w.cap.kept.Read(out[n:])
-	}
-	return n
+	return spsc.Drain(&c.fan, out, len(e.workers), func(i int, dst []CapturedPacket) int {
+		return e.workers[i].cap.kept.Read(dst)
+	})
 }
 
 // captureBatch starts a pipeline call: whether a capture is armed is
