@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -490,50 +489,14 @@ func BenchmarkPipelineCapture(b *testing.B) {
 	for _, mode := range []string{"off", "armed"} {
 		b.Run(mode, func(b *testing.B) {
 			tp := benchPipeline(b, allowOutbound, flows)
-			var frames [2][][]byte // per port
-			one := make([][]byte, 1)
-			for i := 0; i < flows; i++ {
-				c, cp := benchClient(i)
-				one[0] = udpFrame(c, benchServer(i), cp, 53, macClient, macEdgeIn)
-				frames[0] = append(frames[0], append([]byte(nil), one[0]...))
-				tp.w.pipeline(0, one, tp.now)
-				tp.w.transmit(1)
-				k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(c, cp), netip.AddrPortFrom(benchServer(i), 53))
-				frames[1] = append(frames[1], udpFrame(benchServer(i), ipSNAT, 53, tp.natPort(k), macServer, macEdgeOut))
-			}
+			frames := openBenchFlows(tp, flows)
 			if mode == "armed" {
 				if _, err := tp.e.ArmCapture(CaptureSpec{}); err != nil {
 					b.Fatal(err)
 				}
 				defer tp.e.DisarmCapture()
 			}
-			var batch [32][]byte
-			var bufs [32][64]byte
-			next := 0
-			runtime.GC()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := threadCPU()
-			for i := 0; i < b.N; i += 32 {
-				port := (i / 32) & 1
-				for j := range batch {
-					src := frames[port][next]
-					if next++; next == flows {
-						next = 0
-					}
-					copy(bufs[j][:], src)
-					batch[j] = bufs[j][:len(src)]
-				}
-				tp.w.pipeline(port, batch[:], tp.now)
-				tp.w.transmit(0)
-				tp.w.transmit(1)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-			tp.w.flush()
-			noDrops(b, tp.w)
+			runBatches(b, tp, frames, nil)
 			if st := tp.e.CaptureStatus(); st.Anomalies != 0 {
 				b.Fatalf("clean traffic kept %d anomalies", st.Anomalies)
 			}

@@ -86,71 +86,86 @@ func BenchmarkPipelineEstablished(b *testing.B) {
 				b.Fatal(err)
 			}
 			tp.e.nat, tp.w.nat = nat, nat.Allocator(0)
-			// Open every flow through the pipeline, then build its reply.
-			tmpl := make([][2][]byte, 0, flows) // per flow: original, reply
-			frames := make([][]byte, 1)
-			for i := 0; i < flows; i++ {
-				c, cp := benchClient(i)
-				f := udpFrame(c, benchServer(i), cp, 53, macClient, macEdgeIn)
-				frames[0] = append([]byte(nil), f...)
-				tp.w.pipeline(0, frames, tp.now)
-				tp.w.transmit(1)
-				k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(c, cp), netip.AddrPortFrom(benchServer(i), 53))
-				tmpl = append(tmpl, [2][]byte{f, udpFrame(benchServer(i), ipSNAT, 53, tp.natPort(k), macServer, macEdgeOut)})
-			}
-			tp.w.flush()
+			frames := openBenchFlows(tp, flows)
 			if got := tp.e.table.Len(); got != flows {
 				b.Fatalf("%d flows open, want %d", got, flows)
 			}
 			// Visit every flow, in a scattered order, but lay each port's
 			// frames out one after another, as a NIC fills its ring:
 			// reading the input must not be a cache miss of its own.
-			var arena [2][]byte
 			var order [2][][]byte
-			for port := range arena {
-				arena[port] = make([]byte, 0, flows*len(tmpl[0][port]))
+			for port := range order {
+				arena := make([]byte, 0, flows*len(frames[port][0]))
 				order[port] = make([][]byte, 0, flows)
-			}
-			for i := 0; i < flows; i++ {
-				j := (i * 7919) % flows
-				for port := 0; port < 2; port++ {
-					f := tmpl[j][port] // orig frames arrive inside, replies outside
-					arena[port] = append(arena[port], f...)
-					order[port] = append(order[port], arena[port][len(arena[port])-len(f):])
+				for i := 0; i < flows; i++ {
+					f := frames[port][(i*7919)%flows]
+					arena = append(arena, f...)
+					order[port] = append(order[port], arena[len(arena)-len(f):])
 				}
 			}
-			tmpl = nil
-			var batch [32][]byte
-			var bufs [32][64]byte
-			var next [2]int // per port: the next frame of order
-			runtime.GC()    // the setup's garbage is not the pipeline's cost
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := threadCPU()
-			for i := 0; i < b.N; i += 32 {
-				port := (i / 32) & 1
-				for j := range batch {
-					src := order[port][next[port]]
-					if next[port]++; next[port] == flows {
-						next[port] = 0
-					}
-					copy(bufs[j][:], src)
-					batch[j] = bufs[j][:len(src)]
-				}
-				tp.w.pipeline(port, batch[:], tp.now)
-				tp.w.transmit(0)
-				tp.w.transmit(1)
-			}
-			b.StopTimer()
-			// CPU time of this thread per packet: unlike ns/op, not
-			// inflated by other processes' turns on a shared CPU.
-			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-			tp.w.flush()
-			noDrops(b, tp.w)
+			frames = [2][][]byte{}
+			runBatches(b, tp, order, nil)
 		})
 	}
+}
+
+// openBenchFlows opens n established UDP flows through tp's pipeline (a
+// datagram from benchClient(i) to benchServer(i)) and returns each flow's
+// frames per port: [0] the client's, arriving inside, [1] the server's
+// reply to the SNAT address, arriving outside.
+func openBenchFlows(tp *testPipeline, n int) (frames [2][][]byte) {
+	one := make([][]byte, 1)
+	for i := 0; i < n; i++ {
+		c, cp := benchClient(i)
+		f := udpFrame(c, benchServer(i), cp, 53, macClient, macEdgeIn)
+		frames[0] = append(frames[0], f)
+		one[0] = append([]byte(nil), f...) // the pipeline rewrites it
+		tp.w.pipeline(0, one, tp.now)
+		tp.w.transmit(1)
+		k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(c, cp), netip.AddrPortFrom(benchServer(i), 53))
+		frames[1] = append(frames[1], udpFrame(benchServer(i), ipSNAT, 53, tp.natPort(k), macServer, macEdgeOut))
+	}
+	return frames
+}
+
+// runBatches is a benchmark's timed part: b.N packets through tp's worker
+// in batches of 32, the two ports in turn, each port's frames in order
+// (again from the first after the last), each copied into a buffer first
+// as a NIC would write it. after (nil: none) runs after each batch. It
+// reports the thread's CPU time per packet (cpu-ns/op: unlike ns/op, not
+// inflated by other processes' turns on a shared CPU) and fails on any
+// drop.
+func runBatches(b *testing.B, tp *testPipeline, frames [2][][]byte, after func()) {
+	var batch [32][]byte
+	var bufs [32][64]byte
+	var next [2]int // per port: the next frame
+	runtime.GC()    // the setup's garbage is not the pipeline's cost
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := threadCPU()
+	for i := 0; i < b.N; i += 32 {
+		port := (i / 32) & 1
+		for j := range batch {
+			src := frames[port][next[port]]
+			if next[port]++; next[port] == len(frames[port]) {
+				next[port] = 0
+			}
+			copy(bufs[j][:], src)
+			batch[j] = bufs[j][:len(src)]
+		}
+		tp.w.pipeline(port, batch[:], tp.now)
+		tp.w.transmit(0)
+		tp.w.transmit(1)
+		if after != nil {
+			after()
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	tp.w.flush()
+	noDrops(b, tp.w)
 }
 
 // BenchmarkPipelineNewFlow opens flows through 1,000 firewall rules (the

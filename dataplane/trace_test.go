@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -337,17 +336,7 @@ func BenchmarkPipelineTrace(b *testing.B) {
 	for _, mode := range []string{"off", "on-nomatch", "on-all"} {
 		b.Run(mode, func(b *testing.B) {
 			tp := benchPipeline(b, allowOutbound, flows)
-			var frames [2][][]byte // per port
-			one := make([][]byte, 1)
-			for i := 0; i < flows; i++ {
-				c, cp := benchClient(i)
-				one[0] = udpFrame(c, benchServer(i), cp, 53, macClient, macEdgeIn)
-				frames[0] = append(frames[0], append([]byte(nil), one[0]...))
-				tp.w.pipeline(0, one, tp.now)
-				tp.w.transmit(1)
-				k := conntrack.MakeKey(header.ProtoUDP, netip.AddrPortFrom(c, cp), netip.AddrPortFrom(benchServer(i), 53))
-				frames[1] = append(frames[1], udpFrame(benchServer(i), ipSNAT, 53, tp.natPort(k), macServer, macEdgeOut))
-			}
+			frames := openBenchFlows(tp, flows)
 			var tr *Trace
 			if mode != "off" {
 				spec := TraceSpec{}
@@ -361,37 +350,12 @@ func BenchmarkPipelineTrace(b *testing.B) {
 				defer tr.Stop()
 			}
 			var recs [64]TraceRecord
-			var batch [32][]byte
-			var bufs [32][64]byte
-			next := 0
-			runtime.GC() // the setup's garbage is not the pipeline's cost
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := threadCPU()
-			for i := 0; i < b.N; i += 32 {
-				port := (i / 32) & 1
-				for j := range batch {
-					src := frames[port][next]
-					if next++; next == flows {
-						next = 0
-					}
-					copy(bufs[j][:], src)
-					batch[j] = bufs[j][:len(src)]
-				}
-				tp.w.pipeline(port, batch[:], tp.now)
-				tp.w.transmit(0)
-				tp.w.transmit(1)
+			runBatches(b, tp, frames, func() {
 				if tr != nil {
 					for tr.Read(recs[:]) > 0 {
 					}
 				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-			tp.w.flush()
-			noDrops(b, tp.w)
+			})
 		})
 	}
 }
