@@ -220,13 +220,8 @@ func (e *Engine) ArmCapture(spec CaptureSpec) (uint32, error) {
 	})
 	c.next++
 	s := &captureSession{id: c.next, spec: spec}
-	if spec.For > 0 {
-		s.until = e.now() + conntrack.Time(spec.For)
-	}
-	left := int64(spec.Count)
-	if left == 0 {
-		left = 1<<63 - 1
-	}
+	var left int64
+	s.until, left = sessionBounds(e.now(), spec.For, spec.Count)
 	s.left.Store(left)
 	c.last.Store(s)
 	c.cur.Store(s)

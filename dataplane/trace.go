@@ -180,16 +180,25 @@ func (e *Engine) StartTrace(spec TraceSpec) (*Trace, error) {
 	}
 	tc.next++
 	s := &traceSession{id: tc.next, filter: spec.Filter, all: spec.Filter == conntrack.Filter{}}
-	if spec.For > 0 {
-		s.until = e.now() + conntrack.Time(spec.For)
-	}
-	left := int64(spec.Count)
-	if left == 0 {
-		left = 1<<63 - 1
-	}
+	var left int64
+	s.until, left = sessionBounds(e.now(), spec.For, spec.Count)
 	s.left.Store(left)
 	tc.cur.Store(s)
 	return &Trace{e: e, s: s}, nil
+}
+
+// sessionBounds returns the deadline (0: none) and the budget of a trace
+// or capture session started at now to last d (0: no limit) and count
+// items (0: no limit).
+func sessionBounds(now conntrack.Time, d time.Duration, count int) (until conntrack.Time, left int64) {
+	if d > 0 {
+		until = now + conntrack.Time(d)
+	}
+	left = int64(count)
+	if left == 0 {
+		left = 1<<63 - 1
+	}
+	return until, left
 }
 
 // Read moves the records written so far into out and returns how many.
