@@ -161,6 +161,9 @@ func refTransport(b []byte) (proto uint8, off int, ok bool) {
 		if n == 8 || (nh == 0 && n > 0) || (nh == 44 && seenFrag) || end-off < 8 {
 			return 0, 0, false
 		}
+		if nh == 43 && b[off+2] == 0 && b[off+3] != 0 {
+			return 0, 0, false // RFC 5095: type 0 with segments left
+		}
 		var l int
 		switch nh {
 		case 44:
