@@ -7,6 +7,7 @@
 #   CI=1 ./bench/doctorlab.sh                the same, printing doctor's report only for a
 #                                            failed case (a stage of scripts/test.sh)
 #   CASES="keepalive clean" ./bench/doctorlab.sh   some cases, in this order
+#   FAMILY=6 CI=1 ./bench/doctorlab.sh       the proxy's upstream leg over IPv6 (below)
 #   KA_REUSE=6 CASES=keepalive ...           reuse after 6 s: nginx has dropped the closed
 #                                            connections, no race (no 502, no finding: fails)
 #   KEEP=DIR ./bench/doctorlab.sh            keep each case's outputs in DIR/CASE/ (doctor
@@ -21,7 +22,7 @@
 # destination (the backend's ip:port as the inside sees it), and no other
 # finding. In the client namespace nginx is the reverse proxy (127.0.0.1:8000,
 # proxy_next_upstream off: every upstream failure reaches the client as a
-# 502 or 504); the backends listen on 203.0.113.2:
+# 502 or 504); the backends listen on 203.0.113.2 (FAMILY=6: 2001:db8:113::2):
 #
 #   case       fault                                              expected finding
 #   keepalive  backend nginx keepalive_timeout 5s, the proxy's    keepalive_race   :8081
@@ -64,6 +65,13 @@
 # idle-reset (the short-idle profile's fields) are. A case for a
 # configuration field this edge does not know is skipped, saying so.
 #
+# FAMILY=6: the same cases over IPv6 (scripts/topo.sh up --ipv6): the
+# proxy (still on 127.0.0.1) reaches the backends on 2001:db8:113::2 from
+# fd00:10::2, edge translating with NAT66 (automap's outside IPv6 address);
+# the delay is an ip6tables NFQUEUE (a pure ACK is 72 bytes there), the
+# injector re-sends IPv6 FINs, and doctor names each destination
+# "[2001:db8:113::2]:PORT", as edge prints an IPv6 address and port.
+#
 # Cases run in the order given; "clean" first by default, "backlog" last
 # (its unanswered SYNs stay in edge's table in SYN_SENT, which doctor would
 # report in a later window). Exit status: non-zero if a case's finding is
@@ -72,7 +80,7 @@
 # failed case whose traffic could not run as planned on a busy machine (the
 # keep-alive client's second round late, the clean load far below its rate)
 # is inconclusive and runs once more; its first outputs stay in CASE.busy/.
-# Needs root; installs nginx, iptables, jq, curl, python3 with apt-get only
+# Needs root; installs nginx, iptables (and ip6tables), jq, curl, python3 with apt-get only
 # if missing; removes its namespaces and processes on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +93,14 @@ KEEP=${KEEP:-}
 QDELAY_MS=1000    # proxy -> keep-alive backend one-way delay (ms)
 KA_REUSE=${KA_REUSE:-4.5}  # proxy idle before it reuses its connections (keep-alive shape)
 NFQ=31            # NFQUEUE number of the delay
+FAMILY=${FAMILY:-4}
+# The family's topology option, netfilter tool and the length of a pure ACK
+# with timestamps (IP header + 32; xt_length counts the whole packet).
+case $FAMILY in
+4) topo_fam=() IPT=iptables ACK_LEN=52 ;;
+6) topo_fam=(--ipv6) IPT=ip6tables ACK_LEN=72 ;;
+*) echo "doctorlab.sh: FAMILY must be 4 or 6" >&2; exit 1 ;;
+esac
 
 . scripts/need.sh
 need nginx iptables jq curl python3 tshark
@@ -122,10 +138,13 @@ build_edge "$tmp/edge"
 go build -o "$tmp/abtool" ./bench/abtool
 EDGE=$tmp/edge
 
-echo "== topology (scripts/topo.sh up edge)"
-topo=$(EDGE_BIN=$EDGE ./scripts/topo.sh up edge --max-flows 65536 | tail -1)
+echo "== topology (scripts/topo.sh up edge ${topo_fam[*]})"
+topo=$(EDGE_BIN=$EDGE ./scripts/topo.sh up edge --max-flows 65536 "${topo_fam[@]}" | tail -1)
 # shellcheck disable=SC1090
 . "/tmp/edgetopo/$topo/env"
+# BK: the backends' address; BKH: as it is written before ":PORT" (in
+# nginx, URLs and doctor's destinations: IPv6 in brackets).
+if [ "$FAMILY" = 6 ]; then BK=$DST_IP6 BKH="[$DST_IP6]"; else BK=$DST_IP BKH=$DST_IP; fi
 MAX_FLOWS=65536
 C=$NS_C S=$NS_S
 edgectl() { timeout 20 "$EDGE" --socket "$EDGE_SOCK" "$@"; }
@@ -145,6 +164,7 @@ interfaces:
 routes:
   - {dst: 10.0.0.0/24, interface: inside}
   - {dst: 203.0.113.0/24, interface: outside}
+$([ "$FAMILY" = 4 ] || printf '  - {dst: "fd00:10::/64", interface: inside}\n  - {dst: "2001:db8:113::/64", interface: outside}')
 snat: {mode: automap, ports: "$2", quarantine: 100ms}
 conntrack: {max_flows: $MAX_FLOWS}
 queues: $QUEUES
@@ -154,10 +174,10 @@ profiles:
   # NSX-T gateway firewall closing timers (bench/nsx-ab.sh's "lab" profile)
   - {name: nsx-closing, fin_wait: 900s, last_ack: 4s, time_wait: 4s, close: 2s}
 rules:
-  - {name: idle-backend, zone: inside, proto: tcp, dst: [203.0.113.2], dst_ports: ["8083"], action: allow, profile: short-idle}
-  - {name: nsx-backend, zone: inside, proto: tcp, dst: [203.0.113.2], dst_ports: ["8084"], action: allow, profile: nsx-closing}
+  - {name: idle-backend, zone: inside, proto: tcp, dst: ["$BK"], dst_ports: ["8083"], action: allow, profile: short-idle}
+  - {name: nsx-backend, zone: inside, proto: tcp, dst: ["$BK"], dst_ports: ["8084"], action: allow, profile: nsx-closing}
   # NSX's allow-any toward the backend's answers (edge: only a SYN creates state)
-  - {name: nsx-backend-answers, zone: outside, proto: tcp, src: [203.0.113.2], src_ports: ["8084"], action: allow, profile: nsx-closing}
+  - {name: nsx-backend-answers, zone: outside, proto: tcp, src: ["$BK"], src_ports: ["8084"], action: allow, profile: nsx-closing}
   - {name: outbound, zone: inside, action: allow}
 default_action: drop
 nsx_compat: $1
@@ -214,10 +234,11 @@ while True:
 EOF
 
 # backlog.py ADDR PORT BACKLOG PAUSE: an HTTP/1.0 server that listens with
-# BACKLOG and sleeps PAUSE seconds after each connection it serves.
+# BACKLOG and sleeps PAUSE seconds after each connection it serves (ADDR
+# IPv4 or IPv6).
 cat >"$tmp/backlog.py" <<'EOF'
 import socket, sys, time
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(int(sys.argv[3]))
@@ -292,9 +313,9 @@ http {
 	$(nginx_temp "$d")
 	log_format st '\$msec \$status \$uri \$upstream_addr \$upstream_status';
 	access_log $d/access.log st;
-	upstream ka { server 203.0.113.2:8081; keepalive 32; keepalive_timeout 60s; }
-	upstream idle { server 203.0.113.2:8083; keepalive 8; keepalive_timeout 60s; }
-	upstream nsx { server 203.0.113.2:8084; }   # HTTP/1.0, a new connection per request
+	upstream ka { server $BKH:8081; keepalive 32; keepalive_timeout 60s; }
+	upstream idle { server $BKH:8083; keepalive 8; keepalive_timeout 60s; }
+	upstream nsx { server $BKH:8084; }   # HTTP/1.0, a new connection per request
 	server {
 		listen 127.0.0.1:8000 backlog=4096;
 		keepalive_requests 100000;
@@ -312,11 +333,11 @@ EOF
 	ip netns exec "$C" nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >"$d/out" 2>&1 &
 	lab_pids+=($!)
 	# The delay of the proxy's packets toward the keep-alive backend, but
-	# for its pure ACKs (52 bytes with timestamps): edge sees the proxy
+	# for its pure ACKs (ACK_LEN bytes with timestamps): edge sees the proxy
 	# acknowledge each response at once, so it measures the backend's idle
-	# time as the backend does.
-	in_c iptables -w -A OUTPUT -p tcp -d 203.0.113.2 --dport 8081 --tcp-flags ALL ACK -m length --length 0:52 -j ACCEPT
-	in_c iptables -w -A OUTPUT -p tcp -d 203.0.113.2 --dport 8081 -j NFQUEUE --queue-num $NFQ --queue-bypass
+	# time as the backend does. (An NFQUEUE binding takes both families.)
+	in_c $IPT -w -A OUTPUT -p tcp -d "$BK" --dport 8081 --tcp-flags ALL ACK -m length --length 0:$ACK_LEN -j ACCEPT
+	in_c $IPT -w -A OUTPUT -p tcp -d "$BK" --dport 8081 -j NFQUEUE --queue-num $NFQ --queue-bypass
 	ip netns exec "$C" python3 "$tmp/nfqdelay.py" $NFQ $QDELAY_MS >"$tmp/nfqdelay.log" 2>&1 &
 	lab_pids+=($!)
 	in_c sysctl -qw net.ipv4.tcp_tw_reuse=1
@@ -338,19 +359,19 @@ http {
 	$(nginx_temp "$d")
 	access_log off;
 	keepalive_requests 100000;
-	server { listen 203.0.113.2:8081 backlog=4096; keepalive_timeout $1; location / { return 200 "ok\n"; } }
-	server { listen 203.0.113.2:8083; keepalive_timeout 75s; location / { return 200 "ok\n"; } }
+	server { listen $BKH:8081 backlog=4096; keepalive_timeout $1; location / { return 200 "ok\n"; } }
+	server { listen $BKH:8083; keepalive_timeout 75s; location / { return 200 "ok\n"; } }
 }
 EOF
 	ip netns exec "$S" nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >"$d/out" 2>&1 &
 	case_pids+=($!)
-	ip netns exec "$S" python3 "$tmp/backlog.py" 203.0.113.2 8082 "$2" "$3" >"$d/backlog.log" 2>&1 &
+	ip netns exec "$S" python3 "$tmp/backlog.py" "$BK" 8082 "$2" "$3" >"$d/backlog.log" 2>&1 &
 	case_pids+=($!)
-	ip netns exec "$S" "$tmp/abtool" server -listen 203.0.113.2:8084 >"$d/abtool.log" 2>&1 &
+	ip netns exec "$S" "$tmp/abtool" server -listen "$BKH:8084" >"$d/abtool.log" 2>&1 &
 	case_pids+=($!)
 	local p
 	for p in 8081 8082 8083 8084; do
-		for _ in $(seq 50); do in_s bash -c "exec 3<>/dev/tcp/203.0.113.2/$p" 2>/dev/null && break; sleep 0.1; done
+		for _ in $(seq 50); do in_s bash -c "exec 3<>/dev/tcp/$BK/$p" 2>/dev/null && break; sleep 0.1; done
 	done
 }
 
@@ -383,7 +404,7 @@ traffic_nsx() {
 	local inj=
 	in_c sysctl -qw net.ipv4.ip_local_port_range="40000 40063"
 	if [ "${INJECT:-}" = 1 ]; then
-		ip netns exec "$S" "$tmp/abtool" inject -iface "$DEV_S" -backend 203.0.113.2:8084 -delay 1s >"$out/inject.out" 2>"$out/inject.err" &
+		ip netns exec "$S" "$tmp/abtool" inject -iface "$DEV_S" -backend "$BKH:8084" -delay 1s >"$out/inject.out" 2>"$out/inject.err" &
 		inj=$!
 		sleep 0.3
 	fi
@@ -405,7 +426,7 @@ traffic_backlog() {
 	local i
 	for burst in 1 2; do
 		for i in $(seq 12); do
-			ip netns exec "$C" curl -s -o /dev/null -w "%{http_code}\n" --connect-timeout 3 --max-time 4 http://203.0.113.2:8082/ >>"$out/backlog.status" &
+			ip netns exec "$C" curl -gs -o /dev/null -w "%{http_code}\n" --connect-timeout 3 --max-time 4 "http://$BKH:8082/" >>"$out/backlog.status" &
 		done
 		sleep 1
 	done
@@ -540,7 +561,7 @@ expect_capture() {
 }
 
 start_proxy
-in_c curl -s -o /dev/null --max-time 5 http://203.0.113.2:8082/ 2>/dev/null || true  # edge resolves its neighbours
+in_c curl -gs -o /dev/null --max-time 5 "http://$BKH:8082/" 2>/dev/null || true  # edge resolves its neighbours
 FULL=1024-65535 NSXPORTS=20000-20063
 # supports YAML: this edge knows the top-level configuration line YAML (a
 # case for a newer feature is skipped, saying so, on an edge without it).
@@ -561,28 +582,28 @@ attempt() {
 			expect_none clean ;;
 	keepalive)
 		run_case keepalive 10 false $FULL 300s 5s 128 0 traffic_keepalive &&
-			expect keepalive keepalive_race 203.0.113.2:8081 failing /ka &&
+			expect keepalive keepalive_race "$BKH:8081" failing /ka &&
 			expect_capture keepalive 8081 server_rst ;;
 	idle)
 		run_case idle 7 false $FULL 2s 75s 128 0 traffic_idle &&
-			expect idle idle_expiry 203.0.113.2:8083 failing /idle ;;
+			expect idle idle_expiry "$BKH:8083" failing /idle ;;
 	idle-reset) # the same with idle_expiry: reset: both ends told, nginx reconnects
 		if ! supports "profiles: [{name: p, idle_expiry: reset}]"; then skip idle-reset "this edge has no idle_expiry: reset"; return 0; fi
 		run_case idle-reset 6 false $FULL "2s, idle_expiry: reset" 75s 128 0 traffic_idle &&
-			expect idle-reset idle_expiry 203.0.113.2:8083 prevented ok:/idle ;;
+			expect idle-reset idle_expiry "$BKH:8083" prevented ok:/idle ;;
 	nsx)
 		INJECT=1 run_case nsx 6 true $NSXPORTS 300s 75s 128 0 traffic_nsx &&
-			expect nsx stray_fin_port_reuse 203.0.113.2:8084 failing /nsx ;;
+			expect nsx stray_fin_port_reuse "$BKH:8084" failing /nsx ;;
 	nsx-edge)
 		INJECT=1 run_case nsx-edge 6 false $NSXPORTS 300s 75s 128 0 traffic_nsx &&
-			expect nsx-edge stray_fin_port_reuse 203.0.113.2:8084 prevented ;;
+			expect nsx-edge stray_fin_port_reuse "$BKH:8084" prevented ;;
 	nsx-shadow) # edge's own verdicts, NSX's judged beside them: the connections NSX would have failed
 		if ! supports "nsx_shadow: true"; then skip nsx-shadow "this edge has no nsx_shadow"; return 0; fi
 		EDGE_EXTRA="nsx_shadow: true" INJECT=1 run_case nsx-shadow 6 false $NSXPORTS 300s 75s 128 0 traffic_nsx &&
-			expect nsx-shadow stray_fin_port_reuse 203.0.113.2:8084 prevented ok:/nsx '.evidence.counts.nsx_would_fail > 0' ;;
+			expect nsx-shadow stray_fin_port_reuse "$BKH:8084" prevented ok:/nsx '.evidence.counts.nsx_would_fail > 0' ;;
 	backlog)
 		run_case backlog 7 false $FULL 300s 75s 1 0.3 traffic_backlog &&
-			expect backlog syn_unanswered 203.0.113.2:8082 failing ;;
+			expect backlog syn_unanswered "$BKH:8082" failing ;;
 	*) echo "doctorlab.sh: unknown case $1" >&2; exit 2 ;;
 	esac
 }
@@ -600,7 +621,7 @@ for c in $CASES; do
 	fail=1 failed+=("$c")
 done
 
-echo "== edge doctor on the lab ($EDGE_SRC; $(date -u +%Y-%m-%dT%H:%MZ); $SECONDS s)"
+echo "== edge doctor on the lab, IPv$FAMILY ($EDGE_SRC; $(date -u +%Y-%m-%dT%H:%MZ); $SECONDS s)"
 printf '  %s\n' "${summary[@]}"
 if [ "$fail" != 0 ]; then
 	for c in "${failed[@]}"; do

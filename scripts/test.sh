@@ -121,6 +121,8 @@ if [ "$(id -u)" -eq 0 ]; then
 	FAMILY=6 SHORT=1 ./bench/nsx-ab.sh
 	stage "edge doctor on real 502s (bench/doctorlab.sh CI=1: nginx keep-alive race, idle expiry (silent and reset), NSX stray FIN in nsx_compat, edge's mode and nsx_shadow, listen backlog 1: fails unless doctor names each for its backend, or if clean traffic gives a finding)"
 	CI=1 ./bench/doctorlab.sh
+	stage "edge doctor on real 502s over IPv6 (bench/doctorlab.sh FAMILY=6 CI=1, cases clean keepalive nsx backlog: the proxy's upstream leg over IPv6 through NAT66; same gates, destinations [addr]:port)"
+	FAMILY=6 CI=1 CASES="clean keepalive nsx backlog" ./bench/doctorlab.sh
 	stage "SYN flood into a full table (bench/synflood.sh, edge only, medians of 3: fails if a paced TCP stream loses > 20% or stalls > 100 ms)"
 	RUNS=3 MODES=edge ./bench/synflood.sh
 	stage "two SYN floods back to back, random ports then random inside sources (bench/synflood.sh FLOODS, edge only, 5 runs: fails if in any run a paced TCP stream keeps < 80% during a flood or < 20% in a second of it)"

@@ -197,20 +197,26 @@ func TestCaptureTshark(t *testing.T) {
 // request is a server_rst anomaly whose pcapng holds the connection's
 // history; a TCP segment of no flow (injected from the client) is a
 // state_mismatch drop, read from a capture armed with --arm. tshark and
-// gopacket read the files.
+// gopacket read the files. In each family.
 func TestCaptureEndToEnd(t *testing.T) {
 	netnstest.Require(t)
 	bin := netnstest.BuildEdge(t, ".")
+	for _, fam := range e2eFamilies {
+		t.Run(fam.name, func(t *testing.T) { testCaptureEndToEnd(t, bin, fam) })
+	}
+}
+
+func testCaptureEndToEnd(t *testing.T, bin string, fam e2eFamily) {
 	dir := t.TempDir()
-	client, edge, server := netnstest.Gateway(t, "cap")
-	sock, logText, _ := runDaemon(t, bin, dir, edge, e2eFamilies[0].config(""))
+	client, edge, server := fam.gateway(t, "cap")
+	sock, logText, _ := runDaemon(t, bin, dir, edge, fam.config(""))
 	cli := func(args ...string) *exec.Cmd {
 		return exec.Command(bin, append([]string{"--socket", sock}, args...)...)
 	}
 
 	// A server that reads the request and resets the connection.
 	var l net.Listener
-	if err := server.Do(func() (err error) { l, err = net.Listen("tcp4", "203.0.113.2:7001"); return err }); err != nil {
+	if err := server.Do(func() (err error) { l, err = net.Listen(fam.tcp(), hp(fam.server, 7001)); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
@@ -231,7 +237,7 @@ func TestCaptureEndToEnd(t *testing.T) {
 	}()
 	request := func() error {
 		return client.Do(func() error {
-			c, err := net.DialTimeout("tcp4", "203.0.113.2:7001", 3*time.Second)
+			c, err := net.DialTimeout(fam.tcp(), hp(fam.server, 7001), 3*time.Second)
 			if err != nil {
 				return err
 			}
@@ -304,7 +310,7 @@ func TestCaptureEndToEnd(t *testing.T) {
 	t.Logf("edge capture:\n%s\ntshark comments:\n%s", strings.Join(capOut, "\n"), strings.Join(comments, "\n"))
 	last := comments[len(comments)-1]
 	if !strings.HasPrefix(last, "edge: passed; anomaly server_rst #") ||
-		!strings.Contains(last, "; flow tcp 10.0.0.2:") || !strings.Contains(last, " > 203.0.113.2:7001 gen ") || !strings.HasSuffix(last, " reply") {
+		!strings.Contains(last, "; flow tcp "+strings.TrimSuffix(hp(fam.client, 0), "0")) || !strings.Contains(last, " > "+hp(fam.server, 7001)+" gen ") || !strings.HasSuffix(last, " reply") {
 		t.Fatalf("the last packet is not the server's reset with its verdict: %q", last)
 	}
 	// Its history: the handshake and the request came before it.
@@ -328,15 +334,21 @@ func TestCaptureEndToEnd(t *testing.T) {
 	if out, err := cli("capture", "--arm", "--for", "30s").CombinedOutput(); err != nil || !strings.Contains(string(out), "armed until") {
 		t.Fatalf("edge capture --arm: %v\n%s", err, out)
 	}
-	ack := headertest.Build(headertest.Spec{Src: netip.MustParseAddr("10.0.0.2"), Dst: netip.MustParseAddr("203.0.113.2"),
+	ack := headertest.Build(headertest.Spec{Src: fam.client, Dst: fam.server,
 		Proto: header.ProtoTCP, SrcPort: 45678, DstPort: 7002, Flags: header.TCPFlagACK, Seq: 1, Ack: 1, Payload: []byte("late")})
+	// A raw IPPROTO_RAW socket sends the packet as built (IPv6 too: Linux
+	// implies the header is included for IPPROTO_RAW).
+	domain, to := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Addr: fam.server.As16()})
+	if fam.server.Is4() {
+		domain, to = unix.AF_INET, &unix.SockaddrInet4{Addr: fam.server.As4()}
+	}
 	if err := client.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		fd, err := unix.Socket(domain, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
-		return unix.Sendto(fd, ack, 0, &unix.SockaddrInet4{Addr: [4]byte{203, 0, 113, 2}})
+		return unix.Sendto(fd, ack, 0, to)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os/exec"
@@ -18,7 +19,7 @@ interfaces: {inside: {name: in}, outside: {name: out}}
 routes:
   - {dst: 10.0.0.0/24, interface: inside}
   - {dst: 203.0.113.0/24, interface: outside}
-snat: {mode: automap}
+%ssnat: {mode: automap}
 conntrack: {max_flows: 4096}
 profiles:
   - {name: short-reset, established: 2s, idle_expiry: reset}
@@ -31,16 +32,24 @@ rules:
 // established timer is 2 s and idle_expiry reset: a connection left idle
 // past it is reset at both ends (both sockets see ECONNRESET), `edge
 // events` says the expiry was a reset, and `edge doctor` reports a
-// prevented idle_expiry finding for the destination that says so.
+// prevented idle_expiry finding for the destination that says so; in
+// each family (IPv6: edge's resets are IPv6 segments).
 func TestDoctorIdleExpiryReset(t *testing.T) {
 	netnstest.Require(t)
 	bin := netnstest.BuildEdge(t, ".")
+	for _, fam := range e2eFamilies {
+		t.Run(fam.name, func(t *testing.T) { testDoctorIdleExpiryReset(t, bin, fam) })
+	}
+}
+
+func testDoctorIdleExpiryReset(t *testing.T, bin string, fam e2eFamily) {
 	dir := t.TempDir()
-	client, edge, server := netnstest.Gateway(t, "dx")
-	sock, logText, _ := runDaemon(t, bin, dir, edge, doctorResetConfig)
+	client, edge, server := fam.gateway(t, "dx")
+	sock, logText, _ := runDaemon(t, bin, dir, edge, fmt.Sprintf(doctorResetConfig, fam.routes))
+	dst := hp(fam.server, 7005)
 
 	var l net.Listener
-	if err := server.Do(func() (err error) { l, err = net.Listen("tcp4", "203.0.113.2:7005"); return err }); err != nil {
+	if err := server.Do(func() (err error) { l, err = net.Listen(fam.tcp(), dst); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
@@ -69,7 +78,7 @@ func TestDoctorIdleExpiryReset(t *testing.T) {
 	// A first connection lets edge resolve its neighbours (its SYN may be
 	// resent), before the window.
 	if err := client.Do(func() error {
-		c, err := net.DialTimeout("tcp4", "203.0.113.2:7005", 5*time.Second)
+		c, err := net.DialTimeout(fam.tcp(), dst, 5*time.Second)
 		if err == nil {
 			c.Close()
 		}
@@ -86,7 +95,7 @@ func TestDoctorIdleExpiryReset(t *testing.T) {
 	var clientErr error
 	fs := watchDoctor(t, bin, sock, "6s", func() {
 		err := client.Do(func() error {
-			c, err := net.DialTimeout("tcp4", "203.0.113.2:7005", 3*time.Second)
+			c, err := net.DialTimeout(fam.tcp(), dst, 3*time.Second)
 			if err != nil {
 				return err
 			}
@@ -124,7 +133,8 @@ func TestDoctorIdleExpiryReset(t *testing.T) {
 			ended = true
 		}
 	}
-	if !strings.Contains(evOut.String(), "expired tcp 10.0.0.2:") || !strings.Contains(evOut.String(), " reset ") {
+	// "expired tcp CLIENT:PORT ...": the client's address as hp writes it, before any port.
+	if !strings.Contains(evOut.String(), "expired tcp "+strings.TrimSuffix(hp(fam.client, 0), "0")) || !strings.Contains(evOut.String(), " reset ") {
 		t.Errorf("edge events: no expired event saying reset:\n%s", evOut.String())
 	}
 	var found bool
@@ -132,11 +142,11 @@ func TestDoctorIdleExpiryReset(t *testing.T) {
 		if f["pattern"] == "idle_expiry" {
 			ev, _ := f["evidence"].(map[string]any)
 			sum, _ := ev["summary"].(string)
-			found = f["destination"] == "203.0.113.2:7005" && f["severity"] == "prevented" && f["count"] == 1.0 &&
+			found = f["destination"] == dst && f["severity"] == "prevented" && f["count"] == 1.0 &&
 				strings.Contains(sum, "reset both ends")
 		}
 	}
 	if !found || len(fs) != 1 {
-		t.Errorf("want one prevented idle_expiry finding for 203.0.113.2:7005 saying the ends were reset, got %v", fs)
+		t.Errorf("want one prevented idle_expiry finding for %s saying the ends were reset, got %v", dst, fs)
 	}
 }
