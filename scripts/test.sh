@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh            generated-code check, vet, format check, unit tests, race tests, fuzz
 #                              smoke, benchmark smoke, then (as root) the lab, the NAT behaviour
-#                              gates, the short pps benchmark and the short NSX A/B, the SYN-flood
+#                              gates, the short pps benchmark, the short NSX A/B, the doctor lab
+#                              and the SYN-flood labs, each lab in IPv4 and IPv6, the SYN-flood
 #                              labs; each lab again over IPv6 (FAMILY=6; pps and SYN floods with
 #                              fewer rounds)
 #   FUZZTIME=60s scripts/test.sh   fuzz longer (default 150000 executions per target)
