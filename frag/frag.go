@@ -124,6 +124,7 @@ type Table[V any] struct {
 	released  [][]byte
 
 	sweep int // next bucket Expire visits
+	live  int // slots in use: Expire has nothing to do at 0 (the usual case)
 
 	Stats Stats
 }
@@ -192,6 +193,7 @@ func (t *Table[V]) claim(k *Key, now int64) int {
 		}
 		if !s.used {
 			*s = slot[V]{used: true, key: *k, deadline: now + t.timeout, heldHead: noFrame, heldTail: noFrame}
+			t.live++
 			return i
 		}
 	}
@@ -211,6 +213,7 @@ func (t *Table[V]) forget(s *slot[V], expired bool) {
 		t.Stats.ExpiredState++
 	}
 	s.used = false
+	t.live--
 	s.heldHead, s.heldTail, s.nheld = noFrame, noFrame, 0
 }
 
@@ -319,6 +322,9 @@ func (t *Table[V]) Follow(k *Key, now int64, frame []byte, off, n int, more bool
 // bucket to be used again.
 func (t *Table[V]) Expire(now int64, budget int) {
 	buckets := len(t.slots) / Ways
+	if t.live == 0 {
+		return // nothing to expire: the data plane calls this every batch
+	}
 	for ; budget > 0; budget-- {
 		b := t.sweep * Ways
 		for i := b; i < b+Ways; i++ {

@@ -41,6 +41,9 @@ func checkPool[V any](t testing.TB, tab *Table[V]) {
 	for _, f := range tab.free {
 		owner[f]++
 	}
+	if used, _ := tab.Len(); used != tab.live {
+		t.Fatalf("%d slots in use, live count %d", used, tab.live)
+	}
 	for i := range tab.slots {
 		s := &tab.slots[i]
 		if !s.used {
