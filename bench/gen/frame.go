@@ -208,13 +208,20 @@ func queueOf(s, d uint16, n uint32) uint32 {
 	return (h >> 16) % n
 }
 
-// template builds the frame of length n with variable fields zero and
-// returns it with its UDP checksum partial sum (pseudo-header included).
-func template(c FrameConfig, n int) ([]byte, uint32) {
+// ethFrame returns a zeroed frame of n bytes with c's Ethernet header
+// (destination, source, etherType) written.
+func ethFrame(c FrameConfig, n int, etherType uint16) []byte {
 	f := make([]byte, n)
 	copy(f[0:6], c.DstMAC[:])
 	copy(f[6:12], c.SrcMAC[:])
-	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	binary.BigEndian.PutUint16(f[12:], etherType)
+	return f
+}
+
+// template builds the frame of length n with variable fields zero and
+// returns it with its UDP checksum partial sum (pseudo-header included).
+func template(c FrameConfig, n int) ([]byte, uint32) {
+	f := ethFrame(c, n, 0x0800)
 	ip := f[offIP:]
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:], uint16(n-ethLen))
@@ -241,10 +248,7 @@ func template(c FrameConfig, n int) ([]byte, uint32) {
 
 // template6 is template for IPv6 (hop limit 64, no extension header).
 func template6(c FrameConfig, n int) ([]byte, uint32) {
-	f := make([]byte, n)
-	copy(f[0:6], c.DstMAC[:])
-	copy(f[6:12], c.SrcMAC[:])
-	binary.BigEndian.PutUint16(f[12:], 0x86dd)
+	f := ethFrame(c, n, 0x86dd)
 	ip := f[offIP:]
 	ip[0] = 0x60
 	ulen := n - offIP - ip6Len
@@ -271,10 +275,7 @@ func template6(c FrameConfig, n int) ([]byte, uint32) {
 // header) with ports, sequence number and TCP checksum zero, and returns it
 // with its TCP checksum partial sum (pseudo-header included).
 func synTemplate(c FrameConfig, n int) ([]byte, uint32) {
-	f := make([]byte, n)
-	copy(f[0:6], c.DstMAC[:])
-	copy(f[6:12], c.SrcMAC[:])
-	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	f := ethFrame(c, n, 0x0800)
 	ip := f[offIP:]
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:], ipLen+tcpLen)
@@ -300,10 +301,7 @@ func synTemplate(c FrameConfig, n int) ([]byte, uint32) {
 // synTemplate6 is synTemplate for IPv6 (hop limit 64, no extension
 // header): n is MinSYNFrame6 without the FCS.
 func synTemplate6(c FrameConfig, n int) ([]byte, uint32) {
-	f := make([]byte, n)
-	copy(f[0:6], c.DstMAC[:])
-	copy(f[6:12], c.SrcMAC[:])
-	binary.BigEndian.PutUint16(f[12:], 0x86dd)
+	f := ethFrame(c, n, 0x86dd)
 	ip := f[offIP:]
 	ip[0] = 0x60
 	binary.BigEndian.PutUint16(ip[4:], tcpLen)
