@@ -38,7 +38,9 @@ const statusTTL = 30 * time.Second
 // format. It reads them at scrape time (Backend.Stats), never per packet:
 // the data plane publishes its counters once per batch whatever scrapes.
 // Concurrent scrapes are safe; each costs one Stats call (with the SNAT
-// destinations when SNAT is on), plus a Status call every 30 s.
+// destinations when SNAT is on) and one Destinations call (conntrack's
+// per-destination signals, copied by the workers between batches), plus a
+// Status call every 30 s.
 //
 // Counters the data plane publishes without its workers' help are exported
 // even when the workers do not answer for the SNAT destinations: edge_up
